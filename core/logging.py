@@ -1,0 +1,84 @@
+"""structlog configuration with a scrubber that runs on every line.
+
+Personal data and secrets must never reach logs in clear, whatever a developer passes
+as a keyword: configured secrets are redacted verbatim and long digit runs (phone
+numbers, CPFs) are masked, so a careless `log.info(..., payload=body)` stays safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+_DIGIT_RUN = re.compile(r"\+?\d[\d\s().-]{8,}\d")
+_SENSITIVE_KEYS = {"token", "api_key", "authorization", "client-token", "password", "secret"}
+
+
+def _mask_digits(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    if len(digits) < 10:
+        return match.group(0)
+    return f"{digits[:4]}***{digits[-2:]}"
+
+
+class Scrubber:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, "[REDACTED]")
+            return _DIGIT_RUN.sub(_mask_digits, value)
+        if isinstance(value, dict):
+            return {
+                k: "[REDACTED]" if str(k).lower() in _SENSITIVE_KEYS else self.scrub(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            return [self.scrub(v) for v in value]
+        if isinstance(value, int) and not isinstance(value, bool) and value > 10**9:
+            return self.scrub(str(value))
+        if isinstance(value, BaseException):
+            return self.scrub(repr(value))
+        return value
+
+    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        return {k: v if k in {"timestamp", "level"} else self.scrub(v) for k, v in event_dict.items()}
+
+
+def configure_logging(*, level: str = "INFO", fmt: str = "console", secrets: Iterable[str] = ()) -> None:
+    """Idempotent: the app factory calls it for every app (tests build many)."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            Scrubber(secrets),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # aiohttp's access log would print query strings (webhook tokens): keep it quiet.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

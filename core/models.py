@@ -1,0 +1,92 @@
+"""Typed messages that cross module boundaries.
+
+Channels parse provider webhooks into `InboundMessage`; everything after the edge
+works on these models, never on provider JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MessageKind(StrEnum):
+    TEXT = "text"
+    AUDIO = "audio"
+    IMAGE = "image"
+    DOCUMENT = "document"
+    VIDEO = "video"
+    STICKER = "sticker"
+    LOCATION = "location"
+    CONTACT = "contact"
+    BUTTON_REPLY = "button_reply"
+    LIST_REPLY = "list_reply"
+    REACTION = "reaction"
+    OTHER = "other"
+
+
+class AdReferral(BaseModel):
+    """Where a lead came from when they clicked an ad (Click-to-WhatsApp, IG ads)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    ctwa_clid: str | None = None
+    source_id: str | None = None
+    source_url: str | None = None
+    source_type: str | None = None
+    headline: str | None = None
+
+
+class InboundMessage(BaseModel):
+    """One thing a contact sent us, whatever the channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str
+    contact_id: str = Field(description="Provider's id of the contact: phone digits, IGSID...")
+    provider_message_id: str
+    kind: MessageKind
+    text: str | None = None
+    media_url: str | None = None
+    media_mime: str | None = None
+    media_caption: str | None = None
+    file_name: str | None = None
+    phone: str | None = None
+    name: str | None = None
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    referral: AdReferral | None = None
+    from_me: bool = False
+    is_group: bool = False
+    reply_to_provider_id: str | None = None
+
+    @property
+    def contact_key(self) -> str:
+        """Stable identity of a conversation partner across the process."""
+        return f"{self.channel}:{self.contact_id}"
+
+
+class IgnoredEvent(BaseModel):
+    """A webhook we acknowledge and deliberately do not answer (status, group, ...)."""
+
+    reason: str
+    provider_message_id: str | None = None
+    # Kept when the event is a message the business sent from the phone: a later
+    # issue pauses the bot on those, so they are recorded, not dropped.
+    message: InboundMessage | None = None
+
+
+def mask_phone(value: str | None) -> str:
+    """Keep enough of a phone to tell contacts apart in logs, never the whole number."""
+    if not value:
+        return "-"
+    digits = "".join(ch for ch in value if ch.isdigit())
+    if len(digits) < 6:
+        return "***"
+    return f"{digits[:4]}***{digits[-2:]}"
+
+
+def mask_contact_key(key: str) -> str:
+    channel, _, contact = key.partition(":")
+    return f"{channel}:{mask_phone(contact)}"

@@ -1,0 +1,148 @@
+"""The one configuration object of the process.
+
+Built once by the app factory (or the CLI) and passed down; modules never read the
+environment themselves, so tests can build any configuration without monkeypatching.
+Names follow the original design documents (see ../shared/DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- server -------------------------------------------------------------------
+    port: int = 8080
+    host: str = "0.0.0.0"
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "console"
+    max_body_bytes: int = 1_048_576
+
+    # --- store --------------------------------------------------------------------
+    sqlite_path: Path = PROJECT_ROOT / "data" / "sdr.sqlite3"
+
+    # --- OpenAI -------------------------------------------------------------------
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-4o"
+    openai_transcribe_model: str = "whisper-1"
+    openai_timeout_s: float = 30.0
+    openai_max_attempts: int = 4
+    openai_backoff_base_s: float = 1.0
+    media_max_bytes: int = 16 * 1024 * 1024
+
+    # --- Z-API --------------------------------------------------------------------
+    zapi_base_url: str = "https://api.z-api.io"
+    zapi_instance_id: str | None = None
+    zapi_instance_token: SecretStr | None = None
+    zapi_client_token: SecretStr | None = None
+    zapi_webhook_secret: SecretStr | None = None
+
+    # --- Chatwoot (mirror lands in its own issue; the names are reserved here) -----
+    chatwoot_api_url: str | None = None
+    chatwoot_api_token: SecretStr | None = None
+    chatwoot_account_id: str | None = None
+    chatwoot_inbox_id: str | None = None
+    chatwoot_webhook_secret: SecretStr | None = None
+
+    # --- Supabase / PipeRun / Meta (reported in health; clients land in later issues)
+    supabase_url: str | None = None
+    supabase_service_role_key: SecretStr | None = None
+    piperun_api_url: str = "https://api.pipe.run/v1"
+    piperun_api_token: SecretStr | None = None
+
+    # --- conversation runtime -----------------------------------------------------
+    debounce_quiet_s: float = 3.0
+    debounce_max_s: float = 15.0
+    history_window: int = 20
+    max_concurrent_turns: int = 32
+    turn_retry_base_s: float = 5.0
+    turn_retry_max_s: float = 300.0
+
+    # --- replies ------------------------------------------------------------------
+    reply_max_parts: int = 3
+    typing_chars_per_s: float = 30.0
+    typing_max_s: int = 8
+
+    # --- outbox dispatcher --------------------------------------------------------
+    outbox_workers: int = 8
+    outbox_poll_s: float = 1.0
+    outbox_max_attempts: int = 6
+    outbox_backoff_base_s: float = 2.0
+    outbox_backoff_max_s: float = 300.0
+    http_timeout_s: float = 15.0
+    shutdown_grace_s: float = 10.0
+
+    @field_validator(
+        "openai_api_key",
+        "zapi_instance_token",
+        "zapi_client_token",
+        "zapi_webhook_secret",
+        "chatwoot_api_token",
+        "chatwoot_webhook_secret",
+        "supabase_service_role_key",
+        "piperun_api_token",
+        mode="before",
+    )
+    @classmethod
+    def _blank_secret_is_unset(cls, value: object) -> object:
+        # `.env.example` copied as-is leaves `KEY=`; that means "not configured".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("zapi_instance_id", "chatwoot_api_url", "supabase_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    # --- derived ------------------------------------------------------------------
+    @property
+    def openai_configured(self) -> bool:
+        return self.openai_api_key is not None
+
+    @property
+    def zapi_configured(self) -> bool:
+        return bool(self.zapi_instance_id and self.zapi_instance_token)
+
+    @property
+    def chatwoot_configured(self) -> bool:
+        return bool(self.chatwoot_api_url and self.chatwoot_api_token and self.chatwoot_account_id)
+
+    @property
+    def supabase_configured(self) -> bool:
+        return bool(self.supabase_url and self.supabase_service_role_key)
+
+    @property
+    def piperun_configured(self) -> bool:
+        return self.piperun_api_token is not None
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so the log scrubber can redact them verbatim."""
+        out: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                raw = value.get_secret_value()
+                if len(raw) >= 4:
+                    out.append(raw)
+        return out
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+__all__ = ["Settings", "load_settings", "PROJECT_ROOT"]

@@ -1,0 +1,12 @@
+"""The channels this build knows. Adding a channel = one module + one line here."""
+
+from __future__ import annotations
+
+from channels.base import Channel
+from channels.zapi import ZapiChannel
+from core.settings import Settings
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    channels: list[Channel] = [ZapiChannel(settings)]
+    return {channel.name: channel for channel in channels}

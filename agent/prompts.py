@@ -1,0 +1,176 @@
+"""The system prompt and company knowledge, read from text files in `prompts/`.
+
+Prompts are files, not code, so a user re-targets the bot to their company by editing
+`prompts/company.toml` and `prompts/knowledge/*.md` without touching Python. The files
+are read once (at start) into a `PromptBundle`; each turn only fills placeholders.
+
+Placeholders are filled in a single pass with a closed list of names, so braces inside
+the knowledge text or inside something the lead said (a name like "{knowledge}") are
+never interpreted. The static part (rules, knowledge) comes before the per-turn part
+(time, lead profile) in the template so the provider's prompt cache can reuse it.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agent.lead import LeadProfile, describe_lead, field_label
+from core.settings import PROJECT_ROOT
+
+DEFAULT_PROMPTS_DIR = PROJECT_ROOT / "prompts"
+
+PLACEHOLDERS: frozenset[str] = frozenset(
+    {"company_name", "knowledge", "lead_profile", "missing_fields", "now"}
+)
+# Without these the bot would answer blind (no knowledge) or re-ask known data.
+REQUIRED_PLACEHOLDERS: frozenset[str] = frozenset({"knowledge", "lead_profile", "missing_fields"})
+
+# Knowledge files in the order they read best; any other *.md a user adds comes after.
+KNOWLEDGE_ORDER: tuple[str, ...] = ("company.md", "products.md", "faq.md")
+
+_PLACEHOLDER_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+# A lead-supplied value is data in the prompt, not text the lead may fill at will.
+MAX_PROFILE_VALUE_CHARS = 120
+
+_WEEKDAYS = (
+    "segunda-feira",
+    "terça-feira",
+    "quarta-feira",
+    "quinta-feira",
+    "sexta-feira",
+    "sábado",
+    "domingo",
+)
+
+
+class PromptError(ValueError):
+    """The prompt files are unusable; raised at load so a typo never reaches a lead."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptBundle:
+    system_template: str
+    knowledge: str
+    company_name: str
+    timezone: tzinfo
+    prompts_dir: Path
+
+
+def _company_timezone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        if name == "America/Sao_Paulo":
+            # Slim images may lack tzdata; Brasília time has had no DST since 2019.
+            return timezone(timedelta(hours=-3), "BRT")
+        raise PromptError(f"unknown timezone {name!r} in company.toml") from None
+
+
+def load_prompt_bundle(prompts_dir: Path | str | None = None) -> PromptBundle:
+    """Read and check every prompt file; any problem names the file at fault."""
+    base = Path(prompts_dir) if prompts_dir is not None else DEFAULT_PROMPTS_DIR
+
+    system_path = base / "system.md"
+    try:
+        template = system_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PromptError(f"system prompt not found: {system_path}") from None
+    used = set(_PLACEHOLDER_RE.findall(template))
+    unknown = used - PLACEHOLDERS
+    if unknown:
+        raise PromptError(
+            f"{system_path}: unknown placeholder(s) {sorted('{' + u + '}' for u in unknown)}; "
+            f"allowed: {sorted('{' + p + '}' for p in PLACEHOLDERS)}"
+        )
+    absent = REQUIRED_PLACEHOLDERS - used
+    if absent:
+        raise PromptError(f"{system_path}: missing placeholder(s) {sorted('{' + a + '}' for a in absent)}")
+
+    company_path = base / "company.toml"
+    try:
+        company = tomllib.loads(company_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PromptError(f"company file not found: {company_path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PromptError(f"{company_path} is not valid TOML: {exc}") from None
+    company_name = company.get("name")
+    if not isinstance(company_name, str) or not company_name.strip():
+        raise PromptError(f"{company_path}: 'name' (the company name) is required")
+    tz_name = company.get("timezone", "America/Sao_Paulo")
+    if not isinstance(tz_name, str):
+        raise PromptError(f"{company_path}: 'timezone' must be text, e.g. \"America/Sao_Paulo\"")
+
+    knowledge_dir = base / "knowledge"
+    files = sorted(knowledge_dir.glob("*.md"), key=lambda p: (
+        KNOWLEDGE_ORDER.index(p.name) if p.name in KNOWLEDGE_ORDER else len(KNOWLEDGE_ORDER),
+        p.name,
+    ))
+    parts = [p.read_text(encoding="utf-8").strip() for p in files]
+    parts = [part for part in parts if part]
+    if not parts:
+        raise PromptError(f"no knowledge found: add at least one .md file to {knowledge_dir}")
+
+    return PromptBundle(
+        system_template=template,
+        knowledge="\n\n".join(parts),
+        company_name=company_name.strip(),
+        timezone=_company_timezone(tz_name),
+        prompts_dir=base,
+    )
+
+
+def format_now(now: datetime, tz: tzinfo) -> str:
+    """Weekday and local time in pt-BR, so the bot greets right and knows "amanhã"."""
+    local = now.astimezone(tz) if now.tzinfo is not None else now
+    return f"{_WEEKDAYS[local.weekday()]}, {local:%d/%m/%Y %H:%M}"
+
+
+def _compact(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > MAX_PROFILE_VALUE_CHARS:
+        text = text[: MAX_PROFILE_VALUE_CHARS - 1].rstrip() + "…"
+    return text
+
+
+def render_lead_profile(profile: LeadProfile) -> str:
+    # The phone is known from the channel; the model only needs to know that it is.
+    lines = [f"- {_compact(line)}" for line in describe_lead(profile, include_phone=False)]
+    return "\n".join(lines) if lines else "(nada ainda: é o começo da conversa)"
+
+
+def render_missing_fields(missing: list[str]) -> str:
+    if not missing:
+        return "(nenhum: qualificação completa; ofereça o orçamento ou falar com um consultor)"
+    return "\n".join(f"- {field_label(name)}" for name in missing)
+
+
+def render_system_prompt(
+    bundle: PromptBundle, *, profile: LeadProfile, missing: list[str], now: datetime
+) -> str:
+    values = {
+        "company_name": bundle.company_name,
+        "knowledge": bundle.knowledge,
+        "lead_profile": render_lead_profile(profile),
+        "missing_fields": render_missing_fields(missing),
+        "now": format_now(now, bundle.timezone),
+    }
+    return _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), bundle.system_template)
+
+
+__all__ = [
+    "DEFAULT_PROMPTS_DIR",
+    "PLACEHOLDERS",
+    "PromptBundle",
+    "PromptError",
+    "format_now",
+    "load_prompt_bundle",
+    "render_lead_profile",
+    "render_missing_fields",
+    "render_system_prompt",
+]

@@ -1,0 +1,146 @@
+"""The store protocol every backend implements (embedded SQLite now, Supabase later).
+
+The runtime only talks to this protocol, so the durability rules (inbox unique on
+channel + provider id, a turn committed in one transaction, outbox with leases) are
+stated once here and proven by one contract suite per backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from core.models import InboundMessage
+
+InboundStatus = Literal["pending", "done", "ignored"]
+OutboxStatus = Literal["pending", "inflight", "done", "dead"]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot accept writes now; webhooks answer 503 so providers retry."""
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    id: int
+    message: InboundMessage
+    attempts: int
+    received_at: datetime
+
+
+@dataclass
+class LeadRecord:
+    id: int
+    contact_key: str
+    channel: str
+    contact_id: str
+    phone: str | None
+    name: str | None
+    profile: dict[str, Any]
+    score: int
+    temperature: str
+    score_reasons: list[str]
+    lead_message_count: int
+    opted_out: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    direction: Literal["in", "out"]
+    kind: str
+    text: str | None
+    created_at: datetime
+    provider_message_id: str | None = None
+    status: str | None = None
+
+
+@dataclass
+class OutboxItem:
+    """A side effect waiting to happen. `order_key` serialises items that must stay in
+    order (all replies to one contact), `idempotency_key` makes enqueueing twice a no-op."""
+
+    kind: str
+    order_key: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    id: int | None = None
+    status: OutboxStatus = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+@dataclass
+class NewMessage:
+    direction: Literal["in", "out"]
+    kind: str
+    text: str | None
+    provider_message_id: str | None = None
+    status: str | None = None
+    # Outbox payloads point at the message they deliver by this ref; the store swaps
+    # it for the real row id inside the same transaction.
+    ref: str | None = None
+
+
+@dataclass
+class TurnCommit:
+    """Everything one turn changes, written all-or-nothing."""
+
+    turn_id: str
+    contact_key: str
+    channel: str
+    contact_id: str
+    phone: str | None
+    name: str | None
+    inbound_ids: list[int]
+    messages: list[NewMessage]
+    profile: dict[str, Any]
+    score: int
+    temperature: str
+    score_reasons: list[str]
+    lead_messages_added: int
+    outbox: list[OutboxItem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    pending: int
+    inflight: int
+    dead: int
+    done: int
+
+
+class Store(Protocol):
+    backend_name: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    async def add_inbound(
+        self, message: InboundMessage, *, status: InboundStatus = "pending", reason: str | None = None
+    ) -> bool:
+        """Store a webhook message; False when (channel, provider id) was already stored."""
+
+    async def pending_contacts(self) -> list[str]: ...
+    async def pending_inbound(self, contact_key: str) -> list[InboundRecord]: ...
+    async def record_turn_failure(self, inbound_ids: list[int], error: str) -> None: ...
+
+    async def get_lead(self, contact_key: str) -> LeadRecord | None: ...
+    async def recent_messages(self, contact_key: str, limit: int) -> list[StoredMessage]: ...
+    async def commit_turn(self, commit: TurnCommit) -> None: ...
+
+    async def claim_outbox(self, *, limit: int, now: datetime) -> list[OutboxItem]: ...
+    async def outbox_progress(self, item_id: int, payload: dict[str, Any]) -> None: ...
+    async def complete_outbox(self, item_id: int) -> None: ...
+    async def retry_outbox(self, item_id: int, *, error: str, next_attempt_at: datetime) -> None: ...
+    async def kill_outbox(self, item_id: int, *, error: str) -> None: ...
+    async def release_inflight(self) -> int: ...
+    async def next_outbox_due(self) -> datetime | None: ...
+    async def outbox_stats(self) -> OutboxStats: ...
+    async def replay_dead(self, *, kind: str | None = None) -> int: ...
+    async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None: ...

@@ -1,0 +1,452 @@
+"""Embedded SQLite store: the default that runs with no services at all.
+
+Calls run on the event loop thread on purpose: with WAL and `synchronous=NORMAL` a
+write costs tens of microseconds, less than handing it to a thread, and a single
+connection makes every transaction naturally serial. `BEGIN IMMEDIATE` takes the
+write lock up front so a turn commit never fails half-way on a busy database.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from core.models import InboundMessage
+from integrations.store.base import (
+    InboundRecord,
+    InboundStatus,
+    LeadRecord,
+    OutboxItem,
+    OutboxStats,
+    StoredMessage,
+    StoreUnavailable,
+    TurnCommit,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS leads (
+    id INTEGER PRIMARY KEY,
+    contact_key TEXT NOT NULL UNIQUE,
+    channel TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    phone TEXT,
+    name TEXT,
+    profile TEXT NOT NULL DEFAULT '{}',
+    score INTEGER NOT NULL DEFAULT 0,
+    temperature TEXT NOT NULL DEFAULT 'frio',
+    score_reasons TEXT NOT NULL DEFAULT '[]',
+    lead_message_count INTEGER NOT NULL DEFAULT 0,
+    opted_out INTEGER NOT NULL DEFAULT 0,
+    referral TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY,
+    lead_id INTEGER NOT NULL REFERENCES leads(id),
+    channel TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'bot',
+    started_at TEXT NOT NULL,
+    last_message_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_lead ON conversations(lead_id, id);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+    lead_id INTEGER NOT NULL REFERENCES leads(id),
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    kind TEXT NOT NULL,
+    text TEXT,
+    provider_message_id TEXT,
+    status TEXT,
+    turn_id TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_lead ON messages(lead_id, id);
+CREATE TABLE IF NOT EXISTS inbound (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    provider_message_id TEXT NOT NULL,
+    contact_key TEXT NOT NULL,
+    message TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'ignored')),
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    received_at TEXT NOT NULL,
+    processed_at TEXT,
+    UNIQUE (channel, provider_message_id)
+);
+CREATE INDEX IF NOT EXISTS inbound_pending ON inbound(contact_key, id) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    order_key TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'inflight', 'done', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_attempt_at TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox(order_key, id) WHERE status IN ('pending', 'inflight');
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE status = 'pending';
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+class SqliteStore:
+    backend_name = "sqlite"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path) if str(path) != ":memory:" else path
+        self._db: sqlite3.Connection | None = None
+
+    # --- lifecycle ----------------------------------------------------------------
+    async def open(self) -> None:
+        if isinstance(self.path, Path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreUnavailable("store is not open")
+        return self._db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"sqlite busy: {exc}") from exc
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    async def ping(self) -> None:
+        try:
+            self.db.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    # --- inbox --------------------------------------------------------------------
+    async def add_inbound(
+        self, message: InboundMessage, *, status: InboundStatus = "pending", reason: str | None = None
+    ) -> bool:
+        try:
+            cur = self.db.execute(
+                "INSERT INTO inbound (channel, provider_message_id, contact_key, message, status,"
+                " reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (channel, provider_message_id) DO NOTHING",
+                (
+                    message.channel,
+                    message.provider_message_id,
+                    message.contact_key,
+                    message.model_dump_json(),
+                    status,
+                    reason,
+                    _iso(_now()),
+                ),
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return cur.rowcount == 1
+
+    async def pending_contacts(self) -> list[str]:
+        rows = self.db.execute(
+            "SELECT contact_key FROM inbound WHERE status = 'pending' GROUP BY contact_key ORDER BY MIN(id)"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    async def pending_inbound(self, contact_key: str) -> list[InboundRecord]:
+        rows = self.db.execute(
+            "SELECT id, message, attempts, received_at FROM inbound"
+            " WHERE contact_key = ? AND status = 'pending' ORDER BY id",
+            (contact_key,),
+        ).fetchall()
+        return [
+            InboundRecord(
+                id=r["id"],
+                message=InboundMessage.model_validate_json(r["message"]),
+                attempts=r["attempts"],
+                received_at=_dt(r["received_at"]),
+            )
+            for r in rows
+        ]
+
+    async def record_turn_failure(self, inbound_ids: list[int], error: str) -> None:
+        if not inbound_ids:
+            return
+        marks = ",".join("?" * len(inbound_ids))
+        self.db.execute(
+            f"UPDATE inbound SET attempts = attempts + 1, last_error = ? WHERE id IN ({marks})",
+            (error[:500], *inbound_ids),
+        )
+
+    # --- leads and history --------------------------------------------------------
+    async def get_lead(self, contact_key: str) -> LeadRecord | None:
+        row = self.db.execute("SELECT * FROM leads WHERE contact_key = ?", (contact_key,)).fetchone()
+        if row is None:
+            return None
+        return LeadRecord(
+            id=row["id"],
+            contact_key=row["contact_key"],
+            channel=row["channel"],
+            contact_id=row["contact_id"],
+            phone=row["phone"],
+            name=row["name"],
+            profile=json.loads(row["profile"]),
+            score=row["score"],
+            temperature=row["temperature"],
+            score_reasons=json.loads(row["score_reasons"]),
+            lead_message_count=row["lead_message_count"],
+            opted_out=bool(row["opted_out"]),
+            created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
+        )
+
+    async def recent_messages(self, contact_key: str, limit: int) -> list[StoredMessage]:
+        rows = self.db.execute(
+            "SELECT m.id, m.direction, m.kind, m.text, m.created_at, m.provider_message_id, m.status"
+            " FROM messages m JOIN leads l ON l.id = m.lead_id"
+            " WHERE l.contact_key = ? ORDER BY m.id DESC LIMIT ?",
+            (contact_key, limit),
+        ).fetchall()
+        return [
+            StoredMessage(
+                id=r["id"],
+                direction=r["direction"],
+                kind=r["kind"],
+                text=r["text"],
+                created_at=_dt(r["created_at"]),
+                provider_message_id=r["provider_message_id"],
+                status=r["status"],
+            )
+            for r in reversed(rows)
+        ]
+
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        now = _iso(_now())
+        with self._tx() as db:
+            lead = db.execute(
+                "INSERT INTO leads (contact_key, channel, contact_id, phone, name, profile, score,"
+                " temperature, score_reasons, lead_message_count, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (contact_key) DO UPDATE SET"
+                " phone = COALESCE(excluded.phone, leads.phone),"
+                " name = COALESCE(excluded.name, leads.name),"
+                " profile = excluded.profile, score = excluded.score,"
+                " temperature = excluded.temperature, score_reasons = excluded.score_reasons,"
+                " lead_message_count = leads.lead_message_count + excluded.lead_message_count,"
+                " updated_at = excluded.updated_at"
+                " RETURNING id",
+                (
+                    commit.contact_key,
+                    commit.channel,
+                    commit.contact_id,
+                    commit.phone,
+                    commit.name,
+                    json.dumps(commit.profile, ensure_ascii=False, default=str),
+                    commit.score,
+                    commit.temperature,
+                    json.dumps(commit.score_reasons, ensure_ascii=False),
+                    commit.lead_messages_added,
+                    now,
+                    now,
+                ),
+            ).fetchone()
+            lead_id = lead[0]
+            conv = db.execute(
+                "SELECT id FROM conversations WHERE lead_id = ? ORDER BY id DESC LIMIT 1", (lead_id,)
+            ).fetchone()
+            if conv is None:
+                conv_id = db.execute(
+                    "INSERT INTO conversations (lead_id, channel, started_at, last_message_at)"
+                    " VALUES (?, ?, ?, ?) RETURNING id",
+                    (lead_id, commit.channel, now, now),
+                ).fetchone()[0]
+            else:
+                conv_id = conv[0]
+                db.execute("UPDATE conversations SET last_message_at = ? WHERE id = ?", (now, conv_id))
+            refs: dict[str, int] = {}
+            for msg in commit.messages:
+                msg_id = db.execute(
+                    "INSERT INTO messages (conversation_id, lead_id, direction, kind, text,"
+                    " provider_message_id, status, turn_id, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        conv_id,
+                        lead_id,
+                        msg.direction,
+                        msg.kind,
+                        msg.text,
+                        msg.provider_message_id,
+                        msg.status,
+                        commit.turn_id,
+                        now,
+                    ),
+                ).fetchone()[0]
+                if msg.ref:
+                    refs[msg.ref] = msg_id
+            if commit.inbound_ids:
+                marks = ",".join("?" * len(commit.inbound_ids))
+                db.execute(
+                    f"UPDATE inbound SET status = 'done', processed_at = ? WHERE id IN ({marks})",
+                    (now, *commit.inbound_ids),
+                )
+            for item in commit.outbox:
+                payload = dict(item.payload)
+                ref = payload.pop("message_ref", None)
+                if ref is not None:
+                    payload["message_id"] = refs[ref]
+                payload.setdefault("lead_id", lead_id)
+                db.execute(
+                    "INSERT INTO outbox (kind, order_key, idempotency_key, payload, status,"
+                    " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)"
+                    " ON CONFLICT (idempotency_key) DO NOTHING",
+                    (item.kind, item.order_key, item.idempotency_key,
+                     json.dumps(payload, ensure_ascii=False), now, now, now),
+                )
+
+    async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None:
+        self.db.execute(
+            "UPDATE messages SET status = 'sent', provider_message_id = COALESCE(?, provider_message_id)"
+            " WHERE id = ?",
+            (provider_message_id, message_id),
+        )
+
+    # --- outbox -------------------------------------------------------------------
+    def _outbox_item(self, row: sqlite3.Row) -> OutboxItem:
+        return OutboxItem(
+            id=row["id"],
+            kind=row["kind"],
+            order_key=row["order_key"],
+            idempotency_key=row["idempotency_key"],
+            payload=json.loads(row["payload"]),
+            status=row["status"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            next_attempt_at=_dt(row["next_attempt_at"]),
+        )
+
+    async def claim_outbox(self, *, limit: int, now: datetime) -> list[OutboxItem]:
+        """Claim due items, at most one per order key, and only the head of each key:
+        a later reply never overtakes an earlier one that is still retrying."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT o.* FROM outbox o"
+                " JOIN (SELECT order_key, MIN(id) AS head FROM outbox"
+                "       WHERE status IN ('pending', 'inflight') GROUP BY order_key) h"
+                "   ON h.head = o.id"
+                " WHERE o.status = 'pending' AND o.next_attempt_at <= ?"
+                " ORDER BY o.next_attempt_at, o.id LIMIT ?",
+                (_iso(now), limit),
+            ).fetchall()
+            if rows:
+                marks = ",".join("?" * len(rows))
+                db.execute(
+                    f"UPDATE outbox SET status = 'inflight', attempts = attempts + 1, updated_at = ?"
+                    f" WHERE id IN ({marks})",
+                    (_iso(now), *[r["id"] for r in rows]),
+                )
+        items = [self._outbox_item(r) for r in rows]
+        for item in items:
+            item.status = "inflight"
+            item.attempts += 1
+        return items
+
+    async def outbox_progress(self, item_id: int, payload: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE outbox SET payload = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(payload, ensure_ascii=False), _iso(_now()), item_id),
+        )
+
+    async def complete_outbox(self, item_id: int) -> None:
+        self.db.execute(
+            "UPDATE outbox SET status = 'done', last_error = NULL, updated_at = ? WHERE id = ?",
+            (_iso(_now()), item_id),
+        )
+
+    async def retry_outbox(self, item_id: int, *, error: str, next_attempt_at: datetime) -> None:
+        self.db.execute(
+            "UPDATE outbox SET status = 'pending', last_error = ?, next_attempt_at = ?, updated_at = ?"
+            " WHERE id = ?",
+            (error[:1000], _iso(next_attempt_at), _iso(_now()), item_id),
+        )
+
+    async def kill_outbox(self, item_id: int, *, error: str) -> None:
+        self.db.execute(
+            "UPDATE outbox SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ?",
+            (error[:1000], _iso(_now()), item_id),
+        )
+
+    async def release_inflight(self) -> int:
+        cur = self.db.execute(
+            "UPDATE outbox SET status = 'pending', updated_at = ? WHERE status = 'inflight'",
+            (_iso(_now()),),
+        )
+        return cur.rowcount
+
+    async def next_outbox_due(self) -> datetime | None:
+        row = self.db.execute(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'"
+        ).fetchone()
+        return _dt(row[0]) if row and row[0] else None
+
+    async def outbox_stats(self) -> OutboxStats:
+        counts = dict(self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
+        return OutboxStats(
+            pending=counts.get("pending", 0),
+            inflight=counts.get("inflight", 0),
+            dead=counts.get("dead", 0),
+            done=counts.get("done", 0),
+        )
+
+    async def replay_dead(self, *, kind: str | None = None) -> int:
+        sql = (
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
+            " WHERE status = 'dead'"
+        )
+        args: list[Any] = [_iso(_now()), _iso(_now())]
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
+        return self.db.execute(sql, args).rowcount

@@ -1,0 +1,165 @@
+"""The aiohttp app factory: owns every long-lived resource through `cleanup_ctx`.
+
+Order matters and is the order of `cleanup_ctx`: the HTTP session and the store open
+first and close last; the runtime (turns + outbox dispatcher) starts last and stops
+first, so in-flight turns can still commit and deliveries can still be recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from agent.graph import AgentDeps, MediaUnusable, SdrAgent
+from agent.llm import LLMClient
+from agent.prompts import load_prompt_bundle
+from agent.scoring import load_scoring_rules
+from channels.base import Channel, SendError
+from channels.registry import build_channels
+from core.logging import configure_logging, get_logger
+from core.middlewares import json_error_middleware, request_id_middleware
+from core.models import InboundMessage
+from core.settings import Settings
+from core.keys import CHANNELS, DISPATCHER, HTTP, LLM, RUNNER, SETTINGS, STORE
+from core.webhooks import handle_webhook
+from integrations.store.base import Store, StoreUnavailable
+from integrations.store.sqlite import SqliteStore
+from runtime.delivery import send_text_handler
+from runtime.dispatcher import OutboxDispatcher
+from runtime.policies import channel_send_policy
+from runtime.turns import TurnRunner
+
+log = get_logger(__name__)
+
+StoreFactory = Callable[[Settings], Store]
+
+
+def default_store(settings: Settings) -> Store:
+    return SqliteStore(settings.sqlite_path)
+
+
+def _media_fetcher(
+    channels: dict[str, Channel], session: aiohttp.ClientSession, settings: Settings
+) -> Callable[[InboundMessage], Awaitable[bytes]]:
+    async def fetch(message: InboundMessage) -> bytes:
+        channel = channels[message.channel]
+        assert message.media_url is not None
+        try:
+            return await channel.fetch_media(session, message.media_url, max_bytes=settings.media_max_bytes)
+        except SendError as exc:
+            if exc.retryable:
+                raise
+            raise MediaUnusable(str(exc)) from exc
+
+    return fetch
+
+
+def create_app(settings: Settings | None = None, *, store_factory: StoreFactory = default_store) -> web.Application:
+    settings = settings or Settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[request_id_middleware, json_error_middleware],
+    )
+    app[SETTINGS] = settings
+    app[CHANNELS] = build_channels(settings)
+
+    async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.http_timeout_s))
+        app[HTTP] = session
+        yield
+        await session.close()
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = store_factory(settings)
+        await store.open()
+        app[STORE] = store
+        yield
+        await store.close()
+
+    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        session, store, channels = app[HTTP], app[STORE], app[CHANNELS]
+        llm = LLMClient(settings, session)
+        app[LLM] = llm
+        agent = SdrAgent(
+            AgentDeps(
+                llm=llm,
+                fetch_media=_media_fetcher(channels, session, settings),
+                prompts=load_prompt_bundle(),
+                rules=load_scoring_rules(),
+            )
+        )
+        dispatcher = OutboxDispatcher(store, workers=settings.outbox_workers, poll_s=settings.outbox_poll_s)
+        dispatcher.register("send_text", send_text_handler(channels, session, store), channel_send_policy(settings))
+        runner = TurnRunner(store=store, agent=agent, settings=settings, on_commit=dispatcher.wake)
+        app[DISPATCHER] = dispatcher
+        app[RUNNER] = runner
+        await dispatcher.start()
+        await runner.resume_pending()
+        log.info(
+            "sdr_started",
+            store=store.backend_name,
+            openai="configured" if llm.configured else "not_configured",
+            channels={name: ch.configured for name, ch in channels.items()},
+        )
+        yield
+        await runner.close(timeout=settings.shutdown_grace_s)
+        await dispatcher.stop(timeout=settings.shutdown_grace_s)
+        await llm.close()
+
+    app.cleanup_ctx.extend([http_ctx, store_ctx, runtime_ctx])
+    _add_routes(app)
+    return app
+
+
+def _add_routes(app: web.Application) -> None:
+    async def zapi(request: web.Request) -> web.Response:
+        return await handle_webhook(request, "zapi")
+
+    app.router.add_post("/webhooks/zapi", zapi)
+    # The earlier Seleto bot's Z-API panel pointed here; keep existing setups working.
+    app.router.add_post("/webhook/text", zapi)
+    app.router.add_post("/webhook/audio", zapi)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/", root)
+
+
+async def root(_request: web.Request) -> web.Response:
+    return web.json_response({"service": "sdr-agent", "health": "/api/health"})
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    store = app[STORE]
+    services: dict[str, object] = {}
+    healthy = True
+    try:
+        await store.ping()
+        services[store.backend_name] = "connected"
+    except (StoreUnavailable, Exception) as exc:  # noqa: BLE001 - health must answer
+        services[store.backend_name] = "error"
+        log.error("health_store_error", error=str(exc))
+        healthy = False
+    if store.backend_name != "supabase":
+        services["supabase"] = "configured" if settings.supabase_configured else "not_configured"
+
+    def flag(ok: bool) -> str:
+        return "configured" if ok else "not_configured"
+
+    services["openai"] = flag(settings.openai_configured)
+    for name, channel in app[CHANNELS].items():
+        services[name] = flag(channel.configured)
+    services["chatwoot"] = flag(settings.chatwoot_configured)
+    services["piperun"] = flag(settings.piperun_configured)
+    body: dict[str, object] = {"status": "healthy" if healthy else "degraded", "services": services}
+    if healthy:
+        stats = await store.outbox_stats()
+        body["outbox"] = {"pending": stats.pending + stats.inflight, "dead": stats.dead}
+        body["active_contacts"] = app[RUNNER].active_contacts
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,20 @@
+"""Typed keys for what the app factory stores on the aiohttp application."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from agent.llm import LLMClient
+from core.settings import Settings
+from integrations.store.base import Store
+from runtime.dispatcher import OutboxDispatcher
+from runtime.turns import TurnRunner
+
+SETTINGS = web.AppKey("settings", Settings)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+STORE = web.AppKey("store", Store)  # type: ignore[type-abstract]
+CHANNELS = web.AppKey("channels", dict)
+LLM = web.AppKey("llm", LLMClient)
+RUNNER = web.AppKey("runner", TurnRunner)
+DISPATCHER = web.AppKey("dispatcher", OutboxDispatcher)

@@ -1,0 +1,91 @@
+"""Shared fixtures: a bot wired to fake providers on a throwaway SQLite file."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from aioresponses import aioresponses
+
+from core.app import create_app
+from core.settings import Settings
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, load_fixture
+
+ZAPI_INSTANCE = "3C01A9F0E1B2C3D4"
+ZAPI_TOKEN = "F0E1D2C3B4A5968778695A4B"
+ZAPI_CLIENT_TOKEN = "Fa9c1d2e3f4b5a6978877665544332211"
+OPENAI_KEY = "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+
+
+def fast_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Production defaults with the clocks shrunk so tests take milliseconds."""
+    values: dict[str, Any] = dict(
+        _env_file=None,
+        sqlite_path=tmp_path / "sdr.sqlite3",
+        openai_api_key=OPENAI_KEY,
+        zapi_instance_id=ZAPI_INSTANCE,
+        zapi_instance_token=ZAPI_TOKEN,
+        zapi_client_token=ZAPI_CLIENT_TOKEN,
+        debounce_quiet_s=0.05,
+        debounce_max_s=0.5,
+        openai_backoff_base_s=0.01,
+        outbox_backoff_base_s=0.01,
+        outbox_backoff_max_s=0.05,
+        outbox_poll_s=0.05,
+        turn_retry_base_s=0.05,
+        turn_retry_max_s=0.2,
+        typing_chars_per_s=1000,
+        shutdown_grace_s=2.0,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return fast_settings(tmp_path)
+
+
+@pytest.fixture
+def http_mock() -> Any:
+    with aioresponses(passthrough=["http://127.0.0.1", "http://localhost"]) as mock:
+        yield mock
+
+
+@pytest.fixture
+def openai_fake(http_mock: aioresponses) -> FakeOpenAI:
+    return FakeOpenAI(http_mock)
+
+
+@pytest.fixture
+def zapi_fake(http_mock: aioresponses) -> FakeZapi:
+    return FakeZapi(http_mock, instance_id=ZAPI_INSTANCE, instance_token=ZAPI_TOKEN)
+
+
+@pytest.fixture
+async def bot(
+    aiohttp_client: Callable[..., Any], settings: Settings, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> AsyncIterator[TestClient]:
+    client = await aiohttp_client(create_app(settings))
+    yield client
+
+
+def zapi_message(
+    fixture: str = "received_text.json",
+    *,
+    message_id: str | None = None,
+    phone: str | None = None,
+    text: str | None = None,
+) -> dict[str, Any]:
+    payload = copy.deepcopy(load_fixture(f"zapi/{fixture}"))
+    if message_id is not None:
+        payload["messageId"] = message_id
+    if phone is not None:
+        payload["phone"] = phone
+    if text is not None:
+        payload["text"] = {"message": text}
+    return payload

@@ -1,0 +1,231 @@
+"""A lead writes on WhatsApp (Z-API) and the bot answers: the whole pipeline, faked
+only at the HTTP boundary (OpenAI and Z-API via aioresponses)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from aiohttp.test_utils import TestClient
+
+from core.keys import STORE
+from tests.conftest import ZAPI_CLIENT_TOKEN, zapi_message
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+
+LEAD = "5544999999999"
+
+
+async def post(bot: TestClient, payload: object, path: str = "/webhooks/zapi") -> dict:
+    response = await bot.post(path, json=payload)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+def db_rows(bot: TestClient, sql: str) -> list[tuple]:
+    path = bot.app[STORE].path  # type: ignore[attr-defined]
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchall()
+
+
+async def test_lead_text_gets_the_models_reply_on_the_right_phone(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    openai_fake.then(reply="Oi, Maria! Que bom falar com você. Qual produto te interessa?")
+    ack = await post(bot, zapi_message(text="Oi, quero saber das formadoras de hambúrguer"))
+    assert ack["accepted"] == 1
+
+    await eventually(lambda: zapi_fake.sent)
+    assert zapi_fake.sent == [
+        {"phone": LEAD, "message": "Oi, Maria! Que bom falar com você. Qual produto te interessa?", "delayTyping": 1}
+    ]
+    assert zapi_fake.headers[0]["Client-Token"] == ZAPI_CLIENT_TOKEN
+    assert openai_fake.chat_calls == 1
+    assert "formadoras de hambúrguer" in openai_fake.user_contents()[-1]
+    request = openai_fake.chat_requests[0]
+    assert request["model"] == "gpt-4o"
+    assert request["response_format"]["type"] == "json_schema"
+
+
+async def test_provider_retries_of_one_message_make_one_turn(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    payload = zapi_message(message_id="3EB0DUPL1CATE0001", text="Oi")
+    acks = [await post(bot, payload) for _ in range(4)]
+    assert [a["accepted"] for a in acks] == [1, 0, 0, 0]
+    assert [a["duplicates"] for a in acks] == [0, 1, 1, 1]
+
+    await eventually(lambda: zapi_fake.sent)
+    await asyncio.sleep(0.3)
+    assert openai_fake.chat_calls == 1
+    assert len(zapi_fake.sent) == 1
+
+
+async def test_a_burst_of_messages_becomes_one_turn_that_sees_all_of_them(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    burst = ["Oi", "sou o João do Frigorífico Boi Bom", "de Londrina/PR", "preciso de uma formadora"]
+    for index, text in enumerate(burst):
+        await post(bot, zapi_message(message_id=f"3EB0BURST000{index}", text=text))
+
+    await eventually(lambda: zapi_fake.sent)
+    await asyncio.sleep(0.3)
+    assert openai_fake.chat_calls == 1
+    last_user = openai_fake.user_contents()[-1]
+    for text in burst:
+        assert text in last_user
+    assert len(zapi_fake.sent) == 1
+
+
+async def test_messages_during_a_turn_are_answered_in_the_next_turn(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    openai_fake.then(reply="Primeira resposta", delay=0.3).then(reply="Segunda resposta")
+    await post(bot, zapi_message(message_id="3EB0SLOW00000001", text="Oi"))
+    await eventually(lambda: openai_fake.calls_started == 1)
+    await post(bot, zapi_message(message_id="3EB0SLOW00000002", text="tem a FB300?"))
+
+    await eventually(lambda: len(zapi_fake.sent) == 2)
+    assert [s["message"] for s in zapi_fake.sent] == ["Primeira resposta", "Segunda resposta"]
+    # The second call saw the first exchange as history and only the new message as this turn.
+    second = openai_fake.chat_requests[1]["messages"]
+    assert {"role": "assistant", "content": "Primeira resposta"} in second
+    assert openai_fake.user_contents(1)[-1] == "tem a FB300?"
+
+
+async def test_the_bot_remembers_the_conversation_across_turns(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    openai_fake.then(reply="Prazer, João! De qual cidade você fala?", lead={"name": "João"})
+    openai_fake.then(reply="Ótimo! Quantos hambúrgueres por dia?", lead={"city": "Londrina", "state": "PR"})
+    await post(bot, zapi_message(message_id="3EB0MEM000000001", text="Sou o João"))
+    await eventually(lambda: len(zapi_fake.sent) == 1)
+    await post(bot, zapi_message(message_id="3EB0MEM000000002", text="Londrina, PR"))
+    await eventually(lambda: len(zapi_fake.sent) == 2)
+
+    second = openai_fake.chat_requests[1]["messages"]
+    assert second[1:3] == [
+        {"role": "user", "content": "Sou o João"},
+        {"role": "assistant", "content": "Prazer, João! De qual cidade você fala?"},
+    ]
+    # The profile extracted in turn 1 is in the system prompt of turn 2.
+    assert "João" in second[0]["content"]
+    lead = db_rows(bot, "SELECT name, profile FROM leads")
+    assert lead[0][0] == "João"
+    assert "Londrina" in lead[0][1]
+
+
+async def test_voice_note_is_transcribed_and_answered(
+    bot: TestClient, http_mock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    payload = zapi_message("received_audio_ptt.json")
+    http_mock.get(payload["audio"]["audioUrl"], body=b"OggS\x00fake-opus-bytes", content_type="audio/ogg")
+    openai_fake.then(reply="Entendi, 500 por dia em Campinas! A FBM100 atende bem.")
+
+    await post(bot, payload)
+    await eventually(lambda: zapi_fake.sent)
+    assert openai_fake.transcription_requests == 1
+    assert "quinhentos por dia" in openai_fake.user_contents()[-1]
+    stored = db_rows(bot, "SELECT kind, text FROM messages WHERE direction = 'in'")
+    assert stored[0][0] == "audio" and "quinhentos por dia" in stored[0][1]
+
+
+async def test_from_me_group_and_status_events_are_never_answered(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    for fixture in (
+        "received_from_me.json",
+        "received_group.json",
+        "received_newsletter.json",
+        "received_status_broadcast.json",
+        "message_status_read.json",
+        "delivery_callback.json",
+    ):
+        ack = await post(bot, zapi_message(fixture))
+        assert ack["accepted"] == 0, fixture
+        assert ack["ignored"] == 1, fixture
+    await asyncio.sleep(0.3)
+    assert openai_fake.calls_started == 0
+    assert zapi_fake.attempts == 0
+    # The business's own message from the phone is recorded (a later issue pauses the bot on it).
+    recorded = db_rows(bot, "SELECT status, reason FROM inbound")
+    assert recorded == [("ignored", "from_me")]
+
+
+async def test_openai_500_then_ok_answers_once(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    openai_fake.then(status=500).then(reply="Olá! Como posso ajudar?")
+    await post(bot, zapi_message(text="Oi"))
+    await eventually(lambda: zapi_fake.sent)
+    await asyncio.sleep(0.2)
+    assert [s["message"] for s in zapi_fake.sent] == ["Olá! Como posso ajudar?"]
+    assert openai_fake.calls_started == 2
+
+
+async def test_llm_down_keeps_the_message_pending_until_it_is_back(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    # 4 attempts per turn (policy) x 2 turns all fail; the third turn succeeds.
+    for _ in range(8):
+        openai_fake.then(status=503)
+    openai_fake.then(reply="Voltei! Em que posso ajudar?")
+    await post(bot, zapi_message(text="Oi, alguém aí?"))
+
+    await eventually(lambda: db_rows(bot, "SELECT attempts FROM inbound")[0][0] >= 1)
+    assert db_rows(bot, "SELECT status FROM inbound") == [("pending",)]
+    await eventually(lambda: zapi_fake.sent, timeout=10)
+    assert [s["message"] for s in zapi_fake.sent] == ["Voltei! Em que posso ajudar?"]
+    assert db_rows(bot, "SELECT status FROM inbound") == [("done",)]
+
+
+async def test_zapi_500_twice_then_ok_delivers_once(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    zapi_fake.then(status=500).then(status=500)
+    openai_fake.then(reply="Olá!")
+    await post(bot, zapi_message(text="Oi"))
+    await eventually(lambda: zapi_fake.sent)
+    await asyncio.sleep(0.2)
+    assert zapi_fake.attempts == 3
+    assert len(zapi_fake.sent) == 1
+    assert db_rows(bot, "SELECT status, attempts FROM outbox") == [("done", 3)]
+    assert db_rows(bot, "SELECT status FROM messages WHERE direction = 'out'") == [("sent",)]
+
+
+async def test_zapi_rejecting_the_request_is_not_retried_and_is_kept_as_dead(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    zapi_fake.then(status=400)
+    await post(bot, zapi_message(text="Oi"))
+    await eventually(lambda: db_rows(bot, "SELECT status FROM outbox") == [("dead",)])
+    await asyncio.sleep(0.2)
+    assert zapi_fake.attempts == 1
+    error = db_rows(bot, "SELECT last_error FROM outbox")[0][0]
+    assert "400" in error
+
+
+async def test_a_long_reply_goes_out_as_a_few_messages_in_order(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    zapi_fake.then(status=500)  # the first bubble must still arrive before the second
+    paragraphs = [
+        "Oi, Maria! Que bom ter você por aqui.",
+        "A FB300 é semiautomática e faz de 300 a 350 hambúrgueres por hora.",
+        "Ela vem com um molde personalizado.",
+        "Me conta: quantos hambúrgueres vocês fazem por dia hoje?",
+    ]
+    openai_fake.then(reply="\n\n".join(paragraphs))
+    await post(bot, zapi_message(text="Quero saber da FB300"))
+    await eventually(lambda: len(zapi_fake.sent) == 3)
+    texts = [s["message"] for s in zapi_fake.sent]
+    assert texts[0].startswith(paragraphs[0])
+    assert "\n\n".join(texts) == "\n\n".join(paragraphs)
+    assert all(1 <= s["delayTyping"] <= 15 for s in zapi_fake.sent)
+
+
+async def test_legacy_seleto_webhook_paths_still_work(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    await post(bot, zapi_message(message_id="3EB0LEGACY000001", text="Oi"), path="/webhook/text")
+    await eventually(lambda: zapi_fake.sent)
+    assert len(zapi_fake.sent) == 1

@@ -8,6 +8,7 @@ write lock up front so a turn commit never fails half-way on a busy database.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -121,6 +122,7 @@ class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path) if str(path) != ":memory:" else path
         self._db: sqlite3.Connection | None = None
+        self._inbound_batch: list[tuple[tuple[Any, ...], asyncio.Future[bool]]] = []
 
     # --- lifecycle ----------------------------------------------------------------
     async def open(self) -> None:
@@ -171,24 +173,51 @@ class SqliteStore:
     async def add_inbound(
         self, message: InboundMessage, *, status: InboundStatus = "pending", reason: str | None = None
     ) -> bool:
+        """Group commit: inserts arriving in the same loop iteration share one transaction.
+
+        Each caller still gets its answer only after the commit that made its row
+        durable, so "stored before 200 OK" holds; under load, one commit serves many
+        webhooks instead of one each.
+        """
+        row = (
+            message.channel,
+            message.provider_message_id,
+            message.contact_key,
+            message.model_dump_json(),
+            status,
+            reason,
+            _iso(_now()),
+        )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._inbound_batch.append((row, future))
+        if len(self._inbound_batch) == 1:
+            loop.call_soon(self._flush_inbound)
+        return await future
+
+    def _flush_inbound(self) -> None:
+        batch, self._inbound_batch = self._inbound_batch, []
         try:
-            cur = self.db.execute(
-                "INSERT INTO inbound (channel, provider_message_id, contact_key, message, status,"
-                " reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (channel, provider_message_id) DO NOTHING",
-                (
-                    message.channel,
-                    message.provider_message_id,
-                    message.contact_key,
-                    message.model_dump_json(),
-                    status,
-                    reason,
-                    _iso(_now()),
-                ),
-            )
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        return cur.rowcount == 1
+            with self._tx() as db:
+                results = [
+                    db.execute(
+                        "INSERT INTO inbound (channel, provider_message_id, contact_key, message, status,"
+                        " reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (channel, provider_message_id) DO NOTHING",
+                        row,
+                    ).rowcount
+                    == 1
+                    for row, _future in batch
+                ]
+        except (sqlite3.Error, StoreUnavailable) as exc:
+            error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
+            for _row, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_row, future), inserted in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(inserted)
 
     async def pending_contacts(self) -> list[str]:
         rows = self.db.execute(
@@ -426,8 +455,14 @@ class SqliteStore:
         return cur.rowcount
 
     async def next_outbox_due(self) -> datetime | None:
+        # Only heads of their order key can be claimed: a follow-up waiting behind an
+        # in-flight or backing-off reply is not "due", or the dispatcher would spin.
         row = self.db.execute(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'"
+            "SELECT MIN(o.next_attempt_at) FROM outbox o"
+            " JOIN (SELECT order_key, MIN(id) AS head FROM outbox"
+            "       WHERE status IN ('pending', 'inflight') GROUP BY order_key) h"
+            "   ON h.head = o.id"
+            " WHERE o.status = 'pending'"
         ).fetchone()
         return _dt(row[0]) if row and row[0] else None
 

@@ -71,6 +71,8 @@ class OutboxDispatcher:
 
     async def _loop(self) -> None:
         while not self._stopping:
+            # Cleared before looking, so a wake-up that lands while we look is not lost.
+            self._wake.clear()
             free = self.workers - len(self._inflight)
             items: list[OutboxItem] = []
             if free > 0:
@@ -92,13 +94,14 @@ class OutboxDispatcher:
 
     async def _sleep_until_due(self) -> None:
         timeout = self.poll_s
-        try:
-            due = await self.store.next_outbox_due()
-        except Exception:
-            due = None
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - _now()).total_seconds()))
-        self._wake.clear()
+        if len(self._inflight) < self.workers:
+            try:
+                due = await self.store.next_outbox_due()
+            except Exception:
+                due = None
+            if due is not None:
+                timeout = min(timeout, max(0.0, (due - _now()).total_seconds()))
+        # else: every worker is busy; a finishing one sets the wake event.
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
         except asyncio.TimeoutError:

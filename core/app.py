@@ -19,7 +19,7 @@ from agent.scoring import load_scoring_rules
 from channels.base import Channel, SendError
 from channels.registry import build_channels
 from core.logging import configure_logging, get_logger
-from core.middlewares import json_error_middleware, request_id_middleware
+from core.middlewares import request_middleware
 from core.models import InboundMessage
 from core.settings import Settings
 from core.keys import CHANNELS, DISPATCHER, HTTP, LLM, RUNNER, SETTINGS, STORE
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[request_id_middleware, json_error_middleware],
+        middlewares=[request_middleware],
     )
     app[SETTINGS] = settings
     app[CHANNELS] = build_channels(settings)

@@ -21,24 +21,20 @@ def json_error(status: int, message: str, **extra: object) -> web.Response:
 
 
 @web.middleware
-async def request_id_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def request_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """One middleware, not two: it runs on every webhook, so each frame counts."""
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
     with structlog.contextvars.bound_contextvars(request_id=request_id):
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            response = json_error(413, "request body too large")
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = json_error(exc.status, exc.reason or "error")
+        except Exception:
+            log.exception("unhandled_error", path=request.path)
+            response = json_error(500, "internal error")
         response.headers["X-Request-Id"] = request_id
         return response
-
-
-@web.middleware
-async def json_error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        return json_error(413, "request body too large")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return json_error(exc.status, exc.reason or "error")
-    except Exception:
-        log.exception("unhandled_error", path=request.path)
-        return json_error(500, "internal error")

@@ -28,7 +28,7 @@ async def handle_webhook(request: web.Request, channel_name: str) -> web.Respons
         channel.authenticate(request, raw)
         try:
             payload = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
             raise WebhookRejected(400, "body is not valid JSON") from None
         parsed = channel.parse(payload)
     except WebhookRejected as exc:

@@ -108,6 +108,13 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("sqlite_path", mode="before")
+    @classmethod
+    def _blank_path_is_default(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return PROJECT_ROOT / "data" / "sdr.sqlite3"
+        return value
+
     # --- derived ------------------------------------------------------------------
     @property
     def openai_configured(self) -> bool:

@@ -33,6 +33,8 @@ async def request_middleware(request: web.Request, handler):  # type: ignore[no-
             if exc.status < 400:
                 raise
             response = json_error(exc.status, exc.reason or "error")
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
         except Exception:
             log.exception("unhandled_error", path=request.path)
             response = json_error(500, "internal error")

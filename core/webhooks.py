@@ -7,6 +7,7 @@ and the runtime takes it from there.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
 
@@ -19,6 +20,18 @@ from integrations.store.base import StoreUnavailable
 log = get_logger(__name__)
 
 
+def _replace_lone_surrogates(value: Any) -> Any:
+    """Half of an emoji (a lone \\ud83d escape) is valid JSON but not storable text:
+    keep the message, with U+FFFD where the broken character was."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
+    return value
+
+
 async def handle_webhook(request: web.Request, channel_name: str) -> web.Response:
     channel = request.app[CHANNELS][channel_name]
     store = request.app[STORE]
@@ -27,7 +40,9 @@ async def handle_webhook(request: web.Request, channel_name: str) -> web.Respons
     try:
         channel.authenticate(request, raw)
         try:
-            payload = json.loads(raw)
+            payload = json.loads(raw.decode("utf-8"))
+            if b"\\ud" in raw or b"\\uD" in raw:
+                payload = _replace_lone_surrogates(payload)
         except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
             raise WebhookRejected(400, "body is not valid JSON") from None
         parsed = channel.parse(payload)

@@ -14,8 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
+from pydantic import BaseModel
 
 _DIGIT_RUN = re.compile(r"\+?\d[\d\s().-]{8,}\d")
+# Ids the server generates itself (hex turn ids can contain long digit runs).
+_SERVER_IDS = {"timestamp", "level", "turn_id", "request_id", "outbox_id"}
 _SENSITIVE_KEYS = {"token", "api_key", "authorization", "client-token", "password", "secret"}
 
 
@@ -41,16 +44,21 @@ class Scrubber:
                 k: "[REDACTED]" if str(k).lower() in _SENSITIVE_KEYS else self.scrub(v)
                 for k, v in value.items()
             }
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, (list, tuple, set, frozenset)):
             return [self.scrub(v) for v in value]
-        if isinstance(value, int) and not isinstance(value, bool) and value > 10**9:
-            return self.scrub(str(value))
-        if isinstance(value, BaseException):
-            return self.scrub(repr(value))
-        return value
+        if isinstance(value, bool) or value is None or isinstance(value, float):
+            return value
+        if isinstance(value, int):
+            return self.scrub(str(value)) if value > 10**9 else value
+        if isinstance(value, (bytes, bytearray)):
+            return self.scrub(bytes(value).decode("utf-8", "replace"))
+        if isinstance(value, BaseModel):
+            return self.scrub(value.model_dump(mode="json"))
+        # Anything else would be rendered with repr(): scrub that text instead.
+        return self.scrub(repr(value))
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-        return {k: v if k in {"timestamp", "level"} else self.scrub(v) for k, v in event_dict.items()}
+        return {k: v if k in _SERVER_IDS else self.scrub(v) for k, v in event_dict.items()}
 
 
 def configure_logging(*, level: str = "INFO", fmt: str = "console", secrets: Iterable[str] = ()) -> None:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import structlog
 
 from core.logging import get_logger
+from core.models import mask_contact_key
 from integrations.store.base import OutboxItem, Store
 from runtime.policies import DeliveryPolicy, PermanentDeliveryError
 
@@ -109,8 +110,11 @@ class OutboxDispatcher:
 
     async def _handle(self, item: OutboxItem) -> None:
         assert item.id is not None
+        contact = None
+        if "channel" in item.payload and "contact_id" in item.payload:
+            contact = mask_contact_key(f"{item.payload['channel']}:{item.payload['contact_id']}")
         with structlog.contextvars.bound_contextvars(
-            outbox_id=item.id, outbox_kind=item.kind, turn_id=item.payload.get("turn_id")
+            outbox_id=item.id, outbox_kind=item.kind, turn_id=item.payload.get("turn_id"), contact=contact
         ):
             route = self.routes.get(item.kind)
             if route is None:

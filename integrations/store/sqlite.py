@@ -164,8 +164,13 @@ class SqliteStore:
             db.execute("COMMIT")
 
     async def ping(self) -> None:
+        """Prove the store can take a write, not just a read: a full disk or a read-only
+        file would otherwise look healthy while every webhook is refused."""
         try:
-            self.db.execute("SELECT 1").fetchone()
+            with self._tx() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS health_probe (at TEXT)")
+                db.execute("INSERT INTO health_probe (at) VALUES (?)", (_iso(_now()),))
+                db.execute("DELETE FROM health_probe")
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
 

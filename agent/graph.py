@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypedDict
 
-from langgraph.graph import END, START, StateGraph
+import openai
 from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.lead import LeadProfile, LeadUpdate, merge_lead, missing_fields
-from agent.llm import LLMClient, Usage
+from agent.llm import LLMClient, Usage, is_retryable_openai_error
 from agent.prompts import PromptBundle, render_system_prompt
 from agent.scoring import ScoreResult, ScoringRules, score_lead
 from core.logging import get_logger
@@ -131,6 +132,12 @@ async def transcribe_node(state: TurnState, config: RunnableConfig) -> TurnState
                 )
             except MediaUnusable as exc:
                 log.warning("audio_unusable", error=str(exc))
+            except openai.APIStatusError as exc:
+                if is_retryable_openai_error(exc):
+                    raise
+                # Whisper rejected these bytes (corrupt, unsupported): retrying the same
+                # audio would block this lead forever, so the turn goes on without it.
+                log.warning("audio_rejected", status=exc.status_code)
         texts.append(describe_inbound(msg, transcript))
     return {"lead_texts": texts}
 

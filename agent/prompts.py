@@ -60,6 +60,7 @@ class PromptBundle:
     company_name: str
     timezone: tzinfo
     prompts_dir: Path
+    turn_failed_reply: str
 
 
 def _company_timezone(name: str) -> tzinfo:
@@ -116,7 +117,19 @@ def load_prompt_bundle(prompts_dir: Path | str | None = None) -> PromptBundle:
     if not parts:
         raise PromptError(f"no knowledge found: add at least one .md file to {knowledge_dir}")
 
+    messages_path = base / "messages.toml"
+    try:
+        messages = tomllib.loads(messages_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PromptError(f"fixed messages file not found: {messages_path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PromptError(f"{messages_path} is not valid TOML: {exc}") from None
+    turn_failed = messages.get("turn_failed")
+    if not isinstance(turn_failed, str) or not turn_failed.strip():
+        raise PromptError(f"{messages_path}: 'turn_failed' (text) is required")
+
     return PromptBundle(
+        turn_failed_reply=turn_failed.strip(),
         system_template=template,
         knowledge="\n\n".join(parts),
         company_name=company_name.strip(),

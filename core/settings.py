@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     debounce_max_s: float = 15.0
     history_window: int = 20
     max_concurrent_turns: int = 32
+    turn_max_failures: int = 3
     turn_retry_base_s: float = 5.0
     turn_retry_max_s: float = 300.0
 

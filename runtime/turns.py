@@ -17,16 +17,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
-from agent.graph import SdrAgent, TurnInput
+from agent.graph import SdrAgent, TurnInput, describe_inbound
 from agent.lead import LeadProfile
-from agent.llm import LLMRefused, LLMUnavailable
+from agent.llm import LLMUnavailable
 from core.logging import get_logger
 from core.models import mask_contact_key
 from core.settings import Settings
-from integrations.store.base import InboundRecord, NewMessage, OutboxItem, Store, TurnCommit
+from integrations.store.base import InboundRecord, LeadRecord, NewMessage, OutboxItem, Store, TurnCommit
 from runtime.replies import split_reply, typing_seconds
 
 log = get_logger(__name__)
@@ -39,6 +40,7 @@ class _Contact:
     task: asyncio.Task[None] | None = None
     dirty: bool = False
     failures: int = 0
+    in_turn: bool = False
 
 
 class TurnRunner:
@@ -90,7 +92,15 @@ class TurnRunner:
     async def close(self, timeout: float = 10.0) -> None:
         """Let running turns finish within `timeout`; the rest stays pending in the store."""
         self._closing = True
-        tasks = [s.task for s in self._contacts.values() if s.task is not None]
+        tasks: list[asyncio.Task[None]] = []
+        for state in self._contacts.values():
+            if state.task is None:
+                continue
+            if state.in_turn:
+                tasks.append(state.task)
+            else:
+                state.task.cancel()  # only waiting (debounce/backoff): nothing to finish
+                tasks.append(state.task)
         if not tasks:
             return
         _done, still = await asyncio.wait(tasks, timeout=timeout)
@@ -105,7 +115,11 @@ class TurnRunner:
                 state.dirty = False
                 state.first_at = None
                 async with self._slots:
-                    ok = await self._run_turn(contact_key)
+                    state.in_turn = True
+                    try:
+                        ok = await self._run_turn(contact_key)
+                    finally:
+                        state.in_turn = False
                 if ok:
                     state.failures = 0
                     continue
@@ -148,16 +162,23 @@ class TurnRunner:
             turn_id=turn_id, channel=first.channel, contact=mask_contact_key(contact_key)
         ):
             started = time.perf_counter()
+            lead = await self.store.get_lead(contact_key)
+            llm_s = 0.0
             try:
-                commit, llm_s = await self._think(turn_id, contact_key, records)
-            except (LLMUnavailable, LLMRefused) as exc:
+                commit, llm_s = await self._think(turn_id, contact_key, records, lead)
+            except LLMUnavailable as exc:
+                # The model is down or rate-limited: the messages wait, however long it takes.
                 log.warning("turn_deferred", reason=str(exc), messages=len(records))
                 await self.store.record_turn_failure([r.id for r in records], str(exc))
                 return False
-            except Exception as exc:  # a bug or a provider surprise: keep the messages
-                log.exception("turn_failed", messages=len(records))
+            except Exception as exc:  # refusal, rejected request, or a bug: retrying may not help
+                attempts = max(r.attempts for r in records) + 1
+                log.exception("turn_failed", messages=len(records), attempts=attempts)
                 await self.store.record_turn_failure([r.id for r in records], repr(exc))
-                return False
+                if attempts < self.settings.turn_max_failures:
+                    return False
+                # Never leave the lead in silence: a fixed apology, the messages kept.
+                commit = self._fallback_commit(turn_id, contact_key, records, lead)
             await self.store.commit_turn(commit)
             self.turns_completed += 1
             total_s = time.perf_counter() - started
@@ -174,9 +195,8 @@ class TurnRunner:
             return True
 
     async def _think(
-        self, turn_id: str, contact_key: str, records: list[InboundRecord]
+        self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
     ) -> tuple[TurnCommit, float]:
-        lead = await self.store.get_lead(contact_key)
         history = await self.store.recent_messages(contact_key, self.settings.history_window)
         profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
         inbound = [r.message for r in records]
@@ -189,6 +209,51 @@ class TurnRunner:
                 lead_message_count=lead.lead_message_count if lead else 0,
             )
         )
+        commit = self._commit(
+            turn_id,
+            contact_key,
+            records,
+            lead_texts=result.lead_texts,
+            reply=result.reply,
+            profile=result.profile.model_dump(mode="json"),
+            name=result.profile.name,
+            score=result.score.score,
+            temperature=result.score.temperature,
+            reasons=list(result.score.reasons),
+        )
+        return commit, result.llm_seconds
+
+    def _fallback_commit(
+        self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
+    ) -> TurnCommit:
+        return self._commit(
+            turn_id,
+            contact_key,
+            records,
+            lead_texts=[describe_inbound(r.message) for r in records],
+            reply=self.agent.deps.prompts.turn_failed_reply,
+            profile=lead.profile if lead else {},
+            name=lead.name if lead else None,
+            score=lead.score if lead else 0,
+            temperature=lead.temperature if lead else "frio",
+            reasons=lead.score_reasons if lead else [],
+        )
+
+    def _commit(
+        self,
+        turn_id: str,
+        contact_key: str,
+        records: list[InboundRecord],
+        *,
+        lead_texts: list[str],
+        reply: str,
+        profile: dict[str, Any],
+        name: str | None,
+        score: int,
+        temperature: str,
+        reasons: list[str],
+    ) -> TurnCommit:
+        inbound = [r.message for r in records]
         messages = [
             NewMessage(
                 direction="in",
@@ -197,14 +262,14 @@ class TurnRunner:
                 provider_message_id=msg.provider_message_id,
                 status="received",
             )
-            for msg, text in zip(inbound, result.lead_texts, strict=True)
+            for msg, text in zip(inbound, lead_texts, strict=True)
         ]
         outbox: list[OutboxItem] = []
         last = inbound[-1]
         # Deterministic per batch of inbound messages: re-running a turn that crashed
         # before commit can never enqueue a second copy of the same answer.
         batch = f"{contact_key}:{records[0].id}"
-        for index, part in enumerate(split_reply(result.reply, max_parts=self.settings.reply_max_parts)):
+        for index, part in enumerate(split_reply(reply, max_parts=self.settings.reply_max_parts)):
             ref = f"reply-{index}"
             messages.append(NewMessage(direction="out", kind="text", text=part, status="queued", ref=ref))
             outbox.append(
@@ -226,22 +291,21 @@ class TurnRunner:
                     },
                 )
             )
-        name = next((m.name for m in reversed(inbound) if m.name), None)
+        sender_name = next((m.name for m in reversed(inbound) if m.name), None)
         phone = next((m.phone for m in reversed(inbound) if m.phone), None)
-        commit = TurnCommit(
+        return TurnCommit(
             turn_id=turn_id,
             contact_key=contact_key,
             channel=last.channel,
             contact_id=last.contact_id,
             phone=phone,
-            name=result.profile.name or name,
+            name=name or sender_name,
             inbound_ids=[r.id for r in records],
             messages=messages,
-            profile=result.profile.model_dump(mode="json"),
-            score=result.score.score,
-            temperature=result.score.temperature,
-            score_reasons=list(result.score.reasons),
+            profile=profile,
+            score=score,
+            temperature=temperature,
+            score_reasons=reasons,
             lead_messages_added=len(inbound),
             outbox=outbox,
         )
-        return commit, result.llm_seconds

@@ -82,7 +82,7 @@ class FakeOpenAI:
             raise step.exception
         self.chat_requests.append(_body(kwargs))
         if step.status != 200:
-            name = "error_429.json" if step.status == 429 else "error_500.json"
+            name = {429: "error_429.json", 400: "error_400.json"}.get(step.status, "error_500.json")
             return CallbackResult(status=step.status, payload=load_fixture(f"openai/{name}"))
         completion = copy.deepcopy(load_fixture("openai/chat_completion_structured.json"))
         content = {"reply": step.reply if step.reply is not None else self.default_reply, "lead": step.lead}

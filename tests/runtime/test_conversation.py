@@ -8,7 +8,7 @@ import sqlite3
 
 from aiohttp.test_utils import TestClient
 
-from core.keys import STORE
+from core.keys import RUNNER, STORE
 from tests.conftest import ZAPI_CLIENT_TOKEN, zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 
@@ -229,3 +229,21 @@ async def test_legacy_seleto_webhook_paths_still_work(
     await post(bot, zapi_message(message_id="3EB0LEGACY000001", text="Oi"), path="/webhook/text")
     await eventually(lambda: zapi_fake.sent)
     assert len(zapi_fake.sent) == 1
+
+
+async def test_a_turn_the_model_keeps_rejecting_ends_in_the_fixed_apology_not_silence(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    # 400 is not retried by the policy; the turn fails TURN_MAX_FAILURES (3) times.
+    for _ in range(3):
+        openai_fake.then(status=400)
+    await post(bot, zapi_message(text="Oi, vocês fazem máquina de espetinho?"))
+    await eventually(lambda: zapi_fake.sent, timeout=10)
+    apology = bot.app[RUNNER].agent.deps.prompts.turn_failed_reply
+    assert [s["message"] for s in zapi_fake.sent] == [apology]
+    assert openai_fake.chat_calls == 3
+    assert db_rows(bot, "SELECT status, attempts FROM inbound") == [("done", 3)]
+    # The lead's message is kept in the conversation for the human who follows up.
+    assert db_rows(bot, "SELECT text FROM messages WHERE direction = 'in'") == [
+        ("Oi, vocês fazem máquina de espetinho?",)
+    ]

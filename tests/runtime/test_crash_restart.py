@@ -21,7 +21,6 @@ from tests.helpers.fakes import eventually
 from tests.helpers.provider_server import ProviderServer
 
 
-
 @pytest.fixture
 async def provider() -> ProviderServer:
     server = ProviderServer()

@@ -1,0 +1,249 @@
+"""The LLM retry policy as a turn sees it: `SdrAgent` -> `LLMClient` (openai SDK on its
+aiohttp backend, over a real `aiohttp.ClientSession`) -> OpenAI faked with aioresponses.
+
+429/5xx/timeouts are retried with backoff up to `openai_max_attempts`, then the turn
+fails as `LLMUnavailable` (the runtime keeps the messages pending); other 4xx fail at
+once; a refusal is `LLMRefused`, never an empty reply.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from aioresponses import CallbackResult, aioresponses
+
+from agent.graph import AgentDeps, SdrAgent, TurnInput
+from agent.lead import LeadProfile
+from agent.llm import LLMClient, LLMRefused, LLMUnavailable, is_retryable_openai_error
+from agent.prompts import load_prompt_bundle
+from agent.scoring import load_scoring_rules
+from core.models import InboundMessage, MessageKind
+from core.settings import Settings
+from tests.conftest import fast_settings
+from tests.helpers.fakes import FakeOpenAI, load_fixture
+
+CHAT_URL = "https://api.openai.com/v1/chat/completions"
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def no_media(message: InboundMessage) -> bytes:  # pragma: no cover - text turns only
+    raise AssertionError("a text turn must not fetch media")
+
+
+def make_agent(settings: Settings, session: aiohttp.ClientSession) -> SdrAgent:
+    return SdrAgent(
+        AgentDeps(
+            llm=LLMClient(settings, session),
+            fetch_media=no_media,
+            prompts=load_prompt_bundle(),
+            rules=load_scoring_rules(),
+        )
+    )
+
+
+@pytest.fixture
+def agent(settings: Settings, session: aiohttp.ClientSession) -> SdrAgent:
+    return make_agent(settings, session)
+
+
+def a_turn(body: str = "Oi, vocês têm formadora de hambúrguer?") -> TurnInput:
+    return TurnInput(
+        contact_key="zapi:5544999999999",
+        inbound=[
+            InboundMessage(
+                channel="zapi",
+                contact_id="5544999999999",
+                provider_message_id="3EB0LLM000000001",
+                kind=MessageKind.TEXT,
+                text=body,
+            )
+        ],
+        profile=LeadProfile(),
+        history=[],
+        lead_message_count=0,
+        now=datetime(2025, 3, 10, 17, 0, tzinfo=timezone.utc),
+    )
+
+
+# --- retried ---------------------------------------------------------------------------
+
+
+async def test_rate_limited_then_ok_is_answered_with_two_requests(agent: SdrAgent, openai_fake: FakeOpenAI) -> None:
+    openai_fake.then(status=429).then(reply="Temos sim! Quantos por dia?")
+    result = await agent.run(a_turn())
+    assert result.reply == "Temos sim! Quantos por dia?"
+    assert openai_fake.calls_started == 2
+    assert openai_fake.chat_calls == 2
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_a_server_error_then_ok_is_answered(agent: SdrAgent, openai_fake: FakeOpenAI, status: int) -> None:
+    openai_fake.then(status=status).then(status=status).then(reply="Olá!")
+    result = await agent.run(a_turn())
+    assert result.reply == "Olá!"
+    assert openai_fake.calls_started == 3
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [
+        pytest.param(lambda: aiohttp.SocketTimeoutError("Timeout on reading data from socket"), id="read"),
+        pytest.param(lambda: aiohttp.ConnectionTimeoutError("Connection timeout"), id="connect"),
+        pytest.param(lambda: aiohttp.ServerTimeoutError("timeout"), id="server"),
+    ],
+)
+async def test_a_network_timeout_then_ok_is_answered(
+    agent: SdrAgent, openai_fake: FakeOpenAI, timeout: Any
+) -> None:
+    # What aiohttp raises when the SDK's 30 s socket timeouts expire.
+    openai_fake.then(exception=timeout()).then(reply="Olá!")
+    result = await agent.run(a_turn())
+    assert result.reply == "Olá!"
+    assert openai_fake.calls_started == 2
+
+
+async def test_a_connection_error_then_ok_is_answered(agent: SdrAgent, openai_fake: FakeOpenAI) -> None:
+    openai_fake.then(exception=aiohttp.ClientConnectionError("connection reset by peer")).then(reply="Olá!")
+    result = await agent.run(a_turn())
+    assert result.reply == "Olá!"
+    assert openai_fake.calls_started == 2
+
+
+async def test_a_persistent_server_error_is_unavailable_after_the_last_attempt(
+    agent: SdrAgent, openai_fake: FakeOpenAI, settings: Settings
+) -> None:
+    for _ in range(10):
+        openai_fake.then(status=500)
+    with pytest.raises(LLMUnavailable):
+        await agent.run(a_turn())
+    assert openai_fake.calls_started == settings.openai_max_attempts == 4
+
+
+async def test_the_attempt_budget_is_configurable(
+    tmp_path: Any, session: aiohttp.ClientSession, openai_fake: FakeOpenAI
+) -> None:
+    agent = make_agent(fast_settings(tmp_path, openai_max_attempts=2), session)
+    for _ in range(10):
+        openai_fake.then(status=503)
+    with pytest.raises(LLMUnavailable):
+        await agent.run(a_turn())
+    assert openai_fake.calls_started == 2
+
+
+async def test_persistent_rate_limiting_is_unavailable(
+    agent: SdrAgent, openai_fake: FakeOpenAI, settings: Settings
+) -> None:
+    for _ in range(10):
+        openai_fake.then(status=429)
+    with pytest.raises(LLMUnavailable):
+        await agent.run(a_turn())
+    assert openai_fake.calls_started == settings.openai_max_attempts
+
+
+# --- not retried -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, openai.BadRequestError),
+        (401, openai.AuthenticationError),
+        (403, openai.PermissionDeniedError),
+        (404, openai.NotFoundError),
+        (422, openai.UnprocessableEntityError),
+    ],
+)
+async def test_a_client_error_is_not_retried(
+    agent: SdrAgent, openai_fake: FakeOpenAI, status: int, error: type[Exception]
+) -> None:
+    openai_fake.then(status=status).then(reply="should never be asked for")
+    with pytest.raises(error):
+        await agent.run(a_turn())
+    assert openai_fake.calls_started == 1
+
+
+def test_retry_classification() -> None:
+    # Stand-ins for the SDK's request/response objects (their HTTP library changes
+    # between SDK versions; the classification only looks at the status code).
+    request = SimpleNamespace(method="POST", url=CHAT_URL)
+
+    def status_error(status: int) -> openai.APIStatusError:
+        response = SimpleNamespace(request=request, status_code=status, headers={})
+        return openai.APIStatusError("x", response=response, body=None)  # type: ignore[arg-type]
+
+    assert is_retryable_openai_error(openai.APITimeoutError(request=request))  # type: ignore[arg-type]
+    assert is_retryable_openai_error(openai.APIConnectionError(request=request))  # type: ignore[arg-type]
+    rate_limited = SimpleNamespace(request=request, status_code=429, headers={})
+    assert is_retryable_openai_error(openai.RateLimitError("x", response=rate_limited, body=None))  # type: ignore[arg-type]
+    for status in (408, 409, 500, 502, 503, 504):
+        assert is_retryable_openai_error(status_error(status)), status
+    for status in (400, 401, 403, 404, 422):
+        assert not is_retryable_openai_error(status_error(status)), status
+    assert not is_retryable_openai_error(ValueError("not an API error"))
+
+
+# --- refusal and not configured --------------------------------------------------------
+
+
+def completion_with(message: dict[str, Any], finish_reason: str = "stop") -> dict[str, Any]:
+    completion = copy.deepcopy(load_fixture("openai/chat_completion_structured.json"))
+    completion["choices"][0]["message"] = {"role": "assistant", "annotations": [], **message}
+    completion["choices"][0]["finish_reason"] = finish_reason
+    return completion
+
+
+async def test_a_refusal_is_llm_refused_not_an_empty_reply(agent: SdrAgent, http_mock: aioresponses) -> None:
+    requests: list[Any] = []
+
+    async def refuse(url: Any, **kwargs: Any) -> CallbackResult:
+        requests.append(kwargs)
+        return CallbackResult(
+            status=200,
+            payload=completion_with({"content": None, "refusal": "I'm sorry, I can't help with that request."}),
+        )
+
+    http_mock.post(CHAT_URL, callback=refuse, repeat=True)
+    with pytest.raises(LLMRefused, match="can't help"):
+        await agent.run(a_turn())
+    assert len(requests) == 1  # a refusal is an answer: not retried by the client
+
+
+async def test_without_an_api_key_the_turn_is_unavailable(tmp_path: Any, session: aiohttp.ClientSession, openai_fake: FakeOpenAI) -> None:
+    settings = fast_settings(tmp_path, openai_api_key=None)
+    agent = make_agent(settings, session)
+    assert not agent.deps.llm.configured
+    with pytest.raises(LLMUnavailable):
+        await agent.run(a_turn())
+    assert openai_fake.calls_started == 0
+
+
+async def test_the_client_sends_the_configured_model_key_and_limits(
+    agent: SdrAgent, http_mock: aioresponses, settings: Settings
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def capture(url: Any, **kwargs: Any) -> CallbackResult:
+        seen.append(kwargs)
+        return CallbackResult(
+            status=200, payload=completion_with({"content": '{"reply": "Olá!", "lead": {}}', "refusal": None})
+        )
+
+    http_mock.post(CHAT_URL, callback=capture)
+    result = await agent.run(a_turn())
+    assert result.reply == "Olá!"
+    headers = {k.lower(): v for k, v in (seen[0].get("headers") or {}).items()}
+    assert headers["authorization"] == f"Bearer {settings.openai_api_key.get_secret_value()}"  # type: ignore[union-attr]
+    # The SDK's own retries are off: the policy in agent/llm.py is the only one.
+    assert headers.get("x-stainless-retry-count", "0") == "0"

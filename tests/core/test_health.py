@@ -1,0 +1,216 @@
+"""`GET /api/health` as monitoring sees it: what is configured, whether the store really
+works, and how many deliveries are waiting or dead."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from core.app import create_app
+from core.keys import STORE
+from core.settings import Settings
+from tests.conftest import OPENAI_KEY, ZAPI_CLIENT_TOKEN, ZAPI_TOKEN, fast_settings, zapi_message
+from tests.core.support import WEBHOOK_SECRET, rows
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+
+INTEGRATIONS = ("openai", "zapi", "chatwoot", "supabase", "piperun")
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A fresh machine: none of the bot's variables set and no .env in the working dir."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+async def health(client: TestClient, expected_status: int = 200) -> dict[str, Any]:
+    response = await client.get("/api/health")
+    assert response.status == expected_status, await response.text()
+    assert response.content_type == "application/json"
+    return await response.json()
+
+
+async def test_with_no_environment_at_all_the_bot_is_healthy_and_nothing_is_configured(
+    no_env: None, aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    client = await aiohttp_client(create_app(Settings(_env_file=None, sqlite_path=tmp_path / "x.sqlite3")))
+    body = await health(client)
+    assert body["status"] == "healthy"
+    services = body["services"]
+    assert services["sqlite"] == "connected"
+    for name in INTEGRATIONS:
+        assert services[name] == "not_configured", name
+    assert set(services.values()) <= {"connected", "not_configured"}
+    assert body["outbox"] == {"pending": 0, "dead": 0}
+
+
+async def test_a_lead_writing_before_anything_is_configured_is_kept_not_lost(
+    no_env: None, aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    # Only the shutdown grace is shortened: the pending turn would otherwise hold the
+    # test's teardown for the default 10 s.
+    settings = Settings(_env_file=None, sqlite_path=tmp_path / "x.sqlite3", shutdown_grace_s=0.2)
+    client = await aiohttp_client(create_app(settings))
+    response = await client.post("/webhooks/zapi", json=zapi_message(message_id="3EB0NOENV0000001"))
+    assert response.status == 200
+    assert rows(client, "SELECT status FROM inbound") == [("pending",)]
+    assert (await health(client))["status"] == "healthy"
+
+
+async def test_blank_variables_copied_from_env_example_mean_not_configured(
+    no_env: None, monkeypatch: pytest.MonkeyPatch, aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    for name in (
+        "OPENAI_API_KEY", "ZAPI_INSTANCE_ID", "ZAPI_INSTANCE_TOKEN", "ZAPI_CLIENT_TOKEN", "ZAPI_WEBHOOK_SECRET",
+        "CHATWOOT_API_URL", "CHATWOOT_API_TOKEN", "CHATWOOT_ACCOUNT_ID", "SUPABASE_URL",
+        "SUPABASE_SERVICE_ROLE_KEY", "PIPERUN_API_TOKEN",
+    ):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("SQLITE_PATH", str(tmp_path / "blank.sqlite3"))
+    monkeypatch.setenv("SHUTDOWN_GRACE_S", "0.2")  # the stored message's turn would hold teardown
+    client = await aiohttp_client(create_app(Settings(_env_file=None)))
+    body = await health(client)
+    assert body["status"] == "healthy"
+    for name in INTEGRATIONS:
+        assert body["services"][name] == "not_configured", name
+    # An empty ZAPI_WEBHOOK_SECRET must not lock Z-API out.
+    response = await client.post("/webhooks/zapi", json=zapi_message(message_id="3EB0BLANK0000001"))
+    assert response.status == 200
+
+
+async def test_integrations_configured_from_the_documented_variables(
+    no_env: None, monkeypatch: pytest.MonkeyPatch, aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    secrets = {
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "ZAPI_INSTANCE_TOKEN": ZAPI_TOKEN,
+        "ZAPI_CLIENT_TOKEN": ZAPI_CLIENT_TOKEN,
+        "ZAPI_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "CHATWOOT_API_TOKEN": "cw-tok-5d2e8f1a9b3c",
+        "SUPABASE_SERVICE_ROLE_KEY": "eyJhbGciOi.service-role.8c1f",
+        "PIPERUN_API_TOKEN": "pr-tok-77aa41b2c9",
+    }
+    for name, value in {
+        **secrets,
+        "ZAPI_INSTANCE_ID": "3C01A9F0E1B2C3D4",
+        "CHATWOOT_API_URL": "https://chatwoot.example.com",
+        "CHATWOOT_ACCOUNT_ID": "1",
+        "SUPABASE_URL": "https://abc.supabase.co",
+        "SQLITE_PATH": str(tmp_path / "configured.sqlite3"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    client = await aiohttp_client(create_app(Settings(_env_file=None)))
+    response = await client.get("/api/health")
+    text = await response.text()
+    body = json.loads(text)
+    assert response.status == 200
+    assert body["services"]["sqlite"] == "connected"
+    for name in INTEGRATIONS:
+        assert body["services"][name] == "configured", name
+    for name, secret in secrets.items():
+        assert secret not in text, f"{name} leaked in /api/health"
+
+
+@pytest.mark.parametrize(
+    "overrides, service",
+    [
+        ({"zapi_instance_token": None}, "zapi"),
+        ({"zapi_instance_id": None}, "zapi"),
+        ({"openai_api_key": None}, "openai"),
+        ({"chatwoot_api_url": "https://chatwoot.example.com", "chatwoot_account_id": "1"}, "chatwoot"),
+        ({"supabase_url": "https://abc.supabase.co"}, "supabase"),
+    ],
+    ids=["zapi_without_token", "zapi_without_instance", "openai_without_key", "chatwoot_without_token",
+         "supabase_without_key"],
+)
+async def test_half_configured_integrations_are_not_configured(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, overrides: dict[str, Any], service: str
+) -> None:
+    client = await aiohttp_client(create_app(fast_settings(tmp_path, **overrides)))
+    body = await health(client)
+    assert body["status"] == "healthy"
+    assert body["services"][service] == "not_configured"
+
+
+async def test_a_broken_store_makes_health_503_degraded_until_it_is_back(bot: TestClient) -> None:
+    store = bot.app[STORE]
+    await store.close()
+    try:
+        body = await health(bot, 503)
+        assert body["status"] == "degraded"
+        assert body["services"]["sqlite"] == "error"
+        assert body["services"]["openai"] == "configured"  # the rest of the report is still there
+    finally:
+        await store.open()
+    body = await health(bot)
+    assert body["status"] == "healthy"
+    assert body["services"]["sqlite"] == "connected"
+
+
+async def test_a_store_that_cannot_write_is_not_reported_healthy(bot: TestClient) -> None:
+    """A read-only or full disk: SQLite still answers SELECT 1, but every webhook gets 503.
+    Monitoring must not stay green while every lead's message is being refused."""
+    store = bot.app[STORE]
+    store.db.execute("PRAGMA query_only = ON")  # type: ignore[attr-defined]
+    try:
+        webhook = await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0ROHEALTH0001"))
+        assert webhook.status == 503
+        body = await health(bot, 503)
+        assert body["status"] == "degraded"
+        assert body["services"]["sqlite"] == "error"
+    finally:
+        store.db.execute("PRAGMA query_only = OFF")  # type: ignore[attr-defined]
+
+
+async def test_outbox_counts_show_a_reply_rejected_by_zapi_as_dead(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    assert (await health(bot))["outbox"] == {"pending": 0, "dead": 0}
+    zapi_fake.then(status=400)
+    await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0DEAD00000001", text="Oi"))
+    await eventually(lambda: rows(bot, "SELECT status FROM outbox") == [("dead",)])
+    body = await health(bot)
+    assert body["status"] == "healthy"
+    assert body["outbox"] == {"pending": 0, "dead": 1}
+
+
+async def test_outbox_counts_show_replies_waiting_for_a_failing_zapi(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    settings = fast_settings(tmp_path, outbox_max_attempts=100, outbox_backoff_base_s=5, outbox_backoff_max_s=10)
+    client = await aiohttp_client(create_app(settings))
+    for _ in range(100):
+        zapi_fake.then(status=503)
+    await client.post("/webhooks/zapi", json=zapi_message(message_id="3EB0WAIT00000001", text="Oi"))
+    await eventually(lambda: zapi_fake.attempts >= 1)
+    body = await health(client)
+    assert body["outbox"] == {"pending": 1, "dead": 0}
+    assert zapi_fake.sent == []
+
+
+async def test_outbox_is_empty_again_after_a_delivery(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    zapi_fake.then(status=500)
+    await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0DELIV0000001", text="Oi"))
+    await eventually(lambda: rows(bot, "SELECT status FROM outbox") == [("done",)])
+    assert (await health(bot))["outbox"] == {"pending": 0, "dead": 0}
+
+
+async def test_health_answers_while_a_turn_is_stuck_on_the_llm(
+    bot: TestClient, openai_fake: FakeOpenAI
+) -> None:
+    """Monitoring must not time out just because OpenAI is slow."""
+    openai_fake.then(delay=1.0)
+    await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0SLOWLLM00001", text="Oi"))
+    await eventually(lambda: openai_fake.calls_started == 1)
+    body = await asyncio.wait_for(health(bot), timeout=0.5)
+    assert body["status"] == "healthy"

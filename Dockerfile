@@ -1,0 +1,33 @@
+# Slim image: dependencies in their own cached layer, non-root user, data on a volume.
+FROM python:3.11-slim AS base
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    LOG_FORMAT=json \
+    SQLITE_PATH=/data/sdr.sqlite3 \
+    PORT=8080
+
+WORKDIR /app
+
+# Dependencies first: this layer is rebuilt only when pyproject.toml changes.
+COPY pyproject.toml ./
+RUN python - <<'PY' > /tmp/requirements.txt
+import tomllib
+print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
+PY
+RUN pip install -r /tmp/requirements.txt
+
+COPY . .
+RUN useradd --create-home --uid 10001 sdr \
+    && mkdir -p /data && chown sdr:sdr /data
+
+USER sdr
+VOLUME ["/data"]
+EXPOSE 8080
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD python -c "import os,urllib.request,sys; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\",\"8080\")}/api/health', timeout=4).status == 200 else 1)"
+
+CMD ["python", "main.py"]

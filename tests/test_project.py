@@ -1,0 +1,34 @@
+"""The newcomer's path: README commands, CI and configuration stay in sync."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from core.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    readme = (REPO / "README.md").read_text()
+    command = ci.strip().splitlines()[-1]
+    assert command in readme, "README's test command and .ci/run drifted apart"
+
+
+def test_env_example_lists_every_setting_and_nothing_else() -> None:
+    example = (REPO / ".env.example").read_text()
+    names = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", example, flags=re.M))
+    expected = {name.upper() for name in Settings.model_fields}
+    assert names == expected
+
+
+def test_env_example_as_is_starts_with_nothing_configured(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text((REPO / ".env.example").read_text())
+    settings = Settings(_env_file=env)
+    assert not settings.openai_configured
+    assert not settings.zapi_configured
+    assert settings.sqlite_path.name == "sdr.sqlite3"
+    assert settings.zapi_webhook_secret is None

@@ -18,11 +18,11 @@ from agent.prompts import load_prompt_bundle
 from agent.scoring import load_scoring_rules
 from channels.base import Channel, SendError
 from channels.registry import build_channels
+from core.keys import CHANNELS, DISPATCHER, HTTP, LLM, RUNNER, SETTINGS, STORE
 from core.logging import configure_logging, get_logger
 from core.middlewares import request_middleware
 from core.models import InboundMessage
 from core.settings import Settings
-from core.keys import CHANNELS, DISPATCHER, HTTP, LLM, RUNNER, SETTINGS, STORE
 from core.webhooks import handle_webhook
 from integrations.store.base import Store, StoreUnavailable
 from integrations.store.sqlite import SqliteStore

@@ -92,6 +92,7 @@ async def main() -> None:
         LOG_LEVEL="WARNING",
         DEBOUNCE_QUIET_S="0.5",
         DEBOUNCE_MAX_S="2",
+        **({"PYTHONASYNCIODEBUG": "1"} if os.environ.get("BENCH_DEBUG") else {}),
     )
     await bot.start()
     bare_port = free_port()
@@ -131,6 +132,8 @@ async def main() -> None:
         bare.terminate()
         bare.wait(timeout=10)
         await provider.stop()
+        if os.environ.get("BENCH_DEBUG"):
+            print((tmp / "bot.log").read_text()[-20000:])
 
     print(f"webhook ack latency, {len(ours)} requests per server, concurrency {args.concurrency}, "
           f"{args.leads} leads, loopback, {os.cpu_count()} CPUs")

@@ -13,6 +13,7 @@ finds it pending and answers it then.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import uuid
 from collections.abc import Callable
@@ -75,7 +76,11 @@ class TurnRunner:
         state.last_at = now - (self.settings.debounce_quiet_s if immediate else 0.0)
         state.dirty = True
         if state.task is None:
-            state.task = asyncio.create_task(self._drive(contact_key, state), name=f"turn:{contact_key}")
+            # A fresh context: the driver outlives the webhook that woke it, and its
+            # log lines must not carry that request's id.
+            state.task = asyncio.create_task(
+                self._drive(contact_key, state), name=f"turn:{mask_contact_key(contact_key)}", context=contextvars.Context()
+            )
 
     async def resume_pending(self) -> int:
         keys = await self.store.pending_contacts()

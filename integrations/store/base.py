@@ -45,6 +45,12 @@ class LeadRecord:
     opted_out: bool
     created_at: datetime
     updated_at: datetime
+    handoff_state: str | None = None
+    handoff_reason: str | None = None
+    summary: str | None = None
+    last_inbound_at: datetime | None = None
+    conversation_id: int | None = None
+    conversation_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,44 @@ class NewMessage:
     ref: str | None = None
 
 
+@dataclass(frozen=True)
+class QuoteRequest:
+    """An `orcamentos` row: what a seller needs to price the lead's request."""
+
+    products: list[str]
+    quantity: str | None
+    summary: str
+
+
+@dataclass(frozen=True)
+class TechnicalQuestion:
+    question: str
+    context: str | None
+
+
+@dataclass(frozen=True)
+class Handoff:
+    reason: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A nudge due at `due_at` unless the lead writes first. `attempt` counts from 1."""
+
+    due_at: datetime
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DueFollowUp:
+    id: int
+    contact_key: str
+    attempt: int
+    due_at: datetime
+    scheduled_at: datetime
+
+
 @dataclass
 class TurnCommit:
     """Everything one turn changes, written all-or-nothing."""
@@ -104,6 +148,18 @@ class TurnCommit:
     score_reasons: list[str]
     lead_messages_added: int
     outbox: list[OutboxItem] = field(default_factory=list)
+    quotes: list[QuoteRequest] = field(default_factory=list)
+    technical_questions: list[TechnicalQuestion] = field(default_factory=list)
+    handoff: Handoff | None = None
+    opt_out: bool = False
+    summary: str | None = None
+    # Start a new conversation row (session expired); the lead's profile carries over.
+    new_session: bool = False
+    # Pending nudges of this lead are always cancelled by a commit; this schedules the next.
+    follow_up: FollowUp | None = None
+    # A follow-up turn has no inbound message: it must not count as the lead writing.
+    lead_wrote: bool = True
+    fired_follow_up_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,3 +200,10 @@ class Store(Protocol):
     async def outbox_stats(self) -> OutboxStats: ...
     async def replay_dead(self, *, kind: str | None = None) -> int: ...
     async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None: ...
+
+    async def due_follow_ups(self, *, now: datetime, limit: int) -> list[DueFollowUp]: ...
+    async def cancel_follow_up(self, follow_up_id: int, *, reason: str) -> None: ...
+    async def quotes(self, contact_key: str) -> list[dict[str, Any]]: ...
+    async def technical_questions(self, contact_key: str) -> list[dict[str, Any]]: ...
+    async def forget_lead(self, contact_key: str) -> bool:
+        """LGPD erasure: personal data and messages gone, an anonymised audit row kept."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from core.models import InboundMessage
 from integrations.store.base import (
+    DueFollowUp,
     InboundRecord,
     InboundStatus,
     LeadRecord,
@@ -43,6 +44,13 @@ CREATE TABLE IF NOT EXISTS leads (
     score_reasons TEXT NOT NULL DEFAULT '[]',
     lead_message_count INTEGER NOT NULL DEFAULT 0,
     opted_out INTEGER NOT NULL DEFAULT 0,
+    opted_out_at TEXT,
+    handoff_state TEXT,
+    handoff_reason TEXT,
+    handoff_summary TEXT,
+    handoff_at TEXT,
+    summary TEXT,
+    last_inbound_at TEXT,
     referral TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
@@ -99,7 +107,64 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox(order_key, id) WHERE status IN ('pending', 'inflight');
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS orcamentos (
+    id INTEGER PRIMARY KEY,
+    lead_id INTEGER NOT NULL REFERENCES leads(id),
+    conversation_id INTEGER REFERENCES conversations(id),
+    products TEXT NOT NULL,
+    quantity TEXT,
+    summary TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'novo',
+    turn_id TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orcamentos_lead ON orcamentos(lead_id, id);
+CREATE TABLE IF NOT EXISTS technical_questions (
+    id INTEGER PRIMARY KEY,
+    lead_id INTEGER NOT NULL REFERENCES leads(id),
+    conversation_id INTEGER REFERENCES conversations(id),
+    question TEXT NOT NULL,
+    context TEXT,
+    status TEXT NOT NULL DEFAULT 'aberta',
+    turn_id TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS technical_questions_lead ON technical_questions(lead_id, id);
+CREATE TABLE IF NOT EXISTS followups (
+    id INTEGER PRIMARY KEY,
+    lead_id INTEGER NOT NULL REFERENCES leads(id),
+    contact_key TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    due_at TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'cancelled')),
+    reason TEXT,
+    scheduled_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS followups_due ON followups(due_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS followups_lead ON followups(lead_id) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS erasures (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    erased_at TEXT NOT NULL,
+    lead_created_at TEXT,
+    temperature TEXT,
+    rows_deleted TEXT NOT NULL
+);
 """
+
+# Columns added after the first release: an existing database gets them on open.
+_ADDED_COLUMNS = {
+    "leads": {
+        "opted_out_at": "TEXT",
+        "handoff_state": "TEXT",
+        "handoff_reason": "TEXT",
+        "handoff_summary": "TEXT",
+        "handoff_at": "TEXT",
+        "summary": "TEXT",
+        "last_inbound_at": "TEXT",
+    }
+}
 
 
 def _now() -> datetime:
@@ -135,6 +200,11 @@ class SqliteStore:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns.items():
+                if name not in existing:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
         self._db = db
 
     async def close(self) -> None:
@@ -257,7 +327,13 @@ class SqliteStore:
 
     # --- leads and history --------------------------------------------------------
     async def get_lead(self, contact_key: str) -> LeadRecord | None:
-        row = self.db.execute("SELECT * FROM leads WHERE contact_key = ?", (contact_key,)).fetchone()
+        row = self.db.execute(
+            "SELECT l.*, c.id AS conversation_id, c.started_at AS conversation_started_at"
+            " FROM leads l LEFT JOIN conversations c"
+            "   ON c.id = (SELECT MAX(id) FROM conversations WHERE lead_id = l.id)"
+            " WHERE l.contact_key = ?",
+            (contact_key,),
+        ).fetchone()
         if row is None:
             return None
         return LeadRecord(
@@ -275,13 +351,23 @@ class SqliteStore:
             opted_out=bool(row["opted_out"]),
             created_at=_dt(row["created_at"]),
             updated_at=_dt(row["updated_at"]),
+            handoff_state=row["handoff_state"],
+            handoff_reason=row["handoff_reason"],
+            summary=row["summary"],
+            last_inbound_at=_dt(row["last_inbound_at"]) if row["last_inbound_at"] else None,
+            conversation_id=row["conversation_id"],
+            conversation_started_at=(
+                _dt(row["conversation_started_at"]) if row["conversation_started_at"] else None
+            ),
         )
 
     async def recent_messages(self, contact_key: str, limit: int) -> list[StoredMessage]:
         rows = self.db.execute(
             "SELECT m.id, m.direction, m.kind, m.text, m.created_at, m.provider_message_id, m.status"
             " FROM messages m JOIN leads l ON l.id = m.lead_id"
-            " WHERE l.contact_key = ? ORDER BY m.id DESC LIMIT ?",
+            " WHERE l.contact_key = ?"
+            "   AND m.conversation_id = (SELECT MAX(id) FROM conversations WHERE lead_id = l.id)"
+            " ORDER BY m.id DESC LIMIT ?",
             (contact_key, limit),
         ).fetchall()
         return [
@@ -311,7 +397,7 @@ class SqliteStore:
                 " temperature = excluded.temperature, score_reasons = excluded.score_reasons,"
                 " lead_message_count = leads.lead_message_count + excluded.lead_message_count,"
                 " updated_at = excluded.updated_at"
-                " RETURNING id",
+                " RETURNING id, opted_out",
                 (
                     commit.contact_key,
                     commit.channel,
@@ -328,10 +414,11 @@ class SqliteStore:
                 ),
             ).fetchone()
             lead_id = lead[0]
+            self._apply_lead_changes(db, lead_id, commit, now)
             conv = db.execute(
                 "SELECT id FROM conversations WHERE lead_id = ? ORDER BY id DESC LIMIT 1", (lead_id,)
             ).fetchone()
-            if conv is None:
+            if conv is None or commit.new_session:
                 conv_id = db.execute(
                     "INSERT INTO conversations (lead_id, channel, started_at, last_message_at)"
                     " VALUES (?, ?, ?, ?) RETURNING id",
@@ -366,6 +453,19 @@ class SqliteStore:
                     f"UPDATE inbound SET status = 'done', processed_at = ? WHERE id IN ({marks})",
                     (now, *commit.inbound_ids),
                 )
+            for quote in commit.quotes:
+                db.execute(
+                    "INSERT INTO orcamentos (lead_id, conversation_id, products, quantity, summary,"
+                    " turn_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (lead_id, conv_id, json.dumps(quote.products, ensure_ascii=False),
+                     quote.quantity, quote.summary, commit.turn_id, now),
+                )
+            for question in commit.technical_questions:
+                db.execute(
+                    "INSERT INTO technical_questions (lead_id, conversation_id, question, context,"
+                    " turn_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (lead_id, conv_id, question.question, question.context, commit.turn_id, now),
+                )
             for item in commit.outbox:
                 payload = dict(item.payload)
                 ref = payload.pop("message_ref", None)
@@ -379,6 +479,114 @@ class SqliteStore:
                     (item.kind, item.order_key, item.idempotency_key,
                      json.dumps(payload, ensure_ascii=False), now, now, now),
                 )
+
+    def _apply_lead_changes(self, db: sqlite3.Connection, lead_id: int, commit: TurnCommit, now: str) -> None:
+        if commit.summary is not None:
+            db.execute("UPDATE leads SET summary = ? WHERE id = ?", (commit.summary, lead_id))
+        if commit.lead_wrote:
+            db.execute("UPDATE leads SET last_inbound_at = ? WHERE id = ?", (now, lead_id))
+        if commit.handoff is not None:
+            db.execute(
+                "UPDATE leads SET handoff_state = 'requested', handoff_reason = ?, handoff_summary = ?,"
+                " handoff_at = ? WHERE id = ?",
+                (commit.handoff.reason, commit.handoff.summary, now, lead_id),
+            )
+        if commit.opt_out:
+            db.execute(
+                "UPDATE leads SET opted_out = 1, opted_out_at = COALESCE(opted_out_at, ?) WHERE id = ?",
+                (now, lead_id),
+            )
+        # Whatever happened, the nudges scheduled before this turn are obsolete.
+        db.execute(
+            "UPDATE followups SET status = 'cancelled', reason = ?, updated_at = ?"
+            " WHERE lead_id = ? AND status = 'pending'",
+            ("lead_replied" if commit.lead_wrote else "replaced", now, lead_id),
+        )
+        if commit.fired_follow_up_id is not None:
+            db.execute(
+                "UPDATE followups SET status = 'sent', reason = NULL, updated_at = ? WHERE id = ?",
+                (now, commit.fired_follow_up_id),
+            )
+        if commit.follow_up is not None and not commit.opt_out:
+            db.execute(
+                "INSERT INTO followups (lead_id, contact_key, attempt, due_at, status, scheduled_at,"
+                " updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                (lead_id, commit.contact_key, commit.follow_up.attempt, _iso(commit.follow_up.due_at), now, now),
+            )
+
+    async def due_follow_ups(self, *, now: datetime, limit: int) -> list[DueFollowUp]:
+        rows = self.db.execute(
+            "SELECT id, contact_key, attempt, due_at, scheduled_at FROM followups"
+            " WHERE status = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?",
+            (_iso(now), limit),
+        ).fetchall()
+        return [
+            DueFollowUp(
+                id=r["id"],
+                contact_key=r["contact_key"],
+                attempt=r["attempt"],
+                due_at=_dt(r["due_at"]),
+                scheduled_at=_dt(r["scheduled_at"]),
+            )
+            for r in rows
+        ]
+
+    async def cancel_follow_up(self, follow_up_id: int, *, reason: str) -> None:
+        self.db.execute(
+            "UPDATE followups SET status = 'cancelled', reason = ?, updated_at = ? WHERE id = ?",
+            (reason, _iso(_now()), follow_up_id),
+        )
+
+    async def quotes(self, contact_key: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT o.* FROM orcamentos o JOIN leads l ON l.id = o.lead_id WHERE l.contact_key = ?"
+            " ORDER BY o.id",
+            (contact_key,),
+        ).fetchall()
+        return [{**dict(r), "products": json.loads(r["products"])} for r in rows]
+
+    async def technical_questions(self, contact_key: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT q.* FROM technical_questions q JOIN leads l ON l.id = q.lead_id"
+            " WHERE l.contact_key = ? ORDER BY q.id",
+            (contact_key,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    async def forget_lead(self, contact_key: str) -> bool:
+        now = _iso(_now())
+        with self._tx() as db:
+            lead = db.execute(
+                "SELECT id, channel, created_at, temperature FROM leads WHERE contact_key = ?", (contact_key,)
+            ).fetchone()
+            inbound = db.execute("DELETE FROM inbound WHERE contact_key = ?", (contact_key,)).rowcount
+            outbox = db.execute(
+                "DELETE FROM outbox WHERE order_key = ?", (f"reply:{contact_key}",)
+            ).rowcount
+            if lead is None and not inbound:
+                return False
+            counts = {"inbound": inbound, "outbox": outbox}
+            if lead is not None:
+                lead_id = lead["id"]
+                for table in ("messages", "orcamentos", "technical_questions", "followups"):
+                    counts[table] = db.execute(f"DELETE FROM {table} WHERE lead_id = ?", (lead_id,)).rowcount
+                counts["conversations"] = db.execute(
+                    "DELETE FROM conversations WHERE lead_id = ?", (lead_id,)
+                ).rowcount
+                db.execute("DELETE FROM leads WHERE id = ?", (lead_id,))
+            # The audit row proves the erasure happened without saying who it was about.
+            db.execute(
+                "INSERT INTO erasures (channel, erased_at, lead_created_at, temperature, rows_deleted)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    contact_key.partition(":")[0],
+                    now,
+                    lead["created_at"] if lead is not None else None,
+                    lead["temperature"] if lead is not None else None,
+                    json.dumps(counts),
+                ),
+            )
+        return True
 
     async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None:
         self.db.execute(

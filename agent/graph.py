@@ -1,39 +1,52 @@
-"""The SDR turn as a LangGraph graph: transcribe -> think -> qualify.
+"""The SDR turn as a LangGraph graph: perceive -> think -> tools -> qualify -> guard.
 
-One turn costs exactly one chat completion: the model returns the reply and the lead
-update together as one structured object, and scoring is deterministic code. The graph
-is compiled once per process; per-turn dependencies travel in the run config so the
-compiled graph holds no request state.
+One text turn costs exactly one chat completion: the model returns the reply, the lead
+update, the tools it wants and a rolling summary together as one structured object.
+Scoring and the commercial rules are deterministic code. A second call happens only
+when a tool call the model made is invalid (it is told why and answers again).
+The graph is compiled once per process; per-turn dependencies travel in the run
+config so the compiled graph holds no request state.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 import openai
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.lead import LeadProfile, LeadUpdate, merge_lead, missing_fields
+from agent.guardrails import commercial_promise
+from agent.lead import LeadProfile, LeadUpdate, describe_lead, merge_lead, missing_fields
 from agent.llm import LLMClient, Usage, is_retryable_openai_error
-from agent.prompts import PromptBundle, render_system_prompt
+from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle, render_system_prompt
 from agent.scoring import ScoreResult, ScoringRules, score_lead
+from agent.tools import ToolCall, ToolEffects, run_tools
 from core.logging import get_logger
 from core.models import InboundMessage, MessageKind
-from integrations.store.base import StoredMessage
+from integrations.store.base import Handoff, StoredMessage
 
 log = get_logger(__name__)
 
 MediaFetcher = Callable[[InboundMessage], Awaitable[bytes]]
+# Images go to the model inline; beyond this they are described as "not viewable".
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
 
 
 class MediaUnusable(Exception):
     """The media can never be processed (too large, gone): described, not retried."""
+
+
+class OpeningHours(Protocol):
+    def is_open(self, at: datetime) -> bool: ...
+    def handoff_promise(self, at: datetime) -> str | None: ...
+    def describe_next_opening(self, at: datetime) -> str: ...
 
 
 class AgentTurnOutput(BaseModel):
@@ -45,8 +58,16 @@ class AgentTurnOutput(BaseModel):
         description="Mensagem para o lead, em português do Brasil, no tom do WhatsApp. "
         "Parágrafos separados por linha em branco viram mensagens separadas."
     )
-    lead: LeadUpdate = Field(
-        description="Dados do lead ditos nesta conversa; null para o que não foi dito."
+    lead: LeadUpdate = Field(description="Dados do lead ditos nesta conversa; null para o que não foi dito.")
+    tool_calls: list[ToolCall] = Field(
+        description="Ferramentas a executar neste turno (lista vazia se nenhuma)."
+    )
+    summary: str = Field(
+        description="Resumo atualizado da conversa inteira até agora, em até 6 frases: o que o lead "
+        "quer, o que já foi respondido, combinados e pendências."
+    )
+    image_description: str | None = Field(
+        description="Se o lead enviou imagem neste turno, descreva o que ela mostra em uma frase; senão null."
     )
 
 
@@ -57,7 +78,11 @@ class TurnInput:
     profile: LeadProfile
     history: list[StoredMessage]
     lead_message_count: int
+    summary: str | None = None
+    handed_off: bool = False
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # Set for a follow-up turn: the lead went silent and the bot writes first.
+    nudge: str | None = None
 
 
 @dataclass
@@ -69,6 +94,10 @@ class TurnResult:
     score: ScoreResult
     usage: Usage
     llm_seconds: float
+    effects: ToolEffects
+    summary: str
+    guarded: str | None = None
+    llm_calls: int = 1
 
 
 @dataclass
@@ -77,17 +106,24 @@ class AgentDeps:
     fetch_media: MediaFetcher
     prompts: PromptBundle
     rules: ScoringRules
+    hours: OpeningHours | None = None
 
 
 class TurnState(TypedDict, total=False):
     turn: TurnInput
     lead_texts: list[str]
+    images: list[str]
+    messages: list[dict[str, Any]]
     output: AgentTurnOutput
     usage: Usage
     llm_seconds: float
+    llm_calls: int
+    effects: ToolEffects
     profile: LeadProfile
     changed: list[str]
     score: ScoreResult
+    reply: str
+    guarded: str | None
 
 
 def _deps(config: RunnableConfig) -> AgentDeps:
@@ -96,7 +132,7 @@ def _deps(config: RunnableConfig) -> AgentDeps:
 
 _KIND_LABEL = {
     MessageKind.IMAGE: "[o lead enviou uma imagem]",
-    MessageKind.DOCUMENT: "[o lead enviou um documento]",
+    MessageKind.DOCUMENT: "[o lead enviou um documento — avise que o time vai analisar]",
     MessageKind.VIDEO: "[o lead enviou um vídeo]",
     MessageKind.STICKER: "[o lead enviou uma figurinha]",
     MessageKind.AUDIO: "[o lead enviou um áudio]",
@@ -119,17 +155,17 @@ def describe_inbound(msg: InboundMessage, transcript: str | None = None) -> str:
     return (msg.text or "").strip() or "[mensagem sem texto]"
 
 
-async def transcribe_node(state: TurnState, config: RunnableConfig) -> TurnState:
+async def perceive_node(state: TurnState, config: RunnableConfig) -> TurnState:
+    """Voice notes become text (Whisper); images are fetched for the model to see."""
     deps = _deps(config)
     texts: list[str] = []
+    images: list[str] = []
     for msg in state["turn"].inbound:
         transcript: str | None = None
         if msg.kind is MessageKind.AUDIO and msg.media_url:
             try:
                 audio = await deps.fetch_media(msg)
-                transcript = await deps.llm.transcribe(
-                    audio, filename="audio.ogg", mime=msg.media_mime or "audio/ogg"
-                )
+                transcript = await deps.llm.transcribe(audio, filename="audio.ogg", mime=msg.media_mime or "audio/ogg")
             except MediaUnusable as exc:
                 log.warning("audio_unusable", error=str(exc))
             except openai.APIStatusError as exc:
@@ -138,34 +174,98 @@ async def transcribe_node(state: TurnState, config: RunnableConfig) -> TurnState
                 # Whisper rejected these bytes (corrupt, unsupported): retrying the same
                 # audio would block this lead forever, so the turn goes on without it.
                 log.warning("audio_rejected", status=exc.status_code)
+        elif msg.kind is MessageKind.IMAGE and msg.media_url:
+            try:
+                image = await deps.fetch_media(msg)
+                if len(image) <= MAX_IMAGE_BYTES:
+                    mime = (msg.media_mime or "image/jpeg").split(";")[0]
+                    images.append(f"data:{mime};base64,{base64.b64encode(image).decode()}")
+            except MediaUnusable as exc:
+                log.warning("image_unusable", error=str(exc))
         texts.append(describe_inbound(msg, transcript))
-    return {"lead_texts": texts}
+    return {"lead_texts": texts, "images": images}
 
 
 def build_messages(
-    bundle: PromptBundle, turn: TurnInput, lead_texts: list[str]
+    deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """System prompt (bounded: knowledge + known profile), the window, then this turn."""
+    """System prompt (bounded: knowledge + profile + summary), the window, then this turn."""
+    hours_note = None
+    if deps.hours is not None:
+        hours_note = (
+            "Aberto agora: o time comercial está disponível."
+            if deps.hours.is_open(turn.now)
+            else f"Fora do horário: o time comercial volta {deps.hours.describe_next_opening(turn.now)}."
+        )
     system = render_system_prompt(
-        bundle, profile=turn.profile, missing=missing_fields(turn.profile), now=turn.now
+        deps.prompts,
+        profile=turn.profile,
+        missing=missing_fields(turn.profile),
+        now=turn.now,
+        summary=turn.summary,
+        business_hours=hours_note,
     )
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
     for past in turn.history:
-        if not past.text:
-            continue
-        messages.append(
-            {"role": "user" if past.direction == "in" else "assistant", "content": past.text}
-        )
-    messages.append({"role": "user", "content": "\n".join(lead_texts)})
+        if past.text:
+            messages.append({"role": "user" if past.direction == "in" else "assistant", "content": past.text})
+    if turn.nudge is not None:
+        messages.append({"role": "system", "content": turn.nudge})
+        return messages
+    text = "\n".join(lead_texts)
+    if images:
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        content += [{"type": "image_url", "image_url": {"url": url, "detail": "low"}} for url in images]
+        messages.append({"role": "user", "content": content})
+    else:
+        messages.append({"role": "user", "content": text})
     return messages
 
 
 async def think_node(state: TurnState, config: RunnableConfig) -> TurnState:
     deps = _deps(config)
-    messages = build_messages(deps.prompts, state["turn"], state["lead_texts"])
+    messages = build_messages(deps, state["turn"], state["lead_texts"], state.get("images"))
     started = time.perf_counter()
     output, usage = await deps.llm.structured(messages, AgentTurnOutput)
-    return {"output": output, "usage": usage, "llm_seconds": time.perf_counter() - started}
+    return {
+        "messages": messages,
+        "output": output,
+        "usage": usage,
+        "llm_seconds": time.perf_counter() - started,
+        "llm_calls": 1,
+    }
+
+
+async def tools_node(state: TurnState, config: RunnableConfig) -> TurnState:
+    """Run the tools the model asked for; an invalid call goes back to the model once."""
+    deps = _deps(config)
+    output = state["output"]
+    effects = run_tools(output.tool_calls)
+    if not effects.failures:
+        return {"effects": effects}
+    log.warning("tool_calls_failed", failures=effects.failures)
+    repair = state["messages"] + [
+        {"role": "assistant", "content": output.model_dump_json()},
+        {
+            "role": "system",
+            "content": "Algumas ferramentas falharam: "
+            + "; ".join(effects.failures)
+            + ". Corrija as chamadas (ou remova-as) e ajuste a resposta ao lead para não prometer o que falhou.",
+        },
+    ]
+    started = time.perf_counter()
+    fixed, usage = await deps.llm.structured(repair, AgentTurnOutput)
+    retry_effects = run_tools(fixed.tool_calls)
+    if retry_effects.failures:
+        log.error("tool_calls_dropped", failures=retry_effects.failures)
+    total = state["usage"]
+    return {
+        "output": fixed,
+        "effects": retry_effects,
+        "usage": Usage(total.prompt_tokens + usage.prompt_tokens, total.completion_tokens + usage.completion_tokens),
+        "llm_seconds": state["llm_seconds"] + time.perf_counter() - started,
+        "llm_calls": state["llm_calls"] + 1,
+    }
 
 
 async def qualify_node(state: TurnState, config: RunnableConfig) -> TurnState:
@@ -173,21 +273,50 @@ async def qualify_node(state: TurnState, config: RunnableConfig) -> TurnState:
     turn = state["turn"]
     source_id = turn.inbound[-1].provider_message_id if turn.inbound else None
     profile, changed = merge_lead(turn.profile, state["output"].lead, message_id=source_id, at=turn.now)
-    score = score_lead(
-        profile, lead_message_count=turn.lead_message_count + len(turn.inbound), rules=deps.rules
-    )
+    score = score_lead(profile, lead_message_count=turn.lead_message_count + len(turn.inbound), rules=deps.rules)
     return {"profile": profile, "changed": changed, "score": score}
+
+
+async def guard_node(state: TurnState, config: RunnableConfig) -> TurnState:
+    """Commercial rules and handoff promises, enforced whatever the model wrote."""
+    deps = _deps(config)
+    turn = state["turn"]
+    effects = state["effects"]
+    reply = state["output"].reply.strip()
+    guarded: str | None = None
+    promise = commercial_promise(reply)
+    if promise is not None:
+        log.warning("reply_guarded", rule="commercial_promise", matched=promise)
+        reply = deps.prompts.message("commercial_guard")
+        guarded = "commercial_promise"
+    model_handed_off = effects.handoff is not None
+    if effects.handoff is None and not turn.handed_off and state["score"].temperature == "quente":
+        # A hot lead goes to a person even when the model forgot to say so.
+        summary = state["output"].summary.strip() or "; ".join(describe_lead(state["profile"]))
+        effects.handoff = Handoff(reason="lead_quente", summary=summary)
+        effects.called.append("handoff_to_human(auto)")
+    if effects.handoff is not None and not turn.handed_off:
+        promise_text = deps.hours.handoff_promise(turn.now) if deps.hours is not None else None
+        if promise_text:
+            reply = f"{reply}\n\n{promise_text}" if reply else promise_text
+        elif not model_handed_off:
+            reply = f"{reply}\n\n{deps.prompts.message('handoff_now')}" if reply else deps.prompts.message("handoff_now")
+    return {"reply": reply, "guarded": guarded}
 
 
 def build_graph() -> Any:
     graph = StateGraph(TurnState)
-    graph.add_node("transcribe", transcribe_node)
+    graph.add_node("perceive", perceive_node)
     graph.add_node("think", think_node)
+    graph.add_node("tools", tools_node)
     graph.add_node("qualify", qualify_node)
-    graph.add_edge(START, "transcribe")
-    graph.add_edge("transcribe", "think")
-    graph.add_edge("think", "qualify")
-    graph.add_edge("qualify", END)
+    graph.add_node("guard", guard_node)
+    graph.add_edge(START, "perceive")
+    graph.add_edge("perceive", "think")
+    graph.add_edge("think", "tools")
+    graph.add_edge("tools", "qualify")
+    graph.add_edge("qualify", "guard")
+    graph.add_edge("guard", END)
     return graph.compile()
 
 
@@ -197,15 +326,27 @@ class SdrAgent:
         self._graph = build_graph()
 
     async def run(self, turn: TurnInput) -> TurnResult:
-        state: TurnState = await self._graph.ainvoke(
-            {"turn": turn}, config={"configurable": {"deps": self.deps}}
-        )
+        state: TurnState = await self._graph.ainvoke({"turn": turn}, config={"configurable": {"deps": self.deps}})
+        output = state["output"]
+        lead_texts = list(state["lead_texts"])
+        if output.image_description:
+            lead_texts = [
+                f"{text} — {output.image_description.strip()}" if msg.kind is MessageKind.IMAGE else text
+                for msg, text in zip(turn.inbound, lead_texts, strict=True)
+            ]
         return TurnResult(
-            reply=state["output"].reply.strip(),
-            lead_texts=state["lead_texts"],
+            reply=state["reply"],
+            lead_texts=lead_texts,
             profile=state["profile"],
             changed_fields=state["changed"],
             score=state["score"],
             usage=state["usage"],
             llm_seconds=state["llm_seconds"],
+            effects=state["effects"],
+            summary=output.summary.strip()[:MAX_SUMMARY_CHARS],
+            guarded=state["guarded"],
+            llm_calls=state["llm_calls"],
         )
+
+
+__all__ = ["AgentDeps", "AgentTurnOutput", "SdrAgent", "TurnInput", "TurnResult", "describe_inbound"]

@@ -25,8 +25,18 @@ from core.settings import PROJECT_ROOT
 DEFAULT_PROMPTS_DIR = PROJECT_ROOT / "prompts"
 
 PLACEHOLDERS: frozenset[str] = frozenset(
-    {"company_name", "knowledge", "lead_profile", "missing_fields", "now"}
+    {"company_name", "knowledge", "lead_profile", "missing_fields", "now", "conversation_summary", "business_hours"}
 )
+# Fixed texts the code sends without the model (prompts/messages.toml).
+REQUIRED_MESSAGES = (
+    "turn_failed",
+    "opt_out_confirmation",
+    "commercial_guard",
+    "handoff_now",
+    "follow_up_instruction",
+)
+# The rolling summary is capped: it replaces old messages, it must not grow like them.
+MAX_SUMMARY_CHARS = 1200
 # Without these the bot would answer blind (no knowledge) or re-ask known data.
 REQUIRED_PLACEHOLDERS: frozenset[str] = frozenset({"knowledge", "lead_profile", "missing_fields"})
 
@@ -61,6 +71,10 @@ class PromptBundle:
     timezone: tzinfo
     prompts_dir: Path
     turn_failed_reply: str
+    messages: dict[str, str]
+
+    def message(self, key: str) -> str:
+        return self.messages[key]
 
 
 def _company_timezone(name: str) -> tzinfo:
@@ -124,12 +138,16 @@ def load_prompt_bundle(prompts_dir: Path | str | None = None) -> PromptBundle:
         raise PromptError(f"fixed messages file not found: {messages_path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise PromptError(f"{messages_path} is not valid TOML: {exc}") from None
-    turn_failed = messages.get("turn_failed")
-    if not isinstance(turn_failed, str) or not turn_failed.strip():
-        raise PromptError(f"{messages_path}: 'turn_failed' (text) is required")
+    for key in REQUIRED_MESSAGES:
+        value = messages.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise PromptError(f"{messages_path}: '{key}' (text) is required")
+    fixed = {k: v.strip() for k, v in messages.items() if isinstance(v, str)}
+    turn_failed = fixed["turn_failed"]
 
     return PromptBundle(
-        turn_failed_reply=turn_failed.strip(),
+        turn_failed_reply=turn_failed,
+        messages=fixed,
         system_template=template,
         knowledge="\n\n".join(parts),
         company_name=company_name.strip(),
@@ -164,14 +182,23 @@ def render_missing_fields(missing: list[str]) -> str:
 
 
 def render_system_prompt(
-    bundle: PromptBundle, *, profile: LeadProfile, missing: list[str], now: datetime
+    bundle: PromptBundle,
+    *,
+    profile: LeadProfile,
+    missing: list[str],
+    now: datetime,
+    summary: str | None = None,
+    business_hours: str | None = None,
 ) -> str:
+    summary_text = (summary or "").strip()[:MAX_SUMMARY_CHARS] or "(início da conversa)"
     values = {
         "company_name": bundle.company_name,
         "knowledge": bundle.knowledge,
         "lead_profile": render_lead_profile(profile),
         "missing_fields": render_missing_fields(missing),
         "now": format_now(now, bundle.timezone),
+        "conversation_summary": summary_text,
+        "business_hours": business_hours or "(não informado)",
     }
     return _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), bundle.system_template)
 

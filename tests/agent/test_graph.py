@@ -193,7 +193,7 @@ async def test_the_request_asks_for_the_structured_reply_and_lead(
     schema = request["response_format"]
     assert schema["type"] == "json_schema"
     properties = schema["json_schema"]["schema"]["properties"]
-    assert set(properties) == {"reply", "lead"}
+    assert set(properties) == {"reply", "lead", "tool_calls", "summary", "image_description"}
 
 
 # --- what the model sees -----------------------------------------------------------------

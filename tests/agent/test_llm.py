@@ -237,7 +237,13 @@ async def test_the_client_sends_the_configured_model_key_and_limits(
     async def capture(url: Any, **kwargs: Any) -> CallbackResult:
         seen.append(kwargs)
         return CallbackResult(
-            status=200, payload=completion_with({"content": '{"reply": "Olá!", "lead": {}}', "refusal": None})
+            status=200, payload=completion_with(
+                {
+                    "content": '{"reply": "Olá!", "lead": {}, "tool_calls": [], "summary": "Oi.",'
+                    ' "image_description": null}',
+                    "refusal": None,
+                }
+            )
         )
 
     http_mock.post(CHAT_URL, callback=capture)

@@ -47,6 +47,10 @@ class Step:
     lead: dict[str, Any] = field(default_factory=dict)
     delay: float = 0.0
     exception: BaseException | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    summary: str = "Lead iniciou contato pelo WhatsApp."
+    image_description: str | None = None
+    raw_content: str | None = None  # send this content verbatim (malformed output tests)
 
 
 class FakeOpenAI:
@@ -85,8 +89,16 @@ class FakeOpenAI:
             name = {429: "error_429.json", 400: "error_400.json"}.get(step.status, "error_500.json")
             return CallbackResult(status=step.status, payload=load_fixture(f"openai/{name}"))
         completion = copy.deepcopy(load_fixture("openai/chat_completion_structured.json"))
-        content = {"reply": step.reply if step.reply is not None else self.default_reply, "lead": step.lead}
-        completion["choices"][0]["message"]["content"] = json.dumps(content, ensure_ascii=False)
+        content = {
+            "reply": step.reply if step.reply is not None else self.default_reply,
+            "lead": step.lead,
+            "tool_calls": step.tools,
+            "summary": step.summary,
+            "image_description": step.image_description,
+        }
+        completion["choices"][0]["message"]["content"] = (
+            step.raw_content if step.raw_content is not None else json.dumps(content, ensure_ascii=False)
+        )
         return CallbackResult(status=200, payload=completion)
 
     async def _transcribe(self, url: Any, **kwargs: Any) -> CallbackResult:

@@ -71,7 +71,13 @@ class ProviderServer:
             await asyncio.sleep(self.state.llm_delay_s)
         self.state.chat_calls += 1
         completion = copy.deepcopy(self._completion)
-        content = {"reply": f"{self.state.reply_prefix}: {last_user}", "lead": {}}
+        content = {
+            "reply": f"{self.state.reply_prefix}: {last_user}",
+            "lead": {},
+            "tool_calls": [],
+            "summary": "Conversa em andamento.",
+            "image_description": None,
+        }
         completion["choices"][0]["message"]["content"] = json.dumps(content, ensure_ascii=False)
         return web.json_response(completion)
 

@@ -1,0 +1,98 @@
+"""Rules enforced in code, where code can enforce them.
+
+The prompt asks the model to behave; these checks make sure it did, whatever a lead
+wrote to it ("ignore your instructions", "give me 90% off"): an opt-out is honoured
+without asking the model, and an answer that names a price, a discount, a payment
+condition or a delivery deadline never reaches the lead.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+
+def fold(text: str) -> str:
+    """Lower-case, accents removed, punctuation to spaces, whitespace collapsed."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(re.sub(r"[^\w\s]", " ", plain).split())
+
+
+# A message that is only one of these words is an opt-out ("SAIR", "Parar!", "stop").
+_OPT_OUT_WORDS = {
+    "sair", "parar", "pare", "para", "stop", "cancelar", "descadastrar", "unsubscribe",
+    "remover", "chega", "basta",
+}
+# Phrases that are an opt-out wherever they appear in the message.
+_OPT_OUT_PHRASES = (
+    "nao quero mais receber",
+    "nao quero receber mais",
+    "nao quero mais mensagens",
+    "nao quero receber mensagens",
+    "nao me mande mais",
+    "nao me mandem mais",
+    "nao mande mais mensagem",
+    "nao mandem mais mensagem",
+    "nao me envie mais",
+    "nao me enviem mais",
+    "para de me mandar",
+    "pare de me mandar",
+    "parem de me mandar",
+    "pare de enviar",
+    "parem de enviar",
+    "para de enviar",
+    "me tira da lista",
+    "me tire da lista",
+    "me remova da lista",
+    "remova meu numero",
+    "remover meu numero",
+    "tirar meu numero",
+    "descadastrar meu numero",
+    "quero sair da lista",
+    "quero me descadastrar",
+    "nao entre mais em contato",
+    "nao me contate mais",
+    "stop messages",
+)
+
+
+def is_opt_out(text: str | None) -> bool:
+    if not text:
+        return False
+    folded = fold(text)
+    if not folded:
+        return False
+    if folded in _OPT_OUT_WORDS:
+        return True
+    words = folded.split()
+    if len(words) <= 3 and words[0] in _OPT_OUT_WORDS and all(
+        w in _OPT_OUT_WORDS | {"por", "favor", "pf", "pfv", "agora", "ja"} for w in words
+    ):
+        return True
+    return any(phrase in folded for phrase in _OPT_OUT_PHRASES)
+
+
+_COMMERCIAL_PROMISES = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"r\$\s*\d",                                              # R$ 12.000
+        r"\b\d[\d.,]*\s*(mil\s+)?(reais|real)\b",                 # 12 mil reais
+        r"\b\d[\d.,]*\s*k\s*(reais)?\b(?=.*(pre[cç]o|valor|custa))",  # 12k ... preço
+        r"\b\d{1,3}\s*%\s*(de\s+)?(desconto|off|abatimento)",     # 10% de desconto
+        r"\bdesconto\s+de\s+\d",                                  # desconto de 10
+        r"\b\d{1,2}\s*x\s*(sem\s+juros|de\s+r?\$?\s*\d)",         # 10x sem juros
+        r"\b(entrega|entregamos|prazo|chega|fica pronta?)\b[^.!?\n]{0,40}?\b\d+\s*(dias|semanas|meses)\b",
+        r"\b\d+\s*(dias|semanas)\s*(uteis|úteis)\b",              # 15 dias úteis
+        r"\bfrete\s+(gr[aá]tis|gratuito)\b",
+    )
+]
+
+
+def commercial_promise(reply: str) -> str | None:
+    """The first price/discount/deadline the reply states, or None."""
+    for pattern in _COMMERCIAL_PROMISES:
+        match = pattern.search(reply)
+        if match:
+            return match.group(0)
+    return None

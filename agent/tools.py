@@ -1,0 +1,118 @@
+"""The tools the model may call, their argument schemas, and their execution.
+
+The model asks for tools inside its one structured answer (`tool_calls`), so a turn
+still costs one completion. The tools node validates each call and turns it into an
+effect the runtime commits atomically with the turn; a call that fails validation is
+reported back to the model (one repair call) and logged, never crashing the turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from integrations.store.base import Handoff, QuoteRequest, TechnicalQuestion
+
+HandoffReason = Literal["pediu_humano", "lead_quente", "nao_consigo_ajudar", "outro"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestQuote(_Strict):
+    """Registra um pedido de orçamento para o time comercial (quem passa preço é o time)."""
+
+    tool: Literal["request_quote"]
+    products: list[str] = Field(description="Produtos de interesse, como o lead falou (ex.: FB300).")
+    quantity: str | None = Field(description="Quantidade/volume pedido, se dito; senão null.")
+    summary: str = Field(description="Resumo para o vendedor: necessidade, volume, urgência, cidade/UF.")
+
+
+class RegisterTechnicalQuestion(_Strict):
+    """Registra uma dúvida técnica complexa para a engenharia responder."""
+
+    tool: Literal["register_technical_question"]
+    question: str = Field(description="A dúvida técnica, com as palavras do lead.")
+    context: str | None = Field(description="Contexto útil para o engenheiro; null se nada a acrescentar.")
+
+
+class HandoffToHuman(_Strict):
+    """Passa a conversa para uma pessoa do time comercial."""
+
+    tool: Literal["handoff_to_human"]
+    reason: HandoffReason
+    summary: str = Field(description="Resumo do lead e do que ele quer agora, para o vendedor.")
+
+
+class OptOut(_Strict):
+    """O lead pediu para não receber mais mensagens."""
+
+    tool: Literal["opt_out"]
+    confirmed: bool = Field(description="true quando o lead pediu claramente para sair.")
+
+
+ToolCall = RequestQuote | RegisterTechnicalQuestion | HandoffToHuman | OptOut
+TOOL_NAMES = ("request_quote", "register_technical_question", "handoff_to_human", "opt_out")
+
+
+class ToolError(ValueError):
+    """A call the model made that cannot be carried out as asked."""
+
+
+@dataclass
+class ToolEffects:
+    """What the tools decided, committed atomically with the turn."""
+
+    quotes: list[QuoteRequest] = field(default_factory=list)
+    technical_questions: list[TechnicalQuestion] = field(default_factory=list)
+    handoff: Handoff | None = None
+    opt_out: bool = False
+    called: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def _text(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+def apply_tool(call: ToolCall, effects: ToolEffects) -> None:
+    """Validate one call and record its effect; raise ToolError with a reason the model can act on."""
+    if isinstance(call, RequestQuote):
+        products = [p.strip() for p in call.products if p and p.strip()]
+        if not products:
+            raise ToolError("request_quote precisa de ao menos um produto de interesse")
+        summary = _text(call.summary)
+        if summary is None:
+            raise ToolError("request_quote precisa de um resumo para o vendedor")
+        effects.quotes.append(QuoteRequest(products=products, quantity=_text(call.quantity), summary=summary))
+    elif isinstance(call, RegisterTechnicalQuestion):
+        question = _text(call.question)
+        if question is None:
+            raise ToolError("register_technical_question precisa da pergunta do lead")
+        effects.technical_questions.append(TechnicalQuestion(question=question, context=_text(call.context)))
+    elif isinstance(call, HandoffToHuman):
+        summary = _text(call.summary)
+        if summary is None:
+            raise ToolError("handoff_to_human precisa de um resumo para o vendedor")
+        if effects.handoff is None:
+            effects.handoff = Handoff(reason=call.reason, summary=summary)
+    elif isinstance(call, OptOut):
+        if call.confirmed:
+            effects.opt_out = True
+    else:  # pragma: no cover - the union is closed
+        raise ToolError(f"ferramenta desconhecida: {call!r}")
+    effects.called.append(call.tool)
+
+
+def run_tools(calls: list[ToolCall]) -> ToolEffects:
+    effects = ToolEffects()
+    for call in calls:
+        try:
+            apply_tool(call, effects)
+        except ToolError as exc:
+            effects.failures.append(f"{call.tool}: {exc}")
+    return effects

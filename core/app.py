@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
+from agent.business_hours import load_business_hours
 from agent.graph import AgentDeps, MediaUnusable, SdrAgent
 from agent.llm import LLMClient
 from agent.prompts import load_prompt_bundle
 from agent.scoring import load_scoring_rules
 from channels.base import Channel, SendError
 from channels.registry import build_channels
-from core.keys import CHANNELS, DISPATCHER, HTTP, LLM, RUNNER, SETTINGS, STORE
+from core.keys import CHANNELS, DISPATCHER, FOLLOW_UPS, HTTP, LLM, RUNNER, SETTINGS, STORE
 from core.logging import configure_logging, get_logger
 from core.middlewares import request_middleware
 from core.models import InboundMessage
@@ -29,6 +30,7 @@ from integrations.store.base import Store, StoreUnavailable
 from integrations.store.sqlite import SqliteStore
 from runtime.delivery import send_text_handler
 from runtime.dispatcher import OutboxDispatcher
+from runtime.followups import FollowUpScheduler
 from runtime.policies import channel_send_policy
 from runtime.turns import TurnRunner
 
@@ -90,15 +92,19 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
                 fetch_media=_media_fetcher(channels, session, settings),
                 prompts=load_prompt_bundle(),
                 rules=load_scoring_rules(),
+                hours=load_business_hours(),
             )
         )
         dispatcher = OutboxDispatcher(store, workers=settings.outbox_workers, poll_s=settings.outbox_poll_s)
         dispatcher.register("send_text", send_text_handler(channels, session, store), channel_send_policy(settings))
         runner = TurnRunner(store=store, agent=agent, settings=settings, on_commit=dispatcher.wake)
+        follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)
         app[DISPATCHER] = dispatcher
         app[RUNNER] = runner
+        app[FOLLOW_UPS] = follow_ups
         await dispatcher.start()
         await runner.resume_pending()
+        await follow_ups.start()
         # Everything loaded so far (openai, langgraph, pydantic schemas) lives for the
         # whole process: keep it out of the cyclic GC, whose full passes over those
         # objects otherwise stall the loop for tens of milliseconds under load.
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
             channels={name: ch.configured for name, ch in channels.items()},
         )
         yield
+        await follow_ups.stop()
         await runner.close(timeout=settings.shutdown_grace_s)
         await dispatcher.stop(timeout=settings.shutdown_grace_s)
         await llm.close()
@@ -157,7 +164,8 @@ async def health(request: web.Request) -> web.Response:
 
     services["openai"] = flag(settings.openai_configured)
     for name, channel in app[CHANNELS].items():
-        services[name] = flag(channel.configured)
+        if getattr(channel, "webhook", True):  # the terminal chat channel is not a service
+            services[name] = flag(channel.configured)
     services["chatwoot"] = flag(settings.chatwoot_configured)
     services["piperun"] = flag(settings.piperun_configured)
     body: dict[str, object] = {"status": "healthy" if healthy else "degraded", "services": services}

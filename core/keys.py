@@ -9,6 +9,7 @@ from agent.llm import LLMClient
 from core.settings import Settings
 from integrations.store.base import Store
 from runtime.dispatcher import OutboxDispatcher
+from runtime.followups import FollowUpScheduler
 from runtime.turns import TurnRunner
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -18,3 +19,4 @@ CHANNELS = web.AppKey("channels", dict)
 LLM = web.AppKey("llm", LLMClient)
 RUNNER = web.AppKey("runner", TurnRunner)
 DISPATCHER = web.AppKey("dispatcher", OutboxDispatcher)
+FOLLOW_UPS = web.AppKey("follow_ups", FollowUpScheduler)

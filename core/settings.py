@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     history_window: int = 20
     max_concurrent_turns: int = 32
     turn_max_failures: int = 3
+    session_idle_hours: float = 24.0
+    follow_up_delays_h: list[float] = [2.0, 22.0]
+    follow_up_poll_s: float = 30.0
     turn_retry_base_s: float = 5.0
     turn_retry_max_s: float = 300.0
 

@@ -18,20 +18,34 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
 
-from agent.graph import SdrAgent, TurnInput, describe_inbound
-from agent.lead import LeadProfile
+from agent.graph import SdrAgent, TurnInput, TurnResult, describe_inbound
+from agent.guardrails import is_opt_out
+from agent.lead import LeadProfile, missing_fields
 from agent.llm import LLMUnavailable
 from core.logging import get_logger
 from core.models import mask_contact_key
 from core.settings import Settings
-from integrations.store.base import InboundRecord, LeadRecord, NewMessage, OutboxItem, Store, TurnCommit
+from integrations.store.base import (
+    DueFollowUp,
+    FollowUp,
+    InboundRecord,
+    LeadRecord,
+    NewMessage,
+    OutboxItem,
+    Store,
+    TurnCommit,
+)
 from runtime.replies import split_reply, typing_seconds
 
 log = get_logger(__name__)
+
+# Channels where free text is allowed only within 24 h of the lead's last message.
+WINDOWED_CHANNELS = frozenset({"whatsapp_cloud", "instagram"})
 
 
 @dataclass
@@ -169,8 +183,19 @@ class TurnRunner:
             started = time.perf_counter()
             lead = await self.store.get_lead(contact_key)
             llm_s = 0.0
+            kind = "agent"
             try:
-                commit, llm_s = await self._think(turn_id, contact_key, records, lead)
+                if lead is not None and lead.opted_out:
+                    kind = "silent_opted_out"  # recorded, never answered automatically
+                    commit = self._commit(turn_id, contact_key, records, lead, reply="")
+                elif any(is_opt_out(r.message.text) for r in records):
+                    kind = "opt_out"
+                    commit = self._commit(
+                        turn_id, contact_key, records, lead,
+                        reply=self.agent.deps.prompts.message("opt_out_confirmation"), opt_out=True,
+                    )
+                else:
+                    commit, llm_s = await self._think(turn_id, contact_key, records, lead)
             except LLMUnavailable as exc:
                 # The model is down or rate-limited: the messages wait, however long it takes.
                 log.warning("turn_deferred", reason=str(exc), messages=len(records))
@@ -183,12 +208,16 @@ class TurnRunner:
                 if attempts < self.settings.turn_max_failures:
                     return False
                 # Never leave the lead in silence: a fixed apology, the messages kept.
-                commit = self._fallback_commit(turn_id, contact_key, records, lead)
+                kind = "fallback"
+                commit = self._commit(
+                    turn_id, contact_key, records, lead, reply=self.agent.deps.prompts.turn_failed_reply
+                )
             await self.store.commit_turn(commit)
             self.turns_completed += 1
             total_s = time.perf_counter() - started
             log.info(
                 "turn_committed",
+                kind=kind,
                 messages=len(records),
                 replies=sum(1 for m in commit.messages if m.direction == "out"),
                 temperature=commit.temperature,
@@ -199,66 +228,102 @@ class TurnRunner:
             self.on_commit()
             return True
 
+    def _session_expired(self, lead: LeadRecord | None, now: datetime) -> bool:
+        if lead is None or lead.last_inbound_at is None:
+            return False
+        return now - lead.last_inbound_at > timedelta(hours=self.settings.session_idle_hours)
+
     async def _think(
         self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
     ) -> tuple[TurnCommit, float]:
-        history = await self.store.recent_messages(contact_key, self.settings.history_window)
+        now = datetime.now(timezone.utc)
+        new_session = self._session_expired(lead, now)
+        history = [] if new_session else await self.store.recent_messages(contact_key, self.settings.history_window)
         profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
-        inbound = [r.message for r in records]
         result = await self.agent.run(
             TurnInput(
                 contact_key=contact_key,
-                inbound=inbound,
+                inbound=[r.message for r in records],
                 profile=profile,
                 history=history,
                 lead_message_count=lead.lead_message_count if lead else 0,
+                summary=None if new_session or lead is None else lead.summary,
+                handed_off=bool(lead and lead.handoff_state),
+                now=now,
             )
         )
+        return self._agent_commit(turn_id, contact_key, records, lead, result, new_session=new_session), (
+            result.llm_seconds
+        )
+
+    def _agent_commit(
+        self,
+        turn_id: str,
+        contact_key: str,
+        records: list[InboundRecord],
+        lead: LeadRecord | None,
+        result: TurnResult,
+        *,
+        new_session: bool = False,
+        fired_follow_up: DueFollowUp | None = None,
+    ) -> TurnCommit:
+        effects = result.effects
+        handed_off = bool(lead and lead.handoff_state) or effects.handoff is not None
         commit = self._commit(
             turn_id,
             contact_key,
             records,
-            lead_texts=result.lead_texts,
+            lead,
             reply=result.reply,
+            lead_texts=result.lead_texts,
             profile=result.profile.model_dump(mode="json"),
             name=result.profile.name,
             score=result.score.score,
             temperature=result.score.temperature,
             reasons=list(result.score.reasons),
+            opt_out=effects.opt_out,
         )
-        return commit, result.llm_seconds
-
-    def _fallback_commit(
-        self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
-    ) -> TurnCommit:
-        return self._commit(
-            turn_id,
-            contact_key,
-            records,
-            lead_texts=[describe_inbound(r.message) for r in records],
-            reply=self.agent.deps.prompts.turn_failed_reply,
-            profile=lead.profile if lead else {},
-            name=lead.name if lead else None,
-            score=lead.score if lead else 0,
-            temperature=lead.temperature if lead else "frio",
-            reasons=lead.score_reasons if lead else [],
-        )
+        commit.quotes = list(effects.quotes)
+        commit.technical_questions = list(effects.technical_questions)
+        commit.handoff = None if (lead and lead.handoff_state) else effects.handoff
+        commit.summary = result.summary or None
+        commit.new_session = new_session
+        if fired_follow_up is not None:
+            commit.lead_wrote = False
+            commit.fired_follow_up_id = fired_follow_up.id
+        attempt = fired_follow_up.attempt + 1 if fired_follow_up else 1
+        delays = self.settings.follow_up_delays_h
+        if (
+            attempt <= len(delays)
+            and not effects.opt_out
+            and not handed_off
+            and result.score.temperature != "quente"
+            and missing_fields(result.profile)
+        ):
+            commit.follow_up = FollowUp(
+                due_at=datetime.now(timezone.utc) + timedelta(hours=delays[attempt - 1]), attempt=attempt
+            )
+        return commit
 
     def _commit(
         self,
         turn_id: str,
         contact_key: str,
         records: list[InboundRecord],
+        lead: LeadRecord | None,
         *,
-        lead_texts: list[str],
         reply: str,
-        profile: dict[str, Any],
-        name: str | None,
-        score: int,
-        temperature: str,
-        reasons: list[str],
+        lead_texts: list[str] | None = None,
+        profile: dict[str, Any] | None = None,
+        name: str | None = None,
+        score: int | None = None,
+        temperature: str | None = None,
+        reasons: list[str] | None = None,
+        opt_out: bool = False,
     ) -> TurnCommit:
+        """The commit of a turn; what the agent did not decide stays as the lead had it."""
         inbound = [r.message for r in records]
+        texts = lead_texts if lead_texts is not None else [describe_inbound(m) for m in inbound]
         messages = [
             NewMessage(
                 direction="in",
@@ -267,13 +332,17 @@ class TurnRunner:
                 provider_message_id=msg.provider_message_id,
                 status="received",
             )
-            for msg, text in zip(inbound, lead_texts, strict=True)
+            for msg, text in zip(inbound, texts, strict=True)
         ]
+        if inbound:
+            channel, contact_id = inbound[-1].channel, inbound[-1].contact_id
+        else:
+            assert lead is not None, "a turn without inbound messages needs a known lead"
+            channel, contact_id = lead.channel, lead.contact_id
         outbox: list[OutboxItem] = []
-        last = inbound[-1]
         # Deterministic per batch of inbound messages: re-running a turn that crashed
         # before commit can never enqueue a second copy of the same answer.
-        batch = f"{contact_key}:{records[0].id}"
+        batch = f"{contact_key}:{records[0].id}" if records else f"{contact_key}:t{turn_id}"
         for index, part in enumerate(split_reply(reply, max_parts=self.settings.reply_max_parts)):
             ref = f"reply-{index}"
             messages.append(NewMessage(direction="out", kind="text", text=part, status="queued", ref=ref))
@@ -283,8 +352,8 @@ class TurnRunner:
                     order_key=f"reply:{contact_key}",
                     idempotency_key=f"reply:{batch}:{index}",
                     payload={
-                        "channel": last.channel,
-                        "contact_id": last.contact_id,
+                        "channel": channel,
+                        "contact_id": contact_id,
                         "text": part,
                         "typing_s": typing_seconds(
                             part,
@@ -301,16 +370,92 @@ class TurnRunner:
         return TurnCommit(
             turn_id=turn_id,
             contact_key=contact_key,
-            channel=last.channel,
-            contact_id=last.contact_id,
+            channel=channel,
+            contact_id=contact_id,
             phone=phone,
             name=name or sender_name,
             inbound_ids=[r.id for r in records],
             messages=messages,
-            profile=profile,
-            score=score,
-            temperature=temperature,
-            score_reasons=reasons,
+            profile=profile if profile is not None else (lead.profile if lead else {}),
+            score=score if score is not None else (lead.score if lead else 0),
+            temperature=temperature or (lead.temperature if lead else "frio"),
+            score_reasons=reasons if reasons is not None else (lead.score_reasons if lead else []),
             lead_messages_added=len(inbound),
             outbox=outbox,
+            opt_out=opt_out,
         )
+
+    # --- follow-ups -----------------------------------------------------------------
+    async def run_follow_up(self, due: DueFollowUp) -> str:
+        """Write one nudge to a lead who went silent; returns what happened (for logs/tests).
+
+        Runs under the contact's serialisation: if the lead is writing right now, the
+        nudge is moot (their turn's commit cancels it)."""
+        if self._closing:
+            return "closing"
+        state = self._contacts.get(due.contact_key)
+        if state is not None:
+            return "busy"
+        state = self._contacts[due.contact_key] = _Contact(task=asyncio.current_task(), in_turn=True)
+        try:
+            return await self._follow_up_turn(due)
+        finally:
+            state.task = None
+            state.in_turn = False
+            if self._contacts.get(due.contact_key) is state:
+                del self._contacts[due.contact_key]
+            if state.dirty and not self._closing:
+                self.notify(due.contact_key)
+
+    async def _follow_up_turn(self, due: DueFollowUp) -> str:
+        lead = await self.store.get_lead(due.contact_key)
+        reason = None
+        if lead is None:
+            reason = "lead_gone"
+        elif lead.opted_out:
+            reason = "opted_out"
+        elif lead.handoff_state:
+            reason = "handed_off"
+        elif lead.last_inbound_at and lead.last_inbound_at > due.scheduled_at:
+            reason = "lead_replied"
+        elif await self.store.pending_inbound(due.contact_key):
+            reason = "lead_replied"
+        elif lead.channel in WINDOWED_CHANNELS and lead.last_inbound_at and (
+            datetime.now(timezone.utc) - lead.last_inbound_at > timedelta(hours=24)
+        ):
+            reason = "outside_24h_window"
+        if reason is not None:
+            await self.store.cancel_follow_up(due.id, reason=reason)
+            log.info("follow_up_cancelled", reason=reason, contact=mask_contact_key(due.contact_key))
+            return reason
+        assert lead is not None
+        turn_id = uuid.uuid4().hex[:12]
+        with structlog.contextvars.bound_contextvars(
+            turn_id=turn_id, channel=lead.channel, contact=mask_contact_key(due.contact_key)
+        ):
+            now = datetime.now(timezone.utc)
+            instruction = self.agent.deps.prompts.message("follow_up_instruction").replace(
+                "{tentativa}", str(due.attempt)
+            )
+            try:
+                result = await self.agent.run(
+                    TurnInput(
+                        contact_key=due.contact_key,
+                        inbound=[],
+                        profile=LeadProfile.model_validate(lead.profile),
+                        history=await self.store.recent_messages(due.contact_key, self.settings.history_window),
+                        lead_message_count=lead.lead_message_count,
+                        summary=lead.summary,
+                        handed_off=False,
+                        now=now,
+                        nudge=instruction,
+                    )
+                )
+            except LLMUnavailable as exc:
+                log.warning("follow_up_deferred", reason=str(exc))
+                return "deferred"
+            commit = self._agent_commit(turn_id, due.contact_key, [], lead, result, fired_follow_up=due)
+            await self.store.commit_turn(commit)
+            log.info("follow_up_sent", attempt=due.attempt)
+            self.on_commit()
+            return "sent"

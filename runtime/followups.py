@@ -7,7 +7,6 @@ schedule the next), so they survive restarts; this loop only looks for due ones.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 
 from core.logging import get_logger
 from integrations.store.base import Store
@@ -36,7 +35,7 @@ class FollowUpScheduler:
     async def run_due(self) -> list[str]:
         """One pass over due nudges; returns each outcome (sent, lead_replied, ...)."""
         outcomes: list[str] = []
-        for due in await self.store.due_follow_ups(now=datetime.now(timezone.utc), limit=self.batch):
+        for due in await self.store.due_follow_ups(now=self.runner.clock(), limit=self.batch):
             if self._stop.is_set():
                 break
             try:

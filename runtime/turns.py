@@ -66,7 +66,10 @@ class TurnRunner:
         agent: SdrAgent,
         settings: Settings,
         on_commit: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        # Injectable so tests and the scenario suite can say "two days later".
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self.store = store
         self.agent = agent
         self.settings = settings
@@ -236,7 +239,7 @@ class TurnRunner:
     async def _think(
         self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
     ) -> tuple[TurnCommit, float]:
-        now = datetime.now(timezone.utc)
+        now = self.clock()
         new_session = self._session_expired(lead, now)
         history = [] if new_session else await self.store.recent_messages(contact_key, self.settings.history_window)
         profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
@@ -301,7 +304,7 @@ class TurnRunner:
             and missing_fields(result.profile)
         ):
             commit.follow_up = FollowUp(
-                due_at=datetime.now(timezone.utc) + timedelta(hours=delays[attempt - 1]), attempt=attempt
+                due_at=self.clock() + timedelta(hours=delays[attempt - 1]), attempt=attempt
             )
         return commit
 
@@ -421,7 +424,7 @@ class TurnRunner:
         elif await self.store.pending_inbound(due.contact_key):
             reason = "lead_replied"
         elif lead.channel in WINDOWED_CHANNELS and lead.last_inbound_at and (
-            datetime.now(timezone.utc) - lead.last_inbound_at > timedelta(hours=24)
+            self.clock() - lead.last_inbound_at > timedelta(hours=24)
         ):
             reason = "outside_24h_window"
         if reason is not None:
@@ -433,7 +436,7 @@ class TurnRunner:
         with structlog.contextvars.bound_contextvars(
             turn_id=turn_id, channel=lead.channel, contact=mask_contact_key(due.contact_key)
         ):
-            now = datetime.now(timezone.utc)
+            now = self.clock()
             instruction = self.agent.deps.prompts.message("follow_up_instruction").replace(
                 "{tentativa}", str(due.attempt)
             )

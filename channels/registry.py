@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from channels.base import Channel
+from channels.cli import CliChannel
 from channels.zapi import ZapiChannel
 from core.settings import Settings
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    channels: list[Channel] = [ZapiChannel(settings)]
+    channels: list[Channel] = [
+        ZapiChannel(settings),
+        # No webhook: `python main.py chat` stores the seller's lines itself and points
+        # this channel at its terminal; the dispatcher delivers `cli` replies through it.
+        CliChannel(settings),
+    ]
     return {channel.name: channel for channel in channels}

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-import main
+import main as entry
+from core import chat as main  # the chat command lives in core/chat.py
 from core.settings import Settings
 from tests.conftest import OPENAI_KEY, fast_settings
 from tests.helpers.fakes import FakeOpenAI
@@ -175,7 +176,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_main_chat_without_openai_key_exits_2(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main.main(["chat"]) == 2
+    assert entry.main(["chat"]) == 2
     captured = capsys.readouterr()
     assert "defina OPENAI_API_KEY" in captured.err
     assert "bot>" not in captured.out
@@ -193,7 +194,7 @@ def test_main_chat_runs_a_conversation_from_stdin(
     monkeypatch.setattr(sys, "stdin", script(FIRST, "/sair"))
     openai_fake.then(reply=REPLY_1, lead={"name": "João", "company": "Frigorífico Boi Bom"})
 
-    assert main.main(["chat", "--contact", "vendedor1"]) == 0
+    assert entry.main(["chat", "--contact", "vendedor1"]) == 0
 
     out = capsys.readouterr().out
     assert "bot> Olá, João!" in out

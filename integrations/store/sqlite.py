@@ -199,6 +199,9 @@ class SqliteStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=5000")
+        # Deleted rows are zeroed, not just unlinked: an LGPD erasure must not leave the
+        # lead's messages readable in free pages of the file.
+        db.execute("PRAGMA secure_delete=ON")
         db.executescript(SCHEMA)
         for table, columns in _ADDED_COLUMNS.items():
             existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -586,6 +589,8 @@ class SqliteStore:
                     json.dumps(counts),
                 ),
             )
+        # Old copies of the erased pages also live in the WAL until a checkpoint.
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return True
 
     async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None:

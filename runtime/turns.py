@@ -334,6 +334,7 @@ class TurnRunner:
                 text=text,
                 provider_message_id=msg.provider_message_id,
                 status="received",
+                media_url=msg.media_url,
             )
             for msg, text in zip(inbound, texts, strict=True)
         ]

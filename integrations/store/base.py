@@ -87,6 +87,7 @@ class NewMessage:
     text: str | None
     provider_message_id: str | None = None
     status: str | None = None
+    media_url: str | None = None
     # Outbox payloads point at the message they deliver by this ref; the store swaps
     # it for the real row id inside the same transaction.
     ref: str | None = None

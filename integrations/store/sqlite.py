@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS messages (
     text TEXT,
     provider_message_id TEXT,
     status TEXT,
+    media_url TEXT,
     turn_id TEXT,
     created_at TEXT NOT NULL
 );
@@ -155,6 +156,7 @@ CREATE TABLE IF NOT EXISTS erasures (
 
 # Columns added after the first release: an existing database gets them on open.
 _ADDED_COLUMNS = {
+    "messages": {"media_url": "TEXT"},
     "leads": {
         "opted_out_at": "TEXT",
         "handoff_state": "TEXT",
@@ -434,8 +436,8 @@ class SqliteStore:
             for msg in commit.messages:
                 msg_id = db.execute(
                     "INSERT INTO messages (conversation_id, lead_id, direction, kind, text,"
-                    " provider_message_id, status, turn_id, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    " provider_message_id, status, media_url, turn_id, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         conv_id,
                         lead_id,
@@ -444,6 +446,7 @@ class SqliteStore:
                         msg.text,
                         msg.provider_message_id,
                         msg.status,
+                        msg.media_url,
                         commit.turn_id,
                         now,
                     ),

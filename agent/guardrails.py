@@ -27,6 +27,14 @@ _OPT_OUT_WORDS = {
 # Phrases that are an opt-out wherever they appear in the message.
 _OPT_OUT_PHRASES = (
     "nao quero mais receber",
+    "parar de receber",
+    "sair da lista",
+    "me remove da lista",
+    "me remova",
+    "remove meu numero",
+    "pare de mandar",
+    "parem de mandar",
+    "para de mandar",
     "nao quero receber mais",
     "nao quero mais mensagens",
     "nao quero receber mensagens",
@@ -66,9 +74,9 @@ def is_opt_out(text: str | None) -> bool:
     if folded in _OPT_OUT_WORDS:
         return True
     words = folded.split()
-    if len(words) <= 3 and words[0] in _OPT_OUT_WORDS and all(
-        w in _OPT_OUT_WORDS | {"por", "favor", "pf", "pfv", "agora", "ja"} for w in words
-    ):
+    # "Sair por favor", "STOP STOP" — but not "Para já!" (= right away: an urgent lead).
+    filler = {"por", "favor", "pf", "pfv"} | ({"agora", "ja"} if words[0] != "para" else set())
+    if len(words) <= 3 and words[0] in _OPT_OUT_WORDS and all(w in _OPT_OUT_WORDS | filler for w in words):
         return True
     return any(phrase in folded for phrase in _OPT_OUT_PHRASES)
 
@@ -79,9 +87,17 @@ _COMMERCIAL_PROMISES = [
         r"r\$\s*\d",                                              # R$ 12.000
         r"\b\d[\d.,]*\s*(mil\s+)?(reais|real)\b",                 # 12 mil reais
         r"\b\d[\d.,]*\s*k\s*(reais)?\b(?=.*(pre[cç]o|valor|custa))",  # 12k ... preço
-        r"\b\d{1,3}\s*%\s*(de\s+)?(desconto|off|abatimento)",     # 10% de desconto
+        r"\b\d{1,3}\s*(%|por\s*cento)\s*(de\s+)?(desconto|off|abatimento)",  # 10% / 10 por cento
+        r"\bpor\s+cento\s+de\s+(desconto|abatimento)",            # noventa por cento de desconto
         r"\bdesconto\s+de\s+\d",                                  # desconto de 10
-        r"\b\d{1,2}\s*x\s*(sem\s+juros|de\s+r?\$?\s*\d)",         # 10x sem juros
+        r"\b\d{1,2}\s*(x|vezes)\s*(sem\s+juros|de\s+r?\$?\s*\d)",  # 10x / 10 vezes sem juros
+        r"\b(em|parcelad[oa]s?\s+em|parcelamos\s+em)\s+(at[eé]\s+)?\d{1,2}\s*(x|vezes)\b",  # em 10 vezes
+        r"\b(custa|custam|sai|saem|sairia|ficaria|fica\s+por|valor|pre[cç]o|investimento)\b"
+        r"[^.!?\n]{0,25}?\b\d[\d.,]*\s*(mil|k)\b",                  # sai por 12 mil / preço: 12k
+        r"\b(custa|custam|sai|saem|sairia|ficaria|fica\s+por|valor|pre[cç]o|investimento)\b"
+        r"[^.!?\n]{0,25}?\b\d{1,3}(\.\d{3})+",                        # sai por 12.000
+        r"\b\d{1,3}(\.\d{3})+,\d{2}\b",                             # 12.000,00
+        r"\b\d[\d.,]*\s*(mil|k)?\s*(reais\s+)?(à|a)\s+vista\b",        # 12 mil à vista
         r"\b(entrega|entregamos|prazo|chega|fica pronta?)\b[^.!?\n]{0,40}?\b\d+\s*(dias|semanas|meses)\b",
         r"\b\d+\s*(dias|semanas)\s*(uteis|úteis)\b",              # 15 dias úteis
         r"\bfrete\s+(gr[aá]tis|gratuito)\b",

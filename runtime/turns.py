@@ -387,6 +387,7 @@ class TurnRunner:
             lead_messages_added=len(inbound),
             outbox=outbox,
             opt_out=opt_out,
+            at=self.clock(),
         )
 
     # --- follow-ups -----------------------------------------------------------------

@@ -161,6 +161,8 @@ class TurnCommit:
     # A follow-up turn has no inbound message: it must not count as the lead writing.
     lead_wrote: bool = True
     fired_follow_up_id: int | None = None
+    # The turn's own clock: what "last heard from" and follow-up schedules are measured by.
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -390,6 +390,9 @@ class SqliteStore:
 
     async def commit_turn(self, commit: TurnCommit) -> None:
         now = _iso(_now())
+        # The runtime's clock for what it measures itself (sessions, follow-ups); the
+        # outbox and audit timestamps stay on the real clock the dispatcher uses.
+        turn_at = _iso(commit.at) if commit.at else now
         with self._tx() as db:
             lead = db.execute(
                 "INSERT INTO leads (contact_key, channel, contact_id, phone, name, profile, score,"
@@ -419,7 +422,7 @@ class SqliteStore:
                 ),
             ).fetchone()
             lead_id = lead[0]
-            self._apply_lead_changes(db, lead_id, commit, now)
+            self._apply_lead_changes(db, lead_id, commit, turn_at)
             conv = db.execute(
                 "SELECT id FROM conversations WHERE lead_id = ? ORDER BY id DESC LIMIT 1", (lead_id,)
             ).fetchone()

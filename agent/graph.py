@@ -22,7 +22,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.guardrails import commercial_promise
+from agent.guardrails import commercial_promise, limit_questions
 from agent.lead import LeadProfile, LeadUpdate, describe_lead, merge_lead, missing_fields
 from agent.llm import LLMClient, Usage, is_retryable_openai_error
 from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle, render_system_prompt
@@ -289,6 +289,10 @@ async def guard_node(state: TurnState, config: RunnableConfig) -> TurnState:
         log.warning("reply_guarded", rule="commercial_promise", matched=promise)
         reply = deps.prompts.message("commercial_guard")
         guarded = "commercial_promise"
+    limited = limit_questions(reply)
+    if limited != reply:
+        log.info("reply_trimmed", rule="max_two_questions")
+        reply = limited
     model_handed_off = effects.handoff is not None
     if effects.handoff is None and not turn.handed_off and state["score"].temperature == "quente":
         # A hot lead goes to a person even when the model forgot to say so.

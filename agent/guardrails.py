@@ -112,3 +112,24 @@ def commercial_promise(reply: str) -> str | None:
         if match:
             return match.group(0)
     return None
+
+
+MAX_QUESTIONS = 2
+
+
+def limit_questions(reply: str, max_questions: int = MAX_QUESTIONS) -> str:
+    """Keep the reply up to its second question: a lead answers two questions, not five.
+
+    Everything after the last allowed "?" is dropped, so the message still ends on the
+    question the lead should answer.
+    """
+    count = 0
+    for index, char in enumerate(reply):
+        if char == "?":
+            count += 1
+            if count == max_questions:
+                rest = reply[index + 1 :]
+                if "?" in rest:
+                    return reply[: index + 1].rstrip()
+                return reply
+    return reply

@@ -1,0 +1,20 @@
+"""Rules the guard node enforces on every reply, whatever the model wrote."""
+
+from __future__ import annotations
+
+from agent.guardrails import limit_questions
+
+
+def test_a_reply_with_three_questions_keeps_only_the_first_two() -> None:
+    reply = "Legal! Qual o seu nome? E de qual cidade você fala? Quantos hambúrgueres por dia?"
+    assert limit_questions(reply) == "Legal! Qual o seu nome? E de qual cidade você fala?"
+
+
+def test_two_questions_or_fewer_are_left_alone() -> None:
+    for reply in ("Oi! Tudo bem?", "Qual o seu nome? E a cidade?", "Perfeito, anotado.", ""):
+        assert limit_questions(reply) == reply
+
+
+def test_text_after_the_second_question_is_kept_when_no_third_question_follows() -> None:
+    reply = "Qual o seu nome? E a cidade? Assim já encaminho."
+    assert limit_questions(reply) == reply

@@ -8,7 +8,8 @@ registration in `channels.registry`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Literal, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -25,19 +26,51 @@ class WebhookRejected(Exception):
         self.message = message
 
 
+DeliveryState = Literal["sent", "delivered", "read", "played", "failed"]
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """A provider's report on a message we sent (ids are the provider's message ids)."""
+
+    provider_message_id: str
+    status: DeliveryState
+    error: str | None = None
+    timestamp: datetime | None = None
+
+
 @dataclass
 class ParsedWebhook:
     messages: list[InboundMessage] = field(default_factory=list)
     ignored: list[IgnoredEvent] = field(default_factory=list)
+    statuses: list[DeliveryStatus] = field(default_factory=list)
+    # Connection state of the provider session when the event reports it (WAHA
+    # `session.status`: WORKING, SCAN_QR_CODE, FAILED...); shown in /api/health.
+    connection: str | None = None
 
 
 class SendError(Exception):
-    """A provider refused or failed a send. `retryable` drives the outbox policy."""
+    """A provider refused or failed a send. `retryable` drives the outbox policy.
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool) -> None:
+    `auth_failed` (401/403: bad or expired credentials) marks the channel as `error`
+    in /api/health; `invalid_recipient` (the number/user cannot receive) is permanent
+    and recorded on the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool,
+        auth_failed: bool = False,
+        invalid_recipient: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.auth_failed = auth_failed
+        self.invalid_recipient = invalid_recipient
 
 
 @dataclass
@@ -47,6 +80,11 @@ class SentMessage:
 
 class Channel(Protocol):
     name: str
+    # Hours after the lead's last message during which free text may be sent (Meta's
+    # customer-service window); None when the provider has no such rule.
+    window_hours: int | None
+    # Outbound messages per second this provider accepts from us.
+    rate_per_s: float
 
     @property
     def configured(self) -> bool: ...
@@ -58,8 +96,15 @@ class Channel(Protocol):
         """Raise WebhookRejected(400/422) for bodies that are not the provider's shape."""
 
     async def send_text(
-        self, session: aiohttp.ClientSession, contact_id: str, text: str, *, typing_s: int
-    ) -> SentMessage: ...
+        self,
+        session: aiohttp.ClientSession,
+        contact_id: str,
+        text: str,
+        *,
+        typing_s: int,
+        human_agent: bool = False,
+    ) -> SentMessage:
+        """`human_agent`: a person (not the bot) wrote it; Instagram tags it HUMAN_AGENT."""
 
     async def fetch_media(
         self, session: aiohttp.ClientSession, url: str, *, max_bytes: int

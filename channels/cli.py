@@ -28,6 +28,8 @@ class CliChannel:
     name = "cli"
     # A capability flag for whoever lists channels: this one has no webhook route.
     webhook = False
+    window_hours = None
+    rate_per_s = 1000.0
 
     def __init__(self, settings: Settings, output: TextIO | None = None, *, width: int | None = None) -> None:
         self._settings = settings
@@ -51,7 +53,13 @@ class CliChannel:
     # -- outbound -------------------------------------------------------------------
 
     async def send_text(
-        self, session: aiohttp.ClientSession, contact_id: str, text: str, *, typing_s: int
+        self,
+        session: aiohttp.ClientSession,
+        contact_id: str,
+        text: str,
+        *,
+        typing_s: int,
+        human_agent: bool = False,
     ) -> SentMessage:
         # `typing_s` is a WhatsApp nicety; in a terminal the seller wants the answer now.
         stream = self.output if self.output is not None else sys.stdout

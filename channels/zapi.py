@@ -323,9 +323,12 @@ def _is_retryable_status(status: int) -> bool:
 
 class ZapiChannel:
     name = "zapi"
+    window_hours = None  # Z-API rides on a phone: no customer-service window
+
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self.rate_per_s = settings.zapi_rate_per_s
 
     @property
     def configured(self) -> bool:
@@ -575,7 +578,13 @@ class ZapiChannel:
         return aiohttp.ClientTimeout(total=self._settings.http_timeout_s)
 
     async def send_text(
-        self, session: aiohttp.ClientSession, contact_id: str, text: str, *, typing_s: int
+        self,
+        session: aiohttp.ClientSession,
+        contact_id: str,
+        text: str,
+        *,
+        typing_s: int,
+        human_agent: bool = False,
     ) -> SentMessage:
         """One attempt only: the outbox owns retries, so errors say whether to retry."""
         s = self._settings
@@ -615,7 +624,12 @@ class ZapiChannel:
             self._log_send_failure(contact_id, status, "retryable" if retryable else "permanent")
             message = f"zapi send-text failed: HTTP {status}"
             raise SendError(
-                f"{message}: {detail}" if detail else message, status=status, retryable=retryable
+                f"{message}: {detail}" if detail else message,
+                status=status,
+                retryable=retryable,
+                auth_failed=status in (401, 403),
+                # Z-API answers 400 for numbers that are not on WhatsApp.
+                invalid_recipient=status in (400, 404) and "phone" in detail.lower(),
             )
 
         try:

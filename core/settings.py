@@ -48,6 +48,30 @@ class Settings(BaseSettings):
     zapi_client_token: SecretStr | None = None
     zapi_webhook_secret: SecretStr | None = None
 
+    zapi_rate_per_s: float = 20.0
+
+    # --- WAHA (self-hosted WhatsApp HTTP API) ---------------------------------------
+    waha_url: str | None = None
+    waha_api_key: SecretStr | None = None
+    waha_session: str = "default"
+    waha_webhook_hmac_key: SecretStr | None = None
+    waha_webhook_secret: SecretStr | None = None
+    waha_rate_per_s: float = 10.0
+
+    # --- Meta: WhatsApp Cloud API and Instagram Direct ------------------------------
+    meta_graph_url: str = "https://graph.facebook.com"
+    meta_graph_version: str = "v21.0"
+    meta_app_secret: SecretStr | None = None
+    meta_verify_token: SecretStr | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_access_token: SecretStr | None = None
+    whatsapp_reengage_template: str | None = None
+    whatsapp_template_language: str = "pt_BR"
+    whatsapp_rate_per_s: float = 50.0
+    instagram_access_token: SecretStr | None = None
+    instagram_account_id: str | None = None
+    instagram_rate_per_s: float = 10.0
+
     # --- Chatwoot (mirror lands in its own issue; the names are reserved here) -----
     chatwoot_api_url: str | None = None
     chatwoot_api_token: SecretStr | None = None
@@ -92,6 +116,13 @@ class Settings(BaseSettings):
         "zapi_instance_token",
         "zapi_client_token",
         "zapi_webhook_secret",
+        "waha_api_key",
+        "waha_webhook_hmac_key",
+        "waha_webhook_secret",
+        "meta_app_secret",
+        "meta_verify_token",
+        "whatsapp_access_token",
+        "instagram_access_token",
         "chatwoot_api_token",
         "chatwoot_webhook_secret",
         "supabase_service_role_key",
@@ -105,7 +136,16 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("zapi_instance_id", "chatwoot_api_url", "supabase_url", mode="before")
+    @field_validator(
+        "zapi_instance_id",
+        "waha_url",
+        "whatsapp_phone_number_id",
+        "whatsapp_reengage_template",
+        "instagram_account_id",
+        "chatwoot_api_url",
+        "supabase_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -127,6 +167,18 @@ class Settings(BaseSettings):
     @property
     def zapi_configured(self) -> bool:
         return bool(self.zapi_instance_id and self.zapi_instance_token)
+
+    @property
+    def waha_configured(self) -> bool:
+        return bool(self.waha_url)
+
+    @property
+    def whatsapp_cloud_configured(self) -> bool:
+        return bool(self.whatsapp_phone_number_id and self.whatsapp_access_token)
+
+    @property
+    def instagram_configured(self) -> bool:
+        return bool(self.instagram_account_id and self.instagram_access_token)
 
     @property
     def chatwoot_configured(self) -> bool:

@@ -232,9 +232,14 @@ class TurnRunner:
             return True
 
     def _session_expired(self, lead: LeadRecord | None, now: datetime) -> bool:
-        if lead is None or lead.last_inbound_at is None:
+        """Idle since the conversation's last message either way: a lead answering the
+        bot's nudge is continuing that conversation, not starting a new one."""
+        if lead is None:
             return False
-        return now - lead.last_inbound_at > timedelta(hours=self.settings.session_idle_hours)
+        times = [t for t in (lead.last_inbound_at, lead.conversation_last_message_at) if t is not None]
+        if not times:
+            return False
+        return now - max(times) > timedelta(hours=self.settings.session_idle_hours)
 
     async def _think(
         self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None

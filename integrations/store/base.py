@@ -51,6 +51,8 @@ class LeadRecord:
     last_inbound_at: datetime | None = None
     conversation_id: int | None = None
     conversation_started_at: datetime | None = None
+    # Last message of the current conversation either way (a nudge counts too).
+    conversation_last_message_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -333,7 +333,8 @@ class SqliteStore:
     # --- leads and history --------------------------------------------------------
     async def get_lead(self, contact_key: str) -> LeadRecord | None:
         row = self.db.execute(
-            "SELECT l.*, c.id AS conversation_id, c.started_at AS conversation_started_at"
+            "SELECT l.*, c.id AS conversation_id, c.started_at AS conversation_started_at,"
+            " c.last_message_at AS conversation_last_message_at"
             " FROM leads l LEFT JOIN conversations c"
             "   ON c.id = (SELECT MAX(id) FROM conversations WHERE lead_id = l.id)"
             " WHERE l.contact_key = ?",
@@ -363,6 +364,9 @@ class SqliteStore:
             conversation_id=row["conversation_id"],
             conversation_started_at=(
                 _dt(row["conversation_started_at"]) if row["conversation_started_at"] else None
+            ),
+            conversation_last_message_at=(
+                _dt(row["conversation_last_message_at"]) if row["conversation_last_message_at"] else None
             ),
         )
 
@@ -430,11 +434,11 @@ class SqliteStore:
                 conv_id = db.execute(
                     "INSERT INTO conversations (lead_id, channel, started_at, last_message_at)"
                     " VALUES (?, ?, ?, ?) RETURNING id",
-                    (lead_id, commit.channel, now, now),
+                    (lead_id, commit.channel, turn_at, turn_at),
                 ).fetchone()[0]
             else:
                 conv_id = conv[0]
-                db.execute("UPDATE conversations SET last_message_at = ? WHERE id = ?", (now, conv_id))
+                db.execute("UPDATE conversations SET last_message_at = ? WHERE id = ?", (turn_at, conv_id))
             refs: dict[str, int] = {}
             for msg in commit.messages:
                 msg_id = db.execute(

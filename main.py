@@ -19,6 +19,7 @@ from aiohttp import web
 from core.app import create_app, default_store
 from core.chat import _chat, run_chat  # noqa: F401 - run_chat is the chat command's API
 from core.logging import configure_logging, get_logger
+from core.models import contact_key_for
 from core.settings import Settings
 
 
@@ -55,18 +56,18 @@ async def _outbox(settings: Settings, action: str, kind: str | None) -> int:
 
 
 async def _forget(settings: Settings, phone: str, channel: str) -> int:
-    digits = "".join(ch for ch in phone if ch.isdigit()) if channel != "cli" else phone
+    digits = "".join(ch for ch in phone if ch.isdigit()) if channel not in ("cli", "instagram") else phone
     if not digits:
         print("Informe o telefone do lead, com DDI e DDD (ex.: 5511999999999).", file=sys.stderr)
         return 2
     store = default_store(settings)
     await store.open()
     try:
-        erased = await store.forget_lead(f"{channel}:{digits}")
+        erased = await store.forget_lead(contact_key_for(channel, digits))
     finally:
         await store.close()
     if not erased:
-        print(f"Nenhum lead com esse telefone no canal {channel}.")
+        print(f"Nenhum lead com esse contato no canal {channel}.")
         return 1
     print("Dados pessoais e mensagens do lead apagados; ficou só um registro anônimo da exclusão.")
     return 0
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     outbox.add_argument("--kind", help="only replay items of this kind (e.g. send_text)")
     forget = sub.add_parser("forget", help="erase a lead's personal data and messages (LGPD)")
     forget.add_argument("phone", help="the lead's phone with country and area code, e.g. 5511999999999")
-    forget.add_argument("--channel", default="zapi", help="channel the lead wrote on (default: zapi)")
+    forget.add_argument(
+        "--channel", default="whatsapp", help="whatsapp (any WhatsApp provider, default), instagram or cli"
+    )
     args = parser.parse_args(argv)
 
     settings = Settings()

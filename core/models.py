@@ -63,8 +63,19 @@ class InboundMessage(BaseModel):
 
     @property
     def contact_key(self) -> str:
-        """Stable identity of a conversation partner across the process."""
-        return f"{self.channel}:{self.contact_id}"
+        """Stable identity of a lead: one phone is one lead whichever WhatsApp provider
+        carried the message; other channels (Instagram) key by their own id."""
+        return contact_key_for(self.channel, self.contact_id)
+
+
+# Providers of the same WhatsApp number: a lead's phone is their identity on all of them.
+WHATSAPP_CHANNELS = frozenset({"zapi", "waha", "whatsapp_cloud"})
+
+
+def contact_key_for(channel: str, contact_id: str) -> str:
+    if channel in WHATSAPP_CHANNELS or channel == "whatsapp":
+        return f"whatsapp:{contact_id}"
+    return f"{channel}:{contact_id}"
 
 
 class IgnoredEvent(BaseModel):

@@ -572,6 +572,9 @@ class SqliteStore:
             lead = db.execute(
                 "SELECT id, channel, created_at, temperature FROM leads WHERE contact_key = ?", (contact_key,)
             ).fetchone()
+            first_inbound = db.execute(
+                "SELECT channel FROM inbound WHERE contact_key = ? ORDER BY id LIMIT 1", (contact_key,)
+            ).fetchone()
             inbound = db.execute("DELETE FROM inbound WHERE contact_key = ?", (contact_key,)).rowcount
             outbox = db.execute(
                 "DELETE FROM outbox WHERE order_key = ?", (f"reply:{contact_key}",)
@@ -592,7 +595,7 @@ class SqliteStore:
                 "INSERT INTO erasures (channel, erased_at, lead_created_at, temperature, rows_deleted)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (
-                    contact_key.partition(":")[0],
+                    lead["channel"] if lead is not None else first_inbound["channel"],
                     now,
                     lead["created_at"] if lead is not None else None,
                     lead["temperature"] if lead is not None else None,

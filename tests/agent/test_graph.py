@@ -29,7 +29,7 @@ from integrations.store.sqlite import SqliteStore
 from tests.helpers.fakes import FakeOpenAI, Step, load_fixture
 
 LEAD = "5544999999999"
-KEY = f"zapi:{LEAD}"
+KEY = f"whatsapp:{LEAD}"
 NOW = datetime(2025, 3, 10, 17, 0, tzinfo=timezone.utc)  # a Monday, 14:00 in Brasília
 TRANSCRIPT = load_fixture("openai/transcription.json")["text"]
 AUDIO_URL = "https://example.com/zapi-media/3EB0A1B2C3D4E5F60002.ogg"

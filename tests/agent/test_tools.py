@@ -30,7 +30,7 @@ from tests.conftest import zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 
 LEAD = "5544999999999"
-KEY = f"zapi:{LEAD}"
+KEY = f"whatsapp:{LEAD}"
 
 
 def quote(

@@ -90,7 +90,7 @@ def test_text(channel: ZapiChannel) -> None:
     assert msg.channel == "zapi"
     assert msg.contact_id == PHONE
     assert msg.phone == PHONE
-    assert msg.contact_key == f"zapi:{PHONE}"
+    assert msg.contact_key == f"whatsapp:{PHONE}"  # one lead per phone across WhatsApp providers
     assert msg.name == "Maria Souza"
     assert msg.kind is MessageKind.TEXT
     assert msg.text == "Olá, quero saber o preço do plano anual"

@@ -26,7 +26,7 @@ from tests.conftest import fast_settings, zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 
 LEAD = "5544999999999"
-KEY = f"zapi:{LEAD}"
+KEY = f"whatsapp:{LEAD}"
 NUDGE_1 = "Oi, Maria! Conseguiu ver a FB300? Me conta quantos hambúrgueres vocês fazem por dia."
 NUDGE_2 = "Maria, fico à disposição se quiser retomar. Qual seria o volume diário?"
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from core.models import InboundMessage, MessageKind
+from core.models import InboundMessage, MessageKind, contact_key_for
 from integrations.store.base import NewMessage, OutboxItem, Store, StoreUnavailable, TurnCommit
 from integrations.store.sqlite import SqliteStore
 
@@ -74,7 +74,7 @@ def inbound(
 
 
 def key(contact: str = LEAD_A, channel: str = "zapi") -> str:
-    return f"{channel}:{contact}"
+    return contact_key_for(channel, contact)
 
 
 def reply_item(

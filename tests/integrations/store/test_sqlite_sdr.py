@@ -49,7 +49,7 @@ async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 def key(contact: str = LEAD_A) -> str:
-    return f"zapi:{contact}"
+    return f"whatsapp:{contact}"
 
 
 def now() -> datetime:

@@ -20,15 +20,16 @@ from agent.prompts import load_prompt_bundle
 from agent.scoring import load_scoring_rules
 from channels.base import Channel, SendError
 from channels.registry import build_channels
-from core.keys import CHANNELS, DISPATCHER, FOLLOW_UPS, HTTP, LLM, RUNNER, SETTINGS, STORE
+from core.channel_health import ChannelHealth
+from core.keys import CHANNEL_HEALTH, CHANNELS, DISPATCHER, FOLLOW_UPS, HTTP, LLM, RUNNER, SETTINGS, STORE
 from core.logging import configure_logging, get_logger
 from core.middlewares import request_middleware
 from core.models import InboundMessage
 from core.settings import Settings
-from core.webhooks import handle_webhook
+from core.webhooks import handle_meta_verification, handle_meta_webhook, handle_webhook
 from integrations.store.base import Store, StoreUnavailable
 from integrations.store.sqlite import SqliteStore
-from runtime.delivery import send_text_handler
+from runtime.delivery import Delivery
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
 from runtime.policies import channel_send_policy
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
     )
     app[SETTINGS] = settings
     app[CHANNELS] = build_channels(settings)
+    app[CHANNEL_HEALTH] = ChannelHealth()
 
     async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.http_timeout_s))
@@ -96,7 +98,10 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
             )
         )
         dispatcher = OutboxDispatcher(store, workers=settings.outbox_workers, poll_s=settings.outbox_poll_s)
-        dispatcher.register("send_text", send_text_handler(channels, session, store), channel_send_policy(settings))
+        delivery = Delivery(
+            channels=channels, session=session, store=store, settings=settings, health=app[CHANNEL_HEALTH]
+        )
+        dispatcher.register("send_text", delivery.handler(), channel_send_policy(settings))
         runner = TurnRunner(store=store, agent=agent, settings=settings, on_commit=dispatcher.wake)
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)
         app[DISPATCHER] = dispatcher
@@ -131,7 +136,13 @@ def _add_routes(app: web.Application) -> None:
     async def zapi(request: web.Request) -> web.Response:
         return await handle_webhook(request, "zapi")
 
+    async def waha(request: web.Request) -> web.Response:
+        return await handle_webhook(request, "waha")
+
     app.router.add_post("/webhooks/zapi", zapi)
+    app.router.add_post("/webhooks/waha", waha)
+    app.router.add_get("/webhooks/meta", handle_meta_verification)
+    app.router.add_post("/webhooks/meta", handle_meta_webhook)
     # The earlier Seleto bot's Z-API panel pointed here; keep existing setups working.
     app.router.add_post("/webhook/text", zapi)
     app.router.add_post("/webhook/audio", zapi)
@@ -165,7 +176,7 @@ async def health(request: web.Request) -> web.Response:
     services["openai"] = flag(settings.openai_configured)
     for name, channel in app[CHANNELS].items():
         if getattr(channel, "webhook", True):  # the terminal chat channel is not a service
-            services[name] = flag(channel.configured)
+            services[name] = app[CHANNEL_HEALTH].status(name, configured=channel.configured)
     services["chatwoot"] = flag(settings.chatwoot_configured)
     services["piperun"] = flag(settings.piperun_configured)
     body: dict[str, object] = {"status": "healthy" if healthy else "degraded", "services": services}

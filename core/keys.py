@@ -6,6 +6,7 @@ import aiohttp
 from aiohttp import web
 
 from agent.llm import LLMClient
+from core.channel_health import ChannelHealth
 from core.settings import Settings
 from integrations.store.base import Store
 from runtime.dispatcher import OutboxDispatcher
@@ -20,3 +21,4 @@ LLM = web.AppKey("llm", LLMClient)
 RUNNER = web.AppKey("runner", TurnRunner)
 DISPATCHER = web.AppKey("dispatcher", OutboxDispatcher)
 FOLLOW_UPS = web.AppKey("follow_ups", FollowUpScheduler)
+CHANNEL_HEALTH = web.AppKey("channel_health", ChannelHealth)

@@ -11,8 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.base import WebhookRejected
-from core.keys import CHANNELS, RUNNER, STORE
+from channels.base import ParsedWebhook, WebhookRejected
+from channels.meta_common import verify_signature, verify_subscription
+from core.keys import CHANNEL_HEALTH, CHANNELS, RUNNER, SETTINGS, STORE
 from core.logging import get_logger
 from core.middlewares import json_error
 from integrations.store.base import StoreUnavailable
@@ -32,23 +33,68 @@ def _replace_lone_surrogates(value: Any) -> Any:
     return value
 
 
+def _decode(raw: bytes) -> Any:
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
+        raise WebhookRejected(400, "body is not valid JSON") from None
+    if b"\\ud" in raw or b"\\uD" in raw:
+        payload = _replace_lone_surrogates(payload)
+    return payload
+
+
 async def handle_webhook(request: web.Request, channel_name: str) -> web.Response:
+    """Authenticate with the channel's own rule, then parse and store."""
     channel = request.app[CHANNELS][channel_name]
-    store = request.app[STORE]
-    runner = request.app[RUNNER]
     raw = await request.read()
     try:
         channel.authenticate(request, raw)
-        try:
-            payload = json.loads(raw.decode("utf-8"))
-            if b"\\ud" in raw or b"\\uD" in raw:
-                payload = _replace_lone_surrogates(payload)
-        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
-            raise WebhookRejected(400, "body is not valid JSON") from None
-        parsed = channel.parse(payload)
+        parsed = channel.parse(_decode(raw))
     except WebhookRejected as exc:
         log.info("webhook_rejected", channel=channel.name, status=exc.status, reason=exc.message)
         return json_error(exc.status, exc.message)
+    return await _store(request, channel.name, parsed)
+
+
+# Meta posts both products to one URL; `object` says which one it is.
+META_OBJECTS = {"whatsapp_business_account": "whatsapp_cloud", "instagram": "instagram"}
+
+
+async def handle_meta_webhook(request: web.Request) -> web.Response:
+    """WhatsApp Cloud API and Instagram Direct: one signature check, then the product's parser."""
+    raw = await request.read()
+    try:
+        verify_signature(request.app[SETTINGS], request, raw)
+        payload = _decode(raw)
+        kind = payload.get("object") if isinstance(payload, dict) else None
+        name = META_OBJECTS.get(kind) if isinstance(kind, str) else None
+        if name is None:
+            if kind == "page":  # Lead Ads and Messenger: not handled by this bot (yet)
+                return web.json_response({"status": "ok", "accepted": 0, "duplicates": 0, "ignored": 1})
+            raise WebhookRejected(422, f"unsupported Meta webhook object: {str(kind)[:40]!r}")
+        channel = request.app[CHANNELS].get(name)
+        if channel is None:
+            raise WebhookRejected(422, f"{name} is not available in this build")
+        parsed = channel.parse(payload)
+    except WebhookRejected as exc:
+        log.info("webhook_rejected", channel="meta", status=exc.status, reason=exc.message)
+        return json_error(exc.status, exc.message)
+    return await _store(request, name, parsed)
+
+
+async def handle_meta_verification(request: web.Request) -> web.Response:
+    try:
+        challenge = verify_subscription(request.app[SETTINGS], request)
+    except WebhookRejected as exc:
+        log.warning("meta_verification_rejected", status=exc.status, reason=exc.message)
+        return json_error(exc.status, exc.message)
+    log.info("meta_webhook_verified")
+    return web.Response(text=challenge, content_type="text/plain")
+
+
+async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook) -> web.Response:
+    store = request.app[STORE]
+    runner = request.app[RUNNER]
     accepted = duplicates = 0
     try:
         for event in parsed.ignored:
@@ -60,11 +106,21 @@ async def handle_webhook(request: web.Request, channel_name: str) -> web.Respons
                 runner.notify(message.contact_key)
             else:
                 duplicates += 1
+        for status in parsed.statuses:
+            await store.record_delivery_status(channel_name, status.provider_message_id, status.status, status.error)
     except StoreUnavailable as exc:
-        log.error("webhook_store_unavailable", channel=channel.name, error=str(exc))
+        log.error("webhook_store_unavailable", channel=channel_name, error=str(exc))
         return json_error(503, "store unavailable, retry later")
+    if parsed.connection is not None:
+        request.app[CHANNEL_HEALTH].set_connection(channel_name, parsed.connection)
     if parsed.ignored:
-        log.debug("webhook_ignored", channel=channel.name, reasons=[e.reason for e in parsed.ignored])
+        log.debug("webhook_ignored", channel=channel_name, reasons=[e.reason for e in parsed.ignored])
     return web.json_response(
-        {"status": "ok", "accepted": accepted, "duplicates": duplicates, "ignored": len(parsed.ignored)}
+        {
+            "status": "ok",
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "ignored": len(parsed.ignored),
+            "statuses": len(parsed.statuses),
+        }
     )

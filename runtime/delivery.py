@@ -1,33 +1,119 @@
-"""Outbox handlers that deliver to a lead through the channel they wrote on."""
+"""Outbox handlers that deliver to a lead through the channel they wrote on.
+
+Every provider's quirks end here in one shape: the send is rate-limited per provider,
+Meta's 24-hour customer-service window is respected (outside it: the approved
+re-engagement template, or a person takes over), a credentials failure turns the
+channel red in /api/health, and an invalid recipient is recorded on the message.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
 
 import aiohttp
 
-from channels.base import Channel
+from channels.base import Channel, SendError
+from core.channel_health import ChannelHealth
+from core.logging import get_logger
+from core.settings import Settings
 from integrations.store.base import OutboxItem, Store
 from runtime.dispatcher import Handler
 from runtime.policies import PermanentDeliveryError
+from runtime.ratelimit import RateLimiter
+
+log = get_logger(__name__)
+
+# Instagram lets a human agent answer for 7 days with the HUMAN_AGENT tag.
+HUMAN_AGENT_WINDOW_HOURS = 7 * 24
 
 
-def send_text_handler(
-    channels: Mapping[str, Channel], session: aiohttp.ClientSession, store: Store
-) -> Handler:
-    async def handle(item: OutboxItem) -> None:
+class Delivery:
+    def __init__(
+        self,
+        *,
+        channels: Mapping[str, Channel],
+        session: aiohttp.ClientSession,
+        store: Store,
+        settings: Settings,
+        health: ChannelHealth,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.channels = channels
+        self.session = session
+        self.store = store
+        self.settings = settings
+        self.health = health
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.limiters = {name: RateLimiter(ch.rate_per_s) for name, ch in channels.items()}
+
+    def handler(self) -> Handler:
+        return self.send_text
+
+    async def send_text(self, item: OutboxItem) -> None:
         payload = item.payload
-        channel = channels.get(payload.get("channel", ""))
+        channel = self.channels.get(payload.get("channel", ""))
         if channel is None:
             raise PermanentDeliveryError(f"unknown channel {payload.get('channel')!r}")
         if not channel.configured:
             raise PermanentDeliveryError(
                 f"{channel.name} is not configured; set its credentials and replay the outbox"
             )
-        sent = await channel.send_text(
-            session, payload["contact_id"], payload["text"], typing_s=int(payload.get("typing_s", 1))
-        )
+        human = bool(payload.get("human_agent"))
+        if await self._outside_window(channel, payload, human=human):
+            await self._window_closed(channel, payload)
+            return
+        await self.limiters[channel.name].acquire()
+        try:
+            sent = await channel.send_text(
+                self.session,
+                payload["contact_id"],
+                payload["text"],
+                typing_s=int(payload.get("typing_s", 1)),
+                human_agent=human,
+            )
+        except SendError as exc:
+            if exc.auth_failed:
+                self.health.auth_failed(channel.name, str(exc))
+            message_id = payload.get("message_id")
+            if exc.invalid_recipient and message_id is not None:
+                await self.store.mark_message_failed(int(message_id), f"invalid recipient: {exc}")
+            if channel.window_hours is not None and "window" in str(exc).lower():
+                await self._window_closed(channel, payload)  # the provider knows better than our clock
+                return
+            raise
+        self.health.send_ok(channel.name)
         if payload.get("message_id") is not None:
-            await store.mark_message_sent(int(payload["message_id"]), sent.provider_message_id)
+            await self.store.mark_message_sent(int(payload["message_id"]), sent.provider_message_id)
 
-    return handle
+    async def _outside_window(self, channel: Channel, payload: dict, *, human: bool) -> bool:
+        if channel.window_hours is None or not payload.get("contact_key"):
+            return False
+        lead = await self.store.get_lead(payload["contact_key"])
+        if lead is None or lead.last_inbound_at is None:
+            return False
+        hours = HUMAN_AGENT_WINDOW_HOURS if human and channel.name == "instagram" else channel.window_hours
+        return self.clock() - lead.last_inbound_at > timedelta(hours=hours)
+
+    async def _window_closed(self, channel: Channel, payload: dict) -> None:
+        """Free text cannot go out: use the approved template, or hand the lead to a person."""
+        message_id = payload.get("message_id")
+        template = self.settings.whatsapp_reengage_template
+        send_template = getattr(channel, "send_template", None)
+        if template and send_template is not None:
+            await self.limiters[channel.name].acquire()
+            await send_template(
+                self.session, payload["contact_id"], name=template, language=self.settings.whatsapp_template_language
+            )
+            outcome = f"outside the {channel.window_hours} h window: template {template!r} sent instead"
+        else:
+            await self.store.request_handoff(
+                payload["contact_key"],
+                reason="fora_da_janela_24h",
+                summary="O lead não escreve há mais de 24 h e o canal não permite texto livre; "
+                "retome com um template aprovado ou por outro canal.",
+            )
+            outcome = f"outside the {channel.window_hours} h window and no template: handed off to a person"
+        log.warning("reply_outside_window", channel=channel.name, outcome=outcome)
+        if message_id is not None:
+            await self.store.mark_message_failed(int(message_id), outcome)

@@ -363,6 +363,7 @@ class TurnRunner:
                     payload={
                         "channel": channel,
                         "contact_id": contact_id,
+                        "contact_key": contact_key,
                         "text": part,
                         "typing_s": typing_seconds(
                             part,

@@ -73,11 +73,14 @@ CREATE TABLE IF NOT EXISTS messages (
     text TEXT,
     provider_message_id TEXT,
     status TEXT,
+    error TEXT,
     media_url TEXT,
     turn_id TEXT,
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_lead ON messages(lead_id, id);
+CREATE INDEX IF NOT EXISTS messages_provider_id ON messages(provider_message_id)
+    WHERE provider_message_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS inbound (
     id INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
@@ -156,7 +159,7 @@ CREATE TABLE IF NOT EXISTS erasures (
 
 # Columns added after the first release: an existing database gets them on open.
 _ADDED_COLUMNS = {
-    "messages": {"media_url": "TEXT"},
+    "messages": {"media_url": "TEXT", "error": "TEXT"},
     "leads": {
         "opted_out_at": "TEXT",
         "handoff_state": "TEXT",
@@ -403,6 +406,7 @@ class SqliteStore:
                 " temperature, score_reasons, lead_message_count, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (contact_key) DO UPDATE SET"
+                " channel = excluded.channel, contact_id = excluded.contact_id,"
                 " phone = COALESCE(excluded.phone, leads.phone),"
                 " name = COALESCE(excluded.name, leads.name),"
                 " profile = excluded.profile, score = excluded.score,"
@@ -606,9 +610,53 @@ class SqliteStore:
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return True
 
+    # A later report never moves a message back (a late "delivered" after "read").
+    _STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5}
+
+    async def record_delivery_status(
+        self, channel: str, provider_message_id: str, status: str, error: str | None = None
+    ) -> bool:
+        # Provider ids are unique per provider and never collide across them in practice;
+        # `channel` is kept in the signature for stores that partition by it.
+        row = self.db.execute(
+            "SELECT id, status FROM messages WHERE provider_message_id = ? AND direction = 'out'"
+            " ORDER BY id DESC LIMIT 1",
+            (provider_message_id,),
+        ).fetchone()
+        if row is None:
+            return False
+        rank = self._STATUS_RANK
+        if rank.get(status, 0) < rank.get(row["status"] or "queued", 0) and status != "failed":
+            return True
+        self.db.execute(
+            "UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE id = ?",
+            (status, (error or None) and error[:500], row["id"]),
+        )
+        return True
+
+    async def mark_message_failed(self, message_id: int, error: str) -> None:
+        self.db.execute(
+            "UPDATE messages SET status = 'failed', error = ? WHERE id = ?", (error[:500], message_id)
+        )
+
+    async def request_handoff(self, contact_key: str, *, reason: str, summary: str) -> None:
+        self.db.execute(
+            "UPDATE leads SET handoff_state = COALESCE(handoff_state, 'requested'),"
+            " handoff_reason = COALESCE(handoff_reason, ?), handoff_summary = COALESCE(handoff_summary, ?),"
+            " handoff_at = COALESCE(handoff_at, ?), updated_at = ? WHERE contact_key = ?",
+            (reason, summary, _iso(_now()), _iso(_now()), contact_key),
+        )
+
+    async def set_lead_name(self, contact_key: str, name: str) -> None:
+        self.db.execute(
+            "UPDATE leads SET name = COALESCE(name, ?), updated_at = ? WHERE contact_key = ?",
+            (name, _iso(_now()), contact_key),
+        )
+
     async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None:
         self.db.execute(
-            "UPDATE messages SET status = 'sent', provider_message_id = COALESCE(?, provider_message_id)"
+            "UPDATE messages SET status = CASE WHEN status IN ('delivered', 'read', 'played') THEN status"
+            " ELSE 'sent' END, provider_message_id = COALESCE(?, provider_message_id)"
             " WHERE id = ?",
             (provider_message_id, message_id),
         )

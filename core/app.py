@@ -60,6 +60,20 @@ def _media_fetcher(
     return fetch
 
 
+def _profile_name_lookup(
+    channels: dict[str, Channel], session: aiohttp.ClientSession
+) -> Callable[[InboundMessage], Awaitable[str | None]]:
+    """Instagram webhooks carry no name: ask the channel once, the store keeps it."""
+
+    async def lookup(message: InboundMessage) -> str | None:
+        fetch = getattr(channels.get(message.channel), "fetch_profile_name", None)
+        if fetch is None:
+            return None
+        return await fetch(session, message.contact_id)
+
+    return lookup
+
+
 def create_app(settings: Settings | None = None, *, store_factory: StoreFactory = default_store) -> web.Application:
     settings = settings or Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
@@ -98,11 +112,23 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
             )
         )
         dispatcher = OutboxDispatcher(store, workers=settings.outbox_workers, poll_s=settings.outbox_poll_s)
+        runner = TurnRunner(
+            store=store,
+            agent=agent,
+            settings=settings,
+            on_commit=dispatcher.wake,
+            profile_name=_profile_name_lookup(channels, session),
+        )
         delivery = Delivery(
-            channels=channels, session=session, store=store, settings=settings, health=app[CHANNEL_HEALTH]
+            channels=channels,
+            session=session,
+            store=store,
+            settings=settings,
+            health=app[CHANNEL_HEALTH],
+            clock=lambda: runner.clock(),  # one clock for "how long since the lead wrote"
         )
         dispatcher.register("send_text", delivery.handler(), channel_send_policy(settings))
-        runner = TurnRunner(store=store, agent=agent, settings=settings, on_commit=dispatcher.wake)
+        dispatcher.register("reengage", delivery.reengage, channel_send_policy(settings))
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)
         app[DISPATCHER] = dispatcher
         app[RUNNER] = runner

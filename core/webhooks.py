@@ -16,7 +16,7 @@ from channels.meta_common import verify_signature, verify_subscription
 from core.keys import CHANNEL_HEALTH, CHANNELS, RUNNER, SETTINGS, STORE
 from core.logging import get_logger
 from core.middlewares import json_error
-from integrations.store.base import StoreUnavailable
+from integrations.store.base import OutboxItem, Store, StoreUnavailable
 
 log = get_logger(__name__)
 
@@ -92,6 +92,26 @@ async def handle_meta_verification(request: web.Request) -> web.Response:
     return web.Response(text=challenge, content_type="text/plain")
 
 
+async def _reengage(store: Store, channel_name: str, provider_message_id: str) -> None:
+    """Meta accepted a reply, then refused it: the 24-hour window had closed. The outbox
+    sends the re-engagement template or hands the lead to a person, once per message."""
+    contact_key = await store.message_contact(provider_message_id)
+    if contact_key is None:
+        return
+    await store.enqueue(
+        OutboxItem(
+            kind="reengage",
+            order_key=f"reply:{contact_key}",
+            idempotency_key=f"reengage:{channel_name}:{provider_message_id}",
+            payload={
+                "channel": channel_name,
+                "contact_id": contact_key.partition(":")[2],
+                "contact_key": contact_key,
+            },
+        )
+    )
+
+
 async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook) -> web.Response:
     store = request.app[STORE]
     runner = request.app[RUNNER]
@@ -108,6 +128,8 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
                 duplicates += 1
         for status in parsed.statuses:
             await store.record_delivery_status(channel_name, status.provider_message_id, status.status, status.error)
+            if status.status == "failed" and "window" in (status.error or "").lower():
+                await _reengage(store, channel_name, status.provider_message_id)
     except StoreUnavailable as exc:
         log.error("webhook_store_unavailable", channel=channel_name, error=str(exc))
         return json_error(503, "store unavailable, retry later")

@@ -50,6 +50,12 @@ class Delivery:
     def handler(self) -> Handler:
         return self.send_text
 
+    async def reengage(self, item: OutboxItem) -> None:
+        channel = self.channels.get(item.payload.get("channel", ""))
+        if channel is None or not channel.configured:
+            raise PermanentDeliveryError(f"cannot re-engage through {item.payload.get('channel')!r}")
+        await self._window_closed(channel, item.payload)
+
     async def send_text(self, item: OutboxItem) -> None:
         payload = item.payload
         channel = self.channels.get(payload.get("channel", ""))

@@ -16,7 +16,7 @@ import asyncio
 import contextvars
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,7 +28,7 @@ from agent.guardrails import is_opt_out
 from agent.lead import LeadProfile, missing_fields
 from agent.llm import LLMUnavailable
 from core.logging import get_logger
-from core.models import mask_contact_key
+from core.models import InboundMessage, mask_contact_key
 from core.settings import Settings
 from integrations.store.base import (
     DueFollowUp,
@@ -67,7 +67,9 @@ class TurnRunner:
         settings: Settings,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] | None = None,
+        profile_name: Callable[[InboundMessage], Awaitable[str | None]] | None = None,
     ) -> None:
+        self.profile_name = profile_name
         # Injectable so tests and the scenario suite can say "two days later".
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self.store = store
@@ -241,10 +243,29 @@ class TurnRunner:
             return False
         return now - max(times) > timedelta(hours=self.settings.session_idle_hours)
 
+    async def _sender_name(self, records: list[InboundRecord], lead: LeadRecord | None) -> str | None:
+        """The provider's profile name, when the webhook did not carry one and the store
+        does not know it yet (Instagram): fetched once, then kept on the lead."""
+        if (lead is not None and lead.name) or self.profile_name is None:
+            return None
+        if any(r.message.name for r in records):
+            return None
+        try:
+            return await self.profile_name(records[-1].message)
+        except Exception:  # a name is a nicety: never let it cost the turn
+            log.warning("profile_name_lookup_failed")
+            return None
+
     async def _think(
         self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
     ) -> tuple[TurnCommit, float]:
         now = self.clock()
+        fetched_name = await self._sender_name(records, lead)
+        if fetched_name:
+            records = [
+                InboundRecord(r.id, r.message.model_copy(update={"name": fetched_name}), r.attempts, r.received_at)
+                for r in records
+            ]
         new_session = self._session_expired(lead, now)
         history = [] if new_session else await self.store.recent_messages(contact_key, self.settings.history_window)
         profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()

@@ -212,6 +212,11 @@ class Store(Protocol):
         """A provider's sent/delivered/read/failed report on one of our messages."""
 
     async def mark_message_failed(self, message_id: int, error: str) -> None: ...
+    async def message_contact(self, provider_message_id: str) -> str | None:
+        """The contact key of the lead one of our sent messages went to."""
+
+    async def enqueue(self, item: OutboxItem) -> bool:
+        """A side effect outside a turn (a provider's late report); idempotent on its key."""
     async def request_handoff(self, contact_key: str, *, reason: str, summary: str) -> None: ...
     async def set_lead_name(self, contact_key: str, name: str) -> None: ...
 

@@ -639,6 +639,25 @@ class SqliteStore:
             "UPDATE messages SET status = 'failed', error = ? WHERE id = ?", (error[:500], message_id)
         )
 
+    async def message_contact(self, provider_message_id: str) -> str | None:
+        row = self.db.execute(
+            "SELECT l.contact_key FROM messages m JOIN leads l ON l.id = m.lead_id"
+            " WHERE m.provider_message_id = ? AND m.direction = 'out' ORDER BY m.id DESC LIMIT 1",
+            (provider_message_id,),
+        ).fetchone()
+        return row[0] if row else None
+
+    async def enqueue(self, item: OutboxItem) -> bool:
+        now = _iso(_now())
+        cur = self.db.execute(
+            "INSERT INTO outbox (kind, order_key, idempotency_key, payload, status, next_attempt_at,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)"
+            " ON CONFLICT (idempotency_key) DO NOTHING",
+            (item.kind, item.order_key, item.idempotency_key, json.dumps(item.payload, ensure_ascii=False),
+             now, now, now),
+        )
+        return cur.rowcount == 1
+
     async def request_handoff(self, contact_key: str, *, reason: str, summary: str) -> None:
         self.db.execute(
             "UPDATE leads SET handoff_state = COALESCE(handoff_state, 'requested'),"

@@ -111,7 +111,9 @@ class OutboxDispatcher:
     async def _handle(self, item: OutboxItem) -> None:
         assert item.id is not None
         contact = None
-        if "channel" in item.payload and "contact_id" in item.payload:
+        if item.payload.get("contact_key"):
+            contact = mask_contact_key(item.payload["contact_key"])
+        elif "channel" in item.payload and "contact_id" in item.payload:
             contact = mask_contact_key(f"{item.payload['channel']}:{item.payload['contact_id']}")
         with structlog.contextvars.bound_contextvars(
             outbox_id=item.id, outbox_kind=item.kind, turn_id=item.payload.get("turn_id"), contact=contact

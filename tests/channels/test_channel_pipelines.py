@@ -1,0 +1,317 @@
+"""Each channel end to end: the provider's webhook in, the bot's reply out through that
+provider, with the routes' authentication, the 24-hour window and delivery statuses.
+
+Providers are faked at the HTTP boundary with the fixtures in tests/fixtures/<provider>/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from aioresponses import CallbackResult, aioresponses
+
+from core.app import create_app
+from core.keys import RUNNER, STORE
+from core.settings import Settings
+from tests.conftest import fast_settings
+from tests.helpers.fakes import FakeOpenAI, eventually, load_fixture
+
+WAHA_URL = "http://waha.local:3000"
+WAHA_KEY = "waha-api-key-5f1e2d3c4b5a"
+WAHA_HMAC = "waha-hmac-key-0a9b8c7d6e5f"
+APP_SECRET = "meta-app-secret-1a2b3c4d5e6f7a8b"
+VERIFY_TOKEN = "meta-verify-token-9z8y7x"
+PHONE_NUMBER_ID = "106540352242922"
+WA_TOKEN = "EAAGwhatsapp-token-1234567890"
+IG_ACCOUNT = "17841400008460056"
+IG_TOKEN = "IGQVJinstagram-token-0987654321"
+GRAPH = "https://graph.facebook.com/v21.0"
+
+
+def channel_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        waha_url=WAHA_URL,
+        waha_api_key=WAHA_KEY,
+        waha_webhook_hmac_key=WAHA_HMAC,
+        meta_app_secret=APP_SECRET,
+        meta_verify_token=VERIFY_TOKEN,
+        whatsapp_phone_number_id=PHONE_NUMBER_ID,
+        whatsapp_access_token=WA_TOKEN,
+        instagram_account_id=IG_ACCOUNT,
+        instagram_access_token=IG_TOKEN,
+        typing_chars_per_s=10_000,
+    )
+    values.update(overrides)
+    return fast_settings(tmp_path, **values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return channel_settings(tmp_path)
+
+
+def meta_signed(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": f"sha256={digest}", "Content-Type": "application/json"}
+
+
+def waha_signed(body: bytes) -> dict[str, str]:
+    digest = hmac.new(WAHA_HMAC.encode(), body, hashlib.sha512).hexdigest()
+    return {"X-Webhook-Hmac": digest, "X-Webhook-Hmac-Algorithm": "sha512", "Content-Type": "application/json"}
+
+
+def rows(bot: TestClient, sql: str) -> list[tuple]:
+    with sqlite3.connect(bot.app[STORE].path) as db:  # type: ignore[attr-defined]
+        return db.execute(sql).fetchall()
+
+
+class Recorder:
+    """Records provider calls and answers with a fixture (or a Meta error)."""
+
+    def __init__(self, response: dict[str, Any], *, status: int = 200) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.response = response
+        self.status = status
+
+    async def handle(self, url: Any, **kwargs: Any) -> CallbackResult:
+        data = kwargs.get("json")
+        if data is None and kwargs.get("data") is not None:
+            data = json.loads(kwargs["data"])
+        self.bodies.append(data)
+        self.headers.append(dict(kwargs.get("headers") or {}))
+        return CallbackResult(status=self.status, payload=self.response)
+
+    def texts(self) -> list[str]:
+        out = []
+        for body in self.bodies:
+            if "text" in body and isinstance(body["text"], str):
+                out.append(body["text"])  # WAHA
+            elif isinstance(body.get("text"), dict):
+                out.append(body["text"]["body"])  # Cloud API
+            elif isinstance(body.get("message"), dict) and "text" in body["message"]:
+                out.append(body["message"]["text"])  # Instagram
+        return out
+
+
+# --- WAHA -------------------------------------------------------------------------------
+
+
+async def test_waha_message_is_answered_through_waha(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    send = Recorder(load_fixture("waha/send_text_response_gows.json"), status=201)
+    http_mock.post(f"{WAHA_URL}/api/sendText", callback=send.handle, repeat=True)
+    http_mock.post(f"{WAHA_URL}/api/sendSeen", payload={}, repeat=True)
+    http_mock.post(f"{WAHA_URL}/api/startTyping", payload={}, repeat=True)
+    openai_fake.then(reply="Oi! Sou da Seleto. Qual é o seu nome?")
+
+    body = json.dumps(load_fixture("waha/message_text.json")).encode()
+    response = await bot.post("/webhooks/waha", data=body, headers=waha_signed(body))
+    assert response.status == 200, await response.text()
+    await eventually(lambda: send.bodies)
+    assert send.bodies[0] == {"chatId": "5511999999999@c.us", "text": "Oi! Sou da Seleto. Qual é o seu nome?", "session": "default"}
+    assert send.headers[0]["X-Api-Key"] == WAHA_KEY
+
+
+async def test_waha_forged_or_altered_signature_is_refused_and_nothing_is_stored(
+    bot: TestClient, openai_fake: FakeOpenAI
+) -> None:
+    body = json.dumps(load_fixture("waha/message_text.json")).encode()
+    altered = body.replace(b"Ol", b"Al", 1)
+    for data, headers in ((body, {}), (altered, waha_signed(body)), (body, {"X-Webhook-Hmac": "0" * 128})):
+        response = await bot.post("/webhooks/waha", data=data, headers=headers)
+        assert response.status in (401, 403)
+        assert "error" in await response.json()
+    assert rows(bot, "SELECT COUNT(*) FROM inbound") == [(0,)]
+    assert openai_fake.calls_started == 0
+
+
+async def test_waha_session_status_shows_in_health(bot: TestClient) -> None:
+    body = json.dumps(load_fixture("waha/session_status_scan_qr.json")).encode()
+    assert (await bot.post("/webhooks/waha", data=body, headers=waha_signed(body))).status == 200
+    health = await (await bot.get("/api/health")).json()
+    assert health["services"]["waha"] == "error"
+    body = json.dumps(load_fixture("waha/session_status_working.json")).encode()
+    await bot.post("/webhooks/waha", data=body, headers=waha_signed(body))
+    health = await (await bot.get("/api/health")).json()
+    assert health["services"]["waha"] == "configured"
+
+
+# --- WhatsApp Cloud API ----------------------------------------------------------------------
+
+
+async def test_cloud_api_message_is_answered_and_statuses_are_stored(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    send = Recorder(load_fixture("whatsapp_cloud/send_text_response.json"))
+    http_mock.post(f"{GRAPH}/{PHONE_NUMBER_ID}/messages", callback=send.handle, repeat=True)
+    openai_fake.then(reply="Entregamos em todo o Brasil! Qual produto te interessa?")
+
+    body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
+    response = await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
+    assert response.status == 200, await response.text()
+    await eventually(lambda: send.bodies)
+    assert send.bodies[0]["to"] == "5511987654321"
+    assert send.bodies[0]["text"]["body"] == "Entregamos em todo o Brasil! Qual produto te interessa?"
+    assert send.headers[0]["Authorization"] == f"Bearer {WA_TOKEN}"
+    await eventually(lambda: rows(bot, "SELECT status FROM messages WHERE direction = 'out'") == [("sent",)])
+
+    # Meta reports the message read: stored on our message.
+    sent_id = load_fixture("whatsapp_cloud/send_text_response.json")["messages"][0]["id"]
+    status = load_fixture("whatsapp_cloud/status_read.json")
+    status["entry"][0]["changes"][0]["value"]["statuses"][0]["id"] = sent_id
+    body = json.dumps(status).encode()
+    assert (await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))).status == 200
+    assert rows(bot, "SELECT status FROM messages WHERE direction = 'out'") == [("read",)]
+
+
+async def test_meta_signature_valid_forged_missing_and_altered(bot: TestClient, openai_fake: FakeOpenAI) -> None:
+    body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
+    one_byte_changed = body.replace(b"Campinas", b"Campinaz")
+    cases = [
+        ({}, body, 401),
+        (meta_signed(body, secret="not-the-app-secret"), body, 403),
+        (meta_signed(body), one_byte_changed, 403),
+    ]
+    for headers, data, expected in cases:
+        response = await bot.post("/webhooks/meta", data=data, headers=headers)
+        assert response.status == expected
+    assert rows(bot, "SELECT COUNT(*) FROM inbound") == [(0,)]
+    assert openai_fake.calls_started == 0
+
+
+async def test_meta_hub_verification(bot: TestClient) -> None:
+    ok = await bot.get(
+        "/webhooks/meta", params={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201444"}
+    )
+    assert ok.status == 200 and await ok.text() == "1158201444"
+    wrong = await bot.get(
+        "/webhooks/meta", params={"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"}
+    )
+    assert wrong.status == 403
+
+
+async def _lead_goes_quiet(bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI) -> Recorder:
+    send = Recorder(load_fixture("whatsapp_cloud/send_text_response.json"))
+    http_mock.post(f"{GRAPH}/{PHONE_NUMBER_ID}/messages", callback=send.handle, repeat=True)
+    body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
+    await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
+    await eventually(lambda: send.bodies)
+    return send
+
+
+async def _reply_after(bot: TestClient, hours: float, *, text: str) -> None:
+    """The bot writes (e.g. a human's message through the outbox) `hours` after the lead."""
+    runner = bot.app[RUNNER]
+    later = runner.clock() + timedelta(hours=hours)
+    runner.clock = lambda: later
+    lead = await bot.app[STORE].get_lead("whatsapp:5511987654321")
+    assert lead is not None
+    commit = runner._commit("t-late", lead.contact_key, [], lead, reply=text)
+    commit.lead_wrote = False
+    await bot.app[STORE].commit_turn(commit)
+    runner.on_commit()
+
+
+async def test_inside_the_window_free_text_goes_out(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    send = await _lead_goes_quiet(bot, http_mock, openai_fake)
+    await _reply_after(bot, 23, text="Ainda por aí? Posso ajudar com a FB300.")
+    await eventually(lambda: len(send.bodies) == 2)
+    assert send.bodies[1]["type"] == "text"
+
+
+async def test_outside_the_window_the_approved_template_goes_instead(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    bot = await aiohttp_client(create_app(channel_settings(tmp_path, whatsapp_reengage_template="retomar_contato")))
+    send = await _lead_goes_quiet(bot, http_mock, openai_fake)
+    await _reply_after(bot, 25, text="Ainda por aí?")
+    await eventually(lambda: len(send.bodies) == 2)
+    assert send.bodies[1]["type"] == "template"
+    assert send.bodies[1]["template"]["name"] == "retomar_contato"
+    failed = rows(bot, "SELECT status, error FROM messages WHERE direction = 'out' ORDER BY id")[-1]
+    assert failed[0] == "failed" and "template" in failed[1]
+
+
+async def test_outside_the_window_without_a_template_a_person_takes_over(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    send = await _lead_goes_quiet(bot, http_mock, openai_fake)
+    await _reply_after(bot, 25, text="Ainda por aí?")
+    await eventually(lambda: rows(bot, "SELECT handoff_state FROM leads") == [("requested",)])
+    assert len(send.bodies) == 1  # nothing sent outside the window
+    assert rows(bot, "SELECT handoff_reason FROM leads") == [("fora_da_janela_24h",)]
+
+
+async def test_a_revoked_token_turns_the_channel_red_in_health(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    http_mock.post(
+        f"{GRAPH}/{PHONE_NUMBER_ID}/messages", status=401, payload=load_fixture("whatsapp_cloud/error_190.json"), repeat=True
+    )
+    body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
+    await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
+    await eventually(lambda: rows(bot, "SELECT status FROM outbox") == [("dead",)])
+    health = await (await bot.get("/api/health")).json()
+    assert health["services"]["whatsapp_cloud"] == "error"
+
+
+async def test_an_invalid_recipient_is_recorded_on_the_message(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    http_mock.post(
+        f"{GRAPH}/{PHONE_NUMBER_ID}/messages", status=400, payload=load_fixture("whatsapp_cloud/error_131026.json"), repeat=True
+    )
+    body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
+    await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
+    await eventually(lambda: rows(bot, "SELECT status FROM outbox") == [("dead",)])
+    status, error = rows(bot, "SELECT status, error FROM messages WHERE direction = 'out'")[0]
+    assert status == "failed" and "invalid recipient" in error
+
+
+# --- Instagram ----------------------------------------------------------------------------------
+
+
+async def test_instagram_message_is_answered_through_the_graph_api(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    send_ok = load_fixture("instagram/send_text_response.json")
+    send = Recorder(send_ok)
+    http_mock.post(f"{GRAPH}/me/messages", callback=send.handle, repeat=True)
+    http_mock.get(
+        f"{GRAPH}/1254459154682919?fields=name,username", payload=load_fixture("instagram/user_profile.json"), repeat=True
+    )
+    openai_fake.then(reply="Entregamos em Curitiba, sim! Qual equipamento você procura?")
+
+    body = json.dumps(load_fixture("instagram/message_text.json")).encode()
+    response = await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
+    assert response.status == 200, await response.text()
+    await eventually(lambda: "Entregamos em Curitiba, sim! Qual equipamento você procura?" in send.texts())
+    message = [b for b in send.bodies if "message" in b][0]
+    assert message["recipient"] == {"id": "1254459154682919"}
+    assert "tag" not in message
+    # The lead is keyed by IGSID and got its name from the profile API.
+    lead = rows(bot, "SELECT contact_key, name FROM leads")[0]
+    assert lead[0] == "instagram:1254459154682919"
+    assert lead[1]
+
+
+async def test_instagram_echo_is_recorded_and_never_answered(bot: TestClient, openai_fake: FakeOpenAI) -> None:
+    body = json.dumps(load_fixture("instagram/message_echo.json")).encode()
+    response = await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
+    assert response.status == 200
+    assert (await response.json())["accepted"] == 0
+    assert rows(bot, "SELECT status FROM inbound") == [("ignored",)]
+    assert openai_fake.calls_started == 0

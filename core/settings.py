@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     history_window: int = 20
     max_concurrent_turns: int = 32
     turn_max_failures: int = 3
+    bot_pause_hours: float = 12.0
     session_idle_hours: float = 24.0
     follow_up_delays_h: list[float] = [2.0, 22.0]
     follow_up_poll_s: float = 30.0

@@ -7,6 +7,7 @@ and the runtime takes it from there.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from channels.meta_common import verify_signature, verify_subscription
 from core.keys import CHANNEL_HEALTH, CHANNELS, RUNNER, SETTINGS, STORE
 from core.logging import get_logger
 from core.middlewares import json_error
+from core.models import InboundMessage
 from integrations.store.base import OutboxItem, Store, StoreUnavailable
 
 log = get_logger(__name__)
@@ -112,6 +114,21 @@ async def _reengage(store: Store, channel_name: str, provider_message_id: str) -
     )
 
 
+async def _business_wrote(request: web.Request, message: InboundMessage) -> None:
+    """Someone at the company wrote to the lead from the phone or the app: the bot steps
+    aside for BOT_PAUSE_HOURS so bot and human never talk over each other."""
+    runner = request.app[RUNNER]
+    hours = request.app[SETTINGS].bot_pause_hours
+    paused = await request.app[STORE].note_business_message(
+        message.contact_key,
+        provider_message_id=message.provider_message_id,
+        text=message.text,
+        pause_until=runner.clock() + timedelta(hours=hours),
+    )
+    if paused:
+        log.info("bot_paused_for_human", channel=message.channel, hours=hours)
+
+
 async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook) -> web.Response:
     store = request.app[STORE]
     runner = request.app[RUNNER]
@@ -120,6 +137,8 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
         for event in parsed.ignored:
             if event.message is not None:
                 await store.add_inbound(event.message, status="ignored", reason=event.reason)
+                if event.message.from_me:
+                    await _business_wrote(request, event.message)
         for message in parsed.messages:
             if await store.add_inbound(message):
                 accepted += 1

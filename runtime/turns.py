@@ -193,6 +193,9 @@ class TurnRunner:
                 if lead is not None and lead.opted_out:
                     kind = "silent_opted_out"  # recorded, never answered automatically
                     commit = self._commit(turn_id, contact_key, records, lead, reply="")
+                elif lead is not None and lead.paused_until is not None and lead.paused_until > self.clock():
+                    kind = "silent_human_talking"  # a person at the company is answering
+                    commit = self._commit(turn_id, contact_key, records, lead, reply="")
                 elif any(is_opt_out(r.message.text) for r in records):
                     kind = "opt_out"
                     commit = self._commit(
@@ -448,6 +451,8 @@ class TurnRunner:
             reason = "opted_out"
         elif lead.handoff_state:
             reason = "handed_off"
+        elif lead.paused_until is not None and lead.paused_until > self.clock():
+            reason = "human_talking"
         elif lead.last_inbound_at and lead.last_inbound_at > due.scheduled_at:
             reason = "lead_replied"
         elif await self.store.pending_inbound(due.contact_key):

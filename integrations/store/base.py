@@ -49,6 +49,7 @@ class LeadRecord:
     handoff_reason: str | None = None
     summary: str | None = None
     last_inbound_at: datetime | None = None
+    paused_until: datetime | None = None
     conversation_id: int | None = None
     conversation_started_at: datetime | None = None
     # Last message of the current conversation either way (a nudge counts too).
@@ -219,6 +220,11 @@ class Store(Protocol):
         """A side effect outside a turn (a provider's late report); idempotent on its key."""
     async def request_handoff(self, contact_key: str, *, reason: str, summary: str) -> None: ...
     async def set_lead_name(self, contact_key: str, name: str) -> None: ...
+    async def note_business_message(
+        self, contact_key: str, *, provider_message_id: str, text: str | None, pause_until: datetime
+    ) -> bool:
+        """A message the business sent to the lead (phone, app, echo). True when it was
+        not one of the bot's own: a person is talking, the bot is paused until then."""
 
     async def due_follow_ups(self, *, now: datetime, limit: int) -> list[DueFollowUp]: ...
     async def cancel_follow_up(self, follow_up_id: int, *, reason: str) -> None: ...

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS leads (
     handoff_at TEXT,
     summary TEXT,
     last_inbound_at TEXT,
+    paused_until TEXT,
     referral TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
@@ -168,6 +169,7 @@ _ADDED_COLUMNS = {
         "handoff_at": "TEXT",
         "summary": "TEXT",
         "last_inbound_at": "TEXT",
+        "paused_until": "TEXT",
     }
 }
 
@@ -364,6 +366,7 @@ class SqliteStore:
             handoff_reason=row["handoff_reason"],
             summary=row["summary"],
             last_inbound_at=_dt(row["last_inbound_at"]) if row["last_inbound_at"] else None,
+            paused_until=_dt(row["paused_until"]) if row["paused_until"] else None,
             conversation_id=row["conversation_id"],
             conversation_started_at=(
                 _dt(row["conversation_started_at"]) if row["conversation_started_at"] else None
@@ -665,6 +668,28 @@ class SqliteStore:
             " handoff_at = COALESCE(handoff_at, ?), updated_at = ? WHERE contact_key = ?",
             (reason, summary, _iso(_now()), _iso(_now()), contact_key),
         )
+
+    async def note_business_message(
+        self, contact_key: str, *, provider_message_id: str, text: str | None, pause_until: datetime
+    ) -> bool:
+        lead = self.db.execute("SELECT id FROM leads WHERE contact_key = ?", (contact_key,)).fetchone()
+        if lead is None:
+            return False
+        # Ours when the provider id matches, or, since an echo can arrive before the send
+        # call returns its id, when the same text went to this lead in the last minutes.
+        recent = _iso(_now() - timedelta(minutes=10))
+        ours = self.db.execute(
+            "SELECT 1 FROM messages WHERE lead_id = ? AND direction = 'out'"
+            " AND (provider_message_id = ? OR (text = ? AND created_at >= ?)) LIMIT 1",
+            (lead["id"], provider_message_id, (text or "").strip(), recent),
+        ).fetchone()
+        if ours is not None:
+            return False
+        self.db.execute(
+            "UPDATE leads SET paused_until = MAX(COALESCE(paused_until, ''), ?), updated_at = ? WHERE id = ?",
+            (_iso(pause_until), _iso(_now()), lead["id"]),
+        )
+        return True
 
     async def set_lead_name(self, contact_key: str, name: str) -> None:
         self.db.execute(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import timedelta
 
 from aiohttp.test_utils import TestClient
 
-from core.keys import RUNNER, STORE
+from core.keys import RUNNER, SETTINGS, STORE
 from tests.conftest import ZAPI_CLIENT_TOKEN, zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 
@@ -247,3 +248,49 @@ async def test_a_turn_the_model_keeps_rejecting_ends_in_the_fixed_apology_not_si
     assert db_rows(bot, "SELECT text FROM messages WHERE direction = 'in'") == [
         ("Oi, vocês fazem máquina de espetinho?",)
     ]
+
+
+async def test_a_person_writing_from_the_phone_pauses_the_bot_for_that_lead(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    openai_fake.then(reply="Oi! Qual o seu nome?")
+    await post(bot, zapi_message(message_id="3EB0PAUSE0000001", text="Oi"))
+    await eventually(lambda: zapi_fake.sent)
+
+    # Z-API echoes the bot's own send as fromMe: that must not pause anything.
+    echo = zapi_message("received_from_me.json", message_id="3EB0PAUSE0000002", phone=LEAD)
+    echo["text"] = {"message": "Oi! Qual o seu nome?"}
+    await post(bot, echo)
+    # A seller answers from the phone: the bot steps aside.
+    human = zapi_message("received_from_me.json", message_id="3EB0PAUSE0000003", phone=LEAD)
+    human["text"] = {"message": "Oi, aqui é o Pedro, do comercial. Te ligo em 5 minutos!"}
+    await post(bot, human)
+
+    await post(bot, zapi_message(message_id="3EB0PAUSE0000004", text="Combinado, Pedro"))
+    await eventually(lambda: db_rows(bot, "SELECT status FROM inbound WHERE provider_message_id = '3EB0PAUSE0000004'") == [("done",)])
+    await asyncio.sleep(0.2)
+    assert len(zapi_fake.sent) == 1  # silence while the person talks
+    assert openai_fake.chat_calls == 1
+    assert ("Combinado, Pedro",) in db_rows(bot, "SELECT text FROM messages WHERE direction = 'in'")
+
+    # After BOT_PAUSE_HOURS the bot answers again.
+    runner = bot.app[RUNNER]
+    later = runner.clock() + timedelta(hours=bot.app[SETTINGS].bot_pause_hours + 1)
+    runner.clock = lambda: later
+    openai_fake.then(reply="Oi de novo! Posso ajudar em algo mais?")
+    await post(bot, zapi_message(message_id="3EB0PAUSE0000005", text="Oi, alguém aí?"))
+    await eventually(lambda: len(zapi_fake.sent) == 2)
+
+
+async def test_the_bots_own_echo_does_not_pause_it(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    openai_fake.then(reply="Oi! Qual o seu nome?").then(reply="Prazer, Ana!")
+    await post(bot, zapi_message(message_id="3EB0ECHO00000001", text="Oi"))
+    await eventually(lambda: zapi_fake.sent)
+    echo = zapi_message("received_from_me.json", message_id="3EB0ECHO00000002", phone=LEAD)
+    echo["text"] = {"message": "Oi! Qual o seu nome?"}
+    await post(bot, echo)
+    await post(bot, zapi_message(message_id="3EB0ECHO00000003", text="Ana"))
+    await eventually(lambda: len(zapi_fake.sent) == 2)
+    assert db_rows(bot, "SELECT paused_until FROM leads") == [(None,)]

@@ -65,6 +65,13 @@ _OPT_OUT_PHRASES = (
 )
 
 
+# Words right after an opt-out phrase that show it is about something else.
+_NOT_ABOUT_MESSAGES = {
+    "ligacao", "ligacoes", "ligarem", "telefonema", "email", "emails", "visita", "visitas",
+    "boleto", "catalogo", "fisico", "carta", "espera",
+}
+
+
 def is_opt_out(text: str | None) -> bool:
     if not text:
         return False
@@ -78,7 +85,16 @@ def is_opt_out(text: str | None) -> bool:
     filler = {"por", "favor", "pf", "pfv"} | ({"agora", "ja"} if words[0] != "para" else set())
     if len(words) <= 3 and words[0] in _OPT_OUT_WORDS and all(w in _OPT_OUT_WORDS | filler for w in words):
         return True
-    return any(phrase in folded for phrase in _OPT_OUT_PHRASES)
+    for phrase in _OPT_OUT_PHRASES:
+        index = folded.find(phrase)
+        if index < 0:
+            continue
+        after = folded[index + len(phrase) :].split()
+        # "não quero mais receber ligação" / "sair da lista de espera" are not opt-outs.
+        if any(word in _NOT_ABOUT_MESSAGES for word in after[:2]):
+            continue
+        return True
+    return False
 
 
 _COMMERCIAL_PROMISES = [

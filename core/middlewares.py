@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 
 import structlog
 from aiohttp import web
@@ -19,6 +20,7 @@ log = get_logger(__name__)
 # Unique per process and cheap: a uuid4 per webhook is measurable at webhook rates.
 _PREFIX = f"{os.getpid():x}{os.urandom(3).hex()}-"
 _COUNTER = itertools.count(1)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def json_error(status: int, message: str, **extra: object) -> web.Response:
@@ -28,7 +30,9 @@ def json_error(status: int, message: str, **extra: object) -> web.Response:
 @web.middleware
 async def request_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
     """One middleware, not two: it runs on every webhook, so each frame counts."""
-    request_id = request.headers.get("X-Request-Id") or f"{_PREFIX}{next(_COUNTER):x}"
+    # A caller's id is kept only if it looks like an id: it is logged unscrubbed.
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.fullmatch(given) else f"{_PREFIX}{next(_COUNTER):x}"
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             response = await handler(request)

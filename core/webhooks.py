@@ -18,7 +18,8 @@ from core.keys import CHANNEL_HEALTH, CHANNELS, RUNNER, SETTINGS, STORE
 from core.logging import get_logger
 from core.middlewares import json_error
 from core.models import InboundMessage
-from integrations.store.base import OutboxItem, Store, StoreUnavailable
+from integrations.store.base import StoreUnavailable
+from runtime.delivery import schedule_reengage
 
 log = get_logger(__name__)
 
@@ -94,26 +95,6 @@ async def handle_meta_verification(request: web.Request) -> web.Response:
     return web.Response(text=challenge, content_type="text/plain")
 
 
-async def _reengage(store: Store, channel_name: str, provider_message_id: str) -> None:
-    """Meta accepted a reply, then refused it: the 24-hour window had closed. The outbox
-    sends the re-engagement template or hands the lead to a person, once per message."""
-    contact_key = await store.message_contact(provider_message_id)
-    if contact_key is None:
-        return
-    await store.enqueue(
-        OutboxItem(
-            kind="reengage",
-            order_key=f"reply:{contact_key}",
-            idempotency_key=f"reengage:{channel_name}:{provider_message_id}",
-            payload={
-                "channel": channel_name,
-                "contact_id": contact_key.partition(":")[2],
-                "contact_key": contact_key,
-            },
-        )
-    )
-
-
 async def _business_wrote(request: web.Request, message: InboundMessage) -> None:
     """Someone at the company wrote to the lead from the phone or the app: the bot steps
     aside for BOT_PAUSE_HOURS so bot and human never talk over each other."""
@@ -136,8 +117,8 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
     try:
         for event in parsed.ignored:
             if event.message is not None:
-                await store.add_inbound(event.message, status="ignored", reason=event.reason)
-                if event.message.from_me:
+                stored = await store.add_inbound(event.message, status="ignored", reason=event.reason)
+                if stored and event.message.from_me:  # a provider retry must not extend the pause
                     await _business_wrote(request, event.message)
         for message in parsed.messages:
             if await store.add_inbound(message):
@@ -148,7 +129,10 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
         for status in parsed.statuses:
             await store.record_delivery_status(channel_name, status.provider_message_id, status.status, status.error)
             if status.status == "failed" and "window" in (status.error or "").lower():
-                await _reengage(store, channel_name, status.provider_message_id)
+                # Meta took the reply, then refused it: the 24-hour window had closed.
+                contact_key = await store.message_contact(status.provider_message_id)
+                if contact_key is not None:
+                    await schedule_reengage(store, channel_name, contact_key)
     except StoreUnavailable as exc:
         log.error("webhook_store_unavailable", channel=channel_name, error=str(exc))
         return json_error(503, "store unavailable, retry later")

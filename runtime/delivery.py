@@ -54,7 +54,28 @@ class Delivery:
         channel = self.channels.get(item.payload.get("channel", ""))
         if channel is None or not channel.configured:
             raise PermanentDeliveryError(f"cannot re-engage through {item.payload.get('channel')!r}")
+        lead = await self.store.get_lead(item.payload["contact_key"])
+        if lead is None or lead.opted_out:
+            log.info("reengage_skipped", reason="opted_out" if lead else "lead_gone")
+            return
         await self._window_closed(channel, item.payload)
+
+    async def _silenced(self, payload: dict) -> str | None:
+        """Why this bot message must not go out now, checked at the last moment: a lead
+        can opt out, or a person can start talking, while the reply waits in the queue."""
+        if payload.get("human_agent") or payload.get("purpose") == "opt_out_confirmation":
+            return None
+        contact_key = payload.get("contact_key")
+        if not contact_key:
+            return None
+        lead = await self.store.get_lead(contact_key)
+        if lead is None:
+            return None
+        if lead.opted_out:
+            return "the lead opted out"
+        if lead.paused_until is not None and lead.paused_until > self.clock():
+            return "a person at the company is talking to the lead"
+        return None
 
     async def send_text(self, item: OutboxItem) -> None:
         payload = item.payload
@@ -66,8 +87,18 @@ class Delivery:
                 f"{channel.name} is not configured; set its credentials and replay the outbox"
             )
         human = bool(payload.get("human_agent"))
+        reason = await self._silenced(payload)
+        if reason is not None:
+            log.info("reply_cancelled", reason=reason)
+            if payload.get("message_id") is not None:
+                await self.store.mark_message_failed(int(payload["message_id"]), f"not sent: {reason}")
+            return
         if await self._outside_window(channel, payload, human=human):
-            await self._window_closed(channel, payload)
+            await schedule_reengage(self.store, channel.name, payload["contact_key"])
+            if payload.get("message_id") is not None:
+                await self.store.mark_message_failed(
+                    int(payload["message_id"]), f"not sent: outside the {channel.window_hours} h window"
+                )
             return
         await self.limiters[channel.name].acquire()
         try:
@@ -84,8 +115,11 @@ class Delivery:
             message_id = payload.get("message_id")
             if exc.invalid_recipient and message_id is not None:
                 await self.store.mark_message_failed(int(message_id), f"invalid recipient: {exc}")
-            if channel.window_hours is not None and "window" in str(exc).lower():
-                await self._window_closed(channel, payload)  # the provider knows better than our clock
+            if channel.window_hours is not None and "window" in str(exc).lower() and payload.get("contact_key"):
+                # The provider knows better than our clock.
+                await schedule_reengage(self.store, channel.name, payload["contact_key"])
+                if message_id is not None:
+                    await self.store.mark_message_failed(int(message_id), f"refused: {exc}")
                 return
             raise
         self.health.send_ok(channel.name)
@@ -103,7 +137,6 @@ class Delivery:
 
     async def _window_closed(self, channel: Channel, payload: dict) -> None:
         """Free text cannot go out: use the approved template, or hand the lead to a person."""
-        message_id = payload.get("message_id")
         template = self.settings.whatsapp_reengage_template
         send_template = getattr(channel, "send_template", None)
         if template and send_template is not None:
@@ -121,5 +154,20 @@ class Delivery:
             )
             outcome = f"outside the {channel.window_hours} h window and no template: handed off to a person"
         log.warning("reply_outside_window", channel=channel.name, outcome=outcome)
-        if message_id is not None:
-            await self.store.mark_message_failed(int(message_id), outcome)
+
+
+async def schedule_reengage(store: Store, channel_name: str, contact_key: str) -> None:
+    """Once per silence of the lead: however many replies hit the closed window (a split
+    answer, a late failed status per bubble), one template or one handoff results."""
+    lead = await store.get_lead(contact_key)
+    if lead is None:
+        return
+    since = lead.last_inbound_at.isoformat() if lead.last_inbound_at else "never"
+    await store.enqueue(
+        OutboxItem(
+            kind="reengage",
+            order_key=f"reply:{contact_key}",
+            idempotency_key=f"reengage:{contact_key}:{since}",
+            payload={"channel": channel_name, "contact_id": lead.contact_id, "contact_key": contact_key},
+        )
+    )

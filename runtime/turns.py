@@ -142,6 +142,9 @@ class TurnRunner:
                     state.in_turn = True
                     try:
                         ok = await self._run_turn(contact_key)
+                    except Exception:  # the store failed mid-turn: the messages are still pending
+                        log.exception("turn_crashed", contact=mask_contact_key(contact_key))
+                        ok = False
                     finally:
                         state.in_turn = False
                 if ok:
@@ -193,15 +196,18 @@ class TurnRunner:
                 if lead is not None and lead.opted_out:
                     kind = "silent_opted_out"  # recorded, never answered automatically
                     commit = self._commit(turn_id, contact_key, records, lead, reply="")
-                elif lead is not None and lead.paused_until is not None and lead.paused_until > self.clock():
-                    kind = "silent_human_talking"  # a person at the company is answering
-                    commit = self._commit(turn_id, contact_key, records, lead, reply="")
                 elif any(is_opt_out(r.message.text) for r in records):
+                    # Before the pause check: "SAIR" must be honoured even while a person talks.
                     kind = "opt_out"
                     commit = self._commit(
                         turn_id, contact_key, records, lead,
                         reply=self.agent.deps.prompts.message("opt_out_confirmation"), opt_out=True,
                     )
+                    for item in commit.outbox:
+                        item.payload["purpose"] = "opt_out_confirmation"
+                elif lead is not None and lead.paused_until is not None and lead.paused_until > self.clock():
+                    kind = "silent_human_talking"  # a person at the company is answering
+                    commit = self._commit(turn_id, contact_key, records, lead, reply="")
                 else:
                     commit, llm_s = await self._think(turn_id, contact_key, records, lead)
             except LLMUnavailable as exc:
@@ -315,6 +321,11 @@ class TurnRunner:
             reasons=list(result.score.reasons),
             opt_out=effects.opt_out,
         )
+        if effects.opt_out:
+            # The model's goodbye is the confirmation: it goes out even though the lead
+            # is do-not-contact from this commit on.
+            for item in commit.outbox:
+                item.payload["purpose"] = "opt_out_confirmation"
         commit.quotes = list(effects.quotes)
         commit.technical_questions = list(effects.technical_questions)
         commit.handoff = None if (lead and lead.handoff_state) else effects.handoff
@@ -325,6 +336,10 @@ class TurnRunner:
             commit.fired_follow_up_id = fired_follow_up.id
         attempt = fired_follow_up.attempt + 1 if fired_follow_up else 1
         delays = self.settings.follow_up_delays_h
+        # Delays count from the lead's last message, so "2 h and 22 h" both land inside
+        # a 24-hour customer-service window.
+        now = self.clock()
+        base = now if fired_follow_up is None or lead is None or lead.last_inbound_at is None else lead.last_inbound_at
         if (
             attempt <= len(delays)
             and not effects.opt_out
@@ -332,9 +347,8 @@ class TurnRunner:
             and result.score.temperature != "quente"
             and missing_fields(result.profile)
         ):
-            commit.follow_up = FollowUp(
-                due_at=self.clock() + timedelta(hours=delays[attempt - 1]), attempt=attempt
-            )
+            due_at = max(base + timedelta(hours=delays[attempt - 1]), now + timedelta(minutes=1))
+            commit.follow_up = FollowUp(due_at=due_at, attempt=attempt)
         return commit
 
     def _commit(
@@ -491,7 +505,17 @@ class TurnRunner:
             except LLMUnavailable as exc:
                 log.warning("follow_up_deferred", reason=str(exc))
                 return "deferred"
+            # The lead may have written while the model was writing the nudge: then the
+            # nudge is moot (their turn answers them), never sent after their reply.
+            fresh = await self.store.get_lead(due.contact_key)
+            if await self.store.pending_inbound(due.contact_key) or (
+                fresh is not None and fresh.last_inbound_at != lead.last_inbound_at
+            ):
+                await self.store.cancel_follow_up(due.id, reason="lead_replied")
+                return "lead_replied"
             commit = self._agent_commit(turn_id, due.contact_key, [], lead, result, fired_follow_up=due)
+            for item in commit.outbox:
+                item.payload["purpose"] = "follow_up"
             await self.store.commit_turn(commit)
             log.info("follow_up_sent", attempt=due.attempt)
             self.on_commit()

@@ -9,6 +9,7 @@ write lock up front so a turn commit never fails half-way on a busy database.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -172,6 +173,19 @@ _ADDED_COLUMNS = {
         "paused_until": "TEXT",
     }
 }
+
+
+def _unavailable_on_error(method):  # type: ignore[no-untyped-def]
+    """Webhook-path writes: a locked or broken database is "retry later" (503), not a bug."""
+
+    @functools.wraps(method)
+    async def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return await method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    return wrapper
 
 
 def _now() -> datetime:
@@ -616,6 +630,7 @@ class SqliteStore:
     # A later report never moves a message back (a late "delivered" after "read").
     _STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5}
 
+    @_unavailable_on_error
     async def record_delivery_status(
         self, channel: str, provider_message_id: str, status: str, error: str | None = None
     ) -> bool:
@@ -642,6 +657,7 @@ class SqliteStore:
             "UPDATE messages SET status = 'failed', error = ? WHERE id = ?", (error[:500], message_id)
         )
 
+    @_unavailable_on_error
     async def message_contact(self, provider_message_id: str) -> str | None:
         row = self.db.execute(
             "SELECT l.contact_key FROM messages m JOIN leads l ON l.id = m.lead_id"
@@ -650,6 +666,7 @@ class SqliteStore:
         ).fetchone()
         return row[0] if row else None
 
+    @_unavailable_on_error
     async def enqueue(self, item: OutboxItem) -> bool:
         now = _iso(_now())
         cur = self.db.execute(
@@ -669,12 +686,22 @@ class SqliteStore:
             (reason, summary, _iso(_now()), _iso(_now()), contact_key),
         )
 
+    @_unavailable_on_error
     async def note_business_message(
         self, contact_key: str, *, provider_message_id: str, text: str | None, pause_until: datetime
     ) -> bool:
         lead = self.db.execute("SELECT id FROM leads WHERE contact_key = ?", (contact_key,)).fetchone()
         if lead is None:
-            return False
+            # A seller writing first to a new prospect: the bot must not barge in when they
+            # answer, so the lead exists from now on, paused.
+            channel, _, contact_id = contact_key.partition(":")
+            now = _iso(_now())
+            self.db.execute(
+                "INSERT INTO leads (contact_key, channel, contact_id, paused_until, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (contact_key) DO NOTHING",
+                (contact_key, channel, contact_id, _iso(pause_until), now, now),
+            )
+            return True
         # Ours when the provider id matches, or, since an echo can arrive before the send
         # call returns its id, when the same text went to this lead in the last minutes.
         recent = _iso(_now() - timedelta(minutes=10))

@@ -242,7 +242,8 @@ async def test_outside_the_window_the_approved_template_goes_instead(
     assert send.bodies[1]["type"] == "template"
     assert send.bodies[1]["template"]["name"] == "retomar_contato"
     failed = rows(bot, "SELECT status, error FROM messages WHERE direction = 'out' ORDER BY id")[-1]
-    assert failed[0] == "failed" and "template" in failed[1]
+    assert failed[0] == "failed" and "window" in failed[1]
+    assert len(send.bodies) == 2  # the free text never went out, one template did
 
 
 async def test_outside_the_window_without_a_template_a_person_takes_over(
@@ -315,3 +316,14 @@ async def test_instagram_echo_is_recorded_and_never_answered(bot: TestClient, op
     assert (await response.json())["accepted"] == 0
     assert rows(bot, "SELECT status FROM inbound") == [("ignored",)]
     assert openai_fake.calls_started == 0
+
+
+async def test_a_split_reply_outside_the_window_sends_one_template_not_one_per_bubble(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    bot = await aiohttp_client(create_app(channel_settings(tmp_path, whatsapp_reengage_template="retomar_contato")))
+    send = await _lead_goes_quiet(bot, http_mock, openai_fake)
+    await _reply_after(bot, 25, text="Primeiro.\n\nSegundo.\n\nTerceiro.")
+    await eventually(lambda: rows(bot, "SELECT COUNT(*) FROM outbox WHERE status != 'done'") == [(0,)])
+    templates = [b for b in send.bodies if b.get("type") == "template"]
+    assert len(templates) == 1

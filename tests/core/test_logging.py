@@ -73,7 +73,8 @@ async def converse(
         "/webhooks/zapi", params={"token": "guess"}, json=zapi_message(), headers={"X-Request-Id": "req-wrong-token"}
     )
     await client.post("/webhooks/zapi", params=auth, data=b'{"type": "ReceivedCallback", "phone": "5544999999999"}')
-    await client.post("/webhooks/zapi", params=auth, json=zapi_message("received_from_me.json"))
+    # The business writing in another chat (a person at the company: that chat is paused).
+    await client.post("/webhooks/zapi", params=auth, json=zapi_message("received_from_me.json", phone="5511900000001"))
 
     zapi_fake.then(status=500)
     openai_fake.then(

@@ -17,7 +17,7 @@ import sys
 from aiohttp import web
 
 from core.app import create_app, default_store
-from core.chat import _chat, run_chat  # noqa: F401 - run_chat is the chat command's API
+from core.chat import _chat
 from core.logging import configure_logging, get_logger
 from core.models import contact_key_for
 from core.settings import Settings
@@ -50,9 +50,6 @@ async def _outbox(settings: Settings, action: str, kind: str | None) -> int:
     finally:
         await store.close()
     return 0
-
-
-# --- chat: the bot in a terminal ---------------------------------------------------
 
 
 async def _forget(settings: Settings, phone: str, channel: str) -> int:

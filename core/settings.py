@@ -128,16 +128,6 @@ class Settings(BaseSettings):
         "chatwoot_webhook_secret",
         "supabase_service_role_key",
         "piperun_api_token",
-        mode="before",
-    )
-    @classmethod
-    def _blank_secret_is_unset(cls, value: object) -> object:
-        # `.env.example` copied as-is leaves `KEY=`; that means "not configured".
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
-
-    @field_validator(
         "zapi_instance_id",
         "waha_url",
         "whatsapp_phone_number_id",
@@ -149,6 +139,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
+        # `.env.example` copied as-is leaves `KEY=`; that means "not configured".
         if isinstance(value, str) and not value.strip():
             return None
         return value
@@ -205,8 +196,4 @@ class Settings(BaseSettings):
         return out
 
 
-def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
-
-
-__all__ = ["Settings", "load_settings", "PROJECT_ROOT"]
+__all__ = ["Settings", "PROJECT_ROOT"]

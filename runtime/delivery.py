@@ -18,7 +18,6 @@ from core.channel_health import ChannelHealth
 from core.logging import get_logger
 from core.settings import Settings
 from integrations.store.base import OutboxItem, Store
-from runtime.dispatcher import Handler
 from runtime.policies import PermanentDeliveryError
 from runtime.ratelimit import RateLimiter
 
@@ -46,9 +45,6 @@ class Delivery:
         self.health = health
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.limiters = {name: RateLimiter(ch.rate_per_s) for name, ch in channels.items()}
-
-    def handler(self) -> Handler:
-        return self.send_text
 
     async def reengage(self, item: OutboxItem) -> None:
         channel = self.channels.get(item.payload.get("channel", ""))

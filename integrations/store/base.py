@@ -219,7 +219,6 @@ class Store(Protocol):
     async def enqueue(self, item: OutboxItem) -> bool:
         """A side effect outside a turn (a provider's late report); idempotent on its key."""
     async def request_handoff(self, contact_key: str, *, reason: str, summary: str) -> None: ...
-    async def set_lead_name(self, contact_key: str, name: str) -> None: ...
     async def note_business_message(
         self, contact_key: str, *, provider_message_id: str, text: str | None, pause_until: datetime
     ) -> bool:

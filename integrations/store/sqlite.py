@@ -718,12 +718,6 @@ class SqliteStore:
         )
         return True
 
-    async def set_lead_name(self, contact_key: str, name: str) -> None:
-        self.db.execute(
-            "UPDATE leads SET name = COALESCE(name, ?), updated_at = ? WHERE contact_key = ?",
-            (name, _iso(_now()), contact_key),
-        )
-
     async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None:
         self.db.execute(
             "UPDATE messages SET status = CASE WHEN status IN ('delivered', 'read', 'played') THEN status"

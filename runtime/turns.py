@@ -432,6 +432,9 @@ class TurnRunner:
             outbox=outbox,
             opt_out=opt_out,
             at=self.clock(),
+            referral=next(
+                (m.referral.model_dump(exclude_none=True) for m in inbound if m.referral is not None), None
+            ),
         )
 
     # --- follow-ups -----------------------------------------------------------------

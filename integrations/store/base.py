@@ -50,6 +50,7 @@ class LeadRecord:
     summary: str | None = None
     last_inbound_at: datetime | None = None
     paused_until: datetime | None = None
+    referral: dict[str, Any] | None = None
     conversation_id: int | None = None
     conversation_started_at: datetime | None = None
     # Last message of the current conversation either way (a nudge counts too).
@@ -166,6 +167,8 @@ class TurnCommit:
     fired_follow_up_id: int | None = None
     # The turn's own clock: what "last heard from" and follow-up schedules are measured by.
     at: datetime | None = None
+    # The ad that brought the lead (Click-to-WhatsApp, Instagram ads); the first one wins.
+    referral: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -381,6 +381,7 @@ class SqliteStore:
             summary=row["summary"],
             last_inbound_at=_dt(row["last_inbound_at"]) if row["last_inbound_at"] else None,
             paused_until=_dt(row["paused_until"]) if row["paused_until"] else None,
+            referral=json.loads(row["referral"]) if row["referral"] else None,
             conversation_id=row["conversation_id"],
             conversation_started_at=(
                 _dt(row["conversation_started_at"]) if row["conversation_started_at"] else None
@@ -517,6 +518,11 @@ class SqliteStore:
     def _apply_lead_changes(self, db: sqlite3.Connection, lead_id: int, commit: TurnCommit, now: str) -> None:
         if commit.summary is not None:
             db.execute("UPDATE leads SET summary = ? WHERE id = ?", (commit.summary, lead_id))
+        if commit.referral is not None:
+            db.execute(
+                "UPDATE leads SET referral = COALESCE(referral, ?) WHERE id = ?",
+                (json.dumps(commit.referral, ensure_ascii=False), lead_id),
+            )
         if commit.lead_wrote:
             db.execute("UPDATE leads SET last_inbound_at = ? WHERE id = ?", (now, lead_id))
         if commit.handoff is not None:

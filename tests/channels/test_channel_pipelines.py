@@ -327,3 +327,19 @@ async def test_a_split_reply_outside_the_window_sends_one_template_not_one_per_b
     await eventually(lambda: rows(bot, "SELECT COUNT(*) FROM outbox WHERE status != 'done'") == [(0,)])
     templates = [b for b in send.bodies if b.get("type") == "template"]
     assert len(templates) == 1
+
+
+async def test_a_click_to_whatsapp_ad_is_kept_on_the_lead_for_attribution(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    http_mock.post(
+        f"{GRAPH}/{PHONE_NUMBER_ID}/messages", payload=load_fixture("whatsapp_cloud/send_text_response.json"), repeat=True
+    )
+    fixture = load_fixture("whatsapp_cloud/referral_ctwa.json")
+    body = json.dumps(fixture).encode()
+    assert (await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))).status == 200
+    await eventually(lambda: rows(bot, "SELECT referral FROM leads WHERE referral IS NOT NULL"))
+    referral = json.loads(rows(bot, "SELECT referral FROM leads")[0][0])
+    sent = fixture["entry"][0]["changes"][0]["value"]["messages"][0]["referral"]
+    assert referral["ctwa_clid"] == sent["ctwa_clid"]
+    assert referral["source_id"] == sent["source_id"]

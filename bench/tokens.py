@@ -94,6 +94,10 @@ async def main() -> None:
                         openai.chat_calls - calls_before,
                     )
                 )
+            for _ in range(500):  # let the outbox deliver the last replies before stopping
+                if len(zapi.sent) >= len(sizes):
+                    break
+                await asyncio.sleep(0.01)
             await client.close()
         finally:
             await runner.cleanup()

@@ -32,10 +32,11 @@ from typing import Annotated, Any
 import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
-from yarl import URL
 
 from channels import meta_common
 from channels.base import DeliveryStatus, ParsedWebhook, SendError, SentMessage, WebhookRejected
+from channels.meta_common import MetaApiError, OutsideWindow
+from channels.provider_http import MediaTooLarge, download_limited, is_retryable_status, media_url, scrub
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
 from core.settings import Settings
@@ -43,7 +44,6 @@ from core.settings import Settings
 log = get_logger(__name__)
 
 _ERROR_DETAIL_MAX = 200
-_MEDIA_CHUNK = 64 * 1024
 # A typing indicator is a nicety: it must not hold a send back for long, and Meta clears
 # it by itself after a while, so the pause before the real message is bounded.
 TYPING_MAX_S = 8
@@ -67,52 +67,6 @@ _THREAD_BUSY_CODES = frozenset({2018321})
 # Another app controls the thread (2018300) or we are not its owner (100/2534037): the
 # handover protocol decides, not a retry, and the credentials are fine.
 _THREAD_OWNED_CODES = frozenset({2018300, 2534037})
-
-
-class MediaTooLarge(SendError):
-    """The media is bigger than we are willing to hold in memory; retrying cannot help."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
-
-
-class MetaApiError(SendError):
-    """A send Meta refused with its error JSON; code, subcode and trace kept for callers.
-
-    Meta asks integrators to branch on codes, and support asks for the `fbtrace_id`.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None,
-        retryable: bool,
-        auth_failed: bool = False,
-        invalid_recipient: bool = False,
-        code: int | None = None,
-        subcode: int | None = None,
-        fbtrace_id: str | None = None,
-    ) -> None:
-        super().__init__(
-            message,
-            status=status,
-            retryable=retryable,
-            auth_failed=auth_failed,
-            invalid_recipient=invalid_recipient,
-        )
-        self.code = code
-        self.subcode = subcode
-        self.fbtrace_id = fbtrace_id
-
-
-class OutsideWindow(MetaApiError):
-    """The lead's last message is older than 24 h: free text is refused by Meta.
-
-    A distinct type (and "window" in the message) so the runtime can hand the lead to a
-    human, whose reply may still go out for 7 days with the HUMAN_AGENT tag, instead of
-    recording a plain failure.
-    """
 
 
 # --- webhook payload models --------------------------------------------------------
@@ -263,17 +217,6 @@ def _epoch_to_datetime(value: float | None) -> datetime | None:
         return datetime.fromtimestamp(seconds, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
         return None
-
-
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "[REDACTED]")
-    return text
-
-
-def _is_retryable_status(status: int) -> bool:
-    return status in (408, 425, 429) or status >= 500
 
 
 def _int_or_none(value: object) -> int | None:
@@ -693,14 +636,13 @@ class InstagramChannel:
         Order matters: code 10 means both "outside the window" (a lead-level, permanent
         fact) and "permission denied" (the channel is broken), told apart by subcode.
         """
-        error = data.get("error") if isinstance(data.get("error"), dict) else {}
-        code = _int_or_none(error.get("code"))
-        subcode = _int_or_none(error.get("error_subcode"))
-        meta_message = _str_or_none(error.get("message")) or ""
-        trace = _str_or_none(error.get("fbtrace_id")) or _str_or_none(trace_header)
+        graph = meta_common.parse_graph_error(data, as_int=_int_or_none)
+        code, subcode = graph.code, graph.subcode
+        meta_message = graph.message or ""
+        trace = graph.fbtrace_id or _str_or_none(trace_header)
         if trace is not None:
-            trace = _scrub(trace, self._secrets())[:64]
-        if not error:
+            trace = scrub(trace, self._secrets())[:64]
+        if not graph.present:
             meta_message = raw.strip()
 
         retryable = False
@@ -720,13 +662,13 @@ class InstagramChannel:
             retryable = True
         elif code in _THREAD_OWNED_CODES or subcode in _THREAD_OWNED_CODES:
             pass
-        elif code in TRANSIENT_CODES or error.get("is_transient") is True:
+        elif code in TRANSIENT_CODES or graph.transient:
             retryable = True
         elif code == 10 and subcode == 1893063:
             pass  # Page temporarily restricted for policy: retries would make it worse
         elif code == 10 or (code is not None and 200 <= code <= 299) or code == 3 or status == 403:
             auth_failed = True  # permission missing or revoked: the channel is broken
-        elif code is None and _is_retryable_status(status):
+        elif code is None and is_retryable_status(status):
             retryable = True
         elif status >= 500:
             retryable = True
@@ -738,7 +680,7 @@ class InstagramChannel:
         meta = ""
         if code is not None:
             meta = f"Meta error {code}" + (f"/{subcode}" if subcode is not None else "")
-        detail = _scrub(meta_message, self._secrets())[:_ERROR_DETAIL_MAX]
+        detail = scrub(meta_message, self._secrets())[:_ERROR_DETAIL_MAX]
         parts = [head]
         if meta:
             parts.append(f"({meta})")
@@ -758,8 +700,9 @@ class InstagramChannel:
         elif retryable:
             what = "retryable"
         self._log_send_failure(recipient, status, what, code=code, subcode=subcode, fbtrace_id=trace)
-        cls = OutsideWindow if window else MetaApiError
-        return cls(
+        if window:
+            return OutsideWindow(text, status=status, code=code, subcode=subcode, fbtrace_id=trace)
+        return MetaApiError(
             text,
             status=status,
             retryable=retryable,
@@ -824,37 +767,8 @@ class InstagramChannel:
         are pre-signed and need no credentials; the token is never sent, since the URL is
         whatever the webhook said and may point anywhere.
         """
-        try:
-            parsed = URL(url)
-        except (TypeError, ValueError):
-            raise SendError("media url is not a valid URL", retryable=False) from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise SendError("media url must be http(s)", retryable=False)
-        host = parsed.host
-
-        try:
-            async with session.get(url, timeout=self._timeout()) as resp:
-                if not 200 <= resp.status < 300:
-                    raise SendError(
-                        f"media download from {host} failed: HTTP {resp.status}",
-                        status=resp.status,
-                        retryable=_is_retryable_status(resp.status),
-                    )
-                declared = resp.content_length
-                if declared is not None and declared > max_bytes:
-                    raise MediaTooLarge(f"media from {host} is {declared} bytes, limit is {max_bytes}")
-                buf = bytearray()
-                async for chunk in resp.content.iter_chunked(_MEDIA_CHUNK):
-                    buf += chunk
-                    if len(buf) > max_bytes:
-                        raise MediaTooLarge(f"media from {host} exceeds the {max_bytes} bytes limit")
-                return bytes(buf)
-        except TimeoutError:
-            raise SendError(f"media download from {host} timed out", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise SendError(
-                f"media download from {host} failed: {type(exc).__name__}", retryable=True
-            ) from None
+        media_url(url)
+        return await download_limited(session, url, max_bytes=max_bytes, timeout=self._timeout())
 
 
 __all__ = [

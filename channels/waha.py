@@ -41,6 +41,14 @@ from channels.base import (
     SentMessage,
     WebhookRejected,
 )
+from channels.provider_http import (
+    MediaTooLarge,
+    download_limited,
+    error_detail,
+    is_retryable_status,
+    media_url,
+    scrub,
+)
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
 from core.settings import Settings
@@ -56,7 +64,6 @@ TOKEN_HEADER = "X-Webhook-Token"
 API_KEY_HEADER = "X-Api-Key"
 
 _ERROR_DETAIL_MAX = 200
-_MEDIA_CHUNK = 64 * 1024
 # Seen receipts and "typing..." are courtesy: they must never hold a worker as long as
 # the message itself may take.
 _COURTESY_TIMEOUT_MAX_S = 5.0
@@ -88,13 +95,6 @@ _INVALID_RECIPIENT = re.compile(
 # 422 "Session status is not as expected. Try again later or restart the session": the
 # phone is reconnecting or waiting for a QR scan; the message can go out later.
 _SESSION_NOT_READY = re.compile(r"session status is not as expected", re.IGNORECASE)
-
-
-class MediaTooLarge(SendError):
-    """The media is bigger than we are willing to hold in memory; retrying cannot help."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 # --- webhook payload models --------------------------------------------------------
@@ -303,41 +303,10 @@ def _describe_vcard(vcard: str) -> str:
     return " ".join(p for p in (name, ", ".join(phones)) if p)
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "[REDACTED]")
-    return text
-
-
-def _error_detail(raw: str) -> str:
-    """Pick the human part of WAHA's error bodies.
-
-    Nest errors carry `message` (string or list), the 500 filter nests it in
-    `exception.message`, the 422 session error and file errors use `error`.
-    """
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        candidates = [
-            _dig(data, "exception", "message"),
-            data.get("message"),
-            data.get("error"),
-            _dig(data, "error", "message"),
-            data.get("detail"),
-        ]
-        for value in candidates:
-            if isinstance(value, list):
-                value = "; ".join(v for v in value if isinstance(v, str))
-            if isinstance(value, str) and value.strip():
-                return value.strip()
-    return raw.strip()
-
-
-def _is_retryable_status(status: int) -> bool:
-    return status in (408, 425, 429) or status >= 500
+# Where WAHA's error bodies keep the human part: Nest errors carry `message` (string or
+# list), the 500 filter nests it in `exception.message`, the 422 session error and file
+# errors use `error`.
+_ERROR_PATHS = (("exception", "message"), ("message",), ("error",), ("error", "message"), ("detail",))
 
 
 def _same_origin(a: URL, b: URL) -> bool:
@@ -931,7 +900,7 @@ class WahaChannel:
             )
 
     def _send_error(self, status: int, raw: str, contact_id: str) -> SendError:
-        detail = _scrub(_error_detail(raw), self._secrets())[:_ERROR_DETAIL_MAX]
+        detail = scrub(error_detail(raw, _ERROR_PATHS, join_lists=True), self._secrets())[:_ERROR_DETAIL_MAX]
         auth_failed = status in (401, 403)
         mentions_session = "session" in detail.lower()
         invalid_recipient = (
@@ -945,7 +914,7 @@ class WahaChannel:
         elif status == 422 and _SESSION_NOT_READY.search(detail):
             retryable = True
         else:
-            retryable = _is_retryable_status(status)
+            retryable = is_retryable_status(status)
         if auth_failed:
             outcome = "auth_failed"
         elif invalid_recipient:
@@ -1015,14 +984,7 @@ class WahaChannel:
         The API key is sent only to the configured WAHA origin: the URL comes from a
         webhook and could point anywhere (S3 storage, or a forged payload).
         """
-        try:
-            parsed = URL(url)
-        except (TypeError, ValueError):
-            raise SendError("media url is not a valid URL", retryable=False) from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise SendError("media url must be http(s)", retryable=False)
-        target = self._media_target(parsed)
-        host = target.host
+        target = self._media_target(media_url(url))
 
         headers: dict[str, str] = {}
         base = self._settings.waha_url
@@ -1034,31 +996,14 @@ class WahaChannel:
             if same:
                 headers[API_KEY_HEADER] = self._settings.waha_api_key.get_secret_value()
 
-        timeout = aiohttp.ClientTimeout(total=self._settings.http_timeout_s)
-        try:
-            async with session.get(target, headers=headers, timeout=timeout) as resp:
-                if not 200 <= resp.status < 300:
-                    raise SendError(
-                        f"media download from {host} failed: HTTP {resp.status}",
-                        status=resp.status,
-                        retryable=_is_retryable_status(resp.status),
-                        auth_failed=resp.status in (401, 403),
-                    )
-                declared = resp.content_length
-                if declared is not None and declared > max_bytes:
-                    raise MediaTooLarge(f"media from {host} is {declared} bytes, limit is {max_bytes}")
-                buf = bytearray()
-                async for chunk in resp.content.iter_chunked(_MEDIA_CHUNK):
-                    buf += chunk
-                    if len(buf) > max_bytes:
-                        raise MediaTooLarge(f"media from {host} exceeds the {max_bytes} bytes limit")
-                return bytes(buf)
-        except TimeoutError:
-            raise SendError(f"media download from {host} timed out", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise SendError(
-                f"media download from {host} failed: {type(exc).__name__}", retryable=True
-            ) from None
+        return await download_limited(
+            session,
+            target,
+            max_bytes=max_bytes,
+            timeout=aiohttp.ClientTimeout(total=self._settings.http_timeout_s),
+            headers=headers,
+            auth_statuses=(401, 403),
+        )
 
 
 __all__ = ["WahaChannel", "MediaTooLarge", "WMessage", "HMAC_HEADER", "HMAC_ALGORITHM_HEADER"]

@@ -38,6 +38,8 @@ from yarl import URL
 
 from channels import meta_common
 from channels.base import DeliveryStatus, ParsedWebhook, SendError, SentMessage, WebhookRejected
+from channels.meta_common import MetaApiError, OutsideWindow
+from channels.provider_http import MediaTooLarge, download_limited, is_retryable_status, scrub
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
 from core.settings import Settings
@@ -55,7 +57,6 @@ _MEDIA_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 # BSUID inserts "ENT." ("US.ENT.11815799212886844830").
 _BSUID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}")
 _ERROR_DETAIL_MAX = 300
-_MEDIA_CHUNK = 64 * 1024
 _DELIVERY_STATES = {"sent", "delivered", "read", "played", "failed"}
 
 # --- Meta error codes (support/error-codes, Graph API error handling) ----------------
@@ -75,56 +76,6 @@ INVALID_RECIPIENT_CODES = frozenset({131021, 131026, 131030})
 WINDOW_CODE = 131047
 # 131048 (spam rate limit) is deliberately permanent: retrying what Meta already flagged
 # as spam lowers the number's quality further.
-
-
-class MediaTooLarge(SendError):
-    """The media is bigger than we are willing to hold in memory; retrying cannot help."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
-
-
-class MetaApiError(SendError):
-    """A refusal that came with Meta's error JSON; the code is kept for callers and logs.
-
-    Meta asks integrators to branch on `code` (and `error_data.details`), not on titles,
-    which it plans to deprecate; `fbtrace_id` is what Meta support asks for.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None,
-        retryable: bool,
-        auth_failed: bool = False,
-        invalid_recipient: bool = False,
-        code: int | None = None,
-        subcode: int | None = None,
-        fbtrace_id: str | None = None,
-    ) -> None:
-        super().__init__(
-            message,
-            status=status,
-            retryable=retryable,
-            auth_failed=auth_failed,
-            invalid_recipient=invalid_recipient,
-        )
-        self.code = code
-        self.subcode = subcode
-        self.fbtrace_id = fbtrace_id
-
-
-class OutsideWindow(MetaApiError):
-    """Meta refused free text because the lead's last message is older than 24 hours.
-
-    A distinct type (and the word "window" in the message) so the runtime can fall back
-    to the approved re-engagement template, or hand the lead to a human, instead of
-    recording a plain failure.
-    """
-
-    def __init__(self, message: str, **meta: Any) -> None:
-        super().__init__(message, retryable=False, **meta)
 
 
 # --- webhook payload models --------------------------------------------------------
@@ -415,13 +366,6 @@ def _status_error(errors: list[WError] | None) -> str | None:
     return text[:_ERROR_DETAIL_MAX] or None
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "[REDACTED]")
-    return text
-
-
 def _loads(raw: str) -> Any:
     try:
         return json.loads(raw) if raw.strip() else None
@@ -437,10 +381,6 @@ def _as_int(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
-
-
-def _status_retryable(status: int) -> bool:
-    return status in (408, 425, 429) or status >= 500
 
 
 # --- the channel -------------------------------------------------------------------
@@ -932,29 +872,20 @@ class WhatsAppCloudChannel:
         Codes decide before HTTP statuses: Meta answers 400 for most of its rate limits,
         and 403 for some of them.
         """
-        err = data.get("error") if isinstance(data, dict) else None
-        if not isinstance(err, dict):
-            err = {}
-        code = _as_int(err.get("code"))
-        subcode = _as_int(err.get("error_subcode"))
-        message = err.get("message") if isinstance(err.get("message"), str) else None
-        error_data = err.get("error_data")
-        details = error_data.get("details") if isinstance(error_data, dict) else None
-        details = details if isinstance(details, str) else None
-        trace = err.get("fbtrace_id") if isinstance(err.get("fbtrace_id"), str) else None
-        transient = err.get("is_transient") is True
+        graph = meta_common.parse_graph_error(data, as_int=_as_int)
+        code, subcode, trace = graph.code, graph.subcode, graph.fbtrace_id
 
-        parts = [p.strip() for p in (message, details) if p and p.strip()]
+        parts = [p for p in (graph.message, graph.details) if p]
         if len(parts) == 2 and parts[1] in parts[0]:
             parts = parts[:1]
-        detail = " - ".join(parts) if parts else (raw.strip() if not err else "")
-        detail = _scrub(detail, self._secrets())[:_ERROR_DETAIL_MAX]
+        detail = " - ".join(parts) if parts else (raw.strip() if not graph.present else "")
+        detail = scrub(detail, self._secrets())[:_ERROR_DETAIL_MAX]
         lowered = detail.lower()
 
         code_text = ""
         if code is not None:
             code_text = f", code {code}" + (f"/{subcode}" if subcode is not None else "")
-        trace_text = f" (fbtrace_id {trace.strip()})" if trace and trace.strip() else ""
+        trace_text = f" (fbtrace_id {trace})" if trace else ""
 
         def text(prefix: str) -> str:
             body = f"{prefix}: {detail}" if detail else prefix
@@ -966,7 +897,7 @@ class WhatsAppCloudChannel:
             "status": status,
             "code": code,
             "subcode": subcode,
-            "fbtrace_id": trace.strip() if trace and trace.strip() else None,
+            "fbtrace_id": trace,
         }
         if code == WINDOW_CODE:
             return OutsideWindow(
@@ -984,9 +915,9 @@ class WhatsAppCloudChannel:
             code in (100, 131009) and any(word in lowered for word in ("phone", "recipient", "'to'", '"to"'))
         ):
             return MetaApiError(text(head), retryable=False, invalid_recipient=True, **meta)
-        if code in RETRYABLE_CODES or transient:
+        if code in RETRYABLE_CODES or graph.transient:
             return MetaApiError(text(head), retryable=True, **meta)
-        return MetaApiError(text(head), retryable=_status_retryable(status), **meta)
+        return MetaApiError(text(head), retryable=is_retryable_status(status), **meta)
 
     @staticmethod
     def _log_failure(
@@ -1033,31 +964,21 @@ class WhatsAppCloudChannel:
         if declared is not None and declared > max_bytes:
             raise MediaTooLarge(f"whatsapp_cloud media {media_id} is {declared} bytes, limit is {max_bytes}")
 
-        host = parsed.host
-        try:
-            async with session.get(download_url.strip(), headers=headers, timeout=self._timeout()) as resp:
-                if not 200 <= resp.status < 300:
-                    raw = await resp.text(errors="replace")
-                    raise self._error(f"media download from {host}", resp.status, raw, _loads(raw))
-                length = resp.content_length
-                if length is not None and length > max_bytes:
-                    raise MediaTooLarge(
-                        f"whatsapp_cloud media {media_id} is {length} bytes, limit is {max_bytes}"
-                    )
-                buf = bytearray()
-                async for chunk in resp.content.iter_chunked(_MEDIA_CHUNK):
-                    buf += chunk
-                    if len(buf) > max_bytes:
-                        raise MediaTooLarge(
-                            f"whatsapp_cloud media {media_id} exceeds the {max_bytes} bytes limit"
-                        )
-                return bytes(buf)
-        except TimeoutError:
-            raise SendError(f"whatsapp_cloud media download from {host} timed out", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise SendError(
-                f"whatsapp_cloud media download from {host} failed: {type(exc).__name__}", retryable=True
-            ) from None
+        async def refused(resp: aiohttp.ClientResponse) -> SendError:
+            # Meta explains a refused download in its error JSON, like any Graph call.
+            raw = await resp.text(errors="replace")
+            return self._error(f"media download from {parsed.host}", resp.status, raw, _loads(raw))
+
+        return await download_limited(
+            session,
+            download_url.strip(),
+            max_bytes=max_bytes,
+            timeout=self._timeout(),
+            headers=headers,
+            label=f"whatsapp_cloud media {media_id}",
+            prefix="whatsapp_cloud ",
+            http_error=refused,
+        )
 
     @staticmethod
     def _media_id(url: str) -> str:

@@ -20,9 +20,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
-from yarl import URL
 
 from channels.base import ParsedWebhook, SendError, SentMessage, WebhookRejected
+from channels.provider_http import (
+    MediaTooLarge,
+    download_limited,
+    error_detail,
+    is_retryable_status,
+    media_url,
+    scrub,
+)
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
 from core.settings import Settings
@@ -35,7 +42,6 @@ DELAY_MIN_S = 1
 DELAY_MAX_S = 15
 
 _ERROR_DETAIL_MAX = 200
-_MEDIA_CHUNK = 64 * 1024
 
 # Event types Z-API posts besides received messages; none of them is something to
 # answer, but each is acknowledged (2xx) so the provider does not keep retrying.
@@ -46,13 +52,6 @@ _NON_MESSAGE_REASONS = {
     "connectedcallback": "connection",
     "disconnectedcallback": "connection",
 }
-
-
-class MediaTooLarge(SendError):
-    """The media is bigger than we are willing to hold in memory; retrying cannot help."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 # --- webhook payload models --------------------------------------------------------
@@ -293,29 +292,8 @@ def _contact_phones(contact: ZContact) -> list[str]:
     return phones
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "[REDACTED]")
-    return text
-
-
-def _error_detail(raw: str) -> str:
-    """Prefer Z-API's `{"error": ...}` / `{"message": ...}` over the raw body."""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        for key in ("error", "message", "detail"):
-            value = data.get(key)
-            if isinstance(value, str) and value.strip():
-                return value.strip()
-    return raw.strip()
-
-
-def _is_retryable_status(status: int) -> bool:
-    return status in (408, 425, 429) or status >= 500
+# Z-API words its refusals as `{"error": ...}` or `{"message": ...}`.
+_ERROR_PATHS = (("error",), ("message",), ("detail",))
 
 
 # --- the channel -------------------------------------------------------------------
@@ -619,8 +597,8 @@ class ZapiChannel:
             ) from None
 
         if not 200 <= status < 300:
-            detail = _scrub(_error_detail(raw), self._secrets())[:_ERROR_DETAIL_MAX]
-            retryable = _is_retryable_status(status)
+            detail = scrub(error_detail(raw, _ERROR_PATHS), self._secrets())[:_ERROR_DETAIL_MAX]
+            retryable = is_retryable_status(status)
             self._log_send_failure(contact_id, status, "retryable" if retryable else "permanent")
             message = f"zapi send-text failed: HTTP {status}"
             raise SendError(
@@ -643,7 +621,7 @@ class ZapiChannel:
             error = data.get("error")
             if isinstance(error, str) and error.strip():
                 # A 2xx that still says "error" and has no id: nothing was sent.
-                detail = _scrub(error.strip(), self._secrets())[:_ERROR_DETAIL_MAX]
+                detail = scrub(error.strip(), self._secrets())[:_ERROR_DETAIL_MAX]
                 raise SendError(f"zapi send-text refused: {detail}", status=status, retryable=False)
             # Accepted but unidentified: report success, a resend would duplicate it.
             message_id = None
@@ -661,37 +639,8 @@ class ZapiChannel:
         No Client-Token is sent: the URL is whatever the webhook said and may point
         anywhere, and Z-API storage does not need it.
         """
-        try:
-            parsed = URL(url)
-        except (TypeError, ValueError):
-            raise SendError("media url is not a valid URL", retryable=False) from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise SendError("media url must be http(s)", retryable=False)
-        host = parsed.host
-
-        try:
-            async with session.get(url, timeout=self._timeout()) as resp:
-                if not 200 <= resp.status < 300:
-                    raise SendError(
-                        f"media download from {host} failed: HTTP {resp.status}",
-                        status=resp.status,
-                        retryable=_is_retryable_status(resp.status),
-                    )
-                declared = resp.content_length
-                if declared is not None and declared > max_bytes:
-                    raise MediaTooLarge(f"media from {host} is {declared} bytes, limit is {max_bytes}")
-                buf = bytearray()
-                async for chunk in resp.content.iter_chunked(_MEDIA_CHUNK):
-                    buf += chunk
-                    if len(buf) > max_bytes:
-                        raise MediaTooLarge(f"media from {host} exceeds the {max_bytes} bytes limit")
-                return bytes(buf)
-        except TimeoutError:
-            raise SendError(f"media download from {host} timed out", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise SendError(
-                f"media download from {host} failed: {type(exc).__name__}", retryable=True
-            ) from None
+        media_url(url)
+        return await download_limited(session, url, max_bytes=max_bytes, timeout=self._timeout())
 
 
 __all__ = ["ZapiChannel", "MediaTooLarge", "ZReceivedCallback", "DELAY_MIN_S", "DELAY_MAX_S"]

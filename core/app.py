@@ -21,18 +21,21 @@ from agent.scoring import load_scoring_rules
 from channels.base import Channel, SendError
 from channels.registry import build_channels
 from core.channel_health import ChannelHealth
+from core.chatwoot_webhook import handle_chatwoot_webhook
 from core.keys import CHANNEL_HEALTH, CHANNELS, DISPATCHER, FOLLOW_UPS, HTTP, LLM, RUNNER, SETTINGS, STORE
 from core.logging import configure_logging, get_logger
 from core.middlewares import request_middleware
 from core.models import InboundMessage
 from core.settings import Settings
 from core.webhooks import handle_meta_verification, handle_meta_webhook, handle_webhook
+from integrations.chatwoot import ChatwootClient
 from integrations.store.base import Store
 from integrations.store.sqlite import SqliteStore
+from runtime.chatwoot_mirror import ChatwootMirror
 from runtime.delivery import Delivery
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
-from runtime.policies import channel_send_policy
+from runtime.policies import channel_send_policy, integration_policy
 from runtime.turns import TurnRunner
 
 log = get_logger(__name__)
@@ -129,6 +132,12 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
         )
         dispatcher.register("send_text", delivery.send_text, channel_send_policy(settings))
         dispatcher.register("reengage", delivery.reengage, channel_send_policy(settings))
+        if settings.chatwoot_configured:
+            mirror = ChatwootMirror(ChatwootClient(settings, session), store, settings, app[CHANNEL_HEALTH])
+            policy = integration_policy(settings)
+            dispatcher.register("chatwoot_message", mirror.message, policy)
+            dispatcher.register("chatwoot_profile", mirror.profile, policy)
+            dispatcher.register("chatwoot_handoff", mirror.handoff, policy)
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)
         app[DISPATCHER] = dispatcher
         app[RUNNER] = runner
@@ -167,6 +176,7 @@ def _add_routes(app: web.Application) -> None:
 
     app.router.add_post("/webhooks/zapi", zapi)
     app.router.add_post("/webhooks/waha", waha)
+    app.router.add_post("/webhooks/chatwoot", handle_chatwoot_webhook)
     app.router.add_get("/webhooks/meta", handle_meta_verification)
     app.router.add_post("/webhooks/meta", handle_meta_webhook)
     # The earlier Seleto bot's Z-API panel pointed here; keep existing setups working.
@@ -203,7 +213,7 @@ async def health(request: web.Request) -> web.Response:
     for name, channel in app[CHANNELS].items():
         if getattr(channel, "webhook", True):  # the terminal chat channel is not a service
             services[name] = app[CHANNEL_HEALTH].status(name, configured=channel.configured)
-    services["chatwoot"] = flag(settings.chatwoot_configured)
+    services["chatwoot"] = app[CHANNEL_HEALTH].status("chatwoot", configured=settings.chatwoot_configured)
     services["piperun"] = flag(settings.piperun_configured)
     body: dict[str, object] = {"status": "healthy" if healthy else "degraded", "services": services}
     if healthy:

@@ -72,12 +72,14 @@ class Settings(BaseSettings):
     instagram_account_id: str | None = None
     instagram_rate_per_s: float = 10.0
 
-    # --- Chatwoot (mirror lands in its own issue; the names are reserved here) -----
+    # --- Chatwoot: the sales team's cockpit ------------------------------------------
     chatwoot_api_url: str | None = None
     chatwoot_api_token: SecretStr | None = None
     chatwoot_account_id: str | None = None
     chatwoot_inbox_id: str | None = None
     chatwoot_webhook_secret: SecretStr | None = None
+    chatwoot_handoff_team_id: int | None = None
+    chatwoot_reopen_resolved: bool = False
 
     # --- Supabase / PipeRun / Meta (reported in health; clients land in later issues)
     supabase_url: str | None = None
@@ -140,6 +142,13 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # `.env.example` copied as-is leaves `KEY=`; that means "not configured".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("chatwoot_handoff_team_id", mode="before")
+    @classmethod
+    def _blank_int_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
         return value

@@ -59,3 +59,17 @@ def channel_send_policy(settings: Settings) -> DeliveryPolicy:
         ),
         retry=retry_if_exception(is_transient),
     )
+
+
+def integration_policy(settings: Settings) -> DeliveryPolicy:
+    """Mirrors and CRMs may be down for a while without anyone waiting on them: more
+    attempts than a reply gets, the same backoff ceiling, so a long outage still ends
+    with everything delivered, in order."""
+    return DeliveryPolicy(
+        name="integration",
+        stop=stop_after_attempt(max(settings.outbox_max_attempts, 12)),
+        wait=wait_random_exponential(
+            multiplier=settings.outbox_backoff_base_s, max=settings.outbox_backoff_max_s
+        ),
+        retry=retry_if_exception(is_transient),
+    )

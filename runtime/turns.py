@@ -25,7 +25,7 @@ import structlog
 
 from agent.graph import SdrAgent, TurnInput, TurnResult, describe_inbound
 from agent.guardrails import is_opt_out
-from agent.lead import LeadProfile, missing_fields
+from agent.lead import LeadProfile, describe_lead, field_label, missing_fields
 from agent.llm import LLMUnavailable
 from core.logging import get_logger
 from core.models import InboundMessage, mask_contact_key
@@ -326,6 +326,8 @@ class TurnRunner:
             # is do-not-contact from this commit on.
             for item in commit.outbox:
                 item.payload["purpose"] = "opt_out_confirmation"
+        if self.settings.chatwoot_configured:
+            self._chatwoot_card_items(commit, lead, result)
         commit.quotes = list(effects.quotes)
         commit.technical_questions = list(effects.technical_questions)
         commit.handoff = None if (lead and lead.handoff_state) else effects.handoff
@@ -350,6 +352,58 @@ class TurnRunner:
             due_at = max(base + timedelta(hours=delays[attempt - 1]), now + timedelta(minutes=1))
             commit.follow_up = FollowUp(due_at=due_at, attempt=attempt)
         return commit
+
+    def _chatwoot_card_items(self, commit: TurnCommit, lead: LeadRecord | None, result: TurnResult) -> None:
+        """The lead card on the Chatwoot contact when it changed; the handoff note when handed off."""
+        profile, score = result.profile, result.score
+        changed = (
+            lead is None
+            or lead.score != score.score
+            or lead.temperature != score.temperature
+            or lead.profile != profile.model_dump(mode="json")
+        )
+        if changed:
+            attributes = {
+                "nome": profile.name,
+                "empresa": profile.company,
+                "cidade": profile.city,
+                "uf": profile.state,
+                "produto": profile.product_interest,
+                "volume": profile.volume,
+                "urgencia": profile.urgency,
+                "pontuacao": score.score,
+                "temperatura": score.temperature,
+            }
+            commit.outbox.append(
+                OutboxItem(
+                    kind="chatwoot_profile",
+                    order_key=f"chatwoot:{commit.contact_key}",
+                    idempotency_key=f"cw-profile:{commit.contact_key}:{commit.turn_id}",
+                    payload={
+                        "contact_key": commit.contact_key,
+                        "attributes": {k: v for k, v in attributes.items() if v is not None},
+                        "temperature": score.temperature,
+                    },
+                )
+            )
+        handoff = result.effects.handoff
+        if handoff is not None and not (lead and lead.handoff_state):
+            lines = ["🔔 Lead para atendimento humano", f"Motivo: {handoff.reason}"]
+            lines += [f"{line}" for line in describe_lead(profile)]
+            lines.append(f"Pontuação: {score.score}/100 ({score.temperature})")
+            lines += [f"• {reason}" for reason in score.reasons]
+            lines.append(f"Resumo: {handoff.summary}")
+            missing = missing_fields(profile)
+            if missing:
+                lines.append("Falta saber: " + ", ".join(field_label(f) for f in missing))
+            commit.outbox.append(
+                OutboxItem(
+                    kind="chatwoot_handoff",
+                    order_key=f"chatwoot:{commit.contact_key}",
+                    idempotency_key=f"cw-handoff:{commit.contact_key}:{commit.turn_id}",
+                    payload={"contact_key": commit.contact_key, "card": "\n".join(lines)},
+                )
+            )
 
     def _commit(
         self,
@@ -378,8 +432,9 @@ class TurnRunner:
                 provider_message_id=msg.provider_message_id,
                 status="received",
                 media_url=msg.media_url,
+                ref=f"in-{index}",
             )
-            for msg, text in zip(inbound, texts, strict=True)
+            for index, (msg, text) in enumerate(zip(inbound, texts, strict=True))
         ]
         if inbound:
             channel, contact_id = inbound[-1].channel, inbound[-1].contact_id
@@ -413,6 +468,24 @@ class TurnRunner:
                     },
                 )
             )
+        if self.settings.chatwoot_configured:
+            # The team sees every message, the lead's and the bot's, in order.
+            for message in messages:
+                outbox.append(
+                    OutboxItem(
+                        kind="chatwoot_message",
+                        order_key=f"chatwoot:{contact_key}",
+                        idempotency_key=f"cw:{batch}:{message.ref}",
+                        payload={
+                            "contact_key": contact_key,
+                            "direction": message.direction,
+                            # Voice notes arrive as their transcript; media as a link the team can open.
+                            "text": (message.text or "")
+                            + (f"\n{message.media_url}" if (message.media_url or "").startswith("http") else ""),
+                            "message_ref": message.ref,
+                        },
+                    )
+                )
         sender_name = next((m.name for m in reversed(inbound) if m.name), None)
         phone = next((m.phone for m in reversed(inbound) if m.phone), None)
         return TurnCommit(

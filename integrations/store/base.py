@@ -51,6 +51,9 @@ class LeadRecord:
     last_inbound_at: datetime | None = None
     paused_until: datetime | None = None
     referral: dict[str, Any] | None = None
+    chatwoot_contact_id: int | None = None
+    chatwoot_source_id: str | None = None
+    chatwoot_conversation_id: int | None = None
     conversation_id: int | None = None
     conversation_started_at: datetime | None = None
     # Last message of the current conversation either way (a nudge counts too).
@@ -227,6 +230,23 @@ class Store(Protocol):
     ) -> bool:
         """A message the business sent to the lead (phone, app, echo). True when it was
         not one of the bot's own: a person is talking, the bot is paused until then."""
+
+    async def save_chatwoot_link(
+        self, contact_key: str, *, contact_id: int, source_id: str | None, conversation_id: int | None
+    ) -> None:
+        """Where the lead lives in Chatwoot: kept in the store, never in process memory."""
+
+    async def set_chatwoot_message_id(self, message_id: int, chatwoot_message_id: int) -> None: ...
+    async def is_own_chatwoot_message(
+        self, chatwoot_message_id: int, *, conversation_id: int | None = None, text: str | None = None
+    ) -> bool: ...
+    async def lead_by_chatwoot_conversation(self, conversation_id: int) -> LeadRecord | None: ...
+    async def record_human_reply(self, contact_key: str, *, text: str, chatwoot_message_id: int) -> int | None:
+        """A sales person's Chatwoot reply, stored as an outgoing message; None if already known."""
+
+    async def set_human_owned(self, contact_key: str, *, until: datetime | None, resolved: bool = False) -> None:
+        """Pause the bot while a person owns the conversation; `until=None` gives it back
+        (and `resolved` forgets the Chatwoot conversation so the next message opens a new one)."""
 
     async def due_follow_ups(self, *, now: datetime, limit: int) -> list[DueFollowUp]: ...
     async def cancel_follow_up(self, follow_up_id: int, *, reason: str) -> None: ...

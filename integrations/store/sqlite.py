@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS leads (
     summary TEXT,
     last_inbound_at TEXT,
     paused_until TEXT,
+    chatwoot_contact_id INTEGER,
+    chatwoot_source_id TEXT,
+    chatwoot_conversation_id INTEGER,
     referral TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
@@ -77,6 +80,7 @@ CREATE TABLE IF NOT EXISTS messages (
     status TEXT,
     error TEXT,
     media_url TEXT,
+    chatwoot_message_id INTEGER,
     turn_id TEXT,
     created_at TEXT NOT NULL
 );
@@ -161,7 +165,7 @@ CREATE TABLE IF NOT EXISTS erasures (
 
 # Columns added after the first release: an existing database gets them on open.
 _ADDED_COLUMNS = {
-    "messages": {"media_url": "TEXT", "error": "TEXT"},
+    "messages": {"media_url": "TEXT", "error": "TEXT", "chatwoot_message_id": "INTEGER"},
     "leads": {
         "opted_out_at": "TEXT",
         "handoff_state": "TEXT",
@@ -171,6 +175,9 @@ _ADDED_COLUMNS = {
         "summary": "TEXT",
         "last_inbound_at": "TEXT",
         "paused_until": "TEXT",
+        "chatwoot_contact_id": "INTEGER",
+        "chatwoot_source_id": "TEXT",
+        "chatwoot_conversation_id": "INTEGER",
     }
 }
 
@@ -229,6 +236,11 @@ class SqliteStore:
             for name, decl in columns.items():
                 if name not in existing:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS messages_chatwoot_id ON messages(chatwoot_message_id)"
+            " WHERE chatwoot_message_id IS NOT NULL"
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS leads_chatwoot_conversation ON leads(chatwoot_conversation_id)")
         self._db = db
 
     async def close(self) -> None:
@@ -382,6 +394,9 @@ class SqliteStore:
             last_inbound_at=_dt(row["last_inbound_at"]) if row["last_inbound_at"] else None,
             paused_until=_dt(row["paused_until"]) if row["paused_until"] else None,
             referral=json.loads(row["referral"]) if row["referral"] else None,
+            chatwoot_contact_id=row["chatwoot_contact_id"],
+            chatwoot_source_id=row["chatwoot_source_id"],
+            chatwoot_conversation_id=row["chatwoot_conversation_id"],
             conversation_id=row["conversation_id"],
             conversation_started_at=(
                 _dt(row["conversation_started_at"]) if row["conversation_started_at"] else None
@@ -723,6 +738,86 @@ class SqliteStore:
             (_iso(pause_until), _iso(_now()), lead["id"]),
         )
         return True
+
+    async def save_chatwoot_link(
+        self, contact_key: str, *, contact_id: int, source_id: str | None, conversation_id: int | None
+    ) -> None:
+        self.db.execute(
+            "UPDATE leads SET chatwoot_contact_id = ?, chatwoot_source_id = COALESCE(?, chatwoot_source_id),"
+            " chatwoot_conversation_id = ?, updated_at = ? WHERE contact_key = ?",
+            (contact_id, source_id, conversation_id, _iso(_now()), contact_key),
+        )
+
+    async def set_chatwoot_message_id(self, message_id: int, chatwoot_message_id: int) -> None:
+        self.db.execute(
+            "UPDATE messages SET chatwoot_message_id = ? WHERE id = ? AND chatwoot_message_id IS NULL",
+            (chatwoot_message_id, message_id),
+        )
+
+    @_unavailable_on_error
+    async def is_own_chatwoot_message(
+        self, chatwoot_message_id: int, *, conversation_id: int | None = None, text: str | None = None
+    ) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM messages WHERE chatwoot_message_id = ? AND COALESCE(turn_id, '') != 'human' LIMIT 1",
+            (chatwoot_message_id,),
+        ).fetchone()
+        if row is not None or conversation_id is None or not text:
+            return row is not None
+        # Chatwoot's webhook can beat our own bookkeeping of the id we just created: a bot
+        # message with the same text, recently queued for this lead, not yet linked, is ours.
+        row = self.db.execute(
+            "SELECT 1 FROM messages m JOIN leads l ON l.id = m.lead_id"
+            " WHERE l.chatwoot_conversation_id = ? AND m.direction = 'out' AND m.chatwoot_message_id IS NULL"
+            " AND COALESCE(m.turn_id, '') != 'human' AND m.text = ? AND m.created_at >= ? LIMIT 1",
+            (conversation_id, text.strip(), _iso(_now() - timedelta(minutes=10))),
+        ).fetchone()
+        return row is not None
+
+    @_unavailable_on_error
+    async def lead_by_chatwoot_conversation(self, conversation_id: int) -> LeadRecord | None:
+        row = self.db.execute(
+            "SELECT contact_key FROM leads WHERE chatwoot_conversation_id = ?", (conversation_id,)
+        ).fetchone()
+        return await self.get_lead(row[0]) if row else None
+
+    @_unavailable_on_error
+    async def record_human_reply(self, contact_key: str, *, text: str, chatwoot_message_id: int) -> int | None:
+        with self._tx() as db:
+            known = db.execute(
+                "SELECT 1 FROM messages WHERE chatwoot_message_id = ?", (chatwoot_message_id,)
+            ).fetchone()
+            lead = db.execute("SELECT id FROM leads WHERE contact_key = ?", (contact_key,)).fetchone()
+            if known is not None or lead is None:
+                return None
+            conv = db.execute(
+                "SELECT id FROM conversations WHERE lead_id = ? ORDER BY id DESC LIMIT 1", (lead["id"],)
+            ).fetchone()
+            if conv is None:
+                return None
+            now = _iso(_now())
+            return db.execute(
+                "INSERT INTO messages (conversation_id, lead_id, direction, kind, text, status,"
+                " chatwoot_message_id, turn_id, created_at) VALUES (?, ?, 'out', 'text', ?, 'queued', ?, 'human', ?)"
+                " RETURNING id",
+                (conv["id"], lead["id"], text, chatwoot_message_id, now),
+            ).fetchone()[0]
+
+    @_unavailable_on_error
+    async def set_human_owned(self, contact_key: str, *, until: datetime | None, resolved: bool = False) -> None:
+        if until is not None:
+            self.db.execute(
+                "UPDATE leads SET paused_until = ?, updated_at = ? WHERE contact_key = ?",
+                (_iso(until), _iso(_now()), contact_key),
+            )
+            return
+        self.db.execute(
+            "UPDATE leads SET paused_until = NULL, handoff_state = NULL, handoff_reason = NULL,"
+            " handoff_summary = NULL, handoff_at = NULL,"
+            " chatwoot_conversation_id = CASE WHEN ? THEN NULL ELSE chatwoot_conversation_id END,"
+            " updated_at = ? WHERE contact_key = ?",
+            (1 if resolved else 0, _iso(_now()), contact_key),
+        )
 
     async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None:
         self.db.execute(

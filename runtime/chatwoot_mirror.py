@@ -1,0 +1,107 @@
+"""Outbox handlers that keep Chatwoot a faithful mirror of every conversation.
+
+Every call goes through the outbox (ordered per lead), so a Chatwoot outage never
+delays a reply to the lead and everything arrives, in order, once Chatwoot is back.
+The lead's Chatwoot contact and conversation ids live in the store: concurrent turns
+of one lead are serialised by the order key, so they cannot create two of either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.channel_health import ChannelHealth
+from core.logging import get_logger
+from core.settings import Settings
+from integrations.chatwoot import ChatwootClient, ChatwootError
+from integrations.store.base import OutboxItem, Store
+from runtime.policies import PermanentDeliveryError
+
+log = get_logger(__name__)
+
+# Conversations in these states still belong to the lead's current session.
+_LIVE = {"open", "pending"}
+
+
+class ChatwootMirror:
+    def __init__(self, client: ChatwootClient, store: Store, settings: Settings, health: ChannelHealth) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings
+        self.health = health
+
+    async def _guard(self, coro: Any) -> Any:
+        try:
+            result = await coro
+        except ChatwootError as exc:
+            if exc.auth_failed:
+                self.health.auth_failed("chatwoot", str(exc))
+            raise
+        self.health.send_ok("chatwoot")
+        return result
+
+    async def conversation(self, contact_key: str) -> tuple[int, int]:
+        """(contact_id, conversation_id), found or created once and remembered in the store."""
+        lead = await self.store.get_lead(contact_key)
+        if lead is None:
+            raise PermanentDeliveryError("the lead of this mirror item no longer exists")
+        if lead.chatwoot_contact_id is not None and lead.chatwoot_conversation_id is not None:
+            return lead.chatwoot_contact_id, lead.chatwoot_conversation_id
+        contact_id, source_id = lead.chatwoot_contact_id, lead.chatwoot_source_id
+        if contact_id is None:
+            found = await self._guard(self.client.search_contact(lead.phone or contact_key))
+            if found is not None:
+                contact_id, source_id = found.id, found.source_id_for(self.client.inbox_id)
+            else:
+                contact_id, source_id = await self._guard(
+                    self.client.create_contact(lead.name, lead.phone, contact_key, None)
+                )
+            await self.store.save_chatwoot_link(
+                contact_key, contact_id=contact_id, source_id=source_id, conversation_id=None
+            )
+        conversation_id = None
+        for conversation in await self._guard(self.client.contact_conversations(contact_id)):
+            ours = conversation.inbox_id in (None, self.client.inbox_id)
+            if ours and (conversation.status in _LIVE or self.settings.chatwoot_reopen_resolved):
+                conversation_id = conversation.id
+                if conversation.status not in _LIVE:
+                    await self._guard(self.client.toggle_status(conversation.id, "pending"))
+                break
+        if conversation_id is None:
+            if not source_id:
+                raise PermanentDeliveryError("the Chatwoot contact has no inbox link (source_id)")
+            conversation_id = await self._guard(self.client.create_conversation(contact_id, source_id, status="pending"))
+        await self.store.save_chatwoot_link(
+            contact_key, contact_id=contact_id, source_id=source_id, conversation_id=conversation_id
+        )
+        return contact_id, conversation_id
+
+    async def message(self, item: OutboxItem) -> None:
+        payload = item.payload
+        _contact, conversation_id = await self.conversation(payload["contact_key"])
+        chatwoot_id = await self._guard(
+            self.client.create_message(
+                conversation_id,
+                payload["text"],
+                message_type="incoming" if payload["direction"] == "in" else "outgoing",
+            )
+        )
+        if payload.get("message_id") is not None and chatwoot_id is not None:
+            # Remembered so Chatwoot's webhook for this very message is never taken for an agent.
+            await self.store.set_chatwoot_message_id(int(payload["message_id"]), int(chatwoot_id))
+
+    async def profile(self, item: OutboxItem) -> None:
+        payload = item.payload
+        contact_id, conversation_id = await self.conversation(payload["contact_key"])
+        await self._guard(self.client.update_contact_attributes(contact_id, payload["attributes"]))
+        await self._guard(self.client.add_labels(conversation_id, [payload["temperature"]]))
+
+    async def handoff(self, item: OutboxItem) -> None:
+        payload = item.payload
+        _contact, conversation_id = await self.conversation(payload["contact_key"])
+        await self._guard(
+            self.client.create_message(conversation_id, payload["card"], message_type="outgoing", private=True)
+        )
+        await self._guard(self.client.toggle_status(conversation_id, "open"))
+        if self.settings.chatwoot_handoff_team_id:
+            await self._guard(self.client.assign_team(conversation_id, self.settings.chatwoot_handoff_team_id))

@@ -1,0 +1,304 @@
+"""Chatwoot as the team's cockpit: every message mirrored in order, the lead card, the
+handoff, and an agent's reply relayed to the lead while the bot stays out of the way.
+
+Chatwoot is faked at the HTTP boundary with the recorded payloads in
+tests/fixtures/chatwoot/ (sources cited in each file)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import hmac
+import json
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from aioresponses import CallbackResult, aioresponses
+
+from core.app import create_app
+from core.keys import STORE
+from core.settings import Settings
+from tests.conftest import fast_settings, zapi_message
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually, load_fixture
+
+CW = "https://chatwoot.example.com/api/v1/accounts/7"
+SECRET = "cw-webhook-secret-6c5b4a39"
+LEAD = "5544999999999"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return fast_settings(
+        tmp_path,
+        chatwoot_api_url="https://chatwoot.example.com",
+        chatwoot_api_token="cw-api-token-1f2e3d4c",
+        chatwoot_account_id="7",
+        chatwoot_inbox_id="3",
+        chatwoot_webhook_secret=SECRET,
+        chatwoot_handoff_team_id=4,
+    )
+
+
+class FakeChatwoot:
+    def __init__(self, mock: aioresponses) -> None:
+        self.down = False
+        self.calls: list[tuple[str, str, Any]] = []
+        self.messages: list[dict[str, Any]] = []
+        self.next_message_id = 90300
+        self.conversations_created = 0
+        self.contacts_created = 0
+        routes = [
+            ("GET", re.compile(rf"^{re.escape(CW)}/contacts/search\?.*$"), self._search),
+            ("POST", f"{CW}/contacts", self._create_contact),
+            ("GET", f"{CW}/contacts/1042/conversations", self._conversations),
+            ("POST", f"{CW}/conversations", self._create_conversation),
+            ("POST", f"{CW}/conversations/318/messages", self._message),
+            ("POST", f"{CW}/conversations/318/toggle_status", self._toggle),
+            ("POST", f"{CW}/conversations/318/labels", self._labels),
+            ("POST", f"{CW}/conversations/318/assignments", self._assign),
+            ("PUT", f"{CW}/contacts/1042", self._update_contact),
+        ]
+        for method, url, handler in routes:
+            mock.add(url, method=method, callback=handler, repeat=True)
+
+    def _body(self, kwargs: dict[str, Any]) -> Any:
+        if kwargs.get("json") is not None:
+            return kwargs["json"]
+        data = kwargs.get("data")
+        return json.loads(data) if isinstance(data, (bytes, str)) else data
+
+    async def _gate(self, name: str, kwargs: dict[str, Any]) -> CallbackResult | None:
+        if self.down:
+            return CallbackResult(status=503, payload={"error": "Service Unavailable"})
+        self.calls.append((name, kwargs.get("headers", {}).get("api_access_token", ""), self._body(kwargs)))
+        return None
+
+    async def _search(self, url: Any, **kw: Any) -> CallbackResult:
+        return await self._gate("search", kw) or CallbackResult(payload=load_fixture("chatwoot/contact_search_empty.json"))
+
+    async def _create_contact(self, url: Any, **kw: Any) -> CallbackResult:
+        if (gate := await self._gate("create_contact", kw)) is not None:
+            return gate
+        self.contacts_created += 1
+        return CallbackResult(payload=load_fixture("chatwoot/contact_create_response.json"))
+
+    async def _conversations(self, url: Any, **kw: Any) -> CallbackResult:
+        return await self._gate("conversations", kw) or CallbackResult(payload={"payload": []})
+
+    async def _create_conversation(self, url: Any, **kw: Any) -> CallbackResult:
+        if (gate := await self._gate("create_conversation", kw)) is not None:
+            return gate
+        self.conversations_created += 1
+        return CallbackResult(payload=load_fixture("chatwoot/conversation_create_response.json"))
+
+    async def _message(self, url: Any, **kw: Any) -> CallbackResult:
+        if (gate := await self._gate("message", kw)) is not None:
+            return gate
+        body = self._body(kw)
+        self.next_message_id += 1
+        self.messages.append({**body, "id": self.next_message_id})
+        response = copy.deepcopy(load_fixture("chatwoot/message_create_response.json"))
+        response.update(id=self.next_message_id, content=body.get("content"))
+        return CallbackResult(payload=response)
+
+    async def _toggle(self, url: Any, **kw: Any) -> CallbackResult:
+        return await self._gate("toggle_status", kw) or CallbackResult(payload=load_fixture("chatwoot/toggle_status_response.json"))
+
+    async def _labels(self, url: Any, **kw: Any) -> CallbackResult:
+        return await self._gate("labels", kw) or CallbackResult(payload=load_fixture("chatwoot/labels_response.json"))
+
+    async def _assign(self, url: Any, **kw: Any) -> CallbackResult:
+        return await self._gate("assign", kw) or CallbackResult(payload=load_fixture("chatwoot/assignment_team_response.json"))
+
+    async def _update_contact(self, url: Any, **kw: Any) -> CallbackResult:
+        return await self._gate("update_contact", kw) or CallbackResult(payload=load_fixture("chatwoot/contact_update_response.json"))
+
+    def public(self) -> list[tuple[str, str]]:
+        return [(m["message_type"], m["content"]) for m in self.messages if not m.get("private")]
+
+    def names(self) -> list[str]:
+        return [name for name, _token, _body in self.calls]
+
+
+@pytest.fixture
+def chatwoot(http_mock: aioresponses) -> FakeChatwoot:
+    return FakeChatwoot(http_mock)
+
+
+def rows(bot: TestClient, sql: str) -> list[tuple]:
+    with sqlite3.connect(bot.app[STORE].path) as db:  # type: ignore[attr-defined]
+        return db.execute(sql).fetchall()
+
+
+def signed(body: bytes) -> dict[str, str]:
+    ts = str(int(time.time()))
+    digest = hmac.new(SECRET.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": ts, "Content-Type": "application/json"}
+
+
+async def lead_says(bot: TestClient, text: str, n: int) -> None:
+    response = await bot.post("/webhooks/zapi", json=zapi_message(message_id=f"3EB0CW{n:010d}", text=text))
+    assert response.status == 200
+
+
+async def chatwoot_event(bot: TestClient, fixture: str, **changes: Any) -> dict:
+    payload = copy.deepcopy(load_fixture(f"chatwoot/{fixture}"))
+    payload.update(changes)
+    body = json.dumps(payload).encode()
+    response = await bot.post("/webhooks/chatwoot", data=body, headers=signed(body))
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_contact_and_conversation_are_created_once_and_every_message_is_mirrored_in_order(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    for n in range(5):
+        openai_fake.then(reply=f"resposta {n}")
+    for n in range(5):
+        await lead_says(bot, f"mensagem {n}", n)
+        await eventually(lambda n=n: len(zapi_fake.sent) == n + 1)
+    await eventually(lambda: len(chatwoot.public()) == 10)
+    assert chatwoot.contacts_created == 1
+    assert chatwoot.conversations_created == 1
+    expected = []
+    for n in range(5):
+        expected += [("incoming", f"mensagem {n}"), ("outgoing", f"resposta {n}")]
+    assert chatwoot.public() == expected
+    assert all(token == "cw-api-token-1f2e3d4c" for _name, token, _body in chatwoot.calls)
+    # The conversation opens as pending: the bot owns it.
+    create = [body for name, _t, body in chatwoot.calls if name == "create_conversation"][0]
+    assert create["status"] == "pending" and create["inbox_id"] == 3
+    # The lead card travels as contact attributes and the temperature as a label.
+    assert "update_contact" in chatwoot.names() and "labels" in chatwoot.names()
+
+
+async def test_a_chatwoot_outage_never_delays_the_lead_and_nothing_is_lost_or_doubled(
+    aiohttp_client: Any, settings: Settings, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    # Backoff scaled down like everything else in tests (production: 2 s doubling to 5 min,
+    # 12 attempts, i.e. outages of half an hour are ridden out).
+    bot = await aiohttp_client(
+        create_app(settings.model_copy(update={"outbox_backoff_base_s": 0.1, "outbox_backoff_max_s": 0.4}))
+    )
+    chatwoot.down = True
+    openai_fake.then(reply="Oi! Tudo bem?").then(reply="Perfeito.")
+    await lead_says(bot, "Oi", 1)
+    await eventually(lambda: len(zapi_fake.sent) == 1)  # the lead is answered during the outage
+    await lead_says(bot, "Quero a FB300", 2)
+    await eventually(lambda: len(zapi_fake.sent) == 2)
+    assert chatwoot.public() == []
+    await asyncio.sleep(0.3)
+    chatwoot.down = False
+    await eventually(lambda: len(chatwoot.public()) == 4, timeout=15)
+    assert chatwoot.public() == [
+        ("incoming", "Oi"), ("outgoing", "Oi! Tudo bem?"), ("incoming", "Quero a FB300"), ("outgoing", "Perfeito."),
+    ]
+    assert chatwoot.contacts_created == 1 and chatwoot.conversations_created == 1
+
+
+async def test_handoff_posts_the_lead_card_as_a_private_note_and_opens_the_conversation(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    openai_fake.then(
+        reply="Claro! Vou chamar um especialista.",
+        lead={"name": "Maria", "city": "Maringá", "state": "PR"},
+        tools=[{"tool": "handoff_to_human", "reason": "pediu_humano", "summary": "Maria quer falar com um vendedor."}],
+    )
+    await lead_says(bot, "Quero falar com um vendedor", 1)
+    await eventually(lambda: "toggle_status" in chatwoot.names())
+    notes = [m for m in chatwoot.messages if m.get("private")]
+    assert len(notes) == 1 and "Maria" in notes[0]["content"] and "pediu_humano" in notes[0]["content"]
+    toggle = [body for name, _t, body in chatwoot.calls if name == "toggle_status"][0]
+    assert toggle == {"status": "open"}
+    await eventually(lambda: "assign" in chatwoot.names())
+
+
+async def test_an_agents_reply_reaches_the_lead_and_the_bot_steps_aside_until_resolved(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    openai_fake.then(reply="Oi! Como posso ajudar?")
+    await lead_says(bot, "Oi", 1)
+    await eventually(lambda: len(chatwoot.public()) == 2)
+
+    # Private note: stays in Chatwoot.
+    outcome = await chatwoot_event(bot, "webhook_message_created_private_note.json")
+    assert outcome["outcome"] == "not_an_agent_reply"
+    # The bot's own mirrored message coming back: never echoed.
+    own = chatwoot.messages[-1]
+    outcome = await chatwoot_event(bot, "webhook_message_created_account.json", id=own["id"], content=own["content"])
+    assert outcome["outcome"] == "own_message"
+    assert len(zapi_fake.sent) == 1
+
+    # An agent's public reply: relayed to the lead on WhatsApp.
+    outcome = await chatwoot_event(bot, "webhook_message_created_account.json")
+    assert outcome["outcome"] == "relayed"
+    agent_text = load_fixture("chatwoot/webhook_message_created_account.json")["content"]
+    await eventually(lambda: len(zapi_fake.sent) == 2)
+    assert zapi_fake.sent[1] == {"phone": LEAD, "message": agent_text, "delayTyping": 1}
+    # The same webhook delivered twice is relayed once.
+    assert (await chatwoot_event(bot, "webhook_message_created_account.json"))["outcome"] == "duplicate"
+
+    # While the human owns it, the lead's messages are mirrored but the bot is silent.
+    await lead_says(bot, "Pode ligar sim", 2)
+    await eventually(lambda: ("incoming", "Pode ligar sim") in chatwoot.public())
+    await asyncio.sleep(0.2)
+    assert openai_fake.chat_calls == 1 and len(zapi_fake.sent) == 2
+
+    # Resolved: the bot is back.
+    await chatwoot_event(bot, "webhook_conversation_status_changed.json", status="resolved")
+    openai_fake.then(reply="Oi de novo! Em que posso ajudar?")
+    await lead_says(bot, "Oi, voltei", 3)
+    await eventually(lambda: len(zapi_fake.sent) == 3)
+
+
+async def test_forged_or_unsigned_chatwoot_webhooks_are_refused(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    body = json.dumps(load_fixture("chatwoot/webhook_message_created_account.json")).encode()
+    for headers in ({}, {"X-Chatwoot-Signature": "sha256=" + "0" * 64, "X-Chatwoot-Timestamp": str(int(time.time()))}):
+        response = await bot.post("/webhooks/chatwoot", data=body, headers=headers)
+        assert response.status == 401
+    stale_ts = str(int(time.time()) - 3600)
+    digest = hmac.new(SECRET.encode(), f"{stale_ts}.".encode() + body, hashlib.sha256).hexdigest()
+    response = await bot.post(
+        "/webhooks/chatwoot", data=body, headers={"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": stale_ts}
+    )
+    assert response.status == 401
+    assert zapi_fake.sent == []
+
+
+async def test_an_open_conversation_belongs_to_humans_and_pending_gives_it_back(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    openai_fake.then(reply="Oi! Como posso ajudar?")
+    await lead_says(bot, "Oi", 1)
+    await eventually(lambda: len(chatwoot.public()) == 2)
+    await chatwoot_event(bot, "webhook_conversation_status_changed.json", status="open")
+    await lead_says(bot, "Alguém aí?", 2)
+    await eventually(lambda: ("incoming", "Alguém aí?") in chatwoot.public())
+    await asyncio.sleep(0.2)
+    assert len(zapi_fake.sent) == 1 and openai_fake.chat_calls == 1
+    await chatwoot_event(bot, "webhook_conversation_status_changed.json", status="pending")
+    openai_fake.then(reply="Estou aqui! Em que posso ajudar?")
+    await lead_says(bot, "Oi?", 3)
+    await eventually(lambda: len(zapi_fake.sent) == 2)
+
+
+async def test_a_voice_note_is_mirrored_with_its_transcript(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    payload = zapi_message("received_audio_ptt.json", phone=LEAD)
+    http_mock.get(payload["audio"]["audioUrl"], body=b"OggS-fake", content_type="audio/ogg")
+    response = await bot.post("/webhooks/zapi", json=payload)
+    assert response.status == 200
+    await eventually(lambda: len(chatwoot.public()) == 2)
+    incoming = chatwoot.public()[0]
+    assert incoming[0] == "incoming" and "quinhentos por dia" in incoming[1]
+    assert payload["audio"]["audioUrl"] in incoming[1]

@@ -155,6 +155,28 @@ def describe_inbound(msg: InboundMessage, transcript: str | None = None) -> str:
     return (msg.text or "").strip() or "[mensagem sem texto]"
 
 
+_AUDIO_EXTENSIONS = {"ogg": "ogg", "opus": "ogg", "mpeg": "mp3", "mp3": "mp3", "mp4": "mp4", "m4a": "m4a",
+                     "aac": "m4a", "wav": "wav", "webm": "webm", "amr": "amr"}
+
+
+def audio_file_name(mime: str | None, audio: bytes) -> tuple[str, str]:
+    """Whisper picks the decoder from the file name: WhatsApp sends Ogg/Opus, Instagram
+    MP4/AAC without saying so, so the bytes decide when the provider gave no type."""
+    if mime:
+        subtype = mime.split(";")[0].split("/")[-1].strip().lower()
+        ext = _AUDIO_EXTENSIONS.get(subtype, "ogg")
+        return f"audio.{ext}", mime.split(";")[0].strip()
+    if audio[:4] == b"OggS":
+        return "audio.ogg", "audio/ogg"
+    if audio[4:8] == b"ftyp":
+        return "audio.mp4", "audio/mp4"
+    if audio[:3] == b"ID3" or audio[:2] == b"\xff\xfb":
+        return "audio.mp3", "audio/mpeg"
+    if audio[:4] == b"RIFF":
+        return "audio.wav", "audio/wav"
+    return "audio.ogg", "audio/ogg"
+
+
 async def perceive_node(state: TurnState, config: RunnableConfig) -> TurnState:
     """Voice notes become text (Whisper); images are fetched for the model to see."""
     deps = _deps(config)
@@ -165,7 +187,8 @@ async def perceive_node(state: TurnState, config: RunnableConfig) -> TurnState:
         if msg.kind is MessageKind.AUDIO and msg.media_url:
             try:
                 audio = await deps.fetch_media(msg)
-                transcript = await deps.llm.transcribe(audio, filename="audio.ogg", mime=msg.media_mime or "audio/ogg")
+                filename, mime = audio_file_name(msg.media_mime, audio)
+                transcript = await deps.llm.transcribe(audio, filename=filename, mime=mime)
             except MediaUnusable as exc:
                 log.warning("audio_unusable", error=str(exc))
             except openai.APIStatusError as exc:

@@ -86,6 +86,29 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console", secrets: Ite
     )
     # aiohttp's access log would print query strings (webhook tokens): keep it quiet.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Libraries log through the standard library (asyncio's "Task exception was never
+    # retrieved", aiohttp's errors): they go through the same scrubber.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                Scrubber(secrets),
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(numeric)
+    for chatty in ("openai", "httpx", "httpx2", "httpcore"):  # request-by-request debug noise
+        logging.getLogger(chatty).setLevel(max(numeric, logging.INFO))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

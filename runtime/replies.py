@@ -42,3 +42,53 @@ def typing_seconds(text: str, *, chars_per_s: float, max_s: int) -> int:
     if chars_per_s <= 0:
         return 1
     return max(1, min(max_s, math.ceil(len(text) / chars_per_s)))
+
+
+# Providers refuse longer texts outright (Instagram: 1,000 bytes; Cloud API: 4,096 chars).
+MAX_TEXT_BYTES = {"instagram": 1000, "whatsapp_cloud": 4096}
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+
+def fit_to_limit(parts: list[str], max_bytes: int | None) -> list[str]:
+    """Split any bubble over the provider's limit at sentence ends (then at spaces)."""
+    if max_bytes is None:
+        return parts
+    out: list[str] = []
+    for part in parts:
+        if len(part.encode()) <= max_bytes:
+            out.append(part)
+            continue
+        current = ""
+        for piece in _pieces(part, max_bytes):
+            candidate = f"{current} {piece}".strip() if current else piece
+            if len(candidate.encode()) <= max_bytes:
+                current = candidate
+            else:
+                out.append(current)
+                current = piece
+        if current:
+            out.append(current)
+    return out
+
+
+def _pieces(text: str, max_bytes: int) -> list[str]:
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        if len(sentence.encode()) <= max_bytes:
+            pieces.append(sentence)
+            continue
+        word_run = ""
+        for word in sentence.split():
+            while len(word.encode()) > max_bytes:  # a URL longer than the limit: cut it
+                cut = word.encode()[:max_bytes].decode("utf-8", "ignore")
+                pieces.append(cut)
+                word = word[len(cut):]
+            candidate = f"{word_run} {word}".strip()
+            if len(candidate.encode()) <= max_bytes:
+                word_run = candidate
+            else:
+                pieces.append(word_run)
+                word_run = word
+        if word_run:
+            pieces.append(word_run)
+    return [p for p in pieces if p]

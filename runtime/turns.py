@@ -40,7 +40,7 @@ from integrations.store.base import (
     Store,
     TurnCommit,
 )
-from runtime.replies import split_reply, typing_seconds
+from runtime.replies import MAX_TEXT_BYTES, fit_to_limit, split_reply, typing_seconds
 
 log = get_logger(__name__)
 
@@ -445,7 +445,10 @@ class TurnRunner:
         # Deterministic per batch of inbound messages: re-running a turn that crashed
         # before commit can never enqueue a second copy of the same answer.
         batch = f"{contact_key}:{records[0].id}" if records else f"{contact_key}:t{turn_id}"
-        for index, part in enumerate(split_reply(reply, max_parts=self.settings.reply_max_parts)):
+        parts = fit_to_limit(
+            split_reply(reply, max_parts=self.settings.reply_max_parts), MAX_TEXT_BYTES.get(channel)
+        )
+        for index, part in enumerate(parts):
             ref = f"reply-{index}"
             messages.append(NewMessage(direction="out", kind="text", text=part, status="queued", ref=ref))
             outbox.append(

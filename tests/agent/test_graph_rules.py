@@ -18,3 +18,12 @@ def test_two_questions_or_fewer_are_left_alone() -> None:
 def test_text_after_the_second_question_is_kept_when_no_third_question_follows() -> None:
     reply = "Qual o seu nome? E a cidade? Assim já encaminho."
     assert limit_questions(reply) == reply
+
+
+def test_voice_notes_are_named_for_whisper_by_type_or_by_their_bytes() -> None:
+    from agent.graph import audio_file_name
+
+    assert audio_file_name("audio/ogg; codecs=opus", b"") == ("audio.ogg", "audio/ogg")
+    assert audio_file_name(None, b"\x00\x00\x00\x1cftypM4A ") == ("audio.mp4", "audio/mp4")  # Instagram
+    assert audio_file_name(None, b"OggS\x00\x02") == ("audio.ogg", "audio/ogg")
+    assert audio_file_name("audio/mpeg", b"") == ("audio.mp3", "audio/mpeg")

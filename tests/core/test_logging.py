@@ -362,3 +362,15 @@ def test_mask_phone_never_shows_the_whole_number(raw: str) -> None:
 def test_mask_contact_key_keeps_the_channel() -> None:
     assert mask_contact_key(f"zapi:{LEAD_PHONE}") == f"zapi:{MASKED_LEAD}"
     assert LEAD_PHONE not in mask_contact_key(f"zapi:{LEAD_PHONE}")
+
+
+def test_standard_library_log_lines_are_scrubbed_too(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from core.logging import configure_logging
+
+    configure_logging(level="INFO", fmt="json", secrets=["sk-live-secret-123456"])
+    logging.getLogger("asyncio").error("Task failed for 5544999999999 with key sk-live-secret-123456")
+    err = capsys.readouterr().err
+    assert "5544999999999" not in err and "sk-live-secret-123456" not in err
+    assert "5544***99" in err

@@ -131,3 +131,18 @@ def test_typing_is_always_an_int_within_bounds(length: int) -> None:
 def test_no_paragraph_break_survives_inside_a_bubble_when_there_is_room() -> None:
     parts = split_reply("a\n\nb", max_parts=3)
     assert all(not re.search(r"\n\s*\n", p) for p in parts)
+
+
+def test_bubbles_over_a_providers_limit_are_split_at_sentence_ends() -> None:
+    from runtime.replies import fit_to_limit
+
+    sentence = "A SE3000 faz até 3.000 hambúrgueres por hora com molde ajustável. "
+    long_part = (sentence * 30).strip()
+    parts = fit_to_limit([long_part], 1000)
+    assert all(len(p.encode()) <= 1000 for p in parts)
+    assert " ".join(parts) == long_part
+    assert all(p.endswith(".") for p in parts)
+    assert fit_to_limit(["curto"], 1000) == ["curto"]
+    assert fit_to_limit([long_part], None) == [long_part]
+    url = "https://example.com/" + "a" * 1500
+    assert all(len(p.encode()) <= 1000 for p in fit_to_limit([url], 1000))

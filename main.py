@@ -6,6 +6,7 @@
     python main.py outbox stats       pending / in-flight / dead side effects
     python main.py outbox replay      put dead side effects back in the queue
     python main.py forget PHONE       erase a lead's personal data and messages (LGPD)
+    python main.py migrate [--apply]  print (or apply to DATABASE_URL) the Postgres schema
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -70,6 +72,35 @@ async def _forget(settings: Settings, phone: str, channel: str) -> int:
     return 0
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "supabase" / "migrations"
+
+
+def _migrate(settings: Settings, *, apply: bool) -> int:
+    """Print the schema SQL, or apply it to DATABASE_URL (every file is re-runnable)."""
+    files = sorted(MIGRATIONS.glob("*.sql"))
+    if not files:
+        print(f"no migrations found in {MIGRATIONS}", file=sys.stderr)
+        return 2
+    if not apply:
+        for path in files:
+            print(f"-- {path.name}\n{path.read_text(encoding='utf-8')}")
+        return 0
+    if settings.database_url is None:
+        print("Set DATABASE_URL to apply the migrations (or run without --apply to print them).", file=sys.stderr)
+        return 2
+    try:
+        import psycopg
+    except ImportError:
+        print("Applying needs psycopg: pip install 'psycopg[binary]'", file=sys.stderr)
+        return 2
+    with psycopg.connect(settings.database_url.get_secret_value(), autocommit=False) as conn:
+        for path in files:
+            conn.execute(path.read_text(encoding="utf-8"))
+            print(f"applied {path.name}")
+        conn.commit()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python main.py", description="AI SDR bot")
     sub = parser.add_subparsers(dest="command")
@@ -94,11 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     forget.add_argument(
         "--channel", default="whatsapp", help="whatsapp (any WhatsApp provider, default), instagram or cli"
     )
+    migrate = sub.add_parser("migrate", help="print the Supabase/Postgres schema SQL, or --apply it to DATABASE_URL")
+    migrate.add_argument("--apply", action="store_true", help="apply to DATABASE_URL instead of printing")
     args = parser.parse_args(argv)
 
     settings = Settings()
     if args.command == "chat":
         return _chat(settings, args.contact, args.fresh)
+    if args.command == "migrate":
+        return _migrate(settings, apply=args.apply)
     if args.command == "forget":
         configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
         return asyncio.run(_forget(settings, args.phone, args.channel))

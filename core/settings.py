@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # --- Supabase / PipeRun / Meta (reported in health; clients land in later issues)
     supabase_url: str | None = None
     supabase_service_role_key: SecretStr | None = None
+    # Direct Postgres connection (Supabase: Settings > Database), used only by `main.py migrate`.
+    database_url: SecretStr | None = None
     piperun_api_url: str = "https://api.pipe.run/v1"
     piperun_api_token: SecretStr | None = None
 
@@ -130,6 +132,7 @@ class Settings(BaseSettings):
         "chatwoot_webhook_secret",
         "supabase_service_role_key",
         "piperun_api_token",
+        "database_url",
         "zapi_instance_id",
         "waha_url",
         "whatsapp_phone_number_id",

@@ -96,7 +96,9 @@ async def _apply(request: web.Request, event) -> web.Response:  # type: ignore[n
         return _ok("relayed")
 
     status = event.conversation_status
-    if event.event in ("conversation_status_changed", "conversation_updated") and status:
+    # Only an explicit status change moves ownership: `conversation_updated` fires for
+    # labels, assignee or timers too, carrying the unchanged status.
+    if event.event == "conversation_status_changed" and status:
         if status == "open":
             await store.set_human_owned(lead.contact_key, until=runner.clock() + HUMAN_OWNED)
         elif status in ("resolved", "pending"):

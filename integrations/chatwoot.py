@@ -486,6 +486,21 @@ class ChatwootClient:
         except ValidationError as exc:
             raise self._bad_response("create message", _describe(exc)) from None
 
+    async def create_contact_inbox(self, contact_id: int) -> str | None:
+        """Link an existing contact (found through another inbox) to ours; returns its source_id.
+
+        `POST /contacts/{id}/contact_inboxes` with `inbox_id` (Chatwoot API: contact inboxes)."""
+        inbox = self.inbox_id
+        if inbox is None:
+            raise ChatwootError("CHATWOOT_INBOX_ID is not set", retryable=False)
+        data = await self._request(
+            "POST", f"/contacts/{int(contact_id)}/contact_inboxes", "create contact inbox",
+            json_body={"inbox_id": inbox},
+        )
+        payload = _unwrap_payload(data)
+        source_id = payload.get("source_id") if isinstance(payload, dict) else None
+        return str(source_id) if source_id else None
+
     async def toggle_status(self, conversation_id: int, status: ConversationStatus) -> str | None:
         """Set the conversation status; returns Chatwoot's `current_status`."""
         _check_status(status)

@@ -45,7 +45,11 @@ class ChatwootMirror:
         lead = await self.store.get_lead(contact_key)
         if lead is None:
             raise PermanentDeliveryError("the lead of this mirror item no longer exists")
-        if lead.chatwoot_contact_id is not None and lead.chatwoot_conversation_id is not None:
+        if (
+            lead.chatwoot_contact_id is not None
+            and lead.chatwoot_conversation_id is not None
+            and not lead.chatwoot_conversation_resolved
+        ):
             return lead.chatwoot_contact_id, lead.chatwoot_conversation_id
         contact_id, source_id = lead.chatwoot_contact_id, lead.chatwoot_source_id
         if contact_id is None:
@@ -69,7 +73,10 @@ class ChatwootMirror:
                 break
         if conversation_id is None:
             if not source_id:
-                raise PermanentDeliveryError("the Chatwoot contact has no inbox link (source_id)")
+                # Known to Chatwoot through another inbox (the company's own WhatsApp, say).
+                source_id = await self._guard(self.client.create_contact_inbox(contact_id))
+            if not source_id:
+                raise PermanentDeliveryError("Chatwoot gave the contact no link to our inbox (source_id)")
             conversation_id = await self._guard(self.client.create_conversation(contact_id, source_id, status="pending"))
         await self.store.save_chatwoot_link(
             contact_key, contact_id=contact_id, source_id=source_id, conversation_id=conversation_id

@@ -54,6 +54,7 @@ class LeadRecord:
     chatwoot_contact_id: int | None = None
     chatwoot_source_id: str | None = None
     chatwoot_conversation_id: int | None = None
+    chatwoot_conversation_resolved: bool = False
     conversation_id: int | None = None
     conversation_started_at: datetime | None = None
     # Last message of the current conversation either way (a nudge counts too).

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from core.logging import get_logger
 from core.models import InboundMessage
 from integrations.store.base import (
     DueFollowUp,
@@ -30,6 +31,8 @@ from integrations.store.base import (
     StoreUnavailable,
     TurnCommit,
 )
+
+log = get_logger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leads (
@@ -56,6 +59,7 @@ CREATE TABLE IF NOT EXISTS leads (
     chatwoot_contact_id INTEGER,
     chatwoot_source_id TEXT,
     chatwoot_conversation_id INTEGER,
+    chatwoot_conversation_resolved INTEGER NOT NULL DEFAULT 0,
     referral TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
@@ -178,6 +182,7 @@ _ADDED_COLUMNS = {
         "chatwoot_contact_id": "INTEGER",
         "chatwoot_source_id": "TEXT",
         "chatwoot_conversation_id": "INTEGER",
+        "chatwoot_conversation_resolved": "INTEGER NOT NULL DEFAULT 0",
     }
 }
 
@@ -397,6 +402,7 @@ class SqliteStore:
             chatwoot_contact_id=row["chatwoot_contact_id"],
             chatwoot_source_id=row["chatwoot_source_id"],
             chatwoot_conversation_id=row["chatwoot_conversation_id"],
+            chatwoot_conversation_resolved=bool(row["chatwoot_conversation_resolved"]),
             conversation_id=row["conversation_id"],
             conversation_started_at=(
                 _dt(row["conversation_started_at"]) if row["conversation_started_at"] else None
@@ -744,15 +750,19 @@ class SqliteStore:
     ) -> None:
         self.db.execute(
             "UPDATE leads SET chatwoot_contact_id = ?, chatwoot_source_id = COALESCE(?, chatwoot_source_id),"
-            " chatwoot_conversation_id = ?, updated_at = ? WHERE contact_key = ?",
+            " chatwoot_conversation_id = ?, chatwoot_conversation_resolved = 0, updated_at = ?"
+            " WHERE contact_key = ?",
             (contact_id, source_id, conversation_id, _iso(_now()), contact_key),
         )
 
     async def set_chatwoot_message_id(self, message_id: int, chatwoot_message_id: int) -> None:
-        self.db.execute(
-            "UPDATE messages SET chatwoot_message_id = ? WHERE id = ? AND chatwoot_message_id IS NULL",
-            (chatwoot_message_id, message_id),
-        )
+        try:
+            self.db.execute(
+                "UPDATE messages SET chatwoot_message_id = ? WHERE id = ? AND chatwoot_message_id IS NULL",
+                (chatwoot_message_id, message_id),
+            )
+        except sqlite3.IntegrityError:  # already linked to another row: keep the first link
+            log.warning("chatwoot_message_id_already_linked")
 
     @_unavailable_on_error
     async def is_own_chatwoot_message(
@@ -764,13 +774,14 @@ class SqliteStore:
         ).fetchone()
         if row is not None or conversation_id is None or not text:
             return row is not None
-        # Chatwoot's webhook can beat our own bookkeeping of the id we just created: a bot
-        # message with the same text, recently queued for this lead, not yet linked, is ours.
+        # Chatwoot's webhook can beat our own bookkeeping of the id we just created (and
+        # after an outage the mirror posts messages queued long ago): a bot message with
+        # the same text, for this lead, not yet linked to a Chatwoot id, is ours.
         row = self.db.execute(
             "SELECT 1 FROM messages m JOIN leads l ON l.id = m.lead_id"
             " WHERE l.chatwoot_conversation_id = ? AND m.direction = 'out' AND m.chatwoot_message_id IS NULL"
-            " AND COALESCE(m.turn_id, '') != 'human' AND m.text = ? AND m.created_at >= ? LIMIT 1",
-            (conversation_id, text.strip(), _iso(_now() - timedelta(minutes=10))),
+            " AND COALESCE(m.turn_id, '') != 'human' AND m.text = ? LIMIT 1",
+            (conversation_id, text.strip()),
         ).fetchone()
         return row is not None
 
@@ -806,15 +817,19 @@ class SqliteStore:
     @_unavailable_on_error
     async def set_human_owned(self, contact_key: str, *, until: datetime | None, resolved: bool = False) -> None:
         if until is not None:
+            # A person took it (again): the conversation is live, whatever it was before.
             self.db.execute(
-                "UPDATE leads SET paused_until = ?, updated_at = ? WHERE contact_key = ?",
+                "UPDATE leads SET paused_until = ?, chatwoot_conversation_resolved = 0, updated_at = ?"
+                " WHERE contact_key = ?",
                 (_iso(until), _iso(_now()), contact_key),
             )
             return
+        # The id is kept (late events of that conversation still find the lead); the flag
+        # makes the next mirror item look for a live conversation or open a new one.
         self.db.execute(
             "UPDATE leads SET paused_until = NULL, handoff_state = NULL, handoff_reason = NULL,"
             " handoff_summary = NULL, handoff_at = NULL,"
-            " chatwoot_conversation_id = CASE WHEN ? THEN NULL ELSE chatwoot_conversation_id END,"
+            " chatwoot_conversation_resolved = CASE WHEN ? THEN 1 ELSE chatwoot_conversation_resolved END,"
             " updated_at = ? WHERE contact_key = ?",
             (1 if resolved else 0, _iso(_now()), contact_key),
         )

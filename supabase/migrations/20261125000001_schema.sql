@@ -56,11 +56,14 @@ CREATE TABLE IF NOT EXISTS leads (
     chatwoot_contact_id bigint,
     chatwoot_source_id text,
     chatwoot_conversation_id bigint,
+    chatwoot_conversation_resolved boolean NOT NULL DEFAULT false,
     referral jsonb,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT leads_contact_key_key UNIQUE (contact_key)
 );
+-- Added after the first release of this file: databases created earlier gain it here.
+ALTER TABLE leads ADD COLUMN IF NOT EXISTS chatwoot_conversation_resolved boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS leads_chatwoot_conversation ON leads (chatwoot_conversation_id)
     WHERE chatwoot_conversation_id IS NOT NULL;
 COMMENT ON TABLE leads IS

@@ -302,3 +302,50 @@ async def test_a_voice_note_is_mirrored_with_its_transcript(
     incoming = chatwoot.public()[0]
     assert incoming[0] == "incoming" and "quinhentos por dia" in incoming[1]
     assert payload["audio"]["audioUrl"] in incoming[1]
+
+
+async def test_a_conversation_update_that_does_not_change_the_status_keeps_the_bot_paused(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    openai_fake.then(reply="Oi! Como posso ajudar?")
+    await lead_says(bot, "Oi", 1)
+    await eventually(lambda: len(chatwoot.public()) == 2)
+    assert (await chatwoot_event(bot, "webhook_message_created_account.json"))["outcome"] == "relayed"
+    # Labels/assignee/timers changed: Chatwoot sends conversation_updated with status pending.
+    await chatwoot_event(bot, "webhook_conversation_status_changed.json", event="conversation_updated", status="pending")
+    await lead_says(bot, "Pode ligar", 2)
+    await eventually(lambda: ("incoming", "Pode ligar") in chatwoot.public())
+    await asyncio.sleep(0.2)
+    assert openai_fake.chat_calls == 1  # still the human's conversation
+
+
+async def test_after_an_outage_the_bots_late_mirrored_messages_are_not_taken_for_an_agent(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    openai_fake.then(reply="Oi! Tudo bem?").then(reply="Claro, a FB300 atende.")
+    await lead_says(bot, "Oi", 1)
+    await eventually(lambda: len(chatwoot.public()) == 2)
+    chatwoot.down = True
+    await lead_says(bot, "Tem a FB300?", 2)
+    await eventually(lambda: len(zapi_fake.sent) == 2)
+    with sqlite3.connect(bot.app[STORE].path) as db:  # type: ignore[attr-defined]
+        db.execute("UPDATE messages SET created_at = '2020-01-01T00:00:00+00:00'")  # "long ago"
+    # Chatwoot comes back; its webhook for the bot's message arrives before we link its id.
+    outcome = await chatwoot_event(
+        bot, "webhook_message_created_account.json", id=999001, content="Claro, a FB300 atende."
+    )
+    assert outcome["outcome"] == "own_message"
+    chatwoot.down = False
+    await eventually(lambda: len(chatwoot.public()) == 4, timeout=10)
+    assert len(zapi_fake.sent) == 2
+
+
+async def test_an_agent_writing_after_resolving_still_reaches_the_lead(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    openai_fake.then(reply="Oi! Como posso ajudar?")
+    await lead_says(bot, "Oi", 1)
+    await eventually(lambda: len(chatwoot.public()) == 2)
+    await chatwoot_event(bot, "webhook_conversation_status_changed.json", status="resolved")
+    assert (await chatwoot_event(bot, "webhook_message_created_account.json"))["outcome"] == "relayed"
+    await eventually(lambda: len(zapi_fake.sent) == 2)

@@ -148,6 +148,21 @@ class Delivery:
                 summary="O lead não escreve há mais de 24 h e o canal não permite texto livre; "
                 "retome com um template aprovado ou por outro canal.",
             )
+            if self.settings.chatwoot_configured:
+                # The team must see it: the same note + `open` as any other handoff.
+                await self.store.enqueue(
+                    OutboxItem(
+                        kind="chatwoot_handoff",
+                        order_key=f"chatwoot:{payload['contact_key']}",
+                        idempotency_key=f"cw-handoff-window:{payload['contact_key']}:{payload.get('message_id')}",
+                        payload={
+                            "contact_key": payload["contact_key"],
+                            "card": "🔔 Lead para atendimento humano\nMotivo: fora_da_janela_24h\n"
+                            "O lead não escreve há mais de 24 h e o canal não permite texto livre: "
+                            "retome com um template aprovado ou por outro canal.",
+                        },
+                    )
+                )
             outcome = f"outside the {channel.window_hours} h window and no template: handed off to a person"
         log.warning("reply_outside_window", channel=channel.name, outcome=outcome)
 

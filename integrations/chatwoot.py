@@ -486,6 +486,22 @@ class ChatwootClient:
         except ValidationError as exc:
             raise self._bad_response("create message", _describe(exc)) from None
 
+    async def conversation_messages(self, conversation_id: int) -> list[ChatwootMessage]:
+        """The conversation's latest messages (`GET /conversations/{id}/messages`)."""
+        data = await self._request(
+            "GET", f"/conversations/{int(conversation_id)}/messages", "list messages"
+        )
+        items = _unwrap_payload(data)
+        if not isinstance(items, list):
+            return []
+        out: list[ChatwootMessage] = []
+        for item in items:
+            try:
+                out.append(ChatwootMessage.model_validate(item))
+            except ValidationError:
+                continue
+        return out
+
     async def create_contact_inbox(self, contact_id: int) -> str | None:
         """Link an existing contact (found through another inbox) to ours; returns its source_id.
 

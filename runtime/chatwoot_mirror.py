@@ -86,16 +86,31 @@ class ChatwootMirror:
     async def message(self, item: OutboxItem) -> None:
         payload = item.payload
         _contact, conversation_id = await self.conversation(payload["contact_key"])
+        message_type = "incoming" if payload["direction"] == "in" else "outgoing"
+        if item.attempts > 1:
+            # A previous attempt may have been created before its answer was lost (a
+            # timeout): look before posting the same message twice.
+            existing = await self._posted_before(conversation_id, payload["text"], message_type)
+            if existing is not None:
+                if payload.get("message_id") is not None:
+                    await self.store.set_chatwoot_message_id(int(payload["message_id"]), existing)
+                return
         chatwoot_id = await self._guard(
-            self.client.create_message(
-                conversation_id,
-                payload["text"],
-                message_type="incoming" if payload["direction"] == "in" else "outgoing",
-            )
+            self.client.create_message(conversation_id, payload["text"], message_type=message_type)
         )
         if payload.get("message_id") is not None and chatwoot_id is not None:
             # Remembered so Chatwoot's webhook for this very message is never taken for an agent.
             await self.store.set_chatwoot_message_id(int(payload["message_id"]), int(chatwoot_id))
+
+    async def _posted_before(self, conversation_id: int, text: str, message_type: str) -> int | None:
+        wanted = 0 if message_type == "incoming" else 1  # Chatwoot's numeric message types
+        recent = (await self._guard(self.client.conversation_messages(conversation_id)))[-5:]
+        for message in reversed(recent):
+            kind = message.message_type
+            same_type = kind in (message_type, wanted)
+            if same_type and (message.content or "").strip() == text.strip() and not message.private:
+                return message.id
+        return None
 
     async def profile(self, item: OutboxItem) -> None:
         payload = item.payload

@@ -48,6 +48,7 @@ def settings(tmp_path: Path) -> Settings:
 class FakeChatwoot:
     def __init__(self, mock: aioresponses) -> None:
         self.down = False
+        self.lose_next_answer = False
         self.calls: list[tuple[str, str, Any]] = []
         self.messages: list[dict[str, Any]] = []
         self.next_message_id = 90300
@@ -59,6 +60,7 @@ class FakeChatwoot:
             ("GET", f"{CW}/contacts/1042/conversations", self._conversations),
             ("POST", f"{CW}/conversations", self._create_conversation),
             ("POST", f"{CW}/conversations/318/messages", self._message),
+            ("GET", f"{CW}/conversations/318/messages", self._list_messages),
             ("POST", f"{CW}/conversations/318/toggle_status", self._toggle),
             ("POST", f"{CW}/conversations/318/labels", self._labels),
             ("POST", f"{CW}/conversations/318/assignments", self._assign),
@@ -103,9 +105,23 @@ class FakeChatwoot:
         body = self._body(kw)
         self.next_message_id += 1
         self.messages.append({**body, "id": self.next_message_id})
+        if self.lose_next_answer:  # created, but the answer never reaches the bot
+            self.lose_next_answer = False
+            return CallbackResult(status=504, payload={"error": "Gateway Timeout"})
         response = copy.deepcopy(load_fixture("chatwoot/message_create_response.json"))
         response.update(id=self.next_message_id, content=body.get("content"))
         return CallbackResult(payload=response)
+
+    async def _list_messages(self, url: Any, **kw: Any) -> CallbackResult:
+        if (gate := await self._gate("list_messages", kw)) is not None:
+            return gate
+        kinds = {"incoming": 0, "outgoing": 1}
+        payload = [
+            {"id": m["id"], "content": m["content"], "message_type": kinds[m["message_type"]],
+             "private": m.get("private", False), "conversation_id": 318}
+            for m in self.messages
+        ]
+        return CallbackResult(payload={"meta": {}, "payload": payload})
 
     async def _toggle(self, url: Any, **kw: Any) -> CallbackResult:
         return await self._gate("toggle_status", kw) or CallbackResult(payload=load_fixture("chatwoot/toggle_status_response.json"))
@@ -349,3 +365,15 @@ async def test_an_agent_writing_after_resolving_still_reaches_the_lead(
     await chatwoot_event(bot, "webhook_conversation_status_changed.json", status="resolved")
     assert (await chatwoot_event(bot, "webhook_message_created_account.json"))["outcome"] == "relayed"
     await eventually(lambda: len(zapi_fake.sent) == 2)
+
+
+async def test_a_message_created_before_its_answer_was_lost_is_not_mirrored_twice(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+) -> None:
+    openai_fake.then(reply="Oi! Como posso ajudar?")
+    chatwoot.lose_next_answer = True
+    await lead_says(bot, "Oi", 1)
+    await eventually(lambda: len(chatwoot.public()) == 2)
+    await asyncio.sleep(0.3)
+    assert chatwoot.public() == [("incoming", "Oi"), ("outgoing", "Oi! Como posso ajudar?")]
+    assert "list_messages" in chatwoot.names()

@@ -253,9 +253,11 @@ class TurnRunner:
         return now - max(times) > timedelta(hours=self.settings.session_idle_hours)
 
     async def _sender_name(self, records: list[InboundRecord], lead: LeadRecord | None) -> str | None:
-        """The provider's profile name, when the webhook did not carry one and the store
-        does not know it yet (Instagram): fetched once, then kept on the lead."""
-        if (lead is not None and lead.name) or self.profile_name is None:
+        """The provider's profile name when the webhook carries none (Instagram): fetched
+        once, on the lead's first turn, then kept on the lead."""
+        # Asked on the lead's first turn only: a profile without a name stays without one
+        # rather than costing a Graph API call on every message.
+        if lead is not None or self.profile_name is None:
             return None
         if any(r.message.name for r in records):
             return None

@@ -14,7 +14,6 @@ datetime is in.
 from __future__ import annotations
 
 import re
-import tomllib
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.config_files import read_toml
 from core.settings import PROJECT_ROOT
 
 DEFAULT_BUSINESS_HOURS_PATH = PROJECT_ROOT / "prompts" / "business_hours.toml"
@@ -333,12 +333,7 @@ def _at_clock(moment: datetime) -> str:
 def load_business_hours(path: Path | str | None = None) -> BusinessHours:
     """Read and check the hours file once, at start; every mistake names the file and key."""
     hours_path = Path(path) if path is not None else DEFAULT_BUSINESS_HOURS_PATH
-    try:
-        data = tomllib.loads(hours_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise BusinessHoursError(f"business hours file not found: {hours_path}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise BusinessHoursError(f"business hours file {hours_path} is not valid TOML: {exc}") from exc
+    data = read_toml(hours_path, what="business hours", error=BusinessHoursError)
     try:
         return BusinessHours.model_validate(data)
     except ValidationError as exc:

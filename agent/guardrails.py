@@ -9,14 +9,13 @@ condition or a delivery deadline never reaches the lead.
 from __future__ import annotations
 
 import re
-import unicodedata
+
+from agent.lead import fold as fold_accents
 
 
 def fold(text: str) -> str:
-    """Lower-case, accents removed, punctuation to spaces, whitespace collapsed."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(re.sub(r"[^\w\s]", " ", plain).split())
+    """`agent.lead.fold` (case and accents), plus punctuation to spaces, whitespace collapsed."""
+    return " ".join(re.sub(r"[^\w\s]", " ", fold_accents(text.casefold())).split())
 
 
 # A message that is only one of these words is an opt-out ("SAIR", "Parar!", "stop").

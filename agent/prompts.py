@@ -13,12 +13,12 @@ never interpreted. The static part (rules, knowledge) comes before the per-turn 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agent.config_files import read_toml
 from agent.lead import LeadProfile, describe_lead, field_label
 from core.settings import PROJECT_ROOT
 
@@ -108,12 +108,7 @@ def load_prompt_bundle(prompts_dir: Path | str | None = None) -> PromptBundle:
         raise PromptError(f"{system_path}: missing placeholder(s) {sorted('{' + a + '}' for a in absent)}")
 
     company_path = base / "company.toml"
-    try:
-        company = tomllib.loads(company_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PromptError(f"company file not found: {company_path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PromptError(f"{company_path} is not valid TOML: {exc}") from None
+    company = read_toml(company_path, what="company", error=PromptError)
     company_name = company.get("name")
     if not isinstance(company_name, str) or not company_name.strip():
         raise PromptError(f"{company_path}: 'name' (the company name) is required")
@@ -132,12 +127,7 @@ def load_prompt_bundle(prompts_dir: Path | str | None = None) -> PromptBundle:
         raise PromptError(f"no knowledge found: add at least one .md file to {knowledge_dir}")
 
     messages_path = base / "messages.toml"
-    try:
-        messages = tomllib.loads(messages_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PromptError(f"fixed messages file not found: {messages_path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PromptError(f"{messages_path} is not valid TOML: {exc}") from None
+    messages = read_toml(messages_path, what="fixed messages", error=PromptError)
     for key in REQUIRED_MESSAGES:
         value = messages.get(key)
         if not isinstance(value, str) or not value.strip():

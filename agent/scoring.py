@@ -7,12 +7,12 @@ and every point awarded comes with a pt-BR reason shown next to the lead.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agent.config_files import read_toml
 from agent.lead import (
     URGENCY_LABELS,
     LeadProfile,
@@ -145,12 +145,7 @@ class ScoreResult(BaseModel):
 def load_scoring_rules(path: Path | str | None = None) -> ScoringRules:
     """Read and check the rules file once, at start; every mistake names the file and key."""
     rules_path = Path(path) if path is not None else DEFAULT_RULES_PATH
-    try:
-        data = tomllib.loads(rules_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ScoringRulesError(f"scoring rules file not found: {rules_path}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ScoringRulesError(f"scoring rules file {rules_path} is not valid TOML: {exc}") from exc
+    data = read_toml(rules_path, what="scoring rules", error=ScoringRulesError)
     try:
         return ScoringRules.model_validate(data)
     except ValidationError as exc:

@@ -16,6 +16,8 @@ from typing import Any
 import structlog
 from pydantic import BaseModel
 
+from core.models import mask_phone
+
 _DIGIT_RUN = re.compile(r"\+?\d[\d\s().-]{8,}\d")
 # Ids the server generates itself (hex turn ids can contain long digit runs).
 _SERVER_IDS = {"timestamp", "level", "turn_id", "request_id", "outbox_id"}
@@ -26,7 +28,7 @@ def _mask_digits(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group(0))
     if len(digits) < 10:
         return match.group(0)
-    return f"{digits[:4]}***{digits[-2:]}"
+    return mask_phone(digits)
 
 
 class Scrubber:

@@ -81,13 +81,49 @@ class Settings(BaseSettings):
     chatwoot_handoff_team_id: int | None = None
     chatwoot_reopen_resolved: bool = False
 
-    # --- Supabase / PipeRun / Meta (reported in health; clients land in later issues)
+    # --- Supabase: the production store (unset: embedded SQLite) ------------------
     supabase_url: str | None = None
     supabase_service_role_key: SecretStr | None = None
+    supabase_timeout_s: float = 10.0
+    supabase_max_attempts: int = 3
     # Direct Postgres connection (Supabase: Settings > Database), used only by `main.py migrate`.
     database_url: SecretStr | None = None
+    # Names this process in turn leases shared by several instances; default: host-pid-random.
+    instance_id: str | None = None
+    turn_lease_s: float = 120.0
+    pending_poll_s: float = 2.0
+
+    # --- PipeRun CRM ----------------------------------------------------------------
     piperun_api_url: str = "https://api.pipe.run/v1"
     piperun_api_token: SecretStr | None = None
+    piperun_pipeline_id: int | None = None
+    piperun_stage_id: int | None = None
+    piperun_origin_id: int | None = None
+    # Per-channel origins (WhatsApp vs Instagram ads); fall back to PIPERUN_ORIGIN_ID.
+    piperun_origin_id_whatsapp: int | None = None
+    piperun_origin_id_instagram: int | None = None
+    piperun_owner_id: int | None = None
+    # What sends a lead to the CRM: "hot" (quente), "handoff", or both.
+    piperun_sync_on: list[Literal["hot", "handoff"]] = ["hot", "handoff"]
+    piperun_rate_per_s: float = 5.0
+
+    # --- Meta Conversions API -------------------------------------------------------
+    meta_pixel_id: str | None = None
+    meta_access_token: SecretStr | None = None
+    meta_test_event_code: str | None = None
+    # Lifecycle events sent to Meta; drop a name to turn it off.
+    meta_capi_events: list[Literal["Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"]] = [
+        "Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"
+    ]
+    # Meta's standard name for a qualified lead, or the custom "QualifiedLead".
+    meta_capi_qualified_event: Literal["QualifiedLead", "CompleteRegistration"] = "QualifiedLead"
+
+    # --- outbound webhooks (any other CRM or automation) ------------------------------
+    # JSON list of {"url", "secret", "events": [...]} or a path to a TOML/JSON file of them.
+    outbound_webhooks: str | None = None
+    outbound_webhooks_file: Path | None = None
+    # Shared secret for POST /webhooks/crm (a CRM reporting won/lost deals and meetings).
+    crm_webhook_secret: SecretStr | None = None
 
     # --- conversation runtime -----------------------------------------------------
     debounce_quiet_s: float = 3.0
@@ -140,6 +176,13 @@ class Settings(BaseSettings):
         "instagram_account_id",
         "chatwoot_api_url",
         "supabase_url",
+        "instance_id",
+        "meta_pixel_id",
+        "meta_access_token",
+        "meta_test_event_code",
+        "outbound_webhooks",
+        "outbound_webhooks_file",
+        "crm_webhook_secret",
         mode="before",
     )
     @classmethod
@@ -149,7 +192,16 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("chatwoot_handoff_team_id", mode="before")
+    @field_validator(
+        "chatwoot_handoff_team_id",
+        "piperun_pipeline_id",
+        "piperun_stage_id",
+        "piperun_origin_id",
+        "piperun_origin_id_whatsapp",
+        "piperun_origin_id_instagram",
+        "piperun_owner_id",
+        mode="before",
+    )
     @classmethod
     def _blank_int_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -194,7 +246,18 @@ class Settings(BaseSettings):
 
     @property
     def piperun_configured(self) -> bool:
-        return self.piperun_api_token is not None
+        return bool(self.piperun_api_token and self.piperun_pipeline_id and self.piperun_stage_id)
+
+    @property
+    def meta_capi_configured(self) -> bool:
+        return bool(self.meta_pixel_id and self.meta_access_token)
+
+    def piperun_origin_for(self, channel: str) -> int | None:
+        if channel == "instagram" and self.piperun_origin_id_instagram:
+            return self.piperun_origin_id_instagram
+        if channel != "instagram" and self.piperun_origin_id_whatsapp:
+            return self.piperun_origin_id_whatsapp
+        return self.piperun_origin_id
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so the log scrubber can redact them verbatim."""

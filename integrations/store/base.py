@@ -59,6 +59,10 @@ class LeadRecord:
     conversation_started_at: datetime | None = None
     # Last message of the current conversation either way (a nudge counts too).
     conversation_last_message_at: datetime | None = None
+    # Where the lead lives in PipeRun, once a hot lead was pushed there.
+    crm_person_id: int | None = None
+    crm_company_id: int | None = None
+    crm_deal_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class OutboxItem:
     attempts: int = 0
     last_error: str | None = None
     next_attempt_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass
@@ -212,6 +218,41 @@ class Store(Protocol):
     async def next_outbox_due(self) -> datetime | None: ...
     async def outbox_stats(self) -> OutboxStats: ...
     async def replay_dead(self, *, kind: str | None = None) -> int: ...
+    async def outbox_stats_by_kind(self) -> dict[str, OutboxStats]:
+        """Depth and dead count per integration kind, for /metrics and /api/health."""
+
+    async def list_outbox(
+        self, *, status: OutboxStatus | None = None, kind: str | None = None, limit: int = 50
+    ) -> list[OutboxItem]:
+        """Newest first: what an operator looks at before replaying."""
+
+    async def get_outbox(self, item_id: int) -> OutboxItem | None: ...
+    async def replay_outbox(self, item_id: int) -> bool:
+        """A dead item back to pending with fresh attempts and the same idempotency key;
+        False when the item is unknown or not dead."""
+
+    async def defer_outbox(self, item_id: int, *, next_attempt_at: datetime, reason: str) -> None:
+        """Back to pending without counting the claim as an attempt (circuit open,
+        shutting down): the item was never tried."""
+
+    # --- several instances sharing one store -----------------------------------------
+    async def claim_contact(self, contact_key: str, *, owner: str, lease_s: float) -> bool:
+        """Lease a lead's turns to `owner` (new, renewed, or taken over from an owner whose
+        lease expired); False while another live owner holds it."""
+
+    async def release_contact(self, contact_key: str, *, owner: str) -> None: ...
+    async def claim_ready_contacts(
+        self, *, owner: str, limit: int, quiet_s: float, max_wait_s: float, lease_s: float
+    ) -> list[str]:
+        """Contacts whose pending burst is over (quiet for `quiet_s`, or waiting longer than
+        `max_wait_s`) and whose turn nobody holds, leased to `owner`, oldest first."""
+
+    async def save_crm_link(
+        self, contact_key: str, *, person_id: int | None, company_id: int | None, deal_id: int | None
+    ) -> None:
+        """The PipeRun ids of a lead (None keeps what is stored)."""
+
+    async def lead_by_crm_deal(self, deal_id: int) -> LeadRecord | None: ...
     async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None: ...
 
     async def record_delivery_status(

@@ -97,6 +97,8 @@ async def test_integrations_configured_from_the_documented_variables(
         "CHATWOOT_API_TOKEN": "cw-tok-5d2e8f1a9b3c",
         "SUPABASE_SERVICE_ROLE_KEY": "eyJhbGciOi.service-role.8c1f",
         "PIPERUN_API_TOKEN": "pr-tok-77aa41b2c9",
+        "PIPERUN_PIPELINE_ID": "12",
+        "PIPERUN_STAGE_ID": "34",
     }
     for name, value in {
         **secrets,

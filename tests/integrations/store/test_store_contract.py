@@ -1,59 +1,27 @@
 """The `Store` contract: what the runtime relies on from any backend.
 
 Every test here talks to the store only through the `Store` protocol
-(`integrations/store/base.py`), never through SQL, so the same suite proves the
-Supabase backend when it lands: add its name to `BACKENDS` and a builder to
-`_BUILDERS` (a builder gets the test's tmp_path and returns an *unopened* store;
-calling it twice must give two handles on the same data, which is what the restart
-test uses).
+(`integrations/store/base.py`), never through SQL, so the same suite proves every
+backend listed in `conftest.py` (`open_store` / `store` fixtures).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.models import InboundMessage, MessageKind, contact_key_for
 from integrations.store.base import NewMessage, OutboxItem, Store, StoreUnavailable, TurnCommit
-from integrations.store.sqlite import SqliteStore
-
-_BUILDERS: dict[str, Callable[[Path], Store]] = {
-    "sqlite": lambda tmp_path: SqliteStore(tmp_path / "contract.sqlite3"),
-    # "supabase": lambda tmp_path: SupabaseStore(...),  # a fresh schema per test
-}
-BACKENDS = list(_BUILDERS)
 
 OpenStore = Callable[[], Awaitable[Store]]
 
 LEAD_A = "5511987650001"
 LEAD_B = "5511987650002"
 LEAD_C = "5511987650003"
-
-
-@pytest.fixture(params=BACKENDS)
-async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenStore]:
-    """Opens a new handle on the test's backing storage (one per call: a "process")."""
-    opened: list[Store] = []
-
-    async def _open() -> Store:
-        store = _BUILDERS[request.param](tmp_path)
-        await store.open()
-        opened.append(store)
-        return store
-
-    yield _open
-    for store in opened:
-        await store.close()
-
-
-@pytest.fixture
-async def store(open_store: OpenStore) -> Store:
-    return await open_store()
 
 
 # --- builders -------------------------------------------------------------------------

@@ -17,6 +17,15 @@ InboundStatus = Literal["pending", "done", "ignored"]
 OutboxStatus = Literal["pending", "inflight", "done", "dead"]
 
 
+# Outbox items of one lead are serialised per lane ("<lane>:<contact key>"); an LGPD
+# erasure deletes every lane of the lead, since payloads carry messages and contact data.
+OUTBOX_LANES = ("reply", "chatwoot", "crm", "capi", "hooks")
+
+
+def lane_key(lane: str, contact_key: str) -> str:
+    return f"{lane}:{contact_key}"
+
+
 class StoreUnavailable(Exception):
     """The store cannot accept writes now; webhooks answer 503 so providers retry."""
 

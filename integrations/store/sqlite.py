@@ -21,6 +21,7 @@ from typing import Any
 from core.logging import get_logger
 from core.models import InboundMessage
 from integrations.store.base import (
+    OUTBOX_LANES,
     DueFollowUp,
     InboundRecord,
     InboundStatus,
@@ -30,6 +31,7 @@ from integrations.store.base import (
     StoredMessage,
     StoreUnavailable,
     TurnCommit,
+    lane_key,
 )
 
 log = get_logger(__name__)
@@ -60,6 +62,9 @@ CREATE TABLE IF NOT EXISTS leads (
     chatwoot_source_id TEXT,
     chatwoot_conversation_id INTEGER,
     chatwoot_conversation_resolved INTEGER NOT NULL DEFAULT 0,
+    crm_person_id INTEGER,
+    crm_company_id INTEGER,
+    crm_deal_id INTEGER,
     referral TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
@@ -157,6 +162,12 @@ CREATE TABLE IF NOT EXISTS followups (
 );
 CREATE INDEX IF NOT EXISTS followups_due ON followups(due_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS followups_lead ON followups(lead_id) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS turn_leases (
+    contact_key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    acquired_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS erasures (
     id INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
@@ -183,6 +194,9 @@ _ADDED_COLUMNS = {
         "chatwoot_source_id": "TEXT",
         "chatwoot_conversation_id": "INTEGER",
         "chatwoot_conversation_resolved": "INTEGER NOT NULL DEFAULT 0",
+        "crm_person_id": "INTEGER",
+        "crm_company_id": "INTEGER",
+        "crm_deal_id": "INTEGER",
     }
 }
 
@@ -410,6 +424,9 @@ class SqliteStore:
             conversation_last_message_at=(
                 _dt(row["conversation_last_message_at"]) if row["conversation_last_message_at"] else None
             ),
+            crm_person_id=row["crm_person_id"],
+            crm_company_id=row["crm_company_id"],
+            crm_deal_id=row["crm_deal_id"],
         )
 
     async def recent_messages(self, contact_key: str, limit: int) -> list[StoredMessage]:
@@ -624,9 +641,11 @@ class SqliteStore:
                 "SELECT channel FROM inbound WHERE contact_key = ? ORDER BY id LIMIT 1", (contact_key,)
             ).fetchone()
             inbound = db.execute("DELETE FROM inbound WHERE contact_key = ?", (contact_key,)).rowcount
+            lanes = [lane_key(lane, contact_key) for lane in OUTBOX_LANES]
             outbox = db.execute(
-                "DELETE FROM outbox WHERE order_key = ?", (f"reply:{contact_key}",)
+                f"DELETE FROM outbox WHERE order_key IN ({','.join('?' * len(lanes))})", lanes
             ).rowcount
+            db.execute("DELETE FROM turn_leases WHERE contact_key = ?", (contact_key,))
             if lead is None and not inbound:
                 return False
             counts = {"inbound": inbound, "outbox": outbox}
@@ -854,6 +873,8 @@ class SqliteStore:
             attempts=row["attempts"],
             last_error=row["last_error"],
             next_attempt_at=_dt(row["next_attempt_at"]),
+            created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
         )
 
     async def claim_outbox(self, *, limit: int, now: datetime) -> list[OutboxItem]:
@@ -945,3 +966,108 @@ class SqliteStore:
             sql += " AND kind = ?"
             args.append(kind)
         return self.db.execute(sql, args).rowcount
+
+    async def outbox_stats_by_kind(self) -> dict[str, OutboxStats]:
+        out: dict[str, dict[str, int]] = {}
+        for kind, status, count in self.db.execute(
+            "SELECT kind, status, COUNT(*) FROM outbox WHERE status <> 'done' GROUP BY kind, status"
+        ).fetchall():
+            out.setdefault(kind, {})[status] = count
+        return {
+            kind: OutboxStats(
+                pending=c.get("pending", 0), inflight=c.get("inflight", 0), dead=c.get("dead", 0), done=0
+            )
+            for kind, c in out.items()
+        }
+
+    async def list_outbox(
+        self, *, status: str | None = None, kind: str | None = None, limit: int = 50
+    ) -> list[OutboxItem]:
+        sql, args = "SELECT * FROM outbox WHERE 1 = 1", []
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(max(0, limit))
+        return [self._outbox_item(r) for r in self.db.execute(sql, args).fetchall()]
+
+    async def get_outbox(self, item_id: int) -> OutboxItem | None:
+        row = self.db.execute("SELECT * FROM outbox WHERE id = ?", (item_id,)).fetchone()
+        return self._outbox_item(row) if row else None
+
+    async def replay_outbox(self, item_id: int) -> bool:
+        now = _iso(_now())
+        cur = self.db.execute(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
+            " WHERE id = ? AND status = 'dead'",
+            (now, now, item_id),
+        )
+        return cur.rowcount == 1
+
+    async def defer_outbox(self, item_id: int, *, next_attempt_at: datetime, reason: str) -> None:
+        self.db.execute(
+            "UPDATE outbox SET status = 'pending', attempts = MAX(attempts - 1, 0), next_attempt_at = ?,"
+            " last_error = ?, updated_at = ? WHERE id = ? AND status = 'inflight'",
+            (_iso(next_attempt_at), reason[:1000], _iso(_now()), item_id),
+        )
+
+    # --- turn leases (one process uses SQLite, but the contract is the same) -------------
+    async def claim_contact(self, contact_key: str, *, owner: str, lease_s: float) -> bool:
+        now = _now()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO turn_leases (contact_key, owner, expires_at, acquired_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (contact_key) DO UPDATE SET owner = excluded.owner,"
+                "   expires_at = excluded.expires_at,"
+                "   acquired_at = CASE WHEN turn_leases.owner = excluded.owner"
+                "                      THEN turn_leases.acquired_at ELSE excluded.acquired_at END"
+                " WHERE turn_leases.owner = excluded.owner OR turn_leases.expires_at <= ?",
+                (contact_key, owner, _iso(now + timedelta(seconds=max(lease_s, 0.001))), _iso(now), _iso(now)),
+            )
+            return cur.rowcount == 1
+
+    async def release_contact(self, contact_key: str, *, owner: str) -> None:
+        self.db.execute("DELETE FROM turn_leases WHERE contact_key = ? AND owner = ?", (contact_key, owner))
+
+    async def claim_ready_contacts(
+        self, *, owner: str, limit: int, quiet_s: float, max_wait_s: float, lease_s: float
+    ) -> list[str]:
+        now = _now()
+        rows = self.db.execute(
+            "SELECT i.contact_key FROM inbound i WHERE i.status = 'pending'"
+            " GROUP BY i.contact_key"
+            " HAVING MAX(i.received_at) <= ? OR MIN(i.received_at) <= ?"
+            " ORDER BY MIN(i.id)",
+            (_iso(now - timedelta(seconds=quiet_s)), _iso(now - timedelta(seconds=max_wait_s))),
+        ).fetchall()
+        claimed: list[str] = []
+        for (contact_key,) in rows:
+            if len(claimed) >= limit:
+                break
+            held = self.db.execute(
+                "SELECT owner FROM turn_leases WHERE contact_key = ? AND expires_at > ?",
+                (contact_key, _iso(now)),
+            ).fetchone()
+            if held is not None and held[0] != owner:
+                continue
+            if await self.claim_contact(contact_key, owner=owner, lease_s=lease_s):
+                claimed.append(contact_key)
+        return claimed
+
+    # --- CRM ----------------------------------------------------------------------
+    async def save_crm_link(
+        self, contact_key: str, *, person_id: int | None, company_id: int | None, deal_id: int | None
+    ) -> None:
+        self.db.execute(
+            "UPDATE leads SET crm_person_id = COALESCE(?, crm_person_id),"
+            " crm_company_id = COALESCE(?, crm_company_id), crm_deal_id = COALESCE(?, crm_deal_id),"
+            " updated_at = ? WHERE contact_key = ?",
+            (person_id, company_id, deal_id, _iso(_now()), contact_key),
+        )
+
+    async def lead_by_crm_deal(self, deal_id: int) -> LeadRecord | None:
+        row = self.db.execute("SELECT contact_key FROM leads WHERE crm_deal_id = ?", (deal_id,)).fetchone()
+        return await self.get_lead(row[0]) if row else None

@@ -143,7 +143,7 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
         app[RUNNER] = runner
         app[FOLLOW_UPS] = follow_ups
         await dispatcher.start()
-        await runner.resume_pending()
+        await runner.start()
         await follow_ups.start()
         # Everything loaded so far (openai, langgraph, pydantic schemas) lives for the
         # whole process: keep it out of the cyclic GC, whose full passes over those

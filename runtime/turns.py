@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
+import secrets
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -68,8 +71,14 @@ class TurnRunner:
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] | None = None,
         profile_name: Callable[[InboundMessage], Awaitable[str | None]] | None = None,
+        shared: bool | None = None,
     ) -> None:
         self.profile_name = profile_name
+        # A store shared by several instances (Supabase) needs turn leases and a poller
+        # for messages another instance stored; the embedded store has one process.
+        self.shared = store.backend_name != "sqlite" if shared is None else shared
+        self.owner = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._poller: asyncio.Task[None] | None = None
         # Injectable so tests and the scenario suite can say "two days later".
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self.store = store
@@ -109,6 +118,35 @@ class TurnRunner:
             log.info("resumed_pending_contacts", contacts=len(keys))
         return len(keys)
 
+    async def start(self) -> None:
+        """Answer what waited while we were down, then (shared store) keep looking for
+        bursts other instances stored and nobody is answering."""
+        await self.resume_pending()
+        if self.shared:
+            self._poller = asyncio.create_task(self._poll_ready(), name="turns-ready-poller")
+
+    async def _poll_ready(self) -> None:
+        while not self._closing:
+            try:
+                await self.poll_ready_once()
+            except Exception:  # the store is down: the webhooks say 503, we try again later
+                log.warning("ready_poll_failed", exc_info=True)
+            await asyncio.sleep(self.settings.pending_poll_s)
+
+    async def poll_ready_once(self) -> list[str]:
+        """Lease every burst that is over and nobody holds, and drive it here."""
+        keys = await self.store.claim_ready_contacts(
+            owner=self.owner,
+            limit=max(1, self.settings.max_concurrent_turns),
+            quiet_s=self.settings.debounce_quiet_s,
+            max_wait_s=self.settings.debounce_max_s,
+            lease_s=self.settings.turn_lease_s,
+        )
+        for key in keys:
+            if key not in self._contacts:
+                self.notify(key, immediate=True)
+        return keys
+
     @property
     def active_contacts(self) -> int:
         return len(self._contacts)
@@ -116,6 +154,9 @@ class TurnRunner:
     async def close(self, timeout: float = 10.0) -> None:
         """Let running turns finish within `timeout`; the rest stays pending in the store."""
         self._closing = True
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
         tasks: list[asyncio.Task[None]] = []
         for state in self._contacts.values():
             if state.task is None:
@@ -139,6 +180,11 @@ class TurnRunner:
                 state.dirty = False
                 state.first_at = None
                 async with self._slots:
+                    if not await self._lease(contact_key, self.settings.turn_lease_s):
+                        # Another instance is answering this lead; what it did not read
+                        # stays pending and the ready poller brings it back.
+                        log.info("turn_leased_elsewhere", contact=mask_contact_key(contact_key))
+                        break
                     state.in_turn = True
                     try:
                         ok = await self._run_turn(contact_key)
@@ -149,12 +195,16 @@ class TurnRunner:
                         state.in_turn = False
                 if ok:
                     state.failures = 0
+                    if not state.dirty:
+                        await self._release(contact_key)
                     continue
                 state.failures += 1
                 delay = min(
                     self.settings.turn_retry_base_s * 2 ** (state.failures - 1),
                     self.settings.turn_retry_max_s,
                 )
+                # Keep the lease through the backoff, or another instance would retry at once.
+                await self._lease(contact_key, delay + self.settings.turn_lease_s)
                 log.info("turn_retry_scheduled", contact=mask_contact_key(contact_key), in_s=delay)
                 await asyncio.sleep(delay)
                 state.dirty = True
@@ -165,6 +215,35 @@ class TurnRunner:
             if state.dirty and not self._closing:
                 # A message arrived while this task was unwinding: start a fresh driver.
                 self.notify(contact_key)
+
+    async def _lease(self, contact_key: str, lease_s: float) -> bool:
+        if not self.shared:
+            return True
+        try:
+            return await self.store.claim_contact(contact_key, owner=self.owner, lease_s=lease_s)
+        except Exception:
+            log.warning("turn_lease_failed", contact=mask_contact_key(contact_key), exc_info=True)
+            return False
+
+    async def _release(self, contact_key: str) -> None:
+        if not self.shared:
+            return
+        try:
+            await self.store.release_contact(contact_key, owner=self.owner)
+        except Exception:  # it expires on its own
+            log.warning("turn_release_failed", contact=mask_contact_key(contact_key), exc_info=True)
+
+    async def _shared_quiet_wait(self, records: list[InboundRecord]) -> float:
+        """Seconds the burst still needs to be quiet, counting messages other instances
+        stored (their arrival never reached our local debounce)."""
+        if not self.shared or not records:
+            return 0.0
+        now = datetime.now(timezone.utc)
+        newest = max(r.received_at for r in records)
+        oldest = min(r.received_at for r in records)
+        quiet_left = self.settings.debounce_quiet_s - (now - newest).total_seconds()
+        max_left = self.settings.debounce_max_s - (now - oldest).total_seconds()
+        return max(0.0, min(quiet_left, max_left))
 
     async def _debounce(self, state: _Contact) -> None:
         while True:
@@ -181,6 +260,9 @@ class TurnRunner:
     async def _run_turn(self, contact_key: str) -> bool:
         """True when the turn committed (or there was nothing to do)."""
         records = await self.store.pending_inbound(contact_key)
+        while (wait := await self._shared_quiet_wait(records)) > 0:
+            await asyncio.sleep(wait)
+            records = await self.store.pending_inbound(contact_key)
         if not records:
             return True
         turn_id = uuid.uuid4().hex[:12]
@@ -527,9 +609,15 @@ class TurnRunner:
         if state is not None:
             return "busy"
         state = self._contacts[due.contact_key] = _Contact(task=asyncio.current_task(), in_turn=True)
+        leased = False
         try:
+            leased = await self._lease(due.contact_key, self.settings.turn_lease_s)
+            if not leased:
+                return "busy"
             return await self._follow_up_turn(due)
         finally:
+            if leased:
+                await self._release(due.contact_key)
             state.task = None
             state.in_turn = False
             if self._contacts.get(due.contact_key) is state:
@@ -550,6 +638,10 @@ class TurnRunner:
             reason = "human_talking"
         elif lead.last_inbound_at and lead.last_inbound_at > due.scheduled_at:
             reason = "lead_replied"
+        elif lead.conversation_last_message_at and lead.conversation_last_message_at > due.scheduled_at:
+            # Something was said since this nudge was planned (another instance already
+            # sent it, or a person answered): a second nudge would be spam.
+            reason = "superseded"
         elif await self.store.pending_inbound(due.contact_key):
             reason = "lead_replied"
         elif lead.channel in WINDOWED_CHANNELS and lead.last_inbound_at and (

@@ -43,6 +43,7 @@ from integrations.store.base import (
     Store,
     TurnCommit,
 )
+from runtime.lifecycle import Lifecycle
 from runtime.replies import MAX_TEXT_BYTES, fit_to_limit, split_reply, typing_seconds
 
 log = get_logger(__name__)
@@ -72,7 +73,9 @@ class TurnRunner:
         clock: Callable[[], datetime] | None = None,
         profile_name: Callable[[InboundMessage], Awaitable[str | None]] | None = None,
         shared: bool | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
+        self.lifecycle = lifecycle
         self.profile_name = profile_name
         # A store shared by several instances (Supabase) needs turn leases and a poller
         # for messages another instance stored; the embedded store has one process.
@@ -308,6 +311,7 @@ class TurnRunner:
                 commit = self._commit(
                     turn_id, contact_key, records, lead, reply=self.agent.deps.prompts.turn_failed_reply
                 )
+            self._add_lifecycle(lead, commit)
             await self.store.commit_turn(commit)
             self.turns_completed += 1
             total_s = time.perf_counter() - started
@@ -323,6 +327,11 @@ class TurnRunner:
             )
             self.on_commit()
             return True
+
+    def _add_lifecycle(self, lead: LeadRecord | None, commit: TurnCommit) -> None:
+        """CRM, ads and webhook side effects of what this turn changed, in the same commit."""
+        if self.lifecycle is not None:
+            commit.outbox.extend(self.lifecycle.items_for(lead, commit))
 
     def _session_expired(self, lead: LeadRecord | None, now: datetime) -> bool:
         """Idle since the conversation's last message either way: a lead answering the
@@ -689,6 +698,7 @@ class TurnRunner:
             commit = self._agent_commit(turn_id, due.contact_key, [], lead, result, fired_follow_up=due)
             for item in commit.outbox:
                 item.payload["purpose"] = "follow_up"
+            self._add_lifecycle(lead, commit)
             await self.store.commit_turn(commit)
             log.info("follow_up_sent", attempt=due.attempt)
             self.on_commit()

@@ -1,0 +1,237 @@
+"""Lead lifecycle -> integration side effects (CRM, Meta CAPI, outbound webhooks).
+
+A turn's commit is compared with the lead as it was before the turn; each transition
+(first contact, qualified, hot, handoff, opt-out, a message either way) becomes outbox
+items committed in the same transaction as the turn. Idempotency keys are derived from
+the lead and the stage (CAPI: one event per lead and stage, ever) or from the turn
+(webhooks, CRM updates), so a retried or replayed turn never doubles anything.
+
+Events that come from outside a turn (a CRM reporting a won deal or a booked meeting)
+go through `external_event`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from core.settings import Settings
+from integrations.store.base import LeadRecord, OutboxItem, TurnCommit, lane_key
+
+CapiStage = Literal["Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"]
+WebhookEvent = Literal[
+    "lead.created",
+    "lead.updated",
+    "lead.qualified",
+    "lead.hot",
+    "conversation.handoff",
+    "message.received",
+    "message.sent",
+]
+
+PIPERUN_KIND = "piperun_sync"
+CAPI_KIND = "meta_capi"
+WEBHOOK_KIND = "outbound_webhook"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What the lifecycle needs to know of an outbound webhook endpoint."""
+
+    endpoint_id: str
+    events: frozenset[str]
+
+    def wants(self, event: str) -> bool:
+        return "*" in self.events or event in self.events
+
+
+@dataclass
+class Transition:
+    """What one commit changed about the lead, in sales terms."""
+
+    created: bool = False
+    qualified: bool = False
+    hot: bool = False
+    handoff: bool = False
+    lost: bool = False
+    updated: bool = False
+    messages_in: list[str] = field(default_factory=list)
+    messages_out: list[str] = field(default_factory=list)
+
+
+def transition(lead: LeadRecord | None, commit: TurnCommit) -> Transition:
+    was_hot = lead is not None and lead.temperature == "quente"
+    was_handed_off = lead is not None and lead.handoff_state is not None
+    is_hot = commit.temperature == "quente"
+    handoff = commit.handoff is not None and not was_handed_off
+    changed = lead is None or (
+        lead.profile != commit.profile or lead.score != commit.score or lead.temperature != commit.temperature
+    )
+    return Transition(
+        created=lead is None and commit.lead_wrote,
+        # A lead is qualified for the ads when it is hot or a person takes it over.
+        qualified=(is_hot or handoff) and not (was_hot or was_handed_off),
+        hot=is_hot and not was_hot,
+        handoff=handoff,
+        lost=commit.opt_out and not (lead is not None and lead.opted_out),
+        updated=lead is not None and changed,
+        messages_in=[m.text or "" for m in commit.messages if m.direction == "in"],
+        messages_out=[m.text or "" for m in commit.messages if m.direction == "out"],
+    )
+
+
+class Lifecycle:
+    def __init__(self, settings: Settings, subscriptions: list[Subscription] | None = None) -> None:
+        self.settings = settings
+        self.subscriptions = subscriptions or []
+
+    # --- from a turn ------------------------------------------------------------------
+    def items_for(self, lead: LeadRecord | None, commit: TurnCommit) -> list[OutboxItem]:
+        change = transition(lead, commit)
+        items: list[OutboxItem] = []
+        items += self._piperun(lead, commit, change)
+        items += self._capi(commit, change)
+        items += self._webhooks(lead, commit, change)
+        return items
+
+    def _piperun(self, lead: LeadRecord | None, commit: TurnCommit, change: Transition) -> list[OutboxItem]:
+        if not self.settings.piperun_configured:
+            return []
+        triggers = set(self.settings.piperun_sync_on)
+        reason = None
+        if change.hot and "hot" in triggers:
+            reason = "hot"
+        elif change.handoff and "handoff" in triggers:
+            reason = "handoff"
+        elif change.updated and lead is not None and self._already_in_crm(lead):
+            reason = "update"
+        if reason is None:
+            return []
+        return [
+            OutboxItem(
+                kind=PIPERUN_KIND,
+                order_key=lane_key("crm", commit.contact_key),
+                idempotency_key=f"piperun:{commit.contact_key}:{commit.turn_id}",
+                payload={"contact_key": commit.contact_key, "reason": reason, "turn_id": commit.turn_id},
+            )
+        ]
+
+    def _already_in_crm(self, lead: LeadRecord) -> bool:
+        """Sent before (or about to be): later profile changes update the deal."""
+        triggers = set(self.settings.piperun_sync_on)
+        return (
+            lead.crm_deal_id is not None
+            or ("hot" in triggers and lead.temperature == "quente")
+            or ("handoff" in triggers and lead.handoff_state is not None)
+        )
+
+    def _capi(self, commit: TurnCommit, change: Transition) -> list[OutboxItem]:
+        stages: list[CapiStage] = []
+        if change.created:
+            stages.append("Lead")
+        if change.qualified:
+            stages.append("QualifiedLead")
+        if change.lost:
+            stages.append("lead_lost")
+        return [self.capi_item(commit.contact_key, stage, at=commit.at) for stage in stages if self._capi_on(stage)]
+
+    def _capi_on(self, stage: CapiStage) -> bool:
+        return self.settings.meta_capi_configured and stage in self.settings.meta_capi_events
+
+    def capi_item(
+        self, contact_key: str, stage: CapiStage, *, at: datetime | None, extra: dict[str, Any] | None = None
+    ) -> OutboxItem:
+        event_time = int((at or datetime.now(timezone.utc)).timestamp())
+        return OutboxItem(
+            kind=CAPI_KIND,
+            order_key=lane_key("capi", contact_key),
+            # One event per lead and stage, ever: a replayed turn or webhook cannot recount it.
+            idempotency_key=f"capi:{contact_key}:{stage}",
+            payload={"contact_key": contact_key, "stage": stage, "event_time": event_time, **(extra or {})},
+        )
+
+    def _webhooks(self, lead: LeadRecord | None, commit: TurnCommit, change: Transition) -> list[OutboxItem]:
+        if not self.subscriptions:
+            return []
+        events: list[tuple[WebhookEvent, dict[str, Any]]] = []
+        card = lead_snapshot(lead, commit)
+        if change.created:
+            events.append(("lead.created", {"lead": card}))
+        elif change.updated:
+            events.append(("lead.updated", {"lead": card}))
+        if change.qualified:
+            events.append(("lead.qualified", {"lead": card}))
+        if change.hot:
+            events.append(("lead.hot", {"lead": card}))
+        if change.handoff and commit.handoff is not None:
+            events.append(
+                ("conversation.handoff", {"lead": card, "reason": commit.handoff.reason, "summary": commit.handoff.summary})
+            )
+        for n, text in enumerate(change.messages_in):
+            events.append(("message.received", {"lead": _who(card), "message": {"text": text, "index": n}}))
+        for n, text in enumerate(change.messages_out):
+            events.append(("message.sent", {"lead": _who(card), "message": {"text": text, "index": n}}))
+        at = commit.at or datetime.now(timezone.utc)
+        return [
+            self.webhook_item(sub, event, data, contact_key=commit.contact_key, source_id=f"{commit.turn_id}:{n}", at=at)
+            for n, (event, data) in enumerate(events)
+            for sub in self.subscriptions
+            if sub.wants(event)
+        ]
+
+    def webhook_item(
+        self,
+        sub: Subscription,
+        event: str,
+        data: dict[str, Any],
+        *,
+        contact_key: str,
+        source_id: str,
+        at: datetime,
+    ) -> OutboxItem:
+        delivery_id = f"{sub.endpoint_id}:{event}:{source_id}"
+        return OutboxItem(
+            kind=WEBHOOK_KIND,
+            # One lane per lead and endpoint: a slow receiver does not hold up another.
+            order_key=lane_key("hooks", contact_key) + f"#{sub.endpoint_id}",
+            idempotency_key=f"hook:{delivery_id}",
+            payload={
+                "contact_key": contact_key,
+                "endpoint_id": sub.endpoint_id,
+                "event": event,
+                "delivery_id": delivery_id,
+                "timestamp": at.astimezone(timezone.utc).isoformat(),
+                "data": data,
+            },
+        )
+
+    # --- from outside a turn (a CRM's webhook) ---------------------------------------
+    def external_event(
+        self, lead: LeadRecord, stage: CapiStage, *, at: datetime, value: float | None = None, currency: str | None = None
+    ) -> list[OutboxItem]:
+        items: list[OutboxItem] = []
+        if self._capi_on(stage):
+            extra: dict[str, Any] = {}
+            if value is not None:
+                extra = {"value": value, "currency": (currency or "BRL").upper()}
+            items.append(self.capi_item(lead.contact_key, stage, at=at, extra=extra))
+        return items
+
+
+def lead_snapshot(lead: LeadRecord | None, commit: TurnCommit) -> dict[str, Any]:
+    return {
+        "contact_key": commit.contact_key,
+        "channel": commit.channel,
+        "phone": commit.phone or (lead.phone if lead else None),
+        "name": commit.name or (lead.name if lead else None),
+        "profile": commit.profile,
+        "score": commit.score,
+        "temperature": commit.temperature,
+        "score_reasons": commit.score_reasons,
+        "summary": commit.summary or (lead.summary if lead else None),
+    }
+
+
+def _who(card: dict[str, Any]) -> dict[str, Any]:
+    return {k: card[k] for k in ("contact_key", "channel", "phone", "name")}

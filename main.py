@@ -3,8 +3,11 @@
     python main.py                    serve webhooks and run the bot (default)
     python main.py serve              same
     python main.py chat               talk to the bot in the terminal (channel `cli`)
-    python main.py outbox stats       pending / in-flight / dead side effects
-    python main.py outbox replay      put dead side effects back in the queue
+    python main.py outbox stats       pending / in-flight / dead side effects, per integration
+    python main.py outbox list        recent side effects (--status dead, --kind piperun_sync)
+    python main.py outbox show ID     one side effect: payload, attempts, last error
+    python main.py outbox replay ID   resend one dead side effect (same idempotency key)
+    python main.py outbox replay --all-dead [--kind K]   resend every dead one
     python main.py forget PHONE       erase a lead's personal data and messages (LGPD)
     python main.py migrate [--apply]  print (or apply to DATABASE_URL) the Postgres schema
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from core.chat import _chat
 from core.logging import configure_logging, get_logger
 from core.models import contact_key_for
 from core.settings import Settings
+from integrations.store.base import OutboxItem, Store
 
 
 def _serve(settings: Settings) -> int:
@@ -39,19 +44,72 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
-async def _outbox(settings: Settings, action: str, kind: str | None) -> int:
+async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
     store = default_store(settings)
     await store.open()
     try:
-        if action == "replay":
-            count = await store.replay_dead(kind=kind)
-            print(f"{count} dead item(s) put back in the queue; a running bot delivers them now.")
-        else:
-            stats = await store.outbox_stats()
-            print(f"pending={stats.pending} inflight={stats.inflight} dead={stats.dead} done={stats.done}")
+        return await _outbox_action(store, args)
     finally:
         await store.close()
+
+
+async def _outbox_action(store: Store, args: argparse.Namespace) -> int:
+    if args.action == "stats":
+        stats = await store.outbox_stats()
+        print(f"pending={stats.pending} inflight={stats.inflight} dead={stats.dead} done={stats.done}")
+        for kind, per in sorted((await store.outbox_stats_by_kind()).items()):
+            print(f"  {kind}: pending={per.pending} inflight={per.inflight} dead={per.dead}")
+        return 0
+    if args.action == "list":
+        items = await store.list_outbox(status=args.status, kind=args.kind, limit=args.limit)
+        if not items:
+            print("no side effects match")
+        for item in items:
+            error = f"  last_error={item.last_error[:80]!r}" if item.last_error else ""
+            when = item.updated_at.isoformat(timespec="seconds") if item.updated_at else "-"
+            print(f"{item.id:>7}  {item.status:<8} {item.kind:<18} attempts={item.attempts}  {when}{error}")
+        return 0
+    if args.action == "show":
+        if args.id is None:
+            print("usage: python main.py outbox show ID", file=sys.stderr)
+            return 2
+        item = await store.get_outbox(args.id)
+        if item is None:
+            print(f"no side effect with id {args.id}", file=sys.stderr)
+            return 1
+        print(json.dumps(_item_view(item), ensure_ascii=False, indent=2, default=str))
+        return 0
+    # replay
+    if args.id is not None:
+        if await store.replay_outbox(args.id):
+            print(f"item {args.id} is back in the queue (same idempotency key); a running bot delivers it now.")
+            return 0
+        item = await store.get_outbox(args.id)
+        reason = "does not exist" if item is None else f"is {item.status}, not dead"
+        print(f"item {args.id} {reason}: nothing replayed", file=sys.stderr)
+        return 1
+    if not args.all_dead:
+        print("say which: python main.py outbox replay ID, or --all-dead [--kind K]", file=sys.stderr)
+        return 2
+    count = await store.replay_dead(kind=args.kind)
+    print(f"{count} dead item(s) put back in the queue; a running bot delivers them now.")
     return 0
+
+
+def _item_view(item: OutboxItem) -> dict[str, object]:
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "status": item.status,
+        "attempts": item.attempts,
+        "last_error": item.last_error,
+        "order_key": item.order_key,
+        "idempotency_key": item.idempotency_key,
+        "next_attempt_at": item.next_attempt_at,
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+        "payload": item.payload,
+    }
 
 
 async def _forget(settings: Settings, phone: str, channel: str) -> int:
@@ -117,9 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         help="contato da conversa (padrão: terminal); o mesmo nome continua a conversa",
     )
     chat.add_argument("--fresh", action="store_true", help="começar uma conversa nova, com um contato novo")
-    outbox = sub.add_parser("outbox", help="inspect or replay side effects")
-    outbox.add_argument("action", choices=["stats", "replay"])
-    outbox.add_argument("--kind", help="only replay items of this kind (e.g. send_text)")
+    outbox = sub.add_parser("outbox", help="inspect or replay side effects (dead letters)")
+    outbox.add_argument("action", choices=["stats", "list", "show", "replay"])
+    outbox.add_argument("id", nargs="?", type=int, help="the item id (show, replay)")
+    outbox.add_argument("--status", choices=["pending", "inflight", "done", "dead"], help="list: only this status")
+    outbox.add_argument("--kind", help="only items of this kind (e.g. send_text, piperun_sync, meta_capi)")
+    outbox.add_argument("--limit", type=int, default=50, help="list: how many, newest first")
+    outbox.add_argument("--all-dead", action="store_true", help="replay: every dead item (of --kind)")
     forget = sub.add_parser("forget", help="erase a lead's personal data and messages (LGPD)")
     forget.add_argument("phone", help="the lead's phone with country and area code, e.g. 5511999999999")
     forget.add_argument(
@@ -139,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_forget(settings, args.phone, args.channel))
     if args.command == "outbox":
         configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
-        return asyncio.run(_outbox(settings, args.action, args.kind))
+        return asyncio.run(_outbox(settings, args))
     return _serve(settings)
 
 

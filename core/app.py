@@ -22,6 +22,7 @@ from channels.base import Channel, SendError
 from channels.registry import build_channels
 from core.channel_health import ChannelHealth
 from core.chatwoot_webhook import handle_chatwoot_webhook
+from core.crm_webhook import handle_crm_webhook
 from core.keys import CHANNEL_HEALTH, CHANNELS, DISPATCHER, FOLLOW_UPS, HTTP, LLM, RUNNER, SETTINGS, STORE
 from core.logging import configure_logging, get_logger
 from core.middlewares import request_middleware
@@ -35,6 +36,7 @@ from runtime.chatwoot_mirror import ChatwootMirror
 from runtime.delivery import Delivery
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
+from runtime.lifecycle import Lifecycle
 from runtime.policies import channel_send_policy, integration_policy
 from runtime.turns import TurnRunner
 
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
             settings=settings,
             on_commit=dispatcher.wake,
             profile_name=_profile_name_lookup(channels, session),
+            lifecycle=Lifecycle(settings),
         )
         delivery = Delivery(
             channels=channels,
@@ -177,6 +180,7 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_post("/webhooks/zapi", zapi)
     app.router.add_post("/webhooks/waha", waha)
     app.router.add_post("/webhooks/chatwoot", handle_chatwoot_webhook)
+    app.router.add_post("/webhooks/crm", handle_crm_webhook)
     app.router.add_get("/webhooks/meta", handle_meta_verification)
     app.router.add_post("/webhooks/meta", handle_meta_webhook)
     # The earlier Seleto bot's Z-API panel pointed here; keep existing setups working.

@@ -1,0 +1,94 @@
+"""POST /webhooks/crm: a CRM reports a won deal, a lost one or a booked meeting, and the
+ads hear about it once; forged or malformed calls change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from core.app import create_app
+from core.keys import STORE
+from tests.conftest import fast_settings, zapi_message
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+
+SECRET = "crm-hook-secret-5b1e9a"
+LEAD = "5511987654321"
+
+
+@pytest.fixture
+async def bot(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> TestClient:
+    settings = fast_settings(
+        tmp_path,
+        crm_webhook_secret=SECRET,
+        meta_pixel_id="123456789012345",
+        meta_access_token="EAAB-capi-token-0001",
+        # Keep the dispatcher from trying to reach Meta during these tests.
+        outbox_poll_s=60.0,
+    )
+    return await aiohttp_client(create_app(settings))
+
+
+async def known_lead(bot: TestClient, zapi_fake: FakeZapi) -> None:
+    response = await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0CRM000000001", phone=LEAD))
+    assert response.status == 200
+    await eventually(lambda: zapi_fake.sent)
+
+
+async def capi_stages(bot: TestClient) -> list[str]:
+    items = await bot.app[STORE].list_outbox(kind="meta_capi", limit=100)
+    return sorted(i.payload["stage"] for i in items)
+
+
+async def test_a_won_deal_becomes_one_purchase_with_its_value(bot: TestClient, zapi_fake: FakeZapi) -> None:
+    await known_lead(bot, zapi_fake)
+    body = {"event": "deal.won", "phone": "+55 (11) 98765-4321", "value": 15990.5, "currency": "BRL"}
+    for _ in range(2):  # the CRM retries: still one conversion
+        response = await bot.post("/webhooks/crm", json=body, headers={"X-Webhook-Secret": SECRET})
+        assert response.status == 200
+    assert await capi_stages(bot) == ["Lead", "Purchase"]
+    [purchase] = await bot.app[STORE].list_outbox(kind="meta_capi", limit=1)
+    assert (purchase.payload["value"], purchase.payload["currency"]) == (15990.5, "BRL")
+
+
+async def test_a_lost_deal_and_a_meeting_are_found_by_the_stored_deal_id(bot: TestClient, zapi_fake: FakeZapi) -> None:
+    await known_lead(bot, zapi_fake)
+    await bot.app[STORE].save_crm_link(f"whatsapp:{LEAD}", person_id=1, company_id=None, deal_id=4242)
+    for event in ("meeting.scheduled", "deal.lost"):
+        response = await bot.post(f"/webhooks/crm?token={SECRET}", json={"event": event, "deal_id": 4242})
+        assert response.status == 200
+    assert await capi_stages(bot) == ["Lead", "Schedule", "lead_lost"]
+
+
+async def test_forged_or_malformed_calls_are_refused_and_change_nothing(bot: TestClient, zapi_fake: FakeZapi) -> None:
+    await known_lead(bot, zapi_fake)
+    won = {"event": "deal.won", "phone": LEAD, "value": 1}
+    assert (await bot.post("/webhooks/crm", json=won)).status == 401
+    assert (await bot.post("/webhooks/crm", json=won, headers={"X-Webhook-Secret": "guess"})).status == 401
+    bad = await bot.post("/webhooks/crm", data=b"{not json", headers={"X-Webhook-Secret": SECRET})
+    assert bad.status == 422
+    unknown_event = await bot.post("/webhooks/crm", json={"event": "deal.exploded", "phone": LEAD}, headers={"X-Webhook-Secret": SECRET})
+    assert unknown_event.status == 422 and "event" in (await unknown_event.json())["error"]
+    nobody = await bot.post("/webhooks/crm", json={"event": "deal.won"}, headers={"X-Webhook-Secret": SECRET})
+    assert nobody.status == 422
+    assert await capi_stages(bot) == ["Lead"]
+
+
+async def test_an_unknown_lead_is_acknowledged_not_retried_forever(bot: TestClient) -> None:
+    response = await bot.post(
+        "/webhooks/crm", json={"event": "deal.won", "phone": "5521900000000"}, headers={"X-Webhook-Secret": SECRET}
+    )
+    assert response.status == 200 and (await response.json())["reason"] == "unknown_lead"
+
+
+async def test_without_a_configured_secret_the_route_is_closed(
+    aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    client = await aiohttp_client(create_app(fast_settings(tmp_path)))
+    response = await client.post("/webhooks/crm", json={"event": "deal.won", "phone": LEAD})
+    assert response.status == 403

@@ -25,7 +25,7 @@ from core.chatwoot_webhook import handle_chatwoot_webhook
 from core.crm_webhook import handle_crm_webhook
 from core.keys import CHANNEL_HEALTH, CHANNELS, DISPATCHER, FOLLOW_UPS, HTTP, LLM, RUNNER, SETTINGS, STORE
 from core.logging import configure_logging, get_logger
-from core.middlewares import request_middleware
+from core.middlewares import DRAINING, Draining, request_middleware
 from core.models import InboundMessage
 from core.settings import Settings
 from core.webhooks import handle_meta_verification, handle_meta_webhook, handle_webhook
@@ -89,6 +89,13 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
     app[SETTINGS] = settings
     app[CHANNELS] = build_channels(settings)
     app[CHANNEL_HEALTH] = ChannelHealth()
+    app[DRAINING] = Draining()
+
+    async def start_draining(app: web.Application) -> None:
+        app[DRAINING].active = True
+        log.info("draining", grace_s=settings.shutdown_grace_s)
+
+    app.on_shutdown.append(start_draining)
 
     async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.http_timeout_s))
@@ -219,7 +226,10 @@ async def health(request: web.Request) -> web.Response:
             services[name] = app[CHANNEL_HEALTH].status(name, configured=channel.configured)
     services["chatwoot"] = app[CHANNEL_HEALTH].status("chatwoot", configured=settings.chatwoot_configured)
     services["piperun"] = flag(settings.piperun_configured)
-    body: dict[str, object] = {"status": "healthy" if healthy else "degraded", "services": services}
+    status = "healthy" if healthy else "degraded"
+    if app[DRAINING].active:  # load balancers take this instance out while it finishes
+        status, healthy = "draining", False
+    body: dict[str, object] = {"status": status, "services": services}
     if healthy:
         stats = await store.outbox_stats()
         body["outbox"] = {"pending": stats.pending + stats.inflight, "dead": stats.dead}

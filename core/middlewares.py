@@ -27,6 +27,17 @@ def json_error(status: int, message: str, **extra: object) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
+class Draining:
+    """Set on SIGTERM: from then on webhooks get 503 (providers retry them against the
+    next instance or the next start) while in-flight turns finish."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+
+DRAINING = web.AppKey("draining", Draining)
+
+
 @web.middleware
 async def request_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
     """One middleware, not two: it runs on every webhook, so each frame counts."""
@@ -35,6 +46,11 @@ async def request_middleware(request: web.Request, handler):  # type: ignore[no-
     request_id = given if _REQUEST_ID.fullmatch(given) else f"{_PREFIX}{next(_COUNTER):x}"
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
+            if request.app[DRAINING].active and request.path.startswith(("/webhooks/", "/webhook/")):
+                response = json_error(503, "shutting down, retry shortly")
+                response.headers["Retry-After"] = "5"
+                response.headers["X-Request-Id"] = request_id
+                return response
             response = await handler(request)
         except web.HTTPRequestEntityTooLarge:
             response = json_error(413, "request body too large")

@@ -1,0 +1,19 @@
+"""SIGTERM: new webhooks get 503 (the provider retries them later), the health check
+says draining so the load balancer moves on, and a turn already thinking still
+answers its lead before the process exits."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient
+
+from core.keys import STORE
+from tests.conftest import zapi_message
+
+
+async def test_after_sigterm_webhooks_get_503_and_health_says_draining(bot: TestClient) -> None:
+    await bot.app.shutdown()  # what aiohttp runs on SIGTERM, before cleanup
+    response = await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0LATE00000001"))
+    assert response.status == 503 and response.headers["Retry-After"] == "5"
+    assert await bot.app[STORE].pending_contacts() == []  # nothing half-accepted
+    health = await bot.get("/api/health")
+    assert health.status == 503 and (await health.json())["status"] == "draining"

@@ -93,7 +93,6 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
 
     async def start_draining(app: web.Application) -> None:
         app[DRAINING].active = True
-        log.info("draining", grace_s=settings.shutdown_grace_s)
 
     app.on_shutdown.append(start_draining)
 

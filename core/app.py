@@ -25,7 +25,8 @@ from core.chatwoot_webhook import handle_chatwoot_webhook
 from core.crm_webhook import handle_crm_webhook
 from core.keys import CHANNEL_HEALTH, CHANNELS, DISPATCHER, FOLLOW_UPS, HTTP, LLM, RUNNER, SETTINGS, STORE
 from core.logging import configure_logging, get_logger
-from core.middlewares import DRAINING, Draining, request_middleware
+from core.metrics import Metrics
+from core.middlewares import DRAINING, METRICS, Draining, request_middleware
 from core.models import InboundMessage
 from core.settings import Settings
 from core.webhooks import handle_meta_verification, handle_meta_webhook, handle_webhook
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
     app[CHANNELS] = build_channels(settings)
     app[CHANNEL_HEALTH] = ChannelHealth()
     app[DRAINING] = Draining()
+    app[METRICS] = Metrics()
 
     async def start_draining(app: web.Application) -> None:
         app[DRAINING].active = True
@@ -130,6 +132,7 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
             on_commit=dispatcher.wake,
             profile_name=_profile_name_lookup(channels, session),
             lifecycle=Lifecycle(settings),
+            metrics=app[METRICS],
         )
         delivery = Delivery(
             channels=channels,
@@ -193,11 +196,21 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_post("/webhook/text", zapi)
     app.router.add_post("/webhook/audio", zapi)
     app.router.add_get("/api/health", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/", root)
 
 
 async def root(_request: web.Request) -> web.Response:
     return web.json_response({"service": "sdr-agent", "health": "/api/health"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    try:
+        body = await request.app[METRICS].render(request.app[STORE])
+    except Exception as exc:  # noqa: BLE001 - a scrape must say why it failed
+        log.error("metrics_store_error", error=str(exc))
+        return web.Response(status=503, text=f"# store unavailable: {type(exc).__name__}\n")
+    return web.Response(body=body, headers={"Content-Type": Metrics.content_type})
 
 
 async def health(request: web.Request) -> web.Response:

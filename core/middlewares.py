@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 
 from core.logging import get_logger
+from core.metrics import Metrics
 
 log = get_logger(__name__)
 
@@ -36,6 +37,7 @@ class Draining:
 
 
 DRAINING = web.AppKey("draining", Draining)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 @web.middleware
@@ -46,12 +48,12 @@ async def request_middleware(request: web.Request, handler):  # type: ignore[no-
     request_id = given if _REQUEST_ID.fullmatch(given) else f"{_PREFIX}{next(_COUNTER):x}"
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
-            if request.app[DRAINING].active and request.path.startswith(("/webhooks/", "/webhook/")):
+            draining = request.app.get(DRAINING)
+            if draining is not None and draining.active and request.path.startswith(("/webhooks/", "/webhook/")):
                 response = json_error(503, "shutting down, retry shortly")
                 response.headers["Retry-After"] = "5"
-                response.headers["X-Request-Id"] = request_id
-                return response
-            response = await handler(request)
+            else:
+                response = await handler(request)
         except web.HTTPRequestEntityTooLarge:
             response = json_error(413, "request body too large")
         except web.HTTPException as exc:
@@ -64,4 +66,7 @@ async def request_middleware(request: web.Request, handler):  # type: ignore[no-
             log.exception("unhandled_error", path=request.path)
             response = json_error(500, "internal error")
         response.headers["X-Request-Id"] = request_id
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.webhook(request.path, response.status)
         return response

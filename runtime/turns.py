@@ -31,6 +31,7 @@ from agent.guardrails import is_opt_out
 from agent.lead import LeadProfile, describe_lead, field_label, missing_fields
 from agent.llm import LLMUnavailable
 from core.logging import get_logger
+from core.metrics import Metrics
 from core.models import InboundMessage, mask_contact_key
 from core.settings import Settings
 from integrations.store.base import (
@@ -74,8 +75,10 @@ class TurnRunner:
         profile_name: Callable[[InboundMessage], Awaitable[str | None]] | None = None,
         shared: bool | None = None,
         lifecycle: Lifecycle | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.lifecycle = lifecycle
+        self.metrics = metrics
         self.profile_name = profile_name
         # A store shared by several instances (Supabase) needs turn leases and a poller
         # for messages another instance stored; the embedded store has one process.
@@ -180,6 +183,8 @@ class TurnRunner:
         try:
             while state.dirty and not self._closing:
                 await self._debounce(state)
+                if self.metrics is not None and state.first_at is not None:
+                    self.metrics.debounced(time.monotonic() - state.first_at)
                 state.dirty = False
                 state.first_at = None
                 async with self._slots:
@@ -276,6 +281,7 @@ class TurnRunner:
             started = time.perf_counter()
             lead = await self.store.get_lead(contact_key)
             llm_s = 0.0
+            usage: tuple[int, int] = (0, 0)
             kind = "agent"
             try:
                 if lead is not None and lead.opted_out:
@@ -294,7 +300,7 @@ class TurnRunner:
                     kind = "silent_human_talking"  # a person at the company is answering
                     commit = self._commit(turn_id, contact_key, records, lead, reply="")
                 else:
-                    commit, llm_s = await self._think(turn_id, contact_key, records, lead)
+                    commit, llm_s, usage = await self._think(turn_id, contact_key, records, lead)
             except LLMUnavailable as exc:
                 # The model is down or rate-limited: the messages wait, however long it takes.
                 log.warning("turn_deferred", reason=str(exc), messages=len(records))
@@ -325,6 +331,10 @@ class TurnRunner:
                 llm_ms=round(llm_s * 1000, 1),
                 own_ms=round((total_s - llm_s) * 1000, 1),
             )
+            if self.metrics is not None:
+                self.metrics.turn(
+                    kind, llm_s=llm_s, own_s=total_s - llm_s, tokens_in=usage[0], tokens_out=usage[1]
+                )
             self.on_commit()
             return True
 
@@ -360,7 +370,7 @@ class TurnRunner:
 
     async def _think(
         self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
-    ) -> tuple[TurnCommit, float]:
+    ) -> tuple[TurnCommit, float, tuple[int, int]]:
         now = self.clock()
         fetched_name = await self._sender_name(records, lead)
         if fetched_name:
@@ -383,9 +393,8 @@ class TurnRunner:
                 now=now,
             )
         )
-        return self._agent_commit(turn_id, contact_key, records, lead, result, new_session=new_session), (
-            result.llm_seconds
-        )
+        commit = self._agent_commit(turn_id, contact_key, records, lead, result, new_session=new_session)
+        return commit, result.llm_seconds, (result.usage.prompt_tokens, result.usage.completion_tokens)
 
     def _agent_commit(
         self,

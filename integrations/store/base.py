@@ -262,6 +262,8 @@ class Store(Protocol):
         """The PipeRun ids of a lead (None keeps what is stored)."""
 
     async def lead_by_crm_deal(self, deal_id: int) -> LeadRecord | None: ...
+    async def lead_counts(self) -> dict[str, int]:
+        """Leads by temperature (frio/morno/quente), for /metrics."""
     async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None: ...
 
     async def record_delivery_status(

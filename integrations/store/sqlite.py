@@ -1071,3 +1071,6 @@ class SqliteStore:
     async def lead_by_crm_deal(self, deal_id: int) -> LeadRecord | None:
         row = self.db.execute("SELECT contact_key FROM leads WHERE crm_deal_id = ?", (deal_id,)).fetchone()
         return await self.get_lead(row[0]) if row else None
+
+    async def lead_counts(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT temperature, COUNT(*) FROM leads GROUP BY temperature").fetchall())

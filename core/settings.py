@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
     max_body_bytes: int = 1_048_576
+    # The bot's public base URL (https://bot.example.com): `main.py doctor` prints the
+    # webhook URLs to paste into each provider from it.
+    public_url: str | None = None
 
     # --- store --------------------------------------------------------------------
     sqlite_path: Path = PROJECT_ROOT / "data" / "sdr.sqlite3"

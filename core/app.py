@@ -47,6 +47,18 @@ StoreFactory = Callable[[Settings], Store]
 
 
 def default_store(settings: Settings) -> Store:
+    """Supabase when its URL and service-role key are set, else the embedded SQLite file."""
+    if settings.supabase_configured:
+        # Imported only when used: the supabase client is a heavy import for a laptop run.
+        from integrations.store.supabase import SupabaseStore
+
+        assert settings.supabase_url is not None and settings.supabase_service_role_key is not None
+        return SupabaseStore(
+            settings.supabase_url,
+            settings.supabase_service_role_key.get_secret_value(),
+            timeout_s=settings.supabase_timeout_s,
+            max_attempts=settings.supabase_max_attempts,
+        )
     return SqliteStore(settings.sqlite_path)
 
 

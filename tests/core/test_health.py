@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from core.app import create_app
 from core.keys import STORE
 from core.settings import Settings
+from integrations.store.sqlite import SqliteStore
 from tests.conftest import OPENAI_KEY, ZAPI_CLIENT_TOKEN, ZAPI_TOKEN, fast_settings, zapi_message
 from tests.core.support import WEBHOOK_SECRET, rows
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
@@ -109,7 +110,10 @@ async def test_integrations_configured_from_the_documented_variables(
         "SQLITE_PATH": str(tmp_path / "configured.sqlite3"),
     }.items():
         monkeypatch.setenv(name, value)
-    client = await aiohttp_client(create_app(Settings(_env_file=None)))
+    # The embedded store on purpose: this checks what health reports, not Supabase itself.
+    client = await aiohttp_client(
+        create_app(Settings(_env_file=None), store_factory=lambda s: SqliteStore(s.sqlite_path))
+    )
     response = await client.get("/api/health")
     text = await response.text()
     body = json.loads(text)

@@ -1,0 +1,66 @@
+"""Outbox handler that tells Meta what a lead became (Conversions API).
+
+The item carries only the stage and when it happened; the lead's contact data is read
+from the store at delivery time, so an erased lead (LGPD) sends nothing, and a
+retried or replayed item builds the same event with the same event id.
+"""
+
+from __future__ import annotations
+
+from core.logging import get_logger
+from core.settings import Settings
+from integrations.meta_capi import LeadStage, MetaCapiClient, build_event, split_name
+from integrations.store.base import OutboxItem, Store
+from runtime.policies import PermanentDeliveryError
+
+log = get_logger(__name__)
+
+# Lifecycle stage names (as in META_CAPI_EVENTS) -> the CAPI module's stages.
+STAGES: dict[str, LeadStage] = {
+    "Lead": "lead",
+    "QualifiedLead": "qualified",
+    "Schedule": "scheduled",
+    "Purchase": "won",
+    "lead_lost": "lost",
+}
+
+
+class CapiDelivery:
+    def __init__(self, client: MetaCapiClient, store: Store, settings: Settings) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings
+
+    async def event(self, item: OutboxItem) -> None:
+        payload = item.payload
+        stage = STAGES.get(str(payload.get("stage")))
+        if stage is None:
+            raise PermanentDeliveryError(f"unknown CAPI stage {payload.get('stage')!r}")
+        lead = await self.store.get_lead(str(payload["contact_key"]))
+        if lead is None:
+            log.info("meta_capi_skipped", reason="lead_erased")
+            return
+        profile = lead.profile or {}
+        first, last = split_name(lead.name or profile.get("name"))
+        try:
+            event = build_event(
+                stage,
+                contact_key=lead.contact_key,
+                channel=lead.channel,
+                event_time=payload.get("event_time"),
+                phone=lead.phone or profile.get("phone"),
+                email=profile.get("email"),
+                first_name=first,
+                last_name=last,
+                city=profile.get("city"),
+                state=profile.get("state"),
+                referral=lead.referral,
+                page_scoped_user_id=lead.contact_id if lead.channel == "instagram" else None,
+                instagram_account_id=self.settings.instagram_account_id,
+                value=payload.get("value"),
+                currency=str(payload.get("currency") or "BRL"),
+                qualified_event=self.settings.meta_capi_qualified_event,
+            )
+        except ValueError as exc:
+            raise PermanentDeliveryError(f"cannot build the CAPI event: {exc}") from exc
+        await self.client.send(event)

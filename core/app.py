@@ -32,14 +32,16 @@ from core.settings import Settings
 from core.webhooks import handle_meta_verification, handle_meta_webhook, handle_webhook
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
+from integrations.piperun import PipeRunClient
 from integrations.store.base import Store
 from integrations.store.sqlite import SqliteStore
 from runtime.capi_delivery import CapiDelivery
 from runtime.chatwoot_mirror import ChatwootMirror
+from runtime.crm_sync import CrmSync
 from runtime.delivery import Delivery
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
-from runtime.lifecycle import CAPI_KIND, Lifecycle
+from runtime.lifecycle import CAPI_KIND, PIPERUN_KIND, Lifecycle
 from runtime.policies import channel_send_policy, integration_policy
 from runtime.turns import TurnRunner
 
@@ -164,6 +166,9 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
             dispatcher.register("chatwoot_message", mirror.message, policy)
             dispatcher.register("chatwoot_profile", mirror.profile, policy)
             dispatcher.register("chatwoot_handoff", mirror.handoff, policy)
+        if settings.piperun_configured:
+            crm = CrmSync(PipeRunClient.from_settings(settings, session), store, settings)
+            dispatcher.register(PIPERUN_KIND, crm.sync, integration_policy(settings))
         if settings.meta_capi_configured:
             capi = CapiDelivery(MetaCapiClient.from_settings(session, settings), store, settings)
             dispatcher.register(CAPI_KIND, capi.event, integration_policy(settings))

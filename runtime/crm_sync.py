@@ -1,0 +1,67 @@
+"""Outbox handler that puts a hot (or handed-off) lead in PipeRun, and keeps its deal
+note current afterwards.
+
+Items of one lead share the `crm:<contact key>` order key, so they run one at a time
+across every instance; each id PipeRun gives back is saved at once (on the item and on
+the lead) so a crash between calls resumes where it stopped instead of creating a
+second person or deal. The lead is read at delivery time: the card is always the
+latest one, and an erased lead (LGPD) sends nothing.
+"""
+
+from __future__ import annotations
+
+from core.logging import get_logger
+from core.settings import Settings
+from integrations.piperun import CrmLink, LeadCard, PipeRunClient, sync_lead
+from integrations.store.base import LeadRecord, OutboxItem, Store
+
+log = get_logger(__name__)
+
+
+class CrmSync:
+    def __init__(self, client: PipeRunClient, store: Store, settings: Settings) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings
+
+    def _chatwoot_url(self, lead: LeadRecord) -> str | None:
+        s = self.settings
+        if not (s.chatwoot_api_url and s.chatwoot_account_id and lead.chatwoot_conversation_id):
+            return None
+        base = s.chatwoot_api_url.rstrip("/")
+        return f"{base}/app/accounts/{s.chatwoot_account_id}/conversations/{lead.chatwoot_conversation_id}"
+
+    async def sync(self, item: OutboxItem) -> None:
+        assert item.id is not None
+        contact_key = str(item.payload["contact_key"])
+        lead = await self.store.get_lead(contact_key)
+        if lead is None:
+            log.info("piperun_skipped", reason="lead_erased")
+            return
+        saved = item.payload.get("link") or {}
+        link = CrmLink(
+            person_id=saved.get("person_id") or lead.crm_person_id,
+            company_id=saved.get("company_id") or lead.crm_company_id,
+            deal_id=saved.get("deal_id") or lead.crm_deal_id,
+            note_id=saved.get("note_id"),
+        )
+
+        async def progress(current: CrmLink) -> None:
+            item.payload["link"] = current.model_dump(exclude_none=True)
+            await self.store.outbox_progress(item.id or 0, item.payload)
+            await self.store.save_crm_link(
+                contact_key, person_id=current.person_id, company_id=current.company_id, deal_id=current.deal_id
+            )
+
+        assert self.settings.piperun_pipeline_id is not None and self.settings.piperun_stage_id is not None
+        final = await sync_lead(
+            self.client,
+            LeadCard.from_record(lead, chatwoot_url=self._chatwoot_url(lead)),
+            link,
+            pipeline_id=self.settings.piperun_pipeline_id,
+            stage_id=self.settings.piperun_stage_id,
+            origin_id=self.settings.piperun_origin_for(lead.channel),
+            owner_id=self.settings.piperun_owner_id,
+            on_progress=progress,
+        )
+        log.info("piperun_synced", reason=item.payload.get("reason"), deal_id=final.deal_id)

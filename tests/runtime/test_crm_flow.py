@@ -1,0 +1,137 @@
+"""A hot lead lands in PipeRun once: person (found or created), one deal in the
+configured pipeline/stage/origin, a note with the lead card that later turns update.
+PipeRun failing for a while, or the sync dying half-way, never yields a duplicate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from aioresponses import aioresponses
+
+from core.app import create_app
+from core.keys import STORE
+from tests.conftest import fast_settings, zapi_message
+from tests.helpers.fake_piperun import FakePipeRun
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+
+TOKEN = "pr-tok-crm-flow-81c2d"
+PIPELINE, STAGE, ORIGIN, ORIGIN_IG, OWNER = 26447, 141473, 5501, 5502, 34970
+LEAD = "5544999999999"
+KEY = f"whatsapp:{LEAD}"
+
+HOT = {
+    "name": "Maria Souza",
+    "company": "Frigorífico Boi Bom",
+    "segment": "frigorífico",
+    "product_interest": "FB300",
+    "volume": "3.000 hambúrgueres por dia",
+    "volume_per_day": 3000,
+    "urgency": "imediata",
+    "decision_role": "decisor",
+    "city": "Londrina",
+    "state": "PR",
+}
+
+
+@pytest.fixture
+def piperun(http_mock: aioresponses) -> FakePipeRun:
+    return FakePipeRun(http_mock, token=TOKEN)
+
+
+@pytest.fixture
+async def bot(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, piperun: FakePipeRun
+) -> TestClient:
+    settings = fast_settings(
+        tmp_path,
+        piperun_api_token=TOKEN,
+        piperun_pipeline_id=PIPELINE,
+        piperun_stage_id=STAGE,
+        piperun_origin_id_whatsapp=ORIGIN,
+        piperun_origin_id_instagram=ORIGIN_IG,
+        piperun_owner_id=OWNER,
+    )
+    return await aiohttp_client(create_app(settings))
+
+
+async def say(bot: TestClient, message_id: str, text: str) -> None:
+    response = await bot.post("/webhooks/zapi", json=zapi_message(message_id=message_id, phone=LEAD, text=text))
+    assert response.status == 200
+
+
+async def crm_items_done(bot: TestClient, count: int) -> bool:
+    items = await bot.app[STORE].list_outbox(kind="piperun_sync")
+    return len(items) == count and all(i.status == "done" for i in items)
+
+
+async def test_a_lead_turning_hot_becomes_one_deal_and_later_turns_update_its_note(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, piperun: FakePipeRun
+) -> None:
+    openai_fake.then(reply="Olá! Como posso ajudar?")
+    await say(bot, "3EB0CRMF00000001", "Oi")
+    await eventually(lambda: len(zapi_fake.sent) == 1)
+    assert piperun.calls == []  # a cold lead is not the CRM's business
+
+    openai_fake.then(reply="Perfeito, Maria! Vou chamar nosso time.", lead=HOT)
+    await say(bot, "3EB0CRMF00000002", "Sou a Maria, do Frigorífico Boi Bom...")
+    await eventually(lambda: len(piperun.deals) == 1 and len(piperun.notes) == 1)
+    [deal] = piperun.posts("/deals")
+    assert (deal["pipeline_id"], deal["stage_id"], deal["origin_id"], deal["owner_id"]) == (PIPELINE, STAGE, ORIGIN, OWNER)
+    assert len(piperun.persons) == 1
+    lead = await bot.app[STORE].get_lead(KEY)
+    assert lead is not None and lead.crm_deal_id == piperun.deals[0]["id"]
+    assert lead.crm_person_id == piperun.persons[0]["id"]
+
+    openai_fake.then(reply="Anotado!", lead={**HOT, "email": "maria@boibom.com.br"})
+    await say(bot, "3EB0CRMF00000003", "Meu email é maria@boibom.com.br")
+    await eventually(lambda: piperun.puts("/notes/"))
+    assert len(piperun.deals) == 1 and len(piperun.persons) == 1 and len(piperun.notes) == 1
+    [(_, note)] = piperun.puts("/notes/")
+    assert "maria@boibom.com.br" in note["text"]
+
+
+async def test_a_person_already_in_the_crm_is_reused_not_duplicated(
+    bot: TestClient, openai_fake: FakeOpenAI, piperun: FakePipeRun
+) -> None:
+    existing = piperun.add_person(phones=["(44) 99999-9999"], emails=[])
+    openai_fake.then(reply="Perfeito!", lead=HOT)
+    await say(bot, "3EB0CRMF00000011", "Sou a Maria, quero 3 mil por dia, urgente")
+    await eventually(lambda: len(piperun.deals) == 1)
+    assert piperun.posts("/persons") == []
+    assert piperun.deals[0]["person_id"] == existing["id"]
+
+
+async def test_piperun_down_for_a_while_then_back_still_gives_exactly_one_deal(
+    bot: TestClient, openai_fake: FakeOpenAI, piperun: FakePipeRun
+) -> None:
+    for _ in range(3):
+        piperun.fail_next("POST", "/deals", status=503)
+    openai_fake.then(reply="Perfeito!", lead=HOT)
+    await say(bot, "3EB0CRMF00000021", "Quero comprar, é urgente")
+    await eventually(lambda: len(piperun.deals) == 1, timeout=5)
+    await eventually(lambda: len(piperun.notes) == 1)
+    assert len(piperun.persons) == 1  # the retries resumed from the saved person id
+    assert len(piperun.posts("/persons")) == 1
+
+
+async def test_a_hot_lead_then_a_handoff_in_quick_succession_is_still_one_deal(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, piperun: FakePipeRun
+) -> None:
+    for _ in range(2):
+        piperun.fail_next("POST", "/deals", status=500)  # keep the first sync busy
+    openai_fake.then(reply="Perfeito!", lead=HOT)
+    await say(bot, "3EB0CRMF00000031", "Quero comprar")
+    await eventually(lambda: len(zapi_fake.sent) == 1)
+    openai_fake.then(
+        reply="Já chamo um vendedor.",
+        lead=HOT,
+        tools=[{"tool": "handoff_to_human", "reason": "pediu_humano", "summary": "Quer falar com vendedor"}],
+    )
+    await say(bot, "3EB0CRMF00000032", "Quero falar com um vendedor")
+    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await eventually(lambda: len(piperun.deals) == 1 and len(piperun.notes) == 1, timeout=5)
+    assert len(piperun.deals) == 1 and len(piperun.persons) == 1 and len(piperun.posts("/persons")) == 1

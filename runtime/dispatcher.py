@@ -4,6 +4,12 @@ Items are claimed from the store (marked in flight), handled by the handler regi
 for their kind, then completed, rescheduled by their policy, or marked dead with the
 error. A crash leaves claimed items in flight; `start` puts them back to pending, so
 nothing committed is ever lost.
+
+A route may have a circuit breaker. While it is open the dispatcher does not call the
+handler: the item goes back to pending, due when the breaker half-opens, without
+counting an attempt, so an outage of any length costs no item its retry budget. The
+item whose failure opens the breaker, and a failed half-open probe, are never marked
+dead either: the outage, not the item, is what failed.
 """
 
 from __future__ import annotations
@@ -18,17 +24,31 @@ import structlog
 from core.logging import get_logger
 from core.models import mask_contact_key
 from integrations.store.base import OutboxItem, Store
-from runtime.policies import DeliveryPolicy, PermanentDeliveryError
+from runtime.breaker import CircuitBreaker, Permit
+from runtime.policies import DeliveryPolicy, PermanentDeliveryError, is_transient
 
 log = get_logger(__name__)
 
 Handler = Callable[[OutboxItem], Awaitable[None]]
+# One breaker for a whole kind, or one chosen per item (per channel, per endpoint).
+BreakerSelector = Callable[[OutboxItem], CircuitBreaker | None]
+
+# A failed probe waits this much longer than the items it was deferred with, so the next
+# probe is another key's item: one item that always fails (a receiver choking on that
+# payload) must not keep a whole integration shut while the others would go through.
+PROBE_STEP_ASIDE = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
 class Route:
     handler: Handler
     policy: DeliveryPolicy
+    breaker: CircuitBreaker | BreakerSelector | None = None
+
+    def breaker_for(self, item: OutboxItem) -> CircuitBreaker | None:
+        if self.breaker is None or isinstance(self.breaker, CircuitBreaker):
+            return self.breaker
+        return self.breaker(item)
 
 
 def _now() -> datetime:
@@ -36,19 +56,30 @@ def _now() -> datetime:
 
 
 class OutboxDispatcher:
-    def __init__(self, store: Store, *, workers: int, poll_s: float) -> None:
+    def __init__(
+        self, store: Store, *, workers: int, poll_s: float, clock: Callable[[], datetime] = _now
+    ) -> None:
         self.store = store
         self.workers = max(1, workers)
         self.poll_s = poll_s
         self.routes: dict[str, Route] = {}
+        # Wall clock for due times; injectable so a long outage can be simulated.
+        self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.delivered = 0
+        self.deferred = 0
 
-    def register(self, kind: str, handler: Handler, policy: DeliveryPolicy) -> None:
-        self.routes[kind] = Route(handler, policy)
+    def register(
+        self,
+        kind: str,
+        handler: Handler,
+        policy: DeliveryPolicy,
+        breaker: CircuitBreaker | BreakerSelector | None = None,
+    ) -> None:
+        self.routes[kind] = Route(handler, policy, breaker)
 
     def wake(self) -> None:
         self._wake.set()
@@ -78,7 +109,7 @@ class OutboxDispatcher:
             items: list[OutboxItem] = []
             if free > 0:
                 try:
-                    items = await self.store.claim_outbox(limit=free, now=_now())
+                    items = await self.store.claim_outbox(limit=free, now=self._clock())
                 except Exception:
                     log.exception("outbox_claim_failed")
             for item in items:
@@ -101,7 +132,7 @@ class OutboxDispatcher:
             except Exception:
                 due = None
             if due is not None:
-                timeout = min(timeout, max(0.0, (due - _now()).total_seconds()))
+                timeout = min(timeout, max(0.0, (due - self._clock()).total_seconds()))
         # else: every worker is busy; a finishing one sets the wake event.
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
@@ -123,30 +154,105 @@ class OutboxDispatcher:
                 await self.store.kill_outbox(item.id, error=f"no handler for kind {item.kind!r}")
                 log.error("outbox_dead", reason="no_handler")
                 return
+            # No await before the permit is taken: items claimed together ask in claim
+            # order, so the half-open probe is the first of them.
+            breaker = self._breaker(route, item)
+            permit: Permit | None = None
+            if breaker is not None:
+                permit = breaker.acquire()
+                if permit is None:
+                    await self._defer(item, breaker)
+                    return
             try:
                 await route.handler(item)
             except asyncio.CancelledError:
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)
                 raise  # shutdown: left in flight, released on next start
             except Exception as exc:
                 try:
-                    await self._failed(item, route.policy, exc)
+                    await self._failed(item, route.policy, exc, breaker, permit)
                 except Exception:  # the store failed too: the item stays in flight until restart
                     log.exception("outbox_failure_not_recorded")
                 return
+            if breaker is not None and permit is not None:
+                breaker.record_success(permit)
             await self.store.complete_outbox(item.id)
             self.delivered += 1
             log.info("outbox_delivered", attempts=item.attempts)
 
-    async def _failed(self, item: OutboxItem, policy: DeliveryPolicy, exc: Exception) -> None:
+    @staticmethod
+    def _breaker(route: Route, item: OutboxItem) -> CircuitBreaker | None:
+        try:
+            return route.breaker_for(item)
+        except Exception:  # a selector bug must not stop deliveries: go without a breaker
+            log.exception("outbox_breaker_selector_failed")
+            return None
+
+    async def _defer(self, item: OutboxItem, breaker: CircuitBreaker) -> None:
+        """Fail fast: back to pending, due when the breaker half-opens, attempt not counted."""
+        assert item.id is not None
+        wait = breaker.retry_in()
+        if wait <= 0:  # half-open with its probe out: look again soon, the probe is quick
+            wait = self.poll_s
+        try:
+            await self.store.defer_outbox(
+                item.id, next_attempt_at=self._clock() + timedelta(seconds=wait), reason="circuit_open"
+            )
+        except Exception:  # the item stays in flight until restart, as any unrecorded outcome
+            log.exception("outbox_defer_not_recorded", breaker=breaker.name)
+            return
+        self.deferred += 1
+        log.debug("outbox_deferred", breaker=breaker.name, in_s=round(wait, 2))
+
+    async def _failed(
+        self,
+        item: OutboxItem,
+        policy: DeliveryPolicy,
+        exc: Exception,
+        breaker: CircuitBreaker | None = None,
+        permit: Permit | None = None,
+    ) -> None:
         assert item.id is not None
         error = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, PermanentDeliveryError):
             delay = None
         else:
             delay = policy.decide(item.attempts, exc)
+        if breaker is not None and permit is not None:
+            if is_transient(exc):
+                breaker.record_failure(permit)
+                if breaker.state != "closed":
+                    await self._failed_in_outage(item, breaker, permit, delay, error)
+                    return
+            else:  # the service answered: not its health's business, but free the probe slot
+                breaker.release(permit)
         if delay is None:
             await self.store.kill_outbox(item.id, error=error)
             log.error("outbox_dead", attempts=item.attempts, error=error)
             return
-        await self.store.retry_outbox(item.id, error=error, next_attempt_at=_now() + timedelta(seconds=delay))
+        await self.store.retry_outbox(
+            item.id, error=error, next_attempt_at=self._clock() + timedelta(seconds=delay)
+        )
         log.warning("outbox_retry", attempts=item.attempts, in_s=round(delay, 2), error=error)
+
+    async def _failed_in_outage(
+        self, item: OutboxItem, breaker: CircuitBreaker, permit: Permit, delay: float | None, error: str
+    ) -> None:
+        """A transient failure with the breaker open: never dead, due when it half-opens
+        (or later, if the item's own backoff says so)."""
+        assert item.id is not None
+        wait = max(delay or 0.0, breaker.retry_in())
+        at = self._clock() + timedelta(seconds=wait)
+        if permit.probe:
+            # The probe tested the integration, not the item: its attempt is not counted.
+            await self.store.defer_outbox(
+                item.id, next_attempt_at=at + PROBE_STEP_ASIDE, reason=f"circuit_probe_failed: {error}"
+            )
+            self.deferred += 1
+            log.warning("outbox_probe_failed", breaker=breaker.name, in_s=round(wait, 2), error=error)
+            return
+        await self.store.retry_outbox(item.id, error=error, next_attempt_at=at)
+        log.warning(
+            "outbox_retry_after_circuit", breaker=breaker.name, attempts=item.attempts, in_s=round(wait, 2), error=error
+        )

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,18 @@ from channels.base import SendError
 from core.settings import Settings
 from integrations.store.base import OutboxItem, TurnCommit
 from integrations.store.sqlite import SqliteStore
-from runtime.dispatcher import OutboxDispatcher
-from runtime.policies import DeliveryPolicy, PermanentDeliveryError, channel_send_policy, is_transient
+from runtime.breaker import BreakerRegistry, CircuitBreaker
+from runtime.dispatcher import PROBE_STEP_ASIDE, OutboxDispatcher
+from runtime.policies import (
+    INTEGRATIONS,
+    DeliveryPolicy,
+    JitteredBackoff,
+    PermanentDeliveryError,
+    channel_send_policy,
+    integration_policy,
+    is_transient,
+    policy_for,
+)
 from tests.conftest import fast_settings
 from tests.helpers.fakes import eventually
 
@@ -47,15 +59,17 @@ async def dispatcher(store: SqliteStore) -> AsyncIterator[DispatcherFactory]:
     started: list[OutboxDispatcher] = []
 
     async def make(
-        routes: dict[str, tuple[Any, DeliveryPolicy]],
+        routes: dict[str, tuple[Any, ...]],
         *,
         workers: int = 8,
         poll_s: float = 0.05,
         on: SqliteStore | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> OutboxDispatcher:
-        d = OutboxDispatcher(on or store, workers=workers, poll_s=poll_s)
-        for kind, (handler, policy) in routes.items():
-            d.register(kind, handler, policy)
+        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        d = OutboxDispatcher(on or store, workers=workers, poll_s=poll_s, **extra)
+        for kind, (handler, policy, *breaker) in routes.items():
+            d.register(kind, handler, policy, *breaker)
         await d.start()
         started.append(d)
         return d
@@ -190,7 +204,7 @@ async def test_the_wait_between_attempts_comes_from_the_policy(
     assert "HTTP 503" in row(store, "r1")["last_error"]
     await eventually(lambda: status(store, "r1") == "done")
     calls = handler.calls_of("r1")
-    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
     assert len(gaps) == 2
     assert all(gap >= 0.24 for gap in gaps), gaps
 
@@ -557,3 +571,346 @@ def test_decide_never_retries_permanent_errors(error: BaseException) -> None:
 def test_decide_retries_transient_errors(error: BaseException) -> None:
     assert is_transient(error)
     assert policy().decide(1, error) is not None
+
+
+# --- the policy table -----------------------------------------------------------------
+
+
+def defaults() -> Settings:
+    return Settings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("integration", "attempts", "base_s", "timeout_s"),
+    [
+        ("token_refresh", 3, 1.0, 10.0),
+        ("meta_capi", 5, 2.0, 30.0),
+        ("channel_send", 3, 2.0, 15.0),
+        ("calendar", 3, 1.0, 10.0),
+        ("outbound_webhook", 5, 5.0, 30.0),
+    ],
+)
+def test_the_table_defaults_to_the_spec(integration: str, attempts: int, base_s: float, timeout_s: float) -> None:
+    spec = INTEGRATIONS[integration]
+    assert (spec.max_attempts, spec.base_delay_s, spec.backoff, spec.timeout_s) == (
+        attempts, base_s, "exponential", timeout_s
+    )
+    p = policy_for(integration, defaults())
+    assert p.name == integration and p.timeout_s == timeout_s
+    assert all(p.decide(n, transient()) is not None for n in range(1, attempts))
+    assert p.decide(attempts, transient()) is None
+    # Exponential with jitter: attempt n waits 70-100 % of base * 2^(n-1).
+    for n in range(1, attempts):
+        nominal = min(base_s * 2 ** (n - 1), spec.max_delay_s)
+        waits = [p.decide(n, transient()) for _ in range(50)]
+        assert all(w is not None and 0.7 * nominal <= w <= nominal for w in waits)
+
+
+def test_every_integration_the_bot_uses_has_a_policy() -> None:
+    for name in ("channel_send", "chatwoot", "piperun", "meta_capi", "outbound_webhook"):
+        assert policy_for(name, defaults()).name == name
+    assert policy_for("channel_send:instagram", defaults()).decide(3, transient()) is None
+    assert policy_for("outbound_webhook:crm-a", defaults()).timeout_s == 30.0
+    with pytest.raises(KeyError, match="carrier_pigeon"):
+        policy_for("carrier_pigeon", defaults())
+
+
+def test_the_legacy_entry_points_read_the_table() -> None:
+    assert channel_send_policy(defaults()).decide(3, transient()) is None
+    mirror = integration_policy(defaults())  # Chatwoot keeps its long budget
+    assert mirror.decide(11, transient()) is not None
+    assert mirror.decide(12, transient()) is None
+
+
+def test_outbox_settings_set_by_the_operator_override_every_row() -> None:
+    settings = Settings(_env_file=None, outbox_max_attempts=9, outbox_backoff_base_s=0.5, outbox_backoff_max_s=1.0)
+    for name in ("channel_send", "meta_capi", "outbound_webhook", "chatwoot"):
+        p = policy_for(name, settings)
+        assert p.decide(8, transient()) is not None
+        assert p.decide(9, transient()) is None
+        assert all(0.35 <= (p.decide(n, transient()) or 0) <= 1.0 for n in range(2, 8))
+
+
+def test_linear_backoff_grows_by_the_base() -> None:
+    wait = JitteredBackoff(1.0, 60.0, linear=True, jitter=0.0)
+    assert [wait.nominal(n) for n in (1, 2, 3, 100)] == [1.0, 2.0, 3.0, 60.0]
+
+
+class ClientFlagged(Exception):
+    def __init__(self, retryable: bool) -> None:
+        super().__init__("flagged")
+        self.retryable = retryable
+
+
+def test_is_transient_honours_a_retryable_flag_on_any_error() -> None:
+    assert is_transient(ClientFlagged(True))
+    assert not is_transient(ClientFlagged(False))
+    # Not a boolean: not a verdict, fall back to the type.
+    odd = ValueError("x")
+    odd.retryable = "yes"  # type: ignore[attr-defined]
+    assert not is_transient(odd)
+
+
+@pytest.mark.parametrize(("status", "retry"), [(400, False), (401, False), (404, False), (408, True), (429, True), (500, True), (503, True)])
+def test_is_transient_reads_the_status_of_raise_for_status(status: int, retry: bool) -> None:
+    exc = aiohttp.ClientResponseError(request_info=None, history=(), status=status)  # type: ignore[arg-type]
+    assert is_transient(exc) is retry
+
+
+# --- circuit breakers -----------------------------------------------------------------
+
+
+class FakeClock:
+    """One fake time for the breaker (monotonic seconds) and the dispatcher (due times)."""
+
+    def __init__(self) -> None:
+        # A little ahead of the store's real clock, so items enqueued now are due at once.
+        self.start = datetime.now(timezone.utc) + timedelta(seconds=5)
+        self.elapsed = 0.0
+
+    def monotonic(self) -> float:
+        return 5000.0 + self.elapsed
+
+    def wall(self) -> datetime:
+        return self.start + timedelta(seconds=self.elapsed)
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+
+def breaker_on(clock: FakeClock, *, threshold: int = 3, reset: float = 30.0) -> CircuitBreaker:
+    return CircuitBreaker(
+        "crm", failure_threshold=threshold, reset_timeout_s=reset, clock=clock.monotonic, wall_clock=clock.wall
+    )
+
+
+def trip(breaker: CircuitBreaker) -> None:
+    while breaker.state == "closed":
+        permit = breaker.acquire()
+        assert permit is not None
+        breaker.record_failure(permit)
+
+
+def record_deferrals(store: SqliteStore) -> list[tuple[int, str]]:
+    deferrals: list[tuple[int, str]] = []
+    defer = store.defer_outbox
+
+    async def recording(item_id: int, *, next_attempt_at: datetime, reason: str) -> None:
+        deferrals.append((item_id, reason))
+        await defer(item_id, next_attempt_at=next_attempt_at, reason=reason)
+
+    store.defer_outbox = recording  # type: ignore[method-assign]
+    return deferrals
+
+
+def due_at(store: SqliteStore, idem: str) -> datetime:
+    r = store.db.execute("SELECT next_attempt_at FROM outbox WHERE idempotency_key = ?", (idem,)).fetchone()
+    return datetime.fromisoformat(r[0])
+
+
+def crm_item(idem: str, key: str) -> OutboxItem:
+    return item(idem, kind="crm_sync", order_key=f"crm:{key}")
+
+
+async def test_an_open_breaker_leaves_items_pending_without_counting_attempts(
+    store: SqliteStore, dispatcher: DispatcherFactory
+) -> None:
+    clock = FakeClock()
+    breaker = breaker_on(clock, reset=30.0)
+    trip(breaker)
+    deferrals = record_deferrals(store)
+    handler = ScriptedHandler()
+    ids = await enqueue(store, crm_item("a1", "A"), crm_item("a2", "A"), crm_item("b1", "B"))
+    await dispatcher({"crm_sync": (handler, fixed_policy(0.01, attempts=2), breaker)}, clock=clock.wall)
+
+    await eventually(lambda: len(deferrals) == 2)
+    await asyncio.sleep(0.2)  # the clock stands still: nothing is due again, nothing spins
+    assert sorted(deferrals) == sorted([(ids["a1"], "circuit_open"), (ids["b1"], "circuit_open")])
+    assert handler.calls == []
+    for idem in ("a1", "b1"):
+        assert row(store, idem) == {"status": "pending", "attempts": 0, "last_error": "circuit_open"}
+        assert due_at(store, idem) == clock.wall() + timedelta(seconds=30)
+    assert row(store, "a2") == {"status": "pending", "attempts": 0, "last_error": None}
+
+    clock.advance(30)  # half-open: one probe, it succeeds, the breaker closes, the rest follow
+    await eventually(lambda: sorted(handler.delivered) == ["a1", "a2", "b1"])
+    assert [n for n in handler.delivered if n.startswith("a")] == ["a1", "a2"]
+    assert breaker.state == "closed"
+    await eventually(lambda: all(status(store, n) == "done" for n in ("a1", "a2", "b1")))
+    assert {n: row(store, n)["attempts"] for n in ("a1", "a2", "b1")} == {"a1": 1, "a2": 1, "b1": 1}
+
+
+async def test_half_open_lets_one_probe_through_while_the_others_wait(
+    store: SqliteStore, dispatcher: DispatcherFactory
+) -> None:
+    clock = FakeClock()
+    breaker = breaker_on(clock)
+    trip(breaker)
+    deferrals = record_deferrals(store)
+    answer = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow_crm(outbox_item: OutboxItem) -> None:
+        calls.append(outbox_item.payload["name"])
+        await answer.wait()
+
+    await enqueue(store, crm_item("a1", "A"), crm_item("b1", "B"), crm_item("c1", "C"))
+    await dispatcher({"crm_sync": (slow_crm, fixed_policy(0.01), breaker)}, clock=clock.wall, poll_s=0.02)
+    await eventually(lambda: len(deferrals) == 3)
+
+    clock.advance(30)
+    await eventually(lambda: calls == ["a1"])
+    for _ in range(5):  # while the probe is out, the others keep being put back
+        clock.advance(0.5)
+        await asyncio.sleep(0.05)
+    assert calls == ["a1"]
+    assert breaker.snapshot()["probe_out"] is True
+    assert status(store, "b1") == "pending" and status(store, "c1") == "pending"
+
+    answer.set()
+    await eventually(lambda: breaker.state == "closed")
+    clock.advance(1.0)  # they were put back for one poll interval
+    await eventually(lambda: sorted(calls) == ["a1", "b1", "c1"])
+    assert breaker.state == "closed"
+
+
+async def test_a_failed_probe_is_not_charged_and_steps_aside_for_another_key(
+    store: SqliteStore, dispatcher: DispatcherFactory
+) -> None:
+    clock = FakeClock()
+    breaker = breaker_on(clock, reset=30.0)
+    trip(breaker)
+    deferrals = record_deferrals(store)
+    handler = ScriptedHandler({"a1": [SendError("HTTP 502", status=502, retryable=True)]})
+    await enqueue(store, crm_item("a1", "A"), crm_item("b1", "B"))
+    await dispatcher({"crm_sync": (handler, fixed_policy(0.01, attempts=2), breaker)}, clock=clock.wall)
+    await eventually(lambda: len(deferrals) == 2)
+
+    clock.advance(30)
+    await eventually(lambda: row(store, "a1")["last_error"] != "circuit_open")
+    assert breaker.state == "open"
+    failed = row(store, "a1")
+    assert failed["status"] == "pending" and failed["attempts"] == 0
+    assert failed["last_error"] == "circuit_probe_failed: SendError: HTTP 502"
+    assert due_at(store, "a1") == clock.wall() + timedelta(seconds=30) + PROBE_STEP_ASIDE
+
+    clock.advance(30)  # b1 probes this time, succeeds, and a1 follows once due
+    await eventually(lambda: handler.delivered == ["b1"])
+    assert breaker.state == "closed"
+    clock.advance(PROBE_STEP_ASIDE.total_seconds())
+    await eventually(lambda: handler.delivered == ["b1", "a1"])
+    assert [n for n, _ in handler.calls] == ["a1", "b1", "a1"]
+    await eventually(lambda: status(store, "a1") == "done")
+    assert row(store, "a1")["attempts"] == 1  # the failed probe was never charged
+
+
+async def test_the_failure_that_opens_the_breaker_does_not_kill_the_item(
+    store: SqliteStore, dispatcher: DispatcherFactory
+) -> None:
+    """Three attempts, threshold three: without the breaker the item would be dead; with
+    it the outage is what failed, and the item waits for the probe."""
+    clock = FakeClock()
+    breaker = breaker_on(clock, threshold=3, reset=30.0)
+    handler = ScriptedHandler({"a1": [SendError(f"HTTP 503 #{n}", status=503, retryable=True) for n in range(3)]})
+    await enqueue(store, crm_item("a1", "A"))
+    await dispatcher({"crm_sync": (handler, fixed_policy(1.0, attempts=3), breaker)}, clock=clock.wall)
+
+    for attempt in (1, 2):
+        await eventually(lambda attempt=attempt: row(store, "a1")["attempts"] == attempt and status(store, "a1") == "pending")
+        clock.advance(1.0)
+    await eventually(lambda: breaker.state == "open" and status(store, "a1") == "pending")
+    assert row(store, "a1") == {"status": "pending", "attempts": 3, "last_error": "SendError: HTTP 503 #2"}
+    assert due_at(store, "a1") == clock.wall() + timedelta(seconds=30)
+
+    clock.advance(30)
+    await eventually(lambda: status(store, "a1") == "done")
+    assert handler.delivered == ["a1"]
+    assert breaker.state == "closed"
+
+
+async def test_permanent_errors_do_not_count_against_the_breaker(
+    store: SqliteStore, dispatcher: DispatcherFactory
+) -> None:
+    clock = FakeClock()
+    breaker = breaker_on(clock, threshold=2)
+    handler = ScriptedHandler({f"p{n}": [SendError("HTTP 400", status=400, retryable=False)] for n in range(4)})
+    await enqueue(store, *(crm_item(f"p{n}", f"K{n}") for n in range(4)))
+    await dispatcher({"crm_sync": (handler, fixed_policy(0.01), breaker)}, clock=clock.wall)
+
+    await eventually(lambda: all(status(store, f"p{n}") == "dead" for n in range(4)))
+    assert breaker.state == "closed" and breaker.failures == 0
+
+
+async def test_a_breaker_chosen_per_item_isolates_channels(store: SqliteStore, dispatcher: DispatcherFactory) -> None:
+    clock = FakeClock()
+    registry = BreakerRegistry(clock=clock.monotonic, wall_clock=clock.wall)
+    trip(registry.get("channel_send:instagram"))
+    handler = ScriptedHandler()
+    await enqueue(
+        store,
+        item("ig", order_key="reply:ig", channel="instagram", contact_id="1784"),
+        item("wa", order_key="reply:wa", channel="waha", contact_id="5511987650001"),
+    )
+    select = registry.per_item("channel_send", lambda outbox_item: outbox_item.payload.get("channel"))
+    await dispatcher({"send_text": (handler, fixed_policy(0.01), select)}, clock=clock.wall)
+
+    await eventually(lambda: handler.delivered == ["wa"])
+    await eventually(lambda: row(store, "ig")["last_error"] == "circuit_open")
+    assert registry.snapshot()["channel_send:instagram"]["state"] == "open"
+    assert registry.snapshot()["channel_send:waha"]["state"] == "closed"
+
+
+async def test_a_ten_minute_outage_delivers_everything_once_in_order_after_recovery(
+    store: SqliteStore, dispatcher: DispatcherFactory
+) -> None:
+    """The CRM is down for ten minutes (fake clock) while leads keep coming: nothing dies,
+    the CRM is barely called while it is down, and once it is back every item arrives
+    exactly once, each key in its order."""
+    clock = FakeClock()
+    registry = BreakerRegistry(clock=clock.monotonic, wall_clock=clock.wall)
+    breaker = registry.get("piperun")  # the table's 3 failures / 60 s
+    policy = policy_for("piperun", defaults())  # the table's 5 attempts, 2 s exponential
+    outage_s = 600.0
+    calls_while_down = 0
+    delivered: list[str] = []
+
+    async def crm(outbox_item: OutboxItem) -> None:
+        nonlocal calls_while_down
+        if clock.elapsed < outage_s:
+            calls_while_down += 1
+            raise SendError("HTTP 503 Service Unavailable", status=503, retryable=True)
+        delivered.append(outbox_item.payload["name"])
+
+    keys = ["A", "B", "C"]
+    first = [crm_item(f"{k}{n}", k) for k in keys for n in range(1, 5)]
+    later = [crm_item(f"{k}{n}", k) for k in keys for n in range(5, 7)]
+    await enqueue(store, *first)
+    await dispatcher({"crm_sync": (crm, policy, breaker)}, clock=clock.wall, poll_s=0.01)
+
+    stop = asyncio.Event()
+
+    async def tick() -> None:
+        while not stop.is_set():
+            clock.advance(5.0)
+            if clock.elapsed >= 300 and later:
+                for late in later:  # new leads arrive mid-outage
+                    await store.enqueue(late)
+                later.clear()
+            await asyncio.sleep(0.005)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        await eventually(lambda: len(delivered) == 18, timeout=30.0)
+    finally:
+        stop.set()
+        await ticker
+
+    everything = [f"{k}{n}" for k in keys for n in range(1, 7)]
+    assert Counter(delivered) == Counter(everything)  # exactly once each
+    for k in keys:
+        assert [n for n in delivered if n.startswith(k)] == [f"{k}{n}" for n in range(1, 7)]
+    assert all(status(store, n) == "done" for n in everything)
+    assert all(row(store, n)["attempts"] <= 5 for n in everything)  # no budget spent on the outage
+    # Fail fast: a few failures to open, then about one probe per reset timeout.
+    assert calls_while_down <= 3 + outage_s / 60 + 2, calls_while_down
+    assert breaker.state == "closed" and breaker.opened_total >= 2

@@ -10,6 +10,7 @@
     python main.py outbox replay --all-dead [--kind K]   resend every dead one
     python main.py forget PHONE       erase a lead's personal data and messages (LGPD)
     python main.py migrate [--apply]  print (or apply to DATABASE_URL) the Postgres schema
+    python main.py doctor             check every configured integration, print the webhook URLs
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import json
 import sys
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from core.app import create_app, default_store
 from core.chat import _chat
+from core.doctor import run_doctor
 from core.logging import configure_logging, get_logger
 from core.models import contact_key_for
 from core.settings import Settings
@@ -159,6 +162,12 @@ def _migrate(settings: Settings, *, apply: bool) -> int:
     return 0
 
 
+async def _doctor(settings: Settings) -> int:
+    """One session for every probe: the checks run at the same time."""
+    async with aiohttp.ClientSession() as session:
+        return await run_doctor(settings, session, sys.stdout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python main.py", description="AI SDR bot")
     sub = parser.add_subparsers(dest="command")
@@ -189,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     migrate = sub.add_parser("migrate", help="print the Supabase/Postgres schema SQL, or --apply it to DATABASE_URL")
     migrate.add_argument("--apply", action="store_true", help="apply to DATABASE_URL instead of printing")
+    sub.add_parser(
+        "doctor",
+        help="verificar cada integração configurada e mostrar as URLs de webhook",
+        description="Faz uma chamada só de leitura a cada integração configurada e diz o que está "
+        "errado (token, ID, URL) e o que fazer; depois mostra as URLs para colar em cada provedor.",
+    )
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -196,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         return _chat(settings, args.contact, args.fresh)
     if args.command == "migrate":
         return _migrate(settings, apply=args.apply)
+    if args.command == "doctor":
+        # Library warnings would interleave with the report; errors still show, scrubbed.
+        configure_logging(level="ERROR", fmt=settings.log_format, secrets=settings.secret_values())
+        return asyncio.run(_doctor(settings))
     if args.command == "forget":
         configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
         return asyncio.run(_forget(settings, args.phone, args.channel))

@@ -23,7 +23,18 @@ from channels.registry import build_channels
 from core.channel_health import ChannelHealth
 from core.chatwoot_webhook import handle_chatwoot_webhook
 from core.crm_webhook import handle_crm_webhook
-from core.keys import CHANNEL_HEALTH, CHANNELS, DISPATCHER, FOLLOW_UPS, HTTP, LLM, RUNNER, SETTINGS, STORE
+from core.keys import (
+    BREAKERS,
+    CHANNEL_HEALTH,
+    CHANNELS,
+    DISPATCHER,
+    FOLLOW_UPS,
+    HTTP,
+    LLM,
+    RUNNER,
+    SETTINGS,
+    STORE,
+)
 from core.logging import configure_logging, get_logger
 from core.metrics import Metrics
 from core.middlewares import DRAINING, METRICS, Draining, request_middleware
@@ -32,18 +43,21 @@ from core.settings import Settings
 from core.webhooks import handle_meta_verification, handle_meta_webhook, handle_webhook
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
+from integrations.outbound_webhooks import Endpoint, OutboundWebhookClient, endpoints_from_settings
 from integrations.piperun import PipeRunClient
 from integrations.store.base import Store
 from integrations.store.sqlite import SqliteStore
+from runtime.breaker import BreakerRegistry
 from runtime.capi_delivery import CapiDelivery
 from runtime.chatwoot_mirror import ChatwootMirror
 from runtime.crm_sync import CrmSync
 from runtime.delivery import Delivery
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
-from runtime.lifecycle import CAPI_KIND, PIPERUN_KIND, Lifecycle
-from runtime.policies import channel_send_policy, integration_policy
+from runtime.lifecycle import CAPI_KIND, PIPERUN_KIND, WEBHOOK_KIND, Lifecycle
+from runtime.policies import policy_for
 from runtime.turns import TurnRunner
+from runtime.webhook_delivery import WebhookDelivery, subscriptions
 
 log = get_logger(__name__)
 
@@ -108,6 +122,9 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
     app[CHANNEL_HEALTH] = ChannelHealth()
     app[DRAINING] = Draining()
     app[METRICS] = Metrics()
+    app[BREAKERS] = BreakerRegistry(reset_timeout_s=settings.circuit_reset_s)
+    # Read once at start: a broken endpoint list stops the bot with a clear message.
+    endpoints = endpoints_from_settings(settings)
 
     async def start_draining(app: web.Application) -> None:
         app[DRAINING].active = True
@@ -147,7 +164,7 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
             settings=settings,
             on_commit=dispatcher.wake,
             profile_name=_profile_name_lookup(channels, session),
-            lifecycle=Lifecycle(settings),
+            lifecycle=Lifecycle(settings, subscriptions(endpoints)),
             metrics=app[METRICS],
         )
         delivery = Delivery(
@@ -158,20 +175,7 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
             health=app[CHANNEL_HEALTH],
             clock=lambda: runner.clock(),  # one clock for "how long since the lead wrote"
         )
-        dispatcher.register("send_text", delivery.send_text, channel_send_policy(settings))
-        dispatcher.register("reengage", delivery.reengage, channel_send_policy(settings))
-        if settings.chatwoot_configured:
-            mirror = ChatwootMirror(ChatwootClient(settings, session), store, settings, app[CHANNEL_HEALTH])
-            policy = integration_policy(settings)
-            dispatcher.register("chatwoot_message", mirror.message, policy)
-            dispatcher.register("chatwoot_profile", mirror.profile, policy)
-            dispatcher.register("chatwoot_handoff", mirror.handoff, policy)
-        if settings.piperun_configured:
-            crm = CrmSync(PipeRunClient.from_settings(settings, session), store, settings)
-            dispatcher.register(PIPERUN_KIND, crm.sync, integration_policy(settings))
-        if settings.meta_capi_configured:
-            capi = CapiDelivery(MetaCapiClient.from_settings(session, settings), store, settings)
-            dispatcher.register(CAPI_KIND, capi.event, integration_policy(settings))
+        _register_outbox_routes(app, dispatcher, delivery, endpoints)
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)
         app[DISPATCHER] = dispatcher
         app[RUNNER] = runner
@@ -201,6 +205,35 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
     return app
 
 
+def _register_outbox_routes(
+    app: web.Application, dispatcher: OutboxDispatcher, delivery: Delivery, endpoints: list[Endpoint]
+) -> None:
+    """Each side effect with its integration's policy (runtime/policies.py) and circuit
+    breaker: one per channel for replies, one per endpoint for webhooks."""
+    settings, session, store, breakers = app[SETTINGS], app[HTTP], app[STORE], app[BREAKERS]
+    per_channel = breakers.per_item("channel_send", lambda item: item.payload.get("channel"))
+    for kind, handler in (("send_text", delivery.send_text), ("reengage", delivery.reengage)):
+        dispatcher.register(kind, handler, policy_for("channel_send", settings), per_channel)
+    if settings.chatwoot_configured:
+        mirror = ChatwootMirror(ChatwootClient(settings, session), store, settings, app[CHANNEL_HEALTH])
+        for kind, handler in (
+            ("chatwoot_message", mirror.message),
+            ("chatwoot_profile", mirror.profile),
+            ("chatwoot_handoff", mirror.handoff),
+        ):
+            dispatcher.register(kind, handler, policy_for("chatwoot", settings), breakers.get("chatwoot"))
+    if settings.piperun_configured:
+        crm = CrmSync(PipeRunClient.from_settings(settings, session), store, settings)
+        dispatcher.register(PIPERUN_KIND, crm.sync, policy_for("piperun", settings), breakers.get("piperun"))
+    if settings.meta_capi_configured:
+        capi = CapiDelivery(MetaCapiClient.from_settings(session, settings), store, settings)
+        dispatcher.register(CAPI_KIND, capi.event, policy_for("meta_capi", settings), breakers.get("meta_capi"))
+    if endpoints:
+        hooks = WebhookDelivery(OutboundWebhookClient(session), endpoints, store)
+        per_endpoint = breakers.per_item("outbound_webhook", lambda item: item.payload.get("endpoint_id"))
+        dispatcher.register(WEBHOOK_KIND, hooks.deliver, policy_for("outbound_webhook", settings), per_endpoint)
+
+
 def _add_routes(app: web.Application) -> None:
     async def zapi(request: web.Request) -> web.Response:
         return await handle_webhook(request, "zapi")
@@ -228,7 +261,7 @@ async def root(_request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     try:
-        body = await request.app[METRICS].render(request.app[STORE])
+        body = await request.app[METRICS].render(request.app[STORE], request.app[BREAKERS].snapshot)
     except Exception as exc:  # noqa: BLE001 - a scrape must say why it failed
         log.error("metrics_store_error", error=str(exc))
         return web.Response(status=503, text=f"# store unavailable: {type(exc).__name__}\n")
@@ -268,6 +301,9 @@ async def health(request: web.Request) -> web.Response:
         stats = await store.outbox_stats()
         body["outbox"] = {"pending": stats.pending + stats.inflight, "dead": stats.dead}
         body["active_contacts"] = app[RUNNER].active_contacts
+    circuits = app[BREAKERS].snapshot()
+    if circuits:
+        body["circuits"] = {name: c["state"] for name, c in circuits.items()}
     return web.json_response(body, status=200 if healthy else 503)
 
 

@@ -9,6 +9,7 @@ from agent.llm import LLMClient
 from core.channel_health import ChannelHealth
 from core.settings import Settings
 from integrations.store.base import Store
+from runtime.breaker import BreakerRegistry
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
 from runtime.turns import TurnRunner
@@ -22,3 +23,4 @@ RUNNER = web.AppKey("runner", TurnRunner)
 DISPATCHER = web.AppKey("dispatcher", OutboxDispatcher)
 FOLLOW_UPS = web.AppKey("follow_ups", FollowUpScheduler)
 CHANNEL_HEALTH = web.AppKey("channel_health", ChannelHealth)
+BREAKERS = web.AppKey("breakers", BreakerRegistry)

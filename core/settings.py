@@ -149,10 +149,15 @@ class Settings(BaseSettings):
     # --- outbox dispatcher --------------------------------------------------------
     outbox_workers: int = 8
     outbox_poll_s: float = 1.0
-    outbox_max_attempts: int = 6
-    outbox_backoff_base_s: float = 2.0
-    outbox_backoff_max_s: float = 300.0
+    # Unset: each integration's row of the policy table (runtime/policies.py) decides.
+    # Set: applies to every integration (how tests shrink the clocks).
+    outbox_max_attempts: int | None = None
+    outbox_backoff_base_s: float | None = None
+    outbox_backoff_max_s: float | None = None
     http_timeout_s: float = 15.0
+    # Seconds an open circuit waits before letting one probe through; unset: the table's
+    # per-integration value (30-60 s).
+    circuit_reset_s: float | None = None
     shutdown_grace_s: float = 10.0
 
     @field_validator(
@@ -196,6 +201,10 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
+        "outbox_max_attempts",
+        "outbox_backoff_base_s",
+        "outbox_backoff_max_s",
+        "circuit_reset_s",
         "chatwoot_handoff_team_id",
         "piperun_pipeline_id",
         "piperun_stage_id",

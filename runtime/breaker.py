@@ -205,9 +205,12 @@ class BreakerRegistry:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utcnow,
+        reset_timeout_s: float | None = None,
     ) -> None:
         self._clock = clock
         self._wall_clock = wall_clock
+        # CIRCUIT_RESET_S: one reset timeout for every breaker instead of the table's.
+        self._reset_override = reset_timeout_s
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def get(self, name: str) -> CircuitBreaker:
@@ -219,7 +222,7 @@ class BreakerRegistry:
             breaker = CircuitBreaker(
                 name,
                 failure_threshold=spec.failure_threshold,
-                reset_timeout_s=spec.reset_timeout_s,
+                reset_timeout_s=self._reset_override or spec.reset_timeout_s,
                 clock=self._clock,
                 wall_clock=self._wall_clock,
             )

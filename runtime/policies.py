@@ -160,21 +160,16 @@ def integration_spec(integration: str) -> IntegrationSpec:
     return spec
 
 
-def _set(settings: Settings, field: str) -> bool:
-    # An OUTBOX_* knob the operator set (env, .env, or a constructor argument) applies
-    # to every integration: one way to make everything more patient, and the way tests
-    # shrink the clocks. Unset, the table decides.
-    return field in settings.model_fields_set
-
-
 def effective_spec(integration: str, settings: Settings) -> IntegrationSpec:
+    """The table's row, with any OUTBOX_* knob the operator set applied: one way to make
+    everything more patient, and the way tests shrink the clocks."""
     spec = integration_spec(integration)
     overrides: dict[str, Any] = {}
-    if _set(settings, "outbox_max_attempts"):
+    if settings.outbox_max_attempts is not None:
         overrides["max_attempts"] = settings.outbox_max_attempts
-    if _set(settings, "outbox_backoff_base_s"):
+    if settings.outbox_backoff_base_s is not None:
         overrides["base_delay_s"] = settings.outbox_backoff_base_s
-    if _set(settings, "outbox_backoff_max_s"):
+    if settings.outbox_backoff_max_s is not None:
         overrides["max_delay_s"] = settings.outbox_backoff_max_s
     return replace(spec, **overrides) if overrides else spec
 

@@ -36,6 +36,7 @@ def fast_settings(tmp_path: Path, **overrides: Any) -> Settings:
         outbox_backoff_base_s=0.01,
         outbox_backoff_max_s=0.05,
         outbox_poll_s=0.05,
+        circuit_reset_s=0.1,
         turn_retry_base_s=0.05,
         turn_retry_max_s=0.2,
         typing_chars_per_s=1000,

@@ -91,15 +91,35 @@ class OutboxDispatcher:
         self._task = asyncio.create_task(self._loop(), name="outbox-dispatcher")
 
     async def stop(self, timeout: float = 10.0) -> None:
+        """Deliver what is due now (a reply the last turn committed should not wait for
+        the next start) within `timeout`, then stop; items backing off stay pending."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        await self._drain_due(deadline)
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._inflight:
-            _done, still = await asyncio.wait(self._inflight, timeout=timeout)
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            _done, still = await asyncio.wait(self._inflight, timeout=remaining)
             for task in still:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
+
+    async def _drain_due(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            return
+        while loop.time() < deadline:
+            if not self._inflight:
+                try:
+                    due = await self.store.next_outbox_due()
+                except Exception:
+                    return
+                if due is None or due > self._clock() + timedelta(seconds=0.05):
+                    return
+            self._wake.set()
+            await asyncio.sleep(0.02)
 
     async def _loop(self) -> None:
         while not self._stopping:

@@ -8,6 +8,7 @@ from aiohttp.test_utils import TestClient
 
 from core.keys import STORE
 from tests.conftest import zapi_message
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 
 
 async def test_after_sigterm_webhooks_get_503_and_health_says_draining(bot: TestClient) -> None:
@@ -17,3 +18,15 @@ async def test_after_sigterm_webhooks_get_503_and_health_says_draining(bot: Test
     assert await bot.app[STORE].pending_contacts() == []  # nothing half-accepted
     health = await bot.get("/api/health")
     assert health.status == 503 and (await health.json())["status"] == "draining"
+
+
+async def test_a_turn_in_flight_at_sigterm_still_answers_its_lead(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    openai_fake.then(reply="Oi! Já te ajudo.", delay=0.5)
+    response = await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0INFL00000001"))
+    assert response.status == 200
+    await eventually(lambda: openai_fake.calls_started == 1)
+    await bot.app.shutdown()
+    await bot.app.cleanup()  # runner.close(grace) waits for the turn; the dispatcher delivers it
+    assert [s["message"] for s in zapi_fake.sent] == ["Oi! Já te ajudo."]

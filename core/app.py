@@ -76,6 +76,7 @@ def default_store(settings: Settings) -> Store:
             settings.supabase_service_role_key.get_secret_value(),
             timeout_s=settings.supabase_timeout_s,
             max_attempts=settings.supabase_max_attempts,
+            instance_id=settings.instance_id,  # None: the host name, stable across restarts
         )
     return SqliteStore(settings.sqlite_path)
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
-import secrets
 import socket
 import time
 import uuid
@@ -83,7 +81,9 @@ class TurnRunner:
         # A store shared by several instances (Supabase) needs turn leases and a poller
         # for messages another instance stored; the embedded store has one process.
         self.shared = store.backend_name != "sqlite" if shared is None else shared
-        self.owner = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        # Stable across restarts (the host name by default): a restarted instance takes
+        # back its own leases at once instead of waiting for them to expire.
+        self.owner = settings.instance_id or socket.gethostname()
         self._poller: asyncio.Task[None] | None = None
         # Injectable so tests and the scenario suite can say "two days later".
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))

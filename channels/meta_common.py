@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from channels.base import SendError, WebhookRejected
+from core.secret_compare import secrets_match
 from core.settings import Settings
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -42,7 +43,7 @@ def verify_signature(settings: Settings, request: web.Request, raw_body: bytes) 
     expected = hmac.new(
         settings.meta_app_secret.get_secret_value().encode(), raw_body, hashlib.sha256
     ).hexdigest()
-    if not hmac.compare_digest(header[len("sha256=") :].strip().lower(), expected):
+    if not secrets_match(header[len("sha256=") :].strip().lower(), expected):
         raise WebhookRejected(403, "invalid X-Hub-Signature-256")
 
 
@@ -53,7 +54,7 @@ def verify_subscription(settings: Settings, request: web.Request) -> str:
         raise WebhookRejected(400, "hub.mode must be subscribe")
     token = query.get("hub.verify_token", "")
     expected = settings.meta_verify_token.get_secret_value() if settings.meta_verify_token else None
-    if expected is None or not hmac.compare_digest(token.encode(), expected.encode()):
+    if expected is None or not secrets_match(token, expected):
         raise WebhookRejected(403, "hub.verify_token does not match META_VERIFY_TOKEN")
     challenge = query.get("hub.challenge")
     if not challenge:

@@ -51,6 +51,7 @@ from channels.provider_http import (
 )
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
+from core.secret_compare import secrets_match
 from core.settings import Settings
 
 log = get_logger(__name__)
@@ -358,8 +359,7 @@ class WahaChannel:
         if algorithm is not None and algorithm.strip().lower() != HMAC_ALGORITHM:
             raise WebhookRejected(403, "unsupported webhook signature algorithm")
         expected = hmac.new(key.encode("utf-8"), raw_body, hashlib.sha512).hexdigest()
-        candidate = provided.lower().encode("utf-8", "replace")
-        if not hmac.compare_digest(expected.encode("ascii"), candidate):
+        if not secrets_match(provided.lower(), expected):
             raise WebhookRejected(403, "invalid webhook signature")
 
     @staticmethod
@@ -371,7 +371,7 @@ class WahaChannel:
         # Compare every candidate so timing does not reveal which one was tried.
         ok = False
         for candidate in candidates:
-            if hmac.compare_digest(candidate.encode("utf-8", "replace"), expected):
+            if secrets_match(candidate, expected):
                 ok = True
         if not ok:
             raise WebhookRejected(401, "invalid or missing webhook token")

@@ -10,7 +10,6 @@ type, so it is validated with pydantic and anything unusable becomes a 4xx
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 import re
@@ -32,6 +31,7 @@ from channels.provider_http import (
 )
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
+from core.secret_compare import secrets_match
 from core.settings import Settings
 
 log = get_logger(__name__)
@@ -338,7 +338,7 @@ class ZapiChannel:
         # Compare every candidate so timing does not reveal which one was tried.
         ok = False
         for candidate in candidates:
-            if hmac.compare_digest(candidate.encode(), expected):
+            if secrets_match(candidate, expected):
                 ok = True
         if not ok:
             raise WebhookRejected(401, "invalid or missing webhook token")

@@ -9,7 +9,6 @@ everything, since a forged "won deal" would teach the ads a lie.
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -20,6 +19,7 @@ from core.keys import DISPATCHER, RUNNER, SETTINGS, STORE
 from core.logging import get_logger
 from core.middlewares import json_error
 from core.models import contact_key_for, mask_contact_key
+from core.secret_compare import secrets_match
 from integrations.store.base import StoreUnavailable
 from runtime.lifecycle import CapiStage
 
@@ -48,7 +48,7 @@ class CrmEvent(BaseModel):
 
 def _authenticated(request: web.Request, secret: str) -> bool:
     given = request.headers.get("X-Webhook-Secret") or request.query.get("token") or ""
-    return hmac.compare_digest(given.encode(), secret.encode())
+    return secrets_match(given, secret)
 
 
 async def handle_crm_webhook(request: web.Request) -> web.Response:

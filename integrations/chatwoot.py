@@ -40,6 +40,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from channels.base import SendError, WebhookRejected
+from core.secret_compare import secrets_match
 from core.settings import Settings
 
 _ERROR_DETAIL_MAX = 200
@@ -624,7 +625,7 @@ def verify_webhook(
             current = time.time() if now is None else now
             fresh = abs(current - int(timestamp)) <= max_skew_s
             digest = hmac.new(secret, timestamp.encode() + b"." + raw_body, hashlib.sha256).hexdigest()
-            matches = hmac.compare_digest(signature.lower().encode(), f"sha256={digest}".encode())
+            matches = secrets_match(signature.lower(), f"sha256={digest}")
             ok = matches and fresh
 
     candidates: list[str] = []
@@ -638,7 +639,7 @@ def verify_webhook(
     if scheme.lower() == "bearer" and credentials.strip():
         candidates.append(credentials.strip())
     for candidate in candidates:
-        if hmac.compare_digest(candidate.encode(), secret):
+        if secrets_match(candidate, secret):
             ok = True
     if not ok:
         raise WebhookRejected(401, "invalid, stale or missing chatwoot webhook credentials")
@@ -789,7 +790,7 @@ def parse_webhook_event(payload: object) -> ChatwootWebhookEvent:
     if isinstance(payload, (bytes, bytearray, str)):
         try:
             payload = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
             raise WebhookRejected(400, "chatwoot webhook body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "chatwoot webhook body must be a JSON object")

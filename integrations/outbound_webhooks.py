@@ -40,6 +40,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
 from core.logging import get_logger
+from core.secret_compare import secrets_match
 from core.settings import Settings
 
 log = get_logger(__name__)
@@ -286,7 +287,7 @@ def verify(body: bytes, signature: str | None, secret: str | bytes | SecretStr) 
     given = signature.strip()
     if given[:7].lower() == "sha256=":
         given = given[7:]
-    return hmac.compare_digest(given.lower().encode("ascii", "replace"), sign(body, secret).encode("ascii"))
+    return secrets_match(given.lower(), sign(body, secret))
 
 
 def format_timestamp(at: datetime) -> str:

@@ -4,6 +4,7 @@ PipeRun failing for a while, or the sync dying half-way, never yields a duplicat
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
 
 from core.app import create_app
-from core.keys import STORE
+from core.keys import DISPATCHER, STORE
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.fake_piperun import FakePipeRun
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
@@ -135,3 +136,31 @@ async def test_a_hot_lead_then_a_handoff_in_quick_succession_is_still_one_deal(
     await eventually(lambda: len(zapi_fake.sent) == 2)
     await eventually(lambda: len(piperun.deals) == 1 and len(piperun.notes) == 1, timeout=5)
     assert len(piperun.deals) == 1 and len(piperun.persons) == 1 and len(piperun.posts("/persons")) == 1
+
+
+async def test_a_dead_crm_push_replayed_by_the_operator_is_delivered_once(
+    bot: TestClient, openai_fake: FakeOpenAI, piperun: FakePipeRun
+) -> None:
+    piperun.fail_next("POST", "/deals", status=422, payload={"success": False, "message": "O campo stage_id é inválido."})
+    openai_fake.then(reply="Perfeito!", lead=HOT)
+    await say(bot, "3EB0CRMF00000041", "Quero comprar")
+    store = bot.app[STORE]
+
+    async def dead() -> list:
+        return await store.list_outbox(kind="piperun_sync", status="dead")
+
+    for _ in range(250):
+        if await dead():
+            break
+        await asyncio.sleep(0.02)
+    [item] = await dead()
+    assert "422" in (item.last_error or "") and piperun.deals == []
+
+    # The operator fixes the stage and runs `python main.py outbox replay ID`.
+    assert await store.replay_outbox(item.id or 0)
+    bot.app[DISPATCHER].wake()
+    await eventually(lambda: len(piperun.deals) == 1, timeout=5)
+    await eventually(lambda: len(piperun.notes) == 1)
+    replayed = await store.get_outbox(item.id or 0)
+    assert replayed is not None and replayed.status == "done" and replayed.idempotency_key == item.idempotency_key
+    assert len(piperun.persons) == 1  # the person created before the failure was reused

@@ -147,7 +147,7 @@ _CNPJ_RE = re.compile(r"^[0-9A-Z]{12}[0-9]{2}$")
 def _cnpj_digit(body: str, weights: tuple[int, ...]) -> int:
     # Character value is its code minus 48: digits keep their value and letters
     # (alphanumeric CNPJ, valid from July 2026) map A=17, B=18, ... as Receita defines.
-    total = sum((ord(ch) - 48) * w for ch, w in zip(body, weights))
+    total = sum((ord(ch) - 48) * w for ch, w in zip(body, weights, strict=False))
     rest = total % 11
     return 0 if rest < 2 else 11 - rest
 

@@ -152,8 +152,8 @@ async def test_leads_across_repeated_sigkills_are_each_answered_exactly_once(
                 phone = f"55119{round_:02d}{n:06d}"
                 await deliver(bot, zapi_message(message_id=f"3EB0R{round_}L{n:010d}", phone=phone, text=text))
             total += 4
-            done_before = len(provider.state.sent)
-            await eventually(lambda: len(provider.state.sent) == done_before + 4 - len(hung), timeout=15)
+            expected = len(provider.state.sent) + 4 - len(hung)
+            await eventually(lambda expected=expected: len(provider.state.sent) == expected, timeout=15)
             await eventually(
                 lambda: sum(1 for status, _ in outbox(db) if status == "done") == len(provider.state.sent),
                 timeout=10,

@@ -58,7 +58,7 @@ def test_random_replies_keep_their_paragraphs() -> None:
         count = rng.randint(1, 15)
         paragraphs = [" ".join("palavra" for _ in range(rng.randint(1, 30))) + f" #{n}" for n in range(count)]
         separators = [rng.choice(["\n\n", "\n\n\n", "\n \n", "\r\n\r\n", "\n\t\n"]) for _ in range(count)]
-        text = "".join(p + s for p, s in zip(paragraphs, separators))
+        text = "".join(p + s for p, s in zip(paragraphs, separators, strict=True))
         max_parts = rng.randint(1, 5)
         parts = split_reply(text, max_parts=max_parts)
         assert len(parts) <= max_parts

@@ -216,20 +216,20 @@ def _validate(model: type[BaseModel], data: Any) -> Any:
 
 
 def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
+    try:
+        if isinstance(value, bool):
             return None
-    elif isinstance(value, dict) and isinstance(value.get("low"), int):
-        # NOWEB may forward protobuf Longs as {"low", "high", "unsigned"}.
-        high = value.get("high") if isinstance(value.get("high"), int) else 0
-        number = float((high << 32) + (value["low"] & 0xFFFFFFFF))
-    else:
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
+            number = float(value.strip())
+        elif isinstance(value, dict) and isinstance(value.get("low"), int):
+            # NOWEB may forward protobuf Longs as {"low", "high", "unsigned"}.
+            high = value.get("high") if isinstance(value.get("high"), int) else 0
+            number = float((high << 32) + (value["low"] & 0xFFFFFFFF))
+        else:
+            return None
+    except (ValueError, OverflowError):  # not a number, or an integer no clock can hold
         return None
     return number if math.isfinite(number) else None
 

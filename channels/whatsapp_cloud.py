@@ -316,12 +316,12 @@ def _epoch(raw: Any, where: str) -> datetime | None:
         return None
     if isinstance(raw, bool):
         raise _reject(f"{where}.timestamp must be unix seconds")
-    if isinstance(raw, (int, float)):
-        value = float(raw)
-    elif isinstance(raw, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", raw):
-        value = float(raw)
-    else:
+    if not (isinstance(raw, (int, float)) or (isinstance(raw, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", raw))):
         raise _reject(f"{where}.timestamp must be unix seconds")
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer with hundreds of digits: not a date
+        return None
     if not math.isfinite(value) or value <= 0:
         return None
     seconds = value / 1000 if value > 1e11 else value

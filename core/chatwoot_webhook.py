@@ -17,8 +17,8 @@ from channels.base import WebhookRejected
 from core.keys import DISPATCHER, RUNNER, SETTINGS, STORE
 from core.logging import get_logger
 from core.middlewares import json_error
-from integrations.chatwoot import parse_webhook_event, verify_webhook
-from integrations.store.base import OutboxItem, StoreUnavailable
+from integrations.chatwoot import ChatwootWebhookEvent, parse_webhook_event, verify_webhook
+from integrations.store.base import LeadRecord, OutboxItem, StoreUnavailable
 
 log = get_logger(__name__)
 
@@ -46,7 +46,18 @@ async def handle_chatwoot_webhook(request: web.Request) -> web.Response:
         return json_error(503, "store unavailable, retry later")
 
 
-async def _apply(request: web.Request, event) -> web.Response:  # type: ignore[no-untyped-def]
+def _same_contact(lead: LeadRecord, event: ChatwootWebhookEvent) -> bool:
+    """What the event says about the conversation's contact must match what we stored."""
+    if lead.chatwoot_contact_id is not None and event.contact_id is not None:
+        if event.contact_id != lead.chatwoot_contact_id:
+            return False
+    if lead.chatwoot_source_id and event.contact_source_id:
+        if event.contact_source_id != lead.chatwoot_source_id:
+            return False
+    return True
+
+
+async def _apply(request: web.Request, event: ChatwootWebhookEvent) -> web.Response:  # type: ignore[no-untyped-def]
     store = request.app[STORE]
     runner = request.app[RUNNER]
     settings = request.app[SETTINGS]
@@ -56,6 +67,11 @@ async def _apply(request: web.Request, event) -> web.Response:  # type: ignore[n
     lead = await store.lead_by_chatwoot_conversation(conversation_id)
     if lead is None:
         return _ok("unknown_conversation")
+    if not _same_contact(lead, event):
+        # The conversation id is ours but its contact is someone else (contacts merged or
+        # edited in Chatwoot, or a forged payload): the words are not for our lead.
+        log.warning("chatwoot_contact_mismatch", conversation_id=conversation_id)
+        return _ok("contact_mismatch")
 
     if event.event == "message_created":
         if not event.is_agent_reply:

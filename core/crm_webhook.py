@@ -38,7 +38,7 @@ class CrmEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     event: Literal["deal.won", "deal.lost", "meeting.scheduled"]
-    deal_id: int | None = None
+    deal_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     phone: str | None = None
     contact_key: str | None = None
     value: float | None = Field(default=None, ge=0)

@@ -33,7 +33,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import aiohttp
 from aiohttp import web
@@ -647,14 +647,18 @@ def verify_webhook(
 
 # --- webhook payloads ---------------------------------------------------------------
 
+# Chatwoot ids are Postgres bigints: anything larger is not Chatwoot's (and would not fit
+# the store's integer columns either).
+WebhookId = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
 
 class WebhookAccount(_Model):
-    id: int | None = None
+    id: WebhookId | None = None
     name: str | None = None
 
 
 class WebhookSender(_Model):
-    id: int | None = None
+    id: WebhookId | None = None
     name: str | None = None
     # "contact" (the lead), "user" (an agent, or the owner of the API token we post
     # with), "agent_bot"; absent on some system messages.
@@ -668,16 +672,16 @@ class WebhookConversationMeta(_Model):
 
 
 class WebhookConversation(_Model):
-    id: int
+    id: WebhookId
     status: str | None = None
-    inbox_id: int | None = None
+    inbox_id: WebhookId | None = None
     contact_inbox: ChatwootContactInbox | None = None
     meta: WebhookConversationMeta | None = None
     labels: list[str] | None = None
 
 
 class WebhookAttachment(_Model):
-    id: int | None = None
+    id: WebhookId | None = None
     file_type: str | None = None
     data_url: str | None = None
     extension: str | None = None
@@ -693,7 +697,7 @@ class ChatwootWebhookEvent(_Model):
     """
 
     event: str
-    id: int | None = None
+    id: WebhookId | None = None
     content: str | None = None
     message_type: Literal["incoming", "outgoing", "activity", "template"] | None = None
     content_type: str | None = None
@@ -703,7 +707,7 @@ class ChatwootWebhookEvent(_Model):
     sender: WebhookSender | None = None
     conversation: WebhookConversation | None = None
     status: str | None = None
-    inbox_id: int | None = None
+    inbox_id: WebhookId | None = None
     contact_inbox: ChatwootContactInbox | None = None
     meta: WebhookConversationMeta | None = None
     account: WebhookAccount | None = None
@@ -770,6 +774,17 @@ class ChatwootWebhookEvent(_Model):
     def contact_source_id(self) -> str | None:
         ci = self.conversation.contact_inbox if self.conversation is not None else self.contact_inbox
         return ci.source_id if ci is not None else None
+
+    @property
+    def contact_id(self) -> int | None:
+        """The Chatwoot contact the conversation belongs to (not the message's sender)."""
+        ci = self.conversation.contact_inbox if self.conversation is not None else self.contact_inbox
+        if ci is not None and ci.contact_id is not None:
+            return ci.contact_id
+        meta = self.conversation.meta if self.conversation is not None else self.meta
+        if meta is not None and meta.sender is not None and (meta.sender.type or "contact") == "contact":
+            return meta.sender.id
+        return None
 
     @property
     def is_agent_reply(self) -> bool:

@@ -18,6 +18,7 @@ from core.channel_health import ChannelHealth
 from core.logging import get_logger
 from core.settings import Settings
 from integrations.store.base import OutboxItem, Store
+from runtime.persist import until_stored
 from runtime.policies import PermanentDeliveryError
 from runtime.ratelimit import RateLimiter
 
@@ -120,7 +121,11 @@ class Delivery:
             raise
         self.health.send_ok(channel.name)
         if payload.get("message_id") is not None:
-            await self.store.mark_message_sent(int(payload["message_id"]), sent.provider_message_id)
+            # The provider has it: a store hiccup now must not turn into a second send.
+            message_id = int(payload["message_id"])
+            await until_stored(
+                lambda: self.store.mark_message_sent(message_id, sent.provider_message_id), what="mark_message_sent"
+            )
 
     async def _outside_window(self, channel: Channel, payload: dict, *, human: bool) -> bool:
         if channel.window_hours is None or not payload.get("contact_key"):

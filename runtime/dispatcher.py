@@ -25,6 +25,7 @@ from core.logging import get_logger
 from core.models import mask_contact_key
 from integrations.store.base import OutboxItem, Store
 from runtime.breaker import CircuitBreaker, Permit
+from runtime.persist import until_stored
 from runtime.policies import DeliveryPolicy, PermanentDeliveryError, is_transient
 
 log = get_logger(__name__)
@@ -197,9 +198,11 @@ class OutboxDispatcher:
                 return
             if breaker is not None and permit is not None:
                 breaker.record_success(permit)
-            await self.store.complete_outbox(item.id)
+            # Delivered: recording it must not be given up on (see runtime/persist.py).
+            await until_stored(lambda: self.store.complete_outbox(item.id), what="complete_outbox")
             self.delivered += 1
             log.info("outbox_delivered", attempts=item.attempts)
+
 
     @staticmethod
     def _breaker(route: Route, item: OutboxItem) -> CircuitBreaker | None:
@@ -247,12 +250,14 @@ class OutboxDispatcher:
                     return
             else:  # the service answered: not its health's business, but free the probe slot
                 breaker.release(permit)
+        item_id = item.id
         if delay is None:
-            await self.store.kill_outbox(item.id, error=error)
+            await until_stored(lambda: self.store.kill_outbox(item_id, error=error), what="kill_outbox")
             log.error("outbox_dead", attempts=item.attempts, error=error)
             return
-        await self.store.retry_outbox(
-            item.id, error=error, next_attempt_at=self._clock() + timedelta(seconds=delay)
+        next_at = self._clock() + timedelta(seconds=delay)
+        await until_stored(
+            lambda: self.store.retry_outbox(item_id, error=error, next_attempt_at=next_at), what="retry_outbox"
         )
         log.warning("outbox_retry", attempts=item.attempts, in_s=round(delay, 2), error=error)
 

@@ -36,6 +36,11 @@ from integrations.store.base import (
 
 log = get_logger(__name__)
 
+# Calls run on the event loop, so waiting for another process's write lock stalls every
+# request: wait a little (writers hold it for well under a millisecond), then report the
+# store unavailable (webhooks answer 503, turns and deliveries retry) instead of freezing.
+BUSY_TIMEOUT_MS = 250
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leads (
     id INTEGER PRIMARY KEY,
@@ -245,7 +250,7 @@ class SqliteStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # Deleted rows are zeroed, not just unlinked: an LGPD erasure must not leave the
         # lead's messages readable in free pages of the file.
         db.execute("PRAGMA secure_delete=ON")

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -30,12 +31,16 @@ from core.doctor import run_doctor
 from core.logging import configure_logging, get_logger
 from core.models import contact_key_for
 from core.settings import Settings
+from core.worker_process import WorkerSupervisor, die_with_parent, free_port, watch_parent
 from integrations.store.base import OutboxItem, Store
 
 
 def _serve(settings: Settings) -> int:
-    app = create_app(settings)
-    get_logger("main").info("listening", host=settings.host, port=settings.port)
+    worker = None
+    if settings.worker_process:
+        worker = WorkerSupervisor(port=free_port(), grace_s=settings.shutdown_grace_s)
+    app = create_app(settings, role="web" if worker else "all", worker=worker)
+    get_logger("main").info("listening", host=settings.host, port=settings.port, worker_process=bool(worker))
     web.run_app(
         app,
         host=settings.host,
@@ -43,6 +48,25 @@ def _serve(settings: Settings) -> int:
         print=None,
         access_log=None,
         shutdown_timeout=settings.shutdown_grace_s,
+    )
+    return 0
+
+
+def _worker(settings: Settings, port: int, parent: int | None) -> int:
+    """The child `python main.py` starts: turns, deliveries and follow-ups, with only
+    health and metrics served on loopback for the parent."""
+    die_with_parent()
+    app = create_app(settings, role="worker")
+    if parent is not None:
+
+        async def orphan_watch(_app: web.Application) -> AsyncIterator[None]:
+            task = asyncio.create_task(watch_parent(parent))
+            yield
+            task.cancel()
+
+        app.cleanup_ctx.append(orphan_watch)
+    web.run_app(
+        app, host="127.0.0.1", port=port, print=None, access_log=None, shutdown_timeout=settings.shutdown_grace_s
     )
     return 0
 
@@ -172,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python main.py", description="AI SDR bot")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="serve webhooks and run the bot (default)")
+    worker = sub.add_parser("worker", help=argparse.SUPPRESS)
+    worker.add_argument("--port", type=int, required=True)
+    worker.add_argument("--parent", type=int)
     chat = sub.add_parser(
         "chat",
         help="conversar com o bot no terminal (canal cli)",
@@ -207,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings()
+    if args.command == "worker":
+        return _worker(settings, args.port, args.parent)
     if args.command == "chat":
         return _chat(settings, args.contact, args.fresh)
     if args.command == "migrate":

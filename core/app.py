@@ -8,7 +8,9 @@ first, so in-flight turns can still commit and deliveries can still be recorded.
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
@@ -31,9 +33,11 @@ from core.keys import (
     FOLLOW_UPS,
     HTTP,
     LLM,
+    ROLE,
     RUNNER,
     SETTINGS,
     STORE,
+    WORKER,
 )
 from core.logging import configure_logging, get_logger
 from core.metrics import Metrics
@@ -41,6 +45,7 @@ from core.middlewares import DRAINING, METRICS, Draining, request_middleware
 from core.models import InboundMessage
 from core.settings import Settings
 from core.webhooks import handle_meta_verification, handle_meta_webhook, handle_webhook
+from core.worker_process import WorkerSupervisor
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
 from integrations.outbound_webhooks import Endpoint, OutboundWebhookClient, endpoints_from_settings
@@ -111,7 +116,19 @@ def _profile_name_lookup(
     return lookup
 
 
-def create_app(settings: Settings | None = None, *, store_factory: StoreFactory = default_store) -> web.Application:
+Role = Literal["all", "web", "worker"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store_factory: StoreFactory = default_store,
+    role: Role = "all",
+    worker: WorkerSupervisor | None = None,
+) -> web.Application:
+    """`all`: one process does everything (tests, `chat`, WORKER_PROCESS=false).
+    `web`: webhooks, health and metrics; turns and deliveries run in the `worker` child
+    that `worker` supervises (see core/worker_process.py)."""
     settings = settings or Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
     app = web.Application(
@@ -122,7 +139,10 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
     app[CHANNELS] = build_channels(settings)
     app[CHANNEL_HEALTH] = ChannelHealth()
     app[DRAINING] = Draining()
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics({"all": ("ingest", "runtime"), "web": ("ingest",), "worker": ("runtime",)}[role])
+    app[ROLE] = role
+    if worker is not None:
+        app[WORKER] = worker
     app[BREAKERS] = BreakerRegistry(reset_timeout_s=settings.circuit_reset_s)
     # Read once at start: a broken endpoint list stops the bot with a clear message.
     endpoints = endpoints_from_settings(settings)
@@ -167,6 +187,8 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
             profile_name=_profile_name_lookup(channels, session),
             lifecycle=Lifecycle(settings, subscriptions(endpoints)),
             metrics=app[METRICS],
+            # The worker hears of new messages only through the store: poll it for them.
+            shared=True if role == "worker" else None,
         )
         delivery = Delivery(
             channels=channels,
@@ -181,9 +203,13 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
         app[DISPATCHER] = dispatcher
         app[RUNNER] = runner
         app[FOLLOW_UPS] = follow_ups
-        await dispatcher.start()
-        await runner.start()
-        await follow_ups.start()
+        thinking = role != "web"
+        if thinking:
+            await dispatcher.start()
+            await runner.start()
+            await follow_ups.start()
+        else:
+            runner.local_turns = False  # stored messages are the worker's to answer
         # Everything loaded so far (openai, langgraph, pydantic schemas) lives for the
         # whole process: keep it out of the cyclic GC, whose full passes over those
         # objects otherwise stall the loop for tens of milliseconds under load.
@@ -196,13 +222,18 @@ def create_app(settings: Settings | None = None, *, store_factory: StoreFactory 
             channels={name: ch.configured for name, ch in channels.items()},
         )
         yield
+        if not thinking:
+            await llm.close()
+            return
         await follow_ups.stop()
         await runner.close(timeout=settings.shutdown_grace_s)
         await dispatcher.stop(timeout=settings.shutdown_grace_s)
         await llm.close()
 
     app.cleanup_ctx.extend([http_ctx, store_ctx, runtime_ctx])
-    _add_routes(app)
+    if worker is not None:
+        app.cleanup_ctx.append(worker.ctx)  # started last, stopped first
+    _add_routes(app, webhooks=role != "worker")
     return app
 
 
@@ -235,7 +266,13 @@ def _register_outbox_routes(
         dispatcher.register(WEBHOOK_KIND, hooks.deliver, policy_for("outbound_webhook", settings), per_endpoint)
 
 
-def _add_routes(app: web.Application) -> None:
+def _add_routes(app: web.Application, *, webhooks: bool = True) -> None:
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", root)
+    if not webhooks:  # the worker only answers its parent's loopback health and metrics
+        return
+
     async def zapi(request: web.Request) -> web.Response:
         return await handle_webhook(request, "zapi")
 
@@ -251,9 +288,6 @@ def _add_routes(app: web.Application) -> None:
     # The earlier Seleto bot's Z-API panel pointed here; keep existing setups working.
     app.router.add_post("/webhook/text", zapi)
     app.router.add_post("/webhook/audio", zapi)
-    app.router.add_get("/api/health", health)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/", root)
 
 
 async def root(_request: web.Request) -> web.Response:
@@ -261,11 +295,18 @@ async def root(_request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    app = request.app
     try:
-        body = await request.app[METRICS].render(request.app[STORE], request.app[BREAKERS].snapshot)
+        body = await app[METRICS].render(app[STORE], app[BREAKERS].snapshot)
     except Exception as exc:  # noqa: BLE001 - a scrape must say why it failed
         log.error("metrics_store_error", error=str(exc))
         return web.Response(status=503, text=f"# store unavailable: {type(exc).__name__}\n")
+    worker = app.get(WORKER)
+    if worker is not None:  # turns, outbox, leads and circuits live in the worker
+        answer = await worker.fetch(app[HTTP], "/metrics")
+        if answer is None or answer[0] != 200:
+            return web.Response(status=503, text="# the turn worker is not answering\n")
+        body += answer[1]
     return web.Response(body=body, headers={"Content-Type": Metrics.content_type})
 
 
@@ -305,7 +346,33 @@ async def health(request: web.Request) -> web.Response:
     circuits = app[BREAKERS].snapshot()
     if circuits:
         body["circuits"] = {name: c["state"] for name, c in circuits.items()}
+    worker = app.get(WORKER)
+    if worker is not None and not await _merge_worker_health(app, worker, body):
+        healthy = False
+        body["status"] = "degraded" if body["status"] == "healthy" else body["status"]
     return web.json_response(body, status=200 if healthy else 503)
+
+
+async def _merge_worker_health(app: web.Application, worker: WorkerSupervisor, body: dict[str, Any]) -> bool:
+    """The worker sends the replies, so it knows a provider refusing our token; it also
+    holds the turns and the circuits. False when it is not answering."""
+    services: dict[str, object] = body["services"]
+    answer = await worker.fetch(app[HTTP], "/api/health")
+    if answer is None:
+        services["worker"] = "down"
+        return False
+    try:
+        theirs = json.loads(answer[1])
+    except ValueError:
+        theirs = {}
+    services["worker"] = "running" if answer[0] == 200 else "degraded"
+    for name, state in (theirs.get("services") or {}).items():
+        if state not in ("configured", "not_configured", "connected") and name in services:
+            services[name] = state  # e.g. auth_failed, seen by the worker when sending
+    for key in ("active_contacts", "circuits"):
+        if key in theirs:
+            body[key] = theirs[key]
+    return answer[0] == 200
 
 
 __all__ = ["create_app"]

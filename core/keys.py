@@ -8,6 +8,7 @@ from aiohttp import web
 from agent.llm import LLMClient
 from core.channel_health import ChannelHealth
 from core.settings import Settings
+from core.worker_process import WorkerSupervisor
 from integrations.store.base import Store
 from runtime.breaker import BreakerRegistry
 from runtime.dispatcher import OutboxDispatcher
@@ -24,3 +25,5 @@ DISPATCHER = web.AppKey("dispatcher", OutboxDispatcher)
 FOLLOW_UPS = web.AppKey("follow_ups", FollowUpScheduler)
 CHANNEL_HEALTH = web.AppKey("channel_health", ChannelHealth)
 BREAKERS = web.AppKey("breakers", BreakerRegistry)
+ROLE = web.AppKey("role", str)
+WORKER = web.AppKey("worker", WorkerSupervisor)

@@ -52,14 +52,23 @@ def _outcome(status: int) -> str:
 
 
 class Metrics:
+    """`parts`: "ingest" (webhooks) and/or "runtime" (turns, outbox, leads, circuits).
+    When turns run in a worker process, each process exports its own part and the web
+    process's /metrics appends the worker's, so no metric family appears twice."""
+
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, parts: tuple[str, ...] = ("ingest", "runtime")) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.ingest = "ingest" in parts
+        self.runtime = "runtime" in parts
         r = self.registry
-        self.webhooks = Counter(
-            "sdr_webhooks_received", "Webhook requests by channel and outcome", ["channel", "outcome"], registry=r
-        )
+        if self.ingest:
+            self.webhooks = Counter(
+                "sdr_webhooks_received", "Webhook requests by channel and outcome", ["channel", "outcome"], registry=r
+            )
+        if not self.runtime:
+            return
         self.turns = Counter("sdr_turns", "Turns committed, by kind (agent, fallback, opt_out...)", ["kind"], registry=r)
         self.turn_llm = Histogram(
             "sdr_turn_llm_seconds", "Time a turn waited on the model", buckets=_LLM_BUCKETS, registry=r
@@ -84,10 +93,12 @@ class Metrics:
     # --- events -----------------------------------------------------------------------
     def webhook(self, path: str, status: int) -> None:
         channel = _ROUTE_CHANNEL.get(path)
-        if channel is not None:
+        if channel is not None and self.ingest:
             self.webhooks.labels(channel, _outcome(status)).inc()
 
     def turn(self, kind: str, *, llm_s: float, own_s: float, tokens_in: int = 0, tokens_out: int = 0) -> None:
+        if not self.runtime:
+            return
         self.turns.labels(kind).inc()
         if llm_s > 0:
             self.turn_llm.observe(llm_s)
@@ -98,12 +109,18 @@ class Metrics:
             self.tokens.labels("out").inc(tokens_out)
 
     def debounced(self, wait_s: float) -> None:
-        self.debounce.observe(max(wait_s, 0.0))
+        if self.runtime:
+            self.debounce.observe(max(wait_s, 0.0))
 
     # --- scrape -------------------------------------------------------------------------
     async def render(
         self, store: Store, circuits: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
     ) -> bytes:
+        if self.runtime:
+            await self._refresh(store, circuits)
+        return generate_latest(self.registry)
+
+    async def _refresh(self, store: Store, circuits: Callable[[], Mapping[str, Mapping[str, Any]]] | None) -> None:
         by_kind = await store.outbox_stats_by_kind()
         self.outbox_depth.clear()
         self.outbox_dead.clear()
@@ -116,4 +133,3 @@ class Metrics:
         if circuits is not None:
             for name, state in circuits().items():
                 self.circuit.labels(name).set(_CIRCUIT_VALUES.get(str(state.get("state")), 0))
-        return generate_latest(self.registry)

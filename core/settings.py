@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
     max_body_bytes: int = 1_048_576
+    # `python main.py` answers webhooks in one process and runs turns and deliveries in a
+    # supervised child, so acknowledgements never wait behind a turn. false: one process.
+    worker_process: bool = True
     # The bot's public base URL (https://bot.example.com): `main.py doctor` prints the
     # webhook URLs to paste into each provider from it.
     public_url: str | None = None
@@ -94,7 +97,7 @@ class Settings(BaseSettings):
     # Names this process in turn leases shared by several instances; default: host-pid-random.
     instance_id: str | None = None
     turn_lease_s: float = 120.0
-    pending_poll_s: float = 2.0
+    pending_poll_s: float = 0.25
 
     # --- PipeRun CRM ----------------------------------------------------------------
     piperun_api_url: str = "https://api.pipe.run/v1"

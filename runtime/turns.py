@@ -85,6 +85,8 @@ class TurnRunner:
         # back its own leases at once instead of waiting for them to expire.
         self.owner = settings.instance_id or socket.gethostname()
         self._poller: asyncio.Task[None] | None = None
+        # False in the web process when a worker process runs the turns.
+        self.local_turns = True
         # Injectable so tests and the scenario suite can say "two days later".
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self.store = store
@@ -99,7 +101,7 @@ class TurnRunner:
     # --- scheduling ---------------------------------------------------------------
     def notify(self, contact_key: str, *, immediate: bool = False) -> None:
         """A message for this contact was stored: (re)start its quiet window."""
-        if self._closing:
+        if self._closing or not self.local_turns:
             return
         now = time.monotonic()
         state = self._contacts.get(contact_key)

@@ -126,15 +126,15 @@ async def test_a_hot_lead_then_a_handoff_in_quick_succession_is_still_one_deal(
         piperun.fail_next("POST", "/deals", status=500)  # keep the first sync busy
     openai_fake.then(reply="Perfeito!", lead=HOT)
     await say(bot, "3EB0CRMF00000031", "Quero comprar")
-    await eventually(lambda: len(zapi_fake.sent) == 1)
+    await eventually(lambda: len(zapi_fake.sent) == 1, timeout=10)
     openai_fake.then(
         reply="Já chamo um vendedor.",
         lead=HOT,
         tools=[{"tool": "handoff_to_human", "reason": "pediu_humano", "summary": "Quer falar com vendedor"}],
     )
     await say(bot, "3EB0CRMF00000032", "Quero falar com um vendedor")
-    await eventually(lambda: len(zapi_fake.sent) == 2)
-    await eventually(lambda: len(piperun.deals) == 1 and len(piperun.notes) == 1, timeout=5)
+    await eventually(lambda: len(zapi_fake.sent) == 2, timeout=10)
+    await eventually(lambda: len(piperun.deals) == 1 and len(piperun.notes) == 1, timeout=10)
     assert len(piperun.deals) == 1 and len(piperun.persons) == 1 and len(piperun.posts("/persons")) == 1
 
 

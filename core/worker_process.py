@@ -1,0 +1,130 @@
+"""The turn worker: a child process that runs turns, deliveries and follow-ups.
+
+`python main.py` acknowledges webhooks in one process and thinks in another. A turn
+costs milliseconds of CPU (the model client, the graph, the store); on the process that
+acknowledges webhooks those milliseconds would sit in front of every provider's request.
+Split, acknowledgements never wait behind a turn and both cores work. The two share the
+store exactly like two instances share Supabase: the worker finds stored messages with
+the ready-contact poller and leases each lead's turn.
+
+The parent supervises the child: restarts it if it dies, stops it on SIGTERM, and the
+child dies with the parent (a SIGKILLed parent must not leave a bot answering alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from core.logging import get_logger
+
+log = get_logger(__name__)
+
+MAIN = Path(__file__).resolve().parent.parent / "main.py"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """In the child: be killed when the parent dies, however it dies (Linux), or notice
+    it within a second elsewhere (see `watch_parent`)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except OSError:
+            pass
+
+
+async def watch_parent(parent_pid: int) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent_pid:
+            log.error("worker_orphaned")
+            os._exit(1)
+
+
+class WorkerSupervisor:
+    def __init__(self, *, port: int, grace_s: float) -> None:
+        self.port = port
+        self.grace_s = grace_s
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _spawn(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(MAIN), "worker", "--port", str(self.port), "--parent", str(os.getpid())],
+            env=os.environ.copy(),
+        )
+        log.info("worker_started", pid=self.proc.pid, port=self.port)
+
+    async def _watch(self) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            await asyncio.sleep(0.5)
+            if self.proc is None or self.proc.poll() is None:
+                backoff = 0.5
+                continue
+            if self._stopping:
+                return
+            log.error("worker_exited", code=self.proc.returncode, restart_in_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+            self.restarts += 1
+            self._spawn()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        # The worker finishes its turns and delivers what is due: two grace periods.
+        deadline = asyncio.get_running_loop().time() + 2 * self.grace_s + 5
+        while proc.poll() is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    async def ctx(self, _app: web.Application) -> AsyncIterator[None]:
+        """cleanup_ctx: the worker lives exactly as long as the web app."""
+        self._spawn()
+        self._task = asyncio.create_task(self._watch(), name="worker-supervisor")
+        yield
+        await self.stop()
+
+    async def fetch(self, session: aiohttp.ClientSession, path: str) -> tuple[int, bytes] | None:
+        """One loopback call to the worker (health, metrics); None when it does not answer."""
+        try:
+            async with session.get(f"{self.url}{path}", timeout=aiohttp.ClientTimeout(total=2)) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return None

@@ -1,0 +1,134 @@
+"""`python main.py` as deployed: webhooks in one process, turns and deliveries in a
+supervised worker child. The lead is answered, health and metrics cover both, a dead
+worker is restarted without losing messages, and a killed parent takes its worker
+with it (no orphan answering leads on its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import zapi_message
+from tests.helpers.bot_process import BotProcess
+from tests.helpers.fakes import eventually
+from tests.helpers.provider_server import ProviderServer
+
+
+@pytest.fixture
+async def provider() -> ProviderServer:
+    server = ProviderServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+async def get(bot: BotProcess, path: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{bot.url}{path}") as response:
+            return response.status, await response.text()
+
+
+async def deliver(bot: BotProcess, message_id: str, text: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{bot.url}/webhooks/zapi", json=zapi_message(message_id=message_id, text=text)) as r:
+            assert r.status == 200
+
+
+pytestmark = pytest.mark.skipif(not Path("/proc").exists(), reason="reads the process table from /proc")
+
+
+async def test_the_deployed_layout_answers_and_reports_both_processes(tmp_path: Path, provider: ProviderServer) -> None:
+    bot = BotProcess(sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log")
+    await bot.start()
+    try:
+        assert bot.proc is not None and len(children(bot.proc.pid)) == 1
+        await deliver(bot, "3EB0WORK00000001", "Oi, tudo bem?")
+        await eventually(lambda: provider.state.sent, timeout=10)
+        status, body = await get(bot, "/api/health")
+        assert status == 200 and '"worker": "running"' in body
+        status, text = await get(bot, "/metrics")
+        assert status == 200
+        assert re.search(r'^sdr_webhooks_received_total\{channel="zapi",outcome="accepted"\} 1\.0$', text, re.M)
+        assert re.search(r'^sdr_turns_total\{kind="agent"\} 1\.0$', text, re.M)
+        families = Counter(re.findall(r"^# TYPE (\S+)", text, re.M))
+        assert families and max(families.values()) == 1, "a metric family is exported twice"
+    finally:
+        bot.terminate()
+
+
+async def test_a_dead_worker_is_restarted_and_nothing_is_lost(tmp_path: Path, provider: ProviderServer) -> None:
+    bot = BotProcess(sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log")
+    await bot.start()
+    try:
+        assert bot.proc is not None
+        [worker] = children(bot.proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        # Webhooks are still acknowledged while the worker is down: the message waits, stored.
+        await deliver(bot, "3EB0WORK00000002", "Alguém aí?")
+        await eventually(lambda: [s["message"] for s in provider.state.sent] == ["Resposta para: Alguém aí?"], timeout=15)
+        [again] = children(bot.proc.pid)
+        assert again != worker
+        status, body = await get(bot, "/api/health")
+        assert status == 200 and '"worker": "running"' in body
+    finally:
+        bot.terminate()
+
+
+async def test_a_killed_parent_takes_its_worker_with_it(tmp_path: Path, provider: ProviderServer) -> None:
+    bot = BotProcess(sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log")
+    await bot.start()
+    assert bot.proc is not None
+    [worker] = children(bot.proc.pid)
+    bot.kill()
+    for _ in range(60):
+        if not alive(worker):
+            break
+        await asyncio.sleep(0.05)
+    assert not alive(worker), "the worker outlived its parent"
+
+
+async def test_one_process_mode_still_works(tmp_path: Path, provider: ProviderServer) -> None:
+    bot = BotProcess(
+        sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log",
+        WORKER_PROCESS="false",
+    )
+    await bot.start()
+    try:
+        assert bot.proc is not None and children(bot.proc.pid) == []
+        await deliver(bot, "3EB0WORK00000003", "Oi")
+        await eventually(lambda: provider.state.sent, timeout=10)
+        status, body = await get(bot, "/api/health")
+        assert status == 200 and "worker" not in body
+    finally:
+        bot.terminate()

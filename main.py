@@ -26,8 +26,6 @@ import aiohttp
 from aiohttp import web
 
 from core.app import create_app, default_store
-from core.chat import _chat
-from core.doctor import run_doctor
 from core.logging import configure_logging, get_logger
 from core.models import contact_key_for
 from core.settings import Settings
@@ -188,6 +186,8 @@ def _migrate(settings: Settings, *, apply: bool) -> int:
 
 async def _doctor(settings: Settings) -> int:
     """One session for every probe: the checks run at the same time."""
+    from core.doctor import run_doctor
+
     async with aiohttp.ClientSession() as session:
         return await run_doctor(settings, session, sys.stdout)
 
@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(settings, args.port, args.parent)
     if args.command == "chat":
+        from core.chat import _chat  # the terminal chat loads the agent in this process
+
         return _chat(settings, args.contact, args.fresh)
     if args.command == "migrate":
         return _migrate(settings, apply=args.apply)

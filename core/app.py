@@ -10,16 +10,11 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from aiohttp import web
 
-from agent.business_hours import load_business_hours
-from agent.graph import AgentDeps, MediaUnusable, SdrAgent
-from agent.llm import LLMClient
-from agent.prompts import load_prompt_bundle
-from agent.scoring import load_scoring_rules
 from channels.base import Channel, SendError
 from channels.registry import build_channels
 from core.channel_health import ChannelHealth
@@ -64,6 +59,10 @@ from runtime.policies import policy_for
 from runtime.turns import TurnRunner
 from runtime.webhook_delivery import WebhookDelivery, subscriptions
 
+if TYPE_CHECKING:
+    from agent.graph import SdrAgent
+    from agent.llm import LLMClient
+
 log = get_logger(__name__)
 
 StoreFactory = Callable[[Settings], Store]
@@ -89,6 +88,8 @@ def default_store(settings: Settings) -> Store:
 def _media_fetcher(
     channels: dict[str, Channel], session: aiohttp.ClientSession, settings: Settings
 ) -> Callable[[InboundMessage], Awaitable[bytes]]:
+    from agent.graph import MediaUnusable
+
     async def fetch(message: InboundMessage) -> bytes:
         channel = channels[message.channel]
         assert message.media_url is not None
@@ -100,6 +101,28 @@ def _media_fetcher(
             raise MediaUnusable(str(exc)) from exc
 
     return fetch
+
+
+def _build_agent(
+    settings: Settings, session: aiohttp.ClientSession, channels: dict[str, Channel]
+) -> tuple[LLMClient, SdrAgent]:
+    from agent.business_hours import load_business_hours
+    from agent.graph import AgentDeps, SdrAgent
+    from agent.llm import LLMClient
+    from agent.prompts import load_prompt_bundle
+    from agent.scoring import load_scoring_rules
+
+    llm = LLMClient(settings, session)
+    agent = SdrAgent(
+        AgentDeps(
+            llm=llm,
+            fetch_media=_media_fetcher(channels, session, settings),
+            prompts=load_prompt_bundle(),
+            rules=load_scoring_rules(),
+            hours=load_business_hours(),
+        )
+    )
+    return llm, agent
 
 
 def _profile_name_lookup(
@@ -167,17 +190,12 @@ def create_app(
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         session, store, channels = app[HTTP], app[STORE], app[CHANNELS]
-        llm = LLMClient(settings, session)
-        app[LLM] = llm
-        agent = SdrAgent(
-            AgentDeps(
-                llm=llm,
-                fetch_media=_media_fetcher(channels, session, settings),
-                prompts=load_prompt_bundle(),
-                rules=load_scoring_rules(),
-                hours=load_business_hours(),
-            )
-        )
+        thinking = role != "web"
+        # The web process of a split deployment never thinks: it does not even load the
+        # agent (langgraph, openai), which keeps its memory small.
+        llm, agent = _build_agent(settings, session, channels) if thinking else (None, None)
+        if llm is not None:
+            app[LLM] = llm
         dispatcher = OutboxDispatcher(store, workers=settings.outbox_workers, poll_s=settings.outbox_poll_s)
         runner = TurnRunner(
             store=store,
@@ -203,7 +221,6 @@ def create_app(
         app[DISPATCHER] = dispatcher
         app[RUNNER] = runner
         app[FOLLOW_UPS] = follow_ups
-        thinking = role != "web"
         if thinking:
             await dispatcher.start()
             await runner.start()
@@ -218,12 +235,12 @@ def create_app(
         log.info(
             "sdr_started",
             store=store.backend_name,
-            openai="configured" if llm.configured else "not_configured",
+            role=role,
+            openai="configured" if settings.openai_configured else "not_configured",
             channels={name: ch.configured for name, ch in channels.items()},
         )
         yield
-        if not thinking:
-            await llm.close()
+        if llm is None:
             return
         await follow_ups.stop()
         await runner.close(timeout=settings.shutdown_grace_s)

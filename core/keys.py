@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aiohttp
 from aiohttp import web
 
-from agent.llm import LLMClient
 from core.channel_health import ChannelHealth
 from core.settings import Settings
 from core.worker_process import WorkerSupervisor
@@ -15,11 +16,14 @@ from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
 from runtime.turns import TurnRunner
 
+if TYPE_CHECKING:  # openai is loaded only in the process that runs turns
+    from agent.llm import LLMClient
+
 SETTINGS = web.AppKey("settings", Settings)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 STORE = web.AppKey("store", Store)  # type: ignore[type-abstract]
 CHANNELS = web.AppKey("channels", dict)
-LLM = web.AppKey("llm", LLMClient)
+LLM: web.AppKey[LLMClient] = web.AppKey("llm")
 RUNNER = web.AppKey("runner", TurnRunner)
 DISPATCHER = web.AppKey("dispatcher", OutboxDispatcher)
 FOLLOW_UPS = web.AppKey("follow_ups", FollowUpScheduler)

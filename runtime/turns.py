@@ -20,15 +20,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agent.graph import SdrAgent, TurnInput, TurnResult, describe_inbound
 from agent.guardrails import is_opt_out
 from agent.lead import LeadProfile, describe_lead, field_label, missing_fields
-from agent.llm import LLMUnavailable
 from core.logging import get_logger
+
+if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns run
+    from agent.graph import SdrAgent, TurnResult
 from core.metrics import Metrics
 from core.models import InboundMessage, mask_contact_key
 from core.settings import Settings
@@ -66,7 +67,7 @@ class TurnRunner:
         self,
         *,
         store: Store,
-        agent: SdrAgent,
+        agent: SdrAgent | None,
         settings: Settings,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] | None = None,
@@ -269,6 +270,7 @@ class TurnRunner:
     # --- one turn -----------------------------------------------------------------
     async def _run_turn(self, contact_key: str) -> bool:
         """True when the turn committed (or there was nothing to do)."""
+        from agent.llm import LLMUnavailable
         records = await self.store.pending_inbound(contact_key)
         while (wait := await self._shared_quiet_wait(records)) > 0:
             await asyncio.sleep(wait)
@@ -373,6 +375,8 @@ class TurnRunner:
     async def _think(
         self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
     ) -> tuple[TurnCommit, float, tuple[int, int]]:
+        from agent.graph import TurnInput
+
         now = self.clock()
         fetched_name = await self._sender_name(records, lead)
         if fetched_name:
@@ -526,6 +530,8 @@ class TurnRunner:
         opt_out: bool = False,
     ) -> TurnCommit:
         """The commit of a turn; what the agent did not decide stays as the lead had it."""
+        from agent.graph import describe_inbound
+
         inbound = [r.message for r in records]
         texts = lead_texts if lead_texts is not None else [describe_inbound(m) for m in inbound]
         messages = [
@@ -646,6 +652,9 @@ class TurnRunner:
                 self.notify(due.contact_key)
 
     async def _follow_up_turn(self, due: DueFollowUp) -> str:
+        from agent.graph import TurnInput
+        from agent.llm import LLMUnavailable
+
         lead = await self.store.get_lead(due.contact_key)
         reason = None
         if lead is None:

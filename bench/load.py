@@ -107,12 +107,28 @@ def proc_status_kb(pid: int, field_name: str) -> int:
     raise KeyError(field_name)
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of `pid`: the turn worker `python main.py` starts."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def rss_mb(pid: int) -> float:
-    return proc_status_kb(pid, "VmRSS") / 1024
+    """The bot's memory: the web process and its worker together."""
+    return sum(proc_status_kb(p, "VmRSS") for p in [pid, *children(pid)]) / 1024
 
 
 def hwm_mb(pid: int) -> float:
-    return proc_status_kb(pid, "VmHWM") / 1024
+    """Sum of each process's own peak: an upper bound of the bot's peak."""
+    return sum(proc_status_kb(p, "VmHWM") for p in [pid, *children(pid)]) / 1024
 
 
 def cpu_s(pid: int) -> float:
@@ -439,7 +455,10 @@ class LoadBench:
 
     def pids(self) -> dict[str, int]:
         assert self.bot is not None and self.bot.proc is not None and self.bare is not None
-        return {"bot": self.bot.proc.pid, "bare aiohttp": self.bare.pid, "load gen + fakes": os.getpid()}
+        pids = {"bot": self.bot.proc.pid}
+        for worker in children(self.bot.proc.pid):
+            pids["bot worker"] = worker
+        return {**pids, "bare aiohttp": self.bare.pid, "load gen + fakes": os.getpid()}
 
     # --- one lead, one phase ------------------------------------------------------------
     async def _lead(
@@ -512,7 +531,9 @@ class LoadBench:
         stop.set()
         await lag
         result.cpu = cpu_share(cpu_start, cpu_end)
-        result.bot_cpu_s = cpu_end.per_pid["bot"] - cpu_start.per_pid["bot"]
+        result.bot_cpu_s = sum(
+            cpu_end.per_pid[name] - cpu_start.per_pid[name] for name in ("bot", "bot worker") if name in cpu_start.per_pid
+        )
         result.wall_s = done - t0
         result.mirror_lag_s = done - last_reply
         tokens = [t for lead in leads for t in lead.tokens]

@@ -48,6 +48,9 @@ from runtime.replies import MAX_TEXT_BYTES, fit_to_limit, split_reply, typing_se
 
 log = get_logger(__name__)
 
+# The Chatwoot lead card is refreshed when the score moved at least this much.
+CARD_SCORE_STEP = 10
+
 # Channels where free text is allowed only within 24 h of the lead's last message.
 WINDOWED_CHANNELS = frozenset({"whatsapp_cloud", "instagram"})
 
@@ -464,9 +467,11 @@ class TurnRunner:
     def _chatwoot_card_items(self, commit: TurnCommit, lead: LeadRecord | None, result: TurnResult) -> None:
         """The lead card on the Chatwoot contact when it changed; the handoff note when handed off."""
         profile, score = result.profile, result.score
+        # Not on every point the score moves (each message adds a little): a card update
+        # costs Chatwoot calls on every turn, and sellers read the temperature anyway.
         changed = (
             lead is None
-            or lead.score != score.score
+            or abs(lead.score - score.score) >= CARD_SCORE_STEP
             or lead.temperature != score.temperature
             or lead.profile != profile.model_dump(mode="json")
         )

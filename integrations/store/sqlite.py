@@ -265,6 +265,10 @@ class SqliteStore:
             " WHERE chatwoot_message_id IS NOT NULL"
         )
         db.execute("CREATE INDEX IF NOT EXISTS leads_chatwoot_conversation ON leads(chatwoot_conversation_id)")
+        # /metrics reads these on every scrape: an index each keeps that off the table scan.
+        db.execute("CREATE INDEX IF NOT EXISTS outbox_status_kind ON outbox(status, kind)")
+        db.execute("CREATE INDEX IF NOT EXISTS leads_temperature ON leads(temperature)")
+        db.execute("CREATE INDEX IF NOT EXISTS leads_crm_deal ON leads(crm_deal_id) WHERE crm_deal_id IS NOT NULL")
         self._db = db
 
     async def close(self) -> None:
@@ -975,7 +979,8 @@ class SqliteStore:
     async def outbox_stats_by_kind(self) -> dict[str, OutboxStats]:
         out: dict[str, dict[str, int]] = {}
         for kind, status, count in self.db.execute(
-            "SELECT kind, status, COUNT(*) FROM outbox WHERE status <> 'done' GROUP BY kind, status"
+            "SELECT kind, status, COUNT(*) FROM outbox WHERE status IN ('pending', 'inflight', 'dead')"
+            " GROUP BY kind, status"
         ).fetchall():
             out.setdefault(kind, {})[status] = count
         return {

@@ -19,7 +19,7 @@ import openai
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from agent.graph import AgentDeps, SdrAgent, TurnInput
+from agent.graph import AgentDeps, AgentTurnOutput, SdrAgent, TurnInput
 from agent.lead import LeadProfile
 from agent.llm import LLMClient, LLMRefused, LLMUnavailable, is_retryable_openai_error
 from agent.prompts import load_prompt_bundle
@@ -229,6 +229,11 @@ async def test_without_an_api_key_the_turn_is_unavailable(tmp_path: Any, session
     assert openai_fake.calls_started == 0
 
 
+VALID_OUTPUT = (
+    '{"reply": "Olá!", "lead": {}, "tool_calls": [], "summary": "Oi.", "image_description": null}'
+)
+
+
 async def test_the_client_sends_the_configured_model_key_and_limits(
     agent: SdrAgent, http_mock: aioresponses, settings: Settings
 ) -> None:
@@ -253,3 +258,63 @@ async def test_the_client_sends_the_configured_model_key_and_limits(
     assert headers["authorization"] == f"Bearer {settings.openai_api_key.get_secret_value()}"  # type: ignore[union-attr]
     # The SDK's own retries are off: the policy in agent/llm.py is the only one.
     assert headers.get("x-stainless-retry-count", "0") == "0"
+
+
+# --- the low-level request ---------------------------------------------------------------
+
+
+async def test_the_request_is_byte_for_byte_what_chat_completions_create_sends(
+    agent: SdrAgent, http_mock: aioresponses, settings: Settings
+) -> None:
+    # `structured` posts through the SDK's low-level `post` (no per-call param transform);
+    # what reaches OpenAI must stay exactly what the typed `create` would send.
+    seen: list[dict[str, Any]] = []
+
+    async def capture(url: Any, **kwargs: Any) -> CallbackResult:
+        seen.append(kwargs)
+        return CallbackResult(status=200, payload=completion_with({"content": VALID_OUTPUT, "refusal": None}))
+
+    http_mock.post(CHAT_URL, callback=capture, repeat=True)
+    llm = agent.deps.llm
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "Você é o SDR.\n\"aspas\" e \\ barra"},
+        {"role": "user", "content": "Oi 👋, vocês têm formadora?"},
+        {"role": "assistant", "content": "Temos sim!"},
+        {"role": "user", "content": [{"type": "text", "text": "e esta?"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA", "detail": "low"}}]},
+    ]
+    await llm.structured(messages, AgentTurnOutput)
+    client = llm._require()
+    await client.chat.completions.create(
+        model=settings.openai_model,
+        messages=messages,  # type: ignore[arg-type]
+        temperature=0.4,
+        max_completion_tokens=900,
+        extra_body={"response_format": llm._response_format(AgentTurnOutput)},
+    )
+    ours, sdk = seen
+    assert ours["data"] == sdk["data"]
+    assert dict(ours["headers"]) == dict(sdk["headers"])
+
+
+async def test_a_completion_that_is_not_a_chat_completion_is_an_api_error_not_retried(
+    agent: SdrAgent, http_mock: aioresponses
+) -> None:
+    requests: list[Any] = []
+
+    async def garbage(url: Any, **kwargs: Any) -> CallbackResult:
+        requests.append(kwargs)
+        return CallbackResult(status=200, payload={"object": "chat.completion", "choices": "none"})
+
+    http_mock.post(CHAT_URL, callback=garbage, repeat=True)
+    with pytest.raises(openai.APIResponseValidationError):
+        await agent.run(a_turn())
+    assert len(requests) == 1
+
+
+async def test_a_completion_without_choices_is_llm_refused(agent: SdrAgent, http_mock: aioresponses) -> None:
+    completion = copy.deepcopy(load_fixture("openai/chat_completion_structured.json"))
+    completion["choices"] = []
+    http_mock.post(CHAT_URL, payload=completion)
+    with pytest.raises(LLMRefused, match="no choices"):
+        await agent.run(a_turn())

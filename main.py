@@ -54,7 +54,7 @@ def _worker(settings: Settings, port: int, parent: int | None) -> int:
     """The child `python main.py` starts: turns, deliveries and follow-ups, with only
     health and metrics served on loopback for the parent."""
     die_with_parent()
-    app = create_app(settings, role="worker")
+    app = create_app(settings, role="worker", worker_port=port)
     if parent is not None:
 
         async def orphan_watch(_app: web.Application) -> AsyncIterator[None]:

@@ -40,7 +40,7 @@ from core.middlewares import DRAINING, METRICS, Draining, request_middleware
 from core.models import InboundMessage
 from core.settings import Settings
 from core.webhooks import handle_meta_verification, handle_meta_webhook, handle_webhook
-from core.worker_process import WorkerSupervisor
+from core.worker_process import WorkerSupervisor, listen_for_nudges
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
 from integrations.outbound_webhooks import Endpoint, OutboundWebhookClient, endpoints_from_settings
@@ -148,6 +148,7 @@ def create_app(
     store_factory: StoreFactory = default_store,
     role: Role = "all",
     worker: WorkerSupervisor | None = None,
+    worker_port: int | None = None,
 ) -> web.Application:
     """`all`: one process does everything (tests, `chat`, WORKER_PROCESS=false).
     `web`: webhooks, health and metrics; turns and deliveries run in the `worker` child
@@ -221,12 +222,18 @@ def create_app(
         app[DISPATCHER] = dispatcher
         app[RUNNER] = runner
         app[FOLLOW_UPS] = follow_ups
+        nudges = None
         if thinking:
             await dispatcher.start()
             await runner.start()
             await follow_ups.start()
+            if role == "worker" and worker_port is not None:
+                nudges = await listen_for_nudges(worker_port, runner.notify, dispatcher.wake)
         else:
             runner.local_turns = False  # stored messages are the worker's to answer
+            if worker is not None:
+                runner.forward = worker.nudge
+                dispatcher.forward_wake = worker.wake
         # Everything loaded so far (openai, langgraph, pydantic schemas) lives for the
         # whole process: keep it out of the cyclic GC, whose full passes over those
         # objects otherwise stall the loop for tens of milliseconds under load.
@@ -240,6 +247,8 @@ def create_app(
             channels={name: ch.configured for name, ch in channels.items()},
         )
         yield
+        if nudges is not None:
+            nudges.close()
         if llm is None:
             return
         await follow_ups.stop()

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     # Names this process in turn leases shared by several instances; default: host-pid-random.
     instance_id: str | None = None
     turn_lease_s: float = 120.0
-    pending_poll_s: float = 0.25
+    pending_poll_s: float = 1.0
 
     # --- PipeRun CRM ----------------------------------------------------------------
     piperun_api_url: str = "https://api.pipe.run/v1"

@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -61,10 +61,45 @@ async def watch_parent(parent_pid: int) -> None:
             os._exit(1)
 
 
+WAKE = b"!wake"
+_MAX_DATAGRAM = 512
+
+
+class _Nudges(asyncio.DatagramProtocol):
+    """In the worker: one datagram per stored message names the lead to debounce, so a
+    turn starts as promptly as in one process; WAKE asks the dispatcher to look now.
+    Lost datagrams cost nothing but latency: the ready-contact poller finds the rest."""
+
+    def __init__(self, on_contact: Callable[[str], None], on_wake: Callable[[], None]) -> None:
+        self.on_contact = on_contact
+        self.on_wake = on_wake
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if data == WAKE:
+            self.on_wake()
+            return
+        if 0 < len(data) <= _MAX_DATAGRAM:
+            try:
+                self.on_contact(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                pass
+
+
+async def listen_for_nudges(
+    port: int, on_contact: Callable[[str], None], on_wake: Callable[[], None]
+) -> asyncio.DatagramTransport:
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: _Nudges(on_contact, on_wake), local_addr=("127.0.0.1", port)
+    )
+    return transport
+
+
 class WorkerSupervisor:
     def __init__(self, *, port: int, grace_s: float) -> None:
         self.port = port
         self.grace_s = grace_s
+        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._udp.setblocking(False)
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._stopping = False
@@ -73,6 +108,20 @@ class WorkerSupervisor:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def nudge(self, contact_key: str) -> None:
+        """A message of this lead was stored (a few microseconds; never blocks the ack)."""
+        self._send(contact_key.encode("utf-8"))
+
+    def wake(self) -> None:
+        """Something was enqueued outside a turn (a Chatwoot agent's reply...)."""
+        self._send(WAKE)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._udp.sendto(data, ("127.0.0.1", self.port))
+        except OSError:  # buffer full or worker restarting: the poller covers it
+            pass
 
     def _spawn(self) -> None:
         self.proc = subprocess.Popen(

@@ -67,6 +67,7 @@ class OutboxDispatcher:
         # Wall clock for due times; injectable so a long outage can be simulated.
         self._clock = clock
         self._wake = asyncio.Event()
+        self.forward_wake: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -83,6 +84,9 @@ class OutboxDispatcher:
         self.routes[kind] = Route(handler, policy, breaker)
 
     def wake(self) -> None:
+        if self.forward_wake is not None:  # the web process: the worker's dispatcher delivers
+            self.forward_wake()
+            return
         self._wake.set()
 
     async def start(self) -> None:

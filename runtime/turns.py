@@ -89,8 +89,10 @@ class TurnRunner:
         # back its own leases at once instead of waiting for them to expire.
         self.owner = settings.instance_id or socket.gethostname()
         self._poller: asyncio.Task[None] | None = None
-        # False in the web process when a worker process runs the turns.
+        # False in the web process when a worker process runs the turns; `forward` then
+        # tells the worker which lead has news.
         self.local_turns = True
+        self.forward: Callable[[str], None] | None = None
         # Injectable so tests and the scenario suite can say "two days later".
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self.store = store
@@ -105,7 +107,11 @@ class TurnRunner:
     # --- scheduling ---------------------------------------------------------------
     def notify(self, contact_key: str, *, immediate: bool = False) -> None:
         """A message for this contact was stored: (re)start its quiet window."""
-        if self._closing or not self.local_turns:
+        if self._closing:
+            return
+        if not self.local_turns:
+            if self.forward is not None:
+                self.forward(contact_key)
             return
         now = time.monotonic()
         state = self._contacts.get(contact_key)

@@ -132,3 +132,22 @@ async def test_one_process_mode_still_works(tmp_path: Path, provider: ProviderSe
         assert status == 200 and "worker" not in body
     finally:
         bot.terminate()
+
+
+async def test_the_worker_hears_of_each_message_at_once_not_at_the_next_poll(
+    tmp_path: Path, provider: ProviderServer
+) -> None:
+    """The web process nudges the worker per stored message; the store poller is only
+    the safety net (here set to a minute, so only the nudge can explain a fast answer)."""
+    bot = BotProcess(
+        sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log",
+        PENDING_POLL_S="60",
+    )
+    await bot.start()
+    try:
+        started = asyncio.get_running_loop().time()
+        await deliver(bot, "3EB0WORK00000004", "Oi, rápido?")
+        await eventually(lambda: provider.state.sent, timeout=5)
+        assert asyncio.get_running_loop().time() - started < 3
+    finally:
+        bot.terminate()

@@ -40,6 +40,8 @@ log = get_logger(__name__)
 # request: wait a little (writers hold it for well under a millisecond), then report the
 # store unavailable (webhooks answer 503, turns and deliveries retry) instead of freezing.
 BUSY_TIMEOUT_MS = 250
+# Webhook inserts retry a busy write lock this often, without blocking the loop.
+_FLUSH_RETRY_S = 0.0003
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leads (
@@ -334,10 +336,24 @@ class SqliteStore:
             loop.call_soon(self._flush_inbound)
         return await future
 
-    def _flush_inbound(self) -> None:
-        batch, self._inbound_batch = self._inbound_batch, []
+    def _flush_inbound(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[bool]]] | None = None,
+                       deadline: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if batch is None:
+            batch, self._inbound_batch = self._inbound_batch, []
+            deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+        assert deadline is not None
         try:
-            with self._tx() as db:
+            db = self.db
+            if not self._begin_without_waiting(db):
+                # Another process (the turn worker) holds the write lock for a moment.
+                # Waiting inside SQLite would block the loop in whole milliseconds; retry
+                # shortly instead, so other webhooks are read meanwhile.
+                if loop.time() < deadline:
+                    loop.call_later(_FLUSH_RETRY_S, self._flush_inbound, batch, deadline)
+                    return
+                raise StoreUnavailable("sqlite busy: the write lock was not released in time")
+            try:
                 results = [
                     db.execute(
                         "INSERT INTO inbound (channel, provider_message_id, contact_key, message, status,"
@@ -348,6 +364,10 @@ class SqliteStore:
                     == 1
                     for row, _future in batch
                 ]
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
         except (sqlite3.Error, StoreUnavailable) as exc:
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
             for _row, future in batch:
@@ -357,6 +377,19 @@ class SqliteStore:
         for (_row, future), inserted in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(inserted)
+
+    @staticmethod
+    def _begin_without_waiting(db: sqlite3.Connection) -> bool:
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False
+            raise
+        finally:
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     async def pending_contacts(self) -> list[str]:
         rows = self.db.execute(

@@ -185,6 +185,10 @@ def create_app(
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         store = store_factory(settings)
         await store.open()
+        if role == "web" and worker is not None:
+            defer = getattr(store, "leave_checkpoints_to_others", None)
+            if defer is not None:
+                defer()
         app[STORE] = store
         yield
         await store.close()

@@ -273,6 +273,12 @@ class SqliteStore:
         db.execute("CREATE INDEX IF NOT EXISTS leads_crm_deal ON leads(crm_deal_id) WHERE crm_deal_id IS NOT NULL")
         self._db = db
 
+    def leave_checkpoints_to_others(self) -> None:
+        """The web process of a split deployment: a WAL checkpoint (copying the log back
+        into the database, several milliseconds) would run inside a webhook's commit.
+        The worker, which writes far more, checkpoints for both."""
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
+
     async def close(self) -> None:
         if self._db is not None:
             self._db.close()

@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     LOG_FORMAT=json \
     SQLITE_PATH=/data/sdr.sqlite3 \
-    PORT=8080
+    PORT=8080 \
+    SHUTDOWN_GRACE_S=8
 
 WORKDIR /app
 
@@ -30,4 +31,7 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import os,urllib.request,sys; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\",\"8080\")}/api/health', timeout=4).status == 200 else 1)"
 
+# `docker stop` sends SIGTERM and kills after 10 s: the bot (web process + its turn
+# worker) answers 503 to new webhooks and finishes within SHUTDOWN_GRACE_S (8 s) + ~1 s.
+STOPSIGNAL SIGTERM
 CMD ["python", "main.py"]

@@ -7,6 +7,7 @@ first, so in-flight turns can still commit and deliveries can still be recorded.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -255,9 +256,13 @@ def create_app(
             nudges.close()
         if llm is None:
             return
+        # One deadline for the whole stop, so an orchestrator's kill timer (Docker's 10 s,
+        # Kubernetes' 30 s) can be set from SHUTDOWN_GRACE_S: turns first, then what is due.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.shutdown_grace_s
         await follow_ups.stop()
-        await runner.close(timeout=settings.shutdown_grace_s)
-        await dispatcher.stop(timeout=settings.shutdown_grace_s)
+        await runner.close(timeout=settings.shutdown_grace_s * 0.7)
+        await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
         await llm.close()
 
     app.cleanup_ctx.extend([http_ctx, store_ctx, runtime_ctx])

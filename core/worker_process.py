@@ -155,8 +155,8 @@ class WorkerSupervisor:
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGTERM)
-        # The worker finishes its turns and delivers what is due: two grace periods.
-        deadline = asyncio.get_running_loop().time() + 2 * self.grace_s + 5
+        # The worker finishes its turns and delivers what is due within its grace period.
+        deadline = asyncio.get_running_loop().time() + self.grace_s + 5
         while proc.poll() is None and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         if proc.poll() is None:

@@ -18,24 +18,13 @@ from core.app import create_app
 from core.keys import STORE
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually, load_fixture
+from tests.helpers.leads import HOT_LEAD
 
 PIXEL = "123456789012345"
 CAPI_URL = f"https://graph.facebook.com/v21.0/{PIXEL}/events"
 LEAD = "5544999999999"
 
-HOT = {
-    "name": "Maria Souza",
-    "company": "Frigorífico Boi Bom",
-    "segment": "frigorífico",
-    "product_interest": "FB300",
-    "volume": "3.000 hambúrgueres por dia",
-    "volume_per_day": 3000,
-    "urgency": "imediata",
-    "decision_role": "decisor",
-    "city": "Londrina",
-    "state": "PR",
-    "email": "Maria@BoiBom.com.br",
-}
+HOT = {**HOT_LEAD, "email": "Maria@BoiBom.com.br"}
 
 
 class FakeMeta:

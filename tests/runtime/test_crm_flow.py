@@ -18,24 +18,14 @@ from core.keys import DISPATCHER, STORE
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.fake_piperun import FakePipeRun
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.leads import HOT_LEAD
 
 TOKEN = "pr-tok-crm-flow-81c2d"
 PIPELINE, STAGE, ORIGIN, ORIGIN_IG, OWNER = 26447, 141473, 5501, 5502, 34970
 LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"
 
-HOT = {
-    "name": "Maria Souza",
-    "company": "Frigorífico Boi Bom",
-    "segment": "frigorífico",
-    "product_interest": "FB300",
-    "volume": "3.000 hambúrgueres por dia",
-    "volume_per_day": 3000,
-    "urgency": "imediata",
-    "decision_role": "decisor",
-    "city": "Londrina",
-    "state": "PR",
-}
+HOT = HOT_LEAD
 
 
 @pytest.fixture

@@ -33,11 +33,13 @@ from agent.prompts import load_prompt_bundle
 from core.app import create_app
 from core.keys import STORE
 from integrations.meta_capi import capi_event_id
+from integrations.piperun import external_code_for
 from runtime import policies
 from runtime.capi_delivery import STAGES
 from tests.conftest import zapi_message
 from tests.helpers.bot_process import BotProcess
 from tests.helpers.fakes import eventually
+from tests.helpers.leads import HOT_LEAD
 from tests.helpers.loopback import db_rows, loopback_settings
 from tests.helpers.provider_server import Fault, ProviderServer
 
@@ -397,6 +399,13 @@ LEADS = 3
 CW_TOKEN = "cw-api-token-kill-5d4c3b2a"
 CAPI_TOKEN = "EAAB-capi-token-kill-0001"
 PIXEL = "123456789012345"
+PR_TOKEN = "pr-tok-kill-7e6f5a4b"
+PIPELINE, STAGE = 26447, 141473
+HOT_LEADS = (1, 3)  # the model hands these back as quente: each must become one PipeRun deal
+
+
+def hot_profile(lead: int) -> dict[str, Any]:
+    return {**HOT_LEAD, "name": f"Lead {lead} Souza", "company": f"Frigorífico do Lead {lead}"}
 
 
 async def deliver(bot: BotProcess, payload: dict[str, Any]) -> None:
@@ -433,7 +442,9 @@ async def test_sigkill_at_random_points_of_turns_answers_every_message_exactly_o
     writing; a last life finishes the work. Every message is answered exactly once, in
     order; Chatwoot gets one contact, one conversation and one copy of every message per
     lead; Meta gets one Lead event per lead. The only repeat allowed is the documented
-    one: a reply (or event) the provider had taken when the kill cut the bot off."""
+    one: a reply (or event) the provider had taken when the kill cut the bot off.
+    Leads 1 and 3 turn hot: each lands in PipeRun as one person, one company, one deal
+    and one lead-card note, however many kills fell inside the sync."""
     seed = int(os.environ.get("SDR_FAULTS_SEED", "20261125"))
     rng = random.Random(seed)
     db = tmp_path / "bot.sqlite3"
@@ -443,6 +454,9 @@ async def test_sigkill_at_random_points_of_turns_answers_every_message_exactly_o
     state.capi_enabled = True
     state.chatwoot.token = CW_TOKEN
     state.chatwoot.delay_s = 0.03
+    state.chat_replies_when = {f"[L{lead}-": {"lead": hot_profile(lead)} for lead in HOT_LEADS}
+    crm = state.piperun
+    crm.enabled, crm.token, crm.delay_s = True, PR_TOKEN, 0.03
     env = {
         "CHATWOOT_API_URL": provider.url,
         "CHATWOOT_API_TOKEN": CW_TOKEN,
@@ -451,6 +465,10 @@ async def test_sigkill_at_random_points_of_turns_answers_every_message_exactly_o
         "META_PIXEL_ID": PIXEL,
         "META_ACCESS_TOKEN": CAPI_TOKEN,
         "META_GRAPH_URL": provider.url,
+        "PIPERUN_API_URL": f"{provider.url}/piperun/v1",
+        "PIPERUN_API_TOKEN": PR_TOKEN,
+        "PIPERUN_PIPELINE_ID": str(PIPELINE),
+        "PIPERUN_STAGE_ID": str(STAGE),
         "OUTBOX_BACKOFF_BASE_S": "0.05",
         "OUTBOX_BACKOFF_MAX_S": "0.2",
         "OUTBOX_MAX_ATTEMPTS": "50",
@@ -539,14 +557,35 @@ async def test_sigkill_at_random_points_of_turns_answers_every_message_exactly_o
         outgoing = {content for kind, content in mirrored if kind == "outgoing"}
         assert outgoing == set(messages_to(provider, lead))
 
-    # Meta CAPI: one Lead event per lead; a resend only inside the on-the-wire window.
+    # Meta CAPI: one Lead event per lead (and a QualifiedLead per hot one); a resend only
+    # inside the on-the-wire window.
+    hot = [lead for lead in HOT_LEADS if wrote[lead]]
     events = state.capi_events()
     per_id = Counter(e["event_id"] for e in events)
-    assert len(per_id) == len(active) and {e["event_name"] for e in events} == {"Lead"}, per_id
+    names = Counter(name for name in {e["event_id"]: e["event_name"] for e in events}.values())
+    assert names == Counter({"Lead": len(active), "QualifiedLead": len(hot)}) - Counter(), (names, per_id)
     over = {i: k for i, k in per_id.items() if k > 2 or (k == 2 and i not in resendable_events)}
     assert not over, f"seed {seed}: CAPI events sent more than once: {over}"
+
+    # PipeRun: one person, company, open deal and lead-card note per hot lead, nothing else.
+    assert crm.unauthorized == 0
+    codes = {external_code_for(f"whatsapp:{phone(lead)}"): lead for lead in hot}
+    persons = Counter(p.get("external_code") for p in crm.persons)
+    assert persons == Counter(dict.fromkeys(codes, 1)), f"seed {seed}: PipeRun persons {persons}"
+    person_of = {p["id"]: codes[p["external_code"]] for p in crm.persons}
+    companies = Counter(c["name"] for c in crm.companies)
+    assert companies == Counter({hot_profile(lead)["company"]: 1 for lead in hot}), f"seed {seed}: {companies}"
+    deals = Counter(person_of.get(d["person_id"]) for d in crm.deals)
+    assert deals == Counter(dict.fromkeys(hot, 1)), f"seed {seed}: PipeRun deals per lead {deals}"
+    assert {(d["pipeline_id"], d["stage_id"]) for d in crm.deals} <= {(PIPELINE, STAGE)}
+    notes = Counter(n["deal_id"] for n in crm.notes)
+    assert notes == Counter({d["id"]: 1 for d in crm.deals}), f"seed {seed}: PipeRun notes per deal {notes}"
+    for note in crm.notes:
+        deal = next(d for d in crm.deals if d["id"] == note["deal_id"])
+        assert external_code_for(f"whatsapp:{phone(person_of[deal['person_id']])}") in note["text"]
     print(
         f"\nseed={seed} kills={len(kills)} messages={sum(len(v) for v in wrote.values())} "
-        f"resent_on_the_wire={len(resendable_texts)} capi_resendable={len(resendable_events)}\n  "
+        f"resent_on_the_wire={len(resendable_texts)} capi_resendable={len(resendable_events)} "
+        f"piperun_calls={len(crm.calls)} hot={hot}\n  "
         + "\n  ".join(phases)
     )

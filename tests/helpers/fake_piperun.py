@@ -1,7 +1,11 @@
 """An in-memory PipeRun account behind aioresponses, answering with the envelopes of
 PipeRun's API v1 reference (fixtures under tests/fixtures/piperun/, each citing its
 operation in `_source`). It filters the way an exact-match server would, so a second
-sync sees what the first one created."""
+sync sees what the first one created.
+
+`PipeRunAccount` is the account itself, transport-free (`handle(method, path, query,
+body) -> (status, payload)`); `FakePipeRun` serves it through aioresponses, and
+tests/helpers/provider_server.py serves it over loopback HTTP to a bot process."""
 
 from __future__ import annotations
 
@@ -36,22 +40,24 @@ def _digits(value: Any) -> str:
     return "".join(ch for ch in str(value or "") if ch.isdigit())
 
 
-class FakePipeRun:
-    """An in-memory PipeRun account answering with the documented envelopes."""
+Response = tuple[int, Any]
 
-    def __init__(self, mocked: aioresponses, *, token: str, ignore_person_filters: bool = False) -> None:
-        self.token = token
+
+class PipeRunAccount:
+    """An in-memory PipeRun account answering with the documented envelopes.
+
+    `handle(method, path, query, body)` takes a path without the `/v1` prefix (e.g.
+    `/persons`, `/notes/9`) and returns `(status, payload)`; the transport (aioresponses
+    or a real HTTP server) checks the `token` header and records the call."""
+
+    def __init__(self, *, ignore_person_filters: bool = False) -> None:
         self.persons: list[dict[str, Any]] = []
         self.companies: list[dict[str, Any]] = []
         self.deals: list[dict[str, Any]] = []
         self.notes: list[dict[str, Any]] = []
         self.calls: list[tuple[str, str, dict[str, str], Any]] = []
-        self.failures: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.ignore_person_filters = ignore_person_filters
         self._ids = itertools.count(90001)
-        pattern = re.compile(r"^https://api\.pipe\.run/v1/.*$")
-        for method in ("GET", "POST", "PUT"):
-            getattr(mocked, method.lower())(pattern, callback=partial(self._handle, method), repeat=True)
 
     # -- seeding and inspection -----------------------------------------------------
 
@@ -61,10 +67,6 @@ class FakePipeRun:
         person["_phones"], person["_emails"] = list(phones), list(emails)
         self.persons.append(person)
         return person
-
-    def fail_next(self, method: str, path: str, **response: Any) -> None:
-        """Queue a failure for the next `method` call whose path starts with `path`."""
-        self.failures.setdefault((method, path), []).append(response)
 
     def posts(self, path: str) -> list[Any]:
         return [body for m, p, _, body in self.calls if m == "POST" and p == path]
@@ -77,27 +79,17 @@ class FakePipeRun:
 
     # -- the server -----------------------------------------------------------------
 
-    def _handle(self, method: str, url: URL, **kwargs: Any) -> CallbackResult:
-        if kwargs["headers"].get("token") != self.token:
-            return CallbackResult(status=401, payload=load("error_401.json"))
-        path = url.path.removeprefix("/v1")
-        query = dict(url.query)
-        body = kwargs.get("json")
-        self.calls.append((method, path, query, body))
-        for (f_method, f_path), queue in self.failures.items():
-            if f_method == method and path.startswith(f_path) and queue:
-                failure = queue.pop(0)
-                if "exception" in failure:
-                    raise failure["exception"]
-                return CallbackResult(**failure)
-        handler = getattr(self, f"_{method.lower()}_{path.strip('/').split('/')[0]}")
+    def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> Response:
+        handler = getattr(self, f"_{method.lower()}_{path.strip('/').split('/')[0]}", None)
+        if handler is None:
+            return 404, load("error_404.json")
         return handler(path, query, body)
 
     @staticmethod
-    def _list(fixture: str, records: list[dict[str, Any]]) -> CallbackResult:
+    def _list(fixture: str, records: list[dict[str, Any]]) -> Response:
         envelope = load(fixture)
         envelope["data"] = records
-        return CallbackResult(status=200, payload=envelope)
+        return 200, envelope
 
     def _render_person(self, person: dict[str, Any], with_: str) -> dict[str, Any]:
         out = {k: copy.deepcopy(v) for k, v in person.items() if not k.startswith("_")}
@@ -117,7 +109,7 @@ class FakePipeRun:
             out["contactEmails"] = [{"email": e} for e in emails]
         return out
 
-    def _get_persons(self, path: str, query: dict[str, str], body: Any) -> CallbackResult:
+    def _get_persons(self, path: str, query: dict[str, str], body: Any) -> Response:
         found = list(self.persons)
         if not self.ignore_person_filters:
             if "external_code" in query:
@@ -128,7 +120,7 @@ class FakePipeRun:
                 found = [p for p in found if query["email"] in [e.lower() for e in p["_emails"]]]
         return self._list("persons_list.json", [self._render_person(p, query.get("with", "")) for p in found])
 
-    def _post_persons(self, path: str, query: dict[str, str], body: dict[str, Any]) -> CallbackResult:
+    def _post_persons(self, path: str, query: dict[str, str], body: dict[str, Any]) -> Response:
         person = record("person_create_response.json")
         person.update(
             id=next(self._ids),
@@ -141,9 +133,9 @@ class FakePipeRun:
         self.persons.append(person)
         envelope = load("person_create_response.json")
         envelope["data"] = self._render_person(person, "")
-        return CallbackResult(status=201, payload=envelope)
+        return 201, envelope
 
-    def _get_companies(self, path: str, query: dict[str, str], body: Any) -> CallbackResult:
+    def _get_companies(self, path: str, query: dict[str, str], body: Any) -> Response:
         found = list(self.companies)
         if "cnpj" in query:  # both formats are documented as accepted
             found = [c for c in found if _digits(c.get("cnpj")) == _digits(query["cnpj"])]
@@ -151,15 +143,15 @@ class FakePipeRun:
             found = [c for c in found if query["name"].lower() in (c.get("name") or "").lower()]
         return self._list("companies_list.json", copy.deepcopy(found))
 
-    def _post_companies(self, path: str, query: dict[str, str], body: dict[str, Any]) -> CallbackResult:
+    def _post_companies(self, path: str, query: dict[str, str], body: dict[str, Any]) -> Response:
         company = record("company_create_response.json")
         company.update(id=next(self._ids), name=body["name"], cnpj=body.get("cnpj"), owner_id=body.get("owner_id"))
         self.companies.append(company)
         envelope = load("company_create_response.json")
         envelope["data"] = [copy.deepcopy(company)]
-        return CallbackResult(status=201, payload=envelope)
+        return 201, envelope
 
-    def _get_deals(self, path: str, query: dict[str, str], body: Any) -> CallbackResult:
+    def _get_deals(self, path: str, query: dict[str, str], body: Any) -> Response:
         found = [
             d
             for d in self.deals
@@ -167,7 +159,7 @@ class FakePipeRun:
         ]
         return self._list("deals_list.json", copy.deepcopy(found))
 
-    def _post_deals(self, path: str, query: dict[str, str], body: dict[str, Any]) -> CallbackResult:
+    def _post_deals(self, path: str, query: dict[str, str], body: dict[str, Any]) -> Response:
         deal = record("deal_create_response.json")
         deal.update({"company_id": None, "origin_id": None, "owner_id": None, "temperature": None})
         deal.update(body)
@@ -175,28 +167,58 @@ class FakePipeRun:
         self.deals.append(deal)
         envelope = load("deal_create_response.json")
         envelope["data"] = copy.deepcopy(deal)
-        return CallbackResult(status=201, payload=envelope)
+        return 201, envelope
 
-    def _get_notes(self, path: str, query: dict[str, str], body: Any) -> CallbackResult:
+    def _get_notes(self, path: str, query: dict[str, str], body: Any) -> Response:
         found = [n for n in self.notes if str(n["deal_id"]) == query.get("deal_id")]
         return self._list("notes_list.json", copy.deepcopy(found))
 
-    def _post_notes(self, path: str, query: dict[str, str], body: dict[str, Any]) -> CallbackResult:
+    def _post_notes(self, path: str, query: dict[str, str], body: dict[str, Any]) -> Response:
         note = record("note_create_response.json")
         note.update(id=next(self._ids), text=body["text"], deal_id=body["deal_id"])
         self.notes.append(note)
         envelope = load("note_create_response.json")
         envelope["data"] = copy.deepcopy(note)
-        return CallbackResult(status=201, payload=envelope)
+        return 201, envelope
 
-    def _put_notes(self, path: str, query: dict[str, str], body: dict[str, Any]) -> CallbackResult:
+    def _put_notes(self, path: str, query: dict[str, str], body: dict[str, Any]) -> Response:
         note_id = int(path.rsplit("/", 1)[1])
         note = next((n for n in self.notes if n["id"] == note_id), None)
         if note is None:
-            return CallbackResult(status=404, payload=load("error_404.json"))
+            return 404, load("error_404.json")
         note["text"] = body["text"]
         envelope = load("note_update_response.json")
         envelope["data"].update(id=note_id, text=note["text"], deal_id=note["deal_id"])
-        return CallbackResult(status=200, payload=envelope)
+        return 200, envelope
 
 
+class FakePipeRun(PipeRunAccount):
+    """The account behind aioresponses, at https://api.pipe.run/v1 (header `token`)."""
+
+    def __init__(self, mocked: aioresponses, *, token: str, ignore_person_filters: bool = False) -> None:
+        super().__init__(ignore_person_filters=ignore_person_filters)
+        self.token = token
+        self.failures: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        pattern = re.compile(r"^https://api\.pipe\.run/v1/.*$")
+        for method in ("GET", "POST", "PUT"):
+            getattr(mocked, method.lower())(pattern, callback=partial(self._handle, method), repeat=True)
+
+    def fail_next(self, method: str, path: str, **response: Any) -> None:
+        """Queue a failure for the next `method` call whose path starts with `path`."""
+        self.failures.setdefault((method, path), []).append(response)
+
+    def _handle(self, method: str, url: URL, **kwargs: Any) -> CallbackResult:
+        if kwargs["headers"].get("token") != self.token:
+            return CallbackResult(status=401, payload=load("error_401.json"))
+        path = url.path.removeprefix("/v1")
+        query = dict(url.query)
+        body = kwargs.get("json")
+        self.calls.append((method, path, query, body))
+        for (f_method, f_path), queue in self.failures.items():
+            if f_method == method and path.startswith(f_path) and queue:
+                failure = queue.pop(0)
+                if "exception" in failure:
+                    raise failure["exception"]
+                return CallbackResult(**failure)
+        status, payload = self.handle(method, path, query, body)
+        return CallbackResult(status=status, payload=payload)

@@ -1,4 +1,5 @@
-"""A real HTTP server on loopback that plays OpenAI, Z-API and (optionally) Chatwoot.
+"""A real HTTP server on loopback that plays OpenAI, Z-API and (optionally) Chatwoot,
+the Meta Conversions API and PipeRun.
 
 aioresponses only fakes HTTP inside the test process; a bot running as a separate
 process (to be killed with SIGKILL, or driven by a benchmark) needs a fake it can reach
@@ -23,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.helpers.fake_piperun import PipeRunAccount
+from tests.helpers.fake_piperun import load as load_piperun
 from tests.helpers.fakes import load_fixture
 
 
@@ -60,6 +63,19 @@ class ChatwootState:
         ]
 
 
+class PipeRunState(PipeRunAccount):
+    """The in-memory PipeRun account of tests/helpers/fake_piperun.py (persons, companies,
+    deals, notes, calls), served under `/piperun/v1/...`: point the bot's
+    PIPERUN_API_URL at `{provider.url}/piperun/v1`. Off by default (an unknown route)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enabled = False
+        self.token: str | None = None  # when set, calls without this `token` header get 401
+        self.delay_s = 0.0  # after a write is applied, before answering (a kill can land inside)
+        self.unauthorized = 0
+
+
 @dataclass
 class ProviderState:
     llm_delay_s: float = 0.0
@@ -85,6 +101,9 @@ class ProviderState:
     send_delay_s: float = 0.0  # every accepted send takes this long (a kill can land inside)
     # Scripted completions (`reply`, `lead`, `tool_calls`, `summary`), used before the echo.
     chat_replies: deque[dict[str, Any]] = field(default_factory=deque)
+    # Scripted fields merged into every completion whose user messages contain the key
+    # (e.g. a lead's tag), after `chat_replies`: one lead can stay hot, turn after turn.
+    chat_replies_when: dict[str, dict[str, Any]] = field(default_factory=dict)
     reply_text: str | None = None  # answer with this instead of echoing the lead
     raw_chat_content: str | None = None  # answer every chat call with this content verbatim
     chat_finished: int = 0  # chat handlers that returned (faulted or not)
@@ -99,6 +118,8 @@ class ProviderState:
     # Meta Conversions API (`POST /{version}/{pixel}/events`): off, it is an unknown route.
     capi_enabled: bool = False
     capi_requests: list[dict[str, Any]] = field(default_factory=list)
+    # PipeRun (`/piperun/v1/...`): off, it is an unknown route.
+    piperun: PipeRunState = field(default_factory=PipeRunState)
 
     def capi_events(self) -> list[dict[str, Any]]:
         return [event for request in self.capi_requests for event in request["body"].get("data", [])]
@@ -137,6 +158,7 @@ class ProviderServer:
         app.router.add_post(f"{cw}/conversations/{{conversation}}/toggle_status", self._cw_toggle)
         app.router.add_post(f"{cw}/conversations/{{conversation}}/labels", self._cw_labels)
         app.router.add_post(f"{cw}/conversations/{{conversation}}/assignments", self._cw_assign)
+        app.router.add_route("*", "/piperun/v1/{tail:.*}", self._piperun)
         app.router.add_post("/{version}/{pixel}/events", self._capi)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None)
@@ -222,6 +244,10 @@ class ProviderServer:
         }
         if self.state.chat_replies:
             content.update(self.state.chat_replies.popleft())
+        users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+        for needle, scripted in self.state.chat_replies_when.items():
+            if any(needle in str(text) for text in users):
+                content.update(copy.deepcopy(scripted))
         raw = self.state.raw_chat_content
         completion["choices"][0]["message"]["content"] = (
             raw if raw is not None else json.dumps(content, ensure_ascii=False)
@@ -436,6 +462,25 @@ class ProviderServer:
         response = load_fixture("meta_capi/success.json")
         response["events_received"] = len(body.get("data", []))
         return web.json_response(response)
+
+    # --- PipeRun ------------------------------------------------------------------------
+    async def _piperun(self, request: web.Request) -> web.Response:
+        account = self.state.piperun
+        if not account.enabled:
+            return await self._unknown(request)
+        raw = await request.read()
+        if account.token is not None and request.headers.get("token") != account.token:
+            account.unauthorized += 1
+            return web.json_response(load_piperun("error_401.json"), status=401)
+        path = "/" + request.match_info["tail"]
+        body = json.loads(raw) if raw else None
+        # aiohttp sends `show=20` etc. as strings: the account compares strings, as before.
+        query = dict(request.query)
+        account.calls.append((request.method, path, query, body))
+        status, payload = account.handle(request.method, path, query, body)
+        if request.method != "GET" and account.delay_s:
+            await asyncio.sleep(account.delay_s)  # applied already: a kill from here is ambiguous
+        return web.json_response(payload, status=status)
 
     # --- anything else ------------------------------------------------------------------
     async def _unknown(self, request: web.Request) -> web.Response:

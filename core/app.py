@@ -233,7 +233,10 @@ def create_app(
             await runner.start()
             await follow_ups.start()
             if role == "worker" and worker_port is not None:
-                nudges = await listen_for_nudges(worker_port, runner.notify, dispatcher.wake)
+                try:
+                    nudges = await listen_for_nudges(worker_port, runner.notify, dispatcher.wake)
+                except OSError as exc:  # the UDP port is taken: the store poller still works
+                    log.warning("worker_nudges_unavailable", error=str(exc))
         else:
             runner.local_turns = False  # stored messages are the worker's to answer
             if worker is not None:

@@ -83,7 +83,7 @@ sys.path.insert(0, str(REPO))
 from core.models import InboundMessage, MessageKind  # noqa: E402
 from integrations.store.base import NewMessage, OutboxItem, TurnCommit  # noqa: E402
 from integrations.store.sqlite import SqliteStore  # noqa: E402
-from tests.helpers.bot_process import BotProcess, free_port  # noqa: E402
+from tests.helpers.bot_process import BotProcess, children, free_port  # noqa: E402
 from tests.helpers.fakes import load_fixture  # noqa: E402
 from tests.helpers.provider_server import ProviderServer, ProviderState  # noqa: E402
 
@@ -105,20 +105,6 @@ def proc_status_kb(pid: int, field_name: str) -> int:
         if line.startswith(field_name + ":"):
             return int(line.split()[1])
     raise KeyError(field_name)
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of `pid`: the turn worker `python main.py` starts."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def rss_mb(pid: int) -> float:

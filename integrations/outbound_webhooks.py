@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -45,7 +45,7 @@ from core.settings import Settings
 
 log = get_logger(__name__)
 
-EVENTS: tuple[str, ...] = (
+WebhookEvent = Literal[
     "lead.created",
     "lead.updated",
     "lead.qualified",
@@ -53,7 +53,8 @@ EVENTS: tuple[str, ...] = (
     "conversation.handoff",
     "message.received",
     "message.sent",
-)
+]
+EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 WILDCARD = "*"
 DEFAULT_TIMEOUT_S = 30.0
 USER_AGENT = "SDR-Agent-Webhook/1.0"

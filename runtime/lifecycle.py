@@ -17,18 +17,10 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from core.settings import Settings
+from integrations.outbound_webhooks import WebhookEvent
 from integrations.store.base import LeadRecord, OutboxItem, TurnCommit, lane_key
 
 CapiStage = Literal["Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"]
-WebhookEvent = Literal[
-    "lead.created",
-    "lead.updated",
-    "lead.qualified",
-    "lead.hot",
-    "conversation.handoff",
-    "message.received",
-    "message.sent",
-]
 
 PIPERUN_KIND = "piperun_sync"
 CAPI_KIND = "meta_capi"

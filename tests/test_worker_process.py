@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import zapi_message
-from tests.helpers.bot_process import BotProcess
+from tests.helpers.bot_process import BotProcess, children
 from tests.helpers.fakes import eventually
 from tests.helpers.provider_server import ProviderServer
 
@@ -27,21 +27,6 @@ async def provider() -> ProviderServer:
     await server.start()
     yield server
     await server.stop()
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:

@@ -5,22 +5,31 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
 
+from core.worker_process import free_port
 from tests.conftest import OPENAI_KEY, ZAPI_CLIENT_TOKEN, ZAPI_INSTANCE, ZAPI_TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (the turn worker `python main.py` starts), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
 
 
 class BotProcess:

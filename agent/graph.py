@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TypedDict
 
 import openai
@@ -77,9 +77,11 @@ class TurnInput:
     profile: LeadProfile
     history: list[StoredMessage]
     lead_message_count: int
+    # Always the runtime's clock, never the machine's: the opening-hours sentence and
+    # the holiday rules must follow "now" as the caller (or a test) defines it.
+    now: datetime
     summary: str | None = None
     handed_off: bool = False
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     # Set for a follow-up turn: the lead went silent and the bot writes first.
     nudge: str | None = None
 

@@ -67,7 +67,7 @@ async def play(agent: SdrAgent, scenario: dict) -> tuple[LeadProfile, list[str],
         )
         result = await agent.run(
             TurnInput(contact_key="eval:eval", inbound=[message], profile=profile, history=history[-20:],
-                      lead_message_count=count, summary=summary)
+                      lead_message_count=count, summary=summary, now=message.timestamp)
         )
         count += 1
         profile, summary = result.profile, result.summary

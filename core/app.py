@@ -20,6 +20,7 @@ from channels.base import Channel, SendError
 from channels.registry import build_channels
 from core.channel_health import ChannelHealth
 from core.chatwoot_webhook import handle_chatwoot_webhook
+from core.clock import Clock
 from core.crm_webhook import handle_crm_webhook
 from core.keys import (
     BREAKERS,
@@ -150,10 +151,12 @@ def create_app(
     role: Role = "all",
     worker: WorkerSupervisor | None = None,
     worker_port: int | None = None,
+    clock: Clock | None = None,
 ) -> web.Application:
     """`all`: one process does everything (tests, `chat`, WORKER_PROCESS=false).
     `web`: webhooks, health and metrics; turns and deliveries run in the `worker` child
-    that `worker` supervises (see core/worker_process.py)."""
+    that `worker` supervises (see core/worker_process.py). `clock` is "now" for business
+    hours, holidays, sessions, pauses and follow-ups (core/clock.py); the real one by default."""
     settings = settings or Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
     app = web.Application(
@@ -213,6 +216,7 @@ def create_app(
             metrics=app[METRICS],
             # The worker hears of new messages only through the store: poll it for them.
             shared=True if role == "worker" else None,
+            clock=clock,
         )
         delivery = Delivery(
             channels=channels,

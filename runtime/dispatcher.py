@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import structlog
 
+from core.clock import Clock, utc_now
 from core.logging import get_logger
 from core.models import mask_contact_key
 from integrations.store.base import OutboxItem, Store
@@ -52,13 +53,9 @@ class Route:
         return self.breaker(item)
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class OutboxDispatcher:
     def __init__(
-        self, store: Store, *, workers: int, poll_s: float, clock: Callable[[], datetime] = _now
+        self, store: Store, *, workers: int, poll_s: float, clock: Clock = utc_now
     ) -> None:
         self.store = store
         self.workers = max(1, workers)
@@ -67,6 +64,10 @@ class OutboxDispatcher:
         # Wall clock for due times; injectable so a long outage can be simulated.
         self._clock = clock
         self._wake = asyncio.Event()
+        # Set while nothing is in flight and nothing is pending at all (not even backing
+        # off): the outbox is idle. Cleared by every wake-up, so a commit that just
+        # enqueued work is never mistaken for idleness.
+        self.idle = asyncio.Event()
         self.forward_wake: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -87,6 +88,7 @@ class OutboxDispatcher:
         if self.forward_wake is not None:  # the web process: the worker's dispatcher delivers
             self.forward_wake()
             return
+        self.idle.clear()
         self._wake.set()
 
     async def start(self) -> None:
@@ -137,6 +139,8 @@ class OutboxDispatcher:
                     items = await self.store.claim_outbox(limit=free, now=self._clock())
                 except Exception:
                     log.exception("outbox_claim_failed")
+            if items:
+                self.idle.clear()
             for item in items:
                 task = asyncio.create_task(self._handle(item))
                 self._inflight.add(task)
@@ -147,6 +151,7 @@ class OutboxDispatcher:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self.idle.clear()
         self._wake.set()
 
     async def _sleep_until_due(self) -> None:
@@ -158,6 +163,9 @@ class OutboxDispatcher:
                 due = None
             if due is not None:
                 timeout = min(timeout, max(0.0, (due - self._clock()).total_seconds()))
+            elif not self._inflight and not self._wake.is_set():
+                # Nothing pending and no wake-up landed while we looked.
+                self.idle.set()
         # else: every worker is busy; a finishing one sets the wake event.
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)

@@ -26,6 +26,7 @@ import structlog
 
 from agent.guardrails import is_opt_out
 from agent.lead import LeadProfile, describe_lead, field_label, missing_fields
+from core.clock import Clock, utc_now
 from core.logging import get_logger
 
 if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns run
@@ -73,7 +74,7 @@ class TurnRunner:
         agent: SdrAgent | None,
         settings: Settings,
         on_commit: Callable[[], None] = lambda: None,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock | None = None,
         profile_name: Callable[[InboundMessage], Awaitable[str | None]] | None = None,
         shared: bool | None = None,
         lifecycle: Lifecycle | None = None,
@@ -94,12 +95,16 @@ class TurnRunner:
         self.local_turns = True
         self.forward: Callable[[str], None] | None = None
         # Injectable so tests and the scenario suite can say "two days later".
-        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
+        self.clock: Clock = clock or utc_now
         self.store = store
         self.agent = agent
         self.settings = settings
         self.on_commit = on_commit
         self._contacts: dict[str, _Contact] = {}
+        # Set while no contact has a turn, a debounce or a nudge under way: what an
+        # operator's drain and the tests' "settled" wait for instead of guessing a delay.
+        self.idle = asyncio.Event()
+        self.idle.set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_turns)
         self._closing = False
         self.turns_completed = 0
@@ -116,7 +121,7 @@ class TurnRunner:
         now = time.monotonic()
         state = self._contacts.get(contact_key)
         if state is None:
-            state = self._contacts[contact_key] = _Contact()
+            state = self._track(contact_key, _Contact())
         if state.first_at is None:
             state.first_at = now - (self.settings.debounce_max_s if immediate else 0.0)
         state.last_at = now - (self.settings.debounce_quiet_s if immediate else 0.0)
@@ -168,6 +173,17 @@ class TurnRunner:
     @property
     def active_contacts(self) -> int:
         return len(self._contacts)
+
+    def _track(self, contact_key: str, state: _Contact) -> _Contact:
+        self._contacts[contact_key] = state
+        self.idle.clear()
+        return state
+
+    def _untrack(self, contact_key: str, state: _Contact) -> None:
+        if self._contacts.get(contact_key) is state:
+            del self._contacts[contact_key]
+        if not self._contacts:
+            self.idle.set()
 
     async def close(self, timeout: float = 10.0) -> None:
         """Let running turns finish within `timeout`; the rest stays pending in the store."""
@@ -230,11 +246,13 @@ class TurnRunner:
                 state.dirty = True
         finally:
             state.task = None
-            if self._contacts.get(contact_key) is state:
-                del self._contacts[contact_key]
             if state.dirty and not self._closing:
-                # A message arrived while this task was unwinding: start a fresh driver.
+                # A message arrived while this task was unwinding: start a fresh driver
+                # (before letting go of the contact, so the runner never looks idle here).
+                if self._contacts.get(contact_key) is state:
+                    del self._contacts[contact_key]
                 self.notify(contact_key)
+            self._untrack(contact_key, state)
 
     async def _lease(self, contact_key: str, lease_s: float) -> bool:
         if not self.shared:
@@ -645,7 +663,7 @@ class TurnRunner:
         state = self._contacts.get(due.contact_key)
         if state is not None:
             return "busy"
-        state = self._contacts[due.contact_key] = _Contact(task=asyncio.current_task(), in_turn=True)
+        state = self._track(due.contact_key, _Contact(task=asyncio.current_task(), in_turn=True))
         leased = False
         try:
             leased = await self._lease(due.contact_key, self.settings.turn_lease_s)
@@ -657,10 +675,11 @@ class TurnRunner:
                 await self._release(due.contact_key)
             state.task = None
             state.in_turn = False
-            if self._contacts.get(due.contact_key) is state:
-                del self._contacts[due.contact_key]
             if state.dirty and not self._closing:
+                if self._contacts.get(due.contact_key) is state:
+                    del self._contacts[due.contact_key]
                 self.notify(due.contact_key)
+            self._untrack(due.contact_key, state)
 
     async def _follow_up_turn(self, due: DueFollowUp) -> str:
         from agent.graph import TurnInput

@@ -13,6 +13,7 @@ from aioresponses import aioresponses
 
 from core.app import create_app
 from core.settings import Settings
+from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, load_fixture
 
 ZAPI_INSTANCE = "3C01A9F0E1B2C3D4"
@@ -52,6 +53,13 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def clock() -> TestClock:
+    """Business "now" for the app under test: a weekday inside opening hours unless a
+    test asks for another instant (tests/helpers/clock.py)."""
+    return TestClock()
+
+
+@pytest.fixture
 def http_mock() -> Any:
     with aioresponses(passthrough=["http://127.0.0.1", "http://localhost"]) as mock:
         yield mock
@@ -69,9 +77,13 @@ def zapi_fake(http_mock: aioresponses) -> FakeZapi:
 
 @pytest.fixture
 async def bot(
-    aiohttp_client: Callable[..., Any], settings: Settings, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    aiohttp_client: Callable[..., Any],
+    settings: Settings,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    clock: TestClock,
 ) -> AsyncIterator[TestClient]:
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, clock=clock))
     yield client
 
 

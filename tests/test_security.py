@@ -41,6 +41,7 @@ from core.settings import Settings
 from integrations import chatwoot
 from integrations.store.sqlite import SqliteStore
 from tests.conftest import zapi_message
+from tests.helpers.clock import INSTANTS, TestClock
 from tests.helpers.fakes import eventually, load_fixture
 from tests.helpers.loopback import (
     chatwoot_signature,
@@ -51,6 +52,7 @@ from tests.helpers.loopback import (
     waha_signature,
 )
 from tests.helpers.provider_server import Fault, ProviderServer
+from tests.helpers.settle import settled
 
 ZAPI_WEBHOOK_SECRET = "zwh_7Qp2Lx9Vb4Nc8Rt1zKd3"
 WAHA_API_KEY = "waha-api-key-3f9a1c7e5b2d"
@@ -156,9 +158,15 @@ def sqlite_store(settings: Settings) -> SqliteStore:
 
 @pytest.fixture
 async def bot(
-    provider: ProviderServer, aiohttp_client: Callable[..., Any], tmp_path: Path, restore_logging: None
+    provider: ProviderServer,
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    restore_logging: None,
+    clock: TestClock,
 ) -> TestClient:
-    return await aiohttp_client(create_app(everything_configured(tmp_path, provider), store_factory=sqlite_store))
+    return await aiohttp_client(
+        create_app(everything_configured(tmp_path, provider), store_factory=sqlite_store, clock=clock)
+    )
 
 
 # --- requests as each provider signs them -------------------------------------------------
@@ -222,19 +230,18 @@ def chat_reply(reply: str, lead: dict[str, Any] | None = None, tools: list[dict[
     return {"reply": reply, "lead": lead or {}, "tool_calls": tools or [], "summary": "Lead em qualificação."}
 
 
-async def settled(client: TestClient, timeout: float = 15.0) -> None:
-    """Every inbound message handled and every side effect delivered or given up on."""
-    path = client.app[STORE].path  # type: ignore[attr-defined]
-
-    def idle() -> bool:
-        pending = db_rows(path, "SELECT COUNT(*) FROM inbound WHERE status = 'pending'")[0][0]
-        busy = db_rows(path, "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'inflight')")[0][0]
-        return pending == 0 and busy == 0
-
-    await eventually(idle, timeout=timeout, interval=0.05)
+# When a person answers a hand-off, by the instant the lead writes (prompts/business_hours.toml).
+NEXT_OPENING = {
+    "weekday_in_hours": None,
+    "weekday_3am": "hoje às 8h",
+    "saturday_night": "na segunda-feira (07/12) às 8h",
+    "national_holiday": "amanhã às 8h",
+}
 
 
+@pytest.mark.parametrize("instant", list(INSTANTS))
 async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone_or_email_in_the_logs(
+    instant: str,
     provider: ProviderServer,
     aiohttp_client: Callable[..., Any],
     tmp_path: Path,
@@ -243,7 +250,9 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
 ) -> None:
     capsys.readouterr()
     settings = everything_configured(tmp_path, provider)
-    client = await aiohttp_client(create_app(settings, store_factory=sqlite_store))
+    client = await aiohttp_client(
+        create_app(settings, store_factory=sqlite_store, clock=TestClock(INSTANTS[instant]))
+    )
     port = client.port
     assert port is not None
     state = provider.state
@@ -270,8 +279,8 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
     response = await client.post("/webhooks/zapi", params={"token": ZAPI_WEBHOOK_SECRET},
                                  data=zapi_body("3EB0SEC000000001", text))
     assert response.status == 200
-    await eventually(lambda: len(state.sent) == 1, timeout=10)
-    await settled(client)
+    await settled(client, timeout=15)
+    assert len(state.sent) == 1
 
     # She is hot and asks for a person: CRM deal, CAPI QualifiedLead, Chatwoot handoff.
     state.chat_replies.append(chat_reply(
@@ -286,8 +295,12 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
         data=zapi_body("3EB0SEC000000002", "Preciso de 500 por dia, é urgente e eu decido a compra."),
     )
     assert response.status == 200
-    await eventually(lambda: len(state.sent) == 2, timeout=10)
-    await settled(client)
+    await settled(client, timeout=15)
+    # Out of hours the lead is also told when a person will answer.
+    opening = NEXT_OPENING[instant]
+    assert len(state.sent) == (2 if opening is None else 3)
+    if opening is not None:
+        assert opening in json.dumps(state.sent[-1], ensure_ascii=False)
 
     # An agent answers from Chatwoot; the CRM reports the deal won.
     conversation_id, contact = stored_contact(client)
@@ -307,7 +320,7 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
                                                "hub.challenge": "1158201444"})
     await client.get("/api/health")
     await client.get("/metrics")
-    await settled(client)
+    await settled(client, timeout=15)
     await client.close()  # shutdown lines are part of the output too
 
     captured = capsys.readouterr()

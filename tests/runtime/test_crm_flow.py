@@ -13,12 +13,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
 
+from agent.prompts import load_prompt_bundle
 from core.app import create_app
 from core.keys import DISPATCHER, STORE
 from tests.conftest import fast_settings, zapi_message
+from tests.helpers.clock import TestClock
 from tests.helpers.fake_piperun import FakePipeRun
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 from tests.helpers.leads import HOT_LEAD
+from tests.helpers.settle import settled
 
 TOKEN = "pr-tok-crm-flow-81c2d"
 PIPELINE, STAGE, ORIGIN, ORIGIN_IG, OWNER = 26447, 141473, 5501, 5502, 34970
@@ -26,6 +29,7 @@ LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"
 
 HOT = HOT_LEAD
+HANDOFF_NOW = load_prompt_bundle().message("handoff_now")
 
 
 @pytest.fixture
@@ -35,7 +39,12 @@ def piperun(http_mock: aioresponses) -> FakePipeRun:
 
 @pytest.fixture
 async def bot(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, piperun: FakePipeRun
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    piperun: FakePipeRun,
+    clock: TestClock,
 ) -> TestClient:
     settings = fast_settings(
         tmp_path,
@@ -46,7 +55,7 @@ async def bot(
         piperun_origin_id_instagram=ORIGIN_IG,
         piperun_owner_id=OWNER,
     )
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings, clock=clock))
 
 
 async def say(bot: TestClient, message_id: str, text: str) -> None:
@@ -116,15 +125,17 @@ async def test_a_hot_lead_then_a_handoff_in_quick_succession_is_still_one_deal(
         piperun.fail_next("POST", "/deals", status=500)  # keep the first sync busy
     openai_fake.then(reply="Perfeito!", lead=HOT)
     await say(bot, "3EB0CRMF00000031", "Quero comprar")
-    await eventually(lambda: len(zapi_fake.sent) == 1, timeout=10)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Perfeito!", HANDOFF_NOW]
     openai_fake.then(
         reply="Já chamo um vendedor.",
         lead=HOT,
         tools=[{"tool": "handoff_to_human", "reason": "pediu_humano", "summary": "Quer falar com vendedor"}],
     )
     await say(bot, "3EB0CRMF00000032", "Quero falar com um vendedor")
-    await eventually(lambda: len(zapi_fake.sent) == 2, timeout=10)
-    await eventually(lambda: len(piperun.deals) == 1 and len(piperun.notes) == 1, timeout=10)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD)[2:] == ["Já chamo um vendedor."]  # handed off already: no second notice
+    assert len(piperun.notes) == 1
     assert len(piperun.deals) == 1 and len(piperun.persons) == 1 and len(piperun.posts("/persons")) == 1
 
 

@@ -2,8 +2,8 @@
 `FOLLOW_UP_DELAYS_H` short messages written by the agent, and never after a reply,
 an opt-out or a handoff.
 
-The whole app runs (`bot` fixture); time moves by setting the runner's clock, and a
-scheduler pass is run by hand with `FOLLOW_UPS.run_due()`.
+The whole app runs (`bot` fixture) on the test clock (tests/helpers/clock.py), moved by
+the test ("two hours later"); a scheduler pass is run by hand with `FOLLOW_UPS.run_due()`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +23,13 @@ from core.keys import FOLLOW_UPS, RUNNER, SETTINGS, STORE
 from core.models import InboundMessage, MessageKind
 from integrations.store.base import FollowUp, TurnCommit
 from tests.conftest import fast_settings, zapi_message
+from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 
 LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"
 NUDGE_1 = "Oi, Maria! Conseguiu ver a FB300? Me conta quantos hambúrgueres vocês fazem por dia."
 NUDGE_2 = "Maria, fico à disposição se quiser retomar. Qual seria o volume diário?"
-
-
-class Clock:
-    """The runner's clock, moved by the test ("two hours later").
-
-    It starts in the past by default, so however far a test moves it, replies and
-    nudges are already due for the outbox dispatcher, which runs on the wall clock."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime.now(timezone.utc) - timedelta(days=60)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock(bot: TestClient) -> Clock:
-    c = Clock()
-    bot.app[RUNNER].clock = c
-    return c
 
 
 async def post(bot: TestClient, payload: object) -> None:
@@ -108,7 +86,7 @@ async def first_turn(bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZa
 
 
 async def test_a_silent_lead_gets_one_follow_up_due_after_the_first_delay(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     delays = bot.app[SETTINGS].follow_up_delays_h
@@ -122,7 +100,7 @@ async def test_a_silent_lead_gets_one_follow_up_due_after_the_first_delay(
 
 
 async def test_nothing_fires_before_it_is_due(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     clock.advance(hours=1, minutes=59)
@@ -134,7 +112,7 @@ async def test_nothing_fires_before_it_is_due(
 
 
 async def test_when_due_the_agent_writes_one_nudge_from_the_conversation_and_it_is_sent(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     openai_fake.then(reply=NUDGE_1)
@@ -171,7 +149,7 @@ async def test_when_due_the_agent_writes_one_nudge_from_the_conversation_and_it_
 
 
 async def test_the_second_nudge_follows_and_there_is_no_third(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     delays = bot.app[SETTINGS].follow_up_delays_h
@@ -213,7 +191,7 @@ async def test_the_second_nudge_follows_and_there_is_no_third(
 
 
 async def test_a_reply_from_the_lead_cancels_the_pending_nudge(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     clock.advance(hours=1)
@@ -237,7 +215,7 @@ async def test_a_reply_from_the_lead_cancels_the_pending_nudge(
 
 
 async def test_a_nudge_due_while_the_leads_message_waits_is_cancelled_not_sent(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     # Her message is in the inbox but her turn has not run yet (the debounce window).
@@ -251,7 +229,7 @@ async def test_a_nudge_due_while_the_leads_message_waits_is_cancelled_not_sent(
 
 
 async def test_a_nudge_due_while_the_lead_is_being_answered_waits_and_is_then_cancelled(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     openai_fake.then(reply="Ótimo! De qual cidade você fala?", delay=0.5)
@@ -269,7 +247,7 @@ async def test_a_nudge_due_while_the_lead_is_being_answered_waits_and_is_then_ca
 
 
 async def test_an_opt_out_cancels_the_nudges_for_good(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     # The scheduler picked the nudge up just before her opt-out committed.
@@ -288,7 +266,7 @@ async def test_an_opt_out_cancels_the_nudges_for_good(
 
 
 async def test_a_handoff_cancels_the_nudges(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     [stale] = await bot.app[STORE].due_follow_ups(now=clock.now + timedelta(hours=3), limit=10)
@@ -309,7 +287,7 @@ async def test_a_handoff_cancels_the_nudges(
 
 
 async def test_a_hot_lead_gets_no_nudge(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(
         bot,
@@ -336,7 +314,7 @@ async def test_a_hot_lead_gets_no_nudge(
 
 
 async def test_no_nudge_when_the_model_is_down_the_nudge_waits(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     attempts = bot.app[SETTINGS].openai_max_attempts
@@ -366,9 +344,8 @@ async def test_follow_ups_can_be_turned_off(
     monkeypatch.setenv("FOLLOW_UP_DELAYS_H", "[]")
     settings = fast_settings(tmp_path)
     assert settings.follow_up_delays_h == []
-    client = await aiohttp_client(create_app(settings))
-    c = Clock()
-    client.app[RUNNER].clock = c
+    c = TestClock()
+    client = await aiohttp_client(create_app(settings, clock=c))
 
     await first_turn(client, openai_fake, zapi_fake)
     assert follow_ups(client) == []
@@ -381,9 +358,8 @@ async def test_follow_ups_can_be_turned_off(
 async def test_custom_delays_are_honoured(
     aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
-    client = await aiohttp_client(create_app(fast_settings(tmp_path, follow_up_delays_h=[0.5])))
-    c = Clock()
-    client.app[RUNNER].clock = c
+    c = TestClock()
+    client = await aiohttp_client(create_app(fast_settings(tmp_path, follow_up_delays_h=[0.5]), clock=c))
     await first_turn(client, openai_fake, zapi_fake)
 
     c.advance(minutes=29)
@@ -396,7 +372,7 @@ async def test_custom_delays_are_honoured(
 
 
 async def test_a_forgotten_lead_gets_no_nudge(
-    bot: TestClient, clock: Clock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await first_turn(bot, openai_fake, zapi_fake)
     [stale] = await bot.app[STORE].due_follow_ups(now=clock.now + timedelta(hours=3), limit=10)
@@ -409,12 +385,10 @@ async def test_a_forgotten_lead_gets_no_nudge(
 
 
 async def test_on_a_24h_window_channel_no_nudge_goes_out_after_the_window(
-    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     """WhatsApp Cloud only allows free text within 24 h of the lead's last message: a
     nudge that comes due later (the bot was down, a long delay) is dropped, not sent."""
-    clock = Clock(datetime.now(timezone.utc))  # the lead's last message is "now"
-    bot.app[RUNNER].clock = clock
     await bot.app[STORE].commit_turn(
         TurnCommit(
             turn_id="cloud0001",
@@ -441,15 +415,13 @@ async def test_on_a_24h_window_channel_no_nudge_goes_out_after_the_window(
 
 
 async def test_the_answer_to_the_last_nudge_is_read_with_the_conversation_in_view(
-    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     """With the defaults (nudges after 2 h and 22 h, sessions idle after 24 h) the second
     nudge goes out 24 h after the lead's last message. When she answers it, the bot must
     still see what it just asked her, not start a conversation from scratch."""
     settings = bot.app[SETTINGS]
     assert (settings.follow_up_delays_h, settings.session_idle_hours) == ([2.0, 22.0], 24.0)
-    clock = Clock(datetime.now(timezone.utc))
-    bot.app[RUNNER].clock = clock
     await first_turn(bot, openai_fake, zapi_fake)
 
     openai_fake.then(reply=NUDGE_1)

@@ -41,3 +41,20 @@ def test_every_variable_the_readme_names_is_a_real_setting() -> None:
     settings = {name.upper() for name in Settings.model_fields}
     not_settings = {"POST", "PROBLEMA", "WORKING", "TEST_DATABASE_URL"}  # words and the test suite's own
     assert sorted(named - settings - not_settings) == []
+
+
+def test_every_app_a_test_builds_runs_on_the_test_clock() -> None:
+    """Opening hours, holidays and sessions follow the app's clock: an app built in a test
+    without one reads the machine's time, and its outcome then depends on when CI runs."""
+    import ast
+
+    unclocked = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "create_app"
+                and not any(k.arg in ("clock", None) for k in node.keywords)
+            ):
+                unclocked.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert unclocked == []

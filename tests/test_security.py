@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 import copy
 import hashlib
 import hmac
@@ -42,7 +41,7 @@ from integrations import chatwoot
 from integrations.store.sqlite import SqliteStore
 from tests.conftest import zapi_message
 from tests.helpers.clock import INSTANTS, TestClock
-from tests.helpers.fakes import eventually, load_fixture
+from tests.helpers.fakes import load_fixture
 from tests.helpers.loopback import (
     chatwoot_signature,
     db_rows,
@@ -432,7 +431,7 @@ async def test_unauthenticated_or_forged_webhooks_are_refused_and_change_nothing
     status, payload = await raw_request(bot.port, "POST", target, headers=headers, body=body)
     assert status in (401, 403), (status, payload[:200])
     assert "error" in json.loads(payload)
-    await asyncio.sleep(0.1)  # longer than the debounce: a turn would have started
+    await settled(bot)  # had anything been stored, a turn would have run by now
     assert counts(path) == before
     assert provider.state.sent == [] and provider.state.chat_started == 0
 
@@ -495,7 +494,7 @@ async def test_without_their_secrets_the_meta_chatwoot_and_crm_routes_accept_not
 ) -> None:
     """These routes can make the bot write to anyone (or teach the ads a lie): with no
     secret configured they refuse everything instead of trusting everyone."""
-    client = await aiohttp_client(create_app(loopback_settings(tmp_path, provider)))
+    client = await aiohttp_client(create_app(loopback_settings(tmp_path, provider), clock=TestClock()))
     for target, body in (
         ("/webhooks/meta", meta_body()),
         ("/webhooks/chatwoot", chatwoot_reply(318, 97004, "Oi", chatwoot_contact(LEAD_PHONE))),
@@ -514,11 +513,8 @@ async def lead_with_a_chatwoot_conversation(bot: TestClient, provider: ProviderS
         "/webhooks/zapi", params={"token": ZAPI_WEBHOOK_SECRET}, data=zapi_body("3EB0RELAY0000001", "Oi")
     )
     assert response.status == 200
-    path = bot.app[STORE].path  # type: ignore[attr-defined]
-    await eventually(lambda: db_rows(path, "SELECT 1 FROM leads WHERE chatwoot_conversation_id IS NOT NULL"),
-                     timeout=10)
-    await eventually(lambda: provider.state.sent, timeout=5)
     await settled(bot)
+    assert len(provider.state.sent) == 1
     return stored_contact(bot)
 
 
@@ -541,7 +537,7 @@ async def test_a_chatwoot_reply_for_an_unknown_conversation_sends_nothing(
         bot, chatwoot_reply(conversation + 1000, 97010, "Seu boleto: http://golpe.example", ATTACKER_CONTACT)
     )
     assert outcome == "unknown_conversation"
-    await asyncio.sleep(0.3)
+    await settled(bot)
     assert sent_to(provider) == before
 
 
@@ -554,7 +550,7 @@ async def test_a_chatwoot_reply_whose_contact_is_not_the_stored_lead_sends_nothi
     conversation, _lead = await lead_with_a_chatwoot_conversation(bot, provider)
     before = sent_to(provider)
     await relay(bot, chatwoot_reply(conversation, 97011, "Oi João, segue o orçamento da sua empresa", ATTACKER_CONTACT))
-    await asyncio.sleep(0.3)
+    await settled(bot)
     assert sent_to(provider) == before
 
 
@@ -564,8 +560,7 @@ async def test_a_chatwoot_reply_reaches_only_the_lead_the_conversation_belongs_t
     conversation, lead = await lead_with_a_chatwoot_conversation(bot, provider)
     before = sent_to(provider)
     assert await relay(bot, chatwoot_reply(conversation, 97012, "Oi Maria, aqui é o Carlos.", lead)) == "relayed"
-    await eventually(lambda: len(sent_to(provider)) > len(before), timeout=5)
-    await asyncio.sleep(0.2)
+    await settled(bot)
     assert sent_to(provider)[len(before):] == [(LEAD_PHONE, "Oi Maria, aqui é o Carlos.")]
     assert all(phone == LEAD_PHONE for phone, _ in sent_to(provider))
 

@@ -11,7 +11,6 @@ import hmac
 import json
 import sqlite3
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,9 @@ from core.app import create_app
 from core.keys import RUNNER, STORE
 from core.settings import Settings
 from tests.conftest import fast_settings
-from tests.helpers.fakes import FakeOpenAI, eventually, load_fixture
+from tests.helpers.clock import TestClock
+from tests.helpers.fakes import FakeOpenAI, load_fixture
+from tests.helpers.settle import settled
 
 WAHA_URL = "http://waha.local:3000"
 WAHA_KEY = "waha-api-key-5f1e2d3c4b5a"
@@ -118,8 +119,8 @@ async def test_waha_message_is_answered_through_waha(
     body = json.dumps(load_fixture("waha/message_text.json")).encode()
     response = await bot.post("/webhooks/waha", data=body, headers=waha_signed(body))
     assert response.status == 200, await response.text()
-    await eventually(lambda: send.bodies)
-    assert send.bodies[0] == {"chatId": "5511999999999@c.us", "text": "Oi! Sou da Seleto. Qual é o seu nome?", "session": "default"}
+    await settled(bot)
+    assert send.bodies == [{"chatId": "5511999999999@c.us", "text": "Oi! Sou da Seleto. Qual é o seu nome?", "session": "default"}]
     assert send.headers[0]["X-Api-Key"] == WAHA_KEY
 
 
@@ -160,11 +161,11 @@ async def test_cloud_api_message_is_answered_and_statuses_are_stored(
     body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
     response = await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
     assert response.status == 200, await response.text()
-    await eventually(lambda: send.bodies)
+    await settled(bot)
+    assert send.texts() == ["Entregamos em todo o Brasil! Qual produto te interessa?"]
     assert send.bodies[0]["to"] == "5511987654321"
-    assert send.bodies[0]["text"]["body"] == "Entregamos em todo o Brasil! Qual produto te interessa?"
     assert send.headers[0]["Authorization"] == f"Bearer {WA_TOKEN}"
-    await eventually(lambda: rows(bot, "SELECT status FROM messages WHERE direction = 'out'") == [("sent",)])
+    assert rows(bot, "SELECT status FROM messages WHERE direction = 'out'") == [("sent",)]
 
     # Meta reports the message read: stored on our message.
     sent_id = load_fixture("whatsapp_cloud/send_text_response.json")["messages"][0]["id"]
@@ -206,15 +207,15 @@ async def _lead_goes_quiet(bot: TestClient, http_mock: aioresponses, openai_fake
     http_mock.post(f"{GRAPH}/{PHONE_NUMBER_ID}/messages", callback=send.handle, repeat=True)
     body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
     await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
-    await eventually(lambda: send.bodies)
+    await settled(bot)
+    assert len(send.bodies) == 1  # the bot's first answer, inside the window
     return send
 
 
-async def _reply_after(bot: TestClient, hours: float, *, text: str) -> None:
+async def _reply_after(bot: TestClient, clock: TestClock, hours: float, *, text: str) -> None:
     """The bot writes (e.g. a human's message through the outbox) `hours` after the lead."""
     runner = bot.app[RUNNER]
-    later = runner.clock() + timedelta(hours=hours)
-    runner.clock = lambda: later
+    clock.advance(hours=hours)
     lead = await bot.app[STORE].get_lead("whatsapp:5511987654321")
     assert lead is not None
     commit = runner._commit("t-late", lead.contact_key, [], lead, reply=text)
@@ -224,21 +225,29 @@ async def _reply_after(bot: TestClient, hours: float, *, text: str) -> None:
 
 
 async def test_inside_the_window_free_text_goes_out(
-    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI, clock: TestClock
 ) -> None:
     send = await _lead_goes_quiet(bot, http_mock, openai_fake)
-    await _reply_after(bot, 23, text="Ainda por aí? Posso ajudar com a FB300.")
-    await eventually(lambda: len(send.bodies) == 2)
+    await _reply_after(bot, clock, 23, text="Ainda por aí? Posso ajudar com a FB300.")
+    await settled(bot)
+    assert len(send.bodies) == 2
     assert send.bodies[1]["type"] == "text"
+    assert send.texts()[1] == "Ainda por aí? Posso ajudar com a FB300."
 
 
 async def test_outside_the_window_the_approved_template_goes_instead(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, http_mock: aioresponses, openai_fake: FakeOpenAI
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    http_mock: aioresponses,
+    openai_fake: FakeOpenAI,
+    clock: TestClock,
 ) -> None:
-    bot = await aiohttp_client(create_app(channel_settings(tmp_path, whatsapp_reengage_template="retomar_contato")))
+    bot = await aiohttp_client(
+        create_app(channel_settings(tmp_path, whatsapp_reengage_template="retomar_contato"), clock=clock)
+    )
     send = await _lead_goes_quiet(bot, http_mock, openai_fake)
-    await _reply_after(bot, 25, text="Ainda por aí?")
-    await eventually(lambda: len(send.bodies) == 2)
+    await _reply_after(bot, clock, 25, text="Ainda por aí?")
+    await settled(bot)
     assert send.bodies[1]["type"] == "template"
     assert send.bodies[1]["template"]["name"] == "retomar_contato"
     failed = rows(bot, "SELECT status, error FROM messages WHERE direction = 'out' ORDER BY id")[-1]
@@ -247,11 +256,12 @@ async def test_outside_the_window_the_approved_template_goes_instead(
 
 
 async def test_outside_the_window_without_a_template_a_person_takes_over(
-    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI, clock: TestClock
 ) -> None:
     send = await _lead_goes_quiet(bot, http_mock, openai_fake)
-    await _reply_after(bot, 25, text="Ainda por aí?")
-    await eventually(lambda: rows(bot, "SELECT handoff_state FROM leads") == [("requested",)])
+    await _reply_after(bot, clock, 25, text="Ainda por aí?")
+    await settled(bot)
+    assert rows(bot, "SELECT handoff_state FROM leads") == [("requested",)]
     assert len(send.bodies) == 1  # nothing sent outside the window
     assert rows(bot, "SELECT handoff_reason FROM leads") == [("fora_da_janela_24h",)]
 
@@ -264,7 +274,8 @@ async def test_a_revoked_token_turns_the_channel_red_in_health(
     )
     body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
     await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
-    await eventually(lambda: rows(bot, "SELECT status FROM outbox") == [("dead",)])
+    await settled(bot)
+    assert rows(bot, "SELECT status FROM outbox") == [("dead",)]
     health = await (await bot.get("/api/health")).json()
     assert health["services"]["whatsapp_cloud"] == "error"
 
@@ -277,7 +288,8 @@ async def test_an_invalid_recipient_is_recorded_on_the_message(
     )
     body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
     await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
-    await eventually(lambda: rows(bot, "SELECT status FROM outbox") == [("dead",)])
+    await settled(bot)
+    assert rows(bot, "SELECT status FROM outbox") == [("dead",)]
     status, error = rows(bot, "SELECT status, error FROM messages WHERE direction = 'out'")[0]
     assert status == "failed" and "invalid recipient" in error
 
@@ -299,7 +311,8 @@ async def test_instagram_message_is_answered_through_the_graph_api(
     body = json.dumps(load_fixture("instagram/message_text.json")).encode()
     response = await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
     assert response.status == 200, await response.text()
-    await eventually(lambda: "Entregamos em Curitiba, sim! Qual equipamento você procura?" in send.texts())
+    await settled(bot)
+    assert send.texts() == ["Entregamos em Curitiba, sim! Qual equipamento você procura?"]
     message = [b for b in send.bodies if "message" in b][0]
     assert message["recipient"] == {"id": "1254459154682919"}
     assert "tag" not in message
@@ -319,14 +332,22 @@ async def test_instagram_echo_is_recorded_and_never_answered(bot: TestClient, op
 
 
 async def test_a_split_reply_outside_the_window_sends_one_template_not_one_per_bubble(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, http_mock: aioresponses, openai_fake: FakeOpenAI
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    http_mock: aioresponses,
+    openai_fake: FakeOpenAI,
+    clock: TestClock,
 ) -> None:
-    bot = await aiohttp_client(create_app(channel_settings(tmp_path, whatsapp_reengage_template="retomar_contato")))
+    bot = await aiohttp_client(
+        create_app(channel_settings(tmp_path, whatsapp_reengage_template="retomar_contato"), clock=clock)
+    )
     send = await _lead_goes_quiet(bot, http_mock, openai_fake)
-    await _reply_after(bot, 25, text="Primeiro.\n\nSegundo.\n\nTerceiro.")
-    await eventually(lambda: rows(bot, "SELECT COUNT(*) FROM outbox WHERE status != 'done'") == [(0,)])
+    await _reply_after(bot, clock, 25, text="Primeiro.\n\nSegundo.\n\nTerceiro.")
+    await settled(bot)
+    assert rows(bot, "SELECT COUNT(*) FROM outbox WHERE status != 'done'") == [(0,)]
     templates = [b for b in send.bodies if b.get("type") == "template"]
     assert len(templates) == 1
+    assert len(send.bodies) == 2  # the first answer and one template: no bubble went out as text
 
 
 async def test_a_click_to_whatsapp_ad_is_kept_on_the_lead_for_attribution(
@@ -338,7 +359,7 @@ async def test_a_click_to_whatsapp_ad_is_kept_on_the_lead_for_attribution(
     fixture = load_fixture("whatsapp_cloud/referral_ctwa.json")
     body = json.dumps(fixture).encode()
     assert (await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))).status == 200
-    await eventually(lambda: rows(bot, "SELECT referral FROM leads WHERE referral IS NOT NULL"))
+    await settled(bot)
     referral = json.loads(rows(bot, "SELECT referral FROM leads")[0][0])
     sent = fixture["entry"][0]["changes"][0]["value"]["messages"][0]["referral"]
     assert referral["ctwa_clid"] == sent["ctwa_clid"]

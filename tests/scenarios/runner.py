@@ -15,7 +15,8 @@ Step keys
   expect          checks after the step (see `check`)
 
 Scenario keys: `title`, `description`, `clock` (ISO with offset, e.g. a Sunday
-"2026-03-01T15:00:00-03:00"; without it the clock starts at the real time), `steps`, and
+"2026-03-01T15:00:00-03:00"; without it, a Wednesday 10:30 in São Paulo, inside business
+hours: never the machine's time), `steps`, and
 a final `expect` that runs after the last step (its message checks then cover the whole
 conversation instead of one step).
 
@@ -35,8 +36,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,9 @@ from aiohttp.test_utils import TestClient
 
 from core.keys import FOLLOW_UPS, RUNNER, STORE
 from tests.conftest import zapi_message
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.clock import WEEKDAY_IN_HOURS
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import settled
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -95,7 +98,7 @@ class Scenario:
     openai: FakeOpenAI
     zapi: FakeZapi
     name: str
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    now: datetime = WEEKDAY_IN_HOURS
     messages_before_step: int = 0
     outcomes: list[str] | None = None
     counter: int = 0
@@ -165,20 +168,12 @@ class Scenario:
         response = await self.bot.post("/webhooks/zapi", json=zapi_message(message_id=message_id, text=text))
         assert response.status == 200, await response.text()
         assert (await response.json())["accepted"] == 1, f"message {message_id} not accepted"
-        await eventually(
-            lambda: (
-                self.rows("SELECT status FROM inbound WHERE provider_message_id = ?", message_id)
-                == [("done",)]
-            )
-        )
         await self._deliveries_done()
+        assert self.rows("SELECT status FROM inbound WHERE provider_message_id = ?", message_id) == [("done",)]
 
     async def _deliveries_done(self) -> None:
-        await eventually(
-            lambda: (
-                self.rows("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'inflight')")[0][0] == 0
-            )
-        )
+        """The turn committed and every side effect delivered (or given up on)."""
+        await settled(self.bot)
 
     # --- checking --------------------------------------------------------------------
     async def check(self, expect: dict[str, Any], where: str, *, since: int) -> None:

@@ -11,16 +11,22 @@ from aiohttp.test_utils import TestClient
 import main
 from core.keys import STORE
 from tests.conftest import zapi_message
-from tests.helpers.fakes import FakeZapi, eventually
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import settled
 
 LEAD = "5544999999999"
 
 
 async def test_forget_erases_the_lead_and_keeps_only_an_anonymous_audit_row(
-    bot: TestClient, zapi_fake: FakeZapi, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    bot: TestClient,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     await bot.post("/webhooks/zapi", json=zapi_message(text="Oi, sou a Maria, meu email é maria@acougue.com.br"))
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
     path = Path(bot.app[STORE].path)  # type: ignore[attr-defined]
     monkeypatch.setenv("SQLITE_PATH", str(path))
 

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from core.app import create_app
 from core.keys import STORE
 from tests.conftest import fast_settings, zapi_message
+from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 
 SECRET = "crm-hook-secret-5b1e9a"
@@ -21,7 +22,11 @@ LEAD = "5511987654321"
 
 @pytest.fixture
 async def bot(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    clock: TestClock,
 ) -> TestClient:
     settings = fast_settings(
         tmp_path,
@@ -31,13 +36,24 @@ async def bot(
         # Keep the dispatcher from trying to reach Meta during these tests.
         outbox_poll_s=60.0,
     )
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings, clock=clock))
 
 
-async def known_lead(bot: TestClient, zapi_fake: FakeZapi) -> None:
+async def known_lead(bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi) -> None:
     response = await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0CRM000000001", phone=LEAD))
     assert response.status == 200
-    await eventually(lambda: zapi_fake.sent)
+    # Meta is not faked here, so the CAPI "Lead" event stays pending on purpose and the bot
+    # never settles: wait for the reply's own outbox item to reach its terminal status.
+    await eventually(lambda: send_text_statuses(bot), timeout=5)
+    assert await send_text_statuses(bot) == ["done"]
+    assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
+
+
+async def send_text_statuses(bot: TestClient) -> list[str]:
+    """The reply's outbox statuses once none is pending or in flight; [] until then."""
+    items = await bot.app[STORE].list_outbox(kind="send_text", limit=100)
+    statuses = [i.status for i in items]
+    return [] if not statuses or {"pending", "inflight"} & set(statuses) else statuses
 
 
 async def capi_stages(bot: TestClient) -> list[str]:
@@ -45,8 +61,10 @@ async def capi_stages(bot: TestClient) -> list[str]:
     return sorted(i.payload["stage"] for i in items)
 
 
-async def test_a_won_deal_becomes_one_purchase_with_its_value(bot: TestClient, zapi_fake: FakeZapi) -> None:
-    await known_lead(bot, zapi_fake)
+async def test_a_won_deal_becomes_one_purchase_with_its_value(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    await known_lead(bot, openai_fake, zapi_fake)
     body = {"event": "deal.won", "phone": "+55 (11) 98765-4321", "value": 15990.5, "currency": "BRL"}
     for _ in range(2):  # the CRM retries: still one conversion
         response = await bot.post("/webhooks/crm", json=body, headers={"X-Webhook-Secret": SECRET})
@@ -56,8 +74,10 @@ async def test_a_won_deal_becomes_one_purchase_with_its_value(bot: TestClient, z
     assert (purchase.payload["value"], purchase.payload["currency"]) == (15990.5, "BRL")
 
 
-async def test_a_lost_deal_and_a_meeting_are_found_by_the_stored_deal_id(bot: TestClient, zapi_fake: FakeZapi) -> None:
-    await known_lead(bot, zapi_fake)
+async def test_a_lost_deal_and_a_meeting_are_found_by_the_stored_deal_id(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    await known_lead(bot, openai_fake, zapi_fake)
     await bot.app[STORE].save_crm_link(f"whatsapp:{LEAD}", person_id=1, company_id=None, deal_id=4242)
     for event in ("meeting.scheduled", "deal.lost"):
         response = await bot.post(f"/webhooks/crm?token={SECRET}", json={"event": event, "deal_id": 4242})
@@ -65,8 +85,10 @@ async def test_a_lost_deal_and_a_meeting_are_found_by_the_stored_deal_id(bot: Te
     assert await capi_stages(bot) == ["Lead", "Schedule", "lead_lost"]
 
 
-async def test_forged_or_malformed_calls_are_refused_and_change_nothing(bot: TestClient, zapi_fake: FakeZapi) -> None:
-    await known_lead(bot, zapi_fake)
+async def test_forged_or_malformed_calls_are_refused_and_change_nothing(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    await known_lead(bot, openai_fake, zapi_fake)
     won = {"event": "deal.won", "phone": LEAD, "value": 1}
     assert (await bot.post("/webhooks/crm", json=won)).status == 401
     assert (await bot.post("/webhooks/crm", json=won, headers={"X-Webhook-Secret": "guess"})).status == 401
@@ -87,8 +109,8 @@ async def test_an_unknown_lead_is_acknowledged_not_retried_forever(bot: TestClie
 
 
 async def test_without_a_configured_secret_the_route_is_closed(
-    aiohttp_client: Callable[..., Any], tmp_path: Path
+    aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock
 ) -> None:
-    client = await aiohttp_client(create_app(fast_settings(tmp_path)))
+    client = await aiohttp_client(create_app(fast_settings(tmp_path), clock=clock))
     response = await client.post("/webhooks/crm", json={"event": "deal.won", "phone": LEAD})
     assert response.status == 403

@@ -31,6 +31,7 @@ from core.app import create_app
 from core.keys import STORE
 from core.models import contact_key_for
 from tests.conftest import zapi_message
+from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FIXTURES, load_fixture
 from tests.helpers.loopback import (
     chatwoot_signature,
@@ -322,7 +323,7 @@ class FuzzBot:
         self.app: web.Application = self.client.app  # type: ignore[assignment]
 
     async def _start(self) -> TestClient:
-        client = TestClient(TestServer(create_app(self.settings)))
+        client = TestClient(TestServer(create_app(self.settings, clock=TestClock())))
         await client.start_server()
         # A lead the Chatwoot fixtures' conversation belongs to.
         response = await client.post(
@@ -477,7 +478,7 @@ LIMIT = 64 * 1024
 
 
 @pytest.fixture
-async def small_limit(aiohttp_client: Callable[..., Any], tmp_path: Path) -> TestClient:
+async def small_limit(aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock) -> TestClient:
     provider = ProviderServer()
     await provider.start()
     client = await aiohttp_client(
@@ -492,7 +493,8 @@ async def small_limit(aiohttp_client: Callable[..., Any], tmp_path: Path) -> Tes
                 meta_app_secret=META_APP_SECRET,
                 chatwoot_webhook_secret=CHATWOOT_SECRET,
                 crm_webhook_secret=CRM_SECRET,
-            )
+            ),
+            clock=clock,
         )
     )
     yield client

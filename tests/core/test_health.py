@@ -18,7 +18,9 @@ from core.settings import Settings
 from integrations.store.sqlite import SqliteStore
 from tests.conftest import OPENAI_KEY, ZAPI_CLIENT_TOKEN, ZAPI_TOKEN, fast_settings, zapi_message
 from tests.core.support import WEBHOOK_SECRET, rows
+from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.settle import settled
 
 INTEGRATIONS = ("openai", "zapi", "chatwoot", "supabase", "piperun")
 
@@ -40,9 +42,11 @@ async def health(client: TestClient, expected_status: int = 200) -> dict[str, An
 
 
 async def test_with_no_environment_at_all_the_bot_is_healthy_and_nothing_is_configured(
-    no_env: None, aiohttp_client: Callable[..., Any], tmp_path: Path
+    no_env: None, aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock
 ) -> None:
-    client = await aiohttp_client(create_app(Settings(_env_file=None, sqlite_path=tmp_path / "x.sqlite3")))
+    client = await aiohttp_client(
+        create_app(Settings(_env_file=None, sqlite_path=tmp_path / "x.sqlite3"), clock=clock)
+    )
     body = await health(client)
     assert body["status"] == "healthy"
     services = body["services"]
@@ -54,12 +58,12 @@ async def test_with_no_environment_at_all_the_bot_is_healthy_and_nothing_is_conf
 
 
 async def test_a_lead_writing_before_anything_is_configured_is_kept_not_lost(
-    no_env: None, aiohttp_client: Callable[..., Any], tmp_path: Path
+    no_env: None, aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock
 ) -> None:
     # Only the shutdown grace is shortened: the pending turn would otherwise hold the
     # test's teardown for the default 10 s.
     settings = Settings(_env_file=None, sqlite_path=tmp_path / "x.sqlite3", shutdown_grace_s=0.2)
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, clock=clock))
     response = await client.post("/webhooks/zapi", json=zapi_message(message_id="3EB0NOENV0000001"))
     assert response.status == 200
     assert rows(client, "SELECT status FROM inbound") == [("pending",)]
@@ -67,7 +71,11 @@ async def test_a_lead_writing_before_anything_is_configured_is_kept_not_lost(
 
 
 async def test_blank_variables_copied_from_env_example_mean_not_configured(
-    no_env: None, monkeypatch: pytest.MonkeyPatch, aiohttp_client: Callable[..., Any], tmp_path: Path
+    no_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
 ) -> None:
     for name in (
         "OPENAI_API_KEY", "ZAPI_INSTANCE_ID", "ZAPI_INSTANCE_TOKEN", "ZAPI_CLIENT_TOKEN", "ZAPI_WEBHOOK_SECRET",
@@ -77,7 +85,7 @@ async def test_blank_variables_copied_from_env_example_mean_not_configured(
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("SQLITE_PATH", str(tmp_path / "blank.sqlite3"))
     monkeypatch.setenv("SHUTDOWN_GRACE_S", "0.2")  # the stored message's turn would hold teardown
-    client = await aiohttp_client(create_app(Settings(_env_file=None)))
+    client = await aiohttp_client(create_app(Settings(_env_file=None), clock=clock))
     body = await health(client)
     assert body["status"] == "healthy"
     for name in INTEGRATIONS:
@@ -88,7 +96,11 @@ async def test_blank_variables_copied_from_env_example_mean_not_configured(
 
 
 async def test_integrations_configured_from_the_documented_variables(
-    no_env: None, monkeypatch: pytest.MonkeyPatch, aiohttp_client: Callable[..., Any], tmp_path: Path
+    no_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
 ) -> None:
     secrets = {
         "OPENAI_API_KEY": OPENAI_KEY,
@@ -112,7 +124,7 @@ async def test_integrations_configured_from_the_documented_variables(
         monkeypatch.setenv(name, value)
     # The embedded store on purpose: this checks what health reports, not Supabase itself.
     client = await aiohttp_client(
-        create_app(Settings(_env_file=None), store_factory=lambda s: SqliteStore(s.sqlite_path))
+        create_app(Settings(_env_file=None), store_factory=lambda s: SqliteStore(s.sqlite_path), clock=clock)
     )
     response = await client.get("/api/health")
     text = await response.text()
@@ -138,9 +150,9 @@ async def test_integrations_configured_from_the_documented_variables(
          "supabase_without_key"],
 )
 async def test_half_configured_integrations_are_not_configured(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, overrides: dict[str, Any], service: str
+    aiohttp_client: Callable[..., Any], tmp_path: Path, overrides: dict[str, Any], service: str, clock: TestClock
 ) -> None:
-    client = await aiohttp_client(create_app(fast_settings(tmp_path, **overrides)))
+    client = await aiohttp_client(create_app(fast_settings(tmp_path, **overrides), clock=clock))
     body = await health(client)
     assert body["status"] == "healthy"
     assert body["services"][service] == "not_configured"
@@ -182,20 +194,28 @@ async def test_outbox_counts_show_a_reply_rejected_by_zapi_as_dead(
     assert (await health(bot))["outbox"] == {"pending": 0, "dead": 0}
     zapi_fake.then(status=400)
     await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0DEAD00000001", text="Oi"))
-    await eventually(lambda: rows(bot, "SELECT status FROM outbox") == [("dead",)])
+    await settled(bot)
+    assert rows(bot, "SELECT status FROM outbox") == [("dead",)]
+    assert zapi_fake.sent == []
     body = await health(bot)
     assert body["status"] == "healthy"
     assert body["outbox"] == {"pending": 0, "dead": 1}
 
 
 async def test_outbox_counts_show_replies_waiting_for_a_failing_zapi(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    clock: TestClock,
 ) -> None:
     settings = fast_settings(tmp_path, outbox_max_attempts=100, outbox_backoff_base_s=5, outbox_backoff_max_s=10)
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, clock=clock))
     for _ in range(100):
         zapi_fake.then(status=503)
     await client.post("/webhooks/zapi", json=zapi_message(message_id="3EB0WAIT00000001", text="Oi"))
+    # The reply stays pending on purpose (a long backoff after each 503): the bot never
+    # settles, so wait for the first refused attempt, which nothing can overshoot.
     await eventually(lambda: zapi_fake.attempts >= 1)
     body = await health(client)
     assert body["outbox"] == {"pending": 1, "dead": 0}
@@ -207,7 +227,10 @@ async def test_outbox_is_empty_again_after_a_delivery(
 ) -> None:
     zapi_fake.then(status=500)
     await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0DELIV0000001", text="Oi"))
-    await eventually(lambda: rows(bot, "SELECT status FROM outbox") == [("done",)])
+    await settled(bot)
+    assert rows(bot, "SELECT status FROM outbox") == [("done",)]
+    assert zapi_fake.texts_to(zapi_message()["phone"]) == [openai_fake.default_reply]
+    assert zapi_fake.attempts == 2  # the refused attempt, then the delivery
     assert (await health(bot))["outbox"] == {"pending": 0, "dead": 0}
 
 
@@ -217,6 +240,8 @@ async def test_health_answers_while_a_turn_is_stuck_on_the_llm(
     """Monitoring must not time out just because OpenAI is slow."""
     openai_fake.then(delay=1.0)
     await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0SLOWLLM00001", text="Oi"))
+    # The bot is busy on purpose (the model answers in 1 s), so it is not settled: wait for
+    # the one model call to start, a count that cannot go past 1 here.
     await eventually(lambda: openai_fake.calls_started == 1)
     body = await asyncio.wait_for(health(bot), timeout=0.5)
     assert body["status"] == "healthy"

@@ -18,7 +18,9 @@ from core.logging import Scrubber, configure_logging, get_logger
 from core.models import InboundMessage, MessageKind, mask_contact_key, mask_phone
 from tests.conftest import OPENAI_KEY, ZAPI_CLIENT_TOKEN, ZAPI_TOKEN, fast_settings, zapi_message
 from tests.core.support import LEAD_PHONE, MASKED_LEAD, WEBHOOK_SECRET, rows
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.clock import TestClock
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import settled
 
 SECRETS = {
     "OPENAI_API_KEY": OPENAI_KEY,
@@ -66,7 +68,7 @@ async def converse(
     body, an ignored fromMe event and one failed Z-API send before the delivery."""
     capsys.readouterr()  # start clean
     settings = fast_settings(tmp_path, log_format="json", log_level="DEBUG", zapi_webhook_secret=WEBHOOK_SECRET)
-    client = await aiohttp_client(create_app(settings))  # configures logging onto the capture
+    client = await aiohttp_client(create_app(settings, clock=TestClock()))  # configures logging onto the capture
     auth = {"token": WEBHOOK_SECRET}
 
     await client.post(
@@ -88,8 +90,10 @@ async def converse(
         headers={"X-Request-Id": "req-lead-message"},
     )
     assert response.status == 200
-    await eventually(lambda: zapi_fake.sent)
-    await eventually(lambda: rows(client, "SELECT status FROM outbox") == [("done",)])
+    await settled(client)
+    assert [sent["phone"] for sent in zapi_fake.sent] == [LEAD_PHONE]  # one reply, after one refused send
+    assert zapi_fake.attempts == 2
+    assert rows(client, "SELECT status FROM outbox") == [("done",)]
     turn_ids = rows(client, "SELECT DISTINCT turn_id FROM messages")
     assert len(turn_ids) == 1
     await client.close()  # shutdown lines are part of the output too

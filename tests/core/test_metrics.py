@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.settle import settled
 
 
 def value(text: str, name: str, **labels: str) -> float:
@@ -33,7 +34,8 @@ async def test_a_conversation_shows_up_in_the_metrics(
     assert (await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0MET000000001"))).status == 200
     assert (await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0MET000000001"))).status == 200
     assert (await bot.post("/webhooks/zapi", json={"phone": "1"})).status == 422
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
+    assert [s["message"] for s in zapi_fake.sent] == ["Olá! Qual o seu nome?"]
     text = await scrape(bot)
 
     assert value(text, "sdr_webhooks_received_total", channel="zapi", outcome="accepted") == 2
@@ -53,6 +55,8 @@ async def test_replies_waiting_on_a_failing_provider_show_as_outbox_depth(
     for _ in range(50):
         zapi_fake.then(status=500)
     await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0MET000000002"))
+    # The reply keeps failing on purpose, so the bot never settles: wait for the first
+    # refused attempt (a count that only grows).
     await eventually(lambda: zapi_fake.attempts >= 1)
     text = await scrape(bot)
     assert value(text, "sdr_outbox_depth", kind="send_text") == 1

@@ -15,7 +15,9 @@ from core.app import create_app
 from core.keys import STORE
 from tests.conftest import OPENAI_KEY, fast_settings, zapi_message
 from tests.core.support import LEAD_PHONE, error_body, inbound_count
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.clock import TestClock
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import settled
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
@@ -24,7 +26,7 @@ async def json_bot(aiohttp_client: Callable[..., Any], tmp_path: Path) -> TestCl
     """A bot whose JSON logs land in `capsys`. The app configures logging onto whatever
     sys.stderr is when it is created, so call this from the test body, where capsys is
     active (an async fixture would see a stream that is closed by the time the test runs)."""
-    return await aiohttp_client(create_app(fast_settings(tmp_path, log_format="json")))
+    return await aiohttp_client(create_app(fast_settings(tmp_path, log_format="json"), clock=TestClock()))
 
 
 def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
@@ -70,7 +72,8 @@ async def test_a_bug_becomes_a_json_500_with_the_request_id_and_a_scrubbed_log_l
     monkeypatch.undo()
     response = await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0BUG000000001"))
     assert response.status == 200
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD_PHONE) == [openai_fake.default_reply]
 
 
 async def test_health_answers_json_even_when_the_store_explodes(

@@ -26,6 +26,8 @@ async def test_a_turn_in_flight_at_sigterm_still_answers_its_lead(
     openai_fake.then(reply="Oi! Já te ajudo.", delay=0.5)
     response = await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0INFL00000001"))
     assert response.status == 200
+    # The turn is busy on purpose (the model answers in 0.5 s): the bot is not settled, so
+    # wait for the one model call to start, a count that cannot go past 1 here.
     await eventually(lambda: openai_fake.calls_started == 1)
     await bot.app.shutdown()
     await bot.app.cleanup()  # runner.close(grace) waits for the turn; the dispatcher delivers it

@@ -7,7 +7,6 @@ SQLite `inbound` table, whether OpenAI was called and whether the lead got a rep
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections.abc import Callable
@@ -22,7 +21,9 @@ from core.keys import SETTINGS, STORE
 from integrations.store.base import StoreUnavailable
 from tests.conftest import fast_settings, zapi_message
 from tests.core.support import LEAD_PHONE, WEBHOOK_SECRET, error_body, inbound_count, rows
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.clock import TestClock
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import settled
 
 WEBHOOK_PATHS = ["/webhooks/zapi", "/webhook/text", "/webhook/audio"]
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -58,13 +59,13 @@ CONTENT_BLOCKS = {
 
 
 async def answered_once(client: TestClient, zapi_fake: FakeZapi, message_id: str, **kw: Any) -> None:
-    """A valid lead message is accepted and a reply reaches the lead."""
+    """A valid lead message is accepted and exactly one reply reaches the lead."""
     before = len(zapi_fake.sent)
     response = await client.post("/webhooks/zapi", json=zapi_message(message_id=message_id, text="Oi"), **kw)
     assert response.status == 200, await response.text()
     assert (await response.json())["accepted"] == 1
-    await eventually(lambda: len(zapi_fake.sent) > before)
-    assert zapi_fake.sent[-1]["phone"] == LEAD_PHONE
+    await settled(client)
+    assert [sent["phone"] for sent in zapi_fake.sent[before:]] == [LEAD_PHONE]
 
 
 # --- authentication -------------------------------------------------------------------
@@ -72,10 +73,16 @@ async def answered_once(client: TestClient, zapi_fake: FakeZapi, message_id: str
 
 @pytest.fixture
 async def guarded(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    clock: TestClock,
 ) -> TestClient:
     """A bot with ZAPI_WEBHOOK_SECRET set."""
-    return await aiohttp_client(create_app(fast_settings(tmp_path, zapi_webhook_secret=WEBHOOK_SECRET)))
+    return await aiohttp_client(
+        create_app(fast_settings(tmp_path, zapi_webhook_secret=WEBHOOK_SECRET), clock=clock)
+    )
 
 
 BAD_CREDENTIALS: dict[str, dict[str, Any]] = {
@@ -107,7 +114,7 @@ async def test_requests_without_the_right_token_get_401_and_change_nothing(
     body = await error_body(response)
     assert WEBHOOK_SECRET not in json.dumps(body)
 
-    await asyncio.sleep(0.15)  # longer than the debounce window: a turn would have started
+    await settled(guarded)  # anything wrongly accepted would have had its turn by now
     assert inbound_count(guarded) == 0
     assert openai_fake.calls_started == 0
     assert zapi_fake.attempts == 0
@@ -341,7 +348,7 @@ async def test_malformed_bodies_get_a_4xx_json_error_and_store_nothing(
             failures.append((index, response.status, body[:60], text[:80]))
     assert not failures, f"{len(failures)}/{len(MALFORMED[category])} bodies not answered 4xx JSON: {failures[:5]}"
 
-    await asyncio.sleep(0.15)
+    await settled(bot)  # anything wrongly accepted would have had its turn by now
     assert inbound_count(bot) == 0
     assert openai_fake.calls_started == 0
     # The provider's next real message still goes through.
@@ -373,7 +380,8 @@ async def test_lone_surrogates_never_cause_a_5xx(
         await error_body(response)
         assert inbound_count(bot) == 0
     else:
-        await eventually(lambda: zapi_fake.sent)
+        await settled(bot)
+        assert [sent["phone"] for sent in zapi_fake.sent] == [LEAD_PHONE]
     await answered_once(bot, zapi_fake, "3EB0AFTERSURROGATE")
 
 
@@ -384,7 +392,7 @@ async def test_unknown_event_types_are_acknowledged_without_storing_or_answering
         response = await bot.post("/webhooks/zapi", json=payload)
         assert response.status == 200
         assert (await response.json())["accepted"] == 0
-    await asyncio.sleep(0.15)
+    await settled(bot)
     assert inbound_count(bot) == 0
     assert openai_fake.calls_started == 0
 
@@ -394,9 +402,13 @@ async def test_unknown_event_types_are_acknowledged_without_storing_or_answering
 
 @pytest.fixture
 async def small_limit(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    clock: TestClock,
 ) -> TestClient:
-    return await aiohttp_client(create_app(fast_settings(tmp_path, max_body_bytes=4096)))
+    return await aiohttp_client(create_app(fast_settings(tmp_path, max_body_bytes=4096), clock=clock))
 
 
 def _padded(size: int, message_id: str) -> bytes:
@@ -415,7 +427,7 @@ async def test_a_body_over_the_limit_gets_413_json_and_is_not_stored(
     response = await small_limit.post("/webhooks/zapi", data=_padded(4097, "3EB0BIG000001"), headers=JSON_HEADERS)
     assert response.status == 413
     await error_body(response)
-    await asyncio.sleep(0.15)
+    await settled(small_limit)
     assert inbound_count(small_limit) == 0
     assert openai_fake.calls_started == 0
 
@@ -424,7 +436,8 @@ async def test_a_body_just_under_the_limit_is_accepted(small_limit: TestClient, 
     # aiohttp's client_max_size rejects a body of exactly the limit (it compares with >=).
     response = await small_limit.post("/webhooks/zapi", data=_padded(4095, "3EB0EDGE00001"), headers=JSON_HEADERS)
     assert response.status == 200, await response.text()
-    await eventually(lambda: zapi_fake.sent)
+    await settled(small_limit)
+    assert [sent["phone"] for sent in zapi_fake.sent] == [LEAD_PHONE]
 
 
 async def test_a_chunked_body_over_the_limit_gets_413(small_limit: TestClient) -> None:
@@ -466,15 +479,17 @@ async def test_store_refusing_writes_gets_503_then_the_retry_is_accepted(
     response = await bot.post("/webhooks/zapi", json=payload)
     assert response.status == 503
     await error_body(response)
-    await asyncio.sleep(0.15)
+    await settled(bot)
     assert openai_fake.calls_started == 0
+    assert inbound_count(bot) == 0
 
     monkeypatch.undo()  # the store is back; Z-API retries the same delivery
     response = await bot.post("/webhooks/zapi", json=payload)
     assert response.status == 200
     assert (await response.json())["accepted"] == 1
-    await eventually(lambda: zapi_fake.sent)
-    assert len(zapi_fake.sent) == 1
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD_PHONE) == [openai_fake.default_reply]
+    assert openai_fake.calls_started == 1
 
 
 async def test_a_closed_store_gets_503_and_reopening_it_recovers(
@@ -495,7 +510,8 @@ async def test_a_closed_store_gets_503_and_reopening_it_recovers(
     response = await bot.post("/webhooks/zapi", json=payload)
     assert response.status == 200
     assert (await response.json())["accepted"] == 1
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD_PHONE) == [openai_fake.default_reply]
 
 
 async def test_a_read_only_database_gets_503_not_500(bot: TestClient, zapi_fake: FakeZapi) -> None:
@@ -511,7 +527,8 @@ async def test_a_read_only_database_gets_503_not_500(bot: TestClient, zapi_fake:
         store.db.execute("PRAGMA query_only = OFF")  # type: ignore[attr-defined]
     response = await bot.post("/webhooks/zapi", json=payload)
     assert response.status == 200
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
+    assert [sent["phone"] for sent in zapi_fake.sent] == [LEAD_PHONE]
 
 
 # --- duplicates, request ids, methods -------------------------------------------------
@@ -522,14 +539,15 @@ async def test_a_duplicate_delivery_is_acknowledged_and_does_nothing_else(
 ) -> None:
     payload = zapi_message(message_id="3EB0DUP000000001", text="Oi")
     first = await bot.post("/webhooks/zapi", json=payload)
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD_PHONE) == [openai_fake.default_reply]
     # Z-API retries after the turn already finished, on another of the accepted paths.
     second = await bot.post("/webhook/text", json=payload)
     assert first.status == second.status == 200
     assert (await first.json())["accepted"] == 1
     body = await second.json()
     assert (body["accepted"], body["duplicates"]) == (0, 1)
-    await asyncio.sleep(0.2)
+    await settled(bot)
     assert openai_fake.calls_started == 1
     assert len(zapi_fake.sent) == 1
     assert rows(bot, "SELECT COUNT(*) FROM inbound") == [(1,)]

@@ -6,7 +6,6 @@ tests/fixtures/chatwoot/ (sources cited in each file)."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import hmac
@@ -22,10 +21,12 @@ from aiohttp.test_utils import TestClient
 from aioresponses import CallbackResult, aioresponses
 
 from core.app import create_app
-from core.keys import STORE
+from core.keys import RUNNER, STORE
 from core.settings import Settings
 from tests.conftest import fast_settings, zapi_message
+from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually, load_fixture
+from tests.helpers.settle import settled
 
 CW = "https://chatwoot.example.com/api/v1/accounts/7"
 SECRET = "cw-webhook-secret-6c5b4a39"
@@ -48,6 +49,7 @@ def settings(tmp_path: Path) -> Settings:
 class FakeChatwoot:
     def __init__(self, mock: aioresponses) -> None:
         self.down = False
+        self.refused = 0  # calls answered 503 while down
         self.lose_next_answer = False
         self.calls: list[tuple[str, str, Any]] = []
         self.messages: list[dict[str, Any]] = []
@@ -77,6 +79,7 @@ class FakeChatwoot:
 
     async def _gate(self, name: str, kwargs: dict[str, Any]) -> CallbackResult | None:
         if self.down:
+            self.refused += 1
             return CallbackResult(status=503, payload={"error": "Service Unavailable"})
         self.calls.append((name, kwargs.get("headers", {}).get("api_access_token", ""), self._body(kwargs)))
         return None
@@ -163,6 +166,16 @@ async def lead_says(bot: TestClient, text: str, n: int) -> None:
     assert response.status == 200
 
 
+async def replies_delivered(bot: TestClient) -> bool:
+    """The lead's side is settled: no turn under way or pending and every reply to the lead
+    delivered (or dead). For a Chatwoot outage, where the mirror stays pending on purpose
+    and `settled` cannot be used; a terminal state, so it cannot be overshot."""
+    store = bot.app[STORE]
+    if not bot.app[RUNNER].idle.is_set() or await store.pending_contacts():
+        return False
+    return all(item.status in ("done", "dead") for item in await store.list_outbox(kind="send_text"))
+
+
 async def chatwoot_event(bot: TestClient, fixture: str, **changes: Any) -> dict:
     payload = copy.deepcopy(load_fixture(f"chatwoot/{fixture}"))
     payload.update(changes)
@@ -179,8 +192,8 @@ async def test_contact_and_conversation_are_created_once_and_every_message_is_mi
         openai_fake.then(reply=f"resposta {n}")
     for n in range(5):
         await lead_says(bot, f"mensagem {n}", n)
-        await eventually(lambda n=n: len(zapi_fake.sent) == n + 1)
-    await eventually(lambda: len(chatwoot.public()) == 10)
+        await settled(bot)
+        assert zapi_fake.texts_to(LEAD) == [f"resposta {i}" for i in range(n + 1)]
     assert chatwoot.contacts_created == 1
     assert chatwoot.conversations_created == 1
     expected = []
@@ -196,23 +209,38 @@ async def test_contact_and_conversation_are_created_once_and_every_message_is_mi
 
 
 async def test_a_chatwoot_outage_never_delays_the_lead_and_nothing_is_lost_or_doubled(
-    aiohttp_client: Any, settings: Settings, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+    aiohttp_client: Any,
+    settings: Settings,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    chatwoot: FakeChatwoot,
+    clock: TestClock,
 ) -> None:
     # Backoff scaled down like everything else in tests (production: 2 s doubling to 5 min,
     # 12 attempts, i.e. outages of half an hour are ridden out).
     bot = await aiohttp_client(
-        create_app(settings.model_copy(update={"outbox_backoff_base_s": 0.1, "outbox_backoff_max_s": 0.4}))
+        create_app(
+            settings.model_copy(update={"outbox_backoff_base_s": 0.1, "outbox_backoff_max_s": 0.4}),
+            clock=clock,
+        )
     )
     chatwoot.down = True
     openai_fake.then(reply="Oi! Tudo bem?").then(reply="Perfeito.")
     await lead_says(bot, "Oi", 1)
-    await eventually(lambda: len(zapi_fake.sent) == 1)  # the lead is answered during the outage
+    # The mirror stays pending during the outage (settled would wait it out): wait for the
+    # lead's side only.
+    await eventually(lambda: replies_delivered(bot))
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Tudo bem?"]  # the lead is answered during the outage
     await lead_says(bot, "Quero a FB300", 2)
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await eventually(lambda: replies_delivered(bot))
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Tudo bem?", "Perfeito."]
+    # The outage lasts: the mirror is refused and retried until Chatwoot's breaker opens
+    # (3 failures; a count that only grows).
+    await eventually(lambda: chatwoot.refused >= 3, timeout=5)
     assert chatwoot.public() == []
-    await asyncio.sleep(0.3)
     chatwoot.down = False
-    await eventually(lambda: len(chatwoot.public()) == 4, timeout=15)
+    await settled(bot, timeout=15)
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Tudo bem?", "Perfeito."]
     assert chatwoot.public() == [
         ("incoming", "Oi"), ("outgoing", "Oi! Tudo bem?"), ("incoming", "Quero a FB300"), ("outgoing", "Perfeito."),
     ]
@@ -228,12 +256,14 @@ async def test_handoff_posts_the_lead_card_as_a_private_note_and_opens_the_conve
         tools=[{"tool": "handoff_to_human", "reason": "pediu_humano", "summary": "Maria quer falar com um vendedor."}],
     )
     await lead_says(bot, "Quero falar com um vendedor", 1)
-    await eventually(lambda: "toggle_status" in chatwoot.names())
+    await settled(bot)
+    # In business hours (the clock fixture) the model's own handoff reply says it all.
+    assert zapi_fake.texts_to(LEAD) == ["Claro! Vou chamar um especialista."]
     notes = [m for m in chatwoot.messages if m.get("private")]
     assert len(notes) == 1 and "Maria" in notes[0]["content"] and "pediu_humano" in notes[0]["content"]
-    toggle = [body for name, _t, body in chatwoot.calls if name == "toggle_status"][0]
-    assert toggle == {"status": "open"}
-    await eventually(lambda: "assign" in chatwoot.names())
+    toggles = [body for name, _t, body in chatwoot.calls if name == "toggle_status"]
+    assert toggles == [{"status": "open"}]
+    assert chatwoot.names().count("assign") == 1
 
 
 async def test_an_agents_reply_reaches_the_lead_and_the_bot_steps_aside_until_resolved(
@@ -241,7 +271,8 @@ async def test_an_agents_reply_reaches_the_lead_and_the_bot_steps_aside_until_re
 ) -> None:
     openai_fake.then(reply="Oi! Como posso ajudar?")
     await lead_says(bot, "Oi", 1)
-    await eventually(lambda: len(chatwoot.public()) == 2)
+    await settled(bot)
+    assert chatwoot.public() == [("incoming", "Oi"), ("outgoing", "Oi! Como posso ajudar?")]
 
     # Private note: stays in Chatwoot.
     outcome = await chatwoot_event(bot, "webhook_message_created_private_note.json")
@@ -250,28 +281,32 @@ async def test_an_agents_reply_reaches_the_lead_and_the_bot_steps_aside_until_re
     own = chatwoot.messages[-1]
     outcome = await chatwoot_event(bot, "webhook_message_created_account.json", id=own["id"], content=own["content"])
     assert outcome["outcome"] == "own_message"
-    assert len(zapi_fake.sent) == 1
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Como posso ajudar?"]
 
     # An agent's public reply: relayed to the lead on WhatsApp.
     outcome = await chatwoot_event(bot, "webhook_message_created_account.json")
     assert outcome["outcome"] == "relayed"
     agent_text = load_fixture("chatwoot/webhook_message_created_account.json")["content"]
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Como posso ajudar?", agent_text]
     assert zapi_fake.sent[1] == {"phone": LEAD, "message": agent_text, "delayTyping": 1}
     # The same webhook delivered twice is relayed once.
     assert (await chatwoot_event(bot, "webhook_message_created_account.json"))["outcome"] == "duplicate"
 
     # While the human owns it, the lead's messages are mirrored but the bot is silent.
     await lead_says(bot, "Pode ligar sim", 2)
-    await eventually(lambda: ("incoming", "Pode ligar sim") in chatwoot.public())
-    await asyncio.sleep(0.2)
-    assert openai_fake.chat_calls == 1 and len(zapi_fake.sent) == 2
+    await settled(bot)
+    assert chatwoot.public()[-1] == ("incoming", "Pode ligar sim")
+    assert openai_fake.chat_calls == 1 and zapi_fake.texts_to(LEAD) == ["Oi! Como posso ajudar?", agent_text]
 
     # Resolved: the bot is back.
     await chatwoot_event(bot, "webhook_conversation_status_changed.json", status="resolved")
     openai_fake.then(reply="Oi de novo! Em que posso ajudar?")
     await lead_says(bot, "Oi, voltei", 3)
-    await eventually(lambda: len(zapi_fake.sent) == 3)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Como posso ajudar?", agent_text, "Oi de novo! Em que posso ajudar?"]
+    assert openai_fake.chat_calls == 2
 
 
 async def test_forged_or_unsigned_chatwoot_webhooks_are_refused(
@@ -287,7 +322,8 @@ async def test_forged_or_unsigned_chatwoot_webhooks_are_refused(
         "/webhooks/chatwoot", data=body, headers={"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": stale_ts}
     )
     assert response.status == 401
-    assert zapi_fake.sent == []
+    await settled(bot)
+    assert zapi_fake.sent == [] and chatwoot.calls == []
 
 
 async def test_an_open_conversation_belongs_to_humans_and_pending_gives_it_back(
@@ -295,16 +331,18 @@ async def test_an_open_conversation_belongs_to_humans_and_pending_gives_it_back(
 ) -> None:
     openai_fake.then(reply="Oi! Como posso ajudar?")
     await lead_says(bot, "Oi", 1)
-    await eventually(lambda: len(chatwoot.public()) == 2)
+    await settled(bot)
+    assert chatwoot.public() == [("incoming", "Oi"), ("outgoing", "Oi! Como posso ajudar?")]
     await chatwoot_event(bot, "webhook_conversation_status_changed.json", status="open")
     await lead_says(bot, "Alguém aí?", 2)
-    await eventually(lambda: ("incoming", "Alguém aí?") in chatwoot.public())
-    await asyncio.sleep(0.2)
-    assert len(zapi_fake.sent) == 1 and openai_fake.chat_calls == 1
+    await settled(bot)
+    assert chatwoot.public()[-1] == ("incoming", "Alguém aí?")
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Como posso ajudar?"] and openai_fake.chat_calls == 1
     await chatwoot_event(bot, "webhook_conversation_status_changed.json", status="pending")
     openai_fake.then(reply="Estou aqui! Em que posso ajudar?")
     await lead_says(bot, "Oi?", 3)
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Como posso ajudar?", "Estou aqui! Em que posso ajudar?"]
 
 
 async def test_a_voice_note_is_mirrored_with_its_transcript(
@@ -314,7 +352,8 @@ async def test_a_voice_note_is_mirrored_with_its_transcript(
     http_mock.get(payload["audio"]["audioUrl"], body=b"OggS-fake", content_type="audio/ogg")
     response = await bot.post("/webhooks/zapi", json=payload)
     assert response.status == 200
-    await eventually(lambda: len(chatwoot.public()) == 2)
+    await settled(bot)
+    assert len(chatwoot.public()) == 2
     incoming = chatwoot.public()[0]
     assert incoming[0] == "incoming" and "quinhentos por dia" in incoming[1]
     assert payload["audio"]["audioUrl"] in incoming[1]
@@ -325,14 +364,17 @@ async def test_a_conversation_update_that_does_not_change_the_status_keeps_the_b
 ) -> None:
     openai_fake.then(reply="Oi! Como posso ajudar?")
     await lead_says(bot, "Oi", 1)
-    await eventually(lambda: len(chatwoot.public()) == 2)
+    await settled(bot)
+    assert chatwoot.public() == [("incoming", "Oi"), ("outgoing", "Oi! Como posso ajudar?")]
     assert (await chatwoot_event(bot, "webhook_message_created_account.json"))["outcome"] == "relayed"
     # Labels/assignee/timers changed: Chatwoot sends conversation_updated with status pending.
     await chatwoot_event(bot, "webhook_conversation_status_changed.json", event="conversation_updated", status="pending")
     await lead_says(bot, "Pode ligar", 2)
-    await eventually(lambda: ("incoming", "Pode ligar") in chatwoot.public())
-    await asyncio.sleep(0.2)
+    await settled(bot)
+    assert chatwoot.public()[-1] == ("incoming", "Pode ligar")
     assert openai_fake.chat_calls == 1  # still the human's conversation
+    agent_text = load_fixture("chatwoot/webhook_message_created_account.json")["content"]
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Como posso ajudar?", agent_text]
 
 
 async def test_after_an_outage_the_bots_late_mirrored_messages_are_not_taken_for_an_agent(
@@ -340,10 +382,13 @@ async def test_after_an_outage_the_bots_late_mirrored_messages_are_not_taken_for
 ) -> None:
     openai_fake.then(reply="Oi! Tudo bem?").then(reply="Claro, a FB300 atende.")
     await lead_says(bot, "Oi", 1)
-    await eventually(lambda: len(chatwoot.public()) == 2)
+    await settled(bot)
+    assert chatwoot.public() == [("incoming", "Oi"), ("outgoing", "Oi! Tudo bem?")]
     chatwoot.down = True
     await lead_says(bot, "Tem a FB300?", 2)
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    # The mirror stays pending while Chatwoot is down: wait for the lead's side only.
+    await eventually(lambda: replies_delivered(bot))
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Tudo bem?", "Claro, a FB300 atende."]
     with sqlite3.connect(bot.app[STORE].path) as db:  # type: ignore[attr-defined]
         db.execute("UPDATE messages SET created_at = '2020-01-01T00:00:00+00:00'")  # "long ago"
     # Chatwoot comes back; its webhook for the bot's message arrives before we link its id.
@@ -352,8 +397,12 @@ async def test_after_an_outage_the_bots_late_mirrored_messages_are_not_taken_for
     )
     assert outcome["outcome"] == "own_message"
     chatwoot.down = False
-    await eventually(lambda: len(chatwoot.public()) == 4, timeout=10)
-    assert len(zapi_fake.sent) == 2
+    await settled(bot, timeout=10)
+    assert chatwoot.public() == [
+        ("incoming", "Oi"), ("outgoing", "Oi! Tudo bem?"),
+        ("incoming", "Tem a FB300?"), ("outgoing", "Claro, a FB300 atende."),
+    ]
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Tudo bem?", "Claro, a FB300 atende."]
 
 
 async def test_an_agent_writing_after_resolving_still_reaches_the_lead(
@@ -361,10 +410,13 @@ async def test_an_agent_writing_after_resolving_still_reaches_the_lead(
 ) -> None:
     openai_fake.then(reply="Oi! Como posso ajudar?")
     await lead_says(bot, "Oi", 1)
-    await eventually(lambda: len(chatwoot.public()) == 2)
+    await settled(bot)
+    assert chatwoot.public() == [("incoming", "Oi"), ("outgoing", "Oi! Como posso ajudar?")]
     await chatwoot_event(bot, "webhook_conversation_status_changed.json", status="resolved")
     assert (await chatwoot_event(bot, "webhook_message_created_account.json"))["outcome"] == "relayed"
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await settled(bot)
+    agent_text = load_fixture("chatwoot/webhook_message_created_account.json")["content"]
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Como posso ajudar?", agent_text]
 
 
 async def test_a_message_created_before_its_answer_was_lost_is_not_mirrored_twice(
@@ -373,7 +425,6 @@ async def test_a_message_created_before_its_answer_was_lost_is_not_mirrored_twic
     openai_fake.then(reply="Oi! Como posso ajudar?")
     chatwoot.lose_next_answer = True
     await lead_says(bot, "Oi", 1)
-    await eventually(lambda: len(chatwoot.public()) == 2)
-    await asyncio.sleep(0.3)
+    await settled(bot)
     assert chatwoot.public() == [("incoming", "Oi"), ("outgoing", "Oi! Como posso ajudar?")]
     assert "list_messages" in chatwoot.names()

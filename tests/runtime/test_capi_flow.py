@@ -14,17 +14,21 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import CallbackResult, aioresponses
 
+from agent.prompts import load_prompt_bundle
 from core.app import create_app
 from core.keys import STORE
 from tests.conftest import fast_settings, zapi_message
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually, load_fixture
+from tests.helpers.clock import TestClock
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, load_fixture
 from tests.helpers.leads import HOT_LEAD
+from tests.helpers.settle import settled
 
 PIXEL = "123456789012345"
 CAPI_URL = f"https://graph.facebook.com/v21.0/{PIXEL}/events"
 LEAD = "5544999999999"
 
 HOT = {**HOT_LEAD, "email": "Maria@BoiBom.com.br"}
+HANDOFF_NOW = load_prompt_bundle().message("handoff_now")
 
 
 class FakeMeta:
@@ -54,10 +58,15 @@ def meta(http_mock: aioresponses) -> FakeMeta:
 
 @pytest.fixture
 async def bot(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, meta: FakeMeta
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    meta: FakeMeta,
+    clock: TestClock,
 ) -> TestClient:
     settings = fast_settings(tmp_path, meta_pixel_id=PIXEL, meta_access_token="EAAB-capi-token-0001")
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings, clock=clock))
 
 
 def sha(value: str) -> str:
@@ -69,17 +78,22 @@ async def test_first_contact_and_turning_hot_are_one_event_each_with_hashed_data
 ) -> None:
     openai_fake.then(reply="Olá! Como posso ajudar?")
     await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0CAPI00000001", phone=LEAD, text="Oi"))
-    await eventually(lambda: meta.names() == ["Lead"])
+    await settled(bot)
+    assert meta.names() == ["Lead"] and meta.attempts == 1
 
     openai_fake.then(reply="Perfeito, Maria! Vou chamar nosso time.", lead=HOT)
     await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0CAPI00000002", phone=LEAD, text="Sou a Maria..."))
-    await eventually(lambda: meta.names() == ["Lead", "QualifiedLead"])
+    await settled(bot)
+    assert meta.names() == ["Lead", "QualifiedLead"] and meta.attempts == 2
 
     openai_fake.then(reply="Certo!", lead=HOT)
     await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0CAPI00000003", phone=LEAD, text="Obrigada"))
-    await eventually(lambda: len(zapi_fake.sent) == 3)
-    await eventually(lambda: meta.attempts == 2, timeout=1)
-    assert meta.names() == ["Lead", "QualifiedLead"]  # still hot: not counted again
+    await settled(bot)
+    # The third turn did run (the hot lead was handed off on the second).
+    assert zapi_fake.texts_to(LEAD) == ["Olá! Como posso ajudar?", "Perfeito, Maria! Vou chamar nosso time.", HANDOFF_NOW, "Certo!"]
+    assert meta.attempts == 2  # still hot: not sent again
+    assert meta.names() == ["Lead", "QualifiedLead"]
+    assert [i.status for i in await bot.app[STORE].list_outbox(kind="meta_capi")] == ["done", "done"]
 
     qualified = meta.events[1]
     assert qualified["action_source"] == "system_generated"
@@ -96,7 +110,8 @@ async def test_meta_failing_for_a_while_still_gets_each_event_exactly_once(
 ) -> None:
     meta.fail_next = 3
     await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0CAPI00000011", phone=LEAD, text="Oi"))
-    await eventually(lambda: meta.names() == ["Lead"], timeout=5)
+    await settled(bot, timeout=5)
+    assert meta.names() == ["Lead"]
     assert meta.attempts == 4
     [item] = await bot.app[STORE].list_outbox(kind="meta_capi")
     assert item.status == "done"
@@ -109,8 +124,8 @@ async def test_an_ad_lead_with_a_click_id_is_a_business_messaging_event(
     clid = "ARAkLkA8rmlFeiCktEJQ-QTwRiyYHAFDLMNDBH0CD3qpjd0HR4irJ6LEkR7JwFF4XvnO2E4Nx0"
     payload["externalAdReply"]["ctwaClid"] = clid
     await bot.post("/webhooks/zapi", json=payload)
-    await eventually(lambda: meta.events)
-    event = meta.events[0]
+    await settled(bot)
+    [event] = meta.events
     assert event["action_source"] == "business_messaging" and event["messaging_channel"] == "whatsapp"
     assert event["event_name"] == "LeadSubmitted"  # Meta's name for a lead on that path
     assert event["user_data"]["ctwa_clid"] == clid
@@ -122,7 +137,7 @@ async def test_an_ad_lead_without_a_click_id_is_matched_on_hashed_data_only(
     # Z-API's documented externalAdReply carries no ctwaClid: Meta cannot tie it to the click.
     payload = zapi_message("received_text_from_ad.json", message_id="3EB0CAPI00000022", phone=LEAD)
     await bot.post("/webhooks/zapi", json=payload)
-    await eventually(lambda: meta.events)
-    event = meta.events[0]
+    await settled(bot)
+    [event] = meta.events
     assert event["action_source"] == "system_generated" and event["event_name"] == "Lead"
     assert "ctwa_clid" not in event["user_data"]

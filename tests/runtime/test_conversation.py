@@ -3,15 +3,15 @@ only at the HTTP boundary (OpenAI and Z-API via aioresponses)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from datetime import timedelta
 
 from aiohttp.test_utils import TestClient
 
 from core.keys import RUNNER, SETTINGS, STORE
 from tests.conftest import ZAPI_CLIENT_TOKEN, zapi_message
+from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.settle import settled
 
 LEAD = "5544999999999"
 
@@ -35,7 +35,7 @@ async def test_lead_text_gets_the_models_reply_on_the_right_phone(
     ack = await post(bot, zapi_message(text="Oi, quero saber das formadoras de hambúrguer"))
     assert ack["accepted"] == 1
 
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
     assert zapi_fake.sent == [
         {"phone": LEAD, "message": "Oi, Maria! Que bom falar com você. Qual produto te interessa?", "delayTyping": 1}
     ]
@@ -55,10 +55,9 @@ async def test_provider_retries_of_one_message_make_one_turn(
     assert [a["accepted"] for a in acks] == [1, 0, 0, 0]
     assert [a["duplicates"] for a in acks] == [0, 1, 1, 1]
 
-    await eventually(lambda: zapi_fake.sent)
-    await asyncio.sleep(0.3)
+    await settled(bot)
     assert openai_fake.chat_calls == 1
-    assert len(zapi_fake.sent) == 1
+    assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
 
 
 async def test_a_burst_of_messages_becomes_one_turn_that_sees_all_of_them(
@@ -68,13 +67,12 @@ async def test_a_burst_of_messages_becomes_one_turn_that_sees_all_of_them(
     for index, text in enumerate(burst):
         await post(bot, zapi_message(message_id=f"3EB0BURST000{index}", text=text))
 
-    await eventually(lambda: zapi_fake.sent)
-    await asyncio.sleep(0.3)
+    await settled(bot)
     assert openai_fake.chat_calls == 1
     last_user = openai_fake.user_contents()[-1]
     for text in burst:
         assert text in last_user
-    assert len(zapi_fake.sent) == 1
+    assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
 
 
 async def test_messages_during_a_turn_are_answered_in_the_next_turn(
@@ -82,11 +80,13 @@ async def test_messages_during_a_turn_are_answered_in_the_next_turn(
 ) -> None:
     openai_fake.then(reply="Primeira resposta", delay=0.3).then(reply="Segunda resposta")
     await post(bot, zapi_message(message_id="3EB0SLOW00000001", text="Oi"))
+    # The first turn is under way (a monotone count; settled would wait the turn out).
     await eventually(lambda: openai_fake.calls_started == 1)
     await post(bot, zapi_message(message_id="3EB0SLOW00000002", text="tem a FB300?"))
 
-    await eventually(lambda: len(zapi_fake.sent) == 2)
-    assert [s["message"] for s in zapi_fake.sent] == ["Primeira resposta", "Segunda resposta"]
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Primeira resposta", "Segunda resposta"]
+    assert openai_fake.chat_calls == 2
     # The second call saw the first exchange as history and only the new message as this turn.
     second = openai_fake.chat_requests[1]["messages"]
     assert {"role": "assistant", "content": "Primeira resposta"} in second
@@ -99,9 +99,14 @@ async def test_the_bot_remembers_the_conversation_across_turns(
     openai_fake.then(reply="Prazer, João! De qual cidade você fala?", lead={"name": "João"})
     openai_fake.then(reply="Ótimo! Quantos hambúrgueres por dia?", lead={"city": "Londrina", "state": "PR"})
     await post(bot, zapi_message(message_id="3EB0MEM000000001", text="Sou o João"))
-    await eventually(lambda: len(zapi_fake.sent) == 1)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Prazer, João! De qual cidade você fala?"]
     await post(bot, zapi_message(message_id="3EB0MEM000000002", text="Londrina, PR"))
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == [
+        "Prazer, João! De qual cidade você fala?",
+        "Ótimo! Quantos hambúrgueres por dia?",
+    ]
 
     second = openai_fake.chat_requests[1]["messages"]
     assert second[1:3] == [
@@ -123,7 +128,8 @@ async def test_voice_note_is_transcribed_and_answered(
     openai_fake.then(reply="Entendi, 500 por dia em Campinas! A FBM100 atende bem.")
 
     await post(bot, payload)
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Entendi, 500 por dia em Campinas! A FBM100 atende bem."]
     assert openai_fake.transcription_requests == 1
     assert "quinhentos por dia" in openai_fake.user_contents()[-1]
     stored = db_rows(bot, "SELECT kind, text FROM messages WHERE direction = 'in'")
@@ -144,7 +150,7 @@ async def test_from_me_group_and_status_events_are_never_answered(
         ack = await post(bot, zapi_message(fixture))
         assert ack["accepted"] == 0, fixture
         assert ack["ignored"] == 1, fixture
-    await asyncio.sleep(0.3)
+    await settled(bot)
     assert openai_fake.calls_started == 0
     assert zapi_fake.attempts == 0
     # The business's own message from the phone is recorded (a later issue pauses the bot on it).
@@ -157,9 +163,8 @@ async def test_openai_500_then_ok_answers_once(
 ) -> None:
     openai_fake.then(status=500).then(reply="Olá! Como posso ajudar?")
     await post(bot, zapi_message(text="Oi"))
-    await eventually(lambda: zapi_fake.sent)
-    await asyncio.sleep(0.2)
-    assert [s["message"] for s in zapi_fake.sent] == ["Olá! Como posso ajudar?"]
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Olá! Como posso ajudar?"]
     assert openai_fake.calls_started == 2
 
 
@@ -172,10 +177,19 @@ async def test_llm_down_keeps_the_message_pending_until_it_is_back(
     openai_fake.then(reply="Voltei! Em que posso ajudar?")
     await post(bot, zapi_message(text="Oi, alguém aí?"))
 
-    await eventually(lambda: db_rows(bot, "SELECT attempts FROM inbound")[0][0] >= 1)
-    assert db_rows(bot, "SELECT status FROM inbound") == [("pending",)]
-    await eventually(lambda: zapi_fake.sent, timeout=10)
-    assert [s["message"] for s in zapi_fake.sent] == ["Voltei! Em que posso ajudar?"]
+    # A count that only grows: the first failed turn is recorded, and (read in the same
+    # query) the message stays pending.
+    seen: list[tuple] = []
+
+    def failed_once() -> bool:
+        seen[:] = db_rows(bot, "SELECT status, attempts FROM inbound")
+        return seen[0][1] >= 1
+
+    await eventually(failed_once)
+    assert seen[0][0] == "pending"
+    await settled(bot, timeout=10)
+    assert zapi_fake.texts_to(LEAD) == ["Voltei! Em que posso ajudar?"]
+    assert openai_fake.calls_started == 9
     assert db_rows(bot, "SELECT status FROM inbound") == [("done",)]
 
 
@@ -185,10 +199,9 @@ async def test_zapi_500_twice_then_ok_delivers_once(
     zapi_fake.then(status=500).then(status=500)
     openai_fake.then(reply="Olá!")
     await post(bot, zapi_message(text="Oi"))
-    await eventually(lambda: zapi_fake.sent)
-    await asyncio.sleep(0.2)
+    await settled(bot)
     assert zapi_fake.attempts == 3
-    assert len(zapi_fake.sent) == 1
+    assert zapi_fake.texts_to(LEAD) == ["Olá!"]
     assert db_rows(bot, "SELECT status, attempts FROM outbox") == [("done", 3)]
     assert db_rows(bot, "SELECT status FROM messages WHERE direction = 'out'") == [("sent",)]
 
@@ -198,9 +211,10 @@ async def test_zapi_rejecting_the_request_is_not_retried_and_is_kept_as_dead(
 ) -> None:
     zapi_fake.then(status=400)
     await post(bot, zapi_message(text="Oi"))
-    await eventually(lambda: db_rows(bot, "SELECT status FROM outbox") == [("dead",)])
-    await asyncio.sleep(0.2)
+    await settled(bot)
+    assert db_rows(bot, "SELECT status FROM outbox") == [("dead",)]
     assert zapi_fake.attempts == 1
+    assert zapi_fake.sent == []
     error = db_rows(bot, "SELECT last_error FROM outbox")[0][0]
     assert "400" in error
 
@@ -217,8 +231,9 @@ async def test_a_long_reply_goes_out_as_a_few_messages_in_order(
     ]
     openai_fake.then(reply="\n\n".join(paragraphs))
     await post(bot, zapi_message(text="Quero saber da FB300"))
-    await eventually(lambda: len(zapi_fake.sent) == 3)
-    texts = [s["message"] for s in zapi_fake.sent]
+    await settled(bot)
+    texts = zapi_fake.texts_to(LEAD)
+    assert len(texts) == 3
     assert texts[0].startswith(paragraphs[0])
     assert "\n\n".join(texts) == "\n\n".join(paragraphs)
     assert all(1 <= s["delayTyping"] <= 15 for s in zapi_fake.sent)
@@ -228,8 +243,8 @@ async def test_legacy_seleto_webhook_paths_still_work(
     bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:
     await post(bot, zapi_message(message_id="3EB0LEGACY000001", text="Oi"), path="/webhook/text")
-    await eventually(lambda: zapi_fake.sent)
-    assert len(zapi_fake.sent) == 1
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
 
 
 async def test_a_turn_the_model_keeps_rejecting_ends_in_the_fixed_apology_not_silence(
@@ -239,9 +254,9 @@ async def test_a_turn_the_model_keeps_rejecting_ends_in_the_fixed_apology_not_si
     for _ in range(3):
         openai_fake.then(status=400)
     await post(bot, zapi_message(text="Oi, vocês fazem máquina de espetinho?"))
-    await eventually(lambda: zapi_fake.sent, timeout=10)
+    await settled(bot, timeout=10)
     apology = bot.app[RUNNER].agent.deps.prompts.turn_failed_reply
-    assert [s["message"] for s in zapi_fake.sent] == [apology]
+    assert zapi_fake.texts_to(LEAD) == [apology]
     assert openai_fake.chat_calls == 3
     assert db_rows(bot, "SELECT status, attempts FROM inbound") == [("done", 3)]
     # The lead's message is kept in the conversation for the human who follows up.
@@ -251,11 +266,12 @@ async def test_a_turn_the_model_keeps_rejecting_ends_in_the_fixed_apology_not_si
 
 
 async def test_a_person_writing_from_the_phone_pauses_the_bot_for_that_lead(
-    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, clock: TestClock
 ) -> None:
     openai_fake.then(reply="Oi! Qual o seu nome?")
     await post(bot, zapi_message(message_id="3EB0PAUSE0000001", text="Oi"))
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Qual o seu nome?"]
 
     # Z-API echoes the bot's own send as fromMe: that must not pause anything.
     echo = zapi_message("received_from_me.json", message_id="3EB0PAUSE0000002", phone=LEAD)
@@ -267,19 +283,19 @@ async def test_a_person_writing_from_the_phone_pauses_the_bot_for_that_lead(
     await post(bot, human)
 
     await post(bot, zapi_message(message_id="3EB0PAUSE0000004", text="Combinado, Pedro"))
-    await eventually(lambda: db_rows(bot, "SELECT status FROM inbound WHERE provider_message_id = '3EB0PAUSE0000004'") == [("done",)])
-    await asyncio.sleep(0.2)
-    assert len(zapi_fake.sent) == 1  # silence while the person talks
+    await settled(bot)
+    assert db_rows(bot, "SELECT status FROM inbound WHERE provider_message_id = '3EB0PAUSE0000004'") == [("done",)]
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Qual o seu nome?"]  # silence while the person talks
     assert openai_fake.chat_calls == 1
     assert ("Combinado, Pedro",) in db_rows(bot, "SELECT text FROM messages WHERE direction = 'in'")
 
     # After BOT_PAUSE_HOURS the bot answers again.
-    runner = bot.app[RUNNER]
-    later = runner.clock() + timedelta(hours=bot.app[SETTINGS].bot_pause_hours + 1)
-    runner.clock = lambda: later
+    clock.advance(hours=bot.app[SETTINGS].bot_pause_hours + 1)
     openai_fake.then(reply="Oi de novo! Posso ajudar em algo mais?")
     await post(bot, zapi_message(message_id="3EB0PAUSE0000005", text="Oi, alguém aí?"))
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Qual o seu nome?", "Oi de novo! Posso ajudar em algo mais?"]
+    assert openai_fake.chat_calls == 2
 
 
 async def test_the_bots_own_echo_does_not_pause_it(
@@ -287,10 +303,12 @@ async def test_the_bots_own_echo_does_not_pause_it(
 ) -> None:
     openai_fake.then(reply="Oi! Qual o seu nome?").then(reply="Prazer, Ana!")
     await post(bot, zapi_message(message_id="3EB0ECHO00000001", text="Oi"))
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Qual o seu nome?"]
     echo = zapi_message("received_from_me.json", message_id="3EB0ECHO00000002", phone=LEAD)
     echo["text"] = {"message": "Oi! Qual o seu nome?"}
     await post(bot, echo)
     await post(bot, zapi_message(message_id="3EB0ECHO00000003", text="Ana"))
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Oi! Qual o seu nome?", "Prazer, Ana!"]
     assert db_rows(bot, "SELECT paused_until FROM leads") == [(None,)]

@@ -4,7 +4,6 @@ PipeRun failing for a while, or the sync dying half-way, never yields a duplicat
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from core.keys import DISPATCHER, STORE
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fake_piperun import FakePipeRun
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.leads import HOT_LEAD
 from tests.helpers.settle import settled
 
@@ -73,12 +72,16 @@ async def test_a_lead_turning_hot_becomes_one_deal_and_later_turns_update_its_no
 ) -> None:
     openai_fake.then(reply="Olá! Como posso ajudar?")
     await say(bot, "3EB0CRMF00000001", "Oi")
-    await eventually(lambda: len(zapi_fake.sent) == 1)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Olá! Como posso ajudar?"]
     assert piperun.calls == []  # a cold lead is not the CRM's business
 
     openai_fake.then(reply="Perfeito, Maria! Vou chamar nosso time.", lead=HOT)
     await say(bot, "3EB0CRMF00000002", "Sou a Maria, do Frigorífico Boi Bom...")
-    await eventually(lambda: len(piperun.deals) == 1 and len(piperun.notes) == 1)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD)[1:] == ["Perfeito, Maria! Vou chamar nosso time.", HANDOFF_NOW]
+    assert len(piperun.deals) == 1 and len(piperun.notes) == 1
+    assert await crm_items_done(bot, 1)
     [deal] = piperun.posts("/deals")
     assert (deal["pipeline_id"], deal["stage_id"], deal["origin_id"], deal["owner_id"]) == (PIPELINE, STAGE, ORIGIN, OWNER)
     assert len(piperun.persons) == 1
@@ -88,7 +91,8 @@ async def test_a_lead_turning_hot_becomes_one_deal_and_later_turns_update_its_no
 
     openai_fake.then(reply="Anotado!", lead={**HOT, "email": "maria@boibom.com.br"})
     await say(bot, "3EB0CRMF00000003", "Meu email é maria@boibom.com.br")
-    await eventually(lambda: piperun.puts("/notes/"))
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD)[3:] == ["Anotado!"]
     assert len(piperun.deals) == 1 and len(piperun.persons) == 1 and len(piperun.notes) == 1
     [(_, note)] = piperun.puts("/notes/")
     assert "maria@boibom.com.br" in note["text"]
@@ -100,7 +104,9 @@ async def test_a_person_already_in_the_crm_is_reused_not_duplicated(
     existing = piperun.add_person(phones=["(44) 99999-9999"], emails=[])
     openai_fake.then(reply="Perfeito!", lead=HOT)
     await say(bot, "3EB0CRMF00000011", "Sou a Maria, quero 3 mil por dia, urgente")
-    await eventually(lambda: len(piperun.deals) == 1)
+    await settled(bot)
+    assert len(piperun.deals) == 1 and len(piperun.notes) == 1
+    assert await crm_items_done(bot, 1)
     assert piperun.posts("/persons") == []
     assert piperun.deals[0]["person_id"] == existing["id"]
 
@@ -112,8 +118,10 @@ async def test_piperun_down_for_a_while_then_back_still_gives_exactly_one_deal(
         piperun.fail_next("POST", "/deals", status=503)
     openai_fake.then(reply="Perfeito!", lead=HOT)
     await say(bot, "3EB0CRMF00000021", "Quero comprar, é urgente")
-    await eventually(lambda: len(piperun.deals) == 1, timeout=5)
-    await eventually(lambda: len(piperun.notes) == 1)
+    await settled(bot, timeout=5)
+    assert await crm_items_done(bot, 1)
+    assert len(piperun.posts("/deals")) == 4  # three 503s, then the one that landed
+    assert len(piperun.deals) == 1 and len(piperun.notes) == 1
     assert len(piperun.persons) == 1  # the retries resumed from the saved person id
     assert len(piperun.posts("/persons")) == 1
 
@@ -146,22 +154,17 @@ async def test_a_dead_crm_push_replayed_by_the_operator_is_delivered_once(
     openai_fake.then(reply="Perfeito!", lead=HOT)
     await say(bot, "3EB0CRMF00000041", "Quero comprar")
     store = bot.app[STORE]
-
-    async def dead() -> list:
-        return await store.list_outbox(kind="piperun_sync", status="dead")
-
-    for _ in range(250):
-        if await dead():
-            break
-        await asyncio.sleep(0.02)
-    [item] = await dead()
+    await settled(bot)  # a 422 is not retried: the item is dead, a terminal state
+    [item] = await store.list_outbox(kind="piperun_sync")
+    assert item.status == "dead" and item.attempts == 1
     assert "422" in (item.last_error or "") and piperun.deals == []
 
     # The operator fixes the stage and runs `python main.py outbox replay ID`.
     assert await store.replay_outbox(item.id or 0)
     bot.app[DISPATCHER].wake()
-    await eventually(lambda: len(piperun.deals) == 1, timeout=5)
-    await eventually(lambda: len(piperun.notes) == 1)
+    await settled(bot, timeout=5)
+    assert len(piperun.deals) == 1 and len(piperun.notes) == 1
+    assert len(piperun.posts("/deals")) == 2  # the rejected one, then the replay
     replayed = await store.get_outbox(item.id or 0)
     assert replayed is not None and replayed.status == "done" and replayed.idempotency_key == item.idempotency_key
     assert len(piperun.persons) == 1  # the person created before the failure was reused

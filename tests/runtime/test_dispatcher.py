@@ -121,6 +121,42 @@ def status(store: SqliteStore, idem: str) -> str:
     return row(store, idem)["status"]
 
 
+async def drained(d: OutboxDispatcher, *, timeout: float = 5.0) -> None:
+    """Wait until the dispatcher is idle (nothing in flight, nothing pending, not even
+    backing off) and the store agrees; then the counts are final and can be exact."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await d.idle.wait()
+                stats = await d.store.outbox_stats()
+                if stats.pending + stats.inflight == 0 and d.idle.is_set():
+                    return
+                await asyncio.sleep(0.005)  # an item the dispatcher has not looked at yet
+    except TimeoutError:
+        raise AssertionError(f"the outbox did not drain within {timeout} s") from None
+
+
+def count_claims(store: SqliteStore) -> Callable[[], int]:
+    """Counts the dispatcher's looks at the outbox (claim_outbox calls)."""
+    claims = 0
+    claim = store.claim_outbox
+
+    async def counting(**kwargs: Any) -> list[OutboxItem]:
+        nonlocal claims
+        claims += 1
+        return await claim(**kwargs)
+
+    store.claim_outbox = counting  # type: ignore[method-assign]
+    return lambda: claims
+
+
+async def looks_again(claims: Callable[[], int], times: int = 3) -> None:
+    """Wait until the dispatcher has looked at the outbox `times` more times: whatever
+    it was going to do with what is due now, it has done."""
+    start = claims()
+    await eventually(lambda: claims() >= start + times)
+
+
 class ScriptedHandler:
     """Fails each item by its script (a list of exceptions), then succeeds."""
 
@@ -184,9 +220,9 @@ async def test_transient_errors_are_retried_until_delivered(
 ) -> None:
     handler = ScriptedHandler({"r1": [make_error(), make_error()]})
     await enqueue(store, item("r1"))
-    await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
+    d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
 
-    await eventually(lambda: status(store, "r1") == "done")
+    await drained(d)
     assert handler.delivered == ["r1"]
     assert len(handler.calls_of("r1")) == 3
     assert row(store, "r1") == {"status": "done", "attempts": 3, "last_error": None}
@@ -197,12 +233,13 @@ async def test_the_wait_between_attempts_comes_from_the_policy(
 ) -> None:
     handler = ScriptedHandler({"r1": [SendError("HTTP 503", status=503, retryable=True)] * 2})
     await enqueue(store, item("r1"))
-    await dispatcher({"send_text": (handler, fixed_policy(0.25))})
+    d = await dispatcher({"send_text": (handler, fixed_policy(0.25))})
 
     await eventually(lambda: status(store, "r1") == "pending" and row(store, "r1")["last_error"])
     # Between attempts the item is pending with its error, not in flight.
     assert "HTTP 503" in row(store, "r1")["last_error"]
-    await eventually(lambda: status(store, "r1") == "done")
+    await drained(d)
+    assert row(store, "r1") == {"status": "done", "attempts": 3, "last_error": None}
     calls = handler.calls_of("r1")
     gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
     assert len(gaps) == 2
@@ -219,10 +256,9 @@ async def test_permanent_errors_go_dead_at_once_with_their_error(
 ) -> None:
     handler = ScriptedHandler({"r1": [make_error()]})
     await enqueue(store, item("r1"))
-    await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
+    d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
 
-    await eventually(lambda: status(store, "r1") == "dead")
-    await asyncio.sleep(0.2)
+    await drained(d)  # dead is final: nothing left to retry
     assert len(handler.calls_of("r1")) == 1
     assert row(store, "r1") == {"status": "dead", "attempts": 1, "last_error": stored}
     assert (await store.outbox_stats()).dead == 1
@@ -234,10 +270,9 @@ async def test_transient_failures_go_dead_after_the_last_attempt(
     settings = settings_for(tmp_path, outbox_max_attempts=4)
     handler = ScriptedHandler({"r1": [SendError(f"HTTP 503 #{n}", status=503, retryable=True) for n in range(10)]})
     await enqueue(store, item("r1"))
-    await dispatcher({"send_text": (handler, channel_send_policy(settings))})
+    d = await dispatcher({"send_text": (handler, channel_send_policy(settings))})
 
-    await eventually(lambda: status(store, "r1") == "dead")
-    await asyncio.sleep(0.2)
+    await drained(d)
     assert len(handler.calls_of("r1")) == settings.outbox_max_attempts
     assert row(store, "r1") == {"status": "dead", "attempts": 4, "last_error": "SendError: HTTP 503 #3"}
 
@@ -248,20 +283,23 @@ async def test_a_dead_item_replayed_is_delivered(
     handler = ScriptedHandler({"r1": [SendError("HTTP 401 bad token", status=401, retryable=False)]})
     await enqueue(store, item("r1"))
     d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
-    await eventually(lambda: status(store, "r1") == "dead")
+    await drained(d)
+    assert status(store, "r1") == "dead"
 
     assert await store.replay_dead() == 1  # the operator fixed the token
     d.wake()
-    await eventually(lambda: status(store, "r1") == "done")
+    await drained(d)
+    assert status(store, "r1") == "done"
     assert handler.delivered == ["r1"]
 
 
 async def test_an_unknown_kind_goes_dead(tmp_path: Path, store: SqliteStore, dispatcher: DispatcherFactory) -> None:
     handler = ScriptedHandler()
     await enqueue(store, item("x1", kind="carrier_pigeon", order_key="k-x"), item("r1", order_key="k-r"))
-    await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
+    d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
 
-    await eventually(lambda: status(store, "x1") == "dead" and status(store, "r1") == "done")
+    await drained(d)
+    assert (status(store, "x1"), status(store, "r1")) == ("dead", "done")
     assert "carrier_pigeon" in row(store, "x1")["last_error"]
     assert handler.delivered == ["r1"]
 
@@ -275,9 +313,10 @@ async def test_items_of_one_key_are_delivered_strictly_in_order(
     transient = [SendError("HTTP 500", status=500, retryable=True) for _ in range(2)]
     handler = ScriptedHandler({"part-1": transient})
     await enqueue(store, item("part-1"), item("part-2"), item("part-3"))
-    await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))}, workers=8)
+    d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))}, workers=8)
 
-    await eventually(lambda: handler.delivered == ["part-1", "part-2", "part-3"])
+    await drained(d)
+    assert handler.delivered == ["part-1", "part-2", "part-3"]
     names = [name for name, _ in handler.calls]
     assert names == ["part-1", "part-1", "part-1", "part-2", "part-3"]
 
@@ -299,8 +338,8 @@ async def test_a_later_item_never_starts_while_the_earlier_one_is_running(
         running.discard(name)
 
     await enqueue(store, *(item(f"p{n}") for n in range(4)))
-    await dispatcher({"send_text": (slow, fixed_policy(0.01))}, workers=8)
-    await eventually(lambda: len(order) == 4)
+    d = await dispatcher({"send_text": (slow, fixed_policy(0.01))}, workers=8)
+    await drained(d)
     assert order == ["p0", "p1", "p2", "p3"]
     assert overlaps == []
 
@@ -322,25 +361,30 @@ async def test_one_stuck_key_does_not_hold_up_another(store: SqliteStore, dispat
         item("b1", order_key="reply:B"),
         item("b2", order_key="reply:B"),
     )
-    await dispatcher({"send_text": (handler, fixed_policy(0.01))}, workers=4)
+    d = await dispatcher({"send_text": (handler, fixed_policy(0.01))}, workers=4)
 
-    await eventually(lambda: delivered == ["b1", "b2"])
+    await eventually(lambda: delivered == ["b1", "b2"])  # A is stuck: nothing else can come
     assert status(store, "a1") == "inflight"
     assert status(store, "a2") == "pending"
     release.set()
-    await eventually(lambda: delivered == ["b1", "b2", "a1", "a2"])
+    await drained(d)
+    assert delivered == ["b1", "b2", "a1", "a2"]
 
 
 async def test_a_key_in_backoff_does_not_hold_up_another(store: SqliteStore, dispatcher: DispatcherFactory) -> None:
+    clock = FakeClock()  # A's backoff ends when the test says so, not after a race with B
     handler = ScriptedHandler({"a1": [SendError("HTTP 502", status=502, retryable=True)]})
     await enqueue(store, item("a1", order_key="reply:A"), item("a2", order_key="reply:A"))
-    await dispatcher({"send_text": (handler, fixed_policy(0.6))})
+    d = await dispatcher({"send_text": (handler, fixed_policy(0.6))}, clock=clock.wall)
     await eventually(lambda: status(store, "a1") == "pending" and row(store, "a1")["attempts"] == 1)
 
     await enqueue(store, item("b1", order_key="reply:B"))
-    await eventually(lambda: handler.delivered == ["b1"], timeout=0.4)
-    assert status(store, "a2") == "pending"
-    await eventually(lambda: handler.delivered == ["b1", "a1", "a2"])
+    await eventually(lambda: handler.delivered == ["b1"])  # A is still backing off
+    assert (status(store, "a1"), status(store, "a2")) == ("pending", "pending")
+    assert len(handler.calls_of("a1")) == 1
+    clock.advance(0.6)
+    await drained(d)
+    assert handler.delivered == ["b1", "a1", "a2"]
 
 
 async def test_workers_bound_how_many_deliveries_run_at_once(
@@ -359,8 +403,9 @@ async def test_workers_bound_how_many_deliveries_run_at_once(
         done.append(outbox_item.payload["name"])
 
     await enqueue(store, *(item(f"c{n}", order_key=f"reply:{n}") for n in range(6)))
-    await dispatcher({"send_text": (handler, fixed_policy(0.01))}, workers=2)
-    await eventually(lambda: len(done) == 6)
+    d = await dispatcher({"send_text": (handler, fixed_policy(0.01))}, workers=2)
+    await drained(d)
+    assert sorted(done) == [f"c{n}" for n in range(6)]
     assert peak == 2
 
 
@@ -369,10 +414,11 @@ async def test_wake_delivers_a_new_item_without_waiting_for_the_poll(
 ) -> None:
     handler = ScriptedHandler()
     d = await dispatcher({"send_text": (handler, fixed_policy(0.01))}, poll_s=30.0)
-    await asyncio.sleep(0.05)  # the loop is now asleep on an empty outbox
+    await asyncio.wait_for(d.idle.wait(), 5)  # the loop is now asleep on an empty outbox
     await enqueue(store, item("r1"))
     d.wake()
-    await eventually(lambda: handler.delivered == ["r1"], timeout=1.0)
+    await drained(d, timeout=1.0)  # far less than the 30 s poll
+    assert handler.delivered == ["r1"]
 
 
 @pytest.mark.parametrize("head", ["backing_off", "in_flight"])
@@ -387,15 +433,7 @@ async def test_a_blocked_follow_up_does_not_make_the_dispatcher_spin(
     down, a spin burns a whole core and slows every turn on the event loop. Every
     multi-bubble reply hits this case.
     """
-    claims = 0
-    claim = store.claim_outbox
-
-    async def counting_claim(**kwargs: Any) -> list[OutboxItem]:
-        nonlocal claims
-        claims += 1
-        return await claim(**kwargs)
-
-    store.claim_outbox = counting_claim  # type: ignore[method-assign]
+    claims = count_claims(store)
     delivered: list[str] = []
     failed_once = False
 
@@ -410,11 +448,12 @@ async def test_a_blocked_follow_up_does_not_make_the_dispatcher_spin(
         delivered.append(name)
 
     await enqueue(store, item("part-1"), item("part-2"))
-    await dispatcher({"send_text": (handler, fixed_policy(0.5))}, poll_s=0.05)
+    d = await dispatcher({"send_text": (handler, fixed_policy(0.5))}, poll_s=0.05)
 
-    await eventually(lambda: delivered == ["part-1", "part-2"], timeout=3.0)
+    await drained(d, timeout=3.0)
+    assert delivered == ["part-1", "part-2"]
     # ~0.5 s blocked at a 0.05 s poll is ~10 claims; allow a wide margin.
-    assert claims < 60, f"dispatcher polled the store {claims} times in ~0.5 s ({head})"
+    assert claims() < 60, f"dispatcher polled the store {claims()} times in ~0.5 s ({head})"
 
 
 async def test_saturated_workers_do_not_make_the_dispatcher_spin(
@@ -439,9 +478,10 @@ async def test_saturated_workers_do_not_make_the_dispatcher_spin(
         delivered.append(outbox_item.payload["name"])
 
     await enqueue(store, item("a1", order_key="reply:A"), item("b1", order_key="reply:B"))
-    await dispatcher({"send_text": (handler, fixed_policy(0.01))}, workers=1, poll_s=0.05)
+    d = await dispatcher({"send_text": (handler, fixed_policy(0.01))}, workers=1, poll_s=0.05)
 
-    await eventually(lambda: sorted(delivered) == ["a1", "b1"], timeout=3.0)
+    await drained(d, timeout=3.0)
+    assert sorted(delivered) == ["a1", "b1"]
     assert polls < 60, f"dispatcher polled the store {polls} times while its only worker was busy"
 
 
@@ -490,7 +530,8 @@ async def test_stop_mid_delivery_leaves_the_item_to_the_next_start(
     second.register("send_text", handler, fixed_policy(0.01))
     await second.start()
     try:
-        await eventually(lambda: handler.delivered == ["r1", "r2"])
+        await drained(second)
+        assert handler.delivered == ["r1", "r2"]
         assert row(reopened, "r1") == {"status": "done", "attempts": 2, "last_error": None}
         assert row(reopened, "r2")["status"] == "done"
     finally:
@@ -719,12 +760,13 @@ async def test_an_open_breaker_leaves_items_pending_without_counting_attempts(
     breaker = breaker_on(clock, reset=30.0)
     trip(breaker)
     deferrals = record_deferrals(store)
+    claims = count_claims(store)
     handler = ScriptedHandler()
     ids = await enqueue(store, crm_item("a1", "A"), crm_item("a2", "A"), crm_item("b1", "B"))
-    await dispatcher({"crm_sync": (handler, fixed_policy(0.01, attempts=2), breaker)}, clock=clock.wall)
+    d = await dispatcher({"crm_sync": (handler, fixed_policy(0.01, attempts=2), breaker)}, clock=clock.wall)
 
-    await eventually(lambda: len(deferrals) == 2)
-    await asyncio.sleep(0.2)  # the clock stands still: nothing is due again, nothing spins
+    await eventually(lambda: len(deferrals) >= 2)
+    await looks_again(claims)  # the clock stands still: nothing is due again, nothing spins
     assert sorted(deferrals) == sorted([(ids["a1"], "circuit_open"), (ids["b1"], "circuit_open")])
     assert handler.calls == []
     for idem in ("a1", "b1"):
@@ -733,10 +775,11 @@ async def test_an_open_breaker_leaves_items_pending_without_counting_attempts(
     assert row(store, "a2") == {"status": "pending", "attempts": 0, "last_error": None}
 
     clock.advance(30)  # half-open: one probe, it succeeds, the breaker closes, the rest follow
-    await eventually(lambda: sorted(handler.delivered) == ["a1", "a2", "b1"])
+    await drained(d)
+    assert sorted(handler.delivered) == ["a1", "a2", "b1"]
     assert [n for n in handler.delivered if n.startswith("a")] == ["a1", "a2"]
     assert breaker.state == "closed"
-    await eventually(lambda: all(status(store, n) == "done" for n in ("a1", "a2", "b1")))
+    assert all(status(store, n) == "done" for n in ("a1", "a2", "b1"))
     assert {n: row(store, n)["attempts"] for n in ("a1", "a2", "b1")} == {"a1": 1, "a2": 1, "b1": 1}
 
 
@@ -755,14 +798,17 @@ async def test_half_open_lets_one_probe_through_while_the_others_wait(
         await answer.wait()
 
     await enqueue(store, crm_item("a1", "A"), crm_item("b1", "B"), crm_item("c1", "C"))
-    await dispatcher({"crm_sync": (slow_crm, fixed_policy(0.01), breaker)}, clock=clock.wall, poll_s=0.02)
-    await eventually(lambda: len(deferrals) == 3)
+    d = await dispatcher({"crm_sync": (slow_crm, fixed_policy(0.01), breaker)}, clock=clock.wall, poll_s=0.02)
+    await eventually(lambda: len(deferrals) >= 3)
+    assert len(deferrals) == 3
 
     clock.advance(30)
-    await eventually(lambda: calls == ["a1"])
+    await eventually(lambda: len(calls) >= 1)
+    assert calls == ["a1"]
     for _ in range(5):  # while the probe is out, the others keep being put back
+        before = len(deferrals)
         clock.advance(0.5)
-        await asyncio.sleep(0.05)
+        await eventually(lambda before=before: len(deferrals) >= before + 2)  # b1 and c1 again
     assert calls == ["a1"]
     assert breaker.snapshot()["probe_out"] is True
     assert status(store, "b1") == "pending" and status(store, "c1") == "pending"
@@ -770,7 +816,8 @@ async def test_half_open_lets_one_probe_through_while_the_others_wait(
     answer.set()
     await eventually(lambda: breaker.state == "closed")
     clock.advance(1.0)  # they were put back for one poll interval
-    await eventually(lambda: sorted(calls) == ["a1", "b1", "c1"])
+    await drained(d)
+    assert sorted(calls) == ["a1", "b1", "c1"]
     assert breaker.state == "closed"
 
 
@@ -783,8 +830,9 @@ async def test_a_failed_probe_is_not_charged_and_steps_aside_for_another_key(
     deferrals = record_deferrals(store)
     handler = ScriptedHandler({"a1": [SendError("HTTP 502", status=502, retryable=True)]})
     await enqueue(store, crm_item("a1", "A"), crm_item("b1", "B"))
-    await dispatcher({"crm_sync": (handler, fixed_policy(0.01, attempts=2), breaker)}, clock=clock.wall)
-    await eventually(lambda: len(deferrals) == 2)
+    d = await dispatcher({"crm_sync": (handler, fixed_policy(0.01, attempts=2), breaker)}, clock=clock.wall)
+    await eventually(lambda: len(deferrals) >= 2)
+    assert len(deferrals) == 2
 
     clock.advance(30)
     await eventually(lambda: row(store, "a1")["last_error"] != "circuit_open")
@@ -798,9 +846,10 @@ async def test_a_failed_probe_is_not_charged_and_steps_aside_for_another_key(
     await eventually(lambda: handler.delivered == ["b1"])
     assert breaker.state == "closed"
     clock.advance(PROBE_STEP_ASIDE.total_seconds())
-    await eventually(lambda: handler.delivered == ["b1", "a1"])
+    await drained(d)
+    assert handler.delivered == ["b1", "a1"]
     assert [n for n, _ in handler.calls] == ["a1", "b1", "a1"]
-    await eventually(lambda: status(store, "a1") == "done")
+    assert status(store, "a1") == "done"
     assert row(store, "a1")["attempts"] == 1  # the failed probe was never charged
 
 
@@ -813,7 +862,7 @@ async def test_the_failure_that_opens_the_breaker_does_not_kill_the_item(
     breaker = breaker_on(clock, threshold=3, reset=30.0)
     handler = ScriptedHandler({"a1": [SendError(f"HTTP 503 #{n}", status=503, retryable=True) for n in range(3)]})
     await enqueue(store, crm_item("a1", "A"))
-    await dispatcher({"crm_sync": (handler, fixed_policy(1.0, attempts=3), breaker)}, clock=clock.wall)
+    d = await dispatcher({"crm_sync": (handler, fixed_policy(1.0, attempts=3), breaker)}, clock=clock.wall)
 
     for attempt in (1, 2):
         await eventually(lambda attempt=attempt: row(store, "a1")["attempts"] == attempt and status(store, "a1") == "pending")
@@ -823,7 +872,8 @@ async def test_the_failure_that_opens_the_breaker_does_not_kill_the_item(
     assert due_at(store, "a1") == clock.wall() + timedelta(seconds=30)
 
     clock.advance(30)
-    await eventually(lambda: status(store, "a1") == "done")
+    await drained(d)
+    assert status(store, "a1") == "done"
     assert handler.delivered == ["a1"]
     assert breaker.state == "closed"
 
@@ -835,9 +885,11 @@ async def test_permanent_errors_do_not_count_against_the_breaker(
     breaker = breaker_on(clock, threshold=2)
     handler = ScriptedHandler({f"p{n}": [SendError("HTTP 400", status=400, retryable=False)] for n in range(4)})
     await enqueue(store, *(crm_item(f"p{n}", f"K{n}") for n in range(4)))
-    await dispatcher({"crm_sync": (handler, fixed_policy(0.01), breaker)}, clock=clock.wall)
+    d = await dispatcher({"crm_sync": (handler, fixed_policy(0.01), breaker)}, clock=clock.wall)
 
-    await eventually(lambda: all(status(store, f"p{n}") == "dead" for n in range(4)))
+    await drained(d)
+    assert all(status(store, f"p{n}") == "dead" for n in range(4))
+    assert len(handler.calls) == 4
     assert breaker.state == "closed" and breaker.failures == 0
 
 
@@ -885,7 +937,7 @@ async def test_a_ten_minute_outage_delivers_everything_once_in_order_after_recov
     first = [crm_item(f"{k}{n}", k) for k in keys for n in range(1, 5)]
     later = [crm_item(f"{k}{n}", k) for k in keys for n in range(5, 7)]
     await enqueue(store, *first)
-    await dispatcher({"crm_sync": (crm, policy, breaker)}, clock=clock.wall, poll_s=0.01)
+    d = await dispatcher({"crm_sync": (crm, policy, breaker)}, clock=clock.wall, poll_s=0.01)
 
     stop = asyncio.Event()
 
@@ -900,11 +952,13 @@ async def test_a_ten_minute_outage_delivers_everything_once_in_order_after_recov
 
     ticker = asyncio.create_task(tick())
     try:
-        await eventually(lambda: len(delivered) == 18, timeout=30.0)
+        # Never empty before the end: the outage outlasts the arrival of the late leads.
+        await drained(d, timeout=30.0)
     finally:
         stop.set()
         await ticker
 
+    assert later == []  # the late leads did arrive mid-outage
     everything = [f"{k}{n}" for k in keys for n in range(1, 7)]
     assert Counter(delivered) == Counter(everything)  # exactly once each
     for k in keys:

@@ -8,7 +8,6 @@ the test ("two hours later"); a scheduler pass is run by hand with `FOLLOW_UPS.r
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -20,16 +19,18 @@ from aiohttp.test_utils import TestClient
 
 from core.app import create_app
 from core.keys import FOLLOW_UPS, RUNNER, SETTINGS, STORE
-from core.models import InboundMessage, MessageKind
+from core.models import InboundMessage, MessageKind, contact_key_for
 from integrations.store.base import FollowUp, TurnCommit
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.settle import settled
 
 LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"
 NUDGE_1 = "Oi, Maria! Conseguiu ver a FB300? Me conta quantos hambúrgueres vocês fazem por dia."
 NUDGE_2 = "Maria, fico à disposição se quiser retomar. Qual seria o volume diário?"
+FIRST_REPLY = "Prazer, Maria! Quantos hambúrgueres vocês fazem por dia?"
 
 
 async def post(bot: TestClient, payload: object) -> None:
@@ -66,10 +67,14 @@ def inbound_text(message_id: str, text: str) -> InboundMessage:
     )
 
 
-async def first_turn(bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, **step: Any) -> None:
-    """Maria says who she is and what she wants, then goes silent mid-qualification."""
+async def first_turn(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, *, sent: list[str] | None = None, **step: Any
+) -> None:
+    """Maria says who she is and what she wants, then goes silent mid-qualification.
+
+    `sent`: what she receives, when it is not just the scripted reply."""
     step = {
-        "reply": "Prazer, Maria! Quantos hambúrgueres vocês fazem por dia?",
+        "reply": FIRST_REPLY,
         "lead": {"name": "Maria", "product_interest": "FB300"},
         **step,
     }
@@ -77,9 +82,11 @@ async def first_turn(bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZa
     await post(
         bot, zapi_message(message_id="3EB0FOLLOW0000001", text="Oi, sou a Maria e quero saber da FB300")
     )
-    await eventually(lambda: db_rows(bot, "SELECT COUNT(*) FROM inbound WHERE status = 'done'") == [(1,)])
-    await eventually(lambda: db_rows(bot, "SELECT COUNT(*) FROM outbox WHERE status != 'done'") == [(0,)])
-    assert zapi_fake.sent
+    await settled(bot)
+    assert db_rows(bot, "SELECT status FROM inbound") == [("done",)]
+    assert db_rows(bot, "SELECT COUNT(*) FROM outbox WHERE status != 'done'") == [(0,)]
+    assert zapi_fake.texts_to(LEAD) == (sent if sent is not None else [step["reply"]])
+    assert openai_fake.chat_calls == 1
 
 
 # --- scheduling and firing -------------------------------------------------------------------
@@ -105,8 +112,9 @@ async def test_nothing_fires_before_it_is_due(
     await first_turn(bot, openai_fake, zapi_fake)
     clock.advance(hours=1, minutes=59)
     assert await run_due(bot) == []
-    await asyncio.sleep(0.2)
+    await settled(bot)
     assert openai_fake.chat_calls == 1
+    assert zapi_fake.texts_to(LEAD) == [FIRST_REPLY]
     assert len(zapi_fake.sent) == 1
     assert [f[1] for f in follow_ups(bot)] == ["pending"]
 
@@ -119,7 +127,8 @@ async def test_when_due_the_agent_writes_one_nudge_from_the_conversation_and_it_
     clock.advance(hours=2, minutes=1)
 
     assert await run_due(bot) == ["sent"]
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await settled(bot)
+    assert [s["message"] for s in zapi_fake.sent] == [FIRST_REPLY, NUDGE_1]
     assert zapi_fake.sent[1]["phone"] == LEAD
     assert zapi_fake.sent[1]["message"] == NUDGE_1
     assert openai_fake.chat_calls == 2
@@ -144,8 +153,9 @@ async def test_when_due_the_agent_writes_one_nudge_from_the_conversation_and_it_
     assert db_rows(bot, "SELECT lead_message_count FROM leads") == [(1,)]
     # Running the scheduler again does not send it twice.
     assert await run_due(bot) == []
-    await asyncio.sleep(0.2)
-    assert len(zapi_fake.sent) == 2
+    await settled(bot)
+    assert [s["message"] for s in zapi_fake.sent] == [FIRST_REPLY, NUDGE_1]
+    assert openai_fake.chat_calls == 2
 
 
 async def test_the_second_nudge_follows_and_there_is_no_third(
@@ -172,8 +182,8 @@ async def test_the_second_nudge_follows_and_there_is_no_third(
     openai_fake.then(reply=NUDGE_2)
     clock.advance(hours=1, minutes=1)
     assert await run_due(bot) == ["sent"]
-    await eventually(lambda: len(zapi_fake.sent) == 3)
-    assert [s["message"] for s in zapi_fake.sent[1:]] == [NUDGE_1, NUDGE_2]
+    await settled(bot)
+    assert [s["message"] for s in zapi_fake.sent] == [FIRST_REPLY, NUDGE_1, NUDGE_2]
     instruction = openai_fake.chat_requests[2]["messages"][-1]
     assert instruction["role"] == "system" and "2" in instruction["content"]
 
@@ -182,8 +192,8 @@ async def test_the_second_nudge_follows_and_there_is_no_third(
     assert [(f[0], f[1]) for f in follow_ups(bot)] == [(1, "sent"), (2, "sent")]
     clock.advance(days=30)
     assert await run_due(bot) == []
-    await asyncio.sleep(0.2)
-    assert len(zapi_fake.sent) == 3
+    await settled(bot)
+    assert [s["message"] for s in zapi_fake.sent] == [FIRST_REPLY, NUDGE_1, NUDGE_2]
     assert openai_fake.chat_calls == 3
 
 
@@ -199,8 +209,8 @@ async def test_a_reply_from_the_lead_cancels_the_pending_nudge(
         reply="Ótimo, 3.000 por dia! De qual cidade você fala?", lead={"volume": "3.000 por dia"}
     )
     await post(bot, zapi_message(message_id="3EB0FOLLOW0000002", text="uns 3 mil por dia"))
-    await eventually(lambda: len(zapi_fake.sent) == 2)
-    await eventually(lambda: len(follow_ups(bot)) == 2)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == [FIRST_REPLY, "Ótimo, 3.000 por dia! De qual cidade você fala?"]
 
     # The first nudge is cancelled because she replied; her new turn scheduled a fresh one.
     assert [(f[0], f[1], f[2]) for f in follow_ups(bot)] == [
@@ -209,7 +219,8 @@ async def test_a_reply_from_the_lead_cancels_the_pending_nudge(
     ]
     clock.advance(hours=1, minutes=30)  # the old one would be due now, the new one is not
     assert await run_due(bot) == []
-    await asyncio.sleep(0.2)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == [FIRST_REPLY, "Ótimo, 3.000 por dia! De qual cidade você fala?"]
     assert len(zapi_fake.sent) == 2
     assert openai_fake.chat_calls == 2
 
@@ -222,10 +233,17 @@ async def test_a_nudge_due_while_the_leads_message_waits_is_cancelled_not_sent(
     await bot.app[STORE].add_inbound(inbound_text("3EB0FOLLOW0000003", "oi, voltei"))
     clock.advance(hours=2, minutes=1)
     assert await run_due(bot) == ["lead_replied"]
-    await asyncio.sleep(0.2)
-    assert len(zapi_fake.sent) == 1
     assert openai_fake.chat_calls == 1
     assert [(f[1], f[2]) for f in follow_ups(bot)] == [("cancelled", "lead_replied")]
+
+    # Her debounce window ends and her turn runs: she gets its answer and nothing else
+    # (no nudge went out before, nor after it).
+    bot.app[RUNNER].notify(contact_key_for("zapi", LEAD))
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == [FIRST_REPLY, openai_fake.default_reply]
+    assert len(zapi_fake.sent) == 2
+    assert openai_fake.chat_calls == 2
+    assert openai_fake.user_contents()[-1] == "oi, voltei"
 
 
 async def test_a_nudge_due_while_the_lead_is_being_answered_waits_and_is_then_cancelled(
@@ -239,10 +257,9 @@ async def test_a_nudge_due_while_the_lead_is_being_answered_waits_and_is_then_ca
     clock.advance(hours=2, minutes=1)
     assert await run_due(bot) == ["busy"]  # her turn is running: the nudge does not cut in
 
-    await eventually(lambda: len(zapi_fake.sent) == 2)
-    await eventually(lambda: len(follow_ups(bot)) == 2)
+    await settled(bot)
     assert [(f[1], f[2]) for f in follow_ups(bot)] == [("cancelled", "lead_replied"), ("pending", None)]
-    assert [s["message"] for s in zapi_fake.sent][-1] == "Ótimo! De qual cidade você fala?"
+    assert [s["message"] for s in zapi_fake.sent] == [FIRST_REPLY, "Ótimo! De qual cidade você fala?"]
     assert openai_fake.chat_calls == 2
 
 
@@ -253,14 +270,18 @@ async def test_an_opt_out_cancels_the_nudges_for_good(
     # The scheduler picked the nudge up just before her opt-out committed.
     [stale] = await bot.app[STORE].due_follow_ups(now=clock.now + timedelta(hours=3), limit=10)
     await post(bot, zapi_message(message_id="3EB0FOLLOW0000004", text="SAIR"))
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await settled(bot)
+    confirmation = bot.app[RUNNER].agent.deps.prompts.message("opt_out_confirmation")
+    assert zapi_fake.texts_to(LEAD) == [FIRST_REPLY, confirmation]
     assert [(f[1], f[2]) for f in follow_ups(bot)] == [("cancelled", "lead_replied")]
 
     clock.advance(days=2)
     assert await run_due(bot) == []
     assert await bot.app[RUNNER].run_follow_up(stale) == "opted_out"
-    await asyncio.sleep(0.2)
-    assert len(zapi_fake.sent) == 2  # the reply and the opt-out confirmation, nothing more
+    await settled(bot)
+    # The reply and the opt-out confirmation, nothing more.
+    assert zapi_fake.texts_to(LEAD) == [FIRST_REPLY, confirmation]
+    assert len(zapi_fake.sent) == 2
     assert openai_fake.chat_calls == 1
     assert pending(bot) == []
 
@@ -275,15 +296,17 @@ async def test_a_handoff_cancels_the_nudges(
         tools=[{"tool": "handoff_to_human", "reason": "pediu_humano", "summary": "Pediu um vendedor."}],
     )
     await post(bot, zapi_message(message_id="3EB0FOLLOW0000005", text="quero falar com um vendedor"))
-    await eventually(lambda: len(zapi_fake.sent) >= 2)
-    await eventually(lambda: db_rows(bot, "SELECT handoff_state FROM leads") == [("requested",)])
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == [FIRST_REPLY, "Claro, vou chamar um vendedor."]
+    assert db_rows(bot, "SELECT handoff_state FROM leads") == [("requested",)]
 
     assert pending(bot) == []  # handed off: no new nudge scheduled
     clock.advance(days=2)
     assert await run_due(bot) == []
     assert await bot.app[RUNNER].run_follow_up(stale) == "handed_off"
-    await asyncio.sleep(0.2)
+    await settled(bot)
     assert openai_fake.chat_calls == 2
+    assert zapi_fake.texts_to(LEAD) == [FIRST_REPLY, "Claro, vou chamar um vendedor."]
 
 
 async def test_a_hot_lead_gets_no_nudge(
@@ -294,6 +317,10 @@ async def test_a_hot_lead_gets_no_nudge(
         openai_fake,
         zapi_fake,
         reply="Perfeito, Maria! Já vou passar para o nosso time comercial.",
+        sent=[
+            "Perfeito, Maria! Já vou passar para o nosso time comercial.",
+            bot.app[RUNNER].agent.deps.prompts.message("handoff_now"),  # weekday, in hours
+        ],
         lead={
             "name": "Maria",
             "company": "Frigorífico Boi Bom",
@@ -323,15 +350,16 @@ async def test_no_nudge_when_the_model_is_down_the_nudge_waits(
     clock.advance(hours=2, minutes=1)
 
     assert await run_due(bot) == ["deferred"]
-    await asyncio.sleep(0.2)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == [FIRST_REPLY]
     assert len(zapi_fake.sent) == 1
     assert [(f[1], f[2]) for f in follow_ups(bot)] == [("pending", None)]
 
     # The model is back: the next pass sends it.
     openai_fake.then(reply=NUDGE_1)
     assert await run_due(bot) == ["sent"]
-    await eventually(lambda: len(zapi_fake.sent) == 2)
-    assert zapi_fake.sent[1]["message"] == NUDGE_1
+    await settled(bot)
+    assert [s["message"] for s in zapi_fake.sent] == [FIRST_REPLY, NUDGE_1]
 
 
 async def test_follow_ups_can_be_turned_off(
@@ -351,8 +379,9 @@ async def test_follow_ups_can_be_turned_off(
     assert follow_ups(client) == []
     c.advance(days=3)
     assert await run_due(client) == []
-    await asyncio.sleep(0.2)
-    assert len(zapi_fake.sent) == 1
+    await settled(client)
+    assert [s["message"] for s in zapi_fake.sent] == [FIRST_REPLY]
+    assert openai_fake.chat_calls == 1
 
 
 async def test_custom_delays_are_honoured(
@@ -367,7 +396,8 @@ async def test_custom_delays_are_honoured(
     openai_fake.then(reply=NUDGE_1)
     c.advance(minutes=2)
     assert await run_due(client) == ["sent"]
-    await eventually(lambda: len(zapi_fake.sent) == 2)
+    await settled(client)
+    assert [s["message"] for s in zapi_fake.sent] == [FIRST_REPLY, NUDGE_1]
     assert pending(client) == []  # only one configured
 
 
@@ -380,8 +410,9 @@ async def test_a_forgotten_lead_gets_no_nudge(
     clock.advance(hours=3)
     assert await run_due(bot) == []
     assert await bot.app[RUNNER].run_follow_up(stale) == "lead_gone"
-    await asyncio.sleep(0.2)
-    assert openai_fake.chat_calls == 1 and len(zapi_fake.sent) == 1
+    await settled(bot)
+    assert openai_fake.chat_calls == 1
+    assert [s["message"] for s in zapi_fake.sent] == [FIRST_REPLY]
 
 
 async def test_on_a_24h_window_channel_no_nudge_goes_out_after_the_window(
@@ -405,12 +436,14 @@ async def test_on_a_24h_window_channel_no_nudge_goes_out_after_the_window(
             score_reasons=[],
             lead_messages_added=1,
             follow_up=FollowUp(due_at=clock.now + timedelta(hours=2), attempt=1),
+            at=clock.now,  # she wrote on the test clock, as the runtime's commits say
         )
     )
     clock.advance(hours=25)
     assert await run_due(bot) == ["outside_24h_window"]
-    await asyncio.sleep(0.2)
+    await settled(bot)
     assert openai_fake.chat_calls == 0
+    assert zapi_fake.sent == []
     assert db_rows(bot, "SELECT status, reason FROM followups") == [("cancelled", "outside_24h_window")]
 
 
@@ -434,10 +467,14 @@ async def test_the_answer_to_the_last_nudge_is_read_with_the_conversation_in_vie
     clock.advance(minutes=5)
     openai_fake.then(reply="Que bom, Maria! Então me conta: quantos por dia?")
     await post(bot, zapi_message(message_id="3EB0FOLLOW0000009", text="sim, ainda tenho interesse"))
-    await eventually(lambda: openai_fake.chat_calls == 4)
+    await settled(bot)
+    assert openai_fake.chat_calls == 4
 
     messages = openai_fake.chat_requests[3]["messages"]
     assert {"role": "assistant", "content": NUDGE_2} in messages
     assert {"role": "user", "content": "Oi, sou a Maria e quero saber da FB300"} in messages
-    await eventually(lambda: db_rows(bot, "SELECT status FROM inbound") == [("done",), ("done",)])
+    assert db_rows(bot, "SELECT status FROM inbound") == [("done",), ("done",)]
+    assert [s["message"] for s in zapi_fake.sent] == [
+        FIRST_REPLY, NUDGE_1, NUDGE_2, "Que bom, Maria! Então me conta: quantos por dia?"
+    ]
     assert len(db_rows(bot, "SELECT id FROM conversations")) == 1

@@ -16,11 +16,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from core.app import create_app
-from core.keys import RUNNER, STORE
+from core.keys import RUNNER, SETTINGS, STORE
 from core.models import contact_key_for
 from integrations.store.sqlite import SqliteStore
 from tests.conftest import fast_settings, zapi_message
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.clock import TestClock
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import is_settled, settled
 from tests.integrations.store.test_store_contract import inbound
 
 LEAD = "5511987654321"
@@ -35,9 +37,27 @@ class SharedSqliteStore(SqliteStore):
 Instances = Callable[..., Any]
 
 
+async def all_settled(*bots: TestClient, timeout: float = 15.0) -> None:
+    """Every instance settled at the same time: one instance's turn or delivery can
+    give another work (a lead it leased, an item on the shared outbox)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                for bot in bots:
+                    await settled(bot)
+                if all([await is_settled(bot) for bot in bots]):
+                    return
+    except TimeoutError:
+        raise AssertionError(f"the instances did not settle together within {timeout} s") from None
+
+
 @pytest.fixture
 async def instances(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
 ) -> AsyncIterator[Instances]:
     async def start(name: str, **overrides: Any) -> TestClient:
         settings = fast_settings(
@@ -50,7 +70,7 @@ async def instances(
             **overrides,
         )
         return await aiohttp_client(
-            create_app(settings, store_factory=lambda s: SharedSqliteStore(s.sqlite_path))
+            create_app(settings, store_factory=lambda s: SharedSqliteStore(s.sqlite_path), clock=clock)
         )
 
     yield start
@@ -69,9 +89,9 @@ async def test_a_burst_split_across_two_instances_gets_one_answer(
     await asyncio.sleep(0.15)  # inside the quiet window...
     await post(b, zapi_message(message_id="3EB0SPLIT0000002", phone=LEAD, text="Quero um orçamento"))
 
-    await eventually(lambda: zapi_fake.sent, timeout=5)
-    await asyncio.sleep(0.6)  # would a second turn happen?
+    await all_settled(a, b)  # both messages read, nothing left for a second turn
     assert openai_fake.chat_calls == 1
+    assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
     assert len(zapi_fake.sent) == 1
     # ...and that one turn read both messages, from both instances.
     prompt = "\n".join(openai_fake.user_contents(0))
@@ -84,9 +104,10 @@ async def test_the_same_message_delivered_to_both_instances_is_answered_once(
     a, b = await instances("bot-a"), await instances("bot-b")
     payload = zapi_message(message_id="3EB0TWICE0000001", phone=LEAD, text="Oi")
     await asyncio.gather(post(a, payload), post(b, payload))
-    await eventually(lambda: zapi_fake.sent, timeout=5)
-    await asyncio.sleep(0.6)
-    assert openai_fake.chat_calls == 1 and len(zapi_fake.sent) == 1
+    await all_settled(a, b)
+    assert openai_fake.chat_calls == 1
+    assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
+    assert len(zapi_fake.sent) == 1
 
 
 async def test_messages_stored_by_an_instance_that_died_are_answered_by_another(
@@ -96,13 +117,19 @@ async def test_messages_stored_by_an_instance_that_died_are_answered_by_another(
     store = a.app[STORE]
     key = contact_key_for("zapi", LEAD)
     # bot-dead stored the message, took the lead's lease and died before answering.
-    assert await store.claim_contact(key, owner="bot-dead", lease_s=0.5)
+    assert await store.claim_contact(key, owner="bot-dead", lease_s=60.0)
     await store.add_inbound(inbound("3EB0DEAD00000001", contact=LEAD, text="Alguém aí?"))
-    await asyncio.sleep(0.3)
-    assert zapi_fake.sent == []  # the lease is still bot-dead's
+    # Past the burst's quiet window (a lower bound: sleep never returns early), the
+    # burst is ready, but the lease is still bot-dead's: the ready poller leaves it.
+    await asyncio.sleep(a.app[SETTINGS].debounce_quiet_s + 0.1)
+    assert await a.app[RUNNER].poll_ready_once() == []
+    assert a.app[RUNNER].idle.is_set()
+    assert zapi_fake.sent == [] and openai_fake.chat_calls == 0
 
-    await eventually(lambda: zapi_fake.sent, timeout=5)  # taken over once it expired
-    await asyncio.sleep(0.3)
+    # Time passes and bot-dead's lease runs out (made to run out now, not waited for).
+    assert await store.claim_contact(key, owner="bot-dead", lease_s=0.001)
+    await all_settled(a)  # taken over by bot-a's ready poller, answered once
+    assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
     assert len(zapi_fake.sent) == 1 and openai_fake.chat_calls == 1
 
 
@@ -118,8 +145,8 @@ async def test_many_leads_spread_over_two_instances_are_each_answered_exactly_on
             posts.append(post(target, zapi_message(message_id=f"3EB0MANY{n:02d}{m:06d}", phone=phone, text=f"msg {m}")))
     await asyncio.gather(*posts)
 
-    await eventually(lambda: len(zapi_fake.sent) >= len(leads), timeout=10)
-    await asyncio.sleep(0.6)
+    await all_settled(a, b)
+    assert len(zapi_fake.sent) == len(leads)
     per_lead = {phone: len(zapi_fake.texts_to(phone)) for phone in leads}
     assert per_lead == {phone: 1 for phone in leads}
     assert a.app[RUNNER].turns_completed + b.app[RUNNER].turns_completed == len(leads)

@@ -15,7 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from core.app import create_app
 from core.keys import STORE
 from tests.conftest import fast_settings, zapi_message
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.clock import TestClock
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import settled
 
 SECRET = "whsec-outbound-3f9c1a7e5b2d"
 LEAD = "5544999999999"
@@ -62,12 +64,12 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 @pytest.fixture
 async def bot(
     aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi,
-    receiver: tuple[Receiver, str],
+    receiver: tuple[Receiver, str], clock: TestClock,
 ) -> TestClient:
     _, url = receiver
     endpoints = [{"url": url, "secret": SECRET, "events": ["lead.created", "lead.hot", "message.received"]}]
     settings = fast_settings(tmp_path, outbound_webhooks=json.dumps(endpoints))
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings, clock=clock))
 
 
 async def test_subscribed_events_arrive_signed_and_once(
@@ -76,7 +78,8 @@ async def test_subscribed_events_arrive_signed_and_once(
     rec, _ = receiver
     openai_fake.then(reply="Olá! Como posso ajudar?")
     await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0HOOK00000001", phone=LEAD, text="Oi, quero orçamento"))
-    await eventually(lambda: sorted(rec.events()) == ["lead.created", "message.received"])
+    await settled(bot)
+    assert sorted(rec.events()) == ["lead.created", "message.received"]
     assert rec.bad_signatures == 0
     created = next(d for d in rec.deliveries if d["event"] == "lead.created")
     assert created["header_event"] == "lead.created"
@@ -94,8 +97,10 @@ async def test_a_receiver_down_for_a_while_gets_each_event_once_with_the_same_id
     rec, _ = receiver
     rec.fail_next = 4
     await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0HOOK00000011", phone=LEAD, text="Oi"))
-    await eventually(lambda: len(rec.deliveries) == 2, timeout=8)
+    await settled(bot, timeout=8)
+    assert sorted(rec.events()) == ["lead.created", "message.received"]
     assert len({d["id"] for d in rec.deliveries}) == 2
+    assert rec.fail_next == 0 and rec.bad_signatures == 0
     items = await bot.app[STORE].list_outbox(kind="outbound_webhook")
     assert all(i.status == "done" for i in items)
     # The delivery log: every attempt of every event, with its outcome.

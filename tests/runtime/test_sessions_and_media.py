@@ -1,6 +1,6 @@
 """Sessions that expire after a quiet period, and what the bot does with images and
 documents a lead sends: the whole app (`bot` fixture), providers faked at the HTTP
-boundary, time moved through the runner's clock.
+boundary, time moved through the app's business clock (`clock` fixture).
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,30 +15,15 @@ from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
 
 from core.app import create_app
-from core.keys import RUNNER, SETTINGS, STORE
+from core.keys import SETTINGS, STORE
 from tests.conftest import fast_settings, zapi_message
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.clock import TestClock
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import settled
 
 LEAD = "5544999999999"
 # A real (tiny) JPEG: SOI, JFIF APP0, EOI.
 JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-def use_clock(client: TestClient) -> Clock:
-    clock = Clock()
-    client.app[RUNNER].clock = clock
-    return clock
 
 
 async def post(bot: TestClient, payload: object) -> None:
@@ -53,17 +37,14 @@ def db_rows(bot: TestClient, sql: str, args: tuple = ()) -> list[tuple]:
 
 
 async def say(bot: TestClient, zapi_fake: FakeZapi, message_id: str, text: str) -> None:
-    """The lead writes; returns once the bot's turn over it has committed.
-
-    Delivery is not awaited: with the runner's clock moved forward, a reply may be
-    queued for a time the wall-clock dispatcher has not reached yet."""
+    """The lead writes; returns once the bot's turn over it has committed and its reply
+    has gone out (outbox due times stay on the real clock, so a business clock moved
+    forward does not hold the delivery back)."""
+    before = len(zapi_fake.sent)
     await post(bot, zapi_message(message_id=message_id, text=text))
-    await eventually(
-        lambda: (
-            db_rows(bot, "SELECT status FROM inbound WHERE provider_message_id = ?", (message_id,))
-            == [("done",)]
-        )
-    )
+    await settled(bot)
+    assert db_rows(bot, "SELECT status FROM inbound WHERE provider_message_id = ?", (message_id,)) == [("done",)]
+    assert [sent["phone"] for sent in zapi_fake.sent[before:]] == [LEAD]  # one reply to this message
 
 
 # --- sessions --------------------------------------------------------------------------------
@@ -79,9 +60,8 @@ async def _first_conversation(bot: TestClient, openai_fake: FakeOpenAI, zapi_fak
 
 
 async def test_after_the_idle_period_the_next_message_starts_a_fresh_conversation_that_knows_the_lead(
-    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, clock: TestClock
 ) -> None:
-    clock = use_clock(bot)
     await _first_conversation(bot, openai_fake, zapi_fake)
     idle_h = bot.app[SETTINGS].session_idle_hours
 
@@ -113,9 +93,8 @@ async def test_after_the_idle_period_the_next_message_starts_a_fresh_conversatio
 
 
 async def test_within_the_idle_period_the_history_is_kept(
-    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, clock: TestClock
 ) -> None:
-    clock = use_clock(bot)
     await _first_conversation(bot, openai_fake, zapi_fake)
     idle_h = bot.app[SETTINGS].session_idle_hours
 
@@ -134,10 +113,13 @@ async def test_within_the_idle_period_the_history_is_kept(
 
 
 async def test_the_idle_period_is_configurable(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    clock: TestClock,
 ) -> None:
-    client = await aiohttp_client(create_app(fast_settings(tmp_path, session_idle_hours=2)))
-    clock = use_clock(client)
+    client = await aiohttp_client(create_app(fast_settings(tmp_path, session_idle_hours=2), clock=clock))
     await _first_conversation(client, openai_fake, zapi_fake)
 
     clock.advance(hours=1)
@@ -167,7 +149,7 @@ async def test_an_image_is_shown_to_the_model_and_its_description_is_stored(
         image_description="Fachada de um açougue com letreiro vermelho.",
     )
     await post(bot, payload)
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
 
     assert openai_fake.chat_calls == 1
     [content] = openai_fake.user_contents()
@@ -201,9 +183,11 @@ async def test_the_next_turn_remembers_the_image_by_its_description_without_send
     http_mock.get(payload["image"]["imageUrl"], body=JPEG, content_type="image/jpeg")
     openai_fake.then(reply="Bela loja!", image_description="Fachada de um açougue com letreiro vermelho.")
     await post(bot, payload)
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Bela loja!"]
     openai_fake.then(reply="Ótimo!")
     await say(bot, zapi_fake, "3EB0IMGNEXT000001", "e então, serve?")
+    assert zapi_fake.texts_to(LEAD) == ["Bela loja!", "Ótimo!"]
 
     messages = openai_fake.chat_requests[1]["messages"]
     assert all(isinstance(m["content"], str) for m in messages)  # no image part any more
@@ -221,7 +205,7 @@ async def test_an_image_too_big_to_show_still_gets_a_turn(
     )
     openai_fake.then(reply="Recebi sua imagem! Me conta o que você precisa?")
     await post(bot, payload)
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
 
     [content] = openai_fake.user_contents()
     assert isinstance(content, str)
@@ -235,13 +219,14 @@ async def test_an_image_over_the_download_limit_still_gets_a_turn(
     http_mock: aioresponses,
     openai_fake: FakeOpenAI,
     zapi_fake: FakeZapi,
+    clock: TestClock,
 ) -> None:
-    client = await aiohttp_client(create_app(fast_settings(tmp_path, media_max_bytes=1024)))
+    client = await aiohttp_client(create_app(fast_settings(tmp_path, media_max_bytes=1024), clock=clock))
     payload = image_message()
     http_mock.get(payload["image"]["imageUrl"], body=b"\xff\xd8" + b"\x00" * 4096, content_type="image/jpeg")
     openai_fake.then(reply="Recebi sua imagem!")
     await post(client, payload)
-    await eventually(lambda: zapi_fake.sent)
+    await settled(client)
 
     [content] = openai_fake.user_contents()
     assert isinstance(content, str) and "imagem" in content
@@ -256,7 +241,7 @@ async def test_an_image_that_is_gone_still_gets_a_turn(
     http_mock.get(payload["image"]["imageUrl"], status=404)
     openai_fake.then(reply="Não consegui abrir a imagem, pode me contar o que ela mostra?")
     await post(bot, payload)
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
 
     assert openai_fake.chat_calls == 1
     [content] = openai_fake.user_contents()
@@ -275,7 +260,7 @@ async def test_a_document_is_acknowledged_and_stored_with_its_file_name(
     payload = zapi_message("received_document.json")
     openai_fake.then(reply="Recebi o orcamento.pdf! Vou passar para o nosso time analisar.")
     await post(bot, payload)
-    await eventually(lambda: zapi_fake.sent)
+    await settled(bot)
 
     [content] = openai_fake.user_contents()
     assert isinstance(content, str)

@@ -19,7 +19,10 @@ from core.keys import STORE
 from core.settings import Settings
 from integrations.store.base import Store
 from tests.conftest import fast_settings, zapi_message
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.clock import TestClock
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import settled
+from tests.runtime.test_multi_instance import all_settled
 
 URL = "https://sdr-runtime.supabase.co"
 KEY = "runtime-service-role-key-6b1d"
@@ -61,22 +64,31 @@ def supabase() -> Iterator[tuple[Outage, Callable[[Settings], Store]]]:
         bridge.close()
 
 
-async def start(aiohttp_client: Callable[..., Any], tmp_path: Path, factory: Any, name: str, **overrides: Any) -> TestClient:
+async def start(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, factory: Any, name: str, clock: TestClock, **overrides: Any
+) -> TestClient:
     settings = fast_settings(
         tmp_path, instance_id=name, debounce_quiet_s=0.3, debounce_max_s=2.0, pending_poll_s=0.05, **overrides
     )
-    return await aiohttp_client(create_app(settings, store_factory=factory))
+    return await aiohttp_client(create_app(settings, store_factory=factory, clock=clock))
 
 
 async def test_a_conversation_on_supabase_end_to_end(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, supabase: Any, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    supabase: Any,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
 ) -> None:
     _, factory = supabase
-    bot = await start(aiohttp_client, tmp_path, factory, "bot-1")
+    bot = await start(aiohttp_client, tmp_path, factory, "bot-1", clock)
     openai_fake.then(reply="Olá! Qual é o seu nome?", lead={"name": "Maria"})
     response = await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0SUPA00000001", phone=LEAD))
     assert response.status == 200
-    await eventually(lambda: zapi_fake.texts_to(LEAD) == ["Olá! Qual é o seu nome?"], timeout=8)
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == ["Olá! Qual é o seu nome?"]
+    assert openai_fake.chat_calls == 1
     lead = await bot.app[STORE].get_lead(f"whatsapp:{LEAD}")
     assert lead is not None and lead.profile["name"] == "Maria"
     health = await (await bot.get("/api/health")).json()
@@ -84,10 +96,15 @@ async def test_a_conversation_on_supabase_end_to_end(
 
 
 async def test_a_supabase_outage_is_a_503_the_provider_retries_and_nothing_is_lost(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, supabase: Any, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    supabase: Any,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
 ) -> None:
     outage, factory = supabase
-    bot = await start(aiohttp_client, tmp_path, factory, "bot-1")
+    bot = await start(aiohttp_client, tmp_path, factory, "bot-1", clock)
     outage.down = True
     payload = zapi_message(message_id="3EB0SUPA00000002", phone=LEAD, text="Oi, tem alguém?")
     refused = await bot.post("/webhooks/zapi", json=payload)
@@ -98,23 +115,28 @@ async def test_a_supabase_outage_is_a_503_the_provider_retries_and_nothing_is_lo
     outage.down = False  # Supabase is back; Z-API retries the same webhook
     assert (await bot.post("/webhooks/zapi", json=payload)).status == 200
     assert (await bot.post("/webhooks/zapi", json=payload)).status == 200  # and once more: a duplicate
-    await eventually(lambda: len(zapi_fake.texts_to(LEAD)) == 1, timeout=8)
-    await asyncio.sleep(0.5)
-    assert len(zapi_fake.texts_to(LEAD)) == 1 and openai_fake.chat_calls == 1
+    await settled(bot)
+    assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
+    assert len(zapi_fake.sent) == 1 and openai_fake.chat_calls == 1
     assert (await bot.get("/api/health")).status == 200
 
 
 async def test_two_instances_on_one_supabase_answer_a_split_burst_once(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, supabase: Any, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    supabase: Any,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
 ) -> None:
     _, factory = supabase
-    a = await start(aiohttp_client, tmp_path, factory, "bot-a")
-    b = await start(aiohttp_client, tmp_path, factory, "bot-b")
+    a = await start(aiohttp_client, tmp_path, factory, "bot-a", clock)
+    b = await start(aiohttp_client, tmp_path, factory, "bot-b", clock)
     await a.post("/webhooks/zapi", json=zapi_message(message_id="3EB0SUPA00000011", phone=LEAD, text="Bom dia"))
     await asyncio.sleep(0.15)
     await b.post("/webhooks/zapi", json=zapi_message(message_id="3EB0SUPA00000012", phone=LEAD, text="Quero um orçamento"))
-    await eventually(lambda: zapi_fake.texts_to(LEAD), timeout=8)
-    await asyncio.sleep(0.8)
-    assert len(zapi_fake.texts_to(LEAD)) == 1 and openai_fake.chat_calls == 1
+    await all_settled(a, b)
+    assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
+    assert len(zapi_fake.sent) == 1 and openai_fake.chat_calls == 1
     prompt = "\n".join(openai_fake.user_contents(0))
     assert "Bom dia" in prompt and "Quero um orçamento" in prompt

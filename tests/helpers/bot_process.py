@@ -32,6 +32,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
+import datetime as _dt, time as _time
+_XXX_OFFSET = ""
+if os.environ.get("XXX_BOT_FAKETIME"):
+    _t = _dt.datetime.fromisoformat(os.environ["XXX_BOT_FAKETIME"]).replace(tzinfo=_dt.timezone.utc).timestamp()
+    _XXX_OFFSET = f"{int(_t - _time.time()):+d}"
+
+
 class BotProcess:
     def __init__(self, *, sqlite_path: Path, provider_url: str, log_path: Path, **env: str) -> None:
         self.port = free_port()
@@ -55,6 +62,10 @@ class BotProcess:
             "LOG_FORMAT": "json",
             **env,
         }
+        if os.environ.get("XXX_BOT_FAKETIME"):  # TEMPORARY experiment hook
+            self.env.update(LD_PRELOAD="/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+                            FAKETIME=_XXX_OFFSET, TZ="UTC",
+                            FAKETIME_DONT_FAKE_MONOTONIC="1")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # The bot's public base URL (https://bot.example.com): `main.py doctor` prints the
     # webhook URLs to paste into each provider from it.
     public_url: str | None = None
+    # Bearer token for /metrics and the detailed /api/health; unset: both stay open (a
+    # bare liveness answer at /api/health?live is always public).
+    metrics_token: SecretStr | None = None
 
     # --- store --------------------------------------------------------------------
     sqlite_path: Path = PROJECT_ROOT / "data" / "sdr.sqlite3"
@@ -46,6 +49,12 @@ class Settings(BaseSettings):
     openai_max_attempts: int = 4
     openai_backoff_base_s: float = 1.0
     media_max_bytes: int = 16 * 1024 * 1024
+    # Media is fetched only from public addresses or from these exact origins
+    # (scheme://host:port), besides each configured provider's own base URL.
+    media_trusted_origins: list[str] = []
+    # Downloads and transcriptions running at once, across all turns: media work can
+    # never take every turn slot (MAX_CONCURRENT_TURNS).
+    media_max_concurrency: int = 4
 
     # --- Z-API --------------------------------------------------------------------
     zapi_base_url: str = "https://api.z-api.io"
@@ -135,6 +144,10 @@ class Settings(BaseSettings):
     debounce_quiet_s: float = 3.0
     debounce_max_s: float = 15.0
     history_window: int = 20
+    # A lead's message longer than this is cut (the model is told so) before any prompt.
+    lead_message_max_chars: int = 4000
+    # Tokens of prompt (system + history + this turn) the bot builds at most per call.
+    prompt_max_tokens: int = 12000
     max_concurrent_turns: int = 32
     turn_max_failures: int = 3
     bot_pause_hours: float = 12.0

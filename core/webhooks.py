@@ -42,7 +42,10 @@ def _decode(raw: bytes) -> Any:
     except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
         raise WebhookRejected(400, "body is not valid JSON") from None
     if b"\\ud" in raw or b"\\uD" in raw:
-        payload = _replace_lone_surrogates(payload)
+        try:
+            payload = _replace_lone_surrogates(payload)
+        except RecursionError:  # parsed, but nested deeper than any provider sends
+            raise WebhookRejected(400, "body is nested too deeply") from None
     return payload
 
 

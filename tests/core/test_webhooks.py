@@ -365,9 +365,12 @@ async def test_malformed_bodies_get_a_4xx_json_error_and_store_nothing(
         json.dumps(zapi_message(message_id="3EB0SURR\udc04")).encode(),
         # CESU-style encoded surrogate bytes: not valid UTF-8.
         _fixture_bytes().replace("Olá".encode(), b"\xed\xa0\x80"),
+        # Valid JSON nested 600 deep with a lone surrogate at the bottom (it was a 500).
+        json.dumps({**zapi_message(message_id="3EB0SURR0006"), "extra": json.loads("[" * 600 + "1" + "]" * 600)})
+        .replace("1" + "]" * 600, '"\\ud83d"' + "]" * 600, 1).encode(),
     ],
     ids=["cut_emoji_in_text", "low_surrogate_in_text", "surrogate_in_sender_name", "surrogate_in_message_id",
-         "surrogate_bytes"],
+         "surrogate_bytes", "deeply_nested_surrogate"],
 )
 async def test_lone_surrogates_never_cause_a_5xx(
     bot: TestClient, zapi_fake: FakeZapi, body: bytes

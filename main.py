@@ -28,6 +28,7 @@ from aiohttp import web
 from core.app import create_app, default_store
 from core.logging import configure_logging, get_logger
 from core.models import contact_key_for
+from core.operator_auth import operator_headers
 from core.settings import Settings
 from core.worker_process import WorkerSupervisor, die_with_parent, free_port, watch_parent
 from integrations.store.base import OutboxItem, Store
@@ -36,7 +37,9 @@ from integrations.store.base import OutboxItem, Store
 def _serve(settings: Settings) -> int:
     worker = None
     if settings.worker_process:
-        worker = WorkerSupervisor(port=free_port(), grace_s=settings.shutdown_grace_s)
+        worker = WorkerSupervisor(
+            port=free_port(), grace_s=settings.shutdown_grace_s, headers=operator_headers(settings)
+        )
     app = create_app(settings, role="web" if worker else "all", worker=worker)
     get_logger("main").info("listening", host=settings.host, port=settings.port, worker_process=bool(worker))
     web.run_app(

@@ -38,8 +38,9 @@ from core.keys import (
 )
 from core.logging import configure_logging, get_logger
 from core.metrics import Metrics
-from core.middlewares import DRAINING, METRICS, Draining, request_middleware
+from core.middlewares import DRAINING, METRICS, Draining, json_error, request_middleware
 from core.models import InboundMessage
+from core.operator_auth import operator_authorized
 from core.settings import Settings
 from core.webhooks import handle_meta_verification, handle_meta_webhook, handle_webhook
 from core.worker_process import WorkerSupervisor, listen_for_nudges
@@ -338,6 +339,8 @@ async def root(_request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
+    if not operator_authorized(request, app[SETTINGS]):
+        return json_error(401, "metrics need Authorization: Bearer <METRICS_TOKEN>")
     try:
         body = await app[METRICS].render(app[STORE], app[BREAKERS].snapshot)
     except Exception as exc:  # noqa: BLE001 - a scrape must say why it failed
@@ -392,6 +395,9 @@ async def health(request: web.Request) -> web.Response:
     if worker is not None and not await _merge_worker_health(app, worker, body):
         healthy = False
         body["status"] = "degraded" if body["status"] == "healthy" else body["status"]
+    if not operator_authorized(request, settings):
+        # Liveness for load balancers; which provider failed is the operator's business.
+        body = {"status": body["status"]}
     return web.json_response(body, status=200 if healthy else 503)
 
 

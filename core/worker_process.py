@@ -95,9 +95,11 @@ async def listen_for_nudges(
 
 
 class WorkerSupervisor:
-    def __init__(self, *, port: int, grace_s: float) -> None:
+    def __init__(self, *, port: int, grace_s: float, headers: dict[str, str] | None = None) -> None:
         self.port = port
         self.grace_s = grace_s
+        # The operator token when METRICS_TOKEN is set: the worker guards its views too.
+        self.headers = headers or {}
         self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._udp.setblocking(False)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -173,7 +175,9 @@ class WorkerSupervisor:
     async def fetch(self, session: aiohttp.ClientSession, path: str) -> tuple[int, bytes] | None:
         """One loopback call to the worker (health, metrics); None when it does not answer."""
         try:
-            async with session.get(f"{self.url}{path}", timeout=aiohttp.ClientTimeout(total=2)) as response:
+            async with session.get(
+                f"{self.url}{path}", headers=self.headers, timeout=aiohttp.ClientTimeout(total=2)
+            ) as response:
                 return response.status, await response.read()
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return None

@@ -245,3 +245,49 @@ async def test_health_answers_while_a_turn_is_stuck_on_the_llm(
     await eventually(lambda: openai_fake.calls_started == 1)
     body = await asyncio.wait_for(health(bot), timeout=0.5)
     assert body["status"] == "healthy"
+
+
+# --- METRICS_TOKEN: the operator's views behind a bearer token ----------------------------
+
+METRICS_TOKEN = "mt-7c1e0b9a44d2f3e8"
+
+
+@pytest.fixture
+async def guarded(aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock) -> TestClient:
+    return await aiohttp_client(create_app(fast_settings(tmp_path, metrics_token=METRICS_TOKEN), clock=clock))
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong", f"Basic {METRICS_TOKEN}", f"Bearer {METRICS_TOKEN}x", "Bearer "]
+)
+async def test_with_a_metrics_token_strangers_get_liveness_only(guarded: TestClient, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = await guarded.get("/api/health", headers=headers)
+    assert response.status == 200
+    assert await response.json() == {"status": "healthy"}  # no services, queues or circuits
+    response = await guarded.get("/metrics", headers=headers)
+    assert response.status == 401
+    assert "METRICS_TOKEN" in (await response.json())["error"]
+
+
+async def test_with_the_metrics_token_the_operator_sees_everything(guarded: TestClient) -> None:
+    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    response = await guarded.get("/api/health", headers=headers)
+    assert response.status == 200
+    body = await response.json()
+    assert body["services"]["sqlite"] == "connected" and "outbox" in body
+    response = await guarded.get("/metrics", headers=headers)
+    assert response.status == 200
+    assert "sdr_" in await response.text()
+
+
+async def test_liveness_without_the_token_still_says_when_the_store_is_down(
+    guarded: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down() -> None:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(guarded.app[STORE], "ping", down)
+    response = await guarded.get("/api/health")
+    assert response.status == 503
+    assert await response.json() == {"status": "degraded"}

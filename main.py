@@ -29,27 +29,25 @@ from core.app import create_app, default_store
 from core.logging import configure_logging, get_logger
 from core.models import contact_key_for
 from core.operator_auth import operator_headers
+from core.serve import PortInUse, bind, serve
 from core.settings import Settings
 from core.worker_process import WorkerSupervisor, die_with_parent, free_port, watch_parent
 from integrations.store.base import OutboxItem, Store
 
 
 def _serve(settings: Settings) -> int:
+    try:
+        sock = bind(settings.host, settings.port)
+    except PortInUse as exc:
+        get_logger("main").error("port_in_use", error=str(exc), hint="set PORT or stop the other process")
+        return 1
     worker = None
     if settings.worker_process:
         worker = WorkerSupervisor(
             port=free_port(), grace_s=settings.shutdown_grace_s, headers=operator_headers(settings)
         )
     app = create_app(settings, role="web" if worker else "all", worker=worker)
-    get_logger("main").info("listening", host=settings.host, port=settings.port, worker_process=bool(worker))
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=settings.shutdown_grace_s,
-    )
+    asyncio.run(serve(app, sock, shutdown_timeout=settings.shutdown_grace_s, worker_process=bool(worker)))
     return 0
 
 

@@ -33,6 +33,7 @@ from core.keys import (
     ROLE,
     RUNNER,
     SETTINGS,
+    STOP_RUNTIME,
     STORE,
     WORKER,
 )
@@ -259,25 +260,49 @@ def create_app(
             openai="configured" if settings.openai_configured else "not_configured",
             channels={name: ch.configured for name, ch in channels.items()},
         )
+        stopped = False
+
+        async def stop_runtime() -> None:
+            # One deadline for the whole stop, so an orchestrator's kill timer (Docker's 10 s,
+            # Kubernetes' 30 s) can be set from SHUTDOWN_GRACE_S: turns first, then what is due.
+            nonlocal stopped
+            if stopped:
+                return
+            stopped = True
+            if nudges is not None:
+                nudges.close()
+            if llm is None:
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + settings.shutdown_grace_s
+            await follow_ups.stop()
+            await runner.close(timeout=settings.shutdown_grace_s * 0.7)
+            await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
+            await llm.close()
+
+        app[STOP_RUNTIME] = stop_runtime
         yield
-        if nudges is not None:
-            nudges.close()
-        if llm is None:
-            return
-        # One deadline for the whole stop, so an orchestrator's kill timer (Docker's 10 s,
-        # Kubernetes' 30 s) can be set from SHUTDOWN_GRACE_S: turns first, then what is due.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.shutdown_grace_s
-        await follow_ups.stop()
-        await runner.close(timeout=settings.shutdown_grace_s * 0.7)
-        await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
-        await llm.close()
+        await stop_runtime()
 
     app.cleanup_ctx.extend([http_ctx, store_ctx, runtime_ctx])
     if worker is not None:
         app.cleanup_ctx.append(worker.ctx)  # started last, stopped first
     _add_routes(app, webhooks=role != "worker")
     return app
+
+
+async def drain(app: web.Application) -> None:
+    """SIGTERM, while the socket still listens: webhooks get 503 + Retry-After (providers
+    retry them against another instance or after the restart, never "connection refused"),
+    health says draining, and running turns and due deliveries finish; then the caller
+    closes the socket and runs the cleanup, which finds nothing left to stop."""
+    app[DRAINING].active = True
+    stop = app.get(STOP_RUNTIME)
+    if stop is not None:
+        await stop()
+    worker = app.get(WORKER)
+    if worker is not None:
+        await worker.stop()
 
 
 def _register_outbox_routes(
@@ -423,4 +448,4 @@ async def _merge_worker_health(app: web.Application, worker: WorkerSupervisor, b
     return answer[0] == 200
 
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "drain"]

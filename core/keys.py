@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -31,3 +32,5 @@ CHANNEL_HEALTH = web.AppKey("channel_health", ChannelHealth)
 BREAKERS = web.AppKey("breakers", BreakerRegistry)
 ROLE = web.AppKey("role", str)
 WORKER = web.AppKey("worker", WorkerSupervisor)
+# Finishes turns and due deliveries (or the worker child's), once; see core/app.py drain().
+STOP_RUNTIME: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("stop_runtime")

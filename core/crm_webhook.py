@@ -33,7 +33,12 @@ STAGES: dict[str, CapiStage] = {
 
 
 class CrmEvent(BaseModel):
-    """Which lead: the PipeRun deal id the bot stored, or the lead's phone / contact key."""
+    """Which lead: the PipeRun deal id the bot stored, or the lead's phone / contact key.
+
+    A phone finds only the lead whose WhatsApp chat the provider reported from that
+    number (its contact key), never one who merely typed it: a sale must not be
+    credited to whoever wrote a customer's phone in a chat.
+    """
 
     model_config = ConfigDict(extra="ignore")
 

@@ -25,14 +25,22 @@ OpenAPI export kept in github.com/LesserWords/n8n-nodes-piperun-openapi
 - [adicionar-nota] POST /notes {text, deal_id}; [listar-notas] GET /notes?deal_id=;
   [atualizar-nota] PUT /notes/{note_id} {text}.
 
+Who a lead is in the CRM. Existing people (and through them their open deals) are
+matched only on identity nobody could type: our own external code, and the WhatsApp
+number the provider reported for the chat. What the lead TYPED (a phone, an e-mail, in
+the profile) is written onto the lead's own person as data and never looked up: a
+stranger who types a customer's phone must not be posted on that customer's deal, and a
+later "deal won" on it must not become the stranger's Purchase. A person we created for
+another lead (another `sdr-` code) is never matched by phone either, since its phones
+may be what that lead typed. The worst case is a duplicate person a seller can merge.
+
 Not in that reference, so taken from public integrations and treated with suspicion:
-- GET /persons has no documented phone or e-mail filter. n8n-nodes-piperun
+- GET /persons has no documented phone filter. n8n-nodes-piperun
   (github.com/wallacevasques/n8n-nodes-piperun, nodes/Piperun/Piperun.node.ts) sends
   `email=`; `phone=` is the same convention; `with=contactPhones` returns the person's
   `contactPhones[].phone` (public scripts calling /persons/{id}?with=contactPhones). A
   server that ignored an unknown filter would answer with unrelated people, so EVERY
-  hit is checked here against the number/address before it is used: a lead is never
-  attached to somebody else; the worst case is a duplicate a seller can merge.
+  hit is checked here against the number before it is used.
 - `external_code` on POST /persons is set by public integrations that dedupe on it
   (GET /persons?external_code= is documented); we set a hash of the contact key, so a
   person we created is found again even when the phone filter does not work.
@@ -80,7 +88,7 @@ from agent.lead import (
     format_cnpj,
     normalize_cnpj,
 )
-from core.models import mask_contact_key, mask_phone
+from core.models import WHATSAPP_CHANNELS, mask_contact_key, mask_phone
 from core.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -206,13 +214,22 @@ def _cnpj_key(value: str | None) -> str | None:
     return raw or None
 
 
+EXTERNAL_CODE_PREFIX = "sdr-"
+
+
 def external_code_for(contact_key: str) -> str:
     """Our id for a lead inside PipeRun: stable, unique, and not personal data.
 
     Stored as the person's `external_code`, the deal's `reference` and a line of the
     note, so anything we created is found again after a crash lost its id.
     """
-    return "sdr-" + hashlib.sha256(contact_key.encode("utf-8")).hexdigest()[:20]
+    return EXTERNAL_CODE_PREFIX + hashlib.sha256(contact_key.encode("utf-8")).hexdigest()[:20]
+
+
+def _another_leads_person(person: PipeRunPerson, reference: str) -> bool:
+    """We created this person for a different lead: its phones may be what that lead typed."""
+    code = (person.external_code or "").strip()
+    return code.startswith(EXTERNAL_CODE_PREFIX) and code != reference
 
 
 # --- response models --------------------------------------------------------------------
@@ -577,11 +594,14 @@ class PipeRunClient:
         matches = [p for p in self._parse_all(records, PipeRunPerson) if p.external_code == code]
         return min(matches, key=lambda p: p.id) if matches else None
 
-    async def find_person_by_phone(self, phone: str) -> PipeRunPerson | None:
+    async def find_person_by_phone(self, phone: str, *, reference: str) -> PipeRunPerson | None:
         """The oldest person holding this number (any spelling), else None.
 
-        Each spelling of `phone_variants` is one request, in order, until one gives a
-        person whose stored number is the same number as the lead's.
+        Only ever called with a number the channel verified: a number the lead typed
+        could be anybody's. Each spelling of `phone_variants` is one request, in order,
+        until one gives a person whose stored number is the same number as the lead's;
+        persons we created for another lead (`reference` is this lead's code) are skipped.
+        There is deliberately no e-mail search: no channel verifies an address.
         """
         wanted = phone_key(phone)
         if wanted is None:
@@ -594,22 +614,11 @@ class PipeRunClient:
                 p
                 for p in self._parse_all(records, PipeRunPerson)
                 if any(phone_key(stored) == wanted for stored in p.phones)
+                and not _another_leads_person(p, reference)
             ]
             if matches:
                 return min(matches, key=lambda p: p.id)
         return None
-
-    async def find_person_by_email(self, email: str) -> PipeRunPerson | None:
-        wanted = _email_key(email)
-        if wanted is None:
-            return None
-        records = await self._list(
-            "/persons", "person search", {"email": wanted, "with": "contactEmails", "show": 20}
-        )
-        matches = [
-            p for p in self._parse_all(records, PipeRunPerson) if any(_email_key(e) == wanted for e in p.emails)
-        ]
-        return min(matches, key=lambda p: p.id) if matches else None
 
     async def create_person(self, person: PersonCreate) -> PipeRunPerson:
         payload = await self._request("POST", "/persons", "create person", json_body=person.body())
@@ -717,12 +726,18 @@ def _blank_to_none(value: Any) -> Any:
 
 
 class LeadCard(BaseModel):
-    """What the sales team gets in the CRM about one lead; built by the caller from the lead."""
+    """What the sales team gets in the CRM about one lead; built by the caller from the lead.
+
+    `verified_phone` is the number the WhatsApp provider reported for the chat, the only
+    phone that may find an existing CRM person; `phone` and `email` may be what the lead
+    typed, written on the lead's own records and never used to find anyone.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     contact_key: str = Field(min_length=1)
     channel: str
+    verified_phone: str | None = None
     name: str | None = None
     phone: str | None = None
     email: str | None = None
@@ -737,7 +752,9 @@ class LeadCard(BaseModel):
     summary: str | None = None
     chatwoot_url: str | None = None
 
-    @field_validator("name", "phone", "company", "city", "state", "temperature", "chatwoot_url", mode="before")
+    @field_validator(
+        "verified_phone", "name", "phone", "company", "city", "state", "temperature", "chatwoot_url", mode="before"
+    )
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return _blank_to_none(value)
@@ -770,11 +787,14 @@ class LeadCard(BaseModel):
 
     @classmethod
     def from_record(cls, lead: LeadRecord, *, chatwoot_url: str | None = None) -> LeadCard:
-        """The card of a stored lead: profile values win over the channel's name/phone."""
+        """The card of a stored lead: profile values win over the channel's name/phone for
+        what the sellers read; only a WhatsApp lead's provider-reported number is verified."""
         profile = dict(lead.profile or {})
+        whatsapp = lead.channel in WHATSAPP_CHANNELS or lead.channel == "whatsapp"
         return cls(
             contact_key=lead.contact_key,
             channel=lead.channel,
+            verified_phone=lead.phone if whatsapp else None,
             name=profile.get("name") or lead.name,
             phone=profile.get("phone") or lead.phone,
             email=profile.get("email"),
@@ -953,10 +973,10 @@ async def sync_lead(
 
     Safe to run any number of times, and to resume after a crash at any point:
     - ids already in `link` are used as they are (no lookup, no creation);
-    - otherwise the record is looked for first (person: our external code, then phone in
-      all its spellings, then e-mail; company: CNPJ, else exact name; deal: the person's
-      open deal in the pipeline; note: the one carrying our reference) and created only
-      when not found;
+    - otherwise the record is looked for first (person: our external code, then the
+      channel-verified WhatsApp number in all its spellings, never what the lead typed;
+      company: CNPJ, else exact name; deal: the person's open deal in the pipeline; note:
+      the one carrying our reference) and created only when not found;
     - `on_progress(link)` is awaited right after every id that enters the link (created
       or found), before the next call, so a crash never loses a created record's id for
       long: the next run either has it or finds it again.
@@ -998,18 +1018,18 @@ async def sync_lead(
 
     if current.person_id is None:
         person, found_by = await client.find_person_by_external_code(reference), "external_code"
-        if person is None and card.phone:
-            person, found_by = await client.find_person_by_phone(card.phone), "phone"
-        if person is None and card.email:
-            person, found_by = await client.find_person_by_email(card.email), "email"
+        if person is None and card.verified_phone:
+            person = await client.find_person_by_phone(card.verified_phone, reference=reference)
+            found_by = "verified_phone"
         if person is not None:
             log.info("piperun_person_found", contact=who, person_id=person.id, by=found_by)
         else:
-            phone = phone_key(card.phone)
+            # The verified number first: it is the one a seller (or a CRM automation) reaches.
+            phones = [k for k in dict.fromkeys((phone_key(card.verified_phone), phone_key(card.phone))) if k]
             person = await client.create_person(
                 PersonCreate(
                     name=card.name or _fill(texts.person_without_name, {"canal": card.channel_name}),
-                    contact_phones=[phone] if phone else None,
+                    contact_phones=phones or None,
                     contact_emails=[card.email] if card.email else None,
                     company_id=current.company_id,
                     owner_id=owner_id,
@@ -1063,6 +1083,7 @@ async def sync_lead(
 
 __all__ = [
     "DEAL_TEMPERATURE",
+    "EXTERNAL_CODE_PREFIX",
     "CompanyCreate",
     "CrmLink",
     "DealCreate",

@@ -101,6 +101,22 @@ async def test_forged_or_malformed_calls_are_refused_and_change_nothing(
     assert await capi_stages(bot) == ["Lead"]
 
 
+async def test_a_phone_the_lead_only_typed_does_not_credit_the_sale_to_that_lead(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    # The lead writes from LEAD and types a customer's number; the CRM reports that customer's sale.
+    openai_fake.then(reply="Anotado!", lead={"name": "Carlos", "phone": "(21) 97777-6666"})
+    response = await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0CRM000000009", phone=LEAD))
+    assert response.status == 200
+    await eventually(lambda: send_text_statuses(bot), timeout=5)
+    lead = await bot.app[STORE].get_lead(f"whatsapp:{LEAD}")
+    assert lead is not None and lead.profile.get("phone")
+    body = {"event": "deal.won", "phone": "+55 (21) 97777-6666", "value": 250000}
+    response = await bot.post("/webhooks/crm", json=body, headers={"X-Webhook-Secret": SECRET})
+    assert response.status == 200 and (await response.json())["reason"] == "unknown_lead"
+    assert await capi_stages(bot) == ["Lead"]
+
+
 async def test_an_unknown_lead_is_acknowledged_not_retried_forever(bot: TestClient) -> None:
     response = await bot.post(
         "/webhooks/crm", json={"event": "deal.won", "phone": "5521900000000"}, headers={"X-Webhook-Secret": SECRET}

@@ -68,6 +68,13 @@ class PipeRunAccount:
         self.persons.append(person)
         return person
 
+    def add_deal(self, *, person_id: int, **fields: Any) -> dict[str, Any]:
+        """A deal a seller already has in the CRM (open, in the fixture's pipeline, unless told)."""
+        deal = record("deals_list.json")
+        deal.update(person_id=person_id, **fields)
+        self.deals.append(deal)
+        return deal
+
     def posts(self, path: str) -> list[Any]:
         return [body for m, p, _, body in self.calls if m == "POST" and p == path]
 

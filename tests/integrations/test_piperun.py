@@ -78,6 +78,7 @@ def make_card(**overrides: Any) -> LeadCard:
     values: dict[str, Any] = {
         "contact_key": CONTACT_KEY,
         "channel": "zapi",
+        "verified_phone": PHONE,
         "name": "João Silva",
         "phone": PHONE,
         "email": EMAIL,
@@ -160,17 +161,18 @@ async def test_person_without_the_ninth_digit_is_the_same_person(
     assert link.person_id == seeded["id"]
 
 
-async def test_found_by_email_when_phone_misses(client: PipeRunClient, fake: FakePipeRun) -> None:
+async def test_a_person_holding_the_same_email_is_not_the_lead(client: PipeRunClient, fake: FakePipeRun) -> None:
+    # No channel verifies an e-mail: anybody can type a customer's address.
     seeded = fake.add_person(phones=["(21) 3333-4444"], emails=["Joao.Silva@AgroSouza.com.br"])
 
     link = await run_sync(client, make_card(), CrmLink(), Progress())
 
-    assert fake.posts("/persons") == []
-    assert link.person_id == seeded["id"]
+    assert link.person_id != seeded["id"]
+    assert [p["contactEmails"] for p in fake.posts("/persons")] == [[EMAIL]]
     searches = fake.gets("/persons")
     assert [sorted(q) for q in searches][0] == ["external_code", "show"]
-    assert len([q for q in searches if "phone" in q]) == len(phone_variants(PHONE)) == 4
-    assert searches[-1] == {"email": EMAIL, "with": "contactEmails", "show": "20"}
+    assert [q["phone"] for q in searches[1:]] == phone_variants(PHONE)
+    assert not any("email" in q for q in searches)
 
 
 async def test_nothing_found_creates_person_deal_and_note(client: PipeRunClient, fake: FakePipeRun) -> None:
@@ -292,8 +294,9 @@ def test_card_from_a_stored_lead() -> None:
         summary="  Quer secador.  ",
     )
     card = LeadCard.from_record(lead, chatwoot_url="https://chat.example/app/accounts/7/conversations/31")  # type: ignore[arg-type]
-    assert (card.name, card.phone, card.company, card.cnpj, card.email) == (
+    assert (card.name, card.verified_phone, card.phone, card.company, card.cnpj, card.email) == (
         "João Silva",
+        PHONE,
         PHONE,
         "Agro Souza",
         CNPJ,
@@ -536,7 +539,7 @@ async def test_missing_token_or_pipeline_is_permanent(session: aiohttp.ClientSes
     empty = PipeRunClient(session, token=None)
     assert not empty.configured
     with pytest.raises(PipeRunError, match="PIPERUN_API_TOKEN") as info:
-        await empty.find_person_by_email(EMAIL)
+        await empty.find_person_by_external_code(REF)
     assert info.value.retryable is False
     with pytest.raises(PipeRunError, match="PIPERUN_PIPELINE_ID"):
         await sync_lead(

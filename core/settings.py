@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # What sends a lead to the CRM: "hot" (quente), "handoff", or both.
     piperun_sync_on: list[Literal["hot", "handoff"]] = ["hot", "handoff"]
     piperun_rate_per_s: float = 5.0
+    # What `forget` does to the lead's PipeRun person: delete it, or keep the deal history
+    # with the personal fields blanked (name, phones, e-mails).
+    piperun_forget: Literal["delete", "anonymize"] = "anonymize"
 
     # --- Meta Conversions API -------------------------------------------------------
     meta_pixel_id: str | None = None

@@ -35,8 +35,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from channels import meta_common
 from channels.base import DeliveryStatus, ParsedWebhook, SendError, SentMessage, WebhookRejected
+from channels.media_fetch import MediaFetcher
 from channels.meta_common import MetaApiError, OutsideWindow
-from channels.provider_http import MediaTooLarge, download_limited, is_retryable_status, media_url, scrub
+from channels.provider_http import MediaTooLarge, is_retryable_status, scrub
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
 from core.settings import Settings
@@ -765,10 +766,12 @@ class InstagramChannel:
 
         Meta's attachment URLs (lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=…&signature=…)
         are pre-signed and need no credentials; the token is never sent, since the URL is
-        whatever the webhook said and may point anywhere.
+        whatever the webhook said and may point anywhere (channels/media_fetch.py decides
+        which addresses it may reach).
         """
-        media_url(url)
-        return await download_limited(session, url, max_bytes=max_bytes, timeout=self._timeout())
+        return await MediaFetcher.from_settings(self._settings).fetch(
+            url, max_bytes=max_bytes, timeout=self._timeout()
+        )
 
 
 __all__ = [

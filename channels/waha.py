@@ -41,12 +41,11 @@ from channels.base import (
     SentMessage,
     WebhookRejected,
 )
+from channels.media_fetch import WAHA_FILES_PATH, Credentials, MediaFetcher, Origin, parse_media_url
 from channels.provider_http import (
     MediaTooLarge,
-    download_limited,
     error_detail,
     is_retryable_status,
-    media_url,
     scrub,
 )
 from core.logging import get_logger
@@ -308,14 +307,6 @@ def _describe_vcard(vcard: str) -> str:
 # list), the 500 filter nests it in `exception.message`, the 422 session error and file
 # errors use `error`.
 _ERROR_PATHS = (("exception", "message"), ("message",), ("error",), ("error", "message"), ("detail",))
-
-
-def _same_origin(a: URL, b: URL) -> bool:
-    return (
-        a.scheme.lower() == b.scheme.lower()
-        and (a.host or "").lower() == (b.host or "").lower()
-        and a.port == b.port
-    )
 
 
 # --- the channel -------------------------------------------------------------------
@@ -968,40 +959,45 @@ class WahaChannel:
 
         WAHA builds `media.url` from its own idea of its address (WAHA_BASE_URL, else
         http://localhost:3000 by default), which from another container is not WAHA at
-        all; a loopback URL is therefore read as "this path on our WAHA".
+        all; a loopback URL under /api/files/ is therefore read as "this file on our
+        WAHA". Only files: a loopback URL to WAHA's API (GET /api/sendText sends a
+        message) is left as it is, and the fetch policy refuses it as loopback.
         """
         base = self._settings.waha_url
         if not base or (parsed.host or "").lower() not in _LOOPBACK_HOSTS:
+            return parsed
+        if not parsed.raw_path.startswith(WAHA_FILES_PATH):
             return parsed
         try:
             return URL(base.rstrip("/") + parsed.raw_path_qs, encoded=True)
         except (TypeError, ValueError):
             return parsed
 
-    async def fetch_media(self, session: aiohttp.ClientSession, url: str, *, max_bytes: int) -> bytes:
-        """Download media from WAHA's file storage without trusting its size.
-
-        The API key is sent only to the configured WAHA origin: the URL comes from a
-        webhook and could point anywhere (S3 storage, or a forged payload).
-        """
-        target = self._media_target(media_url(url))
-
-        headers: dict[str, str] = {}
+    def _files_credentials(self) -> Credentials | None:
+        """The API key, for WAHA's file storage only: the URL comes from a webhook and
+        could point anywhere (S3 storage, or a forged payload)."""
         base = self._settings.waha_url
-        if base and self._settings.waha_api_key is not None:
-            try:
-                same = _same_origin(target, URL(base))
-            except (TypeError, ValueError):
-                same = False
-            if same:
-                headers[API_KEY_HEADER] = self._settings.waha_api_key.get_secret_value()
+        if not base or self._settings.waha_api_key is None:
+            return None
+        try:
+            parsed = parse_media_url(base, error=ValueError)
+        except ValueError:
+            return None
+        return Credentials(
+            headers={API_KEY_HEADER: self._settings.waha_api_key.get_secret_value()},
+            origin=Origin.of(parsed),
+            path_prefix=parsed.raw_path.rstrip("/") + WAHA_FILES_PATH,
+        )
 
-        return await download_limited(
-            session,
+    async def fetch_media(self, session: aiohttp.ClientSession, url: str, *, max_bytes: int) -> bytes:
+        """Download media from WAHA's file storage (or wherever it keeps media, such as
+        S3) without trusting its address or its size; see channels/media_fetch.py."""
+        target = self._media_target(parse_media_url(url))
+        return await MediaFetcher.from_settings(self._settings).fetch(
             target,
             max_bytes=max_bytes,
             timeout=aiohttp.ClientTimeout(total=self._settings.http_timeout_s),
-            headers=headers,
+            credentials=self._files_credentials(),
             auth_statuses=(401, 403),
         )
 

@@ -38,8 +38,9 @@ from yarl import URL
 
 from channels import meta_common
 from channels.base import DeliveryStatus, ParsedWebhook, SendError, SentMessage, WebhookRejected
+from channels.media_fetch import Credentials, MediaFetcher, Origin
 from channels.meta_common import MetaApiError, OutsideWindow
-from channels.provider_http import MediaTooLarge, download_limited, is_retryable_status, scrub
+from channels.provider_http import MediaTooLarge, is_retryable_status, scrub
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
 from core.settings import Settings
@@ -969,12 +970,13 @@ class WhatsAppCloudChannel:
             raw = await resp.text(errors="replace")
             return self._error(f"media download from {parsed.host}", resp.status, raw, _loads(raw))
 
-        return await download_limited(
-            session,
-            download_url.strip(),
+        # The token goes to the origin Meta named for this file, and no further: a
+        # redirect elsewhere (or back inside the network) gets neither token nor trust.
+        return await MediaFetcher.from_settings(self._settings).fetch(
+            parsed,
             max_bytes=max_bytes,
             timeout=self._timeout(),
-            headers=headers,
+            credentials=Credentials(headers=headers, origin=Origin.of(parsed)),
             label=f"whatsapp_cloud media {media_id}",
             prefix="whatsapp_cloud ",
             http_error=refused,

@@ -21,12 +21,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from channels.base import ParsedWebhook, SendError, SentMessage, WebhookRejected
+from channels.media_fetch import MediaFetcher
 from channels.provider_http import (
     MediaTooLarge,
-    download_limited,
     error_detail,
     is_retryable_status,
-    media_url,
     scrub,
 )
 from core.logging import get_logger
@@ -634,13 +633,15 @@ class ZapiChannel:
     async def fetch_media(
         self, session: aiohttp.ClientSession, url: str, *, max_bytes: int
     ) -> bytes:
-        """Download a Z-API media URL (public storage, kept 30 days) without trusting its size.
+        """Download a Z-API media URL (public storage, kept 30 days) without trusting its
+        address or its size (channels/media_fetch.py).
 
         No Client-Token is sent: the URL is whatever the webhook said and may point
         anywhere, and Z-API storage does not need it.
         """
-        media_url(url)
-        return await download_limited(session, url, max_bytes=max_bytes, timeout=self._timeout())
+        return await MediaFetcher.from_settings(self._settings).fetch(
+            url, max_bytes=max_bytes, timeout=self._timeout()
+        )
 
 
 __all__ = ["ZapiChannel", "MediaTooLarge", "ZReceivedCallback", "DELAY_MIN_S", "DELAY_MAX_S"]

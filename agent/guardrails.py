@@ -2,15 +2,23 @@
 
 The prompt asks the model to behave; these checks make sure it did, whatever a lead
 wrote to it ("ignore your instructions", "give me 90% off"): an opt-out is honoured
-without asking the model, and an answer that names a price, a discount, a payment
-condition or a delivery deadline never reaches the lead.
+without asking the model, an answer that names a price, a discount, a payment
+condition or a delivery deadline (`agent.commercial_terms`) or repeats the instructions
+(`agent.prompt_echo`) never reaches the lead, and a lead is asked two questions at most.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from dataclasses import dataclass
 
+from agent.commercial_terms import commercial_promise
 from agent.lead import fold as fold_accents
+from agent.prompt_echo import repeated_instructions
+from agent.prompts import PromptBundle
+
+__all__ = ["MAX_QUESTIONS", "Screened", "commercial_promise", "fold", "is_opt_out", "limit_questions", "screen_reply"]
 
 
 def fold(text: str) -> str:
@@ -96,36 +104,28 @@ def is_opt_out(text: str | None) -> bool:
     return False
 
 
-_COMMERCIAL_PROMISES = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"r\$\s*\d",                                              # R$ 12.000
-        r"\b\d[\d.,]*\s*(mil\s+)?(reais|real)\b",                 # 12 mil reais
-        r"\b\d[\d.,]*\s*k\s*(reais)?\b(?=.*(pre[cç]o|valor|custa))",  # 12k ... preço
-        r"\b\d{1,3}\s*(%|por\s*cento)\s*(de\s+)?(desconto|off|abatimento)",  # 10% / 10 por cento
-        r"\bpor\s+cento\s+de\s+(desconto|abatimento)",            # noventa por cento de desconto
-        r"\bdesconto\s+de\s+\d",                                  # desconto de 10
-        r"\b\d{1,2}\s*(x|vezes)\s*(sem\s+juros|de\s+r?\$?\s*\d)",  # 10x / 10 vezes sem juros
-        r"\b(em|parcelad[oa]s?\s+em|parcelamos\s+em)\s+(at[eé]\s+)?\d{1,2}\s*(x|vezes)\b",  # em 10 vezes
-        r"\b(custa|custam|sai|saem|sairia|ficaria|fica\s+por|valor|pre[cç]o|investimento)\b"
-        r"[^.!?\n]{0,25}?\b\d[\d.,]*\s*(mil|k)\b",                  # sai por 12 mil / preço: 12k
-        r"\b(custa|custam|sai|saem|sairia|ficaria|fica\s+por|valor|pre[cç]o|investimento)\b"
-        r"[^.!?\n]{0,25}?\b\d{1,3}(\.\d{3})+",                        # sai por 12.000
-        r"\b\d{1,3}(\.\d{3})+,\d{2}\b",                             # 12.000,00
-        r"\b\d[\d.,]*\s*(mil|k)?\s*(reais\s+)?(à|a)\s+vista\b",        # 12 mil à vista
-        r"\b(entrega|entregamos|prazo|chega|fica pronta?)\b[^.!?\n]{0,40}?\b\d+\s*(dias|semanas|meses)\b",
-        r"\b\d+\s*(dias|semanas)\s*(uteis|úteis)\b",              # 15 dias úteis
-        r"\bfrete\s+(gr[aá]tis|gratuito)\b",
-    )
-]
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """A reply that must not reach the lead: which rule caught it and what goes instead."""
+
+    rule: str  # "prompt_echo" | "commercial_promise"
+    matched: str  # for the log: the figure found, or how much of the instructions
+    replacement: str
 
 
-def commercial_promise(reply: str) -> str | None:
-    """The first price/discount/deadline the reply states, or None."""
-    for pattern in _COMMERCIAL_PROMISES:
-        match = pattern.search(reply)
-        if match:
-            return match.group(0)
+def screen_reply(reply: str, prompts: PromptBundle) -> Screened | None:
+    """The rule the reply breaks, or None when it may be sent as written.
+
+    Repeating the instructions comes first: a dumped prompt also names "90% de desconto",
+    and the lead should hear that the rules are private, not a line about prices.
+    """
+    repeated = repeated_instructions(reply, prompts)
+    if repeated:
+        replacement = prompts.messages.get("instructions_guard") or prompts.message("commercial_guard")
+        return Screened("prompt_echo", f"{repeated} words of the instructions", replacement)
+    promise = commercial_promise(reply)
+    if promise is not None:
+        return Screened("commercial_promise", promise, prompts.message("commercial_guard"))
     return None
 
 
@@ -140,11 +140,15 @@ def limit_questions(reply: str, max_questions: int = MAX_QUESTIONS) -> str:
     """
     count = 0
     for index, char in enumerate(reply):
-        if char == "?":
-            count += 1
-            if count == max_questions:
-                rest = reply[index + 1 :]
-                if "?" in rest:
-                    return reply[: index + 1].rstrip()
-                return reply
+        count += _question_marks(char)
+        if count >= max_questions:
+            rest = reply[index + 1 :]
+            if any(_question_marks(c) for c in rest):
+                return reply[: index + 1].rstrip()
+            return reply
     return reply
+
+
+def _question_marks(char: str) -> int:
+    """Question marks however they are written (fullwidth "？", small "﹖", "⁇" is two): NFKC knows."""
+    return unicodedata.normalize("NFKC", char).count("?")

@@ -21,14 +21,25 @@ import openai
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.guardrails import commercial_promise, limit_questions
+from agent.budget import (
+    TOKENS_PER_LOW_DETAIL_IMAGE,
+    TOKENS_PER_MESSAGE,
+    TOKENS_REPLY_PRIMING,
+    clip_text,
+    clip_tokens,
+    fit_history,
+    message_tokens,
+)
+from agent.budget import warm as warm_token_counter
+from agent.guardrails import limit_questions, screen_reply
 from agent.lead import LeadProfile, LeadUpdate, describe_lead, merge_lead, missing_fields
-from agent.llm import LLMClient, Usage, is_retryable_openai_error
-from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle, render_system_prompt
+from agent.llm import LLMClient, LLMTruncated, Usage, is_retryable_openai_error
+from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle, render_system_prompt_counted
 from agent.scoring import ScoreResult, ScoringRules, score_lead
 from agent.tools import ToolCall, ToolEffects, run_tools
 from core.logging import get_logger
 from core.models import InboundMessage, MessageKind
+from core.settings import Settings
 from integrations.store.base import Handoff, StoredMessage
 
 log = get_logger(__name__)
@@ -36,6 +47,14 @@ log = get_logger(__name__)
 MediaFetcher = Callable[[InboundMessage], Awaitable[bytes]]
 # Images go to the model inline; beyond this they are described as "not viewable".
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
+# What this turn's own messages may always take, even when the system prompt alone is
+# over the token budget (a knowledge base grown too big must not silence the lead).
+MIN_TURN_TOKENS = 1000
+# Told to the model when its answer hit the completion limit and was cut mid-JSON.
+TRUNCATED_RETRY_NOTE = (
+    "Sua resposta anterior passou do limite de tamanho e foi cortada. Responda de novo, mais curto: "
+    "reply com no máximo três frases, summary com no máximo seis frases e só as ferramentas necessárias."
+)
 
 
 class MediaUnusable(Exception):
@@ -108,6 +127,9 @@ class AgentDeps:
     prompts: PromptBundle
     rules: ScoringRules
     hours: OpeningHours | None = None
+    # Bounds on what one prompt may hold (Settings.lead_message_max_chars, prompt_max_tokens).
+    lead_message_max_chars: int = Settings.model_fields["lead_message_max_chars"].default
+    prompt_max_tokens: int = Settings.model_fields["prompt_max_tokens"].default
 
 
 @dataclass
@@ -210,7 +232,11 @@ async def perceive(deps: AgentDeps, turn: TurnInput) -> tuple[list[str], list[st
 def build_messages(
     deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """System prompt (bounded: knowledge + profile + summary), the window, then this turn."""
+    """System prompt (bounded: knowledge + profile + summary), the window, then this turn.
+
+    Every message is cut to `lead_message_max_chars` (the model is told where), and the
+    window keeps only the newest messages that fit `prompt_max_tokens` with the rest.
+    """
     hours_note = None
     if deps.hours is not None:
         hours_note = (
@@ -218,7 +244,7 @@ def build_messages(
             if deps.hours.is_open(turn.now)
             else f"Fora do horário: o time comercial volta {deps.hours.describe_next_opening(turn.now)}."
         )
-    system = render_system_prompt(
+    system, system_tokens = render_system_prompt_counted(
         deps.prompts,
         profile=turn.profile,
         missing=missing_fields(turn.profile),
@@ -226,32 +252,77 @@ def build_messages(
         summary=turn.summary,
         business_hours=hours_note,
     )
-    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
-    for past in turn.history:
-        if past.text:
-            messages.append({"role": "user" if past.direction == "in" else "assistant", "content": past.text})
+    max_chars = deps.lead_message_max_chars
+    head: list[dict[str, Any]] = [{"role": "system", "content": system}]
+    head_tokens = system_tokens + TOKENS_PER_MESSAGE + TOKENS_REPLY_PRIMING
+    history = [
+        {
+            "role": "user" if past.direction == "in" else "assistant",
+            "content": clip_text(past.text, max_chars),
+        }
+        for past in turn.history
+        if past.text
+    ]
     if turn.nudge is not None:
-        messages.append({"role": "system", "content": turn.nudge})
-        return messages
-    text = "\n".join(lead_texts)
-    if images:
-        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-        content += [{"type": "image_url", "image_url": {"url": url, "detail": "low"}} for url in images]
-        messages.append({"role": "user", "content": content})
+        tail: list[dict[str, Any]] = [{"role": "system", "content": turn.nudge}]
+        tail_tokens = message_tokens(tail[0])
     else:
-        messages.append({"role": "user", "content": text})
-    return messages
+        text = "\n".join(clip_text(t, max_chars) for t in lead_texts)
+        # A burst of many long messages is over budget by itself: cut it to what is left.
+        room = deps.prompt_max_tokens - head_tokens - TOKENS_PER_MESSAGE
+        room -= TOKENS_PER_LOW_DETAIL_IMAGE * len(images or ())
+        if room < MIN_TURN_TOKENS:
+            # The knowledge alone fills the budget: the lead's words still go, history does not.
+            log.warning("system_prompt_over_budget", room=room, budget=deps.prompt_max_tokens)
+            room = MIN_TURN_TOKENS
+        text, text_tokens = clip_tokens(text, room)
+        if images:
+            content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+            content += [{"type": "image_url", "image_url": {"url": url, "detail": "low"}} for url in images]
+            tail = [{"role": "user", "content": content}]
+        else:
+            tail = [{"role": "user", "content": text}]
+        tail_tokens = TOKENS_PER_MESSAGE + text_tokens + TOKENS_PER_LOW_DETAIL_IMAGE * len(images or ())
+    available = deps.prompt_max_tokens - head_tokens - tail_tokens
+    window = fit_history(history, available=available)
+    if len(window) < len(history):
+        log.info(
+            "history_trimmed",
+            kept=len(window),
+            dropped=len(history) - len(window),
+            budget=deps.prompt_max_tokens,
+        )
+    return head + window + tail
+
+
+async def ask_model(
+    deps: AgentDeps, messages: list[dict[str, Any]]
+) -> tuple[AgentTurnOutput, Usage, int]:
+    """One structured answer, and the number of calls it took.
+
+    An answer cut at the completion limit is never half used: the model is asked once
+    more for a shorter one; cut again, the turn fails (retried later, then the fixed
+    apology) rather than sending the lead a broken reply.
+    """
+    try:
+        output, usage = await deps.llm.structured(messages, AgentTurnOutput)
+        return output, usage, 1
+    except LLMTruncated as exc:
+        log.warning("llm_output_truncated", completion_tokens=exc.usage.completion_tokens)
+        shorter = messages + [{"role": "system", "content": TRUNCATED_RETRY_NOTE}]
+        output, usage = await deps.llm.structured(shorter, AgentTurnOutput)
+        return output, exc.usage + usage, 2
 
 
 async def think(deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images: list[str]) -> Draft:
     """One structured call; an invalid tool call goes back to the model once."""
     messages = build_messages(deps, turn, lead_texts, images)
     started = time.perf_counter()
-    output, usage = await deps.llm.structured(messages, AgentTurnOutput)
+    output, usage, calls = await ask_model(deps, messages)
     llm_seconds = time.perf_counter() - started
     effects = run_tools(output.tool_calls)
     if not effects.failures:
-        return Draft(lead_texts, output, usage, llm_seconds, effects)
+        return Draft(lead_texts, output, usage, llm_seconds, effects, llm_calls=calls)
     log.warning("tool_calls_failed", failures=effects.failures)
     repair = messages + [
         {"role": "assistant", "content": output.model_dump_json()},
@@ -263,17 +334,17 @@ async def think(deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images:
         },
     ]
     started = time.perf_counter()
-    fixed, retry_usage = await deps.llm.structured(repair, AgentTurnOutput)
+    fixed, retry_usage, retry_calls = await ask_model(deps, repair)
     retry_effects = run_tools(fixed.tool_calls)
     if retry_effects.failures:
         log.error("tool_calls_dropped", failures=retry_effects.failures)
     return Draft(
         lead_texts,
         fixed,
-        Usage(usage.prompt_tokens + retry_usage.prompt_tokens, usage.completion_tokens + retry_usage.completion_tokens),
+        usage + retry_usage,
         llm_seconds + time.perf_counter() - started,
         retry_effects,
-        llm_calls=2,
+        llm_calls=calls + retry_calls,
     )
 
 
@@ -291,11 +362,11 @@ def guard(
     effects = draft.effects
     reply = draft.output.reply.strip()
     guarded: str | None = None
-    promise = commercial_promise(reply)
-    if promise is not None:
-        log.warning("reply_guarded", rule="commercial_promise", matched=promise)
-        reply = deps.prompts.message("commercial_guard")
-        guarded = "commercial_promise"
+    screened = screen_reply(reply, deps.prompts)
+    if screened is not None:
+        log.warning("reply_guarded", rule=screened.rule, matched=screened.matched)
+        reply = screened.replacement
+        guarded = screened.rule
     limited = limit_questions(reply)
     if limited != reply:
         log.info("reply_trimmed", rule="max_two_questions")
@@ -373,6 +444,7 @@ class SdrAgent:
     def __init__(self, deps: AgentDeps) -> None:
         self.deps = deps
         self._graph = build_graph(deps)
+        warm_token_counter()  # once per process, at start rather than on a lead's first turn
 
     async def run(self, turn: TurnInput) -> TurnResult:
         # Stream only the output channel: `ainvoke` would also stream every node's update

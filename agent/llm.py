@@ -37,6 +37,24 @@ class LLMRefused(Exception):
     """The model answered but not with the structured output we require."""
 
 
+class LLMTruncated(LLMRefused):
+    """The answer hit `max_completion_tokens` and stopped mid-JSON: unusable as it is."""
+
+    def __init__(self, message: str, usage: Usage) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+# Room for the largest answer a turn may legitimately give, in o200k tokens: a reply of
+# up to three WhatsApp messages (~600), the summary at its 1,200-character cap (~350),
+# every lead field (~250), three quotes and three technical questions at the per-turn
+# caps of agent/tools.py plus a handoff (~1,050), an image description (~60) and the
+# JSON around them: about 2,000 (built and counted in tests/agent/test_llm.py). The old
+# 900 cut such an answer in half. Headroom costs nothing unless used, and an answer that
+# still does not fit is asked again shorter, never sent half-written.
+MAX_COMPLETION_TOKENS = 4096
+
+
 def is_retryable_openai_error(exc: BaseException) -> bool:
     if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
         return True
@@ -138,6 +156,11 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens
+        )
+
 
 class LLMClient:
     def __init__(self, settings: Settings, session: aiohttp.ClientSession | None = None) -> None:
@@ -180,7 +203,12 @@ class LLMClient:
         return cached
 
     async def structured(
-        self, messages: list[dict[str, Any]], schema: type[T], *, temperature: float = 0.4
+        self,
+        messages: list[dict[str, Any]],
+        schema: type[T],
+        *,
+        temperature: float = 0.4,
+        max_completion_tokens: int = MAX_COMPLETION_TOKENS,
     ) -> tuple[T, Usage]:
         client = self._require()
         # Byte for byte what `chat.completions.create(..., extra_body={"response_format":
@@ -193,7 +221,7 @@ class LLMClient:
         body = {
             "messages": messages,
             "model": self.settings.openai_model,
-            "max_completion_tokens": 900,
+            "max_completion_tokens": max_completion_tokens,
             "temperature": temperature,
             "response_format": self._response_format(schema),
         }
@@ -212,19 +240,21 @@ class LLMClient:
         if not completion.choices:
             raise LLMRefused("no complete structured output (no choices)")
         choice = completion.choices[0]
+        usage = Usage(
+            prompt_tokens=(completion.usage.prompt_tokens or 0) if completion.usage else 0,
+            completion_tokens=(completion.usage.completion_tokens or 0) if completion.usage else 0,
+        )
         if choice.message.refusal:
             raise LLMRefused(f"refusal: {choice.message.refusal}")
-        if choice.finish_reason == "length" or not choice.message.content:
+        if choice.finish_reason == "length":
+            raise LLMTruncated(f"structured output cut at {max_completion_tokens} completion tokens", usage)
+        if not choice.message.content:
             raise LLMRefused(f"no complete structured output (finish_reason={choice.finish_reason})")
         try:
             parsed = schema.model_validate_json(choice.message.content)
         except ValidationError as exc:
             raise LLMRefused(f"structured output did not match the schema: {exc.error_count()} error(s)") from exc
-        usage = completion.usage
-        return parsed, Usage(
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-        )
+        return parsed, usage
 
     async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> str:
         client = self._require()

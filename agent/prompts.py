@@ -12,12 +12,14 @@ never interpreted. The static part (rules, knowledge) comes before the per-turn 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agent.budget import SPLIT_MARGIN_TOKENS, count_fixed_text, count_tokens
 from agent.config_files import read_toml
 from agent.lead import LeadProfile, describe_lead, field_label
 from core.settings import PROJECT_ROOT
@@ -171,6 +173,31 @@ def render_missing_fields(missing: list[str]) -> str:
     return "\n".join(f"- {field_label(name)}" for name in missing)
 
 
+def _system_values(
+    bundle: PromptBundle,
+    *,
+    profile: LeadProfile,
+    missing: list[str],
+    now: datetime,
+    summary: str | None = None,
+    business_hours: str | None = None,
+) -> dict[str, str]:
+    summary_text = (summary or "").strip()[:MAX_SUMMARY_CHARS] or "(início da conversa)"
+    return {
+        "company_name": bundle.company_name,
+        "knowledge": bundle.knowledge,
+        "lead_profile": render_lead_profile(profile),
+        "missing_fields": render_missing_fields(missing),
+        "now": format_now(now, bundle.timezone),
+        "conversation_summary": summary_text,
+        "business_hours": business_hours or "(não informado)",
+    }
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    return _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
 def render_system_prompt(
     bundle: PromptBundle,
     *,
@@ -180,17 +207,54 @@ def render_system_prompt(
     summary: str | None = None,
     business_hours: str | None = None,
 ) -> str:
-    summary_text = (summary or "").strip()[:MAX_SUMMARY_CHARS] or "(início da conversa)"
-    values = {
-        "company_name": bundle.company_name,
-        "knowledge": bundle.knowledge,
-        "lead_profile": render_lead_profile(profile),
-        "missing_fields": render_missing_fields(missing),
-        "now": format_now(now, bundle.timezone),
-        "conversation_summary": summary_text,
-        "business_hours": business_hours or "(não informado)",
-    }
-    return _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), bundle.system_template)
+    values = _system_values(
+        bundle, profile=profile, missing=missing, now=now, summary=summary, business_hours=business_hours
+    )
+    return _fill(bundle.system_template, values)
+
+
+@functools.lru_cache(maxsize=8)
+def _template_pieces(template: str) -> tuple[str, ...]:
+    # Fixed text and placeholder names, alternating: ("fixed", "name", "fixed", ...).
+    return tuple(_PLACEHOLDER_RE.split(template))
+
+
+# Fill-ins that are the same every turn: counted once per process, like the fixed text.
+_FIXED_VALUES = frozenset({"company_name", "knowledge"})
+
+
+def render_system_prompt_counted(
+    bundle: PromptBundle,
+    *,
+    profile: LeadProfile,
+    missing: list[str],
+    now: datetime,
+    summary: str | None = None,
+    business_hours: str | None = None,
+) -> tuple[str, int]:
+    """The system prompt and its o200k tokens, a few high at most, never low.
+
+    The rules and the knowledge are most of it and never change: they are counted once
+    per process, and only what changes per turn (profile, summary, time) is tokenized on
+    each turn. Counting pieces apart can split a whitespace run that would have been
+    one token; a margin per placeholder covers that.
+    """
+    values = _system_values(
+        bundle, profile=profile, missing=missing, now=now, summary=summary, business_hours=business_hours
+    )
+    pieces = _template_pieces(bundle.system_template)
+    tokens = 0
+    per_turn: list[str] = []
+    for index, piece in enumerate(pieces):
+        if index % 2 == 0:
+            tokens += count_fixed_text(piece)
+        elif piece in _FIXED_VALUES:
+            tokens += count_fixed_text(values[piece])
+        else:
+            per_turn.append(values.get(piece, "{" + piece + "}"))
+    # One tokenizer call for all of them (the newline joining them is one token at most).
+    tokens += count_tokens("\n".join(per_turn)) + SPLIT_MARGIN_TOKENS * (len(pieces) // 2)
+    return _fill(bundle.system_template, values), tokens
 
 
 __all__ = [
@@ -203,4 +267,5 @@ __all__ = [
     "render_lead_profile",
     "render_missing_fields",
     "render_system_prompt",
+    "render_system_prompt_counted",
 ]

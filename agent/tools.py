@@ -13,7 +13,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.logging import get_logger
 from integrations.store.base import Handoff, QuoteRequest, TechnicalQuestion
+
+log = get_logger(__name__)
+
+# What one turn may create for the team at most. A lead (or a model going in circles)
+# asking for fifty quotes in one message would open fifty CRM deals and fifty tasks;
+# beyond the cap a call is dropped and logged, not sent back to the model to argue about.
+MAX_QUOTES_PER_TURN = 3
+MAX_TECHNICAL_QUESTIONS_PER_TURN = 3
 
 HandoffReason = Literal["pediu_humano", "lead_quente", "nao_consigo_ajudar", "outro"]
 
@@ -108,11 +117,25 @@ def apply_tool(call: ToolCall, effects: ToolEffects) -> None:
     effects.called.append(call.tool)
 
 
+def _over_cap(call: ToolCall, effects: ToolEffects) -> bool:
+    if isinstance(call, RequestQuote):
+        return len(effects.quotes) >= MAX_QUOTES_PER_TURN
+    if isinstance(call, RegisterTechnicalQuestion):
+        return len(effects.technical_questions) >= MAX_TECHNICAL_QUESTIONS_PER_TURN
+    return False
+
+
 def run_tools(calls: list[ToolCall]) -> ToolEffects:
     effects = ToolEffects()
+    dropped: dict[str, int] = {}
     for call in calls:
+        if _over_cap(call, effects):
+            dropped[call.tool] = dropped.get(call.tool, 0) + 1
+            continue
         try:
             apply_tool(call, effects)
         except ToolError as exc:
             effects.failures.append(f"{call.tool}: {exc}")
+    if dropped:
+        log.warning("tool_calls_over_cap", dropped=dropped)
     return effects

@@ -92,13 +92,20 @@ def default_store(settings: Settings) -> Store:
 def _media_fetcher(
     channels: dict[str, Channel], session: aiohttp.ClientSession, settings: Settings
 ) -> Callable[[InboundMessage], Awaitable[bytes]]:
+    """Downloads share MEDIA_MAX_CONCURRENCY slots across all turns, so a burst of voice
+    notes streams at most that many bodies (each up to MEDIA_MAX_BYTES) at once, whatever
+    MAX_CONCURRENT_TURNS is. A URL the media policy refuses is not retryable: it becomes
+    MediaUnusable and the turn goes on without the media."""
     from agent.graph import MediaUnusable
+
+    slots = asyncio.Semaphore(max(1, settings.media_max_concurrency))
 
     async def fetch(message: InboundMessage) -> bytes:
         channel = channels[message.channel]
         assert message.media_url is not None
         try:
-            return await channel.fetch_media(session, message.media_url, max_bytes=settings.media_max_bytes)
+            async with slots:
+                return await channel.fetch_media(session, message.media_url, max_bytes=settings.media_max_bytes)
         except SendError as exc:
             if exc.retryable:
                 raise
@@ -124,6 +131,8 @@ def _build_agent(
             prompts=load_prompt_bundle(),
             rules=load_scoring_rules(),
             hours=load_business_hours(),
+            lead_message_max_chars=settings.lead_message_max_chars,
+            prompt_max_tokens=settings.prompt_max_tokens,
         )
     )
     return llm, agent
@@ -309,8 +318,22 @@ def _register_outbox_routes(
     app: web.Application, dispatcher: OutboxDispatcher, delivery: Delivery, endpoints: list[Endpoint]
 ) -> None:
     """Each side effect with its integration's policy (runtime/policies.py) and circuit
-    breaker: one per channel for replies, one per endpoint for webhooks."""
+    breaker: one per channel for replies, one per endpoint for webhooks. Erasures (LGPD)
+    are always routed, and never give up on an outage (runtime/erasure.py)."""
+    from integrations.store.base import ERASURE_KIND
+    from runtime.erasure import (
+        CHATWOOT_ERASE_KIND,
+        PIPERUN_ERASE_KIND,
+        ChatwootErasure,
+        ErasureFanout,
+        PipeRunErasure,
+        erasure_policy,
+        fanout_policy,
+    )
+
     settings, session, store, breakers = app[SETTINGS], app[HTTP], app[STORE], app[BREAKERS]
+    fanout = ErasureFanout(store, settings, subscriptions(endpoints))
+    dispatcher.register(ERASURE_KIND, fanout.fan_out, fanout_policy(settings))
     per_channel = breakers.per_item("channel_send", lambda item: item.payload.get("channel"))
     for kind, handler in (("send_text", delivery.send_text), ("reengage", delivery.reengage)):
         dispatcher.register(kind, handler, policy_for("channel_send", settings), per_channel)
@@ -322,6 +345,19 @@ def _register_outbox_routes(
             ("chatwoot_handoff", mirror.handoff),
         ):
             dispatcher.register(kind, handler, policy_for("chatwoot", settings), breakers.get("chatwoot"))
+        dispatcher.register(
+            CHATWOOT_ERASE_KIND,
+            ChatwootErasure(ChatwootClient(settings, session)).erase,
+            erasure_policy("chatwoot", settings),
+            breakers.get("chatwoot"),
+        )
+    if settings.piperun_api_token is not None:
+        dispatcher.register(
+            PIPERUN_ERASE_KIND,
+            PipeRunErasure(PipeRunClient.from_settings(settings, session), settings).erase,
+            erasure_policy("piperun", settings),
+            breakers.get("piperun"),
+        )
     if settings.piperun_configured:
         crm = CrmSync(PipeRunClient.from_settings(settings, session), store, settings)
         dispatcher.register(PIPERUN_KIND, crm.sync, policy_for("piperun", settings), breakers.get("piperun"))

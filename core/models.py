@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class MessageKind(StrEnum):
@@ -39,27 +39,48 @@ class AdReferral(BaseModel):
     headline: str | None = None
 
 
+# Bounds on identifiers from a webhook, far above any provider's real ones: phone digits
+# (E.164: at most 15), a WhatsApp LID or business-scoped id, an Instagram IGSID (~17);
+# message ids up to Instagram's ~90-character mids. Anything longer is not an id but a
+# payload someone built, refused at the edge (422) before it becomes a key in the store.
+MAX_CONTACT_ID_CHARS = 128
+MAX_MESSAGE_ID_CHARS = 256
+MAX_PHONE_CHARS = 32
+# A profile name is the lead's own text, not an id: a long one is cut, never a reason
+# to lose the message it came with.
+MAX_NAME_CHARS = 128
+
+
 class InboundMessage(BaseModel):
     """One thing a contact sent us, whatever the channel."""
 
     model_config = ConfigDict(extra="forbid")
 
     channel: str
-    contact_id: str = Field(description="Provider's id of the contact: phone digits, IGSID...")
-    provider_message_id: str
+    contact_id: str = Field(
+        max_length=MAX_CONTACT_ID_CHARS, description="Provider's id of the contact: phone digits, IGSID..."
+    )
+    provider_message_id: str = Field(max_length=MAX_MESSAGE_ID_CHARS)
     kind: MessageKind
     text: str | None = None
     media_url: str | None = None
     media_mime: str | None = None
     media_caption: str | None = None
     file_name: str | None = None
-    phone: str | None = None
+    phone: str | None = Field(default=None, max_length=MAX_PHONE_CHARS)
     name: str | None = None
     timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     referral: AdReferral | None = None
     from_me: bool = False
     is_group: bool = False
-    reply_to_provider_id: str | None = None
+    reply_to_provider_id: str | None = Field(default=None, max_length=MAX_MESSAGE_ID_CHARS)
+
+    @field_validator("name")
+    @classmethod
+    def _cut_name(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_NAME_CHARS:
+            return value[:MAX_NAME_CHARS].rstrip()
+        return value
 
     @property
     def contact_key(self) -> str:

@@ -26,7 +26,7 @@ from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 from integrations.store.base import NewMessage, StoredMessage, TurnCommit
 from integrations.store.sqlite import SqliteStore
-from tests.helpers.fakes import FakeOpenAI, Step, load_fixture
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, Step, load_fixture
 
 LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"
@@ -235,7 +235,7 @@ async def test_the_known_profile_and_missing_fields_are_in_the_system_prompt(
 
 async def test_the_graph_uses_exactly_the_history_it_is_given(agent: SdrAgent, openai_fake: FakeOpenAI) -> None:
     # Windowing is the runtime's job (TurnRunner asks the store for `history_window`
-    # messages); the graph neither drops nor adds any.
+    # messages); within the token budget the graph neither drops nor adds any.
     for count in (1, 10, 40):
         await agent.run(turn(past=history(count)))
     assert [len(r["messages"]) for r in openai_fake.chat_requests] == [1 + 1 + 1, 1 + 10 + 1, 1 + 40 + 1]
@@ -500,3 +500,60 @@ async def test_a_bad_field_from_the_model_is_dropped_and_the_rest_applies(
     assert result.profile.name == "Ana"
     assert result.profile.state is None and result.profile.cnpj is None
     assert result.changed_fields == ["name"]
+
+
+# --- bounded work per message (issue 13) ----------------------------------------------------
+
+
+async def test_a_960k_character_message_is_stored_whole_but_every_prompt_sees_it_cut(
+    aiohttp_client: Any, settings: Settings, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, clock: Any
+) -> None:
+    from core.app import create_app
+    from core.keys import STORE
+    from tests.conftest import zapi_message
+    from tests.helpers.settle import settled
+
+    # 960,023 characters (ASCII, so the JSON body stays under the 1 MiB cap).
+    huge = ("Quero orcamento da FB300. " * 36_924).strip()
+    note = f"[mensagem cortada: {len(huge) - 4000} caracteres omitidos]"
+    bot = await aiohttp_client(create_app(settings, clock=clock))
+    for mid, body in (("3EB0HUGE00000001", huge), ("3EB0HUGE00000002", "e o prazo?")):
+        response = await bot.post("/webhooks/zapi", json=zapi_message(message_id=mid, text=body))
+        assert response.status == 200
+        await settled(bot)
+
+    first, second = openai_fake.chat_requests
+    assert first["messages"][-1] == {"role": "user", "content": huge[:4000] + "\n" + note}
+    # The next turn's history carries the same cut text, not the 960,000 characters.
+    assert second["messages"][-3] == {"role": "user", "content": huge[:4000] + "\n" + note}
+    assert second["messages"][-1] == {"role": "user", "content": "e o prazo?"}
+    assert all(len(json.dumps(r["messages"], ensure_ascii=False)) < 30_000 for r in (first, second))
+    # The team still reads the whole message (Chatwoot, the store).
+    stored = await bot.app[STORE].recent_messages(KEY, 10)
+    assert [m.text for m in stored if m.direction == "in"] == [huge, "e o prazo?"]
+
+
+async def test_the_prompt_limits_come_from_settings(
+    aiohttp_client: Any, tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, clock: Any
+) -> None:
+    from agent.budget import prompt_tokens
+    from core.app import create_app
+    from core.keys import RUNNER
+    from tests.conftest import fast_settings, zapi_message
+    from tests.helpers.settle import settled
+
+    settings = fast_settings(tmp_path, lead_message_max_chars=50, prompt_max_tokens=5000)
+    bot = await aiohttp_client(create_app(settings, clock=clock))
+    deps = bot.app[RUNNER].agent.deps
+    assert (deps.lead_message_max_chars, deps.prompt_max_tokens) == (50, 5000)
+    for index in range(12):
+        body = f"mensagem {index:02d} " + "bla " * 199 + "bla"
+        payload = zapi_message(message_id=f"3EB0SET{index:09d}", text=body)
+        response = await bot.post("/webhooks/zapi", json=payload)
+        assert response.status == 200
+        await settled(bot)
+
+    last = openai_fake.chat_requests[-1]["messages"]
+    cut = ("mensagem 11 " + "bla " * 200)[:50]
+    assert last[-1]["content"] == cut + "\n[mensagem cortada: 761 caracteres omitidos]"
+    assert prompt_tokens(last) <= 5000

@@ -9,6 +9,7 @@ once; a refusal is `LLMRefused`, never an empty reply.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -19,11 +20,20 @@ import openai
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from agent.graph import AgentDeps, AgentTurnOutput, SdrAgent, TurnInput
+from agent.budget import count_tokens
+from agent.graph import TRUNCATED_RETRY_NOTE, AgentDeps, AgentTurnOutput, SdrAgent, TurnInput
 from agent.lead import LeadProfile
-from agent.llm import LLMClient, LLMRefused, LLMUnavailable, is_retryable_openai_error
-from agent.prompts import load_prompt_bundle
+from agent.llm import (
+    MAX_COMPLETION_TOKENS,
+    LLMClient,
+    LLMRefused,
+    LLMTruncated,
+    LLMUnavailable,
+    is_retryable_openai_error,
+)
+from agent.prompts import MAX_SUMMARY_CHARS, load_prompt_bundle
 from agent.scoring import load_scoring_rules
+from agent.tools import MAX_QUOTES_PER_TURN, MAX_TECHNICAL_QUESTIONS_PER_TURN
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 from tests.conftest import fast_settings
@@ -289,7 +299,7 @@ async def test_the_request_is_byte_for_byte_what_chat_completions_create_sends(
         model=settings.openai_model,
         messages=messages,  # type: ignore[arg-type]
         temperature=0.4,
-        max_completion_tokens=900,
+        max_completion_tokens=MAX_COMPLETION_TOKENS,
         extra_body={"response_format": llm._response_format(AgentTurnOutput)},
     )
     ours, sdk = seen
@@ -318,3 +328,113 @@ async def test_a_completion_without_choices_is_llm_refused(agent: SdrAgent, http
     http_mock.post(CHAT_URL, payload=completion)
     with pytest.raises(LLMRefused, match="no choices"):
         await agent.run(a_turn())
+
+
+# --- an answer cut at the completion limit ----------------------------------------------
+
+
+def scripted_chat(http_mock: aioresponses, *fixtures: str) -> list[dict[str, Any]]:
+    """OpenAI answering each request with the next fixture (the last one repeats)."""
+    requests: list[dict[str, Any]] = []
+
+    async def answer(url: Any, **kwargs: Any) -> CallbackResult:
+        requests.append(json.loads(kwargs["data"]))
+        name = fixtures[min(len(requests), len(fixtures)) - 1]
+        completion = load_fixture(f"openai/{name}")
+        if name == "chat_completion_structured.json":
+            completion["choices"][0]["message"]["content"] = VALID_OUTPUT
+        return CallbackResult(status=200, payload=completion)
+
+    http_mock.post(CHAT_URL, callback=answer, repeat=True)
+    return requests
+
+
+async def test_a_cut_answer_is_llm_truncated_never_a_parsed_half(
+    agent: SdrAgent, http_mock: aioresponses
+) -> None:
+    requests = scripted_chat(http_mock, "chat_completion_length.json")
+    with pytest.raises(LLMTruncated) as caught:
+        await agent.deps.llm.structured([{"role": "user", "content": "Oi"}], AgentTurnOutput)
+    assert isinstance(caught.value, LLMRefused)  # the runtime's "failed turn" path
+    assert caught.value.usage.completion_tokens == 4096  # what the cut answer cost is kept
+    assert len(requests) == 1  # not retried blindly by the client
+
+
+async def test_a_cut_answer_is_asked_again_shorter_and_the_lead_gets_the_complete_one(
+    agent: SdrAgent, http_mock: aioresponses
+) -> None:
+    requests = scripted_chat(http_mock, "chat_completion_length.json", "chat_completion_structured.json")
+    result = await agent.run(a_turn())
+
+    assert result.reply == "Olá!"
+    assert result.llm_calls == 2
+    first, second = (r["messages"] for r in requests)
+    assert second[: len(first)] == first
+    assert second[-1] == {"role": "system", "content": TRUNCATED_RETRY_NOTE}
+    # Both calls are counted: the cut one was billed too.
+    assert result.usage.prompt_tokens == 3312 + 1117
+    assert result.usage.completion_tokens == 4096 + 46
+
+
+async def test_an_answer_cut_twice_fails_the_turn_instead_of_sending_half(
+    agent: SdrAgent, http_mock: aioresponses
+) -> None:
+    requests = scripted_chat(http_mock, "chat_completion_length.json")
+    with pytest.raises(LLMTruncated):
+        await agent.run(a_turn())
+    assert len(requests) == 2  # one shorter retry, no loop
+
+
+async def test_answers_cut_every_time_end_in_the_fixed_apology_not_half_a_json(
+    aiohttp_client: Any, tmp_path: Any, http_mock: aioresponses, clock: Any
+) -> None:
+    from core.app import create_app
+    from core.keys import RUNNER
+    from tests.conftest import ZAPI_INSTANCE, ZAPI_TOKEN, zapi_message
+    from tests.helpers.fakes import FakeZapi
+    from tests.helpers.settle import settled
+
+    zapi = FakeZapi(http_mock, instance_id=ZAPI_INSTANCE, instance_token=ZAPI_TOKEN)
+    requests = scripted_chat(http_mock, "chat_completion_length.json")
+    bot = await aiohttp_client(create_app(fast_settings(tmp_path), clock=clock))
+    response = await bot.post("/webhooks/zapi", json=zapi_message(text="Me explica tudo da FB300"))
+    assert response.status == 200
+    await settled(bot, timeout=10)
+
+    lead = zapi_message()["phone"]
+    assert zapi.texts_to(lead) == [bot.app[RUNNER].agent.deps.prompts.turn_failed_reply]
+    assert len(requests) == 2 * 3  # each of the 3 attempts: the call and its shorter retry
+    assert all(r["max_completion_tokens"] == MAX_COMPLETION_TOKENS for r in requests)
+
+
+def test_the_completion_limit_holds_the_largest_answer_a_turn_may_give() -> None:
+    # The largest legitimate answer: three full WhatsApp messages, every lead field, the
+    # summary at its cap, the per-turn caps of quotes and technical questions, a handoff.
+    sentence = "A FB300 é semiautomática e faz de 300 a 350 hambúrgueres por hora, com molde sob medida. "
+    longest = AgentTurnOutput.model_validate(
+        {
+            "reply": "\n\n".join([sentence * 6] * 3),
+            "lead": {
+                "name": "Maria Aparecida de Souza Albuquerque", "company": "Frigorífico Bom Corte Ltda.",
+                "cnpj": "12.345.678/0001-90", "city": "São José dos Campos", "state": "SP",
+                "segment": "frigorífico", "product_interest": "formadora de hambúrguer automática",
+                "volume": "3.000 hambúrgueres por dia", "volume_per_day": 3000, "urgency": "alta",
+                "timeline": "até o fim do próximo mês", "budget_signal": "verba aprovada pela diretoria",
+                "decision_role": "decisor", "knows_company": True,
+                "email": "maria.albuquerque@bomcorte.com.br", "phone": "5512999998888",
+            },
+            "tool_calls": [
+                {"tool": "request_quote", "products": ["FB300", "FB700", "molde 120 mm"], "quantity": "2",
+                 "summary": sentence * 4}
+            ] * MAX_QUOTES_PER_TURN
+            + [
+                {"tool": "register_technical_question", "question": sentence * 2, "context": sentence * 2}
+            ] * MAX_TECHNICAL_QUESTIONS_PER_TURN
+            + [{"tool": "handoff_to_human", "reason": "lead_quente", "summary": sentence * 3}],
+            "summary": (sentence * 20)[:MAX_SUMMARY_CHARS],
+            "image_description": sentence,
+        }
+    )
+    needed = count_tokens(longest.model_dump_json())
+    assert needed > 900  # the old limit cut this answer in half
+    assert needed <= MAX_COMPLETION_TOKENS

@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from openai.lib._parsing._completions import type_to_response_format_param
+from structlog.testing import capture_logs
 
 from agent.graph import AgentTurnOutput
 from agent.tools import (
+    MAX_QUOTES_PER_TURN,
+    MAX_TECHNICAL_QUESTIONS_PER_TURN,
     TOOL_NAMES,
     HandoffToHuman,
     OptOut,
@@ -146,6 +149,32 @@ def test_handoff_twice_keeps_the_first() -> None:
     )
     assert effects.handoff == Handoff(reason="pediu_humano", summary="primeiro resumo")
     assert effects.failures == []
+
+
+def test_one_turn_creates_at_most_three_quotes_and_three_questions() -> None:
+    assert (MAX_QUOTES_PER_TURN, MAX_TECHNICAL_QUESTIONS_PER_TURN) == (3, 3)
+    calls: list[Any] = [quote([f"FB{n}"]) for n in range(10)]
+    calls += [question(f"Dúvida {n}?") for n in range(10)]
+    with capture_logs() as logs:
+        effects = run_tools([*calls, handoff()])
+    assert [q.products for q in effects.quotes] == [["FB0"], ["FB1"], ["FB2"]]
+    assert [q.question for q in effects.technical_questions] == ["Dúvida 0?", "Dúvida 1?", "Dúvida 2?"]
+    # The cap is not the model's mistake: no repair call is asked for, other tools still run.
+    assert effects.failures == []
+    assert effects.handoff is not None and effects.handoff.reason == "pediu_humano"
+    assert [entry for entry in logs if entry["event"] == "tool_calls_over_cap"] == [
+        {
+            "event": "tool_calls_over_cap",
+            "log_level": "warning",
+            "dropped": {"request_quote": 7, "register_technical_question": 7},
+        }
+    ]
+
+
+def test_an_invalid_call_does_not_use_up_the_cap() -> None:
+    effects = run_tools([quote([]), quote([]), quote(["A"]), quote(["B"]), quote(["C"]), quote(["D"])])
+    assert [q.products for q in effects.quotes] == [["A"], ["B"], ["C"]]
+    assert len(effects.failures) == 2
 
 
 def test_the_model_output_parses_each_tool_by_its_name() -> None:
@@ -366,3 +395,25 @@ async def test_opt_out_tool_not_confirmed_leaves_the_lead_reachable(
     await settled(bot)
     assert zapi_fake.texts_to(LEAD) == ["Sem problema! Posso te ajudar com mais alguma coisa?"]
     assert db_rows(bot, "SELECT opted_out FROM leads") == [(0,)]
+
+
+async def test_a_turn_asking_for_fifty_quotes_stores_three(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    many_quotes = [{**GOOD_QUOTE, "products": [f"FB{n}"]} for n in range(50)]
+    many_questions = [
+        {"tool": "register_technical_question", "question": f"Dúvida {n}?", "context": None}
+        for n in range(50)
+    ]
+    openai_fake.then(reply="Registrei seus pedidos!", tools=many_quotes + many_questions)
+    await post(bot, zapi_message(text="Quero orçamento de tudo"))
+    await settled(bot)
+
+    assert openai_fake.chat_calls == 1
+    assert zapi_fake.texts_to(LEAD) == ["Registrei seus pedidos!"]
+    assert db_rows(bot, "SELECT products FROM orcamentos ORDER BY id") == [
+        ('["FB0"]',), ('["FB1"]',), ('["FB2"]',)
+    ]
+    assert db_rows(bot, "SELECT question FROM technical_questions ORDER BY id") == [
+        ("Dúvida 0?",), ("Dúvida 1?",), ("Dúvida 2?",)
+    ]

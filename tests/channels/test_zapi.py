@@ -749,3 +749,56 @@ async def test_fetch_media_refuses_non_http_urls(channel: ZapiChannel, url: str)
         with pytest.raises(SendError) as exc_info:
             await channel.fetch_media(session, url, max_bytes=1000)
     assert exc_info.value.retryable is False
+
+
+# --- identifiers of absurd length (issue 13) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mutation", "field"),
+    [
+        ({"phone": "55" + "9" * 10_000}, "contact_id"),
+        ({"phone": "9" * 200 + "@lid"}, "contact_id"),
+        ({"messageId": "3EB0" + "A" * 960_000}, "provider_message_id"),
+        ({"referenceMessageId": "3EB0" + "B" * 10_000}, "reply_to_provider_id"),
+        ({"fromMe": True, "phone": "55" + "9" * 10_000}, "contact_id"),
+    ],
+)
+def test_an_id_of_absurd_length_is_refused_at_the_edge(
+    channel: ZapiChannel, mutation: dict[str, Any], field: str
+) -> None:
+    payload = load("received_text.json") | mutation
+    with pytest.raises(WebhookRejected) as exc_info:
+        channel.parse(payload)
+    assert exc_info.value.status == 422
+    assert field in exc_info.value.message
+    assert len(exc_info.value.message) < 200  # says which field, never echoes the value
+
+
+def test_ids_as_long_as_real_ones_are_accepted(channel: ZapiChannel) -> None:
+    # E.164 allows 15 digits; Instagram mids run to ~90 characters.
+    payload = load("received_text.json") | {"phone": "9" * 20, "messageId": "aWdf" + "Z" * 200}
+    message = only_message(channel.parse(payload))
+    assert message.contact_id == "9" * 20
+    assert message.provider_message_id == "aWdf" + "Z" * 200
+
+
+def test_an_absurdly_long_profile_name_is_cut_not_a_reason_to_lose_the_message(channel: ZapiChannel) -> None:
+    payload = load("received_text.json") | {"senderName": "Maria " + "M" * 100_000}
+    message = only_message(channel.parse(payload))
+    assert message.name == ("Maria " + "M" * 100_000)[:128]
+    assert message.text == "Olá, quero saber o preço do plano anual"
+
+
+async def test_the_webhook_answers_422_for_an_absurd_id_and_stores_nothing(bot: Any) -> None:
+    import sqlite3
+
+    from core.keys import STORE
+    from tests.conftest import zapi_message
+
+    response = await bot.post("/webhooks/zapi", json=zapi_message(phone="55" + "9" * 10_000))
+    assert response.status == 422
+    body = await response.json()
+    assert "contact_id" in json.dumps(body)
+    with sqlite3.connect(bot.app[STORE].path) as db:
+        assert db.execute("SELECT COUNT(*) FROM inbound").fetchone() == (0,)

@@ -44,6 +44,12 @@ async def get(bot: BotProcess, path: str) -> tuple[int, str]:
             return response.status, await response.text()
 
 
+def replies(provider: ProviderServer) -> list[str]:
+    """Every text the provider took, in order (replies without a hand-off: the same at
+    any hour, business hours or not)."""
+    return [s["message"] for s in provider.state.sent]
+
+
 async def deliver(bot: BotProcess, message_id: str, text: str) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{bot.url}/webhooks/zapi", json=zapi_message(message_id=message_id, text=text)) as r:
@@ -59,7 +65,8 @@ async def test_the_deployed_layout_answers_and_reports_both_processes(tmp_path: 
     try:
         assert bot.proc is not None and len(children(bot.proc.pid)) == 1
         await deliver(bot, "3EB0WORK00000001", "Oi, tudo bem?")
-        await eventually(lambda: provider.state.sent, timeout=10)
+        await bot.settled(timeout=10)
+        assert replies(provider) == ["Resposta para: Oi, tudo bem?"]
         status, body = await get(bot, "/api/health")
         assert status == 200 and '"worker": "running"' in body
         status, text = await get(bot, "/metrics")
@@ -81,7 +88,8 @@ async def test_a_dead_worker_is_restarted_and_nothing_is_lost(tmp_path: Path, pr
         os.kill(worker, signal.SIGKILL)
         # Webhooks are still acknowledged while the worker is down: the message waits, stored.
         await deliver(bot, "3EB0WORK00000002", "Alguém aí?")
-        await eventually(lambda: [s["message"] for s in provider.state.sent] == ["Resposta para: Alguém aí?"], timeout=15)
+        await bot.settled(timeout=15)  # waits for the restarted worker: health is 503 without it
+        assert replies(provider) == ["Resposta para: Alguém aí?"]
         [again] = children(bot.proc.pid)
         assert again != worker
         status, body = await get(bot, "/api/health")
@@ -112,7 +120,8 @@ async def test_one_process_mode_still_works(tmp_path: Path, provider: ProviderSe
     try:
         assert bot.proc is not None and children(bot.proc.pid) == []
         await deliver(bot, "3EB0WORK00000003", "Oi")
-        await eventually(lambda: provider.state.sent, timeout=10)
+        await bot.settled(timeout=10)
+        assert replies(provider) == ["Resposta para: Oi"]
         status, body = await get(bot, "/api/health")
         assert status == 200 and "worker" not in body
     finally:
@@ -132,7 +141,9 @@ async def test_the_worker_hears_of_each_message_at_once_not_at_the_next_poll(
     try:
         started = asyncio.get_running_loop().time()
         await deliver(bot, "3EB0WORK00000004", "Oi, rápido?")
-        await eventually(lambda: provider.state.sent, timeout=5)
+        await eventually(lambda: provider.state.sent, timeout=5)  # the first reply: a monotone flag
         assert asyncio.get_running_loop().time() - started < 3
+        await bot.settled(timeout=10)
+        assert replies(provider) == ["Resposta para: Oi, rápido?"]
     finally:
         bot.terminate()

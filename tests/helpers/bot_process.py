@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -32,16 +36,10 @@ def children(pid: int) -> list[int]:
     return found
 
 
-import datetime as _dt, time as _time
-_XXX_OFFSET = ""
-if os.environ.get("XXX_BOT_FAKETIME"):
-    _t = _dt.datetime.fromisoformat(os.environ["XXX_BOT_FAKETIME"]).replace(tzinfo=_dt.timezone.utc).timestamp()
-    _XXX_OFFSET = f"{int(_t - _time.time()):+d}"
-
-
 class BotProcess:
     def __init__(self, *, sqlite_path: Path, provider_url: str, log_path: Path, **env: str) -> None:
         self.port = free_port()
+        self.sqlite_path = sqlite_path
         self.log_path = log_path
         self.env = {
             **os.environ,
@@ -62,10 +60,6 @@ class BotProcess:
             "LOG_FORMAT": "json",
             **env,
         }
-        if os.environ.get("XXX_BOT_FAKETIME"):  # TEMPORARY experiment hook
-            self.env.update(LD_PRELOAD="/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-                            FAKETIME=_XXX_OFFSET, TZ="UTC",
-                            FAKETIME_DONT_FAKE_MONOTONIC="1")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -91,6 +85,58 @@ class BotProcess:
                 if asyncio.get_running_loop().time() > deadline:
                     raise RuntimeError("bot did not become healthy")
                 await asyncio.sleep(0.05)
+
+    def backlog(self) -> tuple[int, int]:
+        """What the bot's SQLite file still has to do: (pending inbound messages, pending
+        or in-flight outbox items), read like an operator would, from outside."""
+        with closing(sqlite3.connect(self.sqlite_path, timeout=10)) as db:
+            inbound = db.execute("SELECT COUNT(*) FROM inbound WHERE status = 'pending'").fetchone()[0]
+            outbox = db.execute("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'inflight')").fetchone()[0]
+        return inbound, outbox
+
+    async def health(self, session: aiohttp.ClientSession) -> tuple[int, dict[str, Any]]:
+        token = self.env.get("METRICS_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            async with session.get(f"{self.url}/api/health", headers=headers) as response:
+                return response.status, await response.json()
+        except (aiohttp.ClientError, ValueError) as exc:
+            return 0, {"error": repr(exc)}
+
+    async def settled(self, *, timeout: float = 20.0, poll_s: float = 0.05) -> None:
+        """Return once the bot has nothing left to do; fail after `timeout` s.
+
+        The subprocess counterpart of tests/helpers/settle.py: no inbound message pending
+        and no outbox item pending or in flight in its SQLite file, AND its /api/health
+        (which merges the turn worker's) healthy with `active_contacts` 0 and outbox
+        pending 0, on two consecutive looks `poll_s` apart. A state, not a count: it
+        cannot be overshot, so exact counts can be asserted right after."""
+        assert self.proc is not None, "the bot was never started"
+        deadline = time.monotonic() + timeout
+        in_a_row = 0
+        last: object = None
+        async with aiohttp.ClientSession() as session:
+            while True:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"the bot exited ({self.proc.returncode}) before settling")
+                backlog = await asyncio.to_thread(self.backlog)
+                status, body = await self.health(session)
+                outbox = body.get("outbox")
+                quiet = (
+                    backlog == (0, 0)
+                    and status == 200
+                    and body.get("active_contacts") == 0
+                    and isinstance(outbox, dict)
+                    and outbox.get("pending") == 0
+                )
+                last = {"pending_inbound": backlog[0], "pending_or_inflight_outbox": backlog[1],
+                        "health": status, "active_contacts": body.get("active_contacts"), "outbox": outbox}
+                in_a_row = in_a_row + 1 if quiet else 0
+                if in_a_row >= 2:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the bot did not settle within {timeout} s; last look: {last}")
+                await asyncio.sleep(poll_s)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no flush, exactly like a crash or OOM kill."""

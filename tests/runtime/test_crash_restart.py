@@ -40,6 +40,8 @@ async def deliver(bot: BotProcess, payload: dict) -> None:
 
 
 def answered(provider: ProviderServer) -> Counter[str]:
+    """Every text the provider took, with how many times: an exact, hour-free picture
+    (these replies never carry a hand-off, so business hours cannot add a message)."""
     return Counter(s["message"] for s in provider.state.sent)
 
 
@@ -52,7 +54,7 @@ async def test_sigkill_while_the_llm_is_thinking_then_restart_answers_exactly_on
     await first.start()
     try:
         await deliver(first, zapi_message(message_id="3EB0CRASH0000001", text="Oi, tudo bem?"))
-        await eventually(lambda: provider.state.chat_started == 1, timeout=10)
+        await eventually(lambda: provider.state.chat_started >= 1, timeout=10)  # the model is thinking
     finally:
         first.kill()
     assert provider.state.sent == []
@@ -61,11 +63,16 @@ async def test_sigkill_while_the_llm_is_thinking_then_restart_answers_exactly_on
     second = BotProcess(sqlite_path=db, provider_url=provider.url, log_path=tmp_path / "bot2.log")
     await second.start()
     try:
-        await eventually(lambda: provider.state.sent, timeout=15)
-        await asyncio.sleep(0.5)
+        await second.settled(timeout=20)
     finally:
         second.terminate()
     assert answered(provider) == Counter({"Resposta para: Oi, tudo bem?": 1})
+    assert outbox(db) == [("done", 1)]
+
+
+def replied_to(provider: ProviderServer) -> set[str]:
+    """The lead texts the provider has a reply to."""
+    return {m.removeprefix("Resposta para: ") for m in answered(provider)}
 
 
 def outbox(db: Path) -> list[tuple[str, int]]:
@@ -93,8 +100,7 @@ async def test_sigkill_after_commit_before_delivery_then_restart_delivers_once(
     second = BotProcess(sqlite_path=db, provider_url=provider.url, log_path=tmp_path / "bot2.log")
     await second.start()
     try:
-        await eventually(lambda: provider.state.sent, timeout=20)
-        await asyncio.sleep(0.5)
+        await second.settled(timeout=20)  # the retry is due ~3 s after the first failure
     finally:
         second.terminate()
     assert answered(provider) == Counter({"Resposta para: Quero a FB300": 1})
@@ -113,8 +119,8 @@ async def test_sigkill_while_a_send_is_on_the_wire_still_delivers_after_restart(
     first = BotProcess(sqlite_path=db, provider_url=provider.url, log_path=tmp_path / "bot1.log")
     await first.start()
     try:
-        await deliver(first, zapi_message(message_id="3EB0CRASH0000003", text="Tem pronta entrega?"))
-        await eventually(lambda: provider.state.send_started == 1, timeout=10)
+        await deliver(first, zapi_message(message_id="3EB0CRASH0000003", text="Vocês atendem Curitiba?"))
+        await eventually(lambda: provider.state.send_started >= 1, timeout=10)  # the reply is on the wire
     finally:
         first.kill()
     assert outbox(db) == [("inflight", 1)]
@@ -123,11 +129,15 @@ async def test_sigkill_while_a_send_is_on_the_wire_still_delivers_after_restart(
     second = BotProcess(sqlite_path=db, provider_url=provider.url, log_path=tmp_path / "bot2.log")
     await second.start()
     try:
-        await eventually(lambda: outbox(db) == [("done", 2)], timeout=15)
+        await second.settled(timeout=20)
     finally:
         second.terminate()
+    assert outbox(db) == [("done", 2)]
     assert provider.state.chat_calls == 1
-    assert answered(provider)["Resposta para: Tem pronta entrega?"] >= 1
+    # Resent once, never lost: the provider has it once, or twice when the killed
+    # request reached it too (the documented window), and nothing else.
+    [(text, times)] = answered(provider).items()
+    assert text == "Resposta para: Vocês atendem Curitiba?" and times in (1, 2), answered(provider)
 
 
 async def test_leads_across_repeated_sigkills_are_each_answered_exactly_once(
@@ -138,37 +148,38 @@ async def test_leads_across_repeated_sigkills_are_each_answered_exactly_once(
     db = tmp_path / "bot.sqlite3"
     provider.state.llm_hang = asyncio.Event()
     provider.state.llm_hang_texts = set()
-    total = 0
+    wrote: list[str] = []
     for round_ in range(3):
         bot = BotProcess(sqlite_path=db, provider_url=provider.url, log_path=tmp_path / f"bot{round_}.log")
         await bot.start()
         try:
-            hung = []
             for n in range(4):
                 text = f"rodada {round_} lead {n}"
                 if n % 2 == round_ % 2:
                     provider.state.llm_hang_texts.add(text)
-                    hung.append(text)
                 phone = f"55119{round_:02d}{n:06d}"
                 await deliver(bot, zapi_message(message_id=f"3EB0R{round_}L{n:010d}", phone=phone, text=text))
-            total += 4
-            expected = len(provider.state.sent) + 4 - len(hung)
-            await eventually(lambda expected=expected: len(provider.state.sent) == expected, timeout=15)
+                wrote.append(text)
+            # The turns that can finish have finished: each of their replies is at the
+            # provider and marked done, so the kill below cuts off no send. A state (it
+            # cannot be overshot); the exact counts are checked right after.
+            free = [t for t in wrote if t not in provider.state.llm_hang_texts]
             await eventually(
-                lambda: sum(1 for status, _ in outbox(db) if status == "done") == len(provider.state.sent),
-                timeout=10,
+                lambda free=free: set(free) <= replied_to(provider)
+                and not [s for s, _ in outbox(db) if s != "done"],
+                timeout=15,
             )
         finally:
             bot.kill()
+        assert answered(provider) == Counter({f"Resposta para: {t}": 1 for t in free})
+        assert outbox(db) == [("done", 1)] * len(free)
 
     provider.state.llm_hang.set()
     final = BotProcess(sqlite_path=db, provider_url=provider.url, log_path=tmp_path / "final.log")
     await final.start()
     try:
-        await eventually(lambda: len(provider.state.sent) == total, timeout=20)
-        await asyncio.sleep(0.5)
+        await final.settled(timeout=20)
     finally:
         assert final.terminate() == 0
-    counts = answered(provider)
-    assert len(counts) == total
-    assert set(counts.values()) == {1}
+    assert len(wrote) == 12
+    assert answered(provider) == Counter({f"Resposta para: {t}": 1 for t in wrote})

@@ -89,6 +89,11 @@ class Channel(Protocol):
     @property
     def configured(self) -> bool: ...
 
+    @property
+    def missing_webhook_secret(self) -> str | None:
+        """The setting to fill in when this channel's webhook cannot be authenticated (and is
+        therefore refused); None when it can, or when the channel has no webhook."""
+
     def authenticate(self, request: web.Request, raw_body: bytes) -> None:
         """Raise WebhookRejected(401/403) unless the request proves it comes from the provider."""
 

@@ -42,6 +42,10 @@ class CliChannel:
     def configured(self) -> bool:
         return True
 
+    @property
+    def missing_webhook_secret(self) -> str | None:
+        return None  # no webhook: the terminal is the channel
+
     # -- inbound --------------------------------------------------------------------
 
     def authenticate(self, request: web.Request, raw_body: bytes) -> None:

@@ -306,6 +306,10 @@ class InstagramChannel:
     def configured(self) -> bool:
         return self._settings.instagram_configured
 
+    @property
+    def missing_webhook_secret(self) -> str | None:
+        return "META_APP_SECRET" if self._settings.meta_app_secret is None else None
+
     # -- inbound --------------------------------------------------------------------
 
     def authenticate(self, request: web.Request, raw_body: bytes) -> None:

@@ -324,6 +324,13 @@ class WahaChannel:
     def configured(self) -> bool:
         return self._settings.waha_configured
 
+    @property
+    def missing_webhook_secret(self) -> str | None:
+        s = self._settings
+        if s.waha_webhook_hmac_key is None and s.waha_webhook_secret is None:
+            return "WAHA_WEBHOOK_HMAC_KEY"
+        return None
+
     # -- inbound: authentication ----------------------------------------------------
 
     def authenticate(self, request: web.Request, raw_body: bytes) -> None:
@@ -339,6 +346,11 @@ class WahaChannel:
             return
         if s.waha_webhook_secret is not None:
             self._verify_token(request, s.waha_webhook_secret.get_secret_value())
+            return
+        # Closed by default, like every other webhook route.
+        raise WebhookRejected(
+            403, "WAHA_WEBHOOK_HMAC_KEY (or WAHA_WEBHOOK_SECRET) is not set: WAHA webhooks are refused until it is"
+        )
 
     @staticmethod
     def _verify_hmac(request: web.Request, raw_body: bytes, key: str) -> None:

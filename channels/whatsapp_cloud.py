@@ -399,6 +399,10 @@ class WhatsAppCloudChannel:
     def configured(self) -> bool:
         return self._settings.whatsapp_cloud_configured
 
+    @property
+    def missing_webhook_secret(self) -> str | None:
+        return "META_APP_SECRET" if self._settings.meta_app_secret is None else None
+
     # -- inbound --------------------------------------------------------------------
 
     def authenticate(self, request: web.Request, raw_body: bytes) -> None:

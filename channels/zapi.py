@@ -311,6 +311,10 @@ class ZapiChannel:
     def configured(self) -> bool:
         return self._settings.zapi_configured
 
+    @property
+    def missing_webhook_secret(self) -> str | None:
+        return "ZAPI_WEBHOOK_SECRET" if self._settings.zapi_webhook_secret is None else None
+
     # -- inbound --------------------------------------------------------------------
 
     def authenticate(self, request: web.Request, raw_body: bytes) -> None:
@@ -321,7 +325,9 @@ class ZapiChannel:
         """
         secret = self._settings.zapi_webhook_secret
         if secret is None:
-            return
+            # Closed by default: an open route would let anyone make the bot message any
+            # number from the company's WhatsApp, spend LLM turns and pause leads.
+            raise WebhookRejected(403, "ZAPI_WEBHOOK_SECRET is not set: Z-API webhooks are refused until it is")
         expected = secret.get_secret_value().encode()
         candidates: list[str] = []
         query_token = request.query.get("token")

@@ -262,6 +262,8 @@ def create_app(
         # objects otherwise stall the loop for tens of milliseconds under load.
         gc.collect()
         gc.freeze()
+        if role != "worker":
+            _warn_unauthenticated_webhooks(channels)
         log.info(
             "sdr_started",
             store=store.backend_name,
@@ -312,6 +314,22 @@ async def drain(app: web.Application) -> None:
     worker = app.get(WORKER)
     if worker is not None:
         await worker.stop()
+
+
+WEBHOOK_SECRET_MISSING = "error: webhook secret missing"
+
+
+def _warn_unauthenticated_webhooks(channels: dict[str, Channel]) -> None:
+    """Said at start, not discovered when the first lead goes unanswered."""
+    for name, channel in channels.items():
+        setting = channel.missing_webhook_secret
+        if channel.configured and setting:
+            log.error(
+                "webhook_secret_missing",
+                channel=name,
+                setting=setting,
+                action=f"every /webhooks/{'meta' if setting == 'META_APP_SECRET' else name} request is refused until {setting} is set",
+            )
 
 
 def _register_outbox_routes(
@@ -438,7 +456,10 @@ async def health(request: web.Request) -> web.Response:
     services["openai"] = flag(settings.openai_configured)
     for name, channel in app[CHANNELS].items():
         if getattr(channel, "webhook", True):  # the terminal chat channel is not a service
-            services[name] = app[CHANNEL_HEALTH].status(name, configured=channel.configured)
+            state = app[CHANNEL_HEALTH].status(name, configured=channel.configured)
+            if channel.configured and channel.missing_webhook_secret:
+                state = WEBHOOK_SECRET_MISSING  # its webhook refuses everything
+            services[name] = state
     services["chatwoot"] = app[CHANNEL_HEALTH].status("chatwoot", configured=settings.chatwoot_configured)
     services["piperun"] = flag(settings.piperun_configured)
     status = "healthy" if healthy else "degraded"

@@ -727,9 +727,37 @@ CHECKS: tuple[Check, ...] = (
 # --- running and printing ---------------------------------------------------------------
 
 
+# The setting that authenticates each channel's webhook; without it the route refuses all.
+WEBHOOK_SECRET_SETTINGS = {
+    "Z-API": ("zapi_webhook_secret",),
+    "WAHA": ("waha_webhook_hmac_key", "waha_webhook_secret"),
+    "WhatsApp Cloud": ("meta_app_secret",),
+    "Instagram": ("meta_app_secret",),
+}
+
+
+def _webhook_secret_problem(settings: Settings, check: Check) -> CheckResult | None:
+    names = WEBHOOK_SECRET_SETTINGS.get(check.name)
+    if not names or any(getattr(settings, name) is not None for name in names):
+        return None
+    wanted = " ou ".join(name.upper() for name in names)
+    return problem(
+        f"sem {wanted} o webhook recusa tudo: nenhuma mensagem de lead entra",
+        f"defina {wanted} (um segredo longo e aleatório) e use-o no endereço do webhook abaixo",
+    )
+
+
 async def _run_check(ctx: ProbeContext) -> CheckResult:
     """Never raises: whatever goes wrong becomes a PROBLEMA line, so one broken provider
-    cannot hide the verdicts on the others."""
+    cannot hide the verdicts on the others. A provider that answers but whose webhook has
+    no secret is still a problem: the bot would refuse every message it sends."""
+    result = await _probe(ctx)
+    if result.ok:
+        return _webhook_secret_problem(ctx.settings, ctx.check) or result
+    return result
+
+
+async def _probe(ctx: ProbeContext) -> CheckResult:
     try:
         # A probe may make two calls (Chatwoot) or open a client (Supabase): room for that.
         async with asyncio.timeout(ctx.timeout_s * 3):
@@ -787,7 +815,7 @@ def _webhook_lines(settings: Settings) -> list[str]:
             (
                 "Z-API (Ao receber)",
                 f"{base}/webhooks/zapi",
-                "sem ZAPI_WEBHOOK_SECRET qualquer um pode chamar este endereço; defina um segredo "
+                "sem ZAPI_WEBHOOK_SECRET o bot recusa tudo que chega aqui; defina um segredo "
                 "e acrescente ?token=<ZAPI_WEBHOOK_SECRET>",
             )
         )
@@ -800,7 +828,7 @@ def _webhook_lines(settings: Settings) -> list[str]:
             (
                 "WAHA",
                 f"{base}/webhooks/waha",
-                "defina WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK_SECRET para autenticar",
+                "defina WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK_SECRET: sem eles o WAHA é recusado",
             )
         )
     meta_note = "token de verificação: o valor de META_VERIFY_TOKEN"

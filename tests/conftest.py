@@ -20,6 +20,10 @@ ZAPI_INSTANCE = "3C01A9F0E1B2C3D4"
 ZAPI_TOKEN = "F0E1D2C3B4A5968778695A4B"
 ZAPI_CLIENT_TOKEN = "Fa9c1d2e3f4b5a6978877665544332211"
 OPENAI_KEY = "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+# The webhook secret Z-API and WAHA are configured with in tests (fast_settings), and the
+# header every test client sends with it, as the providers would (tests/conftest.py
+# aiohttp_client). A test that configures its own secret gets a mismatch: still refused.
+WEBHOOK_TOKEN = "whk-test-5f0c2a9e7b1d4c3a8e6f"
 
 
 def fast_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -31,6 +35,8 @@ def fast_settings(tmp_path: Path, **overrides: Any) -> Settings:
         zapi_instance_id=ZAPI_INSTANCE,
         zapi_instance_token=ZAPI_TOKEN,
         zapi_client_token=ZAPI_CLIENT_TOKEN,
+        zapi_webhook_secret=WEBHOOK_TOKEN,
+        waha_webhook_secret=WEBHOOK_TOKEN,
         debounce_quiet_s=0.05,
         debounce_max_s=0.5,
         openai_backoff_base_s=0.01,
@@ -57,6 +63,18 @@ def clock() -> TestClock:
     """Business "now" for the app under test: a weekday inside opening hours unless a
     test asks for another instant (tests/helpers/clock.py)."""
     return TestClock()
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: Callable[..., Any]) -> Callable[..., Any]:
+    """pytest-aiohttp's client, sending the test webhook token like a configured provider
+    (webhooks are closed by default). A header given per request replaces it."""
+
+    async def client(app: Any, **kwargs: Any) -> TestClient:
+        headers = {"X-Webhook-Token": WEBHOOK_TOKEN, **(kwargs.pop("headers", None) or {})}
+        return await aiohttp_client(app, headers=headers, **kwargs)
+
+    return client
 
 
 @pytest.fixture

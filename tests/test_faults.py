@@ -423,7 +423,7 @@ def is_handoff_message(text: str) -> bool:
 
 async def deliver(bot: BotProcess, payload: dict[str, Any]) -> None:
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{bot.url}/webhooks/zapi", json=payload) as response:
+        async with session.post(bot.zapi_webhook, json=payload) as response:
             assert response.status == 200, await response.text()
 
 

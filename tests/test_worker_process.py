@@ -52,7 +52,7 @@ def replies(provider: ProviderServer) -> list[str]:
 
 async def deliver(bot: BotProcess, message_id: str, text: str) -> None:
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{bot.url}/webhooks/zapi", json=zapi_message(message_id=message_id, text=text)) as r:
+        async with session.post(bot.zapi_webhook, json=zapi_message(message_id=message_id, text=text)) as r:
             assert r.status == 200
 
 

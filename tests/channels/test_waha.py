@@ -558,9 +558,13 @@ def _sign(body: bytes, key: str = HMAC_KEY) -> str:
 BODY = json.dumps(load("message_text.json"), ensure_ascii=False).encode("utf-8")
 
 
-def test_auth_accepts_everything_when_nothing_is_configured(channel: WahaChannel) -> None:
-    channel.authenticate(_request(), b"{}")
-    channel.authenticate(_request("/webhooks/waha?token=whatever"), BODY)
+@pytest.mark.parametrize("path", ["/webhooks/waha", "/webhooks/waha?token=whatever", "/webhooks/waha?token="])
+def test_without_a_secret_or_hmac_key_every_request_is_refused(channel: WahaChannel, path: str) -> None:
+    """Closed by default: an unauthenticated route would let anyone drive the bot."""
+    assert channel.missing_webhook_secret == "WAHA_WEBHOOK_HMAC_KEY"
+    with pytest.raises(WebhookRejected) as refused:
+        channel.authenticate(_request(path, headers={"X-Webhook-Token": "whatever"}), BODY)
+    assert refused.value.status == 403 and "WAHA_WEBHOOK_HMAC_KEY" in refused.value.message
 
 
 def test_hmac_matches_wahas_documented_example() -> None:

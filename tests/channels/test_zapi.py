@@ -485,9 +485,14 @@ def _request(path: str = "/webhooks/zapi", headers: dict[str, str] | None = None
     return make_mocked_request("POST", path, headers=headers or {})
 
 
-def test_auth_accepts_everything_without_secret(channel: ZapiChannel) -> None:
-    channel.authenticate(_request(), b"{}")
-    channel.authenticate(_request("/webhooks/zapi?token=whatever"), b"{}")
+@pytest.mark.parametrize("path", ["/webhooks/zapi", "/webhooks/zapi?token=whatever", "/webhook/text?token="])
+def test_without_a_secret_every_request_is_refused(channel: ZapiChannel, path: str) -> None:
+    """Closed by default: an open route lets a stranger message any number from the
+    company's WhatsApp, spend LLM turns and pause leads."""
+    assert channel.missing_webhook_secret == "ZAPI_WEBHOOK_SECRET"
+    with pytest.raises(WebhookRejected) as refused:
+        channel.authenticate(_request(path, headers={"Authorization": "Bearer whatever"}), b"{}")
+    assert refused.value.status == 403 and "ZAPI_WEBHOOK_SECRET" in refused.value.message
 
 
 @pytest.mark.parametrize(
@@ -525,9 +530,11 @@ def test_auth_rejects_missing_or_wrong_secret(path: str, headers: dict[str, str]
     assert WEBHOOK_SECRET not in exc_info.value.message
 
 
-def test_blank_secret_means_unset() -> None:
+def test_blank_secret_means_unset_and_refuses() -> None:
     channel = ZapiChannel(make_settings(zapi_webhook_secret="  "))
-    channel.authenticate(_request(), b"{}")
+    assert channel.missing_webhook_secret == "ZAPI_WEBHOOK_SECRET"
+    with pytest.raises(WebhookRejected):
+        channel.authenticate(_request("/webhooks/zapi?token=++"), b"{}")
 
 
 # --- send_text ---------------------------------------------------------------------

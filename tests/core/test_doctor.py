@@ -105,7 +105,9 @@ def everything(**overrides: Any) -> Settings:
 
 
 def only(**values: Any) -> Settings:
-    return Settings(_env_file=None, **values)
+    """Just these integrations, with their webhooks authenticated (a channel without its
+    webhook secret is a PROBLEMA of its own: see the test for it)."""
+    return Settings(_env_file=None, **{**HOOK_SECRETS, **values})
 
 
 def all_ok(mocked: aioresponses) -> None:
@@ -623,13 +625,13 @@ async def test_webhook_urls_are_built_from_public_url_and_name_secrets_without_v
 
 
 async def test_without_public_url_local_urls_come_with_a_warning() -> None:
-    settings = only(port=9090)
+    settings = Settings(_env_file=None, port=9090)
     _, output = await doctor(settings, lambda mocked: None)
     webhooks = output.split("Endereços para colar em cada provedor:")[1]
     assert "http://localhost:9090/webhooks/zapi" in webhooks
     assert "PUBLIC_URL" in webhooks and "HTTPS" in webhooks
-    # No Z-API secret: the URL has no token and the operator is told why that matters.
-    assert "sem ZAPI_WEBHOOK_SECRET" in webhooks
+    # No Z-API secret: the URL has no token and the operator is told the bot refuses it.
+    assert "sem ZAPI_WEBHOOK_SECRET o bot recusa tudo" in webhooks
 
 
 async def test_plain_http_public_url_is_flagged() -> None:
@@ -709,3 +711,28 @@ async def test_url_without_scheme_is_url_invalida() -> None:
     assert code == 1
     line = line_of(out.getvalue(), "WAHA")
     assert "URL inválida" in line and "WAHA_URL" in line
+
+
+@pytest.mark.parametrize(
+    ("channel", "values", "setting"),
+    [
+        ("Z-API", {"zapi_instance_id": ZAPI_ID, "zapi_instance_token": ZAPI_TOKEN}, "ZAPI_WEBHOOK_SECRET"),
+        ("WAHA", {"waha_url": WAHA, "waha_api_key": WAHA_KEY}, "WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK_SECRET"),
+    ],
+)
+async def test_a_channel_that_answers_but_whose_webhook_has_no_secret_is_a_problem(
+    channel: str, values: dict[str, Any], setting: str
+) -> None:
+    """Its webhook refuses every request: the provider is fine, yet no lead gets in."""
+    settings = Settings(_env_file=None, **values)
+
+    def setup(mocked: aioresponses) -> None:
+        mocked.get(ZAPI_STATUS, payload=fixture("doctor/zapi_status_connected.json"))
+        mocked.get(
+            f"{WAHA}/api/sessions/default", payload=fixture("doctor/waha_session_working.json")
+        )
+
+    code, output = await doctor(settings, setup)
+    assert code == 1
+    line = line_of(output, channel)
+    assert line.startswith("PROBLEMA") and setting in line and "recusa tudo" in line

@@ -16,7 +16,14 @@ from core.app import create_app
 from core.keys import STORE
 from core.settings import Settings
 from integrations.store.sqlite import SqliteStore
-from tests.conftest import OPENAI_KEY, ZAPI_CLIENT_TOKEN, ZAPI_TOKEN, fast_settings, zapi_message
+from tests.conftest import (
+    OPENAI_KEY,
+    WEBHOOK_TOKEN,
+    ZAPI_CLIENT_TOKEN,
+    ZAPI_TOKEN,
+    fast_settings,
+    zapi_message,
+)
 from tests.core.support import WEBHOOK_SECRET, rows
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
@@ -57,17 +64,60 @@ async def test_with_no_environment_at_all_the_bot_is_healthy_and_nothing_is_conf
     assert body["outbox"] == {"pending": 0, "dead": 0}
 
 
-async def test_a_lead_writing_before_anything_is_configured_is_kept_not_lost(
+async def test_with_nothing_configured_webhooks_are_closed_and_store_nothing(
     no_env: None, aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock
 ) -> None:
-    # Only the shutdown grace is shortened: the pending turn would otherwise hold the
-    # test's teardown for the default 10 s.
     settings = Settings(_env_file=None, sqlite_path=tmp_path / "x.sqlite3", shutdown_grace_s=0.2)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    for path in ("/webhooks/zapi", "/webhooks/waha", "/webhook/text"):
+        response = await client.post(path, json=zapi_message(message_id="3EB0NOENV0000001"))
+        assert response.status == 403, path
+    assert rows(client, "SELECT status FROM inbound") == []
+    assert (await health(client))["status"] == "healthy"
+
+
+async def test_a_lead_writing_before_openai_is_configured_is_kept_not_lost(
+    no_env: None, aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock
+) -> None:
+    # Only the webhook secret is set. The shutdown grace is shortened: the pending turn
+    # would otherwise hold the test's teardown for the default 10 s.
+    settings = Settings(
+        _env_file=None, sqlite_path=tmp_path / "x.sqlite3", shutdown_grace_s=0.2, zapi_webhook_secret=WEBHOOK_TOKEN
+    )
     client = await aiohttp_client(create_app(settings, clock=clock))
     response = await client.post("/webhooks/zapi", json=zapi_message(message_id="3EB0NOENV0000001"))
     assert response.status == 200
     assert rows(client, "SELECT status FROM inbound") == [("pending",)]
     assert (await health(client))["status"] == "healthy"
+
+
+async def test_a_configured_channel_without_its_webhook_secret_says_so_in_health_and_at_start(
+    no_env: None,
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = Settings(
+        _env_file=None,
+        sqlite_path=tmp_path / "x.sqlite3",
+        zapi_instance_id="3C01A9F0E1B2C3D4",
+        zapi_instance_token=ZAPI_TOKEN,
+        waha_url="http://127.0.0.1:3000",
+        whatsapp_phone_number_id="106540352242922",
+        whatsapp_access_token="EAAG-test-token",
+    )
+    capsys.readouterr()
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    services = (await health(client))["services"]
+    assert services["zapi"] == services["waha"] == services["whatsapp_cloud"] == "error: webhook secret missing"
+    assert services["instagram"] == "not_configured"
+    started = capsys.readouterr()
+    said = started.out + started.err
+    for setting in ("ZAPI_WEBHOOK_SECRET", "WAHA_WEBHOOK_HMAC_KEY", "META_APP_SECRET"):
+        assert f"setting={setting}" in said or f'"setting": "{setting}"' in said, setting
+    response = await client.post("/webhooks/zapi", json=zapi_message(message_id="3EB0NOSEC0000001"))
+    assert response.status == 403 and "ZAPI_WEBHOOK_SECRET" in (await response.json())["error"]
 
 
 async def test_blank_variables_copied_from_env_example_mean_not_configured(
@@ -90,9 +140,9 @@ async def test_blank_variables_copied_from_env_example_mean_not_configured(
     assert body["status"] == "healthy"
     for name in INTEGRATIONS:
         assert body["services"][name] == "not_configured", name
-    # An empty ZAPI_WEBHOOK_SECRET must not lock Z-API out.
+    # An empty ZAPI_WEBHOOK_SECRET is no secret: the route stays closed.
     response = await client.post("/webhooks/zapi", json=zapi_message(message_id="3EB0BLANK0000001"))
-    assert response.status == 200
+    assert response.status == 403
 
 
 async def test_integrations_configured_from_the_documented_variables(

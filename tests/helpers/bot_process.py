@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from core.worker_process import free_port
-from tests.conftest import OPENAI_KEY, ZAPI_CLIENT_TOKEN, ZAPI_INSTANCE, ZAPI_TOKEN
+from tests.conftest import OPENAI_KEY, WEBHOOK_TOKEN, ZAPI_CLIENT_TOKEN, ZAPI_INSTANCE, ZAPI_TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,6 +53,7 @@ class BotProcess:
             "ZAPI_INSTANCE_ID": ZAPI_INSTANCE,
             "ZAPI_INSTANCE_TOKEN": ZAPI_TOKEN,
             "ZAPI_CLIENT_TOKEN": ZAPI_CLIENT_TOKEN,
+            "ZAPI_WEBHOOK_SECRET": WEBHOOK_TOKEN,
             "DEBOUNCE_QUIET_S": "0.05",
             "DEBOUNCE_MAX_S": "0.3",
             "OUTBOX_POLL_S": "0.05",
@@ -65,6 +66,11 @@ class BotProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def zapi_webhook(self) -> str:
+        """The URL pasted into Z-API's "Ao receber", secret included."""
+        return f"{self.url}/webhooks/zapi?token={WEBHOOK_TOKEN}"
 
     async def start(self, timeout: float = 20.0) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process

@@ -35,7 +35,7 @@ async def provider() -> ProviderServer:
 
 async def deliver(bot: BotProcess, payload: dict) -> None:
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{bot.url}/webhooks/zapi", json=payload) as response:
+        async with session.post(bot.zapi_webhook, json=payload) as response:
             assert response.status == 200
 
 

@@ -10,7 +10,9 @@ dependencies bound; the turn is its only input, so it holds no request state.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -130,6 +132,9 @@ class AgentDeps:
     # Bounds on what one prompt may hold (Settings.lead_message_max_chars, prompt_max_tokens).
     lead_message_max_chars: int = Settings.model_fields["lead_message_max_chars"].default
     prompt_max_tokens: int = Settings.model_fields["prompt_max_tokens"].default
+    # MEDIA_MAX_CONCURRENCY slots shared by every turn: a download and its transcription
+    # hold one together, so a burst of voice notes never holds more than that many bodies.
+    media_slots: asyncio.Semaphore | None = None
 
 
 @dataclass
@@ -206,9 +211,10 @@ async def perceive(deps: AgentDeps, turn: TurnInput) -> tuple[list[str], list[st
         transcript: str | None = None
         if msg.kind is MessageKind.AUDIO and msg.media_url:
             try:
-                audio = await deps.fetch_media(msg)
-                filename, mime = audio_file_name(msg.media_mime, audio)
-                transcript = await deps.llm.transcribe(audio, filename=filename, mime=mime)
+                async with deps.media_slots or contextlib.nullcontext():
+                    audio = await deps.fetch_media(msg)
+                    filename, mime = audio_file_name(msg.media_mime, audio)
+                    transcript = await deps.llm.transcribe(audio, filename=filename, mime=mime)
             except MediaUnusable as exc:
                 log.warning("audio_unusable", error=str(exc))
             except openai.APIStatusError as exc:
@@ -219,7 +225,8 @@ async def perceive(deps: AgentDeps, turn: TurnInput) -> tuple[list[str], list[st
                 log.warning("audio_rejected", status=exc.status_code)
         elif msg.kind is MessageKind.IMAGE and msg.media_url:
             try:
-                image = await deps.fetch_media(msg)
+                async with deps.media_slots or contextlib.nullcontext():
+                    image = await deps.fetch_media(msg)
                 if len(image) <= MAX_IMAGE_BYTES:
                     mime = (msg.media_mime or "image/jpeg").split(";")[0]
                     images.append(f"data:{mime};base64,{base64.b64encode(image).decode()}")

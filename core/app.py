@@ -92,20 +92,16 @@ def default_store(settings: Settings) -> Store:
 def _media_fetcher(
     channels: dict[str, Channel], session: aiohttp.ClientSession, settings: Settings
 ) -> Callable[[InboundMessage], Awaitable[bytes]]:
-    """Downloads share MEDIA_MAX_CONCURRENCY slots across all turns, so a burst of voice
-    notes streams at most that many bodies (each up to MEDIA_MAX_BYTES) at once, whatever
-    MAX_CONCURRENT_TURNS is. A URL the media policy refuses is not retryable: it becomes
-    MediaUnusable and the turn goes on without the media."""
+    """A URL the media policy refuses is not retryable: it becomes MediaUnusable and the
+    turn goes on without the media. (The agent holds a MEDIA_MAX_CONCURRENCY slot around
+    this download and the transcription that follows: AgentDeps.media_slots.)"""
     from agent.graph import MediaUnusable
-
-    slots = asyncio.Semaphore(max(1, settings.media_max_concurrency))
 
     async def fetch(message: InboundMessage) -> bytes:
         channel = channels[message.channel]
         assert message.media_url is not None
         try:
-            async with slots:
-                return await channel.fetch_media(session, message.media_url, max_bytes=settings.media_max_bytes)
+            return await channel.fetch_media(session, message.media_url, max_bytes=settings.media_max_bytes)
         except SendError as exc:
             if exc.retryable:
                 raise
@@ -133,6 +129,7 @@ def _build_agent(
             hours=load_business_hours(),
             lead_message_max_chars=settings.lead_message_max_chars,
             prompt_max_tokens=settings.prompt_max_tokens,
+            media_slots=asyncio.Semaphore(max(1, settings.media_max_concurrency)),
         )
     )
     return llm, agent

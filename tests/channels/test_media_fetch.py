@@ -14,6 +14,7 @@ import socket
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -414,54 +415,59 @@ async def test_a_forged_image_url_gets_an_answer_without_being_fetched(
         assert db.execute("SELECT status FROM inbound").fetchall() == [("done",)]
 
 
-class GatedChannel:
-    """A channel whose downloads wait until the test lets them finish."""
+async def test_media_work_holds_its_own_small_set_of_slots_through_the_transcription() -> None:
+    """32 turns with voice notes at once: only MEDIA_MAX_CONCURRENCY of them download and
+    transcribe at a time (a slot is held until Whisper answers), not one per turn slot."""
+    from agent.graph import AgentDeps, TurnInput, perceive
+    from agent.lead import LeadProfile
+    from agent.prompts import load_prompt_bundle
+    from agent.scoring import load_scoring_rules
 
-    name = "zapi"
+    busy = {"now": 0, "peak": 0}
+    release = asyncio.Event()
 
-    def __init__(self) -> None:
-        self.running = 0
-        self.peak = 0
-        self.started = 0
-        self.release = asyncio.Event()
-        self.two_started = asyncio.Event()
+    async def fetch(message: InboundMessage) -> bytes:
+        busy["now"] += 1
+        busy["peak"] = max(busy["peak"], busy["now"])
+        return b"OggS" + message.provider_message_id.encode()
 
-    async def fetch_media(self, session: aiohttp.ClientSession, url: str, *, max_bytes: int) -> bytes:
-        self.running += 1
-        self.started += 1
-        self.peak = max(self.peak, self.running)
-        if self.started == 2:
-            self.two_started.set()
-        try:
-            await self.release.wait()
-            return url.encode()
-        finally:
-            self.running -= 1
+    class Whisper:
+        async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> str:
+            await release.wait()  # the body is still held while Whisper listens
+            busy["now"] -= 1
+            return "transcrição"
 
-
-async def test_media_downloads_share_their_own_small_set_of_slots() -> None:
-    from core.app import _media_fetcher
-
-    channel = GatedChannel()
-    settings = make_settings(media_max_concurrency=2, max_concurrent_turns=32)
-    async with aiohttp.ClientSession() as session:
-        fetch = _media_fetcher({"zapi": channel}, session, settings)  # type: ignore[dict-item]
-        messages = [
-            InboundMessage(
-                channel="zapi",
-                contact_id="5544999999999",
-                provider_message_id=f"3EB0MEDIA{n}",
-                kind=MessageKind.AUDIO,
-                media_url=f"https://storage.z-api.io/{n}.ogg",
-            )
-            for n in range(5)
-        ]
-        tasks = [asyncio.create_task(fetch(m)) for m in messages]
-        await channel.two_started.wait()
-        for _ in range(5):  # let every other task run as far as it can
-            await asyncio.sleep(0)
-        assert channel.running == 2
-        channel.release.set()
-        results = await asyncio.gather(*tasks)
-    assert results == [f"https://storage.z-api.io/{n}.ogg".encode() for n in range(5)]
-    assert channel.peak == 2
+    deps = AgentDeps(
+        llm=Whisper(),  # type: ignore[arg-type]
+        fetch_media=fetch,
+        prompts=load_prompt_bundle(),
+        rules=load_scoring_rules(),
+        media_slots=asyncio.Semaphore(2),
+    )
+    turns = [
+        TurnInput(
+            contact_key=f"whatsapp:55449999900{n:02d}",
+            inbound=[
+                InboundMessage(
+                    channel="zapi",
+                    contact_id=f"55449999900{n:02d}",
+                    provider_message_id=f"3EB0MEDIA{n:04d}",
+                    kind=MessageKind.AUDIO,
+                    media_url=f"https://storage.z-api.io/{n}.ogg",
+                )
+            ],
+            profile=LeadProfile(),
+            history=[],
+            lead_message_count=0,
+            now=datetime(2026, 12, 2, 13, 30, tzinfo=timezone.utc),
+        )
+        for n in range(32)
+    ]
+    tasks = [asyncio.create_task(perceive(deps, turn)) for turn in turns]
+    for _ in range(10):  # let every task run as far as it can
+        await asyncio.sleep(0)
+    assert busy["now"] == 2  # two held through their transcription, thirty waiting
+    release.set()
+    results = await asyncio.gather(*tasks)
+    assert busy["peak"] == 2
+    assert all("transcrição" in texts[0] for texts, _images in results)

@@ -8,7 +8,7 @@
     python main.py outbox show ID     one side effect: payload, attempts, last error
     python main.py outbox replay ID   resend one dead side effect (same idempotency key)
     python main.py outbox replay --all-dead [--kind K]   resend every dead one
-    python main.py forget PHONE       erase a lead's personal data and messages (LGPD)
+    python main.py forget CONTACT     erase a lead everywhere (LGPD): phone, 123@lid, Instagram id
     python main.py migrate [--apply]  print (or apply to DATABASE_URL) the Postgres schema
     python main.py doctor             check every configured integration, print the webhook URLs
 """
@@ -138,21 +138,75 @@ def _item_view(item: OutboxItem) -> dict[str, object]:
     }
 
 
-async def _forget(settings: Settings, phone: str, channel: str) -> int:
-    digits = "".join(ch for ch in phone if ch.isdigit()) if channel not in ("cli", "instagram") else phone
-    if not digits:
-        print("Informe o telefone do lead, com DDI e DDD (ex.: 5511999999999).", file=sys.stderr)
+# What `forget --channel` accepts: the form each channel keys its leads by.
+FORGET_CHANNELS = {
+    "whatsapp": "whatsapp",
+    "zapi": "whatsapp",
+    "waha": "whatsapp",
+    "whatsapp_cloud": "whatsapp",
+    "instagram": "instagram",
+    "cli": "cli",
+}
+_PHONE_CHARS = frozenset("0123456789+-(). ")
+
+
+class ForgetInputError(ValueError):
+    """What the operator typed names no contact; the message says what to type."""
+
+
+def forget_contact_key(contact: str, channel: str) -> str:
+    """The contact key of the lead an operator names: a phone (any formatting), a WhatsApp
+    hidden id (`123@lid`), an Instagram id, a terminal contact, or a full contact key
+    (`whatsapp:5511999999999`, `instagram:17841400000000000`) as logs and exports show it."""
+    value = contact.strip()
+    family = FORGET_CHANNELS.get(channel.strip().lower())
+    if family is None:
+        raise ForgetInputError(
+            f"Canal desconhecido: {channel!r}. Use whatsapp (Z-API, WAHA ou Cloud API), instagram ou cli."
+        )
+    prefix, sep, rest = value.partition(":")
+    if sep and prefix.lower() in FORGET_CHANNELS and rest.strip():
+        family, value = FORGET_CHANNELS[prefix.lower()], rest.strip()
+    if not value:
+        raise ForgetInputError("Informe o contato do lead: telefone com DDI e DDD, id @lid ou id do Instagram.")
+    if family == "cli":
+        return contact_key_for("cli", value)
+    if family == "instagram":
+        if not value.isdigit():
+            raise ForgetInputError("O id do Instagram é só números (o IGSID que aparece nos logs e no Chatwoot).")
+        return contact_key_for("instagram", value)
+    if value.lower().endswith("@lid"):
+        local = value[: -len("@lid")].strip()
+        if not local.isdigit():
+            raise ForgetInputError("Um id @lid do WhatsApp é só números seguidos de @lid (ex.: 208573150634094@lid).")
+        return contact_key_for("whatsapp", f"{local}@lid")
+    digits = "".join(ch for ch in value if ch.isdigit())
+    if not set(value) <= _PHONE_CHARS or len(digits) < 8:
+        raise ForgetInputError("Informe o telefone do lead, com DDI e DDD (ex.: 5511999999999), ou o id @lid.")
+    return contact_key_for("whatsapp", digits)
+
+
+async def _forget(settings: Settings, contact: str, channel: str) -> int:
+    try:
+        contact_key = forget_contact_key(contact, channel)
+    except ForgetInputError as exc:
+        print(str(exc), file=sys.stderr)
         return 2
     store = default_store(settings)
     await store.open()
     try:
-        erased = await store.forget_lead(contact_key_for(channel, digits))
+        erased = await store.forget_lead(contact_key)
     finally:
         await store.close()
     if not erased:
-        print(f"Nenhum lead com esse contato no canal {channel}.")
+        print(f"Nenhum lead com esse contato ({contact_key.partition(':')[0]}).")
         return 1
-    print("Dados pessoais e mensagens do lead apagados; ficou só um registro anônimo da exclusão.")
+    print(
+        "Dados pessoais e mensagens do lead apagados; ficou só um registro anônimo da exclusão. "
+        "Mensagens que ainda chegarem desse contato serão descartadas.\n"
+        "Chatwoot, PipeRun e os webhooks de saída recebem a exclusão pela fila do bot assim que ele "
+        "estiver rodando: python main.py outbox list --kind lead_erasure"
+    )
     return 0
 
 
@@ -219,10 +273,21 @@ def main(argv: list[str] | None = None) -> int:
     outbox.add_argument("--kind", help="only items of this kind (e.g. send_text, piperun_sync, meta_capi)")
     outbox.add_argument("--limit", type=int, default=50, help="list: how many, newest first")
     outbox.add_argument("--all-dead", action="store_true", help="replay: every dead item (of --kind)")
-    forget = sub.add_parser("forget", help="erase a lead's personal data and messages (LGPD)")
-    forget.add_argument("phone", help="the lead's phone with country and area code, e.g. 5511999999999")
+    forget = sub.add_parser(
+        "forget",
+        help="erase a lead everywhere (LGPD): store, Chatwoot, PipeRun, webhook subscribers",
+        description="Apaga o lead do banco (e do WAL), descarta o que ainda chegar dele e leva a "
+        "exclusão ao Chatwoot, ao PipeRun e aos webhooks de saída pela fila do bot.",
+    )
     forget.add_argument(
-        "--channel", default="whatsapp", help="whatsapp (any WhatsApp provider, default), instagram or cli"
+        "contact",
+        help="phone with country and area code (5511999999999), WhatsApp hidden id (123@lid), "
+        "Instagram id (with --channel instagram) or a contact key (whatsapp:..., instagram:...)",
+    )
+    forget.add_argument(
+        "--channel",
+        default="whatsapp",
+        help="whatsapp (Z-API, WAHA or Cloud API; default), instagram or cli",
     )
     migrate = sub.add_parser("migrate", help="print the Supabase/Postgres schema SQL, or --apply it to DATABASE_URL")
     migrate.add_argument("--apply", action="store_true", help="apply to DATABASE_URL instead of printing")
@@ -249,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_doctor(settings))
     if args.command == "forget":
         configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
-        return asyncio.run(_forget(settings, args.phone, args.channel))
+        return asyncio.run(_forget(settings, args.contact, args.channel))
     if args.command == "outbox":
         configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
         return asyncio.run(_outbox(settings, args))

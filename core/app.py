@@ -333,8 +333,22 @@ def _register_outbox_routes(
     app: web.Application, dispatcher: OutboxDispatcher, delivery: Delivery, endpoints: list[Endpoint]
 ) -> None:
     """Each side effect with its integration's policy (runtime/policies.py) and circuit
-    breaker: one per channel for replies, one per endpoint for webhooks."""
+    breaker: one per channel for replies, one per endpoint for webhooks. Erasures (LGPD)
+    are always routed, and never give up on an outage (runtime/erasure.py)."""
+    from integrations.store.base import ERASURE_KIND
+    from runtime.erasure import (
+        CHATWOOT_ERASE_KIND,
+        PIPERUN_ERASE_KIND,
+        ChatwootErasure,
+        ErasureFanout,
+        PipeRunErasure,
+        erasure_policy,
+        fanout_policy,
+    )
+
     settings, session, store, breakers = app[SETTINGS], app[HTTP], app[STORE], app[BREAKERS]
+    fanout = ErasureFanout(store, settings, subscriptions(endpoints))
+    dispatcher.register(ERASURE_KIND, fanout.fan_out, fanout_policy(settings))
     per_channel = breakers.per_item("channel_send", lambda item: item.payload.get("channel"))
     for kind, handler in (("send_text", delivery.send_text), ("reengage", delivery.reengage)):
         dispatcher.register(kind, handler, policy_for("channel_send", settings), per_channel)
@@ -346,6 +360,19 @@ def _register_outbox_routes(
             ("chatwoot_handoff", mirror.handoff),
         ):
             dispatcher.register(kind, handler, policy_for("chatwoot", settings), breakers.get("chatwoot"))
+        dispatcher.register(
+            CHATWOOT_ERASE_KIND,
+            ChatwootErasure(ChatwootClient(settings, session)).erase,
+            erasure_policy("chatwoot", settings),
+            breakers.get("chatwoot"),
+        )
+    if settings.piperun_api_token is not None:
+        dispatcher.register(
+            PIPERUN_ERASE_KIND,
+            PipeRunErasure(PipeRunClient.from_settings(settings, session), settings).erase,
+            erasure_policy("piperun", settings),
+            breakers.get("piperun"),
+        )
     if settings.piperun_configured:
         crm = CrmSync(PipeRunClient.from_settings(settings, session), store, settings)
         dispatcher.register(PIPERUN_KIND, crm.sync, policy_for("piperun", settings), breakers.get("piperun"))

@@ -412,6 +412,21 @@ class ChatwootClient:
             raise self._bad_response("update contact", str(exc)) from None
         return contact
 
+    async def delete_contact(self, contact_id: int) -> bool:
+        """Delete the contact; Chatwoot deletes its conversations and messages with it
+        (swagger/paths/application/contacts/crud.yml `contactDelete`; Contact
+        `has_many :conversations, dependent: :destroy_async`). False when Chatwoot no
+        longer has it (404), so deleting twice (a retry, a replay) is done, not an error."""
+        try:
+            await self._request("DELETE", f"/contacts/{int(contact_id)}", "delete contact")
+        except ChatwootError as exc:
+            if exc.status == 404:
+                return False
+            if exc.status is not None and 200 <= exc.status < 300:
+                return True  # deleted; only the body was not JSON
+            raise
+        return True
+
     async def contact_conversations(self, contact_id: int) -> list[ChatwootConversation]:
         data = await self._request(
             "GET", f"/contacts/{int(contact_id)}/conversations", "contact conversations"

@@ -53,6 +53,9 @@ WebhookEvent = Literal[
     "conversation.handoff",
     "message.received",
     "message.sent",
+    # An LGPD erasure: sent to every enabled endpoint, whatever it subscribed to (each may
+    # hold the lead's data), carrying no personal data (runtime/lifecycle.py).
+    "lead.erased",
 ]
 EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 WILDCARD = "*"

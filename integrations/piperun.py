@@ -624,6 +624,37 @@ class PipeRunClient:
         payload = await self._request("POST", "/persons", "create person", json_body=person.body())
         return self._one(payload, PipeRunPerson, "create person")
 
+    async def delete_person(self, person_id: int) -> bool:
+        """[deletar-pessoa] `DELETE /persons/{person_id}` (204). False when PipeRun no
+        longer has the person (404): deleting twice is done, not an error."""
+        try:
+            await self._request("DELETE", f"/persons/{int(person_id)}", "delete person")
+        except PipeRunError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def anonymize_person(self, person_id: int, *, name: str) -> bool:
+        """[atualizar-pessoa] `PUT /persons/{person_id}` with the personal fields blanked:
+        the name replaced, phones, e-mails and notes emptied, our external code cleared
+        (it is a plain hash of the lead's contact). The deals stay for the sales team.
+        False when the person no longer exists (404)."""
+        body = {
+            "name": name,
+            "contactPhones": [],
+            "contactEmails": [],
+            "observation": "",
+            "external_code": "",
+        }
+        try:
+            await self._request("PUT", f"/persons/{int(person_id)}", "anonymize person", json_body=body)
+        except PipeRunError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     # -- companies ------------------------------------------------------------------
 
     async def find_company_by_cnpj(self, cnpj: str) -> PipeRunCompany | None:

@@ -4,6 +4,9 @@ Every call goes through the outbox (ordered per lead), so a Chatwoot outage neve
 delays a reply to the lead and everything arrives, in order, once Chatwoot is back.
 The lead's Chatwoot contact and conversation ids live in the store: concurrent turns
 of one lead are serialised by the order key, so they cannot create two of either.
+
+An item of a lead erased meanwhile (LGPD) does nothing; a contact created for it just as
+the erasure ran is handed to the erasure (runtime/erasure.py).
 """
 
 from __future__ import annotations
@@ -15,9 +18,14 @@ from core.logging import get_logger
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient, ChatwootError
 from integrations.store.base import OutboxItem, Store
+from runtime.erasure import late_chatwoot_item
 from runtime.policies import PermanentDeliveryError
 
 log = get_logger(__name__)
+
+
+class _LeadErased(Exception):
+    """The lead was erased: the item has nothing left to mirror."""
 
 # Conversations in these states still belong to the lead's current session.
 _LIVE = {"open", "pending"}
@@ -44,6 +52,8 @@ class ChatwootMirror:
         """(contact_id, conversation_id), found or created once and remembered in the store."""
         lead = await self.store.get_lead(contact_key)
         if lead is None:
+            if await self.store.is_erased(contact_key):
+                raise _LeadErased
             raise PermanentDeliveryError("the lead of this mirror item no longer exists")
         if (
             lead.chatwoot_contact_id is not None
@@ -63,6 +73,9 @@ class ChatwootMirror:
             await self.store.save_chatwoot_link(
                 contact_key, contact_id=contact_id, source_id=source_id, conversation_id=None
             )
+            if await self.store.is_erased(contact_key):
+                await self.store.enqueue(late_chatwoot_item(contact_id))
+                raise _LeadErased
         conversation_id = None
         for conversation in await self._guard(self.client.contact_conversations(contact_id)):
             ours = conversation.inbox_id in (None, self.client.inbox_id)
@@ -83,9 +96,19 @@ class ChatwootMirror:
         )
         return contact_id, conversation_id
 
+    async def _conversation_unless_erased(self, contact_key: str) -> tuple[int, int] | None:
+        try:
+            return await self.conversation(contact_key)
+        except _LeadErased:
+            log.info("chatwoot_mirror_skipped", reason="lead_erased")
+            return None
+
     async def message(self, item: OutboxItem) -> None:
         payload = item.payload
-        _contact, conversation_id = await self.conversation(payload["contact_key"])
+        found = await self._conversation_unless_erased(payload["contact_key"])
+        if found is None:
+            return
+        _contact, conversation_id = found
         message_type = "incoming" if payload["direction"] == "in" else "outgoing"
         if item.attempts > 1:
             # A previous attempt may have been created before its answer was lost (a
@@ -114,13 +137,19 @@ class ChatwootMirror:
 
     async def profile(self, item: OutboxItem) -> None:
         payload = item.payload
-        contact_id, conversation_id = await self.conversation(payload["contact_key"])
+        found = await self._conversation_unless_erased(payload["contact_key"])
+        if found is None:
+            return
+        contact_id, conversation_id = found
         await self._guard(self.client.update_contact_attributes(contact_id, payload["attributes"]))
         await self._guard(self.client.add_labels(conversation_id, [payload["temperature"]]))
 
     async def handoff(self, item: OutboxItem) -> None:
         payload = item.payload
-        _contact, conversation_id = await self.conversation(payload["contact_key"])
+        found = await self._conversation_unless_erased(payload["contact_key"])
+        if found is None:
+            return
+        _contact, conversation_id = found
         await self._guard(
             self.client.create_message(conversation_id, payload["card"], message_type="outgoing", private=True)
         )

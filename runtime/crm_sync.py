@@ -5,7 +5,8 @@ Items of one lead share the `crm:<contact key>` order key, so they run one at a 
 across every instance; each id PipeRun gives back is saved at once (on the item and on
 the lead) so a crash between calls resumes where it stopped instead of creating a
 second person or deal. The lead is read at delivery time: the card is always the
-latest one, and an erased lead (LGPD) sends nothing.
+latest one, and an erased lead (LGPD) sends nothing. A lead erased while its sync runs
+is caught at the next saved id: what the sync created is handed to the erasure.
 """
 
 from __future__ import annotations
@@ -14,8 +15,15 @@ from core.logging import get_logger
 from core.settings import Settings
 from integrations.piperun import CrmLink, LeadCard, PipeRunClient, sync_lead
 from integrations.store.base import LeadRecord, OutboxItem, Store
+from runtime.erasure import late_piperun_item
 
 log = get_logger(__name__)
+
+
+class _ErasedMidSync(Exception):
+    def __init__(self, link: CrmLink) -> None:
+        super().__init__("lead erased during the sync")
+        self.link = link
 
 
 class CrmSync:
@@ -47,6 +55,8 @@ class CrmSync:
         )
 
         async def progress(current: CrmLink) -> None:
+            if await self.store.is_erased(contact_key):
+                raise _ErasedMidSync(current)
             item.payload["link"] = current.model_dump(exclude_none=True)
             await self.store.outbox_progress(item.id or 0, item.payload)
             await self.store.save_crm_link(
@@ -54,14 +64,21 @@ class CrmSync:
             )
 
         assert self.settings.piperun_pipeline_id is not None and self.settings.piperun_stage_id is not None
-        final = await sync_lead(
-            self.client,
-            LeadCard.from_record(lead, chatwoot_url=self._chatwoot_url(lead)),
-            link,
-            pipeline_id=self.settings.piperun_pipeline_id,
-            stage_id=self.settings.piperun_stage_id,
-            origin_id=self.settings.piperun_origin_for(lead.channel),
-            owner_id=self.settings.piperun_owner_id,
-            on_progress=progress,
-        )
+        try:
+            final = await sync_lead(
+                self.client,
+                LeadCard.from_record(lead, chatwoot_url=self._chatwoot_url(lead)),
+                link,
+                pipeline_id=self.settings.piperun_pipeline_id,
+                stage_id=self.settings.piperun_stage_id,
+                origin_id=self.settings.piperun_origin_for(lead.channel),
+                owner_id=self.settings.piperun_owner_id,
+                on_progress=progress,
+            )
+        except _ErasedMidSync as erased:
+            done = erased.link
+            if done.person_id is not None or done.deal_id is not None:
+                await self.store.enqueue(late_piperun_item(done.person_id, done.deal_id))
+            log.info("piperun_sync_stopped", reason="lead_erased")
+            return
         log.info("piperun_synced", reason=item.payload.get("reason"), deal_id=final.deal_id)

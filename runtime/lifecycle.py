@@ -18,13 +18,14 @@ from typing import Any, Literal
 
 from core.settings import Settings
 from integrations.outbound_webhooks import WebhookEvent
-from integrations.store.base import LeadRecord, OutboxItem, TurnCommit, lane_key
+from integrations.store.base import LeadRecord, OutboxItem, TurnCommit, erasure_lane, lane_key
 
 CapiStage = Literal["Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"]
 
 PIPERUN_KIND = "piperun_sync"
 CAPI_KIND = "meta_capi"
 WEBHOOK_KIND = "outbound_webhook"
+ERASED_EVENT = "lead.erased"
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,33 @@ class Lifecycle:
                 extra = {"value": value, "currency": (currency or "BRL").upper()}
             items.append(self.capi_item(lead.contact_key, stage, at=at, extra=extra))
         return items
+
+
+def erased_items(
+    subscriptions: list[Subscription], *, erasure_id: int, erased_at: str, channel: str | None
+) -> list[OutboxItem]:
+    """One `lead.erased` per enabled endpoint, whatever events it subscribed to: every
+    event carries the lead card, so any receiver may hold the lead's data. The event
+    names the erasure, never the lead: no contact key in the data, the lane or the keys."""
+    data = {"erasure_id": erasure_id, "erased_at": erased_at, "channel": channel}
+    items = []
+    for sub in subscriptions:
+        delivery_id = f"{sub.endpoint_id}:{ERASED_EVENT}:{erasure_id}"
+        items.append(
+            OutboxItem(
+                kind=WEBHOOK_KIND,
+                order_key=f"{erasure_lane(erasure_id)}#{sub.endpoint_id}",
+                idempotency_key=f"hook:{delivery_id}",
+                payload={
+                    "endpoint_id": sub.endpoint_id,
+                    "event": ERASED_EVENT,
+                    "delivery_id": delivery_id,
+                    "timestamp": erased_at,
+                    "data": dict(data),
+                },
+            )
+        )
+    return items
 
 
 def lead_snapshot(lead: LeadRecord | None, commit: TurnCommit) -> dict[str, Any]:

@@ -6,6 +6,10 @@ error; never the payload or the secret) is appended to the item, so
 `outbox list --kind outbound_webhook` the log across events. The X-Webhook-Id is
 derived from the item's idempotency key: retries and replays carry the same one, so
 a receiver can drop what it already processed.
+
+An event about a lead erased since it was queued is not sent (the erasure deletes the
+lead's queued events; this catches one already claimed), except `lead.erased` itself,
+which names no lead.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ class WebhookDelivery:
         if endpoint is None or not endpoint.enabled:
             # Removed or disabled since the event was queued: the operator said stop.
             log.info("outbound_webhook_skipped", reason="endpoint_removed", endpoint_id=payload.get("endpoint_id"))
+            return
+        contact_key = payload.get("contact_key")
+        if contact_key and await self.store.is_erased(str(contact_key)):
+            log.info("outbound_webhook_skipped", reason="lead_erased", endpoint_id=endpoint.id)
             return
         try:
             result = await self.client.deliver(

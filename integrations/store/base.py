@@ -7,6 +7,8 @@ stated once here and proven by one contract suite per backend.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -17,13 +19,65 @@ InboundStatus = Literal["pending", "done", "ignored"]
 OutboxStatus = Literal["pending", "inflight", "done", "dead"]
 
 
-# Outbox items of one lead are serialised per lane ("<lane>:<contact key>"); an LGPD
-# erasure deletes every lane of the lead, since payloads carry messages and contact data.
+# Outbox items of one lead are serialised per lane ("<lane>:<contact key>"; outbound
+# webhooks add "#<endpoint id>"); an LGPD erasure deletes every lane of the lead, and any
+# item whose payload names the lead, since payloads carry messages and contact data.
 OUTBOX_LANES = ("reply", "chatwoot", "crm", "capi", "hooks")
 
 
 def lane_key(lane: str, contact_key: str) -> str:
     return f"{lane}:{contact_key}"
+
+
+def endpoint_lane_prefix(contact_key: str) -> str:
+    """What every outbound-webhook lane of the lead starts with ("hooks:<key>#<endpoint>")."""
+    return lane_key("hooks", contact_key) + "#"
+
+
+# --- LGPD erasure -----------------------------------------------------------------------
+# The erasure writes one item of this kind in its own transaction; the runtime turns it
+# into the calls to Chatwoot, PipeRun and the webhook subscribers (runtime/erasure.py).
+# Its lane and keys name the erasure, never the lead.
+ERASURE_KIND = "lead_erasure"
+
+
+def erasure_lane(erasure_id: int) -> str:
+    return f"erasure:{erasure_id}"
+
+
+def erasure_hash(key: bytes, value: str) -> str:
+    """The only trace an erased lead leaves: HMAC-SHA256 under a key the bot owns, so the
+    tombstone recognises a returning contact or message id and cannot be reversed by
+    hashing every phone number (a plain hash of a phone can)."""
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def contact_tombstone(key: bytes, contact_key: str) -> str:
+    return erasure_hash(key, f"contact:{contact_key}")
+
+
+def message_tombstone(key: bytes, provider_message_id: str) -> str:
+    return erasure_hash(key, f"message:{provider_message_id}")
+
+
+def erasure_payload(
+    *,
+    erasure_id: int,
+    erased_at: str,
+    channel: str,
+    chatwoot_contact_id: int | None,
+    crm_person_id: int | None,
+    crm_deal_id: int | None,
+) -> dict[str, Any]:
+    """What the erasure item carries: ids in other systems, never the lead's data."""
+    return {
+        "erasure_id": erasure_id,
+        "erased_at": erased_at,
+        "channel": channel,
+        "chatwoot_contact_id": chatwoot_contact_id,
+        "crm_person_id": crm_person_id,
+        "crm_deal_id": crm_deal_id,
+    }
 
 
 class StoreUnavailable(Exception):
@@ -208,7 +262,9 @@ class Store(Protocol):
     async def add_inbound(
         self, message: InboundMessage, *, status: InboundStatus = "pending", reason: str | None = None
     ) -> bool:
-        """Store a webhook message; False when (channel, provider id) was already stored."""
+        """Store a webhook message; False when (channel, provider id) was already stored,
+        or when the contact or the message id belongs to an erased lead (the tombstone):
+        a late or replayed delivery must not bring an erased lead back."""
 
     async def pending_contacts(self) -> list[str]: ...
     async def pending_inbound(self, contact_key: str) -> list[InboundRecord]: ...
@@ -216,7 +272,8 @@ class Store(Protocol):
 
     async def get_lead(self, contact_key: str) -> LeadRecord | None: ...
     async def recent_messages(self, contact_key: str, limit: int) -> list[StoredMessage]: ...
-    async def commit_turn(self, commit: TurnCommit) -> None: ...
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        """All-or-nothing; a turn of a lead erased while it ran writes nothing."""
 
     async def claim_outbox(self, *, limit: int, now: datetime) -> list[OutboxItem]: ...
     async def outbox_progress(self, item_id: int, payload: dict[str, Any]) -> None: ...
@@ -306,4 +363,11 @@ class Store(Protocol):
     async def quotes(self, contact_key: str) -> list[dict[str, Any]]: ...
     async def technical_questions(self, contact_key: str) -> list[dict[str, Any]]: ...
     async def forget_lead(self, contact_key: str) -> bool:
-        """LGPD erasure: personal data and messages gone, an anonymised audit row kept."""
+        """LGPD erasure, in one transaction: every row, outbox item and lease of the lead
+        gone; a tombstone (keyed hashes of the contact key and of its provider message
+        ids) written so nothing can bring the lead back; an anonymous audit row; and one
+        `ERASURE_KIND` outbox item that takes the erasure to Chatwoot, the CRM and the
+        webhook subscribers. False (and nothing written) when the contact is unknown."""
+
+    async def is_erased(self, contact_key: str) -> bool:
+        """The contact's lead was erased: whatever still arrives for it is dropped."""

@@ -4,6 +4,12 @@ Calls run on the event loop thread on purpose: with WAL and `synchronous=NORMAL`
 write costs tens of microseconds, less than handing it to a thread, and a single
 connection makes every transaction naturally serial. `BEGIN IMMEDIATE` takes the
 write lock up front so a turn commit never fails half-way on a busy database.
+
+An erased lead's tombstone is keyed with a secret kept in a file next to the database
+(`<db>.erasure-key`, created on first open with mode 0600), not inside it: a copy of the
+database alone (a backup, a support dump) cannot be used to test phone numbers against
+the tombstones. Back the key file up with the database; without it, old tombstones stop
+matching (erased leads could come back if an old message is replayed).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +29,7 @@ from typing import Any
 from core.logging import get_logger
 from core.models import InboundMessage
 from integrations.store.base import (
+    ERASURE_KIND,
     OUTBOX_LANES,
     DueFollowUp,
     InboundRecord,
@@ -31,7 +40,12 @@ from integrations.store.base import (
     StoredMessage,
     StoreUnavailable,
     TurnCommit,
+    contact_tombstone,
+    endpoint_lane_prefix,
+    erasure_lane,
+    erasure_payload,
     lane_key,
+    message_tombstone,
 )
 
 log = get_logger(__name__)
@@ -183,7 +197,64 @@ CREATE TABLE IF NOT EXISTS erasures (
     temperature TEXT,
     rows_deleted TEXT NOT NULL
 );
+-- Keyed hashes (HMAC-SHA256) of erased contact keys and provider message ids, nothing else.
+CREATE TABLE IF NOT EXISTS tombstones (
+    hash TEXT PRIMARY KEY
+) WITHOUT ROWID;
 """
+
+# How long an erasure waits for other connections (the running bot) to let the WAL be
+# truncated: old copies of the erased rows live there until it is.
+_CHECKPOINT_TRIES = 40
+_CHECKPOINT_PAUSE_S = 0.05
+_KEY_BYTES = 32
+
+
+def erasure_key_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".erasure-key")
+
+
+def load_erasure_key(path: Path) -> bytes:
+    """The tombstone key, created on first use (0600). Two processes opening a new
+    database at once agree on one key: each writes its own candidate, and only the first
+    hard link to the final name wins."""
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    candidate = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(secrets.token_hex(_KEY_BYTES) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass  # another process won: use its key
+        except OSError:  # a filesystem without hard links: exclusive create instead
+            try:
+                fd2 = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd2, "w", encoding="ascii") as out:
+                    out.write(candidate.read_text(encoding="ascii"))
+    finally:
+        candidate.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except ValueError:  # not hex, or not even text (UnicodeDecodeError is a ValueError)
+        key = b""
+    if len(key) < _KEY_BYTES:
+        # Never replaced silently: a new key would make every tombstone stop matching.
+        raise StoreUnavailable(f"the erasure key file {path.name} is damaged; restore it from a backup")
+    return key
 
 # Columns added after the first release: an existing database gets them on open.
 _ADDED_COLUMNS = {
@@ -242,6 +313,7 @@ class SqliteStore:
         self.path = Path(path) if str(path) != ":memory:" else path
         self._db: sqlite3.Connection | None = None
         self._inbound_batch: list[tuple[tuple[Any, ...], asyncio.Future[bool]]] = []
+        self._erasure_key = b""
 
     # --- lifecycle ----------------------------------------------------------------
     async def open(self) -> None:
@@ -271,7 +343,24 @@ class SqliteStore:
         db.execute("CREATE INDEX IF NOT EXISTS outbox_status_kind ON outbox(status, kind)")
         db.execute("CREATE INDEX IF NOT EXISTS leads_temperature ON leads(temperature)")
         db.execute("CREATE INDEX IF NOT EXISTS leads_crm_deal ON leads(crm_deal_id) WHERE crm_deal_id IS NOT NULL")
+        try:
+            self._erasure_key = self._load_erasure_key(db)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
+
+    def _load_erasure_key(self, db: sqlite3.Connection) -> bytes:
+        if not isinstance(self.path, Path):
+            return secrets.token_bytes(_KEY_BYTES)  # an in-memory database dies with its key
+        key_path = erasure_key_path(self.path)
+        existed = key_path.exists()
+        key = load_erasure_key(key_path)
+        tombstones = db.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0]
+        if not existed and tombstones:
+            # The database was moved without its key: old erasures no longer match.
+            log.error("erasure_key_recreated", tombstones=tombstones, hint="restore the .erasure-key file")
+        return key
 
     def leave_checkpoints_to_others(self) -> None:
         """The web process of a split deployment: a WAL checkpoint (copying the log back
@@ -334,6 +423,8 @@ class SqliteStore:
             status,
             reason,
             _iso(_now()),
+            contact_tombstone(self._erasure_key, message.contact_key),
+            message_tombstone(self._erasure_key, message.provider_message_id),
         )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
@@ -360,16 +451,7 @@ class SqliteStore:
                     return
                 raise StoreUnavailable("sqlite busy: the write lock was not released in time")
             try:
-                results = [
-                    db.execute(
-                        "INSERT INTO inbound (channel, provider_message_id, contact_key, message, status,"
-                        " reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (channel, provider_message_id) DO NOTHING",
-                        row,
-                    ).rowcount
-                    == 1
-                    for row, _future in batch
-                ]
+                results = [self._insert_inbound(db, row) for row, _future in batch]
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -383,6 +465,22 @@ class SqliteStore:
         for (_row, future), inserted in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(inserted)
+
+    @staticmethod
+    def _insert_inbound(db: sqlite3.Connection, row: tuple[Any, ...]) -> bool:
+        values, hashes = row[:7], row[7:]
+        if db.execute(f"SELECT 1 FROM tombstones WHERE hash IN ({','.join('?' * len(hashes))})", hashes).fetchone():
+            log.info("inbound_dropped", reason="lead_erased", channel=row[0])
+            return False
+        return (
+            db.execute(
+                "INSERT INTO inbound (channel, provider_message_id, contact_key, message, status,"
+                " reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (channel, provider_message_id) DO NOTHING",
+                values,
+            ).rowcount
+            == 1
+        )
 
     @staticmethod
     def _begin_without_waiting(db: sqlite3.Connection) -> bool:
@@ -505,6 +603,10 @@ class SqliteStore:
         # outbox and audit timestamps stay on the real clock the dispatcher uses.
         turn_at = _iso(commit.at) if commit.at else now
         with self._tx() as db:
+            if self._tombstoned(db, commit.contact_key):
+                # Erased while the turn ran: writing it would bring the lead back.
+                log.info("turn_dropped", reason="lead_erased", turn_id=commit.turn_id)
+                return
             lead = db.execute(
                 "INSERT INTO leads (contact_key, channel, contact_id, phone, name, profile, score,"
                 " temperature, score_reasons, lead_message_count, created_at, updated_at)"
@@ -679,47 +781,120 @@ class SqliteStore:
         ).fetchall()
         return [dict(r) for r in rows]
 
+    def _tombstoned(self, db: sqlite3.Connection, contact_key: str) -> bool:
+        hashed = contact_tombstone(self._erasure_key, contact_key)
+        return db.execute("SELECT 1 FROM tombstones WHERE hash = ?", (hashed,)).fetchone() is not None
+
+    async def is_erased(self, contact_key: str) -> bool:
+        return self._tombstoned(self.db, contact_key)
+
     async def forget_lead(self, contact_key: str) -> bool:
         now = _iso(_now())
         with self._tx() as db:
             lead = db.execute(
-                "SELECT id, channel, created_at, temperature FROM leads WHERE contact_key = ?", (contact_key,)
+                "SELECT id, channel, created_at, temperature, chatwoot_contact_id, crm_person_id, crm_deal_id"
+                " FROM leads WHERE contact_key = ?",
+                (contact_key,),
             ).fetchone()
+            lead_id = lead["id"] if lead is not None else None
             first_inbound = db.execute(
                 "SELECT channel FROM inbound WHERE contact_key = ? ORDER BY id LIMIT 1", (contact_key,)
             ).fetchone()
+            provider_ids = {
+                r[0]
+                for r in db.execute(
+                    "SELECT provider_message_id FROM inbound WHERE contact_key = ?"
+                    " UNION SELECT provider_message_id FROM messages"
+                    " WHERE lead_id = ? AND provider_message_id IS NOT NULL",
+                    (contact_key, lead_id),
+                )
+            }
             inbound = db.execute("DELETE FROM inbound WHERE contact_key = ?", (contact_key,)).rowcount
-            lanes = [lane_key(lane, contact_key) for lane in OUTBOX_LANES]
-            outbox = db.execute(
-                f"DELETE FROM outbox WHERE order_key IN ({','.join('?' * len(lanes))})", lanes
-            ).rowcount
+            outbox = self._delete_lead_outbox(db, contact_key, lead_id)
             db.execute("DELETE FROM turn_leases WHERE contact_key = ?", (contact_key,))
-            if lead is None and not inbound:
-                return False
-            counts = {"inbound": inbound, "outbox": outbox}
-            if lead is not None:
-                lead_id = lead["id"]
-                for table in ("messages", "orcamentos", "technical_questions", "followups"):
-                    counts[table] = db.execute(f"DELETE FROM {table} WHERE lead_id = ?", (lead_id,)).rowcount
-                counts["conversations"] = db.execute(
-                    "DELETE FROM conversations WHERE lead_id = ?", (lead_id,)
-                ).rowcount
-                db.execute("DELETE FROM leads WHERE id = ?", (lead_id,))
-            # The audit row proves the erasure happened without saying who it was about.
-            db.execute(
-                "INSERT INTO erasures (channel, erased_at, lead_created_at, temperature, rows_deleted)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    lead["channel"] if lead is not None else first_inbound["channel"],
-                    now,
-                    lead["created_at"] if lead is not None else None,
-                    lead["temperature"] if lead is not None else None,
-                    json.dumps(counts),
-                ),
-            )
-        # Old copies of the erased pages also live in the WAL until a checkpoint.
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return True
+            known = lead is not None or inbound > 0
+            if known:
+                self._erase_known_lead(db, contact_key, lead, first_inbound, provider_ids, inbound, outbox, now)
+        # Even for a contact unknown now: a run that could not truncate left copies there.
+        await self._truncate_wal()
+        return known
+
+    def _erase_known_lead(
+        self,
+        db: sqlite3.Connection,
+        contact_key: str,
+        lead: sqlite3.Row | None,
+        first_inbound: sqlite3.Row | None,
+        provider_ids: set[str],
+        inbound: int,
+        outbox: int,
+        now: str,
+    ) -> None:
+        lead_id = lead["id"] if lead is not None else None
+        counts = {"inbound": inbound, "outbox": outbox}
+        if lead_id is not None:
+            for table in ("messages", "orcamentos", "technical_questions", "followups"):
+                counts[table] = db.execute(f"DELETE FROM {table} WHERE lead_id = ?", (lead_id,)).rowcount
+            counts["conversations"] = db.execute(
+                "DELETE FROM conversations WHERE lead_id = ?", (lead_id,)
+            ).rowcount
+            db.execute("DELETE FROM leads WHERE id = ?", (lead_id,))
+        hashes = [contact_tombstone(self._erasure_key, contact_key)]
+        hashes += [message_tombstone(self._erasure_key, pid) for pid in sorted(provider_ids)]
+        db.executemany("INSERT OR IGNORE INTO tombstones (hash) VALUES (?)", [(h,) for h in hashes])
+        source = lead if lead is not None else first_inbound
+        assert source is not None  # known: a lead row, or at least one stored message
+        channel = source["channel"]
+        # The audit row proves the erasure happened without saying who it was about.
+        erasure_id = db.execute(
+            "INSERT INTO erasures (channel, erased_at, lead_created_at, temperature, rows_deleted)"
+            " VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (
+                channel,
+                now,
+                lead["created_at"] if lead is not None else None,
+                lead["temperature"] if lead is not None else None,
+                json.dumps(counts),
+            ),
+        ).fetchone()[0]
+        payload = erasure_payload(
+            erasure_id=erasure_id,
+            erased_at=now,
+            channel=channel,
+            chatwoot_contact_id=lead["chatwoot_contact_id"] if lead is not None else None,
+            crm_person_id=lead["crm_person_id"] if lead is not None else None,
+            crm_deal_id=lead["crm_deal_id"] if lead is not None else None,
+        )
+        db.execute(
+            "INSERT INTO outbox (kind, order_key, idempotency_key, payload, status,"
+            " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+            (ERASURE_KIND, erasure_lane(erasure_id), erasure_lane(erasure_id), json.dumps(payload), now, now, now),
+        )
+
+    @staticmethod
+    def _delete_lead_outbox(db: sqlite3.Connection, contact_key: str, lead_id: int | None) -> int:
+        """Every item of the lead, whatever its state: its lanes, its webhook lanes (one
+        per endpoint) and anything else whose payload names it."""
+        lanes = [lane_key(lane, contact_key) for lane in OUTBOX_LANES]
+        prefix = endpoint_lane_prefix(contact_key)
+        return db.execute(
+            f"DELETE FROM outbox WHERE order_key IN ({','.join('?' * len(lanes))})"
+            " OR substr(order_key, 1, ?) = ?"
+            " OR json_extract(payload, '$.contact_key') = ?"
+            " OR (? IS NOT NULL AND json_extract(payload, '$.lead_id') = ?)",
+            (*lanes, len(prefix), prefix, contact_key, lead_id, lead_id),
+        ).rowcount
+
+    async def _truncate_wal(self) -> None:
+        """Old copies of the erased pages live in the WAL until it is checkpointed and
+        truncated; a reader in another process (the running bot) can hold that off for a
+        moment, so it is tried again rather than left half done."""
+        for _ in range(_CHECKPOINT_TRIES):
+            busy, _log, _done = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            await asyncio.sleep(_CHECKPOINT_PAUSE_S)
+        log.error("erasure_wal_not_truncated", hint="stop the bot and run forget again to clear the WAL")
 
     # A later report never moves a message back (a late "delivered" after "read").
     _STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5}

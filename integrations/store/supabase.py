@@ -106,6 +106,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "sdr_lead_quotes": ("p_contact_key",),
     "sdr_lead_technical_questions": ("p_contact_key",),
     "sdr_erase_lead": ("p_contact_key", "p_order_keys"),
+    "sdr_is_erased": ("p_contact_key",),
     "sdr_lead_counts": (),
 }
 
@@ -554,9 +555,15 @@ class SupabaseStore:
         return list(await self._rpc("sdr_lead_technical_questions", p_contact_key=contact_key))
 
     async def forget_lead(self, contact_key: str) -> bool:
-        """LGPD erasure in one transaction, every outbox lane of the lead included."""
+        """LGPD erasure in one transaction (sdr_erase_lead): every outbox item of the lead,
+        the tombstone and the erasure item included. The tombstone's HMAC key lives in the
+        database (`erasure_secret`, service role only) and the hashes are computed there,
+        so `add_inbound` and `commit_turn` check it in the same transaction as their write."""
         lanes = [lane_key(lane, contact_key) for lane in OUTBOX_LANES]
         return bool(await self._rpc("sdr_erase_lead", p_contact_key=contact_key, p_order_keys=lanes))
+
+    async def is_erased(self, contact_key: str) -> bool:
+        return bool(await self._rpc("sdr_is_erased", p_contact_key=contact_key))
 
     async def lead_counts(self) -> dict[str, int]:
         return dict(await self._rpc("sdr_lead_counts") or {})

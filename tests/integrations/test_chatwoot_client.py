@@ -309,6 +309,32 @@ async def test_update_contact_attributes(client: ChatwootClient, mock: aiorespon
     assert_matches_schema(call.kwargs["json"], "schema_contact_update.json")
 
 
+async def test_delete_contact_is_one_authenticated_delete_and_a_second_one_is_done(
+    client: ChatwootClient, mock: aioresponses
+) -> None:
+    """swagger contacts/crud.yml `contactDelete`: 200 with no body, 404 once it is gone."""
+    mock.delete(f"{BASE}/contacts/1042", status=200, body="")
+    mock.delete(f"{BASE}/contacts/1042", status=404, payload=load("error_404.json"))
+
+    assert await client.delete_contact(1042) is True
+    assert await client.delete_contact(1042) is False
+    calls = mock.requests[("DELETE", URL(f"{BASE}/contacts/1042"))]
+    assert len(calls) == 2
+    assert_auth_headers(calls[0])
+    assert "json" not in calls[0].kwargs
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(503, True), (429, True), (401, False), (403, False)])
+async def test_delete_contact_failures_say_whether_to_retry(
+    client: ChatwootClient, mock: aioresponses, status: int, retryable: bool
+) -> None:
+    mock.delete(f"{BASE}/contacts/1042", status=status, payload={"error": "nope"})
+    with pytest.raises(ChatwootError) as caught:
+        await client.delete_contact(1042)
+    assert caught.value.retryable is retryable and caught.value.status == status
+    assert TOKEN not in str(caught.value)
+
+
 async def test_contact_conversations(client: ChatwootClient, mock: aioresponses) -> None:
     mock.get(f"{BASE}/contacts/1042/conversations", payload=load("contact_conversations_response.json"))
 

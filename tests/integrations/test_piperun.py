@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 from structlog.testing import capture_logs
+from yarl import URL
 
 from integrations.piperun import (
     CrmLink,
@@ -570,3 +571,50 @@ async def test_logs_never_hold_the_token_or_personal_data(client: PipeRunClient,
     for secret in (PHONE, "11987654321", "98765-4321", EMAIL, "João", CNPJ, "11.222.333/0001-81"):
         assert secret not in dumped
     assert any(e.get("contact") == "whatsapp:5511***21" for e in logs)
+
+
+# --- erasure (LGPD) ---------------------------------------------------------------------
+
+
+async def test_delete_person_is_the_documented_delete_and_a_second_one_is_done(
+    client: PipeRunClient, mocked: aioresponses
+) -> None:
+    """[deletar-pessoa] DELETE /persons/{person_id}: 204 `{}`, 404 `Not Found`."""
+    url = f"{BASE}/persons/748"
+    mocked.delete(url, status=204, body="")
+    mocked.delete(url, status=404, payload=load("error_404.json"))
+
+    assert await client.delete_person(748) is True
+    assert await client.delete_person(748) is False
+    calls = mocked.requests[("DELETE", URL(url))]
+    assert len(calls) == 2 and calls[0].kwargs["headers"]["token"] == TOKEN
+
+
+async def test_anonymize_person_blanks_every_personal_field(client: PipeRunClient, mocked: aioresponses) -> None:
+    """[atualizar-pessoa] PUT /persons/{person_id}: the documented fields name, contactPhones,
+    contactEmails and observation, plus the external code we set at creation."""
+    url = f"{BASE}/persons/748"
+    mocked.put(url, payload={"success": True, "message": "OK", "data": record("person_create_response.json")})
+    mocked.put(url, status=404, payload=load("error_404.json"))
+
+    assert await client.anonymize_person(748, name="Titular removido (LGPD)") is True
+    [call] = mocked.requests[("PUT", URL(url))][:1]
+    assert call.kwargs["json"] == {
+        "name": "Titular removido (LGPD)",
+        "contactPhones": [],
+        "contactEmails": [],
+        "observation": "",
+        "external_code": "",
+    }
+    assert await client.anonymize_person(748, name="x") is False
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(503, True), (429, True), (422, False), (401, False)])
+async def test_delete_person_failures_say_whether_to_retry(
+    client: PipeRunClient, mocked: aioresponses, status: int, retryable: bool
+) -> None:
+    mocked.delete(f"{BASE}/persons/748", status=status, payload={"success": False, "message": f"{PHONE} recusado"})
+    with pytest.raises(PipeRunError) as caught:
+        await client.delete_person(748)
+    assert caught.value.retryable is retryable and caught.value.status == status
+    assert TOKEN not in str(caught.value) and PHONE not in str(caught.value)

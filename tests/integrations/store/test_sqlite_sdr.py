@@ -19,11 +19,13 @@ import pytest
 
 from core.models import InboundMessage, MessageKind
 from integrations.store.base import (
+    ERASURE_KIND,
     FollowUp,
     Handoff,
     NewMessage,
     OutboxItem,
     QuoteRequest,
+    StoreUnavailable,
     TechnicalQuestion,
     TurnCommit,
 )
@@ -332,7 +334,11 @@ async def test_forget_lead_erases_everything_about_the_lead_and_nothing_else(
     due = await store.due_follow_ups(now=now() + timedelta(days=1), limit=10)
     assert [d.contact_key for d in due] == [key(LEAD_B)]
     claimed = await store.claim_outbox(limit=10, now=now() + timedelta(seconds=1))
-    assert [item.payload["contact_id"] for item in claimed] == [LEAD_B]  # A's queued reply is gone
+    replies = [item for item in claimed if item.kind != ERASURE_KIND]
+    assert [item.payload["contact_id"] for item in replies] == [LEAD_B]  # A's queued reply is gone
+    # What is left of A in the queue is the erasure itself, naming no one.
+    [erasure] = [item for item in claimed if item.kind == ERASURE_KIND]
+    assert LEAD_A not in json.dumps(erasure.payload) and LEAD_A not in erasure.order_key + erasure.idempotency_key
 
     # The other lead is intact.
     other = await store.get_lead(key(LEAD_B))
@@ -398,6 +404,82 @@ async def test_after_forget_the_phone_is_not_left_in_the_database_files(
         if path.name.startswith(db_path.name) and LEAD_A.encode() in path.read_bytes()
     ]
     assert leftovers == []
+
+
+async def test_after_forget_no_copy_of_the_lead_is_in_the_files_even_with_the_bot_still_running(
+    store: SqliteStore, db_path: Path
+) -> None:
+    """The bot's connection stays open (as when `forget` runs beside a live bot), the lead
+    had outbound-webhook items (done and pending, one lane per endpoint) carrying the
+    card: not one byte of phone, name or e-mail may be left in db, -wal or -shm."""
+    email = "maria@acougue.com.br"
+    card = {"lead": {"contact_key": key(), "phone": LEAD_A, "name": NAME_A, "email": email}}
+    hooks = [
+        OutboxItem(
+            kind="outbound_webhook",
+            order_key=f"hooks:{key()}#{endpoint}",
+            idempotency_key=f"hook:{endpoint}:lead.created:t0001:0",
+            payload={"contact_key": key(), "endpoint_id": endpoint, "event": "lead.created", "data": card},
+        )
+        for endpoint in ("crm-a", "crm-b")
+    ]
+    await _full_lead(store, LEAD_A, "maria")
+    commit = turn(LEAD_A, turn_id="t0002")
+    commit.outbox, commit.profile = hooks, {"email": email}
+    await store.commit_turn(commit)
+    [first, *_] = await store.claim_outbox(limit=10, now=now() + timedelta(seconds=1))
+    await store.complete_outbox(first.id or 0)
+    bot = SqliteStore(db_path)  # the running bot's own connection
+    await bot.open()
+    try:
+        assert (await bot.get_lead(key())) is not None  # it has read the lead, and stays open
+        assert await store.forget_lead(key()) is True
+        files = {p.name: p.read_bytes() for p in db_path.parent.iterdir() if p.name.startswith(db_path.name)}
+    finally:
+        await bot.close()
+    assert {db_path.name, db_path.name + "-wal"} <= set(files)
+    for needle in (LEAD_A, NAME_A, email, "Souza"):
+        found = [name for name, raw in files.items() if needle.encode() in raw]
+        assert found == [], f"{needle!r} left in {found}"
+
+
+async def test_the_tombstone_key_is_a_private_file_that_survives_a_restart(db_path: Path) -> None:
+    first = SqliteStore(db_path)
+    await first.open()
+    await first.add_inbound(inbound("k-1"))
+    assert await first.forget_lead(key()) is True
+    await first.close()
+    key_file = db_path.with_name(db_path.name + ".erasure-key")
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert LEAD_A.encode() not in key_file.read_bytes()
+
+    again = SqliteStore(db_path)  # a restart: the same key, so the same tombstone matches
+    await again.open()
+    try:
+        assert await again.is_erased(key()) is True
+        assert await again.add_inbound(inbound("k-2")) is False
+    finally:
+        await again.close()
+
+
+async def test_a_damaged_tombstone_key_stops_the_store_instead_of_being_replaced(db_path: Path) -> None:
+    db_path.with_name(db_path.name + ".erasure-key").write_text("not a key\n")
+    broken = SqliteStore(db_path)
+    with pytest.raises(StoreUnavailable, match="erasure key"):
+        await broken.open()
+
+
+async def test_two_processes_opening_a_new_database_at_once_share_one_key(db_path: Path) -> None:
+    a, b = SqliteStore(db_path), SqliteStore(db_path)
+    await a.open()
+    await b.open()
+    try:
+        await a.add_inbound(inbound("k-1"))
+        assert await a.forget_lead(key()) is True
+        assert await b.is_erased(key()) is True
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_forget_an_unknown_contact_returns_false_and_writes_no_audit(

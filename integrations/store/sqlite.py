@@ -56,6 +56,20 @@ log = get_logger(__name__)
 BUSY_TIMEOUT_MS = 250
 # Webhook inserts retry a busy write lock this often, without blocking the loop.
 _FLUSH_RETRY_S = 0.0003
+# After a checkpoint the WAL file keeps its largest size unless this caps it: a burst
+# (the worker down for an hour, an erasure) would otherwise hold that disk forever.
+# About one autocheckpoint's worth (1000 pages), so normal cycles do not shrink and regrow it.
+JOURNAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
+# The web process of a split deployment leaves checkpoints to the worker, but not without
+# limit: if the worker is down or stuck, the web checkpoints once the WAL reaches this many
+# pages (about 16 MB, four times the worker's own threshold) instead of growing until the
+# disk is full.
+WEB_WAL_AUTOCHECKPOINT_PAGES = 4000
+# Once the disk has been full, a process checkpoints every ~256 KB of WAL (a few ms each),
+# the web one too: the normal threshold (~4 MB) is more than the headroom, so the WAL
+# would fill the freed space again before anyone checkpointed, and a checkpoint needs
+# free space to copy the pages into the database. Kept until the process restarts.
+LOW_DISK_WAL_AUTOCHECKPOINT_PAGES = 64
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leads (
@@ -287,6 +301,7 @@ def _unavailable_on_error(method):  # type: ignore[no-untyped-def]
         try:
             return await method(self, *args, **kwargs)
         except sqlite3.Error as exc:
+            self._note_failure(exc)
             raise StoreUnavailable(str(exc)) from exc
 
     return wrapper
@@ -314,6 +329,7 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self._inbound_batch: list[tuple[tuple[Any, ...], asyncio.Future[bool]]] = []
         self._erasure_key = b""
+        self._disk_full = False
 
     # --- lifecycle ----------------------------------------------------------------
     async def open(self) -> None:
@@ -328,6 +344,7 @@ class SqliteStore:
         # Deleted rows are zeroed, not just unlinked: an LGPD erasure must not leave the
         # lead's messages readable in free pages of the file.
         db.execute("PRAGMA secure_delete=ON")
+        db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
         db.executescript(SCHEMA)
         for table, columns in _ADDED_COLUMNS.items():
             existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -365,8 +382,43 @@ class SqliteStore:
     def leave_checkpoints_to_others(self) -> None:
         """The web process of a split deployment: a WAL checkpoint (copying the log back
         into the database, several milliseconds) would run inside a webhook's commit.
-        The worker, which writes far more, checkpoints for both."""
-        self.db.execute("PRAGMA wal_autocheckpoint=0")
+        The worker, which writes far more, checkpoints for both; the web steps in only
+        when the WAL is far past the worker's threshold (the worker is down or stuck),
+        and after a full disk (see `_reclaim_disk`)."""
+        self.db.execute(f"PRAGMA wal_autocheckpoint={WEB_WAL_AUTOCHECKPOINT_PAGES}")
+
+    def _note_failure(self, exc: sqlite3.Error) -> None:
+        """A full disk is remembered: no automatic checkpoint fires while writes fail
+        (autocheckpoints run after a successful commit, once the WAL passes ~4 MB, which
+        a smaller headroom never reaches), so nothing would ever hand the WAL's space
+        back. Every transaction, webhook insert and health probe from now on tries to,
+        until one succeeds."""
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
+            if not self._disk_full:
+                log.error("sqlite_disk_full", hint="free disk space; the bot resumes by itself")
+            self._disk_full = True
+            if self._db is not None:
+                self._db.execute(f"PRAGMA wal_autocheckpoint={LOW_DISK_WAL_AUTOCHECKPOINT_PAGES}")
+
+    def _reclaim_disk(self) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes, so the space it
+        holds is free again and writes resume without a restart. On a still-full disk
+        the checkpoint fails in well under a millisecond, so it is simply tried again on
+        the next write; it never waits for another process's lock (that would stall the
+        event loop) and whichever process gets here first does it, the web one too."""
+        if not self._disk_full or self._db is None:
+            return
+        db = self._db
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            busy, _log, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return  # still full (or locked): the next write tries again
+        finally:
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if not busy:
+            self._disk_full = False
+            log.info("sqlite_disk_reclaimed")
 
     async def close(self) -> None:
         if self._db is not None:
@@ -382,17 +434,23 @@ class SqliteStore:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         db = self.db
+        self._reclaim_disk()
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            self._note_failure(exc)
             raise StoreUnavailable(f"sqlite busy: {exc}") from exc
         try:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
             db.execute("COMMIT")
+        except BaseException as exc:
+            if isinstance(exc, sqlite3.Error):
+                self._note_failure(exc)
+            # A failed COMMIT may leave the transaction open (SQLite rolls back by itself
+            # only for some errors): the write lock must not stay held.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     async def ping(self) -> None:
         """Prove the store can take a write, not just a read: a full disk or a read-only
@@ -404,6 +462,9 @@ class SqliteStore:
                 db.execute("DELETE FROM health_probe")
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
+        if self._disk_full:
+            # A probe's few bytes still fit in the WAL's tail while a webhook's do not.
+            raise StoreUnavailable("database or disk is full: the WAL could not be checkpointed yet")
 
     # --- inbox --------------------------------------------------------------------
     async def add_inbound(
@@ -442,6 +503,7 @@ class SqliteStore:
         assert deadline is not None
         try:
             db = self.db
+            self._reclaim_disk()
             if not self._begin_without_waiting(db):
                 # Another process (the turn worker) holds the write lock for a moment.
                 # Waiting inside SQLite would block the loop in whole milliseconds; retry
@@ -452,11 +514,14 @@ class SqliteStore:
                 raise StoreUnavailable("sqlite busy: the write lock was not released in time")
             try:
                 results = [self._insert_inbound(db, row) for row, _future in batch]
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
         except (sqlite3.Error, StoreUnavailable) as exc:
+            if isinstance(exc, sqlite3.Error):
+                self._note_failure(exc)
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
             for _row, future in batch:
                 if not future.done():

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import re
 import threading
+import time
 
 import pytest
 
@@ -76,13 +77,25 @@ def _race_an_erasure(schema: str, late):  # type: ignore[no-untyped-def]
     ended (committed, or rolled back on failure) so the schema can be dropped."""
     eraser = connect(schema)
     eraser.autocommit = False
+    eraser_pid = eraser.info.backend_pid
     result: dict[str, object] = {}
     thread = threading.Thread(target=lambda: result.update(value=late()), daemon=True)
     try:
         assert eraser.execute("SELECT sdr_erase_lead(%s, %s)", (KEY, LANES)).fetchone()[0] is True
         thread.start()
-        thread.join(0.5)
-        waited = thread.is_alive()
+        # Not a guess with a timer: either `late` finishes (it slipped past), or Postgres
+        # shows its session blocked by the eraser's transaction. Both are final states.
+        waited = False
+        with connect(schema) as watcher:
+            deadline = time.monotonic() + 20
+            while thread.is_alive() and time.monotonic() < deadline:
+                blocked = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (eraser_pid,)
+                ).fetchone()[0]
+                if blocked:
+                    waited = True
+                    break
+                time.sleep(0.01)
         eraser.commit()
     finally:
         eraser.rollback()

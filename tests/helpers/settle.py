@@ -51,3 +51,17 @@ async def settled(target: Any, *, timeout: float = 10.0) -> None:
                 await asyncio.sleep(0.005)
     except TimeoutError:
         raise AssertionError(f"the bot did not settle within {timeout} s") from None
+
+
+async def all_settled(*bots: Any, timeout: float = 15.0) -> None:
+    """Every instance settled at the same time: one instance's turn or delivery can
+    give another work (a lead it leased, an item on the shared outbox)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                for bot in bots:
+                    await settled(bot)
+                if all([await is_settled(bot) for bot in bots]):
+                    return
+    except TimeoutError:
+        raise AssertionError(f"the instances did not settle together within {timeout} s") from None

@@ -22,7 +22,7 @@ from integrations.store.sqlite import SqliteStore
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
-from tests.helpers.settle import is_settled, settled
+from tests.helpers.settle import all_settled
 from tests.integrations.store.test_store_contract import inbound
 
 LEAD = "5511987654321"
@@ -35,20 +35,6 @@ class SharedSqliteStore(SqliteStore):
 
 
 Instances = Callable[..., Any]
-
-
-async def all_settled(*bots: TestClient, timeout: float = 15.0) -> None:
-    """Every instance settled at the same time: one instance's turn or delivery can
-    give another work (a lead it leased, an item on the shared outbox)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                for bot in bots:
-                    await settled(bot)
-                if all([await is_settled(bot) for bot in bots]):
-                    return
-    except TimeoutError:
-        raise AssertionError(f"the instances did not settle together within {timeout} s") from None
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from integrations.store.base import Store
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
-from tests.helpers.settle import settled
-from tests.runtime.test_multi_instance import all_settled
+from tests.helpers.settle import all_settled, settled
 
 URL = "https://sdr-runtime.supabase.co"
 KEY = "runtime-service-role-key-6b1d"

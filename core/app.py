@@ -43,7 +43,7 @@ from core.middlewares import DRAINING, METRICS, Draining, json_error, request_mi
 from core.models import InboundMessage
 from core.operator_auth import operator_authorized
 from core.settings import Settings
-from core.webhooks import handle_meta_verification, handle_meta_webhook, handle_webhook
+from core.webhooks import META_OBJECTS, handle_meta_verification, handle_meta_webhook, handle_webhook
 from core.worker_process import WorkerSupervisor, listen_for_nudges
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
@@ -320,12 +320,13 @@ def _warn_unauthenticated_webhooks(channels: dict[str, Channel]) -> None:
     """Said at start, not discovered when the first lead goes unanswered."""
     for name, channel in channels.items():
         setting = channel.missing_webhook_secret
+        route = "meta" if name in META_OBJECTS.values() else name  # one URL for both Meta products
         if channel.configured and setting:
             log.error(
                 "webhook_secret_missing",
                 channel=name,
                 setting=setting,
-                action=f"every /webhooks/{'meta' if setting == 'META_APP_SECRET' else name} request is refused until {setting} is set",
+                action=f"every /webhooks/{route} request is refused until {setting} is set",
             )
 
 

@@ -28,6 +28,7 @@ import aiohttp
 from yarl import URL
 
 from channels.provider_http import error_detail, scrub
+from channels.registry import build_channels
 from core.logging import Scrubber
 from core.models import mask_phone
 from core.settings import Settings
@@ -727,20 +728,19 @@ CHECKS: tuple[Check, ...] = (
 # --- running and printing ---------------------------------------------------------------
 
 
-# The setting that authenticates each channel's webhook; without it the route refuses all.
-WEBHOOK_SECRET_SETTINGS = {
-    "Z-API": ("zapi_webhook_secret",),
-    "WAHA": ("waha_webhook_hmac_key", "waha_webhook_secret"),
-    "WhatsApp Cloud": ("meta_app_secret",),
-    "Instagram": ("meta_app_secret",),
-}
+# Which check is which channel: the channel itself says whether its webhook can be
+# authenticated (the same rule that makes the route refuse), the doctor only words it.
+_CHECK_CHANNELS = {"Z-API": "zapi", "WAHA": "waha", "WhatsApp Cloud": "whatsapp_cloud", "Instagram": "instagram"}
+# WAHA also takes a URL token when it cannot sign.
+_ALTERNATIVES = {"WAHA_WEBHOOK_HMAC_KEY": "WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK_SECRET"}
 
 
 def _webhook_secret_problem(settings: Settings, check: Check) -> CheckResult | None:
-    names = WEBHOOK_SECRET_SETTINGS.get(check.name)
-    if not names or any(getattr(settings, name) is not None for name in names):
+    name = _CHECK_CHANNELS.get(check.name)
+    missing = build_channels(settings)[name].missing_webhook_secret if name else None
+    if not missing:
         return None
-    wanted = " ou ".join(name.upper() for name in names)
+    wanted = _ALTERNATIVES.get(missing, missing)
     return problem(
         f"sem {wanted} o webhook recusa tudo: nenhuma mensagem de lead entra",
         f"defina {wanted} (um segredo longo e aleatório) e use-o no endereço do webhook abaixo",

@@ -40,7 +40,7 @@ from core.settings import Settings
 from integrations import chatwoot
 from integrations.store.sqlite import SqliteStore
 from tests.conftest import zapi_message
-from tests.helpers.clock import INSTANTS, TestClock
+from tests.helpers.clock import INSTANTS, NEXT_OPENING, TestClock
 from tests.helpers.fakes import load_fixture
 from tests.helpers.loopback import (
     chatwoot_signature,
@@ -227,15 +227,6 @@ def crm_body() -> bytes:
 
 def chat_reply(reply: str, lead: dict[str, Any] | None = None, tools: list[dict[str, Any]] | None = None) -> dict:
     return {"reply": reply, "lead": lead or {}, "tool_calls": tools or [], "summary": "Lead em qualificação."}
-
-
-# When a person answers a hand-off, by the instant the lead writes (prompts/business_hours.toml).
-NEXT_OPENING = {
-    "weekday_in_hours": None,
-    "weekday_3am": "hoje às 8h",
-    "saturday_night": "na segunda-feira (07/12) às 8h",
-    "national_holiday": "amanhã às 8h",
-}
 
 
 @pytest.mark.parametrize("instant", list(INSTANTS))

@@ -31,7 +31,13 @@ INSTANTS = {
     "saturday_night": SATURDAY_NIGHT,
     "national_holiday": NATIONAL_HOLIDAY,
 }
-OPEN_INSTANTS = {"weekday_in_hours"}
+# When a person answers a hand-off, as the lead is told at each instant (None: now).
+NEXT_OPENING = {
+    "weekday_in_hours": None,
+    "weekday_3am": "hoje às 8h",
+    "saturday_night": "na segunda-feira (07/12) às 8h",
+    "national_holiday": "amanhã às 8h",
+}
 
 
 class TestClock:

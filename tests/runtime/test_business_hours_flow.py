@@ -14,7 +14,7 @@ from agent.business_hours import load_business_hours
 from agent.prompts import load_prompt_bundle
 from core.keys import FOLLOW_UPS, STORE
 from tests.conftest import zapi_message
-from tests.helpers.clock import INSTANTS, TestClock
+from tests.helpers.clock import INSTANTS, NEXT_OPENING, TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.leads import HOT_LEAD
 from tests.helpers.settle import settled
@@ -23,14 +23,6 @@ LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"
 PROMPTS = load_prompt_bundle()
 PROMISE = load_business_hours().messages.handoff_promise
-
-# When the team is next in, as the lead is told (None: someone is in now).
-NEXT_OPENING = {
-    "weekday_in_hours": None,
-    "weekday_3am": "hoje às 8h",
-    "saturday_night": "na segunda-feira (07/12) às 8h",
-    "national_holiday": "amanhã às 8h",
-}
 
 
 @pytest.fixture(params=list(INSTANTS))

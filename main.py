@@ -1,16 +1,16 @@
 """CLI entry point.
 
-    python main.py                    serve webhooks and run the bot (default)
-    python main.py serve              same
-    python main.py chat               talk to the bot in the terminal (channel `cli`)
-    python main.py outbox stats       pending / in-flight / dead side effects, per integration
-    python main.py outbox list        recent side effects (--status dead, --kind piperun_sync)
-    python main.py outbox show ID     one side effect: payload, attempts, last error
-    python main.py outbox replay ID   resend one dead side effect (same idempotency key)
-    python main.py outbox replay --all-dead [--kind K]   resend every dead one
-    python main.py forget CONTACT     erase a lead everywhere (LGPD): phone, 123@lid, Instagram id
-    python main.py migrate [--apply]  print (or apply to DATABASE_URL) the Postgres schema
-    python main.py doctor             check every configured integration, print the webhook URLs
+python main.py                    serve webhooks and run the bot (default)
+python main.py serve              same
+python main.py chat               talk to the bot in the terminal (channel `cli`)
+python main.py outbox stats       pending / in-flight / dead side effects, per integration
+python main.py outbox list        recent side effects (--status dead, --kind piperun_sync)
+python main.py outbox show ID     one side effect: payload, attempts, last error
+python main.py outbox replay ID   resend one dead side effect (same idempotency key)
+python main.py outbox replay --all-dead [--kind K]   resend every dead one
+python main.py forget CONTACT     erase a lead everywhere (LGPD): phone, 123@lid, Instagram id
+python main.py migrate [--apply]  print (or apply to DATABASE_URL) the Postgres schema
+python main.py doctor             check every configured integration, print the webhook URLs
 """
 
 from __future__ import annotations
@@ -65,7 +65,12 @@ def _worker(settings: Settings, port: int, parent: int | None) -> int:
 
         app.cleanup_ctx.append(orphan_watch)
     web.run_app(
-        app, host="127.0.0.1", port=port, print=None, access_log=None, shutdown_timeout=settings.shutdown_grace_s
+        app,
+        host="127.0.0.1",
+        port=port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_grace_s,
     )
     return 0
 
@@ -108,7 +113,9 @@ async def _outbox_action(store: Store, args: argparse.Namespace) -> int:
     # replay
     if args.id is not None:
         if await store.replay_outbox(args.id):
-            print(f"item {args.id} is back in the queue (same idempotency key); a running bot delivers it now.")
+            print(
+                f"item {args.id} is back in the queue (same idempotency key); a running bot delivers it now."
+            )
             return 0
         item = await store.get_outbox(args.id)
         reason = "does not exist" if item is None else f"is {item.status}, not dead"
@@ -168,21 +175,29 @@ def forget_contact_key(contact: str, channel: str) -> str:
     if sep and prefix.lower() in FORGET_CHANNELS and rest.strip():
         family, value = FORGET_CHANNELS[prefix.lower()], rest.strip()
     if not value:
-        raise ForgetInputError("Informe o contato do lead: telefone com DDI e DDD, id @lid ou id do Instagram.")
+        raise ForgetInputError(
+            "Informe o contato do lead: telefone com DDI e DDD, id @lid ou id do Instagram."
+        )
     if family == "cli":
         return contact_key_for("cli", value)
     if family == "instagram":
         if not value.isdigit():
-            raise ForgetInputError("O id do Instagram é só números (o IGSID que aparece nos logs e no Chatwoot).")
+            raise ForgetInputError(
+                "O id do Instagram é só números (o IGSID que aparece nos logs e no Chatwoot)."
+            )
         return contact_key_for("instagram", value)
     if value.lower().endswith("@lid"):
         local = value[: -len("@lid")].strip()
         if not local.isdigit():
-            raise ForgetInputError("Um id @lid do WhatsApp é só números seguidos de @lid (ex.: 208573150634094@lid).")
+            raise ForgetInputError(
+                "Um id @lid do WhatsApp é só números seguidos de @lid (ex.: 208573150634094@lid)."
+            )
         return contact_key_for("whatsapp", f"{local}@lid")
     digits = "".join(ch for ch in value if ch.isdigit())
     if not set(value) <= _PHONE_CHARS or len(digits) < 8:
-        raise ForgetInputError("Informe o telefone do lead, com DDI e DDD (ex.: 5511999999999), ou o id @lid.")
+        raise ForgetInputError(
+            "Informe o telefone do lead, com DDI e DDD (ex.: 5511999999999), ou o id @lid."
+        )
     return contact_key_for("whatsapp", digits)
 
 
@@ -224,7 +239,10 @@ def _migrate(settings: Settings, *, apply: bool) -> int:
             print(f"-- {path.name}\n{path.read_text(encoding='utf-8')}")
         return 0
     if settings.database_url is None:
-        print("Set DATABASE_URL to apply the migrations (or run without --apply to print them).", file=sys.stderr)
+        print(
+            "Set DATABASE_URL to apply the migrations (or run without --apply to print them).",
+            file=sys.stderr,
+        )
         return 2
     try:
         import psycopg
@@ -269,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     outbox = sub.add_parser("outbox", help="inspect or replay side effects (dead letters)")
     outbox.add_argument("action", choices=["stats", "list", "show", "replay"])
     outbox.add_argument("id", nargs="?", type=int, help="the item id (show, replay)")
-    outbox.add_argument("--status", choices=["pending", "inflight", "done", "dead"], help="list: only this status")
+    outbox.add_argument(
+        "--status", choices=["pending", "inflight", "done", "dead"], help="list: only this status"
+    )
     outbox.add_argument("--kind", help="only items of this kind (e.g. send_text, piperun_sync, meta_capi)")
     outbox.add_argument("--limit", type=int, default=50, help="list: how many, newest first")
     outbox.add_argument("--all-dead", action="store_true", help="replay: every dead item (of --kind)")
@@ -289,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         default="whatsapp",
         help="whatsapp (Z-API, WAHA or Cloud API; default), instagram or cli",
     )
-    migrate = sub.add_parser("migrate", help="print the Supabase/Postgres schema SQL, or --apply it to DATABASE_URL")
+    migrate = sub.add_parser(
+        "migrate", help="print the Supabase/Postgres schema SQL, or --apply it to DATABASE_URL"
+    )
     migrate.add_argument("--apply", action="store_true", help="apply to DATABASE_URL instead of printing")
     sub.add_parser(
         "doctor",

@@ -111,7 +111,7 @@ class Interval(_Config):
             return value
         match = _INTERVAL_RE.match(value)
         if match is None:
-            raise ValueError(f"{value!r} is not an interval; write it like \"08:00-12:00\"")
+            raise ValueError(f'{value!r} is not an interval; write it like "08:00-12:00"')
         start = _parse_hhmm(match[1], match[2], is_end=False)
         end = _parse_hhmm(match[3], match[4], is_end=True)
         return {"start": start, "end": end}
@@ -121,7 +121,7 @@ class Interval(_Config):
         if self.end <= self.start:
             raise ValueError(
                 f"{self} ends before it starts; an interval past midnight must be split, "
-                f"e.g. \"22:00-24:00\" on one day and \"00:00-02:00\" on the next"
+                f'e.g. "22:00-24:00" on one day and "00:00-02:00" on the next'
             )
         return self
 
@@ -158,9 +158,7 @@ class WeeklySchedule(_Config):
     @model_validator(mode="after")
     def _opens_at_all(self) -> "WeeklySchedule":
         if not any(self.for_weekday(day) for day in range(7)):
-            raise ValueError(
-                "no opening hours on any day; a human handoff could never be promised"
-            )
+            raise ValueError("no opening hours on any day; a human handoff could never be promised")
         return self
 
     def for_weekday(self, weekday: int) -> DaySchedule:
@@ -184,7 +182,7 @@ class Messages(_Config):
                 f"unknown placeholder(s) {sorted('{' + u + '}' for u in unknown)}; only {{quando}} is filled"
             )
         if "quando" not in used:
-            raise ValueError("must contain {quando}, replaced by the next opening (e.g. \"amanhã às 8h\")")
+            raise ValueError('must contain {quando}, replaced by the next opening (e.g. "amanhã às 8h")')
         return text
 
 
@@ -196,7 +194,7 @@ def _zone_for(name: str) -> tzinfo:
             # Slim images may lack tzdata; Brasília time has had no DST since 2019.
             return timezone(timedelta(hours=-3), "BRT")
         raise ValueError(
-            f"unknown time zone {name!r}; use an IANA name such as \"America/Sao_Paulo\""
+            f'unknown time zone {name!r}; use an IANA name such as "America/Sao_Paulo"'
         ) from None
 
 
@@ -240,7 +238,7 @@ class BusinessHours(_Config):
             except ValueError:
                 raise ValueError(f"{text!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-04-03") from None
             if not isinstance(name, str):
-                raise ValueError(f"{text}: the holiday name must be text (or \"\")")
+                raise ValueError(f'{text}: the holiday name must be text (or "")')
             parsed[day] = name
         return parsed
 
@@ -253,9 +251,7 @@ class BusinessHours(_Config):
 
     def _local(self, at: datetime) -> datetime:
         if at.tzinfo is None or at.utcoffset() is None:
-            raise ValueError(
-                "business hours need an aware datetime (with a time zone); got a naive one"
-            )
+            raise ValueError("business hours need an aware datetime (with a time zone); got a naive one")
         return at.astimezone(self._zone)
 
     def _open_on_wall_clock(self, local: datetime) -> bool:
@@ -322,7 +318,7 @@ class BusinessHours(_Config):
 
 
 def _at_clock(moment: datetime) -> str:
-    """"às 8h", "às 13h30", "à 1h", "à meia-noite": the preposition agrees with the hour."""
+    """ "às 8h", "às 13h30", "à 1h", "à meia-noite": the preposition agrees with the hour."""
     hour, minute = moment.hour, moment.minute
     if hour == 0 and minute == 0:
         return "à meia-noite"
@@ -337,9 +333,7 @@ def load_business_hours(path: Path | str | None = None) -> BusinessHours:
     try:
         return BusinessHours.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_where(err['loc'])}: {_explain(err)}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{_where(err['loc'])}: {_explain(err)}" for err in exc.errors())
         raise BusinessHoursError(f"invalid business hours in {hours_path}: {problems}") from exc
 
 

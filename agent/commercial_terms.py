@@ -41,17 +41,25 @@ _MODEL_CODE = re.compile(
 )
 # text2num reads accented words only; a model sometimes drops the accents.
 _UNACCENTED_NUMBER_WORDS = {
-    "tres": "três", "milhao": "milhão", "milhoes": "milhões", "bilhao": "bilhão",
-    "bilhoes": "bilhões", "virgula": "vírgula",
+    "tres": "três",
+    "milhao": "milhão",
+    "milhoes": "milhões",
+    "bilhao": "bilhão",
+    "bilhoes": "bilhões",
+    "virgula": "vírgula",
 }
 _UNACCENTED_RE = re.compile(r"\b(" + "|".join(_UNACCENTED_NUMBER_WORDS) + r")\b")
 # "45 mil", "1,2 milhão", "30k": one shorthand token, kept away from text2num, which would
 # turn "45 mil" into "45 1000".
 _SHORTHAND = re.compile(r"(\d)\s*(?:mil|milhão|milhões|mi|bi|bilhão|bilhões|k)\b")
 _PERCENT_WORDS = re.compile(r"\bpor\s*cento\b")
-_WEEKDAY_NAMES = r"(?:segunda|terça|terca|quarta|quinta|sexta|sábado|sabado|domingo|seg|ter|qua|qui|sex|sáb|sab|dom)"
+_WEEKDAY_NAMES = (
+    r"(?:segunda|terça|terca|quarta|quinta|sexta|sábado|sabado|domingo|seg|ter|qua|qui|sex|sáb|sab|dom)"
+)
 # "de segunda a sexta" is when the team works, not a delivery date.
-_WEEKDAY_RANGE = re.compile(rf"\b{_WEEKDAY_NAMES}(?:-feira)?s?\s+(?:a|à|até|ate|e)\s+{_WEEKDAY_NAMES}(?:-feira)?s?\b")
+_WEEKDAY_RANGE = re.compile(
+    rf"\b{_WEEKDAY_NAMES}(?:-feira)?s?\s+(?:a|à|até|ate|e)\s+{_WEEKDAY_NAMES}(?:-feira)?s?\b"
+)
 _WEEKEND_HOURS = re.compile(r"\baos\s+(?:sábados|sabados|domingos|feriados)\b")
 # A bare "quinta" after "na"/"até" is Thursday; text2num would read it as "5ª".
 _BARE_WEEKDAY = re.compile(
@@ -116,20 +124,115 @@ _NUM_RE = re.compile(NUM)
 
 # Words that say what a number counts: with one of these after it, a number is a fact.
 _COUNT_EXACT = {
-    "g", "gr", "l", "ml", "m", "mm", "cm", "v", "w", "kw", "hz", "h", "un", "und", "t", "cv",
-    "hp", "kg", "km", "rpm", "bar", "psi", "min", "x", "vez", "vezes", "dia", "dias", "mes",
-    "meses", "ano", "anos", "item", "itens", "lotes",
+    "g",
+    "gr",
+    "l",
+    "ml",
+    "m",
+    "mm",
+    "cm",
+    "v",
+    "w",
+    "kw",
+    "hz",
+    "h",
+    "un",
+    "und",
+    "t",
+    "cv",
+    "hp",
+    "kg",
+    "km",
+    "rpm",
+    "bar",
+    "psi",
+    "min",
+    "x",
+    "vez",
+    "vezes",
+    "dia",
+    "dias",
+    "mes",
+    "meses",
+    "ano",
+    "anos",
+    "item",
+    "itens",
+    "lotes",
 }
 _COUNT_PREFIXES = (
-    "hamburguer", "burger", "unidade", "peca", "ciclo", "espeto", "bife", "cubo", "tira",
-    "file", "linguica", "lanche", "porc", "refeic", "prato", "cliente", "pessoa", "funcionari",
-    "colaborador", "operador", "loja", "filia", "lugar", "mesa", "turno", "quilo", "kilo",
-    "grama", "tonelada", "litro", "metro", "volt", "watt", "grau", "velocidade", "bico",
-    "lamina", "molde", "modelo", "maquina", "equipamento", "formadora", "misturadeira",
-    "embutideira", "cortador", "opc", "tamanho", "batelada", "caixa", "pacote", "saco",
-    "produto", "semana", "hora", "minuto", "segundo", "lote", "receita", "carne", "frango",
-    "cabeca", "animal", "bandeja", "empregado", "fornada", "kilo", "informac", "pergunta",
-    "operac", "espessura", "diametro", "ordinal",
+    "hamburguer",
+    "burger",
+    "unidade",
+    "peca",
+    "ciclo",
+    "espeto",
+    "bife",
+    "cubo",
+    "tira",
+    "file",
+    "linguica",
+    "lanche",
+    "porc",
+    "refeic",
+    "prato",
+    "cliente",
+    "pessoa",
+    "funcionari",
+    "colaborador",
+    "operador",
+    "loja",
+    "filia",
+    "lugar",
+    "mesa",
+    "turno",
+    "quilo",
+    "kilo",
+    "grama",
+    "tonelada",
+    "litro",
+    "metro",
+    "volt",
+    "watt",
+    "grau",
+    "velocidade",
+    "bico",
+    "lamina",
+    "molde",
+    "modelo",
+    "maquina",
+    "equipamento",
+    "formadora",
+    "misturadeira",
+    "embutideira",
+    "cortador",
+    "opc",
+    "tamanho",
+    "batelada",
+    "caixa",
+    "pacote",
+    "saco",
+    "produto",
+    "semana",
+    "hora",
+    "minuto",
+    "segundo",
+    "lote",
+    "receita",
+    "carne",
+    "frango",
+    "cabeca",
+    "animal",
+    "bandeja",
+    "empregado",
+    "fornada",
+    "kilo",
+    "informac",
+    "pergunta",
+    "operac",
+    "espessura",
+    "diametro",
+    "ordinal",
 )
 _RATE_WORDS = {"hora", "h", "dia", "turno", "mes", "semana", "minuto", "min", "ano", "batelada", "vez"}
 # After a number, these make it a price whatever came before.
@@ -142,10 +245,46 @@ _PRICE_FOLLOWER = re.compile(
 
 # Plural words after a number that do not make it a count ("45 mil mais frete").
 _NOT_COUNTED = {
-    "reais", "mais", "menos", "apenas", "depois", "antes", "juros", "pelos", "pelas", "todos", "todas",
-    "voces", "seus", "suas", "nos", "nas", "dos", "das", "aos", "os", "as", "somos", "temos", "fazemos",
-    "fechamos", "damos", "deixamos", "vendemos", "cobramos", "conseguimos", "dolares", "euros", "libras",
-    "contos", "pilas", "parcelas", "prestacoes", "mensalidades", "pagamentos", "boletos",
+    "reais",
+    "mais",
+    "menos",
+    "apenas",
+    "depois",
+    "antes",
+    "juros",
+    "pelos",
+    "pelas",
+    "todos",
+    "todas",
+    "voces",
+    "seus",
+    "suas",
+    "nos",
+    "nas",
+    "dos",
+    "das",
+    "aos",
+    "os",
+    "as",
+    "somos",
+    "temos",
+    "fazemos",
+    "fechamos",
+    "damos",
+    "deixamos",
+    "vendemos",
+    "cobramos",
+    "conseguimos",
+    "dolares",
+    "euros",
+    "libras",
+    "contos",
+    "pilas",
+    "parcelas",
+    "prestacoes",
+    "mensalidades",
+    "pagamentos",
+    "boletos",
 }
 
 
@@ -180,7 +319,9 @@ def follower(after: str) -> str:
     if word and _is_count_word(word.group(1)):
         return "count"
     rate = re.match(r"(por|ao|a|na|no|num|numa|em um|em uma|/)\s*([a-z]+)", after)
-    if rate and (rate.group(2) in _RATE_WORDS or (rate.group(1) in ("por", "/") and _is_count_word(rate.group(2)))):
+    if rate and (
+        rate.group(2) in _RATE_WORDS or (rate.group(1) in ("por", "/") and _is_count_word(rate.group(2)))
+    ):
         return "count"
     return "neutral"
 
@@ -316,7 +457,9 @@ def _discounts(clause: str) -> Iterator[str]:
 # --------------------------------------------------------------------------------------
 
 _TIMES_X = re.compile(r"(?<![\w.,])(\d{1,2})\s*x(?![\w])")
-_NOT_A_PLAN_AFTER = re.compile(r"\s*(?:mais|menos|maior|melhor|a producao|o volume|por (?:dia|semana|hora|turno)|ao dia)\b")
+_NOT_A_PLAN_AFTER = re.compile(
+    r"\s*(?:mais|menos|maior|melhor|a producao|o volume|por (?:dia|semana|hora|turno)|ao dia)\b"
+)
 _DIMENSIONS_AFTER = re.compile(rf"\s*{NUM}\s*(?:x\s*{NUM}\s*)?(?:mm|cm|m|metros?)\b")
 _VEZES = re.compile(rf"{NUM}\s*vezes\b")
 _PAY_CUE = re.compile(
@@ -410,7 +553,9 @@ _ABOUT_CONTACT = re.compile(
     r"\b(orcamento|proposta|retorno|contato|resposta|mensagem|catalogo|material|video|e-?mail|"
     r"ligacao|consultor|especialista|vendedor|time|equipe|engenharia)\b"
 )
-_CONTACT = re.compile(r"\b(chama\w*|lig\w+|retorn\w*|fal\w+|respond\w*|contat\w*|atend\w*|volt\w*|abre|abrimos)\b")
+_CONTACT = re.compile(
+    r"\b(chama\w*|lig\w+|retorn\w*|fal\w+|respond\w*|contat\w*|atend\w*|volt\w*|abre|abrimos)\b"
+)
 # The lead's own need, said back to them, is not a promise ...
 _ECHO = re.compile(
     r"\b(?:anotei|anotado|registrei|entendi|entendo)\b"
@@ -431,7 +576,9 @@ _READY_NOW = re.compile(r"\bpront[oa]s?[- ](?:para |pra )?entrega\b|\bentrega im
 
 
 def _committed(text: str) -> bool:
-    return any(not re.search(r"\bnao\s*$", text[max(0, m.start() - 10) : m.start()]) for m in _COMMIT.finditer(text))
+    return any(
+        not re.search(r"\bnao\s*$", text[max(0, m.start() - 10) : m.start()]) for m in _COMMIT.finditer(text)
+    )
 
 
 def _deadlines(clauses: list[str]) -> Iterator[str]:

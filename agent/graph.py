@@ -181,8 +181,18 @@ def describe_inbound(msg: InboundMessage, transcript: str | None = None) -> str:
     return (msg.text or "").strip() or "[mensagem sem texto]"
 
 
-_AUDIO_EXTENSIONS = {"ogg": "ogg", "opus": "ogg", "mpeg": "mp3", "mp3": "mp3", "mp4": "mp4", "m4a": "m4a",
-                     "aac": "m4a", "wav": "wav", "webm": "webm", "amr": "amr"}
+_AUDIO_EXTENSIONS = {
+    "ogg": "ogg",
+    "opus": "ogg",
+    "mpeg": "mp3",
+    "mp3": "mp3",
+    "mp4": "mp4",
+    "m4a": "m4a",
+    "aac": "m4a",
+    "wav": "wav",
+    "webm": "webm",
+    "amr": "amr",
+}
 
 
 def audio_file_name(mime: str | None, audio: bytes) -> tuple[str, str]:
@@ -302,9 +312,7 @@ def build_messages(
     return head + window + tail
 
 
-async def ask_model(
-    deps: AgentDeps, messages: list[dict[str, Any]]
-) -> tuple[AgentTurnOutput, Usage, int]:
+async def ask_model(deps: AgentDeps, messages: list[dict[str, Any]]) -> tuple[AgentTurnOutput, Usage, int]:
     """One structured answer, and the number of calls it took.
 
     An answer cut at the completion limit is never half used: the model is asked once
@@ -358,7 +366,9 @@ async def think(deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images:
 def qualify(deps: AgentDeps, turn: TurnInput, lead: LeadUpdate) -> tuple[LeadProfile, list[str], ScoreResult]:
     source_id = turn.inbound[-1].provider_message_id if turn.inbound else None
     profile, changed = merge_lead(turn.profile, lead, message_id=source_id, at=turn.now)
-    score = score_lead(profile, lead_message_count=turn.lead_message_count + len(turn.inbound), rules=deps.rules)
+    score = score_lead(
+        profile, lead_message_count=turn.lead_message_count + len(turn.inbound), rules=deps.rules
+    )
     return profile, changed, score
 
 
@@ -389,7 +399,11 @@ def guard(
         if promise_text:
             reply = f"{reply}\n\n{promise_text}" if reply else promise_text
         elif not model_handed_off:
-            reply = f"{reply}\n\n{deps.prompts.message('handoff_now')}" if reply else deps.prompts.message("handoff_now")
+            reply = (
+                f"{reply}\n\n{deps.prompts.message('handoff_now')}"
+                if reply
+                else deps.prompts.message("handoff_now")
+            )
     return reply, guarded
 
 

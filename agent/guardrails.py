@@ -18,7 +18,15 @@ from agent.lead import fold as fold_accents
 from agent.prompt_echo import repeated_instructions
 from agent.prompts import PromptBundle
 
-__all__ = ["MAX_QUESTIONS", "Screened", "commercial_promise", "fold", "is_opt_out", "limit_questions", "screen_reply"]
+__all__ = [
+    "MAX_QUESTIONS",
+    "Screened",
+    "commercial_promise",
+    "fold",
+    "is_opt_out",
+    "limit_questions",
+    "screen_reply",
+]
 
 
 def fold(text: str) -> str:
@@ -28,8 +36,17 @@ def fold(text: str) -> str:
 
 # A message that is only one of these words is an opt-out ("SAIR", "Parar!", "stop").
 _OPT_OUT_WORDS = {
-    "sair", "parar", "pare", "para", "stop", "cancelar", "descadastrar", "unsubscribe",
-    "remover", "chega", "basta",
+    "sair",
+    "parar",
+    "pare",
+    "para",
+    "stop",
+    "cancelar",
+    "descadastrar",
+    "unsubscribe",
+    "remover",
+    "chega",
+    "basta",
 }
 # Phrases that are an opt-out wherever they appear in the message.
 _OPT_OUT_PHRASES = (
@@ -74,8 +91,19 @@ _OPT_OUT_PHRASES = (
 
 # Words right after an opt-out phrase that show it is about something else.
 _NOT_ABOUT_MESSAGES = {
-    "ligacao", "ligacoes", "ligarem", "telefonema", "email", "emails", "visita", "visitas",
-    "boleto", "catalogo", "fisico", "carta", "espera",
+    "ligacao",
+    "ligacoes",
+    "ligarem",
+    "telefonema",
+    "email",
+    "emails",
+    "visita",
+    "visitas",
+    "boleto",
+    "catalogo",
+    "fisico",
+    "carta",
+    "espera",
 }
 
 

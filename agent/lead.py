@@ -557,11 +557,7 @@ def merge_lead(
 
     # A corrected volume we could not turn into a number must not keep scoring with
     # the old figure: the lead's own words are the truth, the stale number is not.
-    if (
-        "volume" in changes
-        and "volume_per_day" not in incoming
-        and profile.volume_per_day is not None
-    ):
+    if "volume" in changes and "volume_per_day" not in incoming and profile.volume_per_day is not None:
         changes["volume_per_day"] = None
 
     if not changes:
@@ -667,7 +663,7 @@ def display_value(name: str, value: Any) -> str:
 
 
 def describe_lead(profile: LeadProfile, *, include_phone: bool = True) -> list[str]:
-    """"Label: value" lines of the known fields only, for prompts, notes and lead cards."""
+    """ "Label: value" lines of the known fields only, for prompts, notes and lead cards."""
     lines: list[str] = []
     for name in PROFILE_FIELDS:
         value = getattr(profile, name)

@@ -93,7 +93,9 @@ def _http_client(session: aiohttp.ClientSession | None, timeout: float) -> Any:
 
 # The request options `chat.completions.create` passes to the same `post` (bearer auth
 # only; older SDKs have no per-request security and always send the bearer key).
-_CHAT_OPTIONS: Any = {"security": {"bearer_auth": True}} if "security" in openai.RequestOptions.__annotations__ else {}
+_CHAT_OPTIONS: Any = (
+    {"security": {"bearer_auth": True}} if "security" in openai.RequestOptions.__annotations__ else {}
+)
 
 
 # Newer SDKs take a pre-serialised body as `content` (sent with the client's own
@@ -253,7 +255,9 @@ class LLMClient:
         try:
             parsed = schema.model_validate_json(choice.message.content)
         except ValidationError as exc:
-            raise LLMRefused(f"structured output did not match the schema: {exc.error_count()} error(s)") from exc
+            raise LLMRefused(
+                f"structured output did not match the schema: {exc.error_count()} error(s)"
+            ) from exc
         return parsed, usage
 
     async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> str:

@@ -27,7 +27,15 @@ from core.settings import PROJECT_ROOT
 DEFAULT_PROMPTS_DIR = PROJECT_ROOT / "prompts"
 
 PLACEHOLDERS: frozenset[str] = frozenset(
-    {"company_name", "knowledge", "lead_profile", "missing_fields", "now", "conversation_summary", "business_hours"}
+    {
+        "company_name",
+        "knowledge",
+        "lead_profile",
+        "missing_fields",
+        "now",
+        "conversation_summary",
+        "business_hours",
+    }
 )
 # Fixed texts the code sends without the model (prompts/messages.toml).
 REQUIRED_MESSAGES = (
@@ -119,10 +127,13 @@ def load_prompt_bundle(prompts_dir: Path | str | None = None) -> PromptBundle:
         raise PromptError(f"{company_path}: 'timezone' must be text, e.g. \"America/Sao_Paulo\"")
 
     knowledge_dir = base / "knowledge"
-    files = sorted(knowledge_dir.glob("*.md"), key=lambda p: (
-        KNOWLEDGE_ORDER.index(p.name) if p.name in KNOWLEDGE_ORDER else len(KNOWLEDGE_ORDER),
-        p.name,
-    ))
+    files = sorted(
+        knowledge_dir.glob("*.md"),
+        key=lambda p: (
+            KNOWLEDGE_ORDER.index(p.name) if p.name in KNOWLEDGE_ORDER else len(KNOWLEDGE_ORDER),
+            p.name,
+        ),
+    )
     parts = [p.read_text(encoding="utf-8").strip() for p in files]
     parts = [part for part in parts if part]
     if not parts:

@@ -60,9 +60,7 @@ class Thresholds(_Rules):
     @model_validator(mode="after")
     def _ordered(self) -> "Thresholds":
         if self.quente <= self.morno:
-            raise ValueError(
-                f"quente ({self.quente}) must be greater than morno ({self.morno})"
-            )
+            raise ValueError(f"quente ({self.quente}) must be greater than morno ({self.morno})")
         return self
 
 
@@ -213,7 +211,9 @@ def score_lead(profile: LeadProfile, *, lead_message_count: int, rules: ScoringR
         said = profile.segment or profile.company
         award(rules.fit.segment_points, f"Segmento-alvo ({said})")
     if profile.product_interest:
-        award(rules.fit.product_interest_points, f"Produto de interesse definido ({profile.product_interest})")
+        award(
+            rules.fit.product_interest_points, f"Produto de interesse definido ({profile.product_interest})"
+        )
 
     # Volume
     if profile.volume_per_day is not None:

@@ -109,7 +109,9 @@ async def main() -> None:
     counter = 0
     try:
         # Warm both servers (connection pools, first SQLite pages) before measuring.
-        warm = [zapi_message(message_id=f"WARM{n:012d}", phone=f"55110{n:08d}", text="oi") for n in range(200)]
+        warm = [
+            zapi_message(message_id=f"WARM{n:012d}", phone=f"55110{n:08d}", text="oi") for n in range(200)
+        ]
         await drive(f"{bot.url}/webhooks/zapi", warm, args.concurrency)
         await drive(f"{bare_url}/webhooks/zapi", warm, args.concurrency)
         for _round in range(args.rounds):
@@ -135,8 +137,10 @@ async def main() -> None:
         if os.environ.get("BENCH_DEBUG"):
             print((tmp / "bot.log").read_text()[-20000:])
 
-    print(f"webhook ack latency, {len(ours)} requests per server, concurrency {args.concurrency}, "
-          f"{args.leads} leads, loopback, {os.cpu_count()} CPUs")
+    print(
+        f"webhook ack latency, {len(ours)} requests per server, concurrency {args.concurrency}, "
+        f"{args.leads} leads, loopback, {os.cpu_count()} CPUs"
+    )
     print(f"{'':14}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for name, values in (("bare aiohttp", theirs), ("sdr bot", ours)):
         print(
@@ -145,7 +149,9 @@ async def main() -> None:
         )
     ratio = percentile(ours, 99) / percentile(theirs, 99)
     print(f"p99 ratio sdr/bare: {ratio:.2f}x (budget <= 1.50x)")
-    print(f"background work meanwhile: {provider.state.chat_calls} LLM turns, {len(provider.state.sent)} replies sent")
+    print(
+        f"background work meanwhile: {provider.state.chat_calls} LLM turns, {len(provider.state.sent)} replies sent"
+    )
 
 
 if __name__ == "__main__":

@@ -62,20 +62,38 @@ async def play(agent: SdrAgent, scenario: dict) -> tuple[LeadProfile, list[str],
         if "lead" not in step:
             continue
         message = InboundMessage(
-            channel="eval", contact_id="eval", provider_message_id=f"eval-{index}", kind=MessageKind.TEXT,
+            channel="eval",
+            contact_id="eval",
+            provider_message_id=f"eval-{index}",
+            kind=MessageKind.TEXT,
             text=step["lead"],
         )
         result = await agent.run(
-            TurnInput(contact_key="eval:eval", inbound=[message], profile=profile, history=history[-20:],
-                      lead_message_count=count, summary=summary, now=message.timestamp)
+            TurnInput(
+                contact_key="eval:eval",
+                inbound=[message],
+                profile=profile,
+                history=history[-20:],
+                lead_message_count=count,
+                summary=summary,
+                now=message.timestamp,
+            )
         )
         count += 1
         profile, summary = result.profile, result.summary
         tools += result.effects.called
         tokens.append(result.usage.prompt_tokens)
         history += [
-            StoredMessage(id=len(history), direction="in", kind="text", text=step["lead"], created_at=message.timestamp),
-            StoredMessage(id=len(history) + 1, direction="out", kind="text", text=result.reply, created_at=message.timestamp),
+            StoredMessage(
+                id=len(history), direction="in", kind="text", text=step["lead"], created_at=message.timestamp
+            ),
+            StoredMessage(
+                id=len(history) + 1,
+                direction="out",
+                kind="text",
+                text=result.reply,
+                created_at=message.timestamp,
+            ),
         ]
     return profile, tools, tokens
 
@@ -119,7 +137,9 @@ async def main() -> int:
     total, ok = sum(per_field.values()), sum(per_field_ok.values())
     print("\nfield accuracy")
     for field in sorted(per_field):
-        print(f"  {field:18} {per_field_ok[field]:3}/{per_field[field]:<3} {per_field_ok[field] / per_field[field]:6.0%}")
+        print(
+            f"  {field:18} {per_field_ok[field]:3}/{per_field[field]:<3} {per_field_ok[field] / per_field[field]:6.0%}"
+        )
     if total:
         print(f"  {'overall':18} {ok:3}/{total:<3} {ok / total:6.0%}")
     if all_tokens:

@@ -152,7 +152,7 @@ def cpu_share(start: CpuMark, end: CpuMark) -> dict[str, float]:
 
 # --- /metrics -------------------------------------------------------------------------------
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-_SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
 _LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -177,9 +177,7 @@ def metric_sum(samples: Samples, name: str) -> float:
 def histogram(samples: Samples, name: str) -> list[tuple[float, float]]:
     """[(upper bound, cumulative count)], +Inf last."""
     buckets = [
-        (float(dict(labels)["le"]), value)
-        for (n, labels), value in samples.items()
-        if n == f"{name}_bucket"
+        (float(dict(labels)["le"]), value) for (n, labels), value in samples.items() if n == f"{name}_bucket"
     ]
     return sorted(buckets)
 
@@ -294,7 +292,14 @@ def idle_turn(n: int, turn: int, inbound_ids: list[int], long_ago: datetime) -> 
         else "Combinado! Fico à disposição quando quiser retomar."
     )
     messages = [
-        NewMessage("in", "text", text_in, provider_message_id=f"3EB0IDLE{n:07d}T{turn}", status="received", ref="in-0"),
+        NewMessage(
+            "in",
+            "text",
+            text_in,
+            provider_message_id=f"3EB0IDLE{n:07d}T{turn}",
+            status="received",
+            ref="in-0",
+        ),
         NewMessage("out", "text", text_out, status="sent", ref="reply-0"),
     ]
     batch = f"{key}:{inbound_ids[0] if inbound_ids else turn}"
@@ -303,8 +308,15 @@ def idle_turn(n: int, turn: int, inbound_ids: list[int], long_ago: datetime) -> 
             kind="send_text",
             order_key=f"reply:{key}",
             idempotency_key=f"reply:{batch}:0",
-            payload={"channel": "zapi", "contact_id": phone, "contact_key": key, "text": text_out,
-                     "typing_s": 1, "message_ref": "reply-0", "turn_id": f"idle{n}t{turn}"},
+            payload={
+                "channel": "zapi",
+                "contact_id": phone,
+                "contact_key": key,
+                "text": text_out,
+                "typing_s": 1,
+                "message_ref": "reply-0",
+                "turn_id": f"idle{n}t{turn}",
+            },
         )
     ] + [
         OutboxItem(
@@ -488,7 +500,9 @@ class LoadBench:
             await asyncio.sleep(0.01)
             into.append((time.perf_counter() - started - 0.01) * 1000)
 
-    async def run_phase(self, name: str, leads: list[Lead], rate: float | None, profile: bool = False) -> PhaseResult:
+    async def run_phase(
+        self, name: str, leads: list[Lead], rate: float | None, profile: bool = False
+    ) -> PhaseResult:
         assert self.bot is not None and self.bot.proc is not None
         result = PhaseResult(name, len(leads), sum(len(lead.tokens) for lead in leads), offered_rate=rate)
         before = await self.metrics()
@@ -518,7 +532,9 @@ class LoadBench:
         await lag
         result.cpu = cpu_share(cpu_start, cpu_end)
         result.bot_cpu_s = sum(
-            cpu_end.per_pid[name] - cpu_start.per_pid[name] for name in ("bot", "bot worker") if name in cpu_start.per_pid
+            cpu_end.per_pid[name] - cpu_start.per_pid[name]
+            for name in ("bot", "bot worker")
+            if name in cpu_start.per_pid
         )
         result.wall_s = done - t0
         result.mirror_lag_s = done - last_reply
@@ -537,7 +553,9 @@ class LoadBench:
         after = await self.metrics()
         result.turns_committed = metric_sum(after, "sdr_turns_total") - metric_sum(before, "sdr_turns_total")
         result.own = histogram_delta(before, after, "sdr_turn_own_seconds")
-        llm_n = metric_sum(after, "sdr_turn_llm_seconds_count") - metric_sum(before, "sdr_turn_llm_seconds_count")
+        llm_n = metric_sum(after, "sdr_turn_llm_seconds_count") - metric_sum(
+            before, "sdr_turn_llm_seconds_count"
+        )
         llm_s = metric_sum(after, "sdr_turn_llm_seconds_sum") - metric_sum(before, "sdr_turn_llm_seconds_sum")
         result.llm_mean_ms = llm_s / llm_n * 1000 if llm_n else math.nan
         result.outbox_left = metric_sum(after, "sdr_outbox_depth")
@@ -572,7 +590,9 @@ class LoadBench:
             hook = str(REPO / "bench" / "profile_hook")
             env["PYTHONPATH"] = os.pathsep.join(p for p in (hook, os.environ.get("PYTHONPATH", "")) if p)
             env["BENCH_CPROFILE_OUT"] = str(Path(args.profile).resolve())
-        self.bot = BotProcess(sqlite_path=db, provider_url=self.provider.url, log_path=self.tmp / "bot.log", **env)
+        self.bot = BotProcess(
+            sqlite_path=db, provider_url=self.provider.url, log_path=self.tmp / "bot.log", **env
+        )
         bare_port = free_port()
         self.bare = subprocess.Popen(
             [sys.executable, str(REPO / "bench" / "bare_server.py"), str(bare_port)], env=os.environ.copy()
@@ -688,7 +708,9 @@ class Report:
         print(header)
         print("-" * len(header))
         for r, _name in phases:
-            label = f"{r.name}: paced at {r.offered_rate:g} msg/s" if r.offered_rate else f"{r.name}: closed loop"
+            label = (
+                f"{r.name}: paced at {r.offered_rate:g} msg/s" if r.offered_rate else f"{r.name}: closed loop"
+            )
             steady = f"{r.steady_turns_per_s:.1f}" if r.offered_rate is None else "-"
             late = f"{pct(r.late_ms, 99):.0f}" if r.late_ms else "-"
             print(
@@ -699,13 +721,15 @@ class Report:
         print("CPU, cores in use on average (the machine has 2)")
         names = list(sat.cpu)
         print(
-            f"{'phase':<30}" + "".join(f"{n:>18}" for n in names)
+            f"{'phase':<30}"
+            + "".join(f"{n:>18}" for n in names)
             + f"{'bot CPU ms/turn':>17}{'gen loop lag p99 ms':>21}"
         )
         for r, name in phases:
             per_turn = r.bot_cpu_s / r.turns_committed * 1000 if r.turns_committed else math.nan
             print(
-                f"{name:<30}" + "".join(f"{r.cpu[n]:>18.2f}" for n in names)
+                f"{name:<30}"
+                + "".join(f"{r.cpu[n]:>18.2f}" for n in names)
                 + f"{per_turn:>17.2f}{pct(r.loop_lag_ms, 99):>21.1f}"
             )
         print()
@@ -716,8 +740,12 @@ class Report:
             rows.append((figure, value, budget, "" if ok is None else verdict(ok)))
 
         steady = sat.steady_turns_per_s
-        add("turns/s sustained, saturation (steady 10-90%)", f"{steady:.1f}", f">= {TURNS_PER_S_BUDGET:g}",
-            steady >= TURNS_PER_S_BUDGET and sat.missing == 0)
+        add(
+            "turns/s sustained, saturation (steady 10-90%)",
+            f"{steady:.1f}",
+            f">= {TURNS_PER_S_BUDGET:g}",
+            steady >= TURNS_PER_S_BUDGET and sat.missing == 0,
+        )
         add("  saturation, first webhook -> last mirror write", f"{sat.turns_per_s:.1f}")
         add(f"  paced phase: achieved of {paced.offered_rate:g} offered", f"{paced.turns_per_s:.1f}")
         for r, name in phases:
@@ -727,24 +755,49 @@ class Report:
             within = share_within(r.own, OWN_P50_BUDGET_S)
             e2e50, e2e99 = pct(r.e2e_overhead_ms, 50), pct(r.e2e_overhead_ms, 99)
             budget = f"p50 < {OWN_P50_BUDGET_S * 1000:g}" if judged else ""
-            add(f"own overhead p50 / p99 ms, {name}, bot histogram", f"{p50 * 1000:.1f} / {p99 * 1000:.1f}",
-                budget, (within >= 0.5) if judged else None)
+            add(
+                f"own overhead p50 / p99 ms, {name}, bot histogram",
+                f"{p50 * 1000:.1f} / {p99 * 1000:.1f}",
+                budget,
+                (within >= 0.5) if judged else None,
+            )
             add(f"  turns with histogram own time <= 15 ms, {name}", f"{within * 100:.0f}%")
-            add(f"own overhead p50 / p99 ms, {name}, end-to-end", f"{e2e50:.1f} / {e2e99:.1f}",
-                budget, (e2e50 < OWN_P50_BUDGET_S * 1000) if judged else None)
+            add(
+                f"own overhead p50 / p99 ms, {name}, end-to-end",
+                f"{e2e50:.1f} / {e2e99:.1f}",
+                budget,
+                (e2e50 < OWN_P50_BUDGET_S * 1000) if judged else None,
+            )
             add(f"  model wait seen by the bot, mean ms, {name}", f"{r.llm_mean_ms:.1f}")
         for r, name in phases:
             judged = r is paced
             ratio = pct(r.ack_ms, 99) / pct(r.bare_ms, 99)
-            add(f"webhook ack p50 / p99 ms, bot, {name}", f"{pct(r.ack_ms, 50):.2f} / {pct(r.ack_ms, 99):.2f}")
-            add(f"  bare aiohttp, same requests, {name}", f"{pct(r.bare_ms, 50):.2f} / {pct(r.bare_ms, 99):.2f}")
-            add(f"  ack p99 ratio bot / bare, {name}", f"{ratio:.2f}x",
-                f"<= {ACK_RATIO_BUDGET:g}x" if judged else "", (ratio <= ACK_RATIO_BUDGET) if judged else None)
+            add(
+                f"webhook ack p50 / p99 ms, bot, {name}", f"{pct(r.ack_ms, 50):.2f} / {pct(r.ack_ms, 99):.2f}"
+            )
+            add(
+                f"  bare aiohttp, same requests, {name}",
+                f"{pct(r.bare_ms, 50):.2f} / {pct(r.bare_ms, 99):.2f}",
+            )
+            add(
+                f"  ack p99 ratio bot / bare, {name}",
+                f"{ratio:.2f}x",
+                f"<= {ACK_RATIO_BUDGET:g}x" if judged else "",
+                (ratio <= ACK_RATIO_BUDGET) if judged else None,
+            )
         add("peak RSS of the bot (VmHWM), MB", f"{self.rss_peak:.1f}")
-        add(f"RSS idle, fresh start, {a.idle:,} conversations, MB", f"{self.rss_idle_fresh:.1f}",
-            f"< {IDLE_RSS_BUDGET_MB:g}", self.rss_idle_fresh < IDLE_RSS_BUDGET_MB)
-        add(f"RSS idle after the load, {self.conversations_after:,} conversations, MB", f"{self.rss_idle_after:.1f}",
-            f"< {IDLE_RSS_BUDGET_MB:g}", self.rss_idle_after < IDLE_RSS_BUDGET_MB)
+        add(
+            f"RSS idle, fresh start, {a.idle:,} conversations, MB",
+            f"{self.rss_idle_fresh:.1f}",
+            f"< {IDLE_RSS_BUDGET_MB:g}",
+            self.rss_idle_fresh < IDLE_RSS_BUDGET_MB,
+        )
+        add(
+            f"RSS idle after the load, {self.conversations_after:,} conversations, MB",
+            f"{self.rss_idle_after:.1f}",
+            f"< {IDLE_RSS_BUDGET_MB:g}",
+            self.rss_idle_after < IDLE_RSS_BUDGET_MB,
+        )
         width = max(len(r[0]) for r in rows) + 2
         print(f"{'figure':<{width}}{'value':>16}{'budget':>12}{'':>7}")
         print("-" * (width + 35))
@@ -781,13 +834,21 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=300, help="concurrent leads per phase")
     parser.add_argument("--messages-per-lead", type=int, default=6)
     parser.add_argument("--llm-delay", type=float, default=0.2, help="fake LLM latency, seconds")
-    parser.add_argument("--rate", type=float, default=TURNS_PER_S_BUDGET,
-                        help="messages/s offered in the paced phase (default: the turns/s budget)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=TURNS_PER_S_BUDGET,
+        help="messages/s offered in the paced phase (default: the turns/s budget)",
+    )
     parser.add_argument("--light-rate", type=float, default=30.0, help="messages/s of the light phase")
     parser.add_argument("--light-leads", type=int, default=50, help="leads of the light phase")
     parser.add_argument("--idle", type=int, default=10_000, help="idle conversations seeded in the store")
-    parser.add_argument("--max-turns", type=int, default=256,
-                        help="MAX_CONCURRENT_TURNS of the bot (its default 32 caps turns/s at 32 / LLM delay)")
+    parser.add_argument(
+        "--max-turns",
+        type=int,
+        default=256,
+        help="MAX_CONCURRENT_TURNS of the bot (its default 32 caps turns/s at 32 / LLM delay)",
+    )
     parser.add_argument("--debounce-quiet", type=float, default=0.2)
     parser.add_argument("--debounce-max", type=float, default=1.0)
     parser.add_argument("--log-level", default="INFO", help="the bot's LOG_LEVEL (production default: INFO)")

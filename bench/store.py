@@ -170,7 +170,9 @@ async def sqlite_run(args: argparse.Namespace, workers: int) -> Result:
         await store.close()
 
 
-async def sqlite_inbound(store: SqliteStore, work: list[list[tuple[int, int]]]) -> dict[tuple[int, int], list[int]]:
+async def sqlite_inbound(
+    store: SqliteStore, work: list[list[tuple[int, int]]]
+) -> dict[tuple[int, int], list[int]]:
     """Two waiting messages per turn; their ids, read back in arrival order per lead."""
     by_lead: dict[int, list[int]] = {}
     for lead, n in sorted(job for jobs in work for job in jobs):
@@ -189,8 +191,12 @@ async def fill_sqlite_outbox(store: SqliteStore, args: argparse.Namespace) -> No
     for n in range(args.items):
         lead = n % args.leads
         await store.enqueue(
-            OutboxItem(kind="send_text", order_key=f"claim:{lead}", idempotency_key=f"claim:{n}",
-                       payload={"n": n, "contact_id": contact(lead)})
+            OutboxItem(
+                kind="send_text",
+                order_key=f"claim:{lead}",
+                idempotency_key=f"claim:{n}",
+                payload={"n": n, "contact_id": contact(lead)},
+            )
         )
 
 
@@ -264,7 +270,12 @@ def postgres_inbound(conn, message: InboundMessage) -> int:  # type: ignore[no-u
 
     conn.execute(
         "SELECT sdr_add_inbound(%s, %s, %s, %s)",
-        (message.channel, message.provider_message_id, message.contact_key, Jsonb(message.model_dump(mode="json"))),
+        (
+            message.channel,
+            message.provider_message_id,
+            message.contact_key,
+            Jsonb(message.model_dump(mode="json")),
+        ),
     )
     return conn.execute(
         "SELECT id FROM inbound WHERE channel = %s AND provider_message_id = %s",

@@ -89,7 +89,10 @@ async def main() -> None:
                 request = openai.chat_requests[-1]
                 sizes.append(
                     (
-                        sum(len(m["content"]) if isinstance(m["content"], str) else 0 for m in request["messages"]),
+                        sum(
+                            len(m["content"]) if isinstance(m["content"], str) else 0
+                            for m in request["messages"]
+                        ),
                         estimate_tokens(request["messages"]),
                         openai.chat_calls - calls_before,
                     )
@@ -101,7 +104,9 @@ async def main() -> None:
             await client.close()
         finally:
             await runner.cleanup()
-    print(f"prompt size per turn, one lead, {args.turns} text turns (window {settings.history_window} messages)")
+    print(
+        f"prompt size per turn, one lead, {args.turns} text turns (window {settings.history_window} messages)"
+    )
     print(f"{'turn':>6}{'chars':>10}{'~tokens':>10}{'LLM calls':>11}")
     for turn in (1, 10, 20, 30, 40):
         if turn <= len(sizes):

@@ -85,7 +85,11 @@ async def _serve() -> None:
 
 def start_fake_openai() -> tuple[subprocess.Popen[str], int]:
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+        [sys.executable, __file__, "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     assert child.stdout is not None
     return child, int(child.stdout.readline())
@@ -275,7 +279,9 @@ async def main() -> None:
             ).encode()
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             await measure_raw_post(session, url, body, 200)
-            raw = statistics.median([await measure_raw_post(session, url, body, args.turns) for _ in range(3)])
+            raw = statistics.median(
+                [await measure_raw_post(session, url, body, args.turns) for _ in range(3)]
+            )
             if llm._client is not None:  # its own pool when the SDK's transport is not on ours
                 await llm._client.close()
     finally:
@@ -289,9 +295,13 @@ async def main() -> None:
     )
     for key in ("llm", "node logic", "graph overhead", "total"):
         values = [r[key] for r in rounds]
-        print(f"  {key:<15} {statistics.median(values):6.2f}   (min {min(values):.2f}, max {max(values):.2f})")
+        print(
+            f"  {key:<15} {statistics.median(values):6.2f}   (min {min(values):.2f}, max {max(values):.2f})"
+        )
     print(f"  {'raw POST':<15} {raw:6.2f}   (bare aiohttp POST + json.loads of the same body, for reference)")
-    print(f"  wall per turn   {statistics.median(r['wall'] for r in rounds):6.2f}   (one at a time, loopback fake)")
+    print(
+        f"  wall per turn   {statistics.median(r['wall'] for r in rounds):6.2f}   (one at a time, loopback fake)"
+    )
     print(f"  llm calls/turn  {rounds[-1]['llm calls/turn']:.2f}")
 
 

@@ -111,6 +111,4 @@ class Channel(Protocol):
     ) -> SentMessage:
         """`human_agent`: a person (not the bot) wrote it; Instagram tags it HUMAN_AGENT."""
 
-    async def fetch_media(
-        self, session: aiohttp.ClientSession, url: str, *, max_bytes: int
-    ) -> bytes: ...
+    async def fetch_media(self, session: aiohttp.ClientSession, url: str, *, max_bytes: int) -> bytes: ...

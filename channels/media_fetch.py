@@ -340,9 +340,7 @@ class MediaFetcher:
         connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False)
         # Credentials ride only while every hop so far stayed inside their origin and path.
         carried = credentials
-        async with aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
-        ) as session:
+        async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as session:
             for _hop in range(self.max_redirects + 1):
                 host = current.raw_host or ""
                 if carried is not None and not carried.cover(current):
@@ -358,7 +356,9 @@ class MediaFetcher:
                             try:
                                 target = current.join(URL(location))
                             except (TypeError, ValueError):
-                                raise MediaRefused(f"media from {host} redirected to an invalid URL") from None
+                                raise MediaRefused(
+                                    f"media from {host} redirected to an invalid URL"
+                                ) from None
                             current, trusted = self.check(target)
                             continue
                         return await _read(

@@ -349,7 +349,8 @@ class WahaChannel:
             return
         # Closed by default, like every other webhook route.
         raise WebhookRejected(
-            403, "WAHA_WEBHOOK_HMAC_KEY (or WAHA_WEBHOOK_SECRET) is not set: WAHA webhooks are refused until it is"
+            403,
+            "WAHA_WEBHOOK_HMAC_KEY (or WAHA_WEBHOOK_SECRET) is not set: WAHA webhooks are refused until it is",
         )
 
     @staticmethod

@@ -317,7 +317,9 @@ def _epoch(raw: Any, where: str) -> datetime | None:
         return None
     if isinstance(raw, bool):
         raise _reject(f"{where}.timestamp must be unix seconds")
-    if not (isinstance(raw, (int, float)) or (isinstance(raw, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", raw))):
+    if not (
+        isinstance(raw, (int, float)) or (isinstance(raw, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", raw))
+    ):
         raise _reject(f"{where}.timestamp must be unix seconds")
     try:
         value = float(raw)

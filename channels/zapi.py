@@ -302,7 +302,6 @@ class ZapiChannel:
     name = "zapi"
     window_hours = None  # Z-API rides on a phone: no customer-service window
 
-
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.rate_per_s = settings.zapi_rate_per_s
@@ -327,7 +326,9 @@ class ZapiChannel:
         if secret is None:
             # Closed by default: an open route would let anyone make the bot message any
             # number from the company's WhatsApp, spend LLM turns and pause leads.
-            raise WebhookRejected(403, "ZAPI_WEBHOOK_SECRET is not set: Z-API webhooks are refused until it is")
+            raise WebhookRejected(
+                403, "ZAPI_WEBHOOK_SECRET is not set: Z-API webhooks are refused until it is"
+            )
         expected = secret.get_secret_value().encode()
         candidates: list[str] = []
         query_token = request.query.get("token")
@@ -423,9 +424,7 @@ class ZapiChannel:
         candidates = [chat] if from_me else [sender, chat]
         name = next((n for n in candidates if n and n != phone), None)
 
-        epoch = next(
-            (v for v in (event.momment, event.moment, event.timestamp) if v is not None), None
-        )
+        epoch = next((v for v in (event.momment, event.moment, event.timestamp) if v is not None), None)
         stamp = _epoch_to_datetime(epoch)
         reply_to = _clean(event.referenceMessageId)
         if reply_to is None and event.reaction and event.reaction.referencedMessage:
@@ -597,9 +596,7 @@ class ZapiChannel:
         except aiohttp.ClientError as exc:
             # The exception text can carry the URL, which embeds the instance token.
             self._log_send_failure(contact_id, None, type(exc).__name__)
-            raise SendError(
-                f"zapi send-text transport error: {type(exc).__name__}", retryable=True
-            ) from None
+            raise SendError(f"zapi send-text transport error: {type(exc).__name__}", retryable=True) from None
 
         if not 200 <= status < 300:
             detail = scrub(error_detail(raw, _ERROR_PATHS), self._secrets())[:_ERROR_DETAIL_MAX]
@@ -636,9 +633,7 @@ class ZapiChannel:
     def _log_send_failure(contact_id: str, status: int | None, what: str) -> None:
         log.warning("zapi_send_failed", contact=mask_phone(contact_id), status=status, error=what)
 
-    async def fetch_media(
-        self, session: aiohttp.ClientSession, url: str, *, max_bytes: int
-    ) -> bytes:
+    async def fetch_media(self, session: aiohttp.ClientSession, url: str, *, max_bytes: int) -> bytes:
         """Download a Z-API media URL (public storage, kept 30 days) without trusting its
         address or its size (channels/media_fetch.py).
 

@@ -379,11 +379,15 @@ def _register_outbox_routes(
         dispatcher.register(PIPERUN_KIND, crm.sync, policy_for("piperun", settings), breakers.get("piperun"))
     if settings.meta_capi_configured:
         capi = CapiDelivery(MetaCapiClient.from_settings(session, settings), store, settings)
-        dispatcher.register(CAPI_KIND, capi.event, policy_for("meta_capi", settings), breakers.get("meta_capi"))
+        dispatcher.register(
+            CAPI_KIND, capi.event, policy_for("meta_capi", settings), breakers.get("meta_capi")
+        )
     if endpoints:
         hooks = WebhookDelivery(OutboundWebhookClient(session), endpoints, store)
         per_endpoint = breakers.per_item("outbound_webhook", lambda item: item.payload.get("endpoint_id"))
-        dispatcher.register(WEBHOOK_KIND, hooks.deliver, policy_for("outbound_webhook", settings), per_endpoint)
+        dispatcher.register(
+            WEBHOOK_KIND, hooks.deliver, policy_for("outbound_webhook", settings), per_endpoint
+        )
 
 
 def _add_routes(app: web.Application, *, webhooks: bool = True) -> None:

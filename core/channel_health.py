@@ -24,7 +24,9 @@ class ChannelHealth:
 
     def auth_failed(self, channel: str, error: str) -> None:
         if channel not in self.auth_errors:
-            log.error("channel_auth_failed", channel=channel, error=error, action="check the channel's credentials")
+            log.error(
+                "channel_auth_failed", channel=channel, error=error, action="check the channel's credentials"
+            )
         self.auth_errors[channel] = error
 
     def send_ok(self, channel: str) -> None:

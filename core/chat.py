@@ -361,5 +361,3 @@ def _chat(settings: Settings, contact: str | None, fresh: bool) -> int:
     except KeyboardInterrupt:
         print("\nAté logo!")
         return EXIT_INTERRUPTED
-
-

@@ -119,7 +119,9 @@ async def _apply(request: web.Request, event: ChatwootWebhookEvent) -> web.Respo
             await store.set_human_owned(lead.contact_key, until=runner.clock() + HUMAN_OWNED)
         elif status in ("resolved", "pending"):
             await store.set_human_owned(
-                lead.contact_key, until=None, resolved=status == "resolved" and not settings.chatwoot_reopen_resolved
+                lead.contact_key,
+                until=None,
+                resolved=status == "resolved" and not settings.chatwoot_reopen_resolved,
             )
         log.info("chatwoot_conversation_status", status=status)
         return _ok(f"status_{status}")

@@ -730,7 +730,12 @@ CHECKS: tuple[Check, ...] = (
 
 # Which check is which channel: the channel itself says whether its webhook can be
 # authenticated (the same rule that makes the route refuse), the doctor only words it.
-_CHECK_CHANNELS = {"Z-API": "zapi", "WAHA": "waha", "WhatsApp Cloud": "whatsapp_cloud", "Instagram": "instagram"}
+_CHECK_CHANNELS = {
+    "Z-API": "zapi",
+    "WAHA": "waha",
+    "WhatsApp Cloud": "whatsapp_cloud",
+    "Instagram": "instagram",
+}
 # WAHA also takes a URL token when it cannot sign.
 _ALTERNATIVES = {"WAHA_WEBHOOK_HMAC_KEY": "WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK_SECRET"}
 

@@ -65,16 +65,24 @@ class Metrics:
         r = self.registry
         if self.ingest:
             self.webhooks = Counter(
-                "sdr_webhooks_received", "Webhook requests by channel and outcome", ["channel", "outcome"], registry=r
+                "sdr_webhooks_received",
+                "Webhook requests by channel and outcome",
+                ["channel", "outcome"],
+                registry=r,
             )
         if not self.runtime:
             return
-        self.turns = Counter("sdr_turns", "Turns committed, by kind (agent, fallback, opt_out...)", ["kind"], registry=r)
+        self.turns = Counter(
+            "sdr_turns", "Turns committed, by kind (agent, fallback, opt_out...)", ["kind"], registry=r
+        )
         self.turn_llm = Histogram(
             "sdr_turn_llm_seconds", "Time a turn waited on the model", buckets=_LLM_BUCKETS, registry=r
         )
         self.turn_own = Histogram(
-            "sdr_turn_own_seconds", "A turn's own time (everything but the model)", buckets=_OWN_BUCKETS, registry=r
+            "sdr_turn_own_seconds",
+            "A turn's own time (everything but the model)",
+            buckets=_OWN_BUCKETS,
+            registry=r,
         )
         self.tokens = Counter("sdr_llm_tokens", "LLM tokens", ["direction"], registry=r)
         self.debounce = Histogram(
@@ -83,10 +91,17 @@ class Metrics:
             buckets=(0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60),
             registry=r,
         )
-        self.outbox_depth = Gauge("sdr_outbox_depth", "Pending + in-flight items per kind", ["kind"], registry=r)
-        self.outbox_dead = Gauge("sdr_outbox_dead", "Dead items per kind (see `main.py outbox list`)", ["kind"], registry=r)
+        self.outbox_depth = Gauge(
+            "sdr_outbox_depth", "Pending + in-flight items per kind", ["kind"], registry=r
+        )
+        self.outbox_dead = Gauge(
+            "sdr_outbox_dead", "Dead items per kind (see `main.py outbox list`)", ["kind"], registry=r
+        )
         self.circuit = Gauge(
-            "sdr_circuit_state", "Circuit breaker per integration: 0 closed, 1 half-open, 2 open", ["integration"], registry=r
+            "sdr_circuit_state",
+            "Circuit breaker per integration: 0 closed, 1 half-open, 2 open",
+            ["integration"],
+            registry=r,
         )
         self.leads = Gauge("sdr_leads", "Leads by temperature", ["temperature"], registry=r)
 
@@ -120,7 +135,9 @@ class Metrics:
             await self._refresh(store, circuits)
         return generate_latest(self.registry)
 
-    async def _refresh(self, store: Store, circuits: Callable[[], Mapping[str, Mapping[str, Any]]] | None) -> None:
+    async def _refresh(
+        self, store: Store, circuits: Callable[[], Mapping[str, Mapping[str, Any]]] | None
+    ) -> None:
         by_kind = await store.outbox_stats_by_kind()
         self.outbox_depth.clear()
         self.outbox_dead.clear()

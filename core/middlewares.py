@@ -49,7 +49,11 @@ async def request_middleware(request: web.Request, handler):  # type: ignore[no-
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             draining = request.app.get(DRAINING)
-            if draining is not None and draining.active and request.path.startswith(("/webhooks/", "/webhook/")):
+            if (
+                draining is not None
+                and draining.active
+                and request.path.startswith(("/webhooks/", "/webhook/"))
+            ):
                 response = json_error(503, "shutting down, retry shortly")
                 response.headers["Retry-After"] = "5"
             else:

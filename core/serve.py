@@ -40,7 +40,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(app: web.Application, sock: socket.socket, *, shutdown_timeout: float, **log_fields: object) -> None:
+async def serve(
+    app: web.Application, sock: socket.socket, *, shutdown_timeout: float, **log_fields: object
+) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     stop = asyncio.Event()

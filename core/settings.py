@@ -131,7 +131,11 @@ class Settings(BaseSettings):
     meta_test_event_code: str | None = None
     # Lifecycle events sent to Meta; drop a name to turn it off.
     meta_capi_events: list[Literal["Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"]] = [
-        "Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"
+        "Lead",
+        "QualifiedLead",
+        "Schedule",
+        "Purchase",
+        "lead_lost",
     ]
     # Meta's standard name for a qualified lead, or the custom "QualifiedLead".
     meta_capi_qualified_event: Literal["QualifiedLead", "CompleteRegistration"] = "QualifiedLead"

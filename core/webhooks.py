@@ -130,7 +130,9 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
             else:
                 duplicates += 1
         for status in parsed.statuses:
-            await store.record_delivery_status(channel_name, status.provider_message_id, status.status, status.error)
+            await store.record_delivery_status(
+                channel_name, status.provider_message_id, status.status, status.error
+            )
             if status.status == "failed" and "window" in (status.error or "").lower():
                 # Meta took the reply, then refused it: the 24-hour window had closed.
                 contact_key = await store.message_contact(status.provider_message_id)

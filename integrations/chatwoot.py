@@ -504,9 +504,7 @@ class ChatwootClient:
 
     async def conversation_messages(self, conversation_id: int) -> list[ChatwootMessage]:
         """The conversation's latest messages (`GET /conversations/{id}/messages`)."""
-        data = await self._request(
-            "GET", f"/conversations/{int(conversation_id)}/messages", "list messages"
-        )
+        data = await self._request("GET", f"/conversations/{int(conversation_id)}/messages", "list messages")
         items = _unwrap_payload(data)
         if not isinstance(items, list):
             return []
@@ -526,7 +524,9 @@ class ChatwootClient:
         if inbox is None:
             raise ChatwootError("CHATWOOT_INBOX_ID is not set", retryable=False)
         data = await self._request(
-            "POST", f"/contacts/{int(contact_id)}/contact_inboxes", "create contact inbox",
+            "POST",
+            f"/contacts/{int(contact_id)}/contact_inboxes",
+            "create contact inbox",
             json_body={"inbox_id": inbox},
         )
         payload = _unwrap_payload(data)

@@ -184,9 +184,7 @@ def load_endpoints(json_text: str | None = None, file: Path | str | None = None)
     if json_text is not None and not json_text.strip():
         json_text = None
     if json_text is not None and file is not None:
-        raise OutboundWebhookConfigError(
-            "set OUTBOUND_WEBHOOKS or OUTBOUND_WEBHOOKS_FILE, not both"
-        )
+        raise OutboundWebhookConfigError("set OUTBOUND_WEBHOOKS or OUTBOUND_WEBHOOKS_FILE, not both")
     if json_text is not None:
         source = "OUTBOUND_WEBHOOKS"
         raw = _parse_json(json_text, source)
@@ -213,16 +211,20 @@ def load_endpoints(json_text: str | None = None, file: Path | str | None = None)
     endpoints: list[Endpoint] = []
     for n, entry in enumerate(entries, start=1):
         if not isinstance(entry, Mapping):
-            raise OutboundWebhookConfigError(f"{source}: endpoint {n} must be an object with url, secret and events")
+            raise OutboundWebhookConfigError(
+                f"{source}: endpoint {n} must be an object with url, secret and events"
+            )
         try:
             endpoints.append(Endpoint.model_validate(dict(entry)))
         except ValidationError as exc:
-            raise OutboundWebhookConfigError(f"{source}: endpoint {n}{_where(entry)}: {_problems(exc)}") from None
+            raise OutboundWebhookConfigError(
+                f"{source}: endpoint {n}{_where(entry)}: {_problems(exc)}"
+            ) from None
     seen: set[str] = set()
     for endpoint in endpoints:
         if endpoint.id in seen:
             raise OutboundWebhookConfigError(
-                f"{source}: two endpoints have the id {endpoint.id!r}; give each its own \"id\""
+                f'{source}: two endpoints have the id {endpoint.id!r}; give each its own "id"'
             )
         seen.add(endpoint.id)
     return endpoints
@@ -247,7 +249,7 @@ def _entries(raw: Any, source: str) -> list[Any]:
             )
         raw = raw["endpoints"]
     if not isinstance(raw, list):
-        raise OutboundWebhookConfigError(f"{source}: \"endpoints\" must be a list")
+        raise OutboundWebhookConfigError(f'{source}: "endpoints" must be a list')
     return raw
 
 
@@ -458,7 +460,10 @@ class OutboundWebhookClient:
         )
         (log.warning if retryable else log.error)("outbound_webhook_failed", **_log_fields(result))
         return WebhookDeliveryError(
-            f"outbound webhook {endpoint.id} ({event}): {error}", status=status, retryable=retryable, result=result
+            f"outbound webhook {endpoint.id} ({event}): {error}",
+            status=status,
+            retryable=retryable,
+            result=result,
         )
 
 

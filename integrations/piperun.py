@@ -505,7 +505,9 @@ class PipeRunClient:
             raise self._fail(
                 op,
                 PipeRunError(
-                    f"piperun {op} answered HTTP {status} with a non-JSON body", status=status, retryable=False
+                    f"piperun {op} answered HTTP {status} with a non-JSON body",
+                    status=status,
+                    retryable=False,
                 ),
             ) from None
         if isinstance(payload, dict) and payload.get("success") is False:
@@ -572,7 +574,9 @@ class PipeRunClient:
                 return model.model_validate(record)
             except ValidationError:
                 continue
-        raise self._fail(op, PipeRunError(f"piperun {op}: no record with an id in the response", retryable=True))
+        raise self._fail(
+            op, PipeRunError(f"piperun {op}: no record with an id in the response", retryable=True)
+        )
 
     @staticmethod
     def _parse_all(records: list[dict[str, Any]], model: type[_M]) -> list[_M]:
@@ -674,11 +678,14 @@ class PipeRunClient:
         wanted = fold(" ".join(name.split()))
         if not wanted:
             return None
-        records = await self._list("/companies", "company search", {"name": " ".join(name.split()), "show": 20})
+        records = await self._list(
+            "/companies", "company search", {"name": " ".join(name.split()), "show": 20}
+        )
         matches = [
             c
             for c in self._parse_all(records, PipeRunCompany)
-            if wanted in {fold(" ".join((c.name or "").split())), fold(" ".join((c.company_name or "").split()))}
+            if wanted
+            in {fold(" ".join((c.name or "").split())), fold(" ".join((c.company_name or "").split()))}
         ]
         return min(matches, key=lambda c: c.id) if matches else None
 
@@ -719,7 +726,10 @@ class PipeRunClient:
 
     async def list_deal_notes(self, deal_id: int) -> list[PipeRunNote]:
         records = await self._list(
-            "/notes", "note search", {"deal_id": int(deal_id), "show": _NOTES_PAGE}, max_pages=_NOTES_MAX_PAGES
+            "/notes",
+            "note search",
+            {"deal_id": int(deal_id), "show": _NOTES_PAGE},
+            max_pages=_NOTES_MAX_PAGES,
         )
         return [n for n in self._parse_all(records, PipeRunNote) if n.deal_id in (int(deal_id), None)]
 
@@ -784,7 +794,15 @@ class LeadCard(BaseModel):
     chatwoot_url: str | None = None
 
     @field_validator(
-        "verified_phone", "name", "phone", "company", "city", "state", "temperature", "chatwoot_url", mode="before"
+        "verified_phone",
+        "name",
+        "phone",
+        "company",
+        "city",
+        "state",
+        "temperature",
+        "chatwoot_url",
+        mode="before",
     )
     @classmethod
     def _strip(cls, value: Any) -> Any:
@@ -924,7 +942,7 @@ def _lead_label(card: LeadCard, texts: PipeRunTexts) -> str:
 
 
 def _profile_lines(card: LeadCard) -> list[str]:
-    """"Label: value" lines, the same wording as the Chatwoot card (describe_lead)."""
+    """ "Label: value" lines, the same wording as the Chatwoot card (describe_lead)."""
     merged: dict[str, Any] = {
         k: v for k, v in card.profile.items() if k != "provenance" and v is not None and v != ""
     }
@@ -1017,7 +1035,9 @@ async def sync_lead(
     stays valid for the next attempt.
     """
     if not pipeline_id or not stage_id:
-        raise PipeRunError("PIPERUN_PIPELINE_ID and PIPERUN_STAGE_ID must be set to create deals", retryable=False)
+        raise PipeRunError(
+            "PIPERUN_PIPELINE_ID and PIPERUN_STAGE_ID must be set to create deals", retryable=False
+        )
     texts = texts or _default_texts()
     reference = external_code_for(card.contact_key)
     who = mask_contact_key(card.contact_key)

@@ -229,7 +229,9 @@ class BreakerRegistry:
             self._breakers[name] = breaker
         return breaker
 
-    def per_item(self, integration: str, instance: Callable[[Any], str | None]) -> Callable[[Any], CircuitBreaker]:
+    def per_item(
+        self, integration: str, instance: Callable[[Any], str | None]
+    ) -> Callable[[Any], CircuitBreaker]:
         """A dispatcher breaker selector: one breaker per `instance(item)` (the channel
         of a reply, the endpoint of a webhook), the integration's own when it is None."""
 

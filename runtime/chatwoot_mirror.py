@@ -27,12 +27,15 @@ log = get_logger(__name__)
 class _LeadErased(Exception):
     """The lead was erased: the item has nothing left to mirror."""
 
+
 # Conversations in these states still belong to the lead's current session.
 _LIVE = {"open", "pending"}
 
 
 class ChatwootMirror:
-    def __init__(self, client: ChatwootClient, store: Store, settings: Settings, health: ChannelHealth) -> None:
+    def __init__(
+        self, client: ChatwootClient, store: Store, settings: Settings, health: ChannelHealth
+    ) -> None:
         self.client = client
         self.store = store
         self.settings = settings
@@ -90,7 +93,9 @@ class ChatwootMirror:
                 source_id = await self._guard(self.client.create_contact_inbox(contact_id))
             if not source_id:
                 raise PermanentDeliveryError("Chatwoot gave the contact no link to our inbox (source_id)")
-            conversation_id = await self._guard(self.client.create_conversation(contact_id, source_id, status="pending"))
+            conversation_id = await self._guard(
+                self.client.create_conversation(contact_id, source_id, status="pending")
+            )
         await self.store.save_chatwoot_link(
             contact_key, contact_id=contact_id, source_id=source_id, conversation_id=conversation_id
         )
@@ -151,8 +156,12 @@ class ChatwootMirror:
             return
         _contact, conversation_id = found
         await self._guard(
-            self.client.create_message(conversation_id, payload["card"], message_type="outgoing", private=True)
+            self.client.create_message(
+                conversation_id, payload["card"], message_type="outgoing", private=True
+            )
         )
         await self._guard(self.client.toggle_status(conversation_id, "open"))
         if self.settings.chatwoot_handoff_team_id:
-            await self._guard(self.client.assign_team(conversation_id, self.settings.chatwoot_handoff_team_id))
+            await self._guard(
+                self.client.assign_team(conversation_id, self.settings.chatwoot_handoff_team_id)
+            )

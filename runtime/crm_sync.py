@@ -60,7 +60,10 @@ class CrmSync:
             item.payload["link"] = current.model_dump(exclude_none=True)
             await self.store.outbox_progress(item.id or 0, item.payload)
             await self.store.save_crm_link(
-                contact_key, person_id=current.person_id, company_id=current.company_id, deal_id=current.deal_id
+                contact_key,
+                person_id=current.person_id,
+                company_id=current.company_id,
+                deal_id=current.deal_id,
             )
 
         assert self.settings.piperun_pipeline_id is not None and self.settings.piperun_stage_id is not None

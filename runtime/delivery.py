@@ -112,7 +112,11 @@ class Delivery:
             message_id = payload.get("message_id")
             if exc.invalid_recipient and message_id is not None:
                 await self.store.mark_message_failed(int(message_id), f"invalid recipient: {exc}")
-            if channel.window_hours is not None and "window" in str(exc).lower() and payload.get("contact_key"):
+            if (
+                channel.window_hours is not None
+                and "window" in str(exc).lower()
+                and payload.get("contact_key")
+            ):
                 # The provider knows better than our clock.
                 await schedule_reengage(self.store, channel.name, payload["contact_key"])
                 if message_id is not None:
@@ -124,7 +128,8 @@ class Delivery:
             # The provider has it: a store hiccup now must not turn into a second send.
             message_id = int(payload["message_id"])
             await until_stored(
-                lambda: self.store.mark_message_sent(message_id, sent.provider_message_id), what="mark_message_sent"
+                lambda: self.store.mark_message_sent(message_id, sent.provider_message_id),
+                what="mark_message_sent",
             )
 
     async def _outside_window(self, channel: Channel, payload: dict, *, human: bool) -> bool:
@@ -143,7 +148,10 @@ class Delivery:
         if template and send_template is not None:
             await self.limiters[channel.name].acquire()
             await send_template(
-                self.session, payload["contact_id"], name=template, language=self.settings.whatsapp_template_language
+                self.session,
+                payload["contact_id"],
+                name=template,
+                language=self.settings.whatsapp_template_language,
             )
             outcome = f"outside the {channel.window_hours} h window: template {template!r} sent instead"
         else:

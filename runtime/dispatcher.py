@@ -54,9 +54,7 @@ class Route:
 
 
 class OutboxDispatcher:
-    def __init__(
-        self, store: Store, *, workers: int, poll_s: float, clock: Clock = utc_now
-    ) -> None:
+    def __init__(self, store: Store, *, workers: int, poll_s: float, clock: Clock = utc_now) -> None:
         self.store = store
         self.workers = max(1, workers)
         self.poll_s = poll_s
@@ -215,7 +213,6 @@ class OutboxDispatcher:
             self.delivered += 1
             log.info("outbox_delivered", attempts=item.attempts)
 
-
     @staticmethod
     def _breaker(route: Route, item: OutboxItem) -> CircuitBreaker | None:
         try:
@@ -269,7 +266,8 @@ class OutboxDispatcher:
             return
         next_at = self._clock() + timedelta(seconds=delay)
         await until_stored(
-            lambda: self.store.retry_outbox(item_id, error=error, next_attempt_at=next_at), what="retry_outbox"
+            lambda: self.store.retry_outbox(item_id, error=error, next_attempt_at=next_at),
+            what="retry_outbox",
         )
         log.warning("outbox_retry", attempts=item.attempts, in_s=round(delay, 2), error=error)
 
@@ -291,5 +289,9 @@ class OutboxDispatcher:
             return
         await self.store.retry_outbox(item.id, error=error, next_attempt_at=at)
         log.warning(
-            "outbox_retry_after_circuit", breaker=breaker.name, attempts=item.attempts, in_s=round(wait, 2), error=error
+            "outbox_retry_after_circuit",
+            breaker=breaker.name,
+            attempts=item.attempts,
+            in_s=round(wait, 2),
+            error=error,
         )

@@ -107,7 +107,9 @@ class ErasureFanout:
             if self.settings.chatwoot_configured:
                 items.append(chatwoot_erase_item(int(contact_id), erasure_id=erasure_id))
             else:
-                log.warning("erasure_skipped", integration="chatwoot", reason="not_configured", erasure_id=erasure_id)
+                log.warning(
+                    "erasure_skipped", integration="chatwoot", reason="not_configured", erasure_id=erasure_id
+                )
         person_id, deal_id = payload.get("crm_person_id"), payload.get("crm_deal_id")
         if person_id is not None or deal_id is not None:
             if self.settings.piperun_api_token is not None:
@@ -119,7 +121,9 @@ class ErasureFanout:
                     )
                 )
             else:
-                log.warning("erasure_skipped", integration="piperun", reason="not_configured", erasure_id=erasure_id)
+                log.warning(
+                    "erasure_skipped", integration="piperun", reason="not_configured", erasure_id=erasure_id
+                )
         items += erased_items(
             self.subscriptions,
             erasure_id=erasure_id,
@@ -132,7 +136,11 @@ class ErasureFanout:
         items = self.items(item.payload)
         for each in items:
             await self.store.enqueue(each)
-        log.info("erasure_fanned_out", erasure_id=item.payload.get("erasure_id"), kinds=sorted(i.kind for i in items))
+        log.info(
+            "erasure_fanned_out",
+            erasure_id=item.payload.get("erasure_id"),
+            kinds=sorted(i.kind for i in items),
+        )
 
 
 class ChatwootErasure:
@@ -141,7 +149,9 @@ class ChatwootErasure:
 
     async def erase(self, item: OutboxItem) -> None:
         deleted = await self.client.delete_contact(int(item.payload["chatwoot_contact_id"]))
-        log.info("chatwoot_contact_erased", erasure_id=item.payload.get("erasure_id"), already_gone=not deleted)
+        log.info(
+            "chatwoot_contact_erased", erasure_id=item.payload.get("erasure_id"), already_gone=not deleted
+        )
 
 
 class PipeRunErasure:

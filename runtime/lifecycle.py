@@ -127,7 +127,11 @@ class Lifecycle:
             stages.append("QualifiedLead")
         if change.lost:
             stages.append("lead_lost")
-        return [self.capi_item(commit.contact_key, stage, at=commit.at) for stage in stages if self._capi_on(stage)]
+        return [
+            self.capi_item(commit.contact_key, stage, at=commit.at)
+            for stage in stages
+            if self._capi_on(stage)
+        ]
 
     def _capi_on(self, stage: CapiStage) -> bool:
         return self.settings.meta_capi_configured and stage in self.settings.meta_capi_events
@@ -159,7 +163,10 @@ class Lifecycle:
             events.append(("lead.hot", {"lead": card}))
         if change.handoff and commit.handoff is not None:
             events.append(
-                ("conversation.handoff", {"lead": card, "reason": commit.handoff.reason, "summary": commit.handoff.summary})
+                (
+                    "conversation.handoff",
+                    {"lead": card, "reason": commit.handoff.reason, "summary": commit.handoff.summary},
+                )
             )
         for n, text in enumerate(change.messages_in):
             events.append(("message.received", {"lead": _who(card), "message": {"text": text, "index": n}}))
@@ -167,7 +174,9 @@ class Lifecycle:
             events.append(("message.sent", {"lead": _who(card), "message": {"text": text, "index": n}}))
         at = commit.at or datetime.now(timezone.utc)
         return [
-            self.webhook_item(sub, event, data, contact_key=commit.contact_key, source_id=f"{commit.turn_id}:{n}", at=at)
+            self.webhook_item(
+                sub, event, data, contact_key=commit.contact_key, source_id=f"{commit.turn_id}:{n}", at=at
+            )
             for n, (event, data) in enumerate(events)
             for sub in self.subscriptions
             if sub.wants(event)
@@ -201,7 +210,13 @@ class Lifecycle:
 
     # --- from outside a turn (a CRM's webhook) ---------------------------------------
     def external_event(
-        self, lead: LeadRecord, stage: CapiStage, *, at: datetime, value: float | None = None, currency: str | None = None
+        self,
+        lead: LeadRecord,
+        stage: CapiStage,
+        *,
+        at: datetime,
+        value: float | None = None,
+        currency: str | None = None,
     ) -> list[OutboxItem]:
         items: list[OutboxItem] = []
         if self._capi_on(stage):

@@ -63,9 +63,7 @@ class JitteredBackoff(wait_base):
     failure: with budgets of 3 attempts, that would burn the whole budget in one blip.
     """
 
-    def __init__(
-        self, base_s: float, max_s: float, *, linear: bool = False, jitter: float = 0.3
-    ) -> None:
+    def __init__(self, base_s: float, max_s: float, *, linear: bool = False, jitter: float = 0.3) -> None:
         self.base_s = base_s
         self.max_s = max_s
         self.linear = linear
@@ -141,7 +139,9 @@ INTEGRATIONS: Mapping[str, IntegrationSpec] = MappingProxyType(
         "outbound_webhook": IntegrationSpec(5, 5.0, 30.0, failure_threshold=3, reset_timeout_s=60.0),
         # Not in the spec. Chatwoot keeps what the mirror always had (12 attempts up to
         # 5 min apart: nobody waits on a mirror, so it may as well be patient).
-        "chatwoot": IntegrationSpec(12, 2.0, 15.0, max_delay_s=300.0, failure_threshold=3, reset_timeout_s=30.0),
+        "chatwoot": IntegrationSpec(
+            12, 2.0, 15.0, max_delay_s=300.0, failure_threshold=3, reset_timeout_s=30.0
+        ),
         # Not in the spec: a CRM like CAPI (nobody waiting, the lead card must land).
         "piperun": IntegrationSpec(5, 2.0, 15.0, failure_threshold=3, reset_timeout_s=60.0),
     }

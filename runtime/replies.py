@@ -82,7 +82,7 @@ def _pieces(text: str, max_bytes: int) -> list[str]:
             while len(word.encode()) > max_bytes:  # a URL longer than the limit: cut it
                 cut = word.encode()[:max_bytes].decode("utf-8", "ignore")
                 pieces.append(cut)
-                word = word[len(cut):]
+                word = word[len(cut) :]
             candidate = f"{word_run} {word}".strip()
             if len(candidate.encode()) <= max_bytes:
                 word_run = candidate

@@ -130,7 +130,9 @@ class TurnRunner:
             # A fresh context: the driver outlives the webhook that woke it, and its
             # log lines must not carry that request's id.
             state.task = asyncio.create_task(
-                self._drive(contact_key, state), name=f"turn:{mask_contact_key(contact_key)}", context=contextvars.Context()
+                self._drive(contact_key, state),
+                name=f"turn:{mask_contact_key(contact_key)}",
+                context=contextvars.Context(),
             )
 
     async def resume_pending(self) -> int:
@@ -298,6 +300,7 @@ class TurnRunner:
     async def _run_turn(self, contact_key: str) -> bool:
         """True when the turn committed (or there was nothing to do)."""
         from agent.llm import LLMUnavailable
+
         records = await self.store.pending_inbound(contact_key)
         while (wait := await self._shared_quiet_wait(records)) > 0:
             await asyncio.sleep(wait)
@@ -322,8 +325,12 @@ class TurnRunner:
                     # Before the pause check: "SAIR" must be honoured even while a person talks.
                     kind = "opt_out"
                     commit = self._commit(
-                        turn_id, contact_key, records, lead,
-                        reply=self.agent.deps.prompts.message("opt_out_confirmation"), opt_out=True,
+                        turn_id,
+                        contact_key,
+                        records,
+                        lead,
+                        reply=self.agent.deps.prompts.message("opt_out_confirmation"),
+                        opt_out=True,
                     )
                     for item in commit.outbox:
                         item.payload["purpose"] = "opt_out_confirmation"
@@ -408,11 +415,15 @@ class TurnRunner:
         fetched_name = await self._sender_name(records, lead)
         if fetched_name:
             records = [
-                InboundRecord(r.id, r.message.model_copy(update={"name": fetched_name}), r.attempts, r.received_at)
+                InboundRecord(
+                    r.id, r.message.model_copy(update={"name": fetched_name}), r.attempts, r.received_at
+                )
                 for r in records
             ]
         new_session = self._session_expired(lead, now)
-        history = [] if new_session else await self.store.recent_messages(contact_key, self.settings.history_window)
+        history = (
+            [] if new_session else await self.store.recent_messages(contact_key, self.settings.history_window)
+        )
         profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
         result = await self.agent.run(
             TurnInput(
@@ -476,7 +487,11 @@ class TurnRunner:
         # Delays count from the lead's last message, so "2 h and 22 h" both land inside
         # a 24-hour customer-service window.
         now = self.clock()
-        base = now if fired_follow_up is None or lead is None or lead.last_inbound_at is None else lead.last_inbound_at
+        base = (
+            now
+            if fired_follow_up is None or lead is None or lead.last_inbound_at is None
+            else lead.last_inbound_at
+        )
         if (
             attempt <= len(delays)
             and not effects.opt_out
@@ -623,7 +638,11 @@ class TurnRunner:
                             "direction": message.direction,
                             # Voice notes arrive as their transcript; media as a link the team can open.
                             "text": (message.text or "")
-                            + (f"\n{message.media_url}" if (message.media_url or "").startswith("http") else ""),
+                            + (
+                                f"\n{message.media_url}"
+                                if (message.media_url or "").startswith("http")
+                                else ""
+                            ),
                             "message_ref": message.ref,
                         },
                     )
@@ -703,8 +722,10 @@ class TurnRunner:
             reason = "superseded"
         elif await self.store.pending_inbound(due.contact_key):
             reason = "lead_replied"
-        elif lead.channel in WINDOWED_CHANNELS and lead.last_inbound_at and (
-            self.clock() - lead.last_inbound_at > timedelta(hours=24)
+        elif (
+            lead.channel in WINDOWED_CHANNELS
+            and lead.last_inbound_at
+            and (self.clock() - lead.last_inbound_at > timedelta(hours=24))
         ):
             reason = "outside_24h_window"
         if reason is not None:
@@ -726,7 +747,9 @@ class TurnRunner:
                         contact_key=due.contact_key,
                         inbound=[],
                         profile=LeadProfile.model_validate(lead.profile),
-                        history=await self.store.recent_messages(due.contact_key, self.settings.history_window),
+                        history=await self.store.recent_messages(
+                            due.contact_key, self.settings.history_window
+                        ),
                         lead_message_count=lead.lead_message_count,
                         summary=lead.summary,
                         handed_off=False,

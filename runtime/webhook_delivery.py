@@ -48,7 +48,9 @@ class WebhookDelivery:
         endpoint = self.endpoints.get(str(payload.get("endpoint_id")))
         if endpoint is None or not endpoint.enabled:
             # Removed or disabled since the event was queued: the operator said stop.
-            log.info("outbound_webhook_skipped", reason="endpoint_removed", endpoint_id=payload.get("endpoint_id"))
+            log.info(
+                "outbound_webhook_skipped", reason="endpoint_removed", endpoint_id=payload.get("endpoint_id")
+            )
             return
         contact_key = payload.get("contact_key")
         if contact_key and await self.store.is_erased(str(contact_key)):

@@ -130,7 +130,9 @@ def start_bot(
     weekday inside opening hours); call it again for a restart."""
 
     async def start(**overrides: Any) -> TestClient:
-        return await aiohttp_client(create_app(loopback_settings(tmp_path, provider, **overrides), clock=clock))
+        return await aiohttp_client(
+            create_app(loopback_settings(tmp_path, provider, **overrides), clock=clock)
+        )
 
     return start
 
@@ -159,11 +161,23 @@ async def test_transient_500_429_and_timeouts_from_every_provider_are_invisible_
     """OpenAI and Z-API answer 500, 429 with Retry-After, or hang for 25 s (cut by the
     client timeout) on a handful of calls: within the retry budget, so nobody notices."""
     provider.state.chat_faults = deque(
-        [Fault(500), Fault(429, retry_after="1"), Fault(200, hang_s=25), Fault(502),
-         Fault(429, retry_after="2"), Fault(500, hang_s=25)]
+        [
+            Fault(500),
+            Fault(429, retry_after="1"),
+            Fault(200, hang_s=25),
+            Fault(502),
+            Fault(429, retry_after="2"),
+            Fault(500, hang_s=25),
+        ]
     )
     provider.state.send_faults = deque(
-        [Fault(500), Fault(429, retry_after="1"), Fault(500, hang_s=25), Fault(503), Fault(429, retry_after="1")]
+        [
+            Fault(500),
+            Fault(429, retry_after="1"),
+            Fault(500, hang_s=25),
+            Fault(503),
+            Fault(429, retry_after="1"),
+        ]
     )
     client = await start_bot(outbox_max_attempts=6)  # more attempts than there are faults
     wrote: dict[int, list[int]] = {}
@@ -192,7 +206,9 @@ async def test_an_outage_longer_than_the_retry_budget_still_answers_every_messag
         assert await write(client, lead, 4) == 200
         wrote[lead].append(4)
     unsettled = await settle(client, timeout=20)
-    dead = db_rows(client.app[STORE].path, "SELECT kind, attempts, last_error FROM outbox WHERE status = 'dead'")  # type: ignore[attr-defined]
+    dead = db_rows(
+        client.app[STORE].path, "SELECT kind, attempts, last_error FROM outbox WHERE status = 'dead'"
+    )  # type: ignore[attr-defined]
     assert (received_tags(provider, wrote), dead) == (expected_tags(wrote), [])
     assert unsettled is None, unsettled
 
@@ -327,8 +343,9 @@ async def test_a_locked_store_never_freezes_the_bot(provider: ProviderServer, st
         response = await request
         return response.status, round(time.monotonic() - started, 2)
 
-    webhook, root = await asyncio.gather(timed(client.post("/webhooks/zapi", json=lead_payload(1, 1))),
-                                         timed(client.get("/")))
+    webhook, root = await asyncio.gather(
+        timed(client.post("/webhooks/zapi", json=lead_payload(1, 1))), timed(client.get("/"))
+    )
     await asyncio.to_thread(lock.join)
     assert root[0] == 200 and root[1] < 1.0, f"GET / took {root[1]} s while the store was locked"
     assert webhook[0] in (200, 503) and webhook[1] < 1.5, f"the webhook got {webhook[0]} after {webhook[1]} s"
@@ -495,7 +512,9 @@ async def test_sigkill_at_random_points_of_turns_answers_every_message_exactly_o
     phases: list[str] = []  # what each kill interrupted, for the report
 
     for cycle in range(CYCLES):
-        bot = BotProcess(sqlite_path=db, provider_url=provider.url, log_path=tmp_path / f"bot{cycle}.log", **env)
+        bot = BotProcess(
+            sqlite_path=db, provider_url=provider.url, log_path=tmp_path / f"bot{cycle}.log", **env
+        )
         await bot.start()
         try:
             # Leads write at random moments, the kill comes at another: turns are caught
@@ -511,9 +530,14 @@ async def test_sigkill_at_random_points_of_turns_answers_every_message_exactly_o
                 wrote[lead].append(n)
             await asyncio.sleep(max(0.0, kill_at - (time.monotonic() - started)))
         finally:
-            busy = [name for name, started, finished in (
-                ("llm", state.chat_started, state.chat_finished), ("send", state.send_started, state.send_finished)
-            ) if started > finished]
+            busy = [
+                name
+                for name, started, finished in (
+                    ("llm", state.chat_started, state.chat_finished),
+                    ("send", state.send_started, state.send_finished),
+                )
+                if started > finished
+            ]
             bot.kill()
         pending = db_rows(db, "SELECT COUNT(*) FROM inbound WHERE status = 'pending'")[0][0]
         inflight = db_rows(db, "SELECT kind FROM outbox WHERE status = 'inflight'")
@@ -554,9 +578,9 @@ async def test_sigkill_at_random_points_of_turns_answers_every_message_exactly_o
         if lead not in hot:
             assert extra == [], f"seed {seed}: lead {lead} was not hot but got {extra}"
             continue
-        assert len(extra) == 1 or (len(extra) == 2 and extra[0] == extra[1] and extra[0] in resendable_texts), (
-            f"seed {seed}: lead {lead} got these hand-off messages: {extra}"
-        )
+        assert len(extra) == 1 or (
+            len(extra) == 2 and extra[0] == extra[1] and extra[0] in resendable_texts
+        ), f"seed {seed}: lead {lead} got these hand-off messages: {extra}"
         assert is_handoff_message(extra[0]), f"seed {seed}: lead {lead} got {extra[0]!r}"
     assert db_rows(db, "SELECT COUNT(*) FROM inbound WHERE status != 'done'")[0][0] == 0
     assert db_rows(db, "SELECT kind, last_error FROM outbox WHERE status = 'dead'") == []
@@ -593,7 +617,9 @@ async def test_sigkill_at_random_points_of_turns_answers_every_message_exactly_o
     assert persons == Counter(dict.fromkeys(codes, 1)), f"seed {seed}: PipeRun persons {persons}"
     person_of = {p["id"]: codes[p["external_code"]] for p in crm.persons}
     companies = Counter(c["name"] for c in crm.companies)
-    assert companies == Counter({hot_profile(lead)["company"]: 1 for lead in hot}), f"seed {seed}: {companies}"
+    assert companies == Counter({hot_profile(lead)["company"]: 1 for lead in hot}), (
+        f"seed {seed}: {companies}"
+    )
     deals = Counter(person_of.get(d["person_id"]) for d in crm.deals)
     assert deals == Counter(dict.fromkeys(hot, 1)), f"seed {seed}: PipeRun deals per lead {deals}"
     assert {(d["pipeline_id"], d["stage_id"]) for d in crm.deals} <= {(PIPELINE, STAGE)}
@@ -605,6 +631,5 @@ async def test_sigkill_at_random_points_of_turns_answers_every_message_exactly_o
     print(
         f"\nseed={seed} kills={len(kills)} messages={sum(len(v) for v in wrote.values())} "
         f"resent_on_the_wire={len(resendable_texts)} capi_resendable={len(resendable_events)} "
-        f"piperun_calls={len(crm.calls)} hot={hot}\n  "
-        + "\n  ".join(phases)
+        f"piperun_calls={len(crm.calls)} hot={hot}\n  " + "\n  ".join(phases)
     )

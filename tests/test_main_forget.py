@@ -25,7 +25,9 @@ async def test_forget_erases_the_lead_and_keeps_only_an_anonymous_audit_row(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    await bot.post("/webhooks/zapi", json=zapi_message(text="Oi, sou a Maria, meu email é maria@acougue.com.br"))
+    await bot.post(
+        "/webhooks/zapi", json=zapi_message(text="Oi, sou a Maria, meu email é maria@acougue.com.br")
+    )
     await settled(bot)
     assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
     path = Path(bot.app[STORE].path)  # type: ignore[attr-defined]
@@ -68,7 +70,9 @@ async def test_a_replayed_or_new_webhook_of_a_forgotten_lead_is_acknowledged_and
     assert await main._forget(settings, LEAD, "whatsapp") == 0
 
     replay = await bot.post("/webhooks/zapi", json=first)
-    again = await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0FORGET0000000002", text="Oi de novo"))
+    again = await bot.post(
+        "/webhooks/zapi", json=zapi_message(message_id="3EB0FORGET0000000002", text="Oi de novo")
+    )
     assert (replay.status, again.status) == (200, 200)
     assert (await replay.json())["accepted"] == 0 and (await again.json())["accepted"] == 0
     await settled(bot)
@@ -88,7 +92,10 @@ async def _lead(store_path: Path, contact_id: str, channel: str = "zapi") -> Non
     try:
         await store.add_inbound(
             InboundMessage(
-                channel=channel, contact_id=contact_id, provider_message_id=f"m-{contact_id}", kind=MessageKind.TEXT,
+                channel=channel,
+                contact_id=contact_id,
+                provider_message_id=f"m-{contact_id}",
+                kind=MessageKind.TEXT,
                 text="Oi",
             )
         )

@@ -20,7 +20,9 @@ def test_without_apply_the_sql_is_printed(tmp_path: Path, capsys: pytest.Capture
     assert "CREATE TABLE IF NOT EXISTS" in out and "sdr_commit_turn" in out
 
 
-def test_apply_without_database_url_says_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_apply_without_database_url_says_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = Settings(_env_file=None, sqlite_path=tmp_path / "x.sqlite3")
     assert main._migrate(settings, apply=True) == 2
     assert "DATABASE_URL" in capsys.readouterr().err

@@ -24,11 +24,23 @@ async def seeded(path: Path) -> tuple[int, int]:
     try:
         await store.commit_turn(
             TurnCommit(
-                turn_id="t1", contact_key=KEY, channel="zapi", contact_id="5511987654321", phone=None, name=None,
-                inbound_ids=[], messages=[], profile={}, score=0, temperature="quente", score_reasons=[],
+                turn_id="t1",
+                contact_key=KEY,
+                channel="zapi",
+                contact_id="5511987654321",
+                phone=None,
+                name=None,
+                inbound_ids=[],
+                messages=[],
+                profile={},
+                score=0,
+                temperature="quente",
+                score_reasons=[],
                 lead_messages_added=0,
                 outbox=[
-                    OutboxItem("piperun_sync", f"crm:{KEY}", "piperun:t1", {"contact_key": KEY, "reason": "hot"}),
+                    OutboxItem(
+                        "piperun_sync", f"crm:{KEY}", "piperun:t1", {"contact_key": KEY, "reason": "hot"}
+                    ),
                     OutboxItem("send_text", f"reply:{KEY}", "reply:t1", {"text": "Olá"}),
                 ],
             )
@@ -87,6 +99,13 @@ async def test_replay_without_an_id_asks_for_all_dead_explicitly(
 
 
 def _args(action: str, **overrides: object) -> argparse.Namespace:
-    values: dict[str, object] = {"action": action, "id": None, "status": None, "kind": None, "limit": 50, "all_dead": False}
+    values: dict[str, object] = {
+        "action": action,
+        "id": None,
+        "status": None,
+        "kind": None,
+        "limit": 50,
+        "all_dead": False,
+    }
     values.update(overrides)
     return argparse.Namespace(**values)

@@ -37,7 +37,9 @@ def test_env_example_as_is_starts_with_nothing_configured(tmp_path: Path) -> Non
 def test_every_variable_the_readme_names_is_a_real_setting() -> None:
     """A newcomer copies names from the README: each must be one the bot reads."""
     readme = (REPO / "README.md").read_text()
-    named = {n for n in re.findall(r"`([A-Z][A-Z0-9_]{3,})=?[^`]*`", readme) if not n.endswith("_")}  # not FOO_*
+    named = {
+        n for n in re.findall(r"`([A-Z][A-Z0-9_]{3,})=?[^`]*`", readme) if not n.endswith("_")
+    }  # not FOO_*
     settings = {name.upper() for name in Settings.model_fields}
     not_settings = {"POST", "PROBLEMA", "WORKING", "TEST_DATABASE_URL"}  # words and the test suite's own
     assert sorted(named - settings - not_settings) == []

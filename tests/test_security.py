@@ -219,13 +219,17 @@ ATTACKER_CONTACT = chatwoot_contact(ATTACKER, 4242, "0b1e4f2c-7a9d-4e3b-8c5f-1d2
 
 
 def crm_body() -> bytes:
-    return json.dumps({"event": "deal.won", "phone": f"+{LEAD_PHONE}", "value": 15990.5, "currency": "BRL"}).encode()
+    return json.dumps(
+        {"event": "deal.won", "phone": f"+{LEAD_PHONE}", "value": 15990.5, "currency": "BRL"}
+    ).encode()
 
 
 # --- 1. nothing secret or personal in the logs ------------------------------------------------
 
 
-def chat_reply(reply: str, lead: dict[str, Any] | None = None, tools: list[dict[str, Any]] | None = None) -> dict:
+def chat_reply(
+    reply: str, lead: dict[str, Any] | None = None, tools: list[dict[str, Any]] | None = None
+) -> dict:
     return {"reply": reply, "lead": lead or {}, "tool_calls": tools or [], "summary": "Lead em qualificação."}
 
 
@@ -249,39 +253,69 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
 
     # Attackers knock on every door first.
     for path in ("/webhooks/zapi", "/webhooks/waha", "/webhooks/meta", "/webhooks/chatwoot", "/webhooks/crm"):
-        await raw_request(port, "POST", f"{path}?token=guess", headers=[(b"Authorization", b"Bearer guess")],
-                          body=zapi_body("3EB0SEC0000000FF", "forged"))
-    await client.get("/webhooks/meta", params={"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"})
+        await raw_request(
+            port,
+            "POST",
+            f"{path}?token=guess",
+            headers=[(b"Authorization", b"Bearer guess")],
+            body=zapi_body("3EB0SEC0000000FF", "forged"),
+        )
+    await client.get(
+        "/webhooks/meta", params={"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"}
+    )
 
     # The lead introduces herself; OpenAI is rate-limited once, Z-API fails once.
     state.chat_faults = deque([Fault(429, retry_after="1")])
     state.send_faults = deque([Fault(500)])
-    state.chat_replies.append(chat_reply(
-        f"Prazer, Maria! Anotei seu e-mail {LEAD_EMAIL} e o WhatsApp +55 (44) 99999-9999. "
-        "Quantas unidades por dia vocês precisam?",
-        {"name": "Maria Souza", "company": "Agro Souza", "city": "Maringá", "state": "PR",
-         "email": LEAD_EMAIL, "phone": "+55 (44) 99999-9999"},
-    ))
+    state.chat_replies.append(
+        chat_reply(
+            f"Prazer, Maria! Anotei seu e-mail {LEAD_EMAIL} e o WhatsApp +55 (44) 99999-9999. "
+            "Quantas unidades por dia vocês precisam?",
+            {
+                "name": "Maria Souza",
+                "company": "Agro Souza",
+                "city": "Maringá",
+                "state": "PR",
+                "email": LEAD_EMAIL,
+                "phone": "+55 (44) 99999-9999",
+            },
+        )
+    )
     text = (
         f"Oi! Sou a Maria Souza, da Agro Souza. Meu e-mail é {LEAD_EMAIL} "
         "e meu WhatsApp é +55 (44) 99999-9999, CPF 123.456.789-09"
     )
-    response = await client.post("/webhooks/zapi", params={"token": ZAPI_WEBHOOK_SECRET},
-                                 data=zapi_body("3EB0SEC000000001", text))
+    response = await client.post(
+        "/webhooks/zapi", params={"token": ZAPI_WEBHOOK_SECRET}, data=zapi_body("3EB0SEC000000001", text)
+    )
     assert response.status == 200
     await settled(client, timeout=15)
     assert len(state.sent) == 1
 
     # She is hot and asks for a person: CRM deal, CAPI QualifiedLead, Chatwoot handoff.
-    state.chat_replies.append(chat_reply(
-        "Perfeito, Maria! Vou passar você agora para o nosso time comercial.",
-        {"volume": "500 hambúrgueres/dia", "volume_per_day": 500, "urgency": "imediata",
-         "decision_role": "decisor", "product_interest": "formadora de hambúrguer", "segment": "frigorífico"},
-        [{"tool": "handoff_to_human", "reason": "lead_quente",
-          "summary": f"Maria ({LEAD_EMAIL}, +55 44 99999-9999) quer 500/dia, urgente."}],
-    ))
+    state.chat_replies.append(
+        chat_reply(
+            "Perfeito, Maria! Vou passar você agora para o nosso time comercial.",
+            {
+                "volume": "500 hambúrgueres/dia",
+                "volume_per_day": 500,
+                "urgency": "imediata",
+                "decision_role": "decisor",
+                "product_interest": "formadora de hambúrguer",
+                "segment": "frigorífico",
+            },
+            [
+                {
+                    "tool": "handoff_to_human",
+                    "reason": "lead_quente",
+                    "summary": f"Maria ({LEAD_EMAIL}, +55 44 99999-9999) quer 500/dia, urgente.",
+                }
+            ],
+        )
+    )
     response = await client.post(
-        "/webhooks/zapi", params={"token": ZAPI_WEBHOOK_SECRET},
+        "/webhooks/zapi",
+        params={"token": ZAPI_WEBHOOK_SECRET},
         data=zapi_body("3EB0SEC000000002", "Preciso de 500 por dia, é urgente e eu decido a compra."),
     )
     assert response.status == 200
@@ -296,18 +330,32 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
     conversation_id, contact = stored_contact(client)
     assert conversation_id is not None
     body = chatwoot_reply(conversation_id, 97001, "Oi Maria, aqui é o Carlos. Posso te ligar?", contact)
-    response = await client.post("/webhooks/chatwoot", data=body, headers=chatwoot_signature(CHATWOOT_WEBHOOK_SECRET, body))
+    response = await client.post(
+        "/webhooks/chatwoot", data=body, headers=chatwoot_signature(CHATWOOT_WEBHOOK_SECRET, body)
+    )
     assert response.status == 200
-    response = await client.post("/webhooks/crm", data=crm_body(), headers={"X-Webhook-Secret": CRM_WEBHOOK_SECRET})
+    response = await client.post(
+        "/webhooks/crm", data=crm_body(), headers={"X-Webhook-Secret": CRM_WEBHOOK_SECRET}
+    )
     assert response.status == 200
 
     # Two more leads on WAHA and the Cloud API, whose providers refuse the replies.
     body = waha_body()
-    assert (await client.post("/webhooks/waha", data=body, headers=waha_signature(WAHA_HMAC_KEY, body))).status == 200
+    assert (
+        await client.post("/webhooks/waha", data=body, headers=waha_signature(WAHA_HMAC_KEY, body))
+    ).status == 200
     body = meta_body()
-    assert (await client.post("/webhooks/meta", data=body, headers=meta_signature(META_APP_SECRET, body))).status == 200
-    await client.get("/webhooks/meta", params={"hub.mode": "subscribe", "hub.verify_token": META_VERIFY_TOKEN,
-                                               "hub.challenge": "1158201444"})
+    assert (
+        await client.post("/webhooks/meta", data=body, headers=meta_signature(META_APP_SECRET, body))
+    ).status == 200
+    await client.get(
+        "/webhooks/meta",
+        params={
+            "hub.mode": "subscribe",
+            "hub.verify_token": META_VERIFY_TOKEN,
+            "hub.challenge": "1158201444",
+        },
+    )
     await client.get("/api/health")
     await client.get("/metrics")
     await settled(client, timeout=15)
@@ -320,7 +368,13 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
     assert not_json == [], "output that bypassed the log pipeline (and its scrubber)"
     events = {json.loads(line).get("event") for line in lines}
     # The run really went through the paths that log: it proves the scan saw something.
-    for expected in ("webhook_rejected", "turn_committed", "outbox_retry", "agent_reply_relayed", "crm_event"):
+    for expected in (
+        "webhook_rejected",
+        "turn_committed",
+        "outbox_retry",
+        "agent_reply_relayed",
+        "crm_event",
+    ):
         assert expected in events, f"{expected} never logged: the scenario did not run as designed"
     assert state.unknown_requests, "no provider refused anything: the error paths were not exercised"
 
@@ -336,7 +390,9 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
             if form in output:
                 leaks.append(f"phone {form}")
     if LEAD_EMAIL.lower() in output.lower():
-        context = output[max(0, output.lower().index(LEAD_EMAIL) - 300): output.lower().index(LEAD_EMAIL) + 60]
+        context = output[
+            max(0, output.lower().index(LEAD_EMAIL) - 300) : output.lower().index(LEAD_EMAIL) + 60
+        ]
         leaks.append(f"e-mail, e.g. in: ...{context}")
     assert leaks == []
 
@@ -362,41 +418,98 @@ def forged_requests() -> list[tuple[str, str, bytes, Headers]]:
             (f"{path}-wrong-query-token", f"{path}?token=zwh_guess", z, []),
             (f"{path}-wrong-header", path, z, [(b"X-Webhook-Token", b"zwh_guess")]),
             (f"{path}-wrong-bearer", path, z, [(b"Authorization", b"Bearer zwh_guess")]),
-            (f"{path}-non-utf8-header", path, z, [(b"X-Webhook-Token", b"\xff\xfe" + ZAPI_WEBHOOK_SECRET.encode())]),
+            (
+                f"{path}-non-utf8-header",
+                path,
+                z,
+                [(b"X-Webhook-Token", b"\xff\xfe" + ZAPI_WEBHOOK_SECRET.encode())],
+            ),
             (f"{path}-non-utf8-bearer", path, z, [(b"Authorization", b"Bearer \xc3\x28")]),
         ]
     other_body = json.dumps({"event": "message", "session": "default"}).encode()
     cases += [
         ("waha-no-signature", "/webhooks/waha", w, []),
         ("waha-forged-signature", "/webhooks/waha", w, [(b"X-Webhook-Hmac", zero * 2)]),
-        ("waha-signature-of-another-body", "/webhooks/waha", w,
-         [(b"X-Webhook-Hmac", waha_signature(WAHA_HMAC_KEY, other_body)["X-Webhook-Hmac"].encode())]),
-        ("waha-downgraded-algorithm", "/webhooks/waha", w,
-         [(b"X-Webhook-Hmac", hmac.new(WAHA_HMAC_KEY.encode(), w, hashlib.sha256).hexdigest().encode()),
-          (b"X-Webhook-Hmac-Algorithm", b"sha256")]),
+        (
+            "waha-signature-of-another-body",
+            "/webhooks/waha",
+            w,
+            [(b"X-Webhook-Hmac", waha_signature(WAHA_HMAC_KEY, other_body)["X-Webhook-Hmac"].encode())],
+        ),
+        (
+            "waha-downgraded-algorithm",
+            "/webhooks/waha",
+            w,
+            [
+                (b"X-Webhook-Hmac", hmac.new(WAHA_HMAC_KEY.encode(), w, hashlib.sha256).hexdigest().encode()),
+                (b"X-Webhook-Hmac-Algorithm", b"sha256"),
+            ],
+        ),
         ("waha-url-token-instead-of-signature", f"/webhooks/waha?token={WAHA_HMAC_KEY}", w, []),
         ("waha-non-utf8-signature", "/webhooks/waha", w, [(b"X-Webhook-Hmac", b"\xff" * 128)]),
         ("meta-no-signature", "/webhooks/meta", m, []),
         ("meta-forged-signature", "/webhooks/meta", m, [(b"X-Hub-Signature-256", b"sha256=" + zero)]),
-        ("meta-signed-with-the-verify-token", "/webhooks/meta", m,
-         [(b"X-Hub-Signature-256", meta_signature(META_VERIFY_TOKEN, m)["X-Hub-Signature-256"].encode())]),
-        ("meta-sha1-header-only", "/webhooks/meta", m,
-         [(b"X-Hub-Signature", b"sha1=" + hmac.new(META_APP_SECRET.encode(), m, hashlib.sha1).hexdigest().encode())]),
-        ("meta-non-ascii-signature", "/webhooks/meta", m, [(b"X-Hub-Signature-256", "sha256=é".encode() + zero)]),
+        (
+            "meta-signed-with-the-verify-token",
+            "/webhooks/meta",
+            m,
+            [(b"X-Hub-Signature-256", meta_signature(META_VERIFY_TOKEN, m)["X-Hub-Signature-256"].encode())],
+        ),
+        (
+            "meta-sha1-header-only",
+            "/webhooks/meta",
+            m,
+            [
+                (
+                    b"X-Hub-Signature",
+                    b"sha1=" + hmac.new(META_APP_SECRET.encode(), m, hashlib.sha1).hexdigest().encode(),
+                )
+            ],
+        ),
+        (
+            "meta-non-ascii-signature",
+            "/webhooks/meta",
+            m,
+            [(b"X-Hub-Signature-256", "sha256=é".encode() + zero)],
+        ),
         ("meta-non-utf8-signature", "/webhooks/meta", m, [(b"X-Hub-Signature-256", b"sha256=\xff" + zero)]),
         ("chatwoot-no-credentials", "/webhooks/chatwoot", c, []),
-        ("chatwoot-forged-signature", "/webhooks/chatwoot", c,
-         [(b"X-Chatwoot-Signature", b"sha256=" + zero), (b"X-Chatwoot-Timestamp", str(int(time.time())).encode())]),
-        ("chatwoot-stale-signature", "/webhooks/chatwoot", c, [(k.encode(), v.encode()) for k, v in stale.items()]),
+        (
+            "chatwoot-forged-signature",
+            "/webhooks/chatwoot",
+            c,
+            [
+                (b"X-Chatwoot-Signature", b"sha256=" + zero),
+                (b"X-Chatwoot-Timestamp", str(int(time.time())).encode()),
+            ],
+        ),
+        (
+            "chatwoot-stale-signature",
+            "/webhooks/chatwoot",
+            c,
+            [(k.encode(), v.encode()) for k, v in stale.items()],
+        ),
         ("chatwoot-wrong-token", "/webhooks/chatwoot?token=cwHook-guess", c, []),
         ("chatwoot-api-token-as-webhook-token", f"/webhooks/chatwoot?token={CHATWOOT_API_TOKEN}", c, []),
         ("chatwoot-non-utf8-token", "/webhooks/chatwoot", c, [(b"X-Chatwoot-Webhook-Token", b"\xff")]),
-        ("chatwoot-non-utf8-signature", "/webhooks/chatwoot", c,
-         [(b"X-Chatwoot-Signature", b"sha256=\xff"), (b"X-Chatwoot-Timestamp", str(int(time.time())).encode())]),
+        (
+            "chatwoot-non-utf8-signature",
+            "/webhooks/chatwoot",
+            c,
+            [
+                (b"X-Chatwoot-Signature", b"sha256=\xff"),
+                (b"X-Chatwoot-Timestamp", str(int(time.time())).encode()),
+            ],
+        ),
         ("crm-no-secret", "/webhooks/crm", k, []),
         ("crm-wrong-secret", "/webhooks/crm", k, [(b"X-Webhook-Secret", b"crm-guess")]),
         ("crm-wrong-query-token", "/webhooks/crm?token=crm-guess", k, []),
-        ("crm-non-utf8-secret", "/webhooks/crm", k, [(b"X-Webhook-Secret", b"\xff" + CRM_WEBHOOK_SECRET.encode())]),
+        (
+            "crm-non-utf8-secret",
+            "/webhooks/crm",
+            k,
+            [(b"X-Webhook-Secret", b"\xff" + CRM_WEBHOOK_SECRET.encode())],
+        ),
     ]
     return cases
 
@@ -453,8 +566,9 @@ def signed_requests() -> list[tuple[str, str, bytes, dict[str, str]]]:
     ]
 
 
-@pytest.mark.parametrize(("target", "body", "headers"), [c[1:] for c in signed_requests()],
-                         ids=[c[0] for c in signed_requests()])
+@pytest.mark.parametrize(
+    ("target", "body", "headers"), [c[1:] for c in signed_requests()], ids=[c[0] for c in signed_requests()]
+)
 async def test_correctly_signed_messages_are_accepted_and_stored(
     bot: TestClient, target: str, body: bytes, headers: dict[str, str]
 ) -> None:
@@ -462,7 +576,9 @@ async def test_correctly_signed_messages_are_accepted_and_stored(
     response = await bot.post(target, data=body, headers={"Content-Type": "application/json", **headers})
     assert response.status == 200, await response.text()
     assert (await response.json())["accepted"] == 1
-    assert db_rows(path, "SELECT COUNT(*) FROM inbound WHERE status = 'pending' OR status = 'done'")[0][0] == 1
+    assert (
+        db_rows(path, "SELECT COUNT(*) FROM inbound WHERE status = 'pending' OR status = 'done'")[0][0] == 1
+    )
 
 
 async def test_correctly_signed_chatwoot_and_crm_calls_are_accepted(bot: TestClient) -> None:
@@ -475,7 +591,10 @@ async def test_correctly_signed_chatwoot_and_crm_calls_are_accepted(bot: TestCli
     ):
         response = await bot.post("/webhooks/chatwoot", data=body, headers=headers, params=query)
         assert response.status == 200, await response.text()
-    for headers, query in (({"X-Webhook-Secret": CRM_WEBHOOK_SECRET}, {}), ({}, {"token": CRM_WEBHOOK_SECRET})):
+    for headers, query in (
+        ({"X-Webhook-Secret": CRM_WEBHOOK_SECRET}, {}),
+        ({}, {"token": CRM_WEBHOOK_SECRET}),
+    ):
         response = await bot.post("/webhooks/crm", data=crm_body(), headers=headers, params=query)
         assert response.status == 200, await response.text()
 
@@ -510,7 +629,9 @@ async def lead_with_a_chatwoot_conversation(bot: TestClient, provider: ProviderS
 
 
 async def relay(bot: TestClient, body: bytes) -> str:
-    response = await bot.post("/webhooks/chatwoot", data=body, headers=chatwoot_signature(CHATWOOT_WEBHOOK_SECRET, body))
+    response = await bot.post(
+        "/webhooks/chatwoot", data=body, headers=chatwoot_signature(CHATWOOT_WEBHOOK_SECRET, body)
+    )
     assert response.status == 200, await response.text()
     return (await response.json())["outcome"]
 
@@ -540,7 +661,10 @@ async def test_a_chatwoot_reply_whose_contact_is_not_the_stored_lead_sends_nothi
     must not reach anybody."""
     conversation, _lead = await lead_with_a_chatwoot_conversation(bot, provider)
     before = sent_to(provider)
-    await relay(bot, chatwoot_reply(conversation, 97011, "Oi João, segue o orçamento da sua empresa", ATTACKER_CONTACT))
+    await relay(
+        bot,
+        chatwoot_reply(conversation, 97011, "Oi João, segue o orçamento da sua empresa", ATTACKER_CONTACT),
+    )
     await settled(bot)
     assert sent_to(provider) == before
 
@@ -550,9 +674,11 @@ async def test_a_chatwoot_reply_reaches_only_the_lead_the_conversation_belongs_t
 ) -> None:
     conversation, lead = await lead_with_a_chatwoot_conversation(bot, provider)
     before = sent_to(provider)
-    assert await relay(bot, chatwoot_reply(conversation, 97012, "Oi Maria, aqui é o Carlos.", lead)) == "relayed"
+    assert (
+        await relay(bot, chatwoot_reply(conversation, 97012, "Oi Maria, aqui é o Carlos.", lead)) == "relayed"
+    )
     await settled(bot)
-    assert sent_to(provider)[len(before):] == [(LEAD_PHONE, "Oi Maria, aqui é o Carlos.")]
+    assert sent_to(provider)[len(before) :] == [(LEAD_PHONE, "Oi Maria, aqui é o Carlos.")]
     assert all(phone == LEAD_PHONE for phone, _ in sent_to(provider))
 
 
@@ -584,11 +710,27 @@ async def test_every_route_compares_credentials_with_hmac_compare_digest(
 
     m, w, c = meta_body(), waha_body(), chatwoot_reply(318, 97020, "Oi", chatwoot_contact(LEAD_PHONE))
     checks = [
-        ("/webhooks/zapi", {"token": "zwh_guess"}, {}, zapi_body("3EB0CT0000000001", "Oi"), ZAPI_WEBHOOK_SECRET),
-        ("/webhooks/waha", {}, {"X-Webhook-Hmac": "00" * 64}, w,
-         hmac.new(WAHA_HMAC_KEY.encode(), w, hashlib.sha512).hexdigest()),
-        ("/webhooks/meta", {}, {"X-Hub-Signature-256": "sha256=" + "0" * 64}, m,
-         hmac.new(META_APP_SECRET.encode(), m, hashlib.sha256).hexdigest()),
+        (
+            "/webhooks/zapi",
+            {"token": "zwh_guess"},
+            {},
+            zapi_body("3EB0CT0000000001", "Oi"),
+            ZAPI_WEBHOOK_SECRET,
+        ),
+        (
+            "/webhooks/waha",
+            {},
+            {"X-Webhook-Hmac": "00" * 64},
+            w,
+            hmac.new(WAHA_HMAC_KEY.encode(), w, hashlib.sha512).hexdigest(),
+        ),
+        (
+            "/webhooks/meta",
+            {},
+            {"X-Hub-Signature-256": "sha256=" + "0" * 64},
+            m,
+            hmac.new(META_APP_SECRET.encode(), m, hashlib.sha256).hexdigest(),
+        ),
         ("/webhooks/chatwoot", {"token": "cwHook-guess"}, {}, c, CHATWOOT_WEBHOOK_SECRET),
         ("/webhooks/crm", {}, {"X-Webhook-Secret": "crm-guess"}, crm_body(), CRM_WEBHOOK_SECRET),
     ]
@@ -612,7 +754,18 @@ AUTH_FUNCTIONS = [
     chatwoot.verify_webhook,
     crm_webhook._authenticated,
 ]
-SECRETISH = {"secret", "expected", "token", "candidate", "provided", "given", "signature", "digest", "key", "header"}
+SECRETISH = {
+    "secret",
+    "expected",
+    "token",
+    "candidate",
+    "provided",
+    "given",
+    "signature",
+    "digest",
+    "key",
+    "header",
+}
 
 
 def _resolve(node: ast.expr, scope: dict[str, Any]) -> Any:

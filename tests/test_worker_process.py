@@ -59,8 +59,12 @@ async def deliver(bot: BotProcess, message_id: str, text: str) -> None:
 pytestmark = pytest.mark.skipif(not Path("/proc").exists(), reason="reads the process table from /proc")
 
 
-async def test_the_deployed_layout_answers_and_reports_both_processes(tmp_path: Path, provider: ProviderServer) -> None:
-    bot = BotProcess(sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log")
+async def test_the_deployed_layout_answers_and_reports_both_processes(
+    tmp_path: Path, provider: ProviderServer
+) -> None:
+    bot = BotProcess(
+        sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log"
+    )
     await bot.start()
     try:
         assert bot.proc is not None and len(children(bot.proc.pid)) == 1
@@ -71,7 +75,9 @@ async def test_the_deployed_layout_answers_and_reports_both_processes(tmp_path: 
         assert status == 200 and '"worker": "running"' in body
         status, text = await get(bot, "/metrics")
         assert status == 200
-        assert re.search(r'^sdr_webhooks_received_total\{channel="zapi",outcome="accepted"\} 1\.0$', text, re.M)
+        assert re.search(
+            r'^sdr_webhooks_received_total\{channel="zapi",outcome="accepted"\} 1\.0$', text, re.M
+        )
         assert re.search(r'^sdr_turns_total\{kind="agent"\} 1\.0$', text, re.M)
         families = Counter(re.findall(r"^# TYPE (\S+)", text, re.M))
         assert families and max(families.values()) == 1, "a metric family is exported twice"
@@ -79,8 +85,12 @@ async def test_the_deployed_layout_answers_and_reports_both_processes(tmp_path: 
         bot.terminate()
 
 
-async def test_a_dead_worker_is_restarted_and_nothing_is_lost(tmp_path: Path, provider: ProviderServer) -> None:
-    bot = BotProcess(sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log")
+async def test_a_dead_worker_is_restarted_and_nothing_is_lost(
+    tmp_path: Path, provider: ProviderServer
+) -> None:
+    bot = BotProcess(
+        sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log"
+    )
     await bot.start()
     try:
         assert bot.proc is not None
@@ -99,7 +109,9 @@ async def test_a_dead_worker_is_restarted_and_nothing_is_lost(tmp_path: Path, pr
 
 
 async def test_a_killed_parent_takes_its_worker_with_it(tmp_path: Path, provider: ProviderServer) -> None:
-    bot = BotProcess(sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log")
+    bot = BotProcess(
+        sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log"
+    )
     await bot.start()
     assert bot.proc is not None
     [worker] = children(bot.proc.pid)
@@ -113,7 +125,9 @@ async def test_a_killed_parent_takes_its_worker_with_it(tmp_path: Path, provider
 
 async def test_one_process_mode_still_works(tmp_path: Path, provider: ProviderServer) -> None:
     bot = BotProcess(
-        sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log",
+        sqlite_path=tmp_path / "bot.sqlite3",
+        provider_url=provider.url,
+        log_path=tmp_path / "bot.log",
         WORKER_PROCESS="false",
     )
     await bot.start()
@@ -134,7 +148,9 @@ async def test_the_worker_hears_of_each_message_at_once_not_at_the_next_poll(
     """The web process nudges the worker per stored message; the store poller is only
     the safety net (here set to a minute, so only the nudge can explain a fast answer)."""
     bot = BotProcess(
-        sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log",
+        sqlite_path=tmp_path / "bot.sqlite3",
+        provider_url=provider.url,
+        log_path=tmp_path / "bot.log",
         PENDING_POLL_S="60",
     )
     await bot.start()

@@ -321,6 +321,7 @@ class Store(Protocol):
     async def lead_by_crm_deal(self, deal_id: int) -> LeadRecord | None: ...
     async def lead_counts(self) -> dict[str, int]:
         """Leads by temperature (frio/morno/quente), for /metrics."""
+
     async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None: ...
 
     async def record_delivery_status(
@@ -334,6 +335,7 @@ class Store(Protocol):
 
     async def enqueue(self, item: OutboxItem) -> bool:
         """A side effect outside a turn (a provider's late report); idempotent on its key."""
+
     async def request_handoff(self, contact_key: str, *, reason: str, summary: str) -> None: ...
     async def note_business_message(
         self, contact_key: str, *, provider_message_id: str, text: str | None, pause_until: datetime
@@ -351,10 +353,14 @@ class Store(Protocol):
         self, chatwoot_message_id: int, *, conversation_id: int | None = None, text: str | None = None
     ) -> bool: ...
     async def lead_by_chatwoot_conversation(self, conversation_id: int) -> LeadRecord | None: ...
-    async def record_human_reply(self, contact_key: str, *, text: str, chatwoot_message_id: int) -> int | None:
+    async def record_human_reply(
+        self, contact_key: str, *, text: str, chatwoot_message_id: int
+    ) -> int | None:
         """A sales person's Chatwoot reply, stored as an outgoing message; None if already known."""
 
-    async def set_human_owned(self, contact_key: str, *, until: datetime | None, resolved: bool = False) -> None:
+    async def set_human_owned(
+        self, contact_key: str, *, until: datetime | None, resolved: bool = False
+    ) -> None:
         """Pause the bot while a person owns the conversation; `until=None` gives it back
         (and `resolved` forgets the Chatwoot conversation so the next message opens a new one)."""
 

@@ -270,6 +270,7 @@ def _read_key(path: Path) -> bytes:
         raise StoreUnavailable(f"the erasure key file {path.name} is damaged; restore it from a backup")
     return key
 
+
 # Columns added after the first release: an existing database gets them on open.
 _ADDED_COLUMNS = {
     "messages": {"media_url": "TEXT", "error": "TEXT", "chatwoot_message_id": "INTEGER"},
@@ -289,7 +290,7 @@ _ADDED_COLUMNS = {
         "crm_person_id": "INTEGER",
         "crm_company_id": "INTEGER",
         "crm_deal_id": "INTEGER",
-    }
+    },
 }
 
 
@@ -355,11 +356,15 @@ class SqliteStore:
             "CREATE UNIQUE INDEX IF NOT EXISTS messages_chatwoot_id ON messages(chatwoot_message_id)"
             " WHERE chatwoot_message_id IS NOT NULL"
         )
-        db.execute("CREATE INDEX IF NOT EXISTS leads_chatwoot_conversation ON leads(chatwoot_conversation_id)")
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS leads_chatwoot_conversation ON leads(chatwoot_conversation_id)"
+        )
         # /metrics reads these on every scrape: an index each keeps that off the table scan.
         db.execute("CREATE INDEX IF NOT EXISTS outbox_status_kind ON outbox(status, kind)")
         db.execute("CREATE INDEX IF NOT EXISTS leads_temperature ON leads(temperature)")
-        db.execute("CREATE INDEX IF NOT EXISTS leads_crm_deal ON leads(crm_deal_id) WHERE crm_deal_id IS NOT NULL")
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS leads_crm_deal ON leads(crm_deal_id) WHERE crm_deal_id IS NOT NULL"
+        )
         try:
             self._erasure_key = self._load_erasure_key(db)
         except BaseException:
@@ -494,8 +499,11 @@ class SqliteStore:
             loop.call_soon(self._flush_inbound)
         return await future
 
-    def _flush_inbound(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[bool]]] | None = None,
-                       deadline: float | None = None) -> None:
+    def _flush_inbound(
+        self,
+        batch: list[tuple[tuple[Any, ...], asyncio.Future[bool]]] | None = None,
+        deadline: float | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         if batch is None:
             batch, self._inbound_batch = self._inbound_batch, []
@@ -534,7 +542,9 @@ class SqliteStore:
     @staticmethod
     def _insert_inbound(db: sqlite3.Connection, row: tuple[Any, ...]) -> bool:
         values, hashes = row[:7], row[7:]
-        if db.execute(f"SELECT 1 FROM tombstones WHERE hash IN ({','.join('?' * len(hashes))})", hashes).fetchone():
+        if db.execute(
+            f"SELECT 1 FROM tombstones WHERE hash IN ({','.join('?' * len(hashes))})", hashes
+        ).fetchone():
             log.info("inbound_dropped", reason="lead_erased", channel=row[0])
             return False
         return (
@@ -745,8 +755,15 @@ class SqliteStore:
                 db.execute(
                     "INSERT INTO orcamentos (lead_id, conversation_id, products, quantity, summary,"
                     " turn_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (lead_id, conv_id, json.dumps(quote.products, ensure_ascii=False),
-                     quote.quantity, quote.summary, commit.turn_id, now),
+                    (
+                        lead_id,
+                        conv_id,
+                        json.dumps(quote.products, ensure_ascii=False),
+                        quote.quantity,
+                        quote.summary,
+                        commit.turn_id,
+                        now,
+                    ),
                 )
             for question in commit.technical_questions:
                 db.execute(
@@ -764,8 +781,15 @@ class SqliteStore:
                     "INSERT INTO outbox (kind, order_key, idempotency_key, payload, status,"
                     " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)"
                     " ON CONFLICT (idempotency_key) DO NOTHING",
-                    (item.kind, item.order_key, item.idempotency_key,
-                     json.dumps(payload, ensure_ascii=False), now, now, now),
+                    (
+                        item.kind,
+                        item.order_key,
+                        item.idempotency_key,
+                        json.dumps(payload, ensure_ascii=False),
+                        now,
+                        now,
+                        now,
+                    ),
                 )
 
     def _apply_lead_changes(self, db: sqlite3.Connection, lead_id: int, commit: TurnCommit, now: str) -> None:
@@ -804,7 +828,14 @@ class SqliteStore:
             db.execute(
                 "INSERT INTO followups (lead_id, contact_key, attempt, due_at, status, scheduled_at,"
                 " updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                (lead_id, commit.contact_key, commit.follow_up.attempt, _iso(commit.follow_up.due_at), now, now),
+                (
+                    lead_id,
+                    commit.contact_key,
+                    commit.follow_up.attempt,
+                    _iso(commit.follow_up.due_at),
+                    now,
+                    now,
+                ),
             )
 
     async def due_follow_ups(self, *, now: datetime, limit: int) -> list[DueFollowUp]:
@@ -879,7 +910,9 @@ class SqliteStore:
             db.execute("DELETE FROM turn_leases WHERE contact_key = ?", (contact_key,))
             known = lead is not None or inbound > 0
             if known:
-                self._erase_known_lead(db, contact_key, lead, first_inbound, provider_ids, inbound, outbox, now)
+                self._erase_known_lead(
+                    db, contact_key, lead, first_inbound, provider_ids, inbound, outbox, now
+                )
         # Even for a contact unknown now: a run that could not truncate left copies there.
         await self._truncate_wal()
         return known
@@ -933,7 +966,15 @@ class SqliteStore:
         db.execute(
             "INSERT INTO outbox (kind, order_key, idempotency_key, payload, status,"
             " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
-            (ERASURE_KIND, erasure_lane(erasure_id), erasure_lane(erasure_id), json.dumps(payload), now, now, now),
+            (
+                ERASURE_KIND,
+                erasure_lane(erasure_id),
+                erasure_lane(erasure_id),
+                json.dumps(payload),
+                now,
+                now,
+                now,
+            ),
         )
 
     @staticmethod
@@ -1007,8 +1048,15 @@ class SqliteStore:
             "INSERT INTO outbox (kind, order_key, idempotency_key, payload, status, next_attempt_at,"
             " created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)"
             " ON CONFLICT (idempotency_key) DO NOTHING",
-            (item.kind, item.order_key, item.idempotency_key, json.dumps(item.payload, ensure_ascii=False),
-             now, now, now),
+            (
+                item.kind,
+                item.order_key,
+                item.idempotency_key,
+                json.dumps(item.payload, ensure_ascii=False),
+                now,
+                now,
+                now,
+            ),
         )
         return cur.rowcount == 1
 
@@ -1100,7 +1148,9 @@ class SqliteStore:
         return await self.get_lead(row[0]) if row else None
 
     @_unavailable_on_error
-    async def record_human_reply(self, contact_key: str, *, text: str, chatwoot_message_id: int) -> int | None:
+    async def record_human_reply(
+        self, contact_key: str, *, text: str, chatwoot_message_id: int
+    ) -> int | None:
         with self._tx() as db:
             known = db.execute(
                 "SELECT 1 FROM messages WHERE chatwoot_message_id = ?", (chatwoot_message_id,)
@@ -1122,7 +1172,9 @@ class SqliteStore:
             ).fetchone()[0]
 
     @_unavailable_on_error
-    async def set_human_owned(self, contact_key: str, *, until: datetime | None, resolved: bool = False) -> None:
+    async def set_human_owned(
+        self, contact_key: str, *, until: datetime | None, resolved: bool = False
+    ) -> None:
         if until is not None:
             # A person took it (again): the conversation is live, whatever it was before.
             self.db.execute(
@@ -1314,7 +1366,13 @@ class SqliteStore:
                 "   acquired_at = CASE WHEN turn_leases.owner = excluded.owner"
                 "                      THEN turn_leases.acquired_at ELSE excluded.acquired_at END"
                 " WHERE turn_leases.owner = excluded.owner OR turn_leases.expires_at <= ?",
-                (contact_key, owner, _iso(now + timedelta(seconds=max(lease_s, 0.001))), _iso(now), _iso(now)),
+                (
+                    contact_key,
+                    owner,
+                    _iso(now + timedelta(seconds=max(lease_s, 0.001))),
+                    _iso(now),
+                    _iso(now),
+                ),
             )
             return cur.rowcount == 1
 
@@ -1362,4 +1420,6 @@ class SqliteStore:
         return await self.get_lead(row[0]) if row else None
 
     async def lead_counts(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT temperature, COUNT(*) FROM leads GROUP BY temperature").fetchall())
+        return dict(
+            self.db.execute("SELECT temperature, COUNT(*) FROM leads GROUP BY temperature").fetchall()
+        )

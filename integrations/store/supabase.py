@@ -53,19 +53,61 @@ _SCRUB = Scrubber()
 
 # Columns read or written through table requests or read from rows the functions return.
 LEAD_COLUMNS = (
-    "id", "contact_key", "channel", "contact_id", "phone", "name", "profile", "score", "temperature",
-    "score_reasons", "lead_message_count", "opted_out", "created_at", "updated_at", "handoff_state",
-    "handoff_reason", "handoff_summary", "handoff_at", "summary", "last_inbound_at", "paused_until",
-    "referral", "chatwoot_contact_id", "chatwoot_source_id", "chatwoot_conversation_id",
-    "chatwoot_conversation_resolved", "crm_person_id", "crm_company_id", "crm_deal_id",
+    "id",
+    "contact_key",
+    "channel",
+    "contact_id",
+    "phone",
+    "name",
+    "profile",
+    "score",
+    "temperature",
+    "score_reasons",
+    "lead_message_count",
+    "opted_out",
+    "created_at",
+    "updated_at",
+    "handoff_state",
+    "handoff_reason",
+    "handoff_summary",
+    "handoff_at",
+    "summary",
+    "last_inbound_at",
+    "paused_until",
+    "referral",
+    "chatwoot_contact_id",
+    "chatwoot_source_id",
+    "chatwoot_conversation_id",
+    "chatwoot_conversation_resolved",
+    "crm_person_id",
+    "crm_company_id",
+    "crm_deal_id",
 )
 INBOUND_COLUMNS = ("id", "message", "attempts", "received_at", "contact_key", "status")
 OUTBOX_COLUMNS = (
-    "id", "kind", "order_key", "idempotency_key", "payload", "status", "attempts", "last_error",
-    "next_attempt_at", "created_at", "updated_at", "claimed_by", "lease_expires_at",
+    "id",
+    "kind",
+    "order_key",
+    "idempotency_key",
+    "payload",
+    "status",
+    "attempts",
+    "last_error",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+    "claimed_by",
+    "lease_expires_at",
 )
 MESSAGE_COLUMNS = (
-    "id", "direction", "kind", "text", "created_at", "provider_message_id", "status", "error",
+    "id",
+    "direction",
+    "kind",
+    "text",
+    "created_at",
+    "provider_message_id",
+    "status",
+    "error",
     "chatwoot_message_id",
 )
 FOLLOWUP_COLUMNS = ("id", "contact_key", "attempt", "due_at", "scheduled_at", "status", "reason")
@@ -79,7 +121,14 @@ TABLES: dict[str, tuple[str, ...]] = {
 
 # Every rpc function this store calls, with the parameters it passes.
 FUNCTIONS: dict[str, tuple[str, ...]] = {
-    "sdr_add_inbound": ("p_channel", "p_provider_message_id", "p_contact_key", "p_message", "p_status", "p_reason"),
+    "sdr_add_inbound": (
+        "p_channel",
+        "p_provider_message_id",
+        "p_contact_key",
+        "p_message",
+        "p_status",
+        "p_reason",
+    ),
     "sdr_pending_contacts": (),
     "sdr_record_turn_failure": ("p_inbound_ids", "p_error"),
     "sdr_get_lead": ("p_contact_key", "p_chatwoot_conversation_id", "p_crm_deal_id"),
@@ -95,7 +144,13 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "sdr_enqueue": ("p_kind", "p_order_key", "p_idempotency_key", "p_payload"),
     "sdr_lease_contact": ("p_contact_key", "p_owner", "p_lease_seconds"),
     "sdr_release_contact": ("p_contact_key", "p_owner"),
-    "sdr_claim_ready_contacts": ("p_owner", "p_limit", "p_quiet_seconds", "p_max_wait_seconds", "p_lease_seconds"),
+    "sdr_claim_ready_contacts": (
+        "p_owner",
+        "p_limit",
+        "p_quiet_seconds",
+        "p_max_wait_seconds",
+        "p_lease_seconds",
+    ),
     "sdr_mark_message_sent": ("p_message_id", "p_provider_message_id"),
     "sdr_record_delivery_status": ("p_provider_message_id", "p_status", "p_error"),
     "sdr_message_contact": ("p_provider_message_id",),
@@ -136,7 +191,9 @@ class SupabaseRequestError(Exception):
     schema out of date, not an outage, so it is not retried and not a 503."""
 
     def __init__(self, operation: str, status: int, code: str | None, message: str | None) -> None:
-        super().__init__(f"supabase {operation} rejected: HTTP {status} {code or '-'}: {message or ''}".strip())
+        super().__init__(
+            f"supabase {operation} rejected: HTTP {status} {code or '-'}: {message or ''}".strip()
+        )
         self.operation = operation
         self.status = status
         self.code = code
@@ -169,7 +226,9 @@ async def _check_status(response: httpx.Response) -> None:
     # `details` can quote row values (a duplicate key's value): left out on purpose; the
     # message keeps what names the problem, with phone-like digit runs masked.
     message = body.get("message")
-    raise _Rejected(response.status_code, body.get("code"), _SCRUB.scrub(str(message)[:300]) if message else None)
+    raise _Rejected(
+        response.status_code, body.get("code"), _SCRUB.scrub(str(message)[:300]) if message else None
+    )
 
 
 # --- value conversions ----------------------------------------------------------------
@@ -570,7 +629,9 @@ class SupabaseStore:
 
     # --- messages -----------------------------------------------------------------
     async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None:
-        await self._rpc("sdr_mark_message_sent", p_message_id=message_id, p_provider_message_id=provider_message_id)
+        await self._rpc(
+            "sdr_mark_message_sent", p_message_id=message_id, p_provider_message_id=provider_message_id
+        )
 
     async def record_delivery_status(
         self, channel: str, provider_message_id: str, status: str, error: str | None = None
@@ -626,7 +687,9 @@ class SupabaseStore:
         await self._update("outbox", {**values, **_UNCLAIMED}, eq={"id": item_id})
 
     async def kill_outbox(self, item_id: int, *, error: str) -> None:
-        await self._update("outbox", {"status": "dead", "last_error": error[:1000], **_UNCLAIMED}, eq={"id": item_id})
+        await self._update(
+            "outbox", {"status": "dead", "last_error": error[:1000], **_UNCLAIMED}, eq={"id": item_id}
+        )
 
     async def release_inflight(self) -> int:
         """Only this instance's claims (it restarted) and expired leases (their instance
@@ -682,7 +745,9 @@ class SupabaseStore:
     # --- several instances sharing one store -----------------------------------------
     async def claim_contact(self, contact_key: str, *, owner: str, lease_s: float) -> bool:
         return bool(
-            await self._rpc("sdr_lease_contact", p_contact_key=contact_key, p_owner=owner, p_lease_seconds=lease_s)
+            await self._rpc(
+                "sdr_lease_contact", p_contact_key=contact_key, p_owner=owner, p_lease_seconds=lease_s
+            )
         )
 
     async def release_contact(self, contact_key: str, *, owner: str) -> None:
@@ -773,7 +838,9 @@ class SupabaseStore:
         row = await self._rpc("sdr_get_lead", p_chatwoot_conversation_id=conversation_id)
         return _lead(row) if row else None
 
-    async def record_human_reply(self, contact_key: str, *, text: str, chatwoot_message_id: int) -> int | None:
+    async def record_human_reply(
+        self, contact_key: str, *, text: str, chatwoot_message_id: int
+    ) -> int | None:
         return await self._rpc(
             "sdr_record_human_reply",
             p_contact_key=contact_key,
@@ -781,7 +848,9 @@ class SupabaseStore:
             p_chatwoot_message_id=chatwoot_message_id,
         )
 
-    async def set_human_owned(self, contact_key: str, *, until: datetime | None, resolved: bool = False) -> None:
+    async def set_human_owned(
+        self, contact_key: str, *, until: datetime | None, resolved: bool = False
+    ) -> None:
         if until is not None:
             # A person took it (again): the conversation is live, whatever it was before.
             values: dict[str, Any] = {"paused_until": _iso(until), "chatwoot_conversation_resolved": False}

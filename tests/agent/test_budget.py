@@ -152,7 +152,7 @@ def test_a_huge_history_stays_under_the_token_budget_and_keeps_the_newest(settin
     window = contents(messages[1:-1])
     # Oldest dropped first: what is left is the newest run of history, in order.
     assert 0 < len(window) < len(history)
-    assert window == [m.text for m in history[-len(window):]]
+    assert window == [m.text for m in history[-len(window) :]]
     assert window[-1].startswith("mensagem 0199")
     # And not trimmed more than needed: one more message would not have fitted.
     unbounded = deps(settings, prompt_max_tokens=10**9)

@@ -372,7 +372,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_invalid_toml(tmp_path: Path) -> None:
-    message = broken(tmp_path, 'sunday = []', 'sunday = [')
+    message = broken(tmp_path, "sunday = []", "sunday = [")
     assert "not valid TOML" in message
 
 
@@ -395,9 +395,7 @@ def test_end_before_start(tmp_path: Path) -> None:
 
 
 def test_overlapping_intervals(tmp_path: Path) -> None:
-    message = broken(
-        tmp_path, 'wednesday = ["08:00-18:00"]', 'wednesday = ["08:00-12:00", "11:30-18:00"]'
-    )
+    message = broken(tmp_path, 'wednesday = ["08:00-18:00"]', 'wednesday = ["08:00-12:00", "11:30-18:00"]')
     assert "weekly.wednesday" in message
     assert "overlap" in message
 
@@ -410,14 +408,14 @@ def test_back_to_back_intervals_are_not_an_overlap(tmp_path: Path) -> None:
 
 
 def test_unknown_weekday_key(tmp_path: Path) -> None:
-    message = broken(tmp_path, 'sunday = []', 'sunday = []\nsegunda = ["08:00-18:00"]')
+    message = broken(tmp_path, "sunday = []", 'sunday = []\nsegunda = ["08:00-18:00"]')
     assert "weekly.segunda" in message
     assert "unknown weekday" in message
     assert "monday" in message
 
 
 def test_missing_weekday(tmp_path: Path) -> None:
-    message = broken(tmp_path, 'sunday = []\n', '')
+    message = broken(tmp_path, "sunday = []\n", "")
     assert "weekly.sunday" in message
     assert "missing" in message
 
@@ -440,7 +438,7 @@ def test_holiday_date_in_another_format(tmp_path: Path) -> None:
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
-    message = broken(tmp_path, 'timezone = ', 'fuso = "x"\ntimezone = ')
+    message = broken(tmp_path, "timezone = ", 'fuso = "x"\ntimezone = ')
     assert "fuso: unknown key" in message
 
 

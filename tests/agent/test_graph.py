@@ -156,7 +156,9 @@ def request_chars(request: dict[str, Any]) -> int:
 # --- one call per turn -------------------------------------------------------------------
 
 
-async def test_a_text_turn_costs_exactly_one_chat_completion(agent: SdrAgent, openai_fake: FakeOpenAI) -> None:
+async def test_a_text_turn_costs_exactly_one_chat_completion(
+    agent: SdrAgent, openai_fake: FakeOpenAI
+) -> None:
     openai_fake.then(reply="Oi, Maria! Qual produto te interessa?")
     result = await agent.run(turn(text("Oi, quero saber da formadora")))
 
@@ -171,7 +173,11 @@ async def test_a_text_turn_costs_exactly_one_chat_completion(agent: SdrAgent, op
 
 
 async def test_a_burst_is_one_call_that_sees_every_message(agent: SdrAgent, openai_fake: FakeOpenAI) -> None:
-    burst = [text("Oi", mid="m1"), text("sou o João do Frigorífico Boi Bom", mid="m2"), text("de Londrina/PR", mid="m3")]
+    burst = [
+        text("Oi", mid="m1"),
+        text("sou o João do Frigorífico Boi Bom", mid="m2"),
+        text("de Londrina/PR", mid="m3"),
+    ]
     result = await agent.run(turn(*burst))
     assert openai_fake.chat_calls == 1
     assert openai_fake.user_contents()[-1] == "Oi\nsou o João do Frigorífico Boi Bom\nde Londrina/PR"
@@ -233,7 +239,9 @@ async def test_the_known_profile_and_missing_fields_are_in_the_system_prompt(
     assert "Nome" not in missing
 
 
-async def test_the_graph_uses_exactly_the_history_it_is_given(agent: SdrAgent, openai_fake: FakeOpenAI) -> None:
+async def test_the_graph_uses_exactly_the_history_it_is_given(
+    agent: SdrAgent, openai_fake: FakeOpenAI
+) -> None:
     # Windowing is the runtime's job (TurnRunner asks the store for `history_window`
     # messages); within the token budget the graph neither drops nor adds any.
     for count in (1, 10, 40):
@@ -399,7 +407,9 @@ async def test_an_unusable_voice_note_still_gets_a_turn_with_a_placeholder(
     assert result.reply == "Não consegui ouvir o áudio, pode escrever?"
 
 
-async def test_a_voice_note_without_url_is_not_fetched(agent: SdrAgent, openai_fake: FakeOpenAI, media: FakeMedia) -> None:
+async def test_a_voice_note_without_url_is_not_fetched(
+    agent: SdrAgent, openai_fake: FakeOpenAI, media: FakeMedia
+) -> None:
     result = await agent.run(turn(audio(url=None)))
     assert media.fetched == []
     assert openai_fake.transcription_requests == 0
@@ -460,7 +470,10 @@ async def test_the_models_lead_update_is_merged_and_scored(agent: SdrAgent, open
         },
     )
     known = LeadProfile(company="Frigorífico Boi Bom", email="joao@boibom.com.br")
-    inbound = [text("sou o João, de Campinas - SP", mid="m1"), text("preciso de 500 por dia, urgente", mid="m2")]
+    inbound = [
+        text("sou o João, de Campinas - SP", mid="m1"),
+        text("preciso de 500 por dia, urgente", mid="m2"),
+    ]
     result = await agent.run(turn(*inbound, profile=known, lead_message_count=3))
 
     profile = result.profile
@@ -469,7 +482,15 @@ async def test_the_models_lead_update_is_merged_and_scored(agent: SdrAgent, open
     assert (profile.urgency, profile.decision_role) == ("imediata", "decisor")
     # What the model did not say is kept, not erased.
     assert (profile.company, profile.email) == ("Frigorífico Boi Bom", "joao@boibom.com.br")
-    assert set(result.changed_fields) >= {"name", "city", "state", "segment", "volume", "urgency", "decision_role"}
+    assert set(result.changed_fields) >= {
+        "name",
+        "city",
+        "state",
+        "segment",
+        "volume",
+        "urgency",
+        "decision_role",
+    }
     assert "company" not in result.changed_fields
     assert profile.provenance["name"].message_id == "m2"  # the last message of the turn
 

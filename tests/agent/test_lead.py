@@ -154,9 +154,7 @@ def test_valid_cnpj_is_kept_in_canonical_form() -> None:
     assert "CNPJ: 11.222.333/0001-81" in describe_lead(profile)
 
 
-@pytest.mark.parametrize(
-    "cnpj", ["00.000.000/0000-00", "11111111111111", "123", "11.222.333/0001-8", "abc"]
-)
+@pytest.mark.parametrize("cnpj", ["00.000.000/0000-00", "11111111111111", "123", "11.222.333/0001-8", "abc"])
 def test_nonsense_cnpj_is_refused(cnpj: str) -> None:
     with pytest.raises(ValueError):
         normalize_cnpj(cnpj)
@@ -210,17 +208,13 @@ def test_no_change_returns_the_same_profile() -> None:
 
 
 def test_volume_per_day_is_derived_when_the_model_did_not() -> None:
-    profile, changed = merge_lead(
-        LeadProfile(), upd(volume="uns 3 mil hambúrgueres por dia"), message_id="m"
-    )
+    profile, changed = merge_lead(LeadProfile(), upd(volume="uns 3 mil hambúrgueres por dia"), message_id="m")
     assert profile.volume_per_day == 3000
     assert changed == ["volume", "volume_per_day"]
 
 
 def test_model_volume_per_day_wins_over_derivation() -> None:
-    profile, _ = merge_lead(
-        LeadProfile(), upd(volume="300 por hora", volume_per_day=3000), message_id="m"
-    )
+    profile, _ = merge_lead(LeadProfile(), upd(volume="300 por hora", volume_per_day=3000), message_id="m")
     assert profile.volume_per_day == 3000
 
 

@@ -90,7 +90,9 @@ def a_turn(body: str = "Oi, vocês têm formadora de hambúrguer?") -> TurnInput
 # --- retried ---------------------------------------------------------------------------
 
 
-async def test_rate_limited_then_ok_is_answered_with_two_requests(agent: SdrAgent, openai_fake: FakeOpenAI) -> None:
+async def test_rate_limited_then_ok_is_answered_with_two_requests(
+    agent: SdrAgent, openai_fake: FakeOpenAI
+) -> None:
     openai_fake.then(status=429).then(reply="Temos sim! Quantos por dia?")
     result = await agent.run(a_turn())
     assert result.reply == "Temos sim! Quantos por dia?"
@@ -99,7 +101,9 @@ async def test_rate_limited_then_ok_is_answered_with_two_requests(agent: SdrAgen
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-async def test_a_server_error_then_ok_is_answered(agent: SdrAgent, openai_fake: FakeOpenAI, status: int) -> None:
+async def test_a_server_error_then_ok_is_answered(
+    agent: SdrAgent, openai_fake: FakeOpenAI, status: int
+) -> None:
     openai_fake.then(status=status).then(status=status).then(reply="Olá!")
     result = await agent.run(a_turn())
     assert result.reply == "Olá!"
@@ -221,7 +225,9 @@ async def test_a_refusal_is_llm_refused_not_an_empty_reply(agent: SdrAgent, http
         requests.append(kwargs)
         return CallbackResult(
             status=200,
-            payload=completion_with({"content": None, "refusal": "I'm sorry, I can't help with that request."}),
+            payload=completion_with(
+                {"content": None, "refusal": "I'm sorry, I can't help with that request."}
+            ),
         )
 
     http_mock.post(CHAT_URL, callback=refuse, repeat=True)
@@ -230,7 +236,9 @@ async def test_a_refusal_is_llm_refused_not_an_empty_reply(agent: SdrAgent, http
     assert len(requests) == 1  # a refusal is an answer: not retried by the client
 
 
-async def test_without_an_api_key_the_turn_is_unavailable(tmp_path: Any, session: aiohttp.ClientSession, openai_fake: FakeOpenAI) -> None:
+async def test_without_an_api_key_the_turn_is_unavailable(
+    tmp_path: Any, session: aiohttp.ClientSession, openai_fake: FakeOpenAI
+) -> None:
     settings = fast_settings(tmp_path, openai_api_key=None)
     agent = make_agent(settings, session)
     assert not agent.deps.llm.configured
@@ -239,9 +247,7 @@ async def test_without_an_api_key_the_turn_is_unavailable(tmp_path: Any, session
     assert openai_fake.calls_started == 0
 
 
-VALID_OUTPUT = (
-    '{"reply": "Olá!", "lead": {}, "tool_calls": [], "summary": "Oi.", "image_description": null}'
-)
+VALID_OUTPUT = '{"reply": "Olá!", "lead": {}, "tool_calls": [], "summary": "Oi.", "image_description": null}'
 
 
 async def test_the_client_sends_the_configured_model_key_and_limits(
@@ -252,13 +258,14 @@ async def test_the_client_sends_the_configured_model_key_and_limits(
     async def capture(url: Any, **kwargs: Any) -> CallbackResult:
         seen.append(kwargs)
         return CallbackResult(
-            status=200, payload=completion_with(
+            status=200,
+            payload=completion_with(
                 {
                     "content": '{"reply": "Olá!", "lead": {}, "tool_calls": [], "summary": "Oi.",'
                     ' "image_description": null}',
                     "refusal": None,
                 }
-            )
+            ),
         )
 
     http_mock.post(CHAT_URL, callback=capture)
@@ -287,11 +294,16 @@ async def test_the_request_is_byte_for_byte_what_chat_completions_create_sends(
     http_mock.post(CHAT_URL, callback=capture, repeat=True)
     llm = agent.deps.llm
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": "Você é o SDR.\n\"aspas\" e \\ barra"},
+        {"role": "system", "content": 'Você é o SDR.\n"aspas" e \\ barra'},
         {"role": "user", "content": "Oi 👋, vocês têm formadora?"},
         {"role": "assistant", "content": "Temos sim!"},
-        {"role": "user", "content": [{"type": "text", "text": "e esta?"},
-                                     {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA", "detail": "low"}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "e esta?"},
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA", "detail": "low"}},
+            ],
+        },
     ]
     await llm.structured(messages, AgentTurnOutput)
     client = llm._require()
@@ -415,21 +427,34 @@ def test_the_completion_limit_holds_the_largest_answer_a_turn_may_give() -> None
         {
             "reply": "\n\n".join([sentence * 6] * 3),
             "lead": {
-                "name": "Maria Aparecida de Souza Albuquerque", "company": "Frigorífico Bom Corte Ltda.",
-                "cnpj": "12.345.678/0001-90", "city": "São José dos Campos", "state": "SP",
-                "segment": "frigorífico", "product_interest": "formadora de hambúrguer automática",
-                "volume": "3.000 hambúrgueres por dia", "volume_per_day": 3000, "urgency": "alta",
-                "timeline": "até o fim do próximo mês", "budget_signal": "verba aprovada pela diretoria",
-                "decision_role": "decisor", "knows_company": True,
-                "email": "maria.albuquerque@bomcorte.com.br", "phone": "5512999998888",
+                "name": "Maria Aparecida de Souza Albuquerque",
+                "company": "Frigorífico Bom Corte Ltda.",
+                "cnpj": "12.345.678/0001-90",
+                "city": "São José dos Campos",
+                "state": "SP",
+                "segment": "frigorífico",
+                "product_interest": "formadora de hambúrguer automática",
+                "volume": "3.000 hambúrgueres por dia",
+                "volume_per_day": 3000,
+                "urgency": "alta",
+                "timeline": "até o fim do próximo mês",
+                "budget_signal": "verba aprovada pela diretoria",
+                "decision_role": "decisor",
+                "knows_company": True,
+                "email": "maria.albuquerque@bomcorte.com.br",
+                "phone": "5512999998888",
             },
             "tool_calls": [
-                {"tool": "request_quote", "products": ["FB300", "FB700", "molde 120 mm"], "quantity": "2",
-                 "summary": sentence * 4}
-            ] * MAX_QUOTES_PER_TURN
-            + [
-                {"tool": "register_technical_question", "question": sentence * 2, "context": sentence * 2}
-            ] * MAX_TECHNICAL_QUESTIONS_PER_TURN
+                {
+                    "tool": "request_quote",
+                    "products": ["FB300", "FB700", "molde 120 mm"],
+                    "quantity": "2",
+                    "summary": sentence * 4,
+                }
+            ]
+            * MAX_QUOTES_PER_TURN
+            + [{"tool": "register_technical_question", "question": sentence * 2, "context": sentence * 2}]
+            * MAX_TECHNICAL_QUESTIONS_PER_TURN
             + [{"tool": "handoff_to_human", "reason": "lead_quente", "summary": sentence * 3}],
             "summary": (sentence * 20)[:MAX_SUMMARY_CHARS],
             "image_description": sentence,

@@ -127,9 +127,21 @@ def test_phone_is_not_copied_into_the_prompt(bundle: PromptBundle) -> None:
 
 def test_prompt_size_does_not_grow_with_the_lead(bundle: PromptBundle) -> None:
     empty = len(render(bundle, LeadProfile()))
-    full = LeadProfile(**{name: "y" * 200 for name in ("name", "company", "city", "segment",
-                                                        "product_interest", "volume", "timeline",
-                                                        "budget_signal")})
+    full = LeadProfile(
+        **{
+            name: "y" * 200
+            for name in (
+                "name",
+                "company",
+                "city",
+                "segment",
+                "product_interest",
+                "volume",
+                "timeline",
+                "budget_signal",
+            )
+        }
+    )
     assert len(render(bundle, full)) < empty + 2_000
 
 

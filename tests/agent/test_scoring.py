@@ -106,9 +106,7 @@ def test_same_facts_same_score(rules: ScoringRules) -> None:
 
 def _message_only_rules(tmp_path: Path, *, morno: int, quente: int) -> ScoringRules:
     path = tmp_path / "scoring.toml"
-    path.write_text(
-        _RULES_TEMPLATE.format(morno=morno, quente=quente), encoding="utf-8"
-    )
+    path.write_text(_RULES_TEMPLATE.format(morno=morno, quente=quente), encoding="utf-8")
     return load_scoring_rules(path)
 
 
@@ -169,7 +167,9 @@ def test_negative_points_never_go_below_zero(tmp_path: Path) -> None:
     text = _RULES_TEMPLATE.format(morno=30, quente=60).replace("sem_pressa = 0", "sem_pressa = -20")
     path = tmp_path / "scoring.toml"
     path.write_text(text, encoding="utf-8")
-    result = score_lead(LeadProfile(urgency="sem_pressa"), lead_message_count=0, rules=load_scoring_rules(path))
+    result = score_lead(
+        LeadProfile(urgency="sem_pressa"), lead_message_count=0, rules=load_scoring_rules(path)
+    )
     assert result.score == 0
     assert result.reasons == ["Urgência sem pressa: -20"]
 

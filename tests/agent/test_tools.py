@@ -412,8 +412,12 @@ async def test_a_turn_asking_for_fifty_quotes_stores_three(
     assert openai_fake.chat_calls == 1
     assert zapi_fake.texts_to(LEAD) == ["Registrei seus pedidos!"]
     assert db_rows(bot, "SELECT products FROM orcamentos ORDER BY id") == [
-        ('["FB0"]',), ('["FB1"]',), ('["FB2"]',)
+        ('["FB0"]',),
+        ('["FB1"]',),
+        ('["FB2"]',),
     ]
     assert db_rows(bot, "SELECT question FROM technical_questions ORDER BY id") == [
-        ("Dúvida 0?",), ("Dúvida 1?",), ("Dúvida 2?",)
+        ("Dúvida 0?",),
+        ("Dúvida 1?",),
+        ("Dúvida 2?",),
     ]

@@ -67,7 +67,11 @@ def meta_signed(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
 
 def waha_signed(body: bytes) -> dict[str, str]:
     digest = hmac.new(WAHA_HMAC.encode(), body, hashlib.sha512).hexdigest()
-    return {"X-Webhook-Hmac": digest, "X-Webhook-Hmac-Algorithm": "sha512", "Content-Type": "application/json"}
+    return {
+        "X-Webhook-Hmac": digest,
+        "X-Webhook-Hmac-Algorithm": "sha512",
+        "Content-Type": "application/json",
+    }
 
 
 def rows(bot: TestClient, sql: str) -> list[tuple]:
@@ -120,7 +124,13 @@ async def test_waha_message_is_answered_through_waha(
     response = await bot.post("/webhooks/waha", data=body, headers=waha_signed(body))
     assert response.status == 200, await response.text()
     await settled(bot)
-    assert send.bodies == [{"chatId": "5511999999999@c.us", "text": "Oi! Sou da Seleto. Qual é o seu nome?", "session": "default"}]
+    assert send.bodies == [
+        {
+            "chatId": "5511999999999@c.us",
+            "text": "Oi! Sou da Seleto. Qual é o seu nome?",
+            "session": "default",
+        }
+    ]
     assert send.headers[0]["X-Api-Key"] == WAHA_KEY
 
 
@@ -176,7 +186,9 @@ async def test_cloud_api_message_is_answered_and_statuses_are_stored(
     assert rows(bot, "SELECT status FROM messages WHERE direction = 'out'") == [("read",)]
 
 
-async def test_meta_signature_valid_forged_missing_and_altered(bot: TestClient, openai_fake: FakeOpenAI) -> None:
+async def test_meta_signature_valid_forged_missing_and_altered(
+    bot: TestClient, openai_fake: FakeOpenAI
+) -> None:
     body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
     one_byte_changed = body.replace(b"Campinas", b"Campinaz")
     cases = [
@@ -193,7 +205,8 @@ async def test_meta_signature_valid_forged_missing_and_altered(bot: TestClient, 
 
 async def test_meta_hub_verification(bot: TestClient) -> None:
     ok = await bot.get(
-        "/webhooks/meta", params={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201444"}
+        "/webhooks/meta",
+        params={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201444"},
     )
     assert ok.status == 200 and await ok.text() == "1158201444"
     wrong = await bot.get(
@@ -270,7 +283,10 @@ async def test_a_revoked_token_turns_the_channel_red_in_health(
     bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
 ) -> None:
     http_mock.post(
-        f"{GRAPH}/{PHONE_NUMBER_ID}/messages", status=401, payload=load_fixture("whatsapp_cloud/error_190.json"), repeat=True
+        f"{GRAPH}/{PHONE_NUMBER_ID}/messages",
+        status=401,
+        payload=load_fixture("whatsapp_cloud/error_190.json"),
+        repeat=True,
     )
     body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
     await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
@@ -284,7 +300,10 @@ async def test_an_invalid_recipient_is_recorded_on_the_message(
     bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
 ) -> None:
     http_mock.post(
-        f"{GRAPH}/{PHONE_NUMBER_ID}/messages", status=400, payload=load_fixture("whatsapp_cloud/error_131026.json"), repeat=True
+        f"{GRAPH}/{PHONE_NUMBER_ID}/messages",
+        status=400,
+        payload=load_fixture("whatsapp_cloud/error_131026.json"),
+        repeat=True,
     )
     body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
     await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
@@ -304,7 +323,9 @@ async def test_instagram_message_is_answered_through_the_graph_api(
     send = Recorder(send_ok)
     http_mock.post(f"{GRAPH}/me/messages", callback=send.handle, repeat=True)
     http_mock.get(
-        f"{GRAPH}/1254459154682919?fields=name,username", payload=load_fixture("instagram/user_profile.json"), repeat=True
+        f"{GRAPH}/1254459154682919?fields=name,username",
+        payload=load_fixture("instagram/user_profile.json"),
+        repeat=True,
     )
     openai_fake.then(reply="Entregamos em Curitiba, sim! Qual equipamento você procura?")
 
@@ -322,7 +343,9 @@ async def test_instagram_message_is_answered_through_the_graph_api(
     assert lead[1]
 
 
-async def test_instagram_echo_is_recorded_and_never_answered(bot: TestClient, openai_fake: FakeOpenAI) -> None:
+async def test_instagram_echo_is_recorded_and_never_answered(
+    bot: TestClient, openai_fake: FakeOpenAI
+) -> None:
     body = json.dumps(load_fixture("instagram/message_echo.json")).encode()
     response = await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
     assert response.status == 200
@@ -354,7 +377,9 @@ async def test_a_click_to_whatsapp_ad_is_kept_on_the_lead_for_attribution(
     bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
 ) -> None:
     http_mock.post(
-        f"{GRAPH}/{PHONE_NUMBER_ID}/messages", payload=load_fixture("whatsapp_cloud/send_text_response.json"), repeat=True
+        f"{GRAPH}/{PHONE_NUMBER_ID}/messages",
+        payload=load_fixture("whatsapp_cloud/send_text_response.json"),
+        repeat=True,
     )
     fixture = load_fixture("whatsapp_cloud/referral_ctwa.json")
     body = json.dumps(fixture).encode()

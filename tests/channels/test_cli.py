@@ -106,7 +106,9 @@ def test_registry_has_every_channel_and_cli(settings: Settings) -> None:
     assert all(name == channel.name for name, channel in channels.items())
 
 
-async def test_no_webhook_route_for_the_cli_channel(aiohttp_client: Any, tmp_path: Path, clock: TestClock) -> None:
+async def test_no_webhook_route_for_the_cli_channel(
+    aiohttp_client: Any, tmp_path: Path, clock: TestClock
+) -> None:
     settings = Settings(_env_file=None, sqlite_path=tmp_path / "x.sqlite3", shutdown_grace_s=0.2)
     client = await aiohttp_client(create_app(settings, clock=clock))
     for path in ("/webhooks/cli", "/webhook/cli"):

@@ -129,7 +129,9 @@ async def media_host(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Me
     return host
 
 
-def resolver(table: dict[str, list[str]]) -> tuple[Callable[[str, int], Awaitable[list[str]]], list[tuple[str, int]]]:
+def resolver(
+    table: dict[str, list[str]],
+) -> tuple[Callable[[str, int], Awaitable[list[str]]], list[tuple[str, int]]]:
     """DNS as the test says: `table` maps a name to its addresses."""
     asked: list[tuple[str, int]] = []
 
@@ -237,13 +239,17 @@ async def test_the_connection_goes_to_the_address_that_was_checked(media_host: M
     settings = make_settings(media_trusted_origins=[f"http://media.example.com:{media_host.port}"])
     fetcher = MediaFetcher.from_settings(settings, lookup=lookup)
     assert await fetcher.fetch(url, max_bytes=1000, timeout=TIMEOUT) == AUDIO
-    assert [(s.path_qs, s.host) for s in media_host.seen] == [("/store/a.ogg", f"media.example.com:{media_host.port}")]
+    assert [(s.path_qs, s.host) for s in media_host.seen] == [
+        ("/store/a.ogg", f"media.example.com:{media_host.port}")
+    ]
 
 
 async def test_a_name_that_does_not_resolve_is_a_transient_failure() -> None:
     lookup, _ = resolver({})
     with pytest.raises(SendError) as exc_info:
-        await MediaFetcher(lookup=lookup).fetch("http://media.example.com/m.ogg", max_bytes=1000, timeout=TIMEOUT)
+        await MediaFetcher(lookup=lookup).fetch(
+            "http://media.example.com/m.ogg", max_bytes=1000, timeout=TIMEOUT
+        )
     assert not isinstance(exc_info.value, MediaRefused)
     assert exc_info.value.retryable is True
 
@@ -289,7 +295,9 @@ async def test_a_redirect_to_a_name_resolving_inside_is_refused(media_host: Medi
 async def test_redirects_inside_a_trusted_origin_are_followed(media_host: MediaHost) -> None:
     channel = ZapiChannel(trusting(media_host))
     async with aiohttp.ClientSession() as session:
-        data = await channel.fetch_media(session, f"{media_host.origin}/redirect?to=/store/a.ogg", max_bytes=1000)
+        data = await channel.fetch_media(
+            session, f"{media_host.origin}/redirect?to=/store/a.ogg", max_bytes=1000
+        )
     assert data == AUDIO
     assert media_host.paths() == ["/redirect?to=/store/a.ogg", "/store/a.ogg"]
 
@@ -342,7 +350,9 @@ async def test_waha_files_are_fetched_with_the_key(media_host: MediaHost) -> Non
 async def test_a_media_url_cannot_reach_wahas_api(media_host: MediaHost, url: str) -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(SendError) as exc_info:
-            await waha_on(media_host).fetch_media(session, url.format(origin=media_host.origin), max_bytes=1000)
+            await waha_on(media_host).fetch_media(
+                session, url.format(origin=media_host.origin), max_bytes=1000
+            )
     assert exc_info.value.retryable is False
     assert not any(s.path_qs.startswith("/api/sendText") for s in media_host.seen)
 
@@ -410,7 +420,9 @@ async def test_a_forged_image_url_gets_an_answer_without_being_fetched(
     assert openai_fake.chat_calls == 1
     [content] = openai_fake.user_contents()
     assert isinstance(content, str)  # no image part: nothing from that address reached the model
-    assert zapi_fake.texts_to(payload["phone"]) == ["Não consegui abrir a imagem, pode me contar o que ela mostra?"]
+    assert zapi_fake.texts_to(payload["phone"]) == [
+        "Não consegui abrir a imagem, pode me contar o que ela mostra?"
+    ]
     with sqlite3.connect(bot.app[STORE].path) as db:  # type: ignore[attr-defined]
         assert db.execute("SELECT status FROM inbound").fetchall() == [("done",)]
 

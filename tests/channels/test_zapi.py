@@ -609,9 +609,7 @@ async def test_send_text_not_configured_is_permanent() -> None:
         (404, {"error": f"Instance {INSTANCE_ID} with token {INSTANCE_TOKEN} not found"}, False),
     ],
 )
-async def test_send_text_http_errors(
-    channel: ZapiChannel, status: int, body: Any, retryable: bool
-) -> None:
+async def test_send_text_http_errors(channel: ZapiChannel, status: int, body: Any, retryable: bool) -> None:
     with aioresponses() as mocked:
         if isinstance(body, dict):
             mocked.post(SEND_URL, status=status, payload=body)
@@ -648,9 +646,7 @@ async def test_send_text_error_detail_is_truncated(channel: ZapiChannel) -> None
         aiohttp.ServerDisconnectedError(),
     ],
 )
-async def test_send_text_transport_failures_are_retryable(
-    channel: ZapiChannel, exception: Exception
-) -> None:
+async def test_send_text_transport_failures_are_retryable(channel: ZapiChannel, exception: Exception) -> None:
     with aioresponses() as mocked:
         mocked.post(SEND_URL, exception=exception)
         async with aiohttp.ClientSession() as session:

@@ -94,7 +94,9 @@ async def test_forged_or_malformed_calls_are_refused_and_change_nothing(
     assert (await bot.post("/webhooks/crm", json=won, headers={"X-Webhook-Secret": "guess"})).status == 401
     bad = await bot.post("/webhooks/crm", data=b"{not json", headers={"X-Webhook-Secret": SECRET})
     assert bad.status == 422
-    unknown_event = await bot.post("/webhooks/crm", json={"event": "deal.exploded", "phone": LEAD}, headers={"X-Webhook-Secret": SECRET})
+    unknown_event = await bot.post(
+        "/webhooks/crm", json={"event": "deal.exploded", "phone": LEAD}, headers={"X-Webhook-Secret": SECRET}
+    )
     assert unknown_event.status == 422 and "event" in (await unknown_event.json())["error"]
     nobody = await bot.post("/webhooks/crm", json={"event": "deal.won"}, headers={"X-Webhook-Secret": SECRET})
     assert nobody.status == 422
@@ -119,7 +121,9 @@ async def test_a_phone_the_lead_only_typed_does_not_credit_the_sale_to_that_lead
 
 async def test_an_unknown_lead_is_acknowledged_not_retried_forever(bot: TestClient) -> None:
     response = await bot.post(
-        "/webhooks/crm", json={"event": "deal.won", "phone": "5521900000000"}, headers={"X-Webhook-Secret": SECRET}
+        "/webhooks/crm",
+        json={"event": "deal.won", "phone": "5521900000000"},
+        headers={"X-Webhook-Secret": SECRET},
     )
     assert response.status == 200 and (await response.json())["reason"] == "unknown_lead"
 

@@ -717,7 +717,11 @@ async def test_url_without_scheme_is_url_invalida() -> None:
     ("channel", "values", "setting"),
     [
         ("Z-API", {"zapi_instance_id": ZAPI_ID, "zapi_instance_token": ZAPI_TOKEN}, "ZAPI_WEBHOOK_SECRET"),
-        ("WAHA", {"waha_url": WAHA, "waha_api_key": WAHA_KEY}, "WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK_SECRET"),
+        (
+            "WAHA",
+            {"waha_url": WAHA, "waha_api_key": WAHA_KEY},
+            "WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK_SECRET",
+        ),
     ],
 )
 async def test_a_channel_that_answers_but_whose_webhook_has_no_secret_is_a_problem(
@@ -728,9 +732,7 @@ async def test_a_channel_that_answers_but_whose_webhook_has_no_secret_is_a_probl
 
     def setup(mocked: aioresponses) -> None:
         mocked.get(ZAPI_STATUS, payload=fixture("doctor/zapi_status_connected.json"))
-        mocked.get(
-            f"{WAHA}/api/sessions/default", payload=fixture("doctor/waha_session_working.json")
-        )
+        mocked.get(f"{WAHA}/api/sessions/default", payload=fixture("doctor/waha_session_working.json"))
 
     code, output = await doctor(settings, setup)
     assert code == 1

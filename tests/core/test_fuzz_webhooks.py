@@ -88,8 +88,13 @@ def _fixtures(directory: str, key: str) -> list[dict[str, Any]]:
 
 
 CRM_EVENTS = [
-    {"event": "deal.won", "phone": "+55 (44) 99999-9999", "value": 15990.5, "currency": "BRL",
-     "occurred_at": "2026-11-20T14:00:00Z"},
+    {
+        "event": "deal.won",
+        "phone": "+55 (44) 99999-9999",
+        "value": 15990.5,
+        "currency": "BRL",
+        "occurred_at": "2026-11-20T14:00:00Z",
+    },
     {"event": "deal.lost", "deal_id": 4521},
     {"event": "meeting.scheduled", "contact_key": contact_key_for("zapi", LEAD_PHONE)},
 ]
@@ -112,14 +117,18 @@ ROUTES: dict[str, Route] = {
     "zapi": Route("/webhooks/zapi", ZAPI_PAYLOADS, _zapi_auth),
     "webhook_text": Route("/webhook/text", ZAPI_PAYLOADS, _zapi_auth),
     "webhook_audio": Route("/webhook/audio", ZAPI_PAYLOADS, _zapi_auth),
-    "waha": Route("/webhooks/waha", _fixtures("waha", "event"), lambda body: ({}, waha_signature(WAHA_HMAC_KEY, body))),
+    "waha": Route(
+        "/webhooks/waha", _fixtures("waha", "event"), lambda body: ({}, waha_signature(WAHA_HMAC_KEY, body))
+    ),
     "meta": Route(
         "/webhooks/meta",
         _fixtures("whatsapp_cloud", "object") + _fixtures("instagram", "object"),
         lambda body: ({}, meta_signature(META_APP_SECRET, body)),
     ),
     "chatwoot": Route(
-        "/webhooks/chatwoot", _fixtures("chatwoot", "event"), lambda body: ({}, chatwoot_signature(CHATWOOT_SECRET, body))
+        "/webhooks/chatwoot",
+        _fixtures("chatwoot", "event"),
+        lambda body: ({}, chatwoot_signature(CHATWOOT_SECRET, body)),
     ),
     "crm": Route("/webhooks/crm", CRM_EVENTS, lambda body: ({}, {"X-Webhook-Secret": CRM_SECRET})),
 }
@@ -128,11 +137,39 @@ ROUTES: dict[str, Route] = {
 # --- generated bodies --------------------------------------------------------------------
 
 TRICKY_STRINGS = [
-    "", " ", "null", "0", "-1", "1e309", "NaN", "\x00", "\ud83d", "\u202e", "😀" * 3,
-    "ReceivedCallback", "message", "message.any", "session.status", "message_created", "conversation_status_changed",
-    "outgoing", "incoming", "whatsapp_business_account", "instagram", "page", "deal.won", "deal.lost",
-    LEAD_PHONE, f"{LEAD_PHONE}@c.us", f"{LEAD_PHONE}@g.us", "status@broadcast", "120363000000000000@newsletter",
-    OFFLINE + "a.ogg", "file:///etc/passwd", "../../etc/passwd", "<script>alert(1)</script>",
+    "",
+    " ",
+    "null",
+    "0",
+    "-1",
+    "1e309",
+    "NaN",
+    "\x00",
+    "\ud83d",
+    "\u202e",
+    "😀" * 3,
+    "ReceivedCallback",
+    "message",
+    "message.any",
+    "session.status",
+    "message_created",
+    "conversation_status_changed",
+    "outgoing",
+    "incoming",
+    "whatsapp_business_account",
+    "instagram",
+    "page",
+    "deal.won",
+    "deal.lost",
+    LEAD_PHONE,
+    f"{LEAD_PHONE}@c.us",
+    f"{LEAD_PHONE}@g.us",
+    "status@broadcast",
+    "120363000000000000@newsletter",
+    OFFLINE + "a.ogg",
+    "file:///etc/passwd",
+    "../../etc/passwd",
+    "<script>alert(1)</script>",
     "' OR 1=1 --",
 ]
 LEAVES = (
@@ -145,7 +182,9 @@ LEAVES = (
 )
 JSON_VALUES = st.recursive(
     LEAVES,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=20,
 )
 # Fixed depths, so a failure is not at the edge of the interpreter's recursion limit.
@@ -269,12 +308,16 @@ REGRESSIONS: dict[str, list[bytes]] = {
     "webhook_audio": [_ZAPI_HUGE_TIME],
     "waha": [_with("waha/message_text.json", ("payload", "timestamp"), HUGE)],
     "meta": [
-        _with("whatsapp_cloud/text.json", ("entry", 0, "changes", 0, "value", "messages", 0, "timestamp"), HUGE),
+        _with(
+            "whatsapp_cloud/text.json", ("entry", 0, "changes", 0, "value", "messages", 0, "timestamp"), HUGE
+        ),
         _with("instagram/message_text.json", ("entry", 0, "messaging", 0, "timestamp"), HUGE),
     ],
     "chatwoot": [
         b"[" * 3_000 + b"]" * 3_000,  # RecursionError in the JSON decoder
-        _with("chatwoot/webhook_message_created_account.json", ("conversation", "id"), 2**64),  # > SQLite INTEGER
+        _with(
+            "chatwoot/webhook_message_created_account.json", ("conversation", "id"), 2**64
+        ),  # > SQLite INTEGER
         _with("chatwoot/webhook_message_created_account.json", ("id",), 2**64),
         _with("chatwoot/webhook_conversation_status_changed.json", ("id",), -(2**64)),
     ],
@@ -294,7 +337,9 @@ class FuzzBot:
 
     def __init__(self, tmp_path: Path) -> None:
         self.loop = asyncio.Runner()
-        self.provider = ProviderServer(ProviderState(reply_text="Olá! Obrigado pelo contato.", capi_enabled=True))
+        self.provider = ProviderServer(
+            ProviderState(reply_text="Olá! Obrigado pelo contato.", capi_enabled=True)
+        )
         self.loop.run(self.provider.start())
         url = self.provider.url
         self.settings = loopback_settings(
@@ -337,7 +382,10 @@ class FuzzBot:
             assert time.monotonic() < deadline, "the seed lead was never answered"
             await asyncio.sleep(0.02)
         await store.save_chatwoot_link(
-            key, contact_id=1042, source_id="8f3c2a71-5d4e-4b8a-9c1f-2e7d6b5a4c39", conversation_id=CONVERSATION
+            key,
+            contact_id=1042,
+            source_id="8f3c2a71-5d4e-4b8a-9c1f-2e7d6b5a4c39",
+            conversation_id=CONVERSATION,
         )
         return client
 
@@ -437,8 +485,16 @@ def test_generated_bodies_never_get_a_5xx_and_refused_ones_store_nothing(
 # --- generated header bytes -------------------------------------------------------------
 
 HEADER_NAMES = [
-    b"Authorization", b"X-Webhook-Token", b"X-Hub-Signature-256", b"X-Webhook-Hmac", b"X-Webhook-Hmac-Algorithm",
-    b"X-Chatwoot-Signature", b"X-Chatwoot-Timestamp", b"X-Chatwoot-Webhook-Token", b"X-Webhook-Secret", b"X-Api-Key",
+    b"Authorization",
+    b"X-Webhook-Token",
+    b"X-Hub-Signature-256",
+    b"X-Webhook-Hmac",
+    b"X-Webhook-Hmac-Algorithm",
+    b"X-Chatwoot-Signature",
+    b"X-Chatwoot-Timestamp",
+    b"X-Chatwoot-Webhook-Token",
+    b"X-Webhook-Secret",
+    b"X-Api-Key",
     b"X-Request-Id",
 ]
 # Anything a client can put in a header value: every byte but CR, LF and NUL.
@@ -456,7 +512,9 @@ def test_generated_credential_headers_never_get_a_5xx(tmp_path: Path, restore_lo
         @given(
             name=st.sampled_from(list(ROUTES)),
             headers=st.lists(
-                st.tuples(st.sampled_from(HEADER_NAMES), st.tuples(PREFIXES, HEADER_VALUES)), min_size=1, max_size=4
+                st.tuples(st.sampled_from(HEADER_NAMES), st.tuples(PREFIXES, HEADER_VALUES)),
+                min_size=1,
+                max_size=4,
             ),
         )
         def check(name: str, headers: list[tuple[bytes, tuple[bytes, bytes]]]) -> None:
@@ -464,7 +522,9 @@ def test_generated_credential_headers_never_get_a_5xx(tmp_path: Path, restore_lo
             raw_headers = [(header, prefix + value) for header, (prefix, value) in headers]
             before = bot.counts()
             body = json.dumps(route.payloads[0]).encode()
-            status, payload = bot.loop.run(raw_request(port, "POST", route.path, headers=raw_headers, body=body))
+            status, payload = bot.loop.run(
+                raw_request(port, "POST", route.path, headers=raw_headers, body=body)
+            )
             assert status < 500, (name, raw_headers, payload[:200])
             if status >= 400:
                 assert bot.counts() == before
@@ -600,7 +660,9 @@ async def test_slow_clients_do_not_hold_up_other_requests(small_limit: TestClien
         latencies.append(time.monotonic() - started)
         assert response.status == 200
         await asyncio.sleep(0.05)
-    assert not any(task.done() for task in slow_bodies), "the slow clients finished too early to prove anything"
+    assert not any(task.done() for task in slow_bodies), (
+        "the slow clients finished too early to prove anything"
+    )
     assert max(latencies) < 0.5, latencies  # a blocked server would show the slow clients' 2 s
 
     assert await asyncio.gather(*slow_bodies, *slow_heads) == [200] * 20

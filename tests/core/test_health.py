@@ -82,7 +82,10 @@ async def test_a_lead_writing_before_openai_is_configured_is_kept_not_lost(
     # Only the webhook secret is set. The shutdown grace is shortened: the pending turn
     # would otherwise hold the test's teardown for the default 10 s.
     settings = Settings(
-        _env_file=None, sqlite_path=tmp_path / "x.sqlite3", shutdown_grace_s=0.2, zapi_webhook_secret=WEBHOOK_TOKEN
+        _env_file=None,
+        sqlite_path=tmp_path / "x.sqlite3",
+        shutdown_grace_s=0.2,
+        zapi_webhook_secret=WEBHOOK_TOKEN,
     )
     client = await aiohttp_client(create_app(settings, clock=clock))
     response = await client.post("/webhooks/zapi", json=zapi_message(message_id="3EB0NOENV0000001"))
@@ -110,7 +113,9 @@ async def test_a_configured_channel_without_its_webhook_secret_says_so_in_health
     capsys.readouterr()
     client = await aiohttp_client(create_app(settings, clock=clock))
     services = (await health(client))["services"]
-    assert services["zapi"] == services["waha"] == services["whatsapp_cloud"] == "error: webhook secret missing"
+    assert (
+        services["zapi"] == services["waha"] == services["whatsapp_cloud"] == "error: webhook secret missing"
+    )
     assert services["instagram"] == "not_configured"
     started = capsys.readouterr()
     said = started.out + started.err
@@ -128,9 +133,17 @@ async def test_blank_variables_copied_from_env_example_mean_not_configured(
     clock: TestClock,
 ) -> None:
     for name in (
-        "OPENAI_API_KEY", "ZAPI_INSTANCE_ID", "ZAPI_INSTANCE_TOKEN", "ZAPI_CLIENT_TOKEN", "ZAPI_WEBHOOK_SECRET",
-        "CHATWOOT_API_URL", "CHATWOOT_API_TOKEN", "CHATWOOT_ACCOUNT_ID", "SUPABASE_URL",
-        "SUPABASE_SERVICE_ROLE_KEY", "PIPERUN_API_TOKEN",
+        "OPENAI_API_KEY",
+        "ZAPI_INSTANCE_ID",
+        "ZAPI_INSTANCE_TOKEN",
+        "ZAPI_CLIENT_TOKEN",
+        "ZAPI_WEBHOOK_SECRET",
+        "CHATWOOT_API_URL",
+        "CHATWOOT_API_TOKEN",
+        "CHATWOOT_ACCOUNT_ID",
+        "SUPABASE_URL",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "PIPERUN_API_TOKEN",
     ):
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("SQLITE_PATH", str(tmp_path / "blank.sqlite3"))
@@ -196,11 +209,20 @@ async def test_integrations_configured_from_the_documented_variables(
         ({"chatwoot_api_url": "https://chatwoot.example.com", "chatwoot_account_id": "1"}, "chatwoot"),
         ({"supabase_url": "https://abc.supabase.co"}, "supabase"),
     ],
-    ids=["zapi_without_token", "zapi_without_instance", "openai_without_key", "chatwoot_without_token",
-         "supabase_without_key"],
+    ids=[
+        "zapi_without_token",
+        "zapi_without_instance",
+        "openai_without_key",
+        "chatwoot_without_token",
+        "supabase_without_key",
+    ],
 )
 async def test_half_configured_integrations_are_not_configured(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, overrides: dict[str, Any], service: str, clock: TestClock
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    overrides: dict[str, Any],
+    service: str,
+    clock: TestClock,
 ) -> None:
     client = await aiohttp_client(create_app(fast_settings(tmp_path, **overrides), clock=clock))
     body = await health(client)
@@ -259,7 +281,9 @@ async def test_outbox_counts_show_replies_waiting_for_a_failing_zapi(
     zapi_fake: FakeZapi,
     clock: TestClock,
 ) -> None:
-    settings = fast_settings(tmp_path, outbox_max_attempts=100, outbox_backoff_base_s=5, outbox_backoff_max_s=10)
+    settings = fast_settings(
+        tmp_path, outbox_max_attempts=100, outbox_backoff_base_s=5, outbox_backoff_max_s=10
+    )
     client = await aiohttp_client(create_app(settings, clock=clock))
     for _ in range(100):
         zapi_fake.then(status=503)
@@ -310,7 +334,9 @@ async def guarded(aiohttp_client: Callable[..., Any], tmp_path: Path, clock: Tes
 @pytest.mark.parametrize(
     "authorization", [None, "Bearer wrong", f"Basic {METRICS_TOKEN}", f"Bearer {METRICS_TOKEN}x", "Bearer "]
 )
-async def test_with_a_metrics_token_strangers_get_liveness_only(guarded: TestClient, authorization: str | None) -> None:
+async def test_with_a_metrics_token_strangers_get_liveness_only(
+    guarded: TestClient, authorization: str | None
+) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     response = await guarded.get("/api/health", headers=headers)
     assert response.status == 200

@@ -67,16 +67,27 @@ async def converse(
     """Webhook -> turn -> reply, with the unhappy paths that log: a rejected token, a bad
     body, an ignored fromMe event and one failed Z-API send before the delivery."""
     capsys.readouterr()  # start clean
-    settings = fast_settings(tmp_path, log_format="json", log_level="DEBUG", zapi_webhook_secret=WEBHOOK_SECRET)
-    client = await aiohttp_client(create_app(settings, clock=TestClock()))  # configures logging onto the capture
+    settings = fast_settings(
+        tmp_path, log_format="json", log_level="DEBUG", zapi_webhook_secret=WEBHOOK_SECRET
+    )
+    client = await aiohttp_client(
+        create_app(settings, clock=TestClock())
+    )  # configures logging onto the capture
     auth = {"token": WEBHOOK_SECRET}
 
     await client.post(
-        "/webhooks/zapi", params={"token": "guess"}, json=zapi_message(), headers={"X-Request-Id": "req-wrong-token"}
+        "/webhooks/zapi",
+        params={"token": "guess"},
+        json=zapi_message(),
+        headers={"X-Request-Id": "req-wrong-token"},
     )
-    await client.post("/webhooks/zapi", params=auth, data=b'{"type": "ReceivedCallback", "phone": "5544999999999"}')
+    await client.post(
+        "/webhooks/zapi", params=auth, data=b'{"type": "ReceivedCallback", "phone": "5544999999999"}'
+    )
     # The business writing in another chat (a person at the company: that chat is paused).
-    await client.post("/webhooks/zapi", params=auth, json=zapi_message("received_from_me.json", phone="5511900000001"))
+    await client.post(
+        "/webhooks/zapi", params=auth, json=zapi_message("received_from_me.json", phone="5511900000001")
+    )
 
     zapi_fake.then(status=500)
     openai_fake.then(
@@ -86,7 +97,9 @@ async def converse(
     response = await client.post(
         "/webhooks/zapi",
         params=auth,
-        json=zapi_message(message_id="3EB0LOG000000001", text="Oi, sou a Maria, meu zap é +55 (44) 99999-9999"),
+        json=zapi_message(
+            message_id="3EB0LOG000000001", text="Oi, sou a Maria, meu zap é +55 (44) 99999-9999"
+        ),
         headers={"X-Request-Id": "req-lead-message"},
     )
     assert response.status == 200
@@ -156,7 +169,9 @@ async def test_a_rejected_webhook_is_logged_with_the_callers_request_id(
 # --- the pipeline on its own --------------------------------------------------------------
 
 
-def configure(fmt: str = "json", level: str = "DEBUG", secrets: tuple[str, ...] = tuple(SECRETS.values())) -> Any:
+def configure(
+    fmt: str = "json", level: str = "DEBUG", secrets: tuple[str, ...] = tuple(SECRETS.values())
+) -> Any:
     configure_logging(level=level, fmt=fmt, secrets=secrets)
     return get_logger("tests.core.logging")
 
@@ -207,8 +222,13 @@ def test_exception_tracebacks_are_scrubbed(capsys: pytest.CaptureFixture[str]) -
         pytest.param(f'{{"phone": "{LEAD_PHONE}"}}'.encode(), id="bytes_body"),
         pytest.param(
             InboundMessage(
-                channel="zapi", contact_id=LEAD_PHONE, phone=LEAD_PHONE, provider_message_id="3EB0X",
-                kind=MessageKind.TEXT, text="Oi", timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc),
+                channel="zapi",
+                contact_id=LEAD_PHONE,
+                phone=LEAD_PHONE,
+                provider_message_id="3EB0X",
+                kind=MessageKind.TEXT,
+                text="Oi",
+                timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc),
             ),
             id="pydantic_model",
         ),
@@ -300,10 +320,15 @@ def test_a_numeric_secret_is_redacted_not_partially_masked() -> None:
 
 
 def test_sensitive_keys_are_redacted_whatever_their_value_or_case() -> None:
-    out = scrub({"Authorization": "Bearer x", "TOKEN": "t", "Client-Token": "c", "password": 1, "name": "Maria"})
+    out = scrub(
+        {"Authorization": "Bearer x", "TOKEN": "t", "Client-Token": "c", "password": 1, "name": "Maria"}
+    )
     assert out == {
-        "Authorization": "[REDACTED]", "TOKEN": "[REDACTED]", "Client-Token": "[REDACTED]",
-        "password": "[REDACTED]", "name": "Maria",
+        "Authorization": "[REDACTED]",
+        "TOKEN": "[REDACTED]",
+        "Client-Token": "[REDACTED]",
+        "password": "[REDACTED]",
+        "name": "Maria",
     }
 
 
@@ -319,7 +344,10 @@ def test_exceptions_passed_as_values_are_scrubbed() -> None:
 
 def test_booleans_and_small_numbers_are_untouched() -> None:
     assert scrub({"ok": True, "attempts": 3, "llm_ms": 12.5, "none": None}) == {
-        "ok": True, "attempts": 3, "llm_ms": 12.5, "none": None,
+        "ok": True,
+        "attempts": 3,
+        "llm_ms": 12.5,
+        "none": None,
     }
 
 

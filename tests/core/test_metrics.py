@@ -14,7 +14,11 @@ from tests.helpers.settle import settled
 
 def value(text: str, name: str, **labels: str) -> float:
     wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = rf"^{re.escape(name)}(?:\{{{re.escape(wanted)}\}})? ([0-9.e+-]+)$" if wanted else rf"^{re.escape(name)} ([0-9.e+-]+)$"
+    pattern = (
+        rf"^{re.escape(name)}(?:\{{{re.escape(wanted)}\}})? ([0-9.e+-]+)$"
+        if wanted
+        else rf"^{re.escape(name)} ([0-9.e+-]+)$"
+    )
     match = re.search(pattern, text, re.MULTILINE)
     assert match, f"{name}{{{wanted}}} not in metrics"
     return float(match.group(1))

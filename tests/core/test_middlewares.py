@@ -50,7 +50,9 @@ async def test_a_bug_becomes_a_json_500_with_the_request_id_and_a_scrubbed_log_l
     monkeypatch.setattr(bot.app[STORE], "add_inbound", bug)
     capsys.readouterr()
     response = await bot.post(
-        "/webhooks/zapi", json=zapi_message(message_id="3EB0BUG000000001"), headers={"X-Request-Id": "req-bug-1"}
+        "/webhooks/zapi",
+        json=zapi_message(message_id="3EB0BUG000000001"),
+        headers={"X-Request-Id": "req-bug-1"},
     )
     assert response.status == 500
     body = await error_body(response)
@@ -85,6 +87,7 @@ async def test_health_answers_json_even_when_the_store_explodes(
     zapi_fake: FakeZapi,
 ) -> None:
     bot = await json_bot(aiohttp_client, tmp_path)
+
     async def explode() -> None:
         raise RuntimeError("disk on fire")
 
@@ -106,7 +109,9 @@ async def test_health_answers_json_even_when_the_store_explodes(
         ("GET", "/webhooks", 404),
     ],
 )
-async def test_http_errors_are_json_even_for_browsers(bot: TestClient, method: str, path: str, status: int) -> None:
+async def test_http_errors_are_json_even_for_browsers(
+    bot: TestClient, method: str, path: str, status: int
+) -> None:
     response = await bot.request(method, path, headers={"Accept": "text/html"})
     assert response.status == status
     body = await error_body(response)

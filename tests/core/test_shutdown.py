@@ -54,7 +54,9 @@ async def test_a_real_bot_answers_503_with_retry_after_while_it_drains_not_conne
     await provider.start()
     provider.state.llm_delay_s = 2.0  # a turn is thinking when SIGTERM lands
     bot = BotProcess(
-        sqlite_path=tmp_path / "bot.sqlite3", provider_url=provider.url, log_path=tmp_path / "bot.log",
+        sqlite_path=tmp_path / "bot.sqlite3",
+        provider_url=provider.url,
+        log_path=tmp_path / "bot.log",
         SHUTDOWN_GRACE_S="6",
     )
     await bot.start()

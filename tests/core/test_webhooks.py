@@ -294,7 +294,9 @@ def _invalid_utf8() -> list[bytes]:
 
 def _binary_and_empty() -> list[bytes]:
     rnd = random.Random(20240601)
-    return [b"", b" ", b"\r\n\t"] + [rnd.randbytes(n) for n in (1, 2, 3, 7, 64, 256, 1024, 4096) for _ in range(3)]
+    return [b"", b" ", b"\r\n\t"] + [
+        rnd.randbytes(n) for n in (1, 2, 3, 7, 64, 256, 1024, 4096) for _ in range(3)
+    ]
 
 
 MALFORMED: dict[str, list[bytes]] = {
@@ -346,7 +348,9 @@ async def test_malformed_bodies_get_a_4xx_json_error_and_store_nothing(
             ok = isinstance(decoded, dict) and isinstance(decoded.get("error"), str)
         if not ok:
             failures.append((index, response.status, body[:60], text[:80]))
-    assert not failures, f"{len(failures)}/{len(MALFORMED[category])} bodies not answered 4xx JSON: {failures[:5]}"
+    assert not failures, (
+        f"{len(failures)}/{len(MALFORMED[category])} bodies not answered 4xx JSON: {failures[:5]}"
+    )
 
     await settled(bot)  # anything wrongly accepted would have had its turn by now
     assert inbound_count(bot) == 0
@@ -366,15 +370,22 @@ async def test_malformed_bodies_get_a_4xx_json_error_and_store_nothing(
         # CESU-style encoded surrogate bytes: not valid UTF-8.
         _fixture_bytes().replace("Olá".encode(), b"\xed\xa0\x80"),
         # Valid JSON nested 600 deep with a lone surrogate at the bottom (it was a 500).
-        json.dumps({**zapi_message(message_id="3EB0SURR0006"), "extra": json.loads("[" * 600 + "1" + "]" * 600)})
-        .replace("1" + "]" * 600, '"\\ud83d"' + "]" * 600, 1).encode(),
+        json.dumps(
+            {**zapi_message(message_id="3EB0SURR0006"), "extra": json.loads("[" * 600 + "1" + "]" * 600)}
+        )
+        .replace("1" + "]" * 600, '"\\ud83d"' + "]" * 600, 1)
+        .encode(),
     ],
-    ids=["cut_emoji_in_text", "low_surrogate_in_text", "surrogate_in_sender_name", "surrogate_in_message_id",
-         "surrogate_bytes", "deeply_nested_surrogate"],
+    ids=[
+        "cut_emoji_in_text",
+        "low_surrogate_in_text",
+        "surrogate_in_sender_name",
+        "surrogate_in_message_id",
+        "surrogate_bytes",
+        "deeply_nested_surrogate",
+    ],
 )
-async def test_lone_surrogates_never_cause_a_5xx(
-    bot: TestClient, zapi_fake: FakeZapi, body: bytes
-) -> None:
+async def test_lone_surrogates_never_cause_a_5xx(bot: TestClient, zapi_fake: FakeZapi, body: bytes) -> None:
     """Either rejected with a 4xx or accepted and answered: a 500 makes Z-API retry forever."""
     response = await bot.post("/webhooks/zapi", data=body, headers=JSON_HEADERS)
     assert response.status < 500, await response.text()
@@ -391,7 +402,11 @@ async def test_lone_surrogates_never_cause_a_5xx(
 async def test_unknown_event_types_are_acknowledged_without_storing_or_answering(
     bot: TestClient, openai_fake: FakeOpenAI
 ) -> None:
-    for payload in ({"type": "SomethingNew", "messageId": "x"}, {"type": ""}, {"type": "PresenceChatCallback"}):
+    for payload in (
+        {"type": "SomethingNew", "messageId": "x"},
+        {"type": ""},
+        {"type": "PresenceChatCallback"},
+    ):
         response = await bot.post("/webhooks/zapi", json=payload)
         assert response.status == 200
         assert (await response.json())["accepted"] == 0
@@ -427,7 +442,9 @@ def _padded(size: int, message_id: str) -> bytes:
 async def test_a_body_over_the_limit_gets_413_json_and_is_not_stored(
     small_limit: TestClient, openai_fake: FakeOpenAI
 ) -> None:
-    response = await small_limit.post("/webhooks/zapi", data=_padded(4097, "3EB0BIG000001"), headers=JSON_HEADERS)
+    response = await small_limit.post(
+        "/webhooks/zapi", data=_padded(4097, "3EB0BIG000001"), headers=JSON_HEADERS
+    )
     assert response.status == 413
     await error_body(response)
     await settled(small_limit)
@@ -437,7 +454,9 @@ async def test_a_body_over_the_limit_gets_413_json_and_is_not_stored(
 
 async def test_a_body_just_under_the_limit_is_accepted(small_limit: TestClient, zapi_fake: FakeZapi) -> None:
     # aiohttp's client_max_size rejects a body of exactly the limit (it compares with >=).
-    response = await small_limit.post("/webhooks/zapi", data=_padded(4095, "3EB0EDGE00001"), headers=JSON_HEADERS)
+    response = await small_limit.post(
+        "/webhooks/zapi", data=_padded(4095, "3EB0EDGE00001"), headers=JSON_HEADERS
+    )
     assert response.status == 200, await response.text()
     await settled(small_limit)
     assert [sent["phone"] for sent in zapi_fake.sent] == [LEAD_PHONE]

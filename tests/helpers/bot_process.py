@@ -97,7 +97,9 @@ class BotProcess:
         or in-flight outbox items), read like an operator would, from outside."""
         with closing(sqlite3.connect(self.sqlite_path, timeout=10)) as db:
             inbound = db.execute("SELECT COUNT(*) FROM inbound WHERE status = 'pending'").fetchone()[0]
-            outbox = db.execute("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'inflight')").fetchone()[0]
+            outbox = db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'inflight')"
+            ).fetchone()[0]
         return inbound, outbox
 
     async def health(self, session: aiohttp.ClientSession) -> tuple[int, dict[str, Any]]:
@@ -135,8 +137,13 @@ class BotProcess:
                     and isinstance(outbox, dict)
                     and outbox.get("pending") == 0
                 )
-                last = {"pending_inbound": backlog[0], "pending_or_inflight_outbox": backlog[1],
-                        "health": status, "active_contacts": body.get("active_contacts"), "outbox": outbox}
+                last = {
+                    "pending_inbound": backlog[0],
+                    "pending_or_inflight_outbox": backlog[1],
+                    "health": status,
+                    "active_contacts": body.get("active_contacts"),
+                    "outbox": outbox,
+                }
                 in_a_row = in_a_row + 1 if quiet else 0
                 if in_a_row >= 2:
                     return

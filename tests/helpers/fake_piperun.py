@@ -152,7 +152,9 @@ class PipeRunAccount:
 
     def _post_companies(self, path: str, query: dict[str, str], body: dict[str, Any]) -> Response:
         company = record("company_create_response.json")
-        company.update(id=next(self._ids), name=body["name"], cnpj=body.get("cnpj"), owner_id=body.get("owner_id"))
+        company.update(
+            id=next(self._ids), name=body["name"], cnpj=body.get("cnpj"), owner_id=body.get("owner_id")
+        )
         self.companies.append(company)
         envelope = load("company_create_response.json")
         envelope["data"] = [copy.deepcopy(company)]

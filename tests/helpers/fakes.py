@@ -146,7 +146,9 @@ class FakeZapi:
         if step.exception is not None:
             raise step.exception
         if step.status != 200:
-            return CallbackResult(status=step.status, payload={"error": "Internal error", "message": "try later"})
+            return CallbackResult(
+                status=step.status, payload={"error": "Internal error", "message": "try later"}
+            )
         body = _body(kwargs)
         self.sent.append(body)
         self.headers.append(dict(kwargs.get("headers") or {}))

@@ -74,7 +74,16 @@ _STATUS_BY_SQLSTATE: tuple[tuple[str, int], ...] = (
     ("XX", 500),
 )
 
-_FILTER_OPS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "like": "LIKE", "ilike": "ILIKE"}
+_FILTER_OPS = {
+    "eq": "=",
+    "neq": "<>",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+    "like": "LIKE",
+    "ilike": "ILIKE",
+}
 _RESERVED_PARAMS = {"select", "order", "limit", "offset", "on_conflict", "columns"}
 
 
@@ -87,7 +96,9 @@ def http_status_for(sqlstate: str | None) -> int:
     return 400
 
 
-def error_body(code: str, message: str, *, details: str | None = None, hint: str | None = None) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, *, details: str | None = None, hint: str | None = None
+) -> dict[str, Any]:
     return {"code": code, "details": details, "hint": hint, "message": message}
 
 
@@ -215,10 +226,12 @@ class PostgrestBridge:
         path = request.url.path
         if not path.startswith(REST_PREFIX):
             return json_response(404, error_body("PGRST125", f"Invalid path {path}"), request)
-        resource = path[len(REST_PREFIX):]
+        resource = path[len(REST_PREFIX) :]
         prefer = request.headers.get("prefer", "")
         # Errors name the schema the client asked for (Content-Profile), as PostgREST does.
-        self._profile = request.headers.get("content-profile") or request.headers.get("accept-profile") or "public"
+        self._profile = (
+            request.headers.get("content-profile") or request.headers.get("accept-profile") or "public"
+        )
         try:
             if resource.startswith("rpc/"):
                 if request.method != "POST":
@@ -232,7 +245,9 @@ class PostgrestBridge:
             return self._pg_error(exc, request)
         if text:
             headers = {"content-type": "application/json; charset=utf-8", **headers}
-        return httpx.Response(status, content=text.encode() if text else b"", headers=headers, request=request)
+        return httpx.Response(
+            status, content=text.encode() if text else b"", headers=headers, request=request
+        )
 
     def _check_key(self, request: httpx.Request) -> httpx.Response | None:
         """Supabase's gateway refuses a request without the project's key (401)."""
@@ -303,7 +318,9 @@ class PostgrestBridge:
                 ),
             )
         if len(matches) > 1:
-            raise _Reply(300, error_body("PGRST203", f"Could not choose the best candidate function for {signature}"))
+            raise _Reply(
+                300, error_body("PGRST203", f"Could not choose the best candidate function for {signature}")
+            )
         return matches[0]
 
     def _rpc(self, name: str, args: dict[str, Any]) -> tuple[int, str, dict[str, str]]:
@@ -319,7 +336,9 @@ class PostgrestBridge:
             for n in names
         )
         call = sql.SQL("{}({})").format(sql.Identifier(name), call_args)
-        source = sql.SQL("FROM json_to_record(%s::json) AS _args({})").format(record) if names else sql.SQL("")
+        source = (
+            sql.SQL("FROM json_to_record(%s::json) AS _args({})").format(record) if names else sql.SQL("")
+        )
         if fn.returns_composite:
             inner = sql.SQL("SELECT _r.* {} {} LATERAL {} _r").format(
                 source, sql.SQL(",") if names else sql.SQL("FROM"), call
@@ -344,7 +363,9 @@ class PostgrestBridge:
         if not rows:
             raise _Reply(
                 404,
-                error_body("PGRST205", f"Could not find the table '{self._profile}.{table}' in the schema cache"),
+                error_body(
+                    "PGRST205", f"Could not find the table '{self._profile}.{table}' in the schema cache"
+                ),
             )
         return {r[0] for r in rows}
 
@@ -381,7 +402,10 @@ class PostgrestBridge:
             _limit(options),
         )
         text = self._run(
-            sql.SQL("SELECT coalesce(json_agg(_postgrest_t), '[]')::text FROM ({}) _postgrest_t").format(query), args
+            sql.SQL("SELECT coalesce(json_agg(_postgrest_t), '[]')::text FROM ({}) _postgrest_t").format(
+                query
+            ),
+            args,
         )
         count = len(json.loads(text or "[]"))
         offset = int(options.get("offset", 0))
@@ -392,9 +416,9 @@ class PostgrestBridge:
         self, statement: sql.Composable, args: list[Any], returning: bool, status: int
     ) -> tuple[int, str, dict[str, str]]:
         text = self._run(
-            sql.SQL("WITH _changed AS ({}) SELECT coalesce(json_agg(_changed), '[]')::text FROM _changed").format(
-                statement
-            ),
+            sql.SQL(
+                "WITH _changed AS ({}) SELECT coalesce(json_agg(_changed), '[]')::text FROM _changed"
+            ).format(statement),
             args,
         )
         if returning:

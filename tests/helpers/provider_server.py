@@ -308,8 +308,10 @@ class ProviderServer:
         query = request.query.get("q", "").strip()
         digits = self._digits(query)
         found = [
-            c for c in self.state.chatwoot.contacts.values()
-            if query and (
+            c
+            for c in self.state.chatwoot.contacts.values()
+            if query
+            and (
                 query == c.get("identifier")
                 or (len(digits) >= 8 and digits in self._digits(c.get("phone_number")))
                 or query.lower() in str(c.get("name") or "").lower()
@@ -350,14 +352,19 @@ class ProviderServer:
         contact = self.state.chatwoot.contacts.get(int(request.match_info["contact"]))
         if contact is None:
             return web.json_response(load_fixture("chatwoot/error_404.json"), status=404)
-        contact["custom_attributes"] = {**contact.get("custom_attributes", {}), **body.get("custom_attributes", {})}
+        contact["custom_attributes"] = {
+            **contact.get("custom_attributes", {}),
+            **body.get("custom_attributes", {}),
+        }
         return web.json_response({"payload": contact})
 
     async def _cw_contact_conversations(self, request: web.Request) -> web.Response:
         if (gate := await self._cw_gate(request, False)) is not None:
             return gate
         contact_id = int(request.match_info["contact"])
-        found = [c for c in self.state.chatwoot.conversations.values() if c["meta"]["sender"]["id"] == contact_id]
+        found = [
+            c for c in self.state.chatwoot.conversations.values() if c["meta"]["sender"]["id"] == contact_id
+        ]
         return web.json_response({"payload": found})
 
     async def _cw_contact_inbox(self, request: web.Request) -> web.Response:
@@ -376,9 +383,13 @@ class ProviderServer:
             return web.json_response(load_fixture("chatwoot/error_404.json"), status=404)
         conversation = copy.deepcopy(load_fixture("chatwoot/conversation_create_response.json"))
         conversation_id = 300 + next(self._ids)
-        conversation.update(id=conversation_id, inbox_id=body.get("inbox_id"), status=body.get("status", "pending"))
+        conversation.update(
+            id=conversation_id, inbox_id=body.get("inbox_id"), status=body.get("status", "pending")
+        )
         conversation["meta"]["sender"].update(
-            id=contact["id"], name=contact["name"], phone_number=contact["phone_number"],
+            id=contact["id"],
+            name=contact["name"],
+            phone_number=contact["phone_number"],
             identifier=contact["identifier"],
         )
         cw.conversations[conversation_id] = conversation
@@ -406,8 +417,11 @@ class ProviderServer:
             await asyncio.sleep(cw.delay_s)
         response = copy.deepcopy(load_fixture("chatwoot/message_create_response.json"))
         response.update(
-            id=message["id"], content=message["content"], conversation_id=conversation_id,
-            message_type=0 if message["message_type"] == "incoming" else 1, private=message["private"],
+            id=message["id"],
+            content=message["content"],
+            conversation_id=conversation_id,
+            message_type=0 if message["message_type"] == "incoming" else 1,
+            private=message["private"],
         )
         return web.json_response(response)
 
@@ -417,8 +431,13 @@ class ProviderServer:
         conversation_id = int(request.match_info["conversation"])
         kinds = {"incoming": 0, "outgoing": 1}
         payload = [
-            {"id": m["id"], "content": m["content"], "message_type": kinds.get(m["message_type"], 1),
-             "private": m["private"], "conversation_id": conversation_id}
+            {
+                "id": m["id"],
+                "content": m["content"],
+                "message_type": kinds.get(m["message_type"], 1),
+                "private": m["private"],
+                "conversation_id": conversation_id,
+            }
             for m in self.state.chatwoot.messages.get(conversation_id, [])
         ]
         return web.json_response({"meta": {}, "payload": payload})
@@ -432,8 +451,14 @@ class ProviderServer:
         if conversation is not None:
             conversation["status"] = body.get("status")
         return web.json_response(
-            {"meta": {}, "payload": {"success": True, "current_status": body.get("status"),
-                                     "conversation_id": conversation_id}}
+            {
+                "meta": {},
+                "payload": {
+                    "success": True,
+                    "current_status": body.get("status"),
+                    "conversation_id": conversation_id,
+                },
+            }
         )
 
     async def _cw_labels(self, request: web.Request) -> web.Response:
@@ -456,7 +481,9 @@ class ProviderServer:
         if not self.state.capi_enabled:
             return await self._unknown(request)
         body = await request.json()
-        self.state.capi_requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        self.state.capi_requests.append(
+            {"path": request.path, "headers": dict(request.headers), "body": body}
+        )
         if self.state.send_delay_s:
             await asyncio.sleep(self.state.send_delay_s)
         response = load_fixture("meta_capi/success.json")

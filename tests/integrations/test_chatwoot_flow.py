@@ -85,7 +85,9 @@ class FakeChatwoot:
         return None
 
     async def _search(self, url: Any, **kw: Any) -> CallbackResult:
-        return await self._gate("search", kw) or CallbackResult(payload=load_fixture("chatwoot/contact_search_empty.json"))
+        return await self._gate("search", kw) or CallbackResult(
+            payload=load_fixture("chatwoot/contact_search_empty.json")
+        )
 
     async def _create_contact(self, url: Any, **kw: Any) -> CallbackResult:
         if (gate := await self._gate("create_contact", kw)) is not None:
@@ -120,23 +122,36 @@ class FakeChatwoot:
             return gate
         kinds = {"incoming": 0, "outgoing": 1}
         payload = [
-            {"id": m["id"], "content": m["content"], "message_type": kinds[m["message_type"]],
-             "private": m.get("private", False), "conversation_id": 318}
+            {
+                "id": m["id"],
+                "content": m["content"],
+                "message_type": kinds[m["message_type"]],
+                "private": m.get("private", False),
+                "conversation_id": 318,
+            }
             for m in self.messages
         ]
         return CallbackResult(payload={"meta": {}, "payload": payload})
 
     async def _toggle(self, url: Any, **kw: Any) -> CallbackResult:
-        return await self._gate("toggle_status", kw) or CallbackResult(payload=load_fixture("chatwoot/toggle_status_response.json"))
+        return await self._gate("toggle_status", kw) or CallbackResult(
+            payload=load_fixture("chatwoot/toggle_status_response.json")
+        )
 
     async def _labels(self, url: Any, **kw: Any) -> CallbackResult:
-        return await self._gate("labels", kw) or CallbackResult(payload=load_fixture("chatwoot/labels_response.json"))
+        return await self._gate("labels", kw) or CallbackResult(
+            payload=load_fixture("chatwoot/labels_response.json")
+        )
 
     async def _assign(self, url: Any, **kw: Any) -> CallbackResult:
-        return await self._gate("assign", kw) or CallbackResult(payload=load_fixture("chatwoot/assignment_team_response.json"))
+        return await self._gate("assign", kw) or CallbackResult(
+            payload=load_fixture("chatwoot/assignment_team_response.json")
+        )
 
     async def _update_contact(self, url: Any, **kw: Any) -> CallbackResult:
-        return await self._gate("update_contact", kw) or CallbackResult(payload=load_fixture("chatwoot/contact_update_response.json"))
+        return await self._gate("update_contact", kw) or CallbackResult(
+            payload=load_fixture("chatwoot/contact_update_response.json")
+        )
 
     def public(self) -> list[tuple[str, str]]:
         return [(m["message_type"], m["content"]) for m in self.messages if not m.get("private")]
@@ -158,7 +173,11 @@ def rows(bot: TestClient, sql: str) -> list[tuple]:
 def signed(body: bytes) -> dict[str, str]:
     ts = str(int(time.time()))
     digest = hmac.new(SECRET.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": ts, "Content-Type": "application/json"}
+    return {
+        "X-Chatwoot-Signature": f"sha256={digest}",
+        "X-Chatwoot-Timestamp": ts,
+        "Content-Type": "application/json",
+    }
 
 
 async def lead_says(bot: TestClient, text: str, n: int) -> None:
@@ -242,7 +261,10 @@ async def test_a_chatwoot_outage_never_delays_the_lead_and_nothing_is_lost_or_do
     await settled(bot, timeout=15)
     assert zapi_fake.texts_to(LEAD) == ["Oi! Tudo bem?", "Perfeito."]
     assert chatwoot.public() == [
-        ("incoming", "Oi"), ("outgoing", "Oi! Tudo bem?"), ("incoming", "Quero a FB300"), ("outgoing", "Perfeito."),
+        ("incoming", "Oi"),
+        ("outgoing", "Oi! Tudo bem?"),
+        ("incoming", "Quero a FB300"),
+        ("outgoing", "Perfeito."),
     ]
     assert chatwoot.contacts_created == 1 and chatwoot.conversations_created == 1
 
@@ -253,7 +275,13 @@ async def test_handoff_posts_the_lead_card_as_a_private_note_and_opens_the_conve
     openai_fake.then(
         reply="Claro! Vou chamar um especialista.",
         lead={"name": "Maria", "city": "Maringá", "state": "PR"},
-        tools=[{"tool": "handoff_to_human", "reason": "pediu_humano", "summary": "Maria quer falar com um vendedor."}],
+        tools=[
+            {
+                "tool": "handoff_to_human",
+                "reason": "pediu_humano",
+                "summary": "Maria quer falar com um vendedor.",
+            }
+        ],
     )
     await lead_says(bot, "Quero falar com um vendedor", 1)
     await settled(bot)
@@ -279,7 +307,9 @@ async def test_an_agents_reply_reaches_the_lead_and_the_bot_steps_aside_until_re
     assert outcome["outcome"] == "not_an_agent_reply"
     # The bot's own mirrored message coming back: never echoed.
     own = chatwoot.messages[-1]
-    outcome = await chatwoot_event(bot, "webhook_message_created_account.json", id=own["id"], content=own["content"])
+    outcome = await chatwoot_event(
+        bot, "webhook_message_created_account.json", id=own["id"], content=own["content"]
+    )
     assert outcome["outcome"] == "own_message"
     await settled(bot)
     assert zapi_fake.texts_to(LEAD) == ["Oi! Como posso ajudar?"]
@@ -305,7 +335,11 @@ async def test_an_agents_reply_reaches_the_lead_and_the_bot_steps_aside_until_re
     openai_fake.then(reply="Oi de novo! Em que posso ajudar?")
     await lead_says(bot, "Oi, voltei", 3)
     await settled(bot)
-    assert zapi_fake.texts_to(LEAD) == ["Oi! Como posso ajudar?", agent_text, "Oi de novo! Em que posso ajudar?"]
+    assert zapi_fake.texts_to(LEAD) == [
+        "Oi! Como posso ajudar?",
+        agent_text,
+        "Oi de novo! Em que posso ajudar?",
+    ]
     assert openai_fake.chat_calls == 2
 
 
@@ -313,13 +347,18 @@ async def test_forged_or_unsigned_chatwoot_webhooks_are_refused(
     bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
 ) -> None:
     body = json.dumps(load_fixture("chatwoot/webhook_message_created_account.json")).encode()
-    for headers in ({}, {"X-Chatwoot-Signature": "sha256=" + "0" * 64, "X-Chatwoot-Timestamp": str(int(time.time()))}):
+    for headers in (
+        {},
+        {"X-Chatwoot-Signature": "sha256=" + "0" * 64, "X-Chatwoot-Timestamp": str(int(time.time()))},
+    ):
         response = await bot.post("/webhooks/chatwoot", data=body, headers=headers)
         assert response.status == 401
     stale_ts = str(int(time.time()) - 3600)
     digest = hmac.new(SECRET.encode(), f"{stale_ts}.".encode() + body, hashlib.sha256).hexdigest()
     response = await bot.post(
-        "/webhooks/chatwoot", data=body, headers={"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": stale_ts}
+        "/webhooks/chatwoot",
+        data=body,
+        headers={"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": stale_ts},
     )
     assert response.status == 401
     await settled(bot)
@@ -346,7 +385,11 @@ async def test_an_open_conversation_belongs_to_humans_and_pending_gives_it_back(
 
 
 async def test_a_voice_note_is_mirrored_with_its_transcript(
-    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, chatwoot: FakeChatwoot
+    bot: TestClient,
+    http_mock: aioresponses,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    chatwoot: FakeChatwoot,
 ) -> None:
     payload = zapi_message("received_audio_ptt.json", phone=LEAD)
     http_mock.get(payload["audio"]["audioUrl"], body=b"OggS-fake", content_type="audio/ogg")
@@ -368,7 +411,9 @@ async def test_a_conversation_update_that_does_not_change_the_status_keeps_the_b
     assert chatwoot.public() == [("incoming", "Oi"), ("outgoing", "Oi! Como posso ajudar?")]
     assert (await chatwoot_event(bot, "webhook_message_created_account.json"))["outcome"] == "relayed"
     # Labels/assignee/timers changed: Chatwoot sends conversation_updated with status pending.
-    await chatwoot_event(bot, "webhook_conversation_status_changed.json", event="conversation_updated", status="pending")
+    await chatwoot_event(
+        bot, "webhook_conversation_status_changed.json", event="conversation_updated", status="pending"
+    )
     await lead_says(bot, "Pode ligar", 2)
     await settled(bot)
     assert chatwoot.public()[-1] == ("incoming", "Pode ligar")
@@ -399,8 +444,10 @@ async def test_after_an_outage_the_bots_late_mirrored_messages_are_not_taken_for
     chatwoot.down = False
     await settled(bot, timeout=10)
     assert chatwoot.public() == [
-        ("incoming", "Oi"), ("outgoing", "Oi! Tudo bem?"),
-        ("incoming", "Tem a FB300?"), ("outgoing", "Claro, a FB300 atende."),
+        ("incoming", "Oi"),
+        ("outgoing", "Oi! Tudo bem?"),
+        ("incoming", "Tem a FB300?"),
+        ("outgoing", "Claro, a FB300 atende."),
     ]
     assert zapi_fake.texts_to(LEAD) == ["Oi! Tudo bem?", "Claro, a FB300 atende."]
 

@@ -85,7 +85,9 @@ def load_receiver() -> Any:
 # --- what goes on the wire --------------------------------------------------------------
 
 
-async def test_a_delivery_posts_the_envelope_with_its_headers(http_mock: aioresponses, client: OutboundWebhookClient) -> None:
+async def test_a_delivery_posts_the_envelope_with_its_headers(
+    http_mock: aioresponses, client: OutboundWebhookClient
+) -> None:
     http_mock.post(URL_, status=200, payload={"ok": True})
     result = await client.deliver(endpoint(), "lead.hot", "d-42", DATA, WHEN, attempt=2)
 
@@ -102,12 +104,18 @@ async def test_a_delivery_posts_the_envelope_with_its_headers(http_mock: aioresp
     assert call.kwargs["allow_redirects"] is False
     assert result.ok and result.status == 200
     assert (result.endpoint_id, result.host, result.event, result.delivery_id, result.attempt) == (
-        "crm-main", "crm.example.com", "lead.hot", "d-42", 2
+        "crm-main",
+        "crm.example.com",
+        "lead.hot",
+        "d-42",
+        2,
     )
     assert result.duration_ms >= 0 and result.error is None
 
 
-async def test_a_retry_sends_the_same_bytes_signature_and_id(http_mock: aioresponses, client: OutboundWebhookClient) -> None:
+async def test_a_retry_sends_the_same_bytes_signature_and_id(
+    http_mock: aioresponses, client: OutboundWebhookClient
+) -> None:
     http_mock.post(URL_, status=503)
     http_mock.post(URL_, status=204)
     with pytest.raises(WebhookDeliveryError):
@@ -128,13 +136,18 @@ def test_stable_delivery_ids() -> None:
 
 def test_the_body_is_compact_utf8_json_and_naive_times_are_utc() -> None:
     body = encode_body("lead.hot", WHEN.replace(tzinfo=None), {"city": "São Paulo", "at": WHEN})
-    assert body == '{"event":"lead.hot","timestamp":"2025-10-20T12:00:00.000Z","data":{"city":"São Paulo","at":"2025-10-20T12:00:00.000Z"}}'.encode()
+    assert (
+        body
+        == '{"event":"lead.hot","timestamp":"2025-10-20T12:00:00.000Z","data":{"city":"São Paulo","at":"2025-10-20T12:00:00.000Z"}}'.encode()
+    )
 
 
 # --- the receiver's side ------------------------------------------------------------------
 
 
-async def test_the_readme_receiver_verifies_a_real_delivery(http_mock: aioresponses, client: OutboundWebhookClient) -> None:
+async def test_the_readme_receiver_verifies_a_real_delivery(
+    http_mock: aioresponses, client: OutboundWebhookClient
+) -> None:
     http_mock.post(URL_, status=200)
     await deliver(client)
     (call,) = sent(http_mock)
@@ -177,7 +190,10 @@ def test_the_node_receivers_verify_too() -> None:
     )
     out = subprocess.run(
         ["node", "-e", script, str(FIXTURES / "receiver.js"), sign(body, SECRET), SECRET],
-        input=body, capture_output=True, check=True, timeout=30,
+        input=body,
+        capture_output=True,
+        check=True,
+        timeout=30,
     )
     assert json.loads(out.stdout) == {"raw": True, "wrong": False, "doc": True}
 
@@ -200,8 +216,12 @@ async def test_server_errors_and_rate_limits_are_retryable(
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422, 301])
-async def test_other_answers_are_permanent(http_mock: aioresponses, client: OutboundWebhookClient, status: int) -> None:
-    http_mock.post(URL_, status=status, headers={"Location": "https://elsewhere.example/"} if status == 301 else None)
+async def test_other_answers_are_permanent(
+    http_mock: aioresponses, client: OutboundWebhookClient, status: int
+) -> None:
+    http_mock.post(
+        URL_, status=status, headers={"Location": "https://elsewhere.example/"} if status == 301 else None
+    )
     with pytest.raises(WebhookDeliveryError) as raised:
         await deliver(client)
     assert raised.value.retryable is False and not is_transient(raised.value)
@@ -210,7 +230,11 @@ async def test_other_answers_are_permanent(http_mock: aioresponses, client: Outb
 
 @pytest.mark.parametrize(
     "exception",
-    [asyncio.TimeoutError(), aiohttp.ServerTimeoutError("read timeout"), aiohttp.ClientConnectionError("refused")],
+    [
+        asyncio.TimeoutError(),
+        aiohttp.ServerTimeoutError("read timeout"),
+        aiohttp.ClientConnectionError("refused"),
+    ],
     ids=["timeout", "read-timeout", "connection"],
 )
 async def test_no_answer_is_retryable(
@@ -247,7 +271,11 @@ async def test_neither_the_secret_nor_the_data_nor_the_url_query_is_logged(
                 await deliver(client, ep)
             errors.append(raised.value)
 
-    assert [e["event"] for e in logs] == ["outbound_webhook_delivered", "outbound_webhook_failed", "outbound_webhook_failed"]
+    assert [e["event"] for e in logs] == [
+        "outbound_webhook_delivered",
+        "outbound_webhook_failed",
+        "outbound_webhook_failed",
+    ]
     assert logs[0]["endpoint"] == "crm-main" and logs[0]["host"] == "automation.example.net"
     text = repr(logs) + repr([str(e) for e in errors]) + repr([e.result.as_dict() for e in errors]) + repr(ep)
     for leak in (SECRET, "receiver-token-123", "Joana", "5511987654321", "São Paulo", "orçamento"):
@@ -269,7 +297,11 @@ def test_endpoints_from_a_json_string() -> None:
 
 def test_endpoints_from_a_toml_file() -> None:
     crm, automation = load_endpoints(None, FIXTURES / "endpoints.toml")
-    assert (crm.id, crm.name, crm.events) == ("crm-main", "Our CRM", ("lead.hot", "lead.qualified", "conversation.handoff"))
+    assert (crm.id, crm.name, crm.events) == (
+        "crm-main",
+        "Our CRM",
+        ("lead.hot", "lead.qualified", "conversation.handoff"),
+    )
     assert automation.events == ("*",) and automation.enabled is False
 
 
@@ -316,8 +348,18 @@ def entry(**overrides: Any) -> str:
         (entry(enabled="maybe"), "enabled: Input should be a valid boolean"),
     ],
     ids=[
-        "json", "not-a-list", "not-an-object", "unknown-event", "no-events", "no-secret", "short-secret",
-        "ftp", "no-scheme", "bad-id", "typo", "enabled",
+        "json",
+        "not-a-list",
+        "not-an-object",
+        "unknown-event",
+        "no-events",
+        "no-secret",
+        "short-secret",
+        "ftp",
+        "no-scheme",
+        "bad-id",
+        "typo",
+        "enabled",
     ],
 )
 def test_bad_config_says_what_and_where(text: str, message: str) -> None:
@@ -354,9 +396,11 @@ def test_file_problems_are_clear(tmp_path: Path) -> None:
 
 
 def test_two_endpoints_with_one_id_are_refused() -> None:
-    text = json.dumps([
-        {"id": "crm", "url": URL_, "secret": SECRET, "events": ["*"]},
-        {"id": "crm", "url": "https://other.example.com/h", "secret": SECRET, "events": ["*"]},
-    ])
+    text = json.dumps(
+        [
+            {"id": "crm", "url": URL_, "secret": SECRET, "events": ["*"]},
+            {"id": "crm", "url": "https://other.example.com/h", "secret": SECRET, "events": ["*"]},
+        ]
+    )
     with pytest.raises(OutboundWebhookConfigError, match="two endpoints have the id 'crm'"):
         load_endpoints(text, None)

@@ -162,7 +162,9 @@ async def test_person_without_the_ninth_digit_is_the_same_person(
     assert link.person_id == seeded["id"]
 
 
-async def test_a_person_holding_the_same_email_is_not_the_lead(client: PipeRunClient, fake: FakePipeRun) -> None:
+async def test_a_person_holding_the_same_email_is_not_the_lead(
+    client: PipeRunClient, fake: FakePipeRun
+) -> None:
     # No channel verifies an e-mail: anybody can type a customer's address.
     seeded = fake.add_person(phones=["(21) 3333-4444"], emails=["Joao.Silva@AgroSouza.com.br"])
 
@@ -235,7 +237,9 @@ async def test_existing_company_found_by_cnpj(client: PipeRunClient, fake: FakeP
 
 
 async def test_company_by_name_only_on_exact_name(client: PipeRunClient, fake: FakePipeRun) -> None:
-    fake.companies.append({**record("companies_list.json"), "id": 1, "name": "Agro Souza Máquinas", "cnpj": None})
+    fake.companies.append(
+        {**record("companies_list.json"), "id": 1, "name": "Agro Souza Máquinas", "cnpj": None}
+    )
     fake.companies.append({**record("companies_list.json"), "id": 2, "name": "AGRO SOUZA", "cnpj": None})
     link = await run_sync(client, make_card(company="  agro   souza "), CrmLink(), Progress())
     assert fake.posts("/companies") == []
@@ -274,7 +278,11 @@ async def test_lead_without_phone_or_email_is_deduped_by_our_code(
     again = await run_sync(client, card, CrmLink(), Progress())  # the saved link was lost
 
     assert fake.posts("/persons") == [
-        {"name": "Lead Instagram (sem nome)", "owner_id": OWNER, "external_code": external_code_for(card.contact_key)}
+        {
+            "name": "Lead Instagram (sem nome)",
+            "owner_id": OWNER,
+            "external_code": external_code_for(card.contact_key),
+        }
     ]
     assert [sorted(q) for q in fake.gets("/persons")] == [["external_code", "show"]] * 2
     assert len(fake.posts("/deals")) == len(fake.posts("/notes")) == 1
@@ -340,7 +348,9 @@ async def test_crash_before_saving_an_id_never_duplicates(
     assert link.note_id == fake.notes[0]["id"]
 
 
-async def test_failed_note_resumes_without_new_person_or_deal(client: PipeRunClient, fake: FakePipeRun) -> None:
+async def test_failed_note_resumes_without_new_person_or_deal(
+    client: PipeRunClient, fake: FakePipeRun
+) -> None:
     progress = Progress()
     fake.fail_next("POST", "/notes", status=502, body="<html>Bad Gateway</html>")
     with pytest.raises(PipeRunError) as info:
@@ -543,9 +553,7 @@ async def test_missing_token_or_pipeline_is_permanent(session: aiohttp.ClientSes
         await empty.find_person_by_external_code(REF)
     assert info.value.retryable is False
     with pytest.raises(PipeRunError, match="PIPERUN_PIPELINE_ID"):
-        await sync_lead(
-            empty, make_card(), CrmLink(), pipeline_id=0, stage_id=STAGE, on_progress=Progress()
-        )
+        await sync_lead(empty, make_card(), CrmLink(), pipeline_id=0, stage_id=STAGE, on_progress=Progress())
 
 
 # --- logs -----------------------------------------------------------------------------
@@ -590,7 +598,9 @@ async def test_delete_person_is_the_documented_delete_and_a_second_one_is_done(
     assert len(calls) == 2 and calls[0].kwargs["headers"]["token"] == TOKEN
 
 
-async def test_anonymize_person_blanks_every_personal_field(client: PipeRunClient, mocked: aioresponses) -> None:
+async def test_anonymize_person_blanks_every_personal_field(
+    client: PipeRunClient, mocked: aioresponses
+) -> None:
     """[atualizar-pessoa] PUT /persons/{person_id}: the documented fields name, contactPhones,
     contactEmails and observation, plus the external code we set at creation."""
     url = f"{BASE}/persons/748"
@@ -613,7 +623,9 @@ async def test_anonymize_person_blanks_every_personal_field(client: PipeRunClien
 async def test_delete_person_failures_say_whether_to_retry(
     client: PipeRunClient, mocked: aioresponses, status: int, retryable: bool
 ) -> None:
-    mocked.delete(f"{BASE}/persons/748", status=status, payload={"success": False, "message": f"{PHONE} recusado"})
+    mocked.delete(
+        f"{BASE}/persons/748", status=status, payload={"success": False, "message": f"{PHONE} recusado"}
+    )
     with pytest.raises(PipeRunError) as caught:
         await client.delete_person(748)
     assert caught.value.retryable is retryable and caught.value.status == status

@@ -75,7 +75,9 @@ def client(session: aiohttp.ClientSession) -> PipeRunClient:
 
 def customer(fake: FakePipeRun) -> tuple[dict[str, Any], dict[str, Any]]:
     """B: a person and an open deal (with a seller's note) already in the CRM."""
-    person = fake.add_person(phones=[CUSTOMER_PHONE], emails=["Joao.Silva@AgroSouza.com.br"], name="João Silva")
+    person = fake.add_person(
+        phones=[CUSTOMER_PHONE], emails=["Joao.Silva@AgroSouza.com.br"], name="João Silva"
+    )
     deal = fake.add_deal(person_id=person["id"], title="João Silva — Secador 200 sacas")
     fake.notes.append({"id": 55501, "deal_id": deal["id"], "text": "Cliente pediu retorno à tarde."})
     return person, deal
@@ -168,7 +170,9 @@ async def test_a_number_typed_by_another_lead_does_not_hand_its_owner_to_that_le
     client: PipeRunClient, fake: FakePipeRun
 ) -> None:
     # X, on Instagram, types A's number: it lands on X's person as data ...
-    x_card = LeadCard(contact_key="instagram:17841400000000099", channel="instagram", phone=STRANGER, temperature="quente")
+    x_card = LeadCard(
+        contact_key="instagram:17841400000000099", channel="instagram", phone=STRANGER, temperature="quente"
+    )
     x_link = await sync(client, x_card)
     # ... and when A, who owns that number, writes on WhatsApp, A gets a person of its own.
     a_link = await sync(client, stranger_card(phone=STRANGER, email=None))  # as from_record builds it
@@ -279,7 +283,9 @@ async def bot(
 
 
 async def won(bot: TestClient, body: dict[str, Any]) -> dict[str, Any]:
-    response = await bot.post("/webhooks/crm", json={"event": "deal.won", **body}, headers={"X-Webhook-Secret": SECRET})
+    response = await bot.post(
+        "/webhooks/crm", json={"event": "deal.won", **body}, headers={"X-Webhook-Secret": SECRET}
+    )
     assert response.status == 200
     return dict(await response.json())
 
@@ -292,7 +298,9 @@ async def test_the_customers_won_deal_is_never_the_strangers_purchase(
     openai_fake.then(reply="Perfeito! Vou chamar nosso time.", lead=typed)
     response = await bot.post(
         "/webhooks/zapi",
-        json=zapi_message(message_id="3EB0IDENT0000001", phone=STRANGER, text="Meu telefone é (11) 98765-4321"),
+        json=zapi_message(
+            message_id="3EB0IDENT0000001", phone=STRANGER, text="Meu telefone é (11) 98765-4321"
+        ),
     )
     assert response.status == 200
     await settled(bot)

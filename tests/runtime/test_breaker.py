@@ -37,7 +37,9 @@ def clock() -> FakeClock:
 
 
 def make(clock: FakeClock, *, threshold: int = 3, reset: float = 30.0) -> CircuitBreaker:
-    return CircuitBreaker("crm", failure_threshold=threshold, reset_timeout_s=reset, clock=clock, wall_clock=clock.wall)
+    return CircuitBreaker(
+        "crm", failure_threshold=threshold, reset_timeout_s=reset, clock=clock, wall_clock=clock.wall
+    )
 
 
 def fail(breaker: CircuitBreaker, times: int = 1) -> None:
@@ -256,4 +258,3 @@ def test_every_integration_of_the_table_has_a_breaker_config() -> None:
     for name, spec in INTEGRATIONS.items():
         assert spec.failure_threshold >= 1, name
         assert spec.reset_timeout_s > 0, name
-

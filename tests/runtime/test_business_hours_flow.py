@@ -36,7 +36,9 @@ def clock(instant: str) -> TestClock:
 
 
 async def say(bot: TestClient, message_id: str, text: str) -> None:
-    response = await bot.post("/webhooks/zapi", json=zapi_message(message_id=message_id, phone=LEAD, text=text))
+    response = await bot.post(
+        "/webhooks/zapi", json=zapi_message(message_id=message_id, phone=LEAD, text=text)
+    )
     assert response.status == 200, await response.text()
 
 

@@ -42,7 +42,17 @@ class FakeMeta:
         self.attempts += 1
         if self.fail_next > 0:
             self.fail_next -= 1
-            return CallbackResult(status=500, payload={"error": {"message": "Service temporarily unavailable", "code": 2, "is_transient": True, "fbtrace_id": "AxyzTRANSIENT"}})
+            return CallbackResult(
+                status=500,
+                payload={
+                    "error": {
+                        "message": "Service temporarily unavailable",
+                        "code": 2,
+                        "is_transient": True,
+                        "fbtrace_id": "AxyzTRANSIENT",
+                    }
+                },
+            )
         body = kwargs["json"] if kwargs.get("json") is not None else json.loads(kwargs["data"])
         self.events.extend(body["data"])
         return CallbackResult(status=200, payload=load_fixture("meta_capi/success.json"))
@@ -82,15 +92,24 @@ async def test_first_contact_and_turning_hot_are_one_event_each_with_hashed_data
     assert meta.names() == ["Lead"] and meta.attempts == 1
 
     openai_fake.then(reply="Perfeito, Maria! Vou chamar nosso time.", lead=HOT)
-    await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0CAPI00000002", phone=LEAD, text="Sou a Maria..."))
+    await bot.post(
+        "/webhooks/zapi", json=zapi_message(message_id="3EB0CAPI00000002", phone=LEAD, text="Sou a Maria...")
+    )
     await settled(bot)
     assert meta.names() == ["Lead", "QualifiedLead"] and meta.attempts == 2
 
     openai_fake.then(reply="Certo!", lead=HOT)
-    await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0CAPI00000003", phone=LEAD, text="Obrigada"))
+    await bot.post(
+        "/webhooks/zapi", json=zapi_message(message_id="3EB0CAPI00000003", phone=LEAD, text="Obrigada")
+    )
     await settled(bot)
     # The third turn did run (the hot lead was handed off on the second).
-    assert zapi_fake.texts_to(LEAD) == ["Olá! Como posso ajudar?", "Perfeito, Maria! Vou chamar nosso time.", HANDOFF_NOW, "Certo!"]
+    assert zapi_fake.texts_to(LEAD) == [
+        "Olá! Como posso ajudar?",
+        "Perfeito, Maria! Vou chamar nosso time.",
+        HANDOFF_NOW,
+        "Certo!",
+    ]
     assert meta.attempts == 2  # still hot: not sent again
     assert meta.names() == ["Lead", "QualifiedLead"]
     assert [i.status for i in await bot.app[STORE].list_outbox(kind="meta_capi")] == ["done", "done"]

@@ -37,7 +37,11 @@ async def test_lead_text_gets_the_models_reply_on_the_right_phone(
 
     await settled(bot)
     assert zapi_fake.sent == [
-        {"phone": LEAD, "message": "Oi, Maria! Que bom falar com você. Qual produto te interessa?", "delayTyping": 1}
+        {
+            "phone": LEAD,
+            "message": "Oi, Maria! Que bom falar com você. Qual produto te interessa?",
+            "delayTyping": 1,
+        }
     ]
     assert zapi_fake.headers[0]["Client-Token"] == ZAPI_CLIENT_TOKEN
     assert openai_fake.chat_calls == 1
@@ -284,7 +288,9 @@ async def test_a_person_writing_from_the_phone_pauses_the_bot_for_that_lead(
 
     await post(bot, zapi_message(message_id="3EB0PAUSE0000004", text="Combinado, Pedro"))
     await settled(bot)
-    assert db_rows(bot, "SELECT status FROM inbound WHERE provider_message_id = '3EB0PAUSE0000004'") == [("done",)]
+    assert db_rows(bot, "SELECT status FROM inbound WHERE provider_message_id = '3EB0PAUSE0000004'") == [
+        ("done",)
+    ]
     assert zapi_fake.texts_to(LEAD) == ["Oi! Qual o seu nome?"]  # silence while the person talks
     assert openai_fake.chat_calls == 1
     assert ("Combinado, Pedro",) in db_rows(bot, "SELECT text FROM messages WHERE direction = 'in'")

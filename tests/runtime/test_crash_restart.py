@@ -165,8 +165,9 @@ async def test_leads_across_repeated_sigkills_are_each_answered_exactly_once(
             # cannot be overshot); the exact counts are checked right after.
             free = [t for t in wrote if t not in provider.state.llm_hang_texts]
             await eventually(
-                lambda free=free: set(free) <= replied_to(provider)
-                and not [s for s, _ in outbox(db) if s != "done"],
+                lambda free=free: (
+                    set(free) <= replied_to(provider) and not [s for s, _ in outbox(db) if s != "done"]
+                ),
                 timeout=15,
             )
         finally:

@@ -58,7 +58,9 @@ async def bot(
 
 
 async def say(bot: TestClient, message_id: str, text: str) -> None:
-    response = await bot.post("/webhooks/zapi", json=zapi_message(message_id=message_id, phone=LEAD, text=text))
+    response = await bot.post(
+        "/webhooks/zapi", json=zapi_message(message_id=message_id, phone=LEAD, text=text)
+    )
     assert response.status == 200
 
 
@@ -83,7 +85,12 @@ async def test_a_lead_turning_hot_becomes_one_deal_and_later_turns_update_its_no
     assert len(piperun.deals) == 1 and len(piperun.notes) == 1
     assert await crm_items_done(bot, 1)
     [deal] = piperun.posts("/deals")
-    assert (deal["pipeline_id"], deal["stage_id"], deal["origin_id"], deal["owner_id"]) == (PIPELINE, STAGE, ORIGIN, OWNER)
+    assert (deal["pipeline_id"], deal["stage_id"], deal["origin_id"], deal["owner_id"]) == (
+        PIPELINE,
+        STAGE,
+        ORIGIN,
+        OWNER,
+    )
     assert len(piperun.persons) == 1
     lead = await bot.app[STORE].get_lead(KEY)
     assert lead is not None and lead.crm_deal_id == piperun.deals[0]["id"]
@@ -150,7 +157,9 @@ async def test_a_hot_lead_then_a_handoff_in_quick_succession_is_still_one_deal(
 async def test_a_dead_crm_push_replayed_by_the_operator_is_delivered_once(
     bot: TestClient, openai_fake: FakeOpenAI, piperun: FakePipeRun
 ) -> None:
-    piperun.fail_next("POST", "/deals", status=422, payload={"success": False, "message": "O campo stage_id é inválido."})
+    piperun.fail_next(
+        "POST", "/deals", status=422, payload={"success": False, "message": "O campo stage_id é inválido."}
+    )
     openai_fake.then(reply="Perfeito!", lead=HOT)
     await say(bot, "3EB0CRMF00000041", "Quero comprar")
     store = bot.app[STORE]
@@ -166,5 +175,9 @@ async def test_a_dead_crm_push_replayed_by_the_operator_is_delivered_once(
     assert len(piperun.deals) == 1 and len(piperun.notes) == 1
     assert len(piperun.posts("/deals")) == 2  # the rejected one, then the replay
     replayed = await store.get_outbox(item.id or 0)
-    assert replayed is not None and replayed.status == "done" and replayed.idempotency_key == item.idempotency_key
+    assert (
+        replayed is not None
+        and replayed.status == "done"
+        and replayed.idempotency_key == item.idempotency_key
+    )
     assert len(piperun.persons) == 1  # the person created before the failure was reused

@@ -83,7 +83,9 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     return fast_settings(tmp_path, **overrides)
 
 
-def item(idem: str, *, order_key: str = "reply:zapi:5511987650001", kind: str = "send_text", **payload: Any) -> OutboxItem:
+def item(
+    idem: str, *, order_key: str = "reply:zapi:5511987650001", kind: str = "send_text", **payload: Any
+) -> OutboxItem:
     return OutboxItem(kind=kind, order_key=order_key, idempotency_key=idem, payload={"name": idem, **payload})
 
 
@@ -268,7 +270,9 @@ async def test_transient_failures_go_dead_after_the_last_attempt(
     tmp_path: Path, store: SqliteStore, dispatcher: DispatcherFactory
 ) -> None:
     settings = settings_for(tmp_path, outbox_max_attempts=4)
-    handler = ScriptedHandler({"r1": [SendError(f"HTTP 503 #{n}", status=503, retryable=True) for n in range(10)]})
+    handler = ScriptedHandler(
+        {"r1": [SendError(f"HTTP 503 #{n}", status=503, retryable=True) for n in range(10)]}
+    )
     await enqueue(store, item("r1"))
     d = await dispatcher({"send_text": (handler, channel_send_policy(settings))})
 
@@ -293,7 +297,9 @@ async def test_a_dead_item_replayed_is_delivered(
     assert handler.delivered == ["r1"]
 
 
-async def test_an_unknown_kind_goes_dead(tmp_path: Path, store: SqliteStore, dispatcher: DispatcherFactory) -> None:
+async def test_an_unknown_kind_goes_dead(
+    tmp_path: Path, store: SqliteStore, dispatcher: DispatcherFactory
+) -> None:
     handler = ScriptedHandler()
     await enqueue(store, item("x1", kind="carrier_pigeon", order_key="k-x"), item("r1", order_key="k-r"))
     d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
@@ -344,7 +350,9 @@ async def test_a_later_item_never_starts_while_the_earlier_one_is_running(
     assert overlaps == []
 
 
-async def test_one_stuck_key_does_not_hold_up_another(store: SqliteStore, dispatcher: DispatcherFactory) -> None:
+async def test_one_stuck_key_does_not_hold_up_another(
+    store: SqliteStore, dispatcher: DispatcherFactory
+) -> None:
     release = asyncio.Event()
     delivered: list[str] = []
 
@@ -371,7 +379,9 @@ async def test_one_stuck_key_does_not_hold_up_another(store: SqliteStore, dispat
     assert delivered == ["b1", "b2", "a1", "a2"]
 
 
-async def test_a_key_in_backoff_does_not_hold_up_another(store: SqliteStore, dispatcher: DispatcherFactory) -> None:
+async def test_a_key_in_backoff_does_not_hold_up_another(
+    store: SqliteStore, dispatcher: DispatcherFactory
+) -> None:
     clock = FakeClock()  # A's backoff ends when the test says so, not after a race with B
     handler = ScriptedHandler({"a1": [SendError("HTTP 502", status=502, retryable=True)]})
     await enqueue(store, item("a1", order_key="reply:A"), item("a2", order_key="reply:A"))
@@ -631,10 +641,15 @@ def defaults() -> Settings:
         ("outbound_webhook", 5, 5.0, 30.0),
     ],
 )
-def test_the_table_defaults_to_the_spec(integration: str, attempts: int, base_s: float, timeout_s: float) -> None:
+def test_the_table_defaults_to_the_spec(
+    integration: str, attempts: int, base_s: float, timeout_s: float
+) -> None:
     spec = INTEGRATIONS[integration]
     assert (spec.max_attempts, spec.base_delay_s, spec.backoff, spec.timeout_s) == (
-        attempts, base_s, "exponential", timeout_s
+        attempts,
+        base_s,
+        "exponential",
+        timeout_s,
     )
     p = policy_for(integration, defaults())
     assert p.name == integration and p.timeout_s == timeout_s
@@ -664,7 +679,9 @@ def test_the_legacy_entry_points_read_the_table() -> None:
 
 
 def test_outbox_settings_set_by_the_operator_override_every_row() -> None:
-    settings = Settings(_env_file=None, outbox_max_attempts=9, outbox_backoff_base_s=0.5, outbox_backoff_max_s=1.0)
+    settings = Settings(
+        _env_file=None, outbox_max_attempts=9, outbox_backoff_base_s=0.5, outbox_backoff_max_s=1.0
+    )
     for name in ("channel_send", "meta_capi", "outbound_webhook", "chatwoot"):
         p = policy_for(name, settings)
         assert p.decide(8, transient()) is not None
@@ -692,7 +709,10 @@ def test_is_transient_honours_a_retryable_flag_on_any_error() -> None:
     assert not is_transient(odd)
 
 
-@pytest.mark.parametrize(("status", "retry"), [(400, False), (401, False), (404, False), (408, True), (429, True), (500, True), (503, True)])
+@pytest.mark.parametrize(
+    ("status", "retry"),
+    [(400, False), (401, False), (404, False), (408, True), (429, True), (500, True), (503, True)],
+)
 def test_is_transient_reads_the_status_of_raise_for_status(status: int, retry: bool) -> None:
     exc = aiohttp.ClientResponseError(request_info=None, history=(), status=status)  # type: ignore[arg-type]
     assert is_transient(exc) is retry
@@ -721,7 +741,11 @@ class FakeClock:
 
 def breaker_on(clock: FakeClock, *, threshold: int = 3, reset: float = 30.0) -> CircuitBreaker:
     return CircuitBreaker(
-        "crm", failure_threshold=threshold, reset_timeout_s=reset, clock=clock.monotonic, wall_clock=clock.wall
+        "crm",
+        failure_threshold=threshold,
+        reset_timeout_s=reset,
+        clock=clock.monotonic,
+        wall_clock=clock.wall,
     )
 
 
@@ -860,12 +884,18 @@ async def test_the_failure_that_opens_the_breaker_does_not_kill_the_item(
     it the outage is what failed, and the item waits for the probe."""
     clock = FakeClock()
     breaker = breaker_on(clock, threshold=3, reset=30.0)
-    handler = ScriptedHandler({"a1": [SendError(f"HTTP 503 #{n}", status=503, retryable=True) for n in range(3)]})
+    handler = ScriptedHandler(
+        {"a1": [SendError(f"HTTP 503 #{n}", status=503, retryable=True) for n in range(3)]}
+    )
     await enqueue(store, crm_item("a1", "A"))
     d = await dispatcher({"crm_sync": (handler, fixed_policy(1.0, attempts=3), breaker)}, clock=clock.wall)
 
     for attempt in (1, 2):
-        await eventually(lambda attempt=attempt: row(store, "a1")["attempts"] == attempt and status(store, "a1") == "pending")
+        await eventually(
+            lambda attempt=attempt: (
+                row(store, "a1")["attempts"] == attempt and status(store, "a1") == "pending"
+            )
+        )
         clock.advance(1.0)
     await eventually(lambda: breaker.state == "open" and status(store, "a1") == "pending")
     assert row(store, "a1") == {"status": "pending", "attempts": 3, "last_error": "SendError: HTTP 503 #2"}
@@ -883,7 +913,9 @@ async def test_permanent_errors_do_not_count_against_the_breaker(
 ) -> None:
     clock = FakeClock()
     breaker = breaker_on(clock, threshold=2)
-    handler = ScriptedHandler({f"p{n}": [SendError("HTTP 400", status=400, retryable=False)] for n in range(4)})
+    handler = ScriptedHandler(
+        {f"p{n}": [SendError("HTTP 400", status=400, retryable=False)] for n in range(4)}
+    )
     await enqueue(store, *(crm_item(f"p{n}", f"K{n}") for n in range(4)))
     d = await dispatcher({"crm_sync": (handler, fixed_policy(0.01), breaker)}, clock=clock.wall)
 
@@ -893,7 +925,9 @@ async def test_permanent_errors_do_not_count_against_the_breaker(
     assert breaker.state == "closed" and breaker.failures == 0
 
 
-async def test_a_breaker_chosen_per_item_isolates_channels(store: SqliteStore, dispatcher: DispatcherFactory) -> None:
+async def test_a_breaker_chosen_per_item_isolates_channels(
+    store: SqliteStore, dispatcher: DispatcherFactory
+) -> None:
     clock = FakeClock()
     registry = BreakerRegistry(clock=clock.monotonic, wall_clock=clock.wall)
     trip(registry.get("channel_send:instagram"))

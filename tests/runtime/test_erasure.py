@@ -58,7 +58,11 @@ class ErasablePipeRun(FakePipeRun):
 
     def __init__(self, mocked: aioresponses, **kwargs: Any) -> None:
         super().__init__(mocked, **kwargs)
-        mocked.delete(re.compile(r"^https://api\.pipe\.run/v1/.*$"), callback=partial(self._handle, "DELETE"), repeat=True)
+        mocked.delete(
+            re.compile(r"^https://api\.pipe\.run/v1/.*$"),
+            callback=partial(self._handle, "DELETE"),
+            repeat=True,
+        )
         self.deleted_persons: list[int] = []
         # Awaited before a call is served: what happens elsewhere while it is in flight.
         self.before: Callable[[str, str], Awaitable[None]] | None = None
@@ -191,7 +195,9 @@ def make_bot(
 
 async def hot_lead(bot: TestClient, openai_fake: FakeOpenAI) -> dict[str, Any]:
     openai_fake.then(reply="Perfeito, Maria! Vou chamar nosso time.", lead={**HOT_LEAD, "email": EMAIL})
-    first = zapi_message(message_id="3EB0ERASE00000001", phone=LEAD, text=f"Sou a {NAME}, {EMAIL}, quero a FB300")
+    first = zapi_message(
+        message_id="3EB0ERASE00000001", phone=LEAD, text=f"Sou a {NAME}, {EMAIL}, quero a FB300"
+    )
     assert (await bot.post("/webhooks/zapi", json=first)).status == 200
     await settled(bot)
     return first
@@ -269,7 +275,9 @@ async def test_a_person_piperun_refuses_to_delete_is_anonymised_instead(
     bot = await make_bot(piperun_forget="delete")
     await hot_lead(bot, openai_fake)
     [person] = piperun.persons
-    piperun.fail_next("DELETE", "/persons/", status=422, payload={"success": False, "message": "Pessoa com oportunidades"})
+    piperun.fail_next(
+        "DELETE", "/persons/", status=422, payload={"success": False, "message": "Pessoa com oportunidades"}
+    )
 
     await forget(bot)
 
@@ -334,7 +342,11 @@ async def erased_store(tmp_path: Path) -> AsyncIterator[Any]:
     store = SqliteStore(tmp_path / "sdr.sqlite3")
     await store.open()
     message = InboundMessage(
-        channel="zapi", contact_id=LEAD, provider_message_id="3EB0ERASE0000000X", kind=MessageKind.TEXT, text="Oi"
+        channel="zapi",
+        contact_id=LEAD,
+        provider_message_id="3EB0ERASE0000000X",
+        kind=MessageKind.TEXT,
+        text="Oi",
     )
     await store.add_inbound(message)
     assert await store.forget_lead(KEY) is True
@@ -348,7 +360,9 @@ class RecordingWebhookClient:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
-    async def deliver(self, endpoint: Any, event: str, delivery_id: str, data: Any, timestamp: Any, **_: Any) -> None:
+    async def deliver(
+        self, endpoint: Any, event: str, delivery_id: str, data: Any, timestamp: Any, **_: Any
+    ) -> None:
         self.sent.append((event, dict(data)))
 
 

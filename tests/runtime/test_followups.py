@@ -68,7 +68,12 @@ def inbound_text(message_id: str, text: str) -> InboundMessage:
 
 
 async def first_turn(
-    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, *, sent: list[str] | None = None, **step: Any
+    bot: TestClient,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    *,
+    sent: list[str] | None = None,
+    **step: Any,
 ) -> None:
     """Maria says who she is and what she wants, then goes silent mid-qualification.
 
@@ -475,6 +480,9 @@ async def test_the_answer_to_the_last_nudge_is_read_with_the_conversation_in_vie
     assert {"role": "user", "content": "Oi, sou a Maria e quero saber da FB300"} in messages
     assert db_rows(bot, "SELECT status FROM inbound") == [("done",), ("done",)]
     assert [s["message"] for s in zapi_fake.sent] == [
-        FIRST_REPLY, NUDGE_1, NUDGE_2, "Que bom, Maria! Então me conta: quantos por dia?"
+        FIRST_REPLY,
+        NUDGE_1,
+        NUDGE_2,
+        "Que bom, Maria! Então me conta: quantos por dia?",
     ]
     assert len(db_rows(bot, "SELECT id FROM conversations")) == 1

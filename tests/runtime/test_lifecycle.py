@@ -28,9 +28,20 @@ def settings(tmp_path: Path, **overrides: Any):  # type: ignore[no-untyped-def]
 
 def lead(**fields: Any) -> LeadRecord:
     values: dict[str, Any] = dict(
-        id=1, contact_key=KEY, channel="zapi", contact_id="5511987654321", phone="5511987654321",
-        name="Maria", profile={"name": "Maria"}, score=10, temperature="frio", score_reasons=[],
-        lead_message_count=1, opted_out=False, created_at=AT, updated_at=AT,
+        id=1,
+        contact_key=KEY,
+        channel="zapi",
+        contact_id="5511987654321",
+        phone="5511987654321",
+        name="Maria",
+        profile={"name": "Maria"},
+        score=10,
+        temperature="frio",
+        score_reasons=[],
+        lead_message_count=1,
+        opted_out=False,
+        created_at=AT,
+        updated_at=AT,
     )
     values.update(fields)
     return LeadRecord(**values)
@@ -38,17 +49,29 @@ def lead(**fields: Any) -> LeadRecord:
 
 def commit(**fields: Any) -> TurnCommit:
     values: dict[str, Any] = dict(
-        turn_id="t1", contact_key=KEY, channel="zapi", contact_id="5511987654321", phone="5511987654321",
-        name="Maria", inbound_ids=[1],
+        turn_id="t1",
+        contact_key=KEY,
+        channel="zapi",
+        contact_id="5511987654321",
+        phone="5511987654321",
+        name="Maria",
+        inbound_ids=[1],
         messages=[NewMessage("in", "text", "Oi"), NewMessage("out", "text", "Olá, Maria!")],
-        profile={"name": "Maria"}, score=10, temperature="frio", score_reasons=[], lead_messages_added=1, at=AT,
+        profile={"name": "Maria"},
+        score=10,
+        temperature="frio",
+        score_reasons=[],
+        lead_messages_added=1,
+        at=AT,
     )
     values.update(fields)
     return TurnCommit(**values)
 
 
 def kinds(items: list) -> list[tuple[str, str]]:
-    return [(i.kind, i.payload.get("stage") or i.payload.get("event") or i.payload.get("reason")) for i in items]
+    return [
+        (i.kind, i.payload.get("stage") or i.payload.get("event") or i.payload.get("reason")) for i in items
+    ]
 
 
 def test_a_first_contact_is_a_lead_event_for_the_ads_and_nothing_for_the_crm(tmp_path: Path) -> None:
@@ -78,7 +101,8 @@ def test_a_hot_lead_staying_hot_is_not_counted_twice_but_its_changes_update_the_
 def test_handoff_reaches_the_crm_only_when_configured(tmp_path: Path) -> None:
     handoff = commit(handoff=Handoff(reason="pediu_humano", summary="Quer falar com vendedor"))
     assert kinds(Lifecycle(settings(tmp_path)).items_for(lead(), handoff)) == [
-        (PIPERUN_KIND, "handoff"), (CAPI_KIND, "QualifiedLead")
+        (PIPERUN_KIND, "handoff"),
+        (CAPI_KIND, "QualifiedLead"),
     ]
     only_hot = settings(tmp_path, piperun_sync_on=["hot"])
     assert kinds(Lifecycle(only_hot).items_for(lead(), handoff)) == [(CAPI_KIND, "QualifiedLead")]
@@ -105,7 +129,11 @@ def test_webhook_subscribers_get_the_events_they_asked_for_with_stable_delivery_
     assert ("crm1", "lead.hot") in by_endpoint
     assert [e for ep, e in by_endpoint if ep == "crm1"] == ["lead.hot"]
     assert [e for ep, e in by_endpoint if ep == "all"] == [
-        "lead.updated", "lead.qualified", "lead.hot", "message.received", "message.sent"
+        "lead.updated",
+        "lead.qualified",
+        "lead.hot",
+        "message.received",
+        "message.sent",
     ]
     hot = next(i for i in items if i.payload["endpoint_id"] == "crm1")
     assert hot.payload["data"]["lead"]["temperature"] == "quente"
@@ -114,6 +142,8 @@ def test_webhook_subscribers_get_the_events_they_asked_for_with_stable_delivery_
 
 
 def test_a_crm_reporting_a_won_deal_is_a_purchase_with_value(tmp_path: Path) -> None:
-    [item] = Lifecycle(settings(tmp_path)).external_event(lead(), "Purchase", at=AT, value=15990.0, currency="brl")
+    [item] = Lifecycle(settings(tmp_path)).external_event(
+        lead(), "Purchase", at=AT, value=15990.0, currency="brl"
+    )
     assert item.payload["stage"] == "Purchase"
     assert (item.payload["value"], item.payload["currency"]) == (15990.0, "BRL")

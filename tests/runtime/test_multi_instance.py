@@ -128,7 +128,9 @@ async def test_many_leads_spread_over_two_instances_are_each_answered_exactly_on
     for n, phone in enumerate(leads):
         for m in range(2):  # each lead's two messages land on different instances
             target = (a, b)[(n + m) % 2]
-            posts.append(post(target, zapi_message(message_id=f"3EB0MANY{n:02d}{m:06d}", phone=phone, text=f"msg {m}")))
+            posts.append(
+                post(target, zapi_message(message_id=f"3EB0MANY{n:02d}{m:06d}", phone=phone, text=f"msg {m}"))
+            )
     await asyncio.gather(*posts)
 
     await all_settled(a, b)

@@ -21,7 +21,9 @@ from tests.helpers.settle import settled
 
 SECRET = "whsec-outbound-3f9c1a7e5b2d"
 LEAD = "5544999999999"
-RECEIVER = (Path(__file__).resolve().parents[1] / "fixtures" / "outbound_webhooks" / "receiver.py").read_text()
+RECEIVER = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "outbound_webhooks" / "receiver.py"
+).read_text()
 
 
 class Receiver:
@@ -43,7 +45,13 @@ class Receiver:
         if not self.verify(raw, request.headers.get("X-Webhook-Signature"), SECRET):
             self.bad_signatures += 1
             return web.Response(status=401)
-        self.deliveries.append({"id": request.headers["X-Webhook-Id"], "header_event": request.headers["X-Webhook-Event"], **json.loads(raw)})
+        self.deliveries.append(
+            {
+                "id": request.headers["X-Webhook-Id"],
+                "header_event": request.headers["X-Webhook-Event"],
+                **json.loads(raw),
+            }
+        )
         return web.Response(status=204)
 
     def events(self) -> list[str]:
@@ -63,8 +71,12 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 @pytest.fixture
 async def bot(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi,
-    receiver: tuple[Receiver, str], clock: TestClock,
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    receiver: tuple[Receiver, str],
+    clock: TestClock,
 ) -> TestClient:
     _, url = receiver
     endpoints = [{"url": url, "secret": SECRET, "events": ["lead.created", "lead.hot", "message.received"]}]
@@ -77,7 +89,10 @@ async def test_subscribed_events_arrive_signed_and_once(
 ) -> None:
     rec, _ = receiver
     openai_fake.then(reply="Olá! Como posso ajudar?")
-    await bot.post("/webhooks/zapi", json=zapi_message(message_id="3EB0HOOK00000001", phone=LEAD, text="Oi, quero orçamento"))
+    await bot.post(
+        "/webhooks/zapi",
+        json=zapi_message(message_id="3EB0HOOK00000001", phone=LEAD, text="Oi, quero orçamento"),
+    )
     await settled(bot)
     assert sorted(rec.events()) == ["lead.created", "message.received"]
     assert rec.bad_signatures == 0

@@ -35,7 +35,9 @@ def test_a_few_paragraphs_become_one_bubble_each() -> None:
 
 @pytest.mark.parametrize("count", [4, 5, 7, 12])
 @pytest.mark.parametrize("max_parts", [1, 2, 3])
-def test_many_paragraphs_never_exceed_max_parts_and_keep_everything_in_order(count: int, max_parts: int) -> None:
+def test_many_paragraphs_never_exceed_max_parts_and_keep_everything_in_order(
+    count: int, max_parts: int
+) -> None:
     paragraphs = [f"Parágrafo {n}: " + "texto " * (n % 4 + 1) for n in range(count)]
     paragraphs = [p.strip() for p in paragraphs]
     parts = split_reply("\n\n".join(paragraphs), max_parts=max_parts)

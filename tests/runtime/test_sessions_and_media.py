@@ -43,7 +43,9 @@ async def say(bot: TestClient, zapi_fake: FakeZapi, message_id: str, text: str) 
     before = len(zapi_fake.sent)
     await post(bot, zapi_message(message_id=message_id, text=text))
     await settled(bot)
-    assert db_rows(bot, "SELECT status FROM inbound WHERE provider_message_id = ?", (message_id,)) == [("done",)]
+    assert db_rows(bot, "SELECT status FROM inbound WHERE provider_message_id = ?", (message_id,)) == [
+        ("done",)
+    ]
     assert [sent["phone"] for sent in zapi_fake.sent[before:]] == [LEAD]  # one reply to this message
 
 

@@ -59,7 +59,9 @@ async def test_a_seller_writing_first_to_a_new_prospect_keeps_the_bot_out(
     await post(bot, from_phone("3EB0FIRST0000001", "Olá! Vi seu cadastro na feira, posso ajudar?"))
     await post(bot, zapi_message(message_id="3EB0FIRST0000002", text="Oi Pedro, quero sim"))
     await settled(bot)
-    assert rows(bot, "SELECT status FROM inbound WHERE provider_message_id = '3EB0FIRST0000002'") == [("done",)]
+    assert rows(bot, "SELECT status FROM inbound WHERE provider_message_id = '3EB0FIRST0000002'") == [
+        ("done",)
+    ]
     assert openai_fake.calls_started == 0
     assert zapi_fake.sent == []
 
@@ -133,7 +135,11 @@ async def test_a_store_failure_mid_turn_does_not_strand_the_lead(
 
 @pytest.mark.parametrize(
     "text",
-    ["Não quero mais receber ligação, prefiro por aqui", "quero sair da lista de espera e comprar logo", "Para já!"],
+    [
+        "Não quero mais receber ligação, prefiro por aqui",
+        "quero sair da lista de espera e comprar logo",
+        "Para já!",
+    ],
 )
 def test_sentences_about_something_else_are_not_opt_outs(text: str) -> None:
     assert not is_opt_out(text)

@@ -37,7 +37,12 @@ class Outage:
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         if self.down:
-            body = {"code": "PGRST001", "details": None, "hint": None, "message": "Database client error. Retrying the connection."}
+            body = {
+                "code": "PGRST001",
+                "details": None,
+                "hint": None,
+                "message": "Database client error. Retrying the connection.",
+            }
             return httpx.Response(503, json=body, request=request)
         return await self.bridge.handle(request)
 
@@ -54,8 +59,12 @@ def supabase() -> Iterator[tuple[Outage, Callable[[Settings], Store]]]:
 
         def factory(settings: Settings) -> Store:
             return SupabaseStore(
-                URL, KEY, timeout_s=2.0, max_attempts=2,
-                transport=httpx.MockTransport(outage.handle), instance_id=settings.instance_id,
+                URL,
+                KEY,
+                timeout_s=2.0,
+                max_attempts=2,
+                transport=httpx.MockTransport(outage.handle),
+                instance_id=settings.instance_id,
             )
 
         yield outage, factory
@@ -63,7 +72,12 @@ def supabase() -> Iterator[tuple[Outage, Callable[[Settings], Store]]]:
 
 
 async def start(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, factory: Any, name: str, clock: TestClock, **overrides: Any
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    factory: Any,
+    name: str,
+    clock: TestClock,
+    **overrides: Any,
 ) -> TestClient:
     settings = fast_settings(
         tmp_path, instance_id=name, debounce_quiet_s=0.3, debounce_max_s=2.0, pending_poll_s=0.05, **overrides
@@ -130,9 +144,14 @@ async def test_two_instances_on_one_supabase_answer_a_split_burst_once(
     _, factory = supabase
     a = await start(aiohttp_client, tmp_path, factory, "bot-a", clock)
     b = await start(aiohttp_client, tmp_path, factory, "bot-b", clock)
-    await a.post("/webhooks/zapi", json=zapi_message(message_id="3EB0SUPA00000011", phone=LEAD, text="Bom dia"))
+    await a.post(
+        "/webhooks/zapi", json=zapi_message(message_id="3EB0SUPA00000011", phone=LEAD, text="Bom dia")
+    )
     # At once, inside a's quiet window: a sleep here could land past it on a busy machine.
-    await b.post("/webhooks/zapi", json=zapi_message(message_id="3EB0SUPA00000012", phone=LEAD, text="Quero um orçamento"))
+    await b.post(
+        "/webhooks/zapi",
+        json=zapi_message(message_id="3EB0SUPA00000012", phone=LEAD, text="Quero um orçamento"),
+    )
     await all_settled(a, b)
     assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
     assert len(zapi_fake.sent) == 1 and openai_fake.chat_calls == 1

@@ -169,7 +169,9 @@ class Scenario:
         assert response.status == 200, await response.text()
         assert (await response.json())["accepted"] == 1, f"message {message_id} not accepted"
         await self._deliveries_done()
-        assert self.rows("SELECT status FROM inbound WHERE provider_message_id = ?", message_id) == [("done",)]
+        assert self.rows("SELECT status FROM inbound WHERE provider_message_id = ?", message_id) == [
+            ("done",)
+        ]
 
     async def _deliveries_done(self) -> None:
         """The turn committed and every side effect delivered (or given up on)."""

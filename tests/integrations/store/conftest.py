@@ -63,6 +63,7 @@ BACKENDS = list(BUILDERS)
 
 OpenStore = Callable[[], Awaitable[Store]]
 
+
 @pytest.fixture(params=BACKENDS)
 async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenStore]:
     """Opens a new handle on the test's backing storage (one per call: a "process")."""
@@ -89,5 +90,3 @@ def _drop_supabase_schemas() -> Iterator[None]:
 @pytest.fixture
 async def store(open_store: OpenStore) -> Store:
     return await open_store()
-
-

@@ -90,7 +90,8 @@ def _race_an_erasure(schema: str, late):  # type: ignore[no-untyped-def]
             deadline = time.monotonic() + 20
             while thread.is_alive() and time.monotonic() < deadline:
                 blocked = watcher.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (eraser_pid,)
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    (eraser_pid,),
                 ).fetchone()[0]
                 if blocked:
                     waited = True

@@ -111,7 +111,12 @@ def test_a_commit_retried_with_its_request_id_is_written_once(db):  # type: igno
 
 
 def test_a_failed_commit_leaves_no_record_so_its_retry_runs(db):  # type: ignore[no-untyped-def]
-    broken = {"kind": "send_text", "order_key": "reply:x", "idempotency_key": "k", "payload": {"message_ref": "nope"}}
+    broken = {
+        "kind": "send_text",
+        "order_key": "reply:x",
+        "idempotency_key": "k",
+        "payload": {"message_ref": "nope"},
+    }
     with pytest.raises(psycopg.Error):
         commit(db, outbox=[broken])
     assert count(db, "turn_commits") == 0 and count(db, "leads") == 0
@@ -228,14 +233,18 @@ def test_replay_keeps_the_idempotency_key_and_defer_gives_the_attempt_back(db): 
     claim(db)
     db.execute("UPDATE outbox SET status = 'dead', last_error = 'HTTP 400' WHERE id = %s", (item,))
     assert scalar(db, "SELECT sdr_replay_outbox(%s)", item) is True
-    assert db.execute("SELECT idempotency_key, status, attempts FROM outbox").fetchall() == [("idem-1", "pending", 0)]
+    assert db.execute("SELECT idempotency_key, status, attempts FROM outbox").fetchall() == [
+        ("idem-1", "pending", 0)
+    ]
     assert scalar(db, "SELECT sdr_replay_outbox(%s)", item) is False  # not dead any more
     assert scalar(db, "SELECT sdr_enqueue('send_text', 'k1', 'idem-1', '{}')") is False  # still unique
 
     claim(db)
     later = datetime.now(timezone.utc) + timedelta(minutes=5)
     assert scalar(db, "SELECT sdr_defer_outbox(%s, %s, 'circuit_open')", item, later) is True
-    row = db.execute("SELECT status, attempts, next_attempt_at, last_error, claimed_by FROM outbox").fetchone()
+    row = db.execute(
+        "SELECT status, attempts, next_attempt_at, last_error, claimed_by FROM outbox"
+    ).fetchone()
     assert row == ("pending", 0, later, "circuit_open", None)
     assert scalar(db, "SELECT sdr_defer_outbox(%s, %s, 'again')", item, later) is False  # only inflight
 
@@ -246,7 +255,10 @@ def test_replay_dead_by_kind_and_stats_per_kind(db):  # type: ignore[no-untyped-
     enqueue(db, "k3", "c", kind="piperun_sync")
     db.execute("UPDATE outbox SET status = 'dead' WHERE idempotency_key IN ('a', 'b')")
     db.execute("UPDATE outbox SET status = 'done' WHERE idempotency_key = 'c'")
-    assert scalar(db, "SELECT sdr_outbox_stats()") == {"send_text": {"dead": 1}, "piperun_sync": {"dead": 1, "done": 1}}
+    assert scalar(db, "SELECT sdr_outbox_stats()") == {
+        "send_text": {"dead": 1},
+        "piperun_sync": {"dead": 1, "done": 1},
+    }
     assert scalar(db, "SELECT sdr_replay_dead('piperun_sync')") == 1
     assert scalar(db, "SELECT sdr_replay_dead(NULL)") == 1
     assert scalar(db, "SELECT sdr_replay_dead(NULL)") == 0
@@ -281,7 +293,8 @@ def ready(conn, owner, *, limit=100, quiet=0.0, max_wait=60.0, lease=30.0):  # t
     return [
         r[0]
         for r in conn.execute(
-            "SELECT * FROM sdr_claim_ready_contacts(%s, %s, %s, %s, %s)", (owner, limit, quiet, max_wait, lease)
+            "SELECT * FROM sdr_claim_ready_contacts(%s, %s, %s, %s, %s)",
+            (owner, limit, quiet, max_wait, lease),
         )
     ]
 
@@ -353,7 +366,8 @@ def test_delivery_reports_never_move_a_message_back(db):  # type: ignore[no-unty
     assert scalar(db, report, "failed", "131047 re-engagement") is True
     assert scalar(db, report, "read", None) is True  # a late "read" does not undo the failure
     assert db.execute("SELECT status, error FROM messages WHERE id = %s", (msg,)).fetchone() == (
-        "failed", "131047 re-engagement"
+        "failed",
+        "131047 re-engagement",
     )
     assert scalar(db, "SELECT sdr_record_delivery_status('wamid.NOPE', 'read', NULL)") is False
     assert scalar(db, "SELECT sdr_message_contact('wamid.OUT')") == "whatsapp:5511999990000"

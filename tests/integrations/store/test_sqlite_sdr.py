@@ -338,7 +338,10 @@ async def test_forget_lead_erases_everything_about_the_lead_and_nothing_else(
     assert [item.payload["contact_id"] for item in replies] == [LEAD_B]  # A's queued reply is gone
     # What is left of A in the queue is the erasure itself, naming no one.
     [erasure] = [item for item in claimed if item.kind == ERASURE_KIND]
-    assert LEAD_A not in json.dumps(erasure.payload) and LEAD_A not in erasure.order_key + erasure.idempotency_key
+    assert (
+        LEAD_A not in json.dumps(erasure.payload)
+        and LEAD_A not in erasure.order_key + erasure.idempotency_key
+    )
 
     # The other lead is intact.
     other = await store.get_lead(key(LEAD_B))

@@ -130,8 +130,12 @@ async def test_concurrent_distinct_messages_are_all_stored_in_arrival_order(stor
     messages = [inbound(f"3EB0PAR{n:04d}", contact=(LEAD_A, LEAD_B)[n % 2], text=f"m{n}") for n in range(20)]
     results = await asyncio.gather(*(store.add_inbound(m) for m in messages))
     assert results == [True] * 20
-    assert [r.message.text for r in await store.pending_inbound(key(LEAD_A))] == [f"m{n}" for n in range(0, 20, 2)]
-    assert [r.message.text for r in await store.pending_inbound(key(LEAD_B))] == [f"m{n}" for n in range(1, 20, 2)]
+    assert [r.message.text for r in await store.pending_inbound(key(LEAD_A))] == [
+        f"m{n}" for n in range(0, 20, 2)
+    ]
+    assert [r.message.text for r in await store.pending_inbound(key(LEAD_B))] == [
+        f"m{n}" for n in range(1, 20, 2)
+    ]
     assert await store.pending_contacts() == [key(LEAD_A), key(LEAD_B)]
 
 
@@ -227,7 +231,10 @@ async def test_commit_turn_writes_the_whole_turn(store: Store) -> None:
     assert item.payload["message_id"] == history[-1].id
     assert item.payload["text"] == "Olá, Maria!"
     assert (item.kind, item.idempotency_key, item.status, item.attempts) == (
-        "send_text", "reply:m1:0", "inflight", 1
+        "send_text",
+        "reply:m1:0",
+        "inflight",
+        1,
     )
 
 
@@ -283,7 +290,10 @@ async def test_a_failed_turn_does_not_touch_an_existing_lead(store: Store) -> No
     lead = await store.get_lead(key())
     assert lead is not None
     assert (lead.profile, lead.lead_message_count, lead.score, lead.temperature) == (
-        {"name": "Maria"}, 1, 12, "frio"
+        {"name": "Maria"},
+        1,
+        12,
+        "frio",
     )
     assert await store.recent_messages(key(), 20) == []
 
@@ -441,7 +451,9 @@ async def test_claim_respects_next_attempt_at(store: Store) -> None:
 async def test_claim_respects_the_limit_and_marks_claimed_items_inflight(store: Store) -> None:
     for index, contact in enumerate((LEAD_A, LEAD_B, LEAD_C)):
         await enqueue(
-            store, reply_item(f"k{index}", order_key=f"reply:zapi:{contact}", text=str(index)), contact=contact
+            store,
+            reply_item(f"k{index}", order_key=f"reply:zapi:{contact}", text=str(index)),
+            contact=contact,
         )
     first = await claim_all(store, limit=2)
     assert [i.payload["text"] for i in first] == ["0", "1"]

@@ -30,7 +30,9 @@ async def _lead_with_history(store: Store, contact: str = LEAD_A, tag: str = "a"
     await store.add_inbound(inbound(f"{tag}-in-1", contact=contact, text=f"Sou a {NAME}, {EMAIL}"))
     [record] = await store.pending_inbound(key(contact))
     card = {"lead": {"phone": contact, "name": NAME, "email": EMAIL}}
-    hook = reply_item(f"{tag}-hook", order_key=f"hooks:{key(contact)}#crm-x", contact_key=key(contact), data=card)
+    hook = reply_item(
+        f"{tag}-hook", order_key=f"hooks:{key(contact)}#crm-x", contact_key=key(contact), data=card
+    )
     hook.kind = "outbound_webhook"
     await store.commit_turn(
         turn(
@@ -39,7 +41,9 @@ async def _lead_with_history(store: Store, contact: str = LEAD_A, tag: str = "a"
             inbound_ids=[record.id],
             messages=[
                 NewMessage("in", "text", f"Sou a {NAME}, {EMAIL}", provider_message_id=f"{tag}-in-1"),
-                NewMessage("out", "text", "Prazer, Maria!", provider_message_id=f"{tag}-out-1", status="sent"),
+                NewMessage(
+                    "out", "text", "Prazer, Maria!", provider_message_id=f"{tag}-out-1", status="sent"
+                ),
             ],
             profile={"name": NAME, "email": EMAIL},
             outbox=[reply_item(f"{tag}-reply", order_key=f"reply:{key(contact)}", contact_id=contact), hook],

@@ -93,7 +93,10 @@ async def test_stats_by_kind_count_open_and_dead_items_per_integration(store: St
 
     stats = await store.outbox_stats_by_kind()
     assert stats["send_text"].inflight == 1 and stats["send_text"].dead == 1
-    assert "piperun_sync" not in stats or (stats["piperun_sync"].pending, stats["piperun_sync"].dead) == (0, 0)
+    assert "piperun_sync" not in stats or (stats["piperun_sync"].pending, stats["piperun_sync"].dead) == (
+        0,
+        0,
+    )
 
 
 # --- turn leases across instances -----------------------------------------------------
@@ -124,14 +127,19 @@ async def test_ready_contacts_wait_for_the_quiet_window_and_skip_leased_ones(sto
     await store.add_inbound(inbound("b1", contact=LEAD_B))
     await store.add_inbound(inbound("c1", contact=LEAD_C))
     # Still inside the quiet window: nobody is ready.
-    assert await store.claim_ready_contacts(owner="bot-1", limit=10, quiet_s=60, max_wait_s=60, lease_s=30) == []
+    assert (
+        await store.claim_ready_contacts(owner="bot-1", limit=10, quiet_s=60, max_wait_s=60, lease_s=30) == []
+    )
 
     assert await store.claim_contact(key(LEAD_B), owner="bot-2", lease_s=30) is True
     await asyncio.sleep(0.05)
     ready = await store.claim_ready_contacts(owner="bot-1", limit=10, quiet_s=0.01, max_wait_s=60, lease_s=30)
     assert ready == [key(LEAD_A), key(LEAD_C)]  # oldest first; B belongs to bot-2
     # They are now leased to bot-1: another instance gets nothing twice.
-    assert await store.claim_ready_contacts(owner="bot-3", limit=10, quiet_s=0.01, max_wait_s=60, lease_s=30) == []
+    assert (
+        await store.claim_ready_contacts(owner="bot-3", limit=10, quiet_s=0.01, max_wait_s=60, lease_s=30)
+        == []
+    )
     assert await store.claim_contact(key(LEAD_A), owner="bot-3", lease_s=30) is False
 
 

@@ -121,7 +121,9 @@ async def scenario(store: Store) -> list[Any]:
             A,
             "t1",
             ids,
-            quotes=[QuoteRequest(products=["FB300", "molde"], quantity="2", summary="Frigorífico, 3.000/dia")],
+            quotes=[
+                QuoteRequest(products=["FB300", "molde"], quantity="2", summary="Frigorífico, 3.000/dia")
+            ],
             technical_questions=[TechnicalQuestion(question="Forma frango?", context="aves")],
             handoff=Handoff(reason="lead_quente", summary="Quer comprar"),
             summary="Maria quer uma FB300.",
@@ -135,8 +137,15 @@ async def scenario(store: Store) -> list[Any]:
     [due] = await store.due_follow_ups(now=T0 + timedelta(hours=3), limit=10)
     note((due.contact_key, due.attempt, due.due_at))
     note(await store.due_follow_ups(now=T0 + timedelta(hours=1), limit=10))
-    nudge = turn(A, "t2", [], lead_wrote=False, fired_follow_up_id=due.id,
-                 follow_up=FollowUp(due_at=T0 + timedelta(hours=24), attempt=2), new_session=True)
+    nudge = turn(
+        A,
+        "t2",
+        [],
+        lead_wrote=False,
+        fired_follow_up_id=due.id,
+        follow_up=FollowUp(due_at=T0 + timedelta(hours=24), attempt=2),
+        new_session=True,
+    )
     await store.commit_turn(nudge)
     [second] = await store.due_follow_ups(now=T0 + timedelta(days=2), limit=10)
     await store.cancel_follow_up(second.id, reason="outside_24h_window")
@@ -153,7 +162,12 @@ async def scenario(store: Store) -> list[Any]:
     note(await store.message_contact("wamid.A1"))
     note(await store.message_contact("wamid.unknown"))
     await store.mark_message_sent(claimed[0].payload["message_id"], None)  # a late "sent" keeps "read"
-    note([(m.direction, m.text, m.status, m.provider_message_id) for m in await store.recent_messages(key(A), 10)])
+    note(
+        [
+            (m.direction, m.text, m.status, m.provider_message_id)
+            for m in await store.recent_messages(key(A), 10)
+        ]
+    )
     await store.mark_message_failed(claimed[0].payload["message_id"], "HTTP 400 " + "y" * 600)
     note(await store.record_delivery_status("zapi", "wamid.A1", "failed", ""))
     note([m.status for m in await store.recent_messages(key(A), 10)])
@@ -167,13 +181,27 @@ async def scenario(store: Store) -> list[Any]:
 
     # The business writes from the phone: a new prospect, the bot's own echo, a person.
     pause = T0 + timedelta(hours=12)
-    note(await store.note_business_message(key(C), provider_message_id="wamid.C1", text="Oi", pause_until=pause))
+    note(
+        await store.note_business_message(
+            key(C), provider_message_id="wamid.C1", text="Oi", pause_until=pause
+        )
+    )
     note(await store.get_lead(key(C)))
-    note(await store.note_business_message(key(A), provider_message_id="wamid.A1", text=None, pause_until=pause))
-    note(await store.note_business_message(key(A), provider_message_id="wamid.X", text=" Resposta t2 ",
-                                           pause_until=pause))
-    note(await store.note_business_message(key(A), provider_message_id="wamid.Y", text="Sou o Carlos",
-                                           pause_until=pause))
+    note(
+        await store.note_business_message(
+            key(A), provider_message_id="wamid.A1", text=None, pause_until=pause
+        )
+    )
+    note(
+        await store.note_business_message(
+            key(A), provider_message_id="wamid.X", text=" Resposta t2 ", pause_until=pause
+        )
+    )
+    note(
+        await store.note_business_message(
+            key(A), provider_message_id="wamid.Y", text="Sou o Carlos", pause_until=pause
+        )
+    )
     note((await store.get_lead(key(A))).paused_until)  # type: ignore[union-attr]
 
     # Chatwoot: the link, the bot's own messages, a seller's reply, ownership.
@@ -199,7 +227,9 @@ async def scenario(store: Store) -> list[Any]:
     note(await store.get_lead(key(A)))
 
     # Outbox outside a turn, CRM link, metrics.
-    extra = OutboxItem(kind="capi_event", order_key=f"capi:{key(A)}", idempotency_key="capi:1", payload={"e": 1})
+    extra = OutboxItem(
+        kind="capi_event", order_key=f"capi:{key(A)}", idempotency_key="capi:1", payload={"e": 1}
+    )
     note(await store.enqueue(extra))
     note(await store.enqueue(extra))
     await store.save_crm_link(key(A), person_id=101, company_id=None, deal_id=None)

@@ -77,7 +77,9 @@ def replay() -> Replay:
 
 @pytest.fixture
 async def store(replay: Replay) -> AsyncIterator[SupabaseStore]:
-    s = SupabaseStore(URL, KEY, transport=httpx.MockTransport(replay.handler), instance_id="bot-a", max_attempts=3)
+    s = SupabaseStore(
+        URL, KEY, transport=httpx.MockTransport(replay.handler), instance_id="bot-a", max_attempts=3
+    )
     await s.open()
     yield s
     await s.close()
@@ -112,9 +114,16 @@ def commit(inbound_id: int = 1) -> TurnCommit:
         name="Mariana Souza",
         inbound_ids=[inbound_id],
         messages=[
-            NewMessage("in", "text", "Oi, quero um orçamento da FB300", provider_message_id="3EB0C4F1A2B3C4D5E6F7",
-                       status="received"),
-            NewMessage("out", "text", "Olá, Mariana! Para quantas peças por dia?", status="queued", ref="reply-0"),
+            NewMessage(
+                "in",
+                "text",
+                "Oi, quero um orçamento da FB300",
+                provider_message_id="3EB0C4F1A2B3C4D5E6F7",
+                status="received",
+            ),
+            NewMessage(
+                "out", "text", "Olá, Mariana! Para quantas peças por dia?", status="queued", ref="reply-0"
+            ),
         ],
         profile={"name": "Mariana", "product_interest": "FB300"},
         score=25,
@@ -160,7 +169,9 @@ def assert_sent_as_recorded(request: httpx.Request, name: str) -> None:
 # --- the key operations, request by request -------------------------------------------------
 
 
-async def test_add_inbound_calls_sdr_add_inbound_with_the_whole_message(store: SupabaseStore, replay: Replay) -> None:
+async def test_add_inbound_calls_sdr_add_inbound_with_the_whole_message(
+    store: SupabaseStore, replay: Replay
+) -> None:
     replay.answers.extend(["rpc_add_inbound", "rpc_add_inbound_duplicate"])
     assert await store.add_inbound(message()) is True
     assert await store.add_inbound(message()) is False
@@ -207,7 +218,11 @@ async def test_get_lead_parses_the_lead_and_its_conversation(store: SupabaseStor
     assert_sent_as_recorded(replay.requests[0], "rpc_get_lead")
     assert lead is not None
     assert (lead.id, lead.contact_key, lead.name, lead.score, lead.temperature) == (
-        1, CONTACT_KEY, "Mariana Souza", 25, "morno"
+        1,
+        CONTACT_KEY,
+        "Mariana Souza",
+        25,
+        "morno",
     )
     assert lead.profile == {"name": "Mariana", "product_interest": "FB300"}
     assert lead.conversation_id == 1
@@ -227,7 +242,10 @@ async def test_claim_outbox_leases_items_to_this_instance(store: SupabaseStore, 
     assert (item.id, item.kind, item.status, item.attempts) == (1, "send_text", "inflight", 1)
     assert item.idempotency_key == f"reply:{CONTACT_KEY}:a1b2c3d4:0"
     assert item.payload["message_id"] == 2 and "message_ref" not in item.payload
-    assert all(t is not None and t.tzinfo is not None for t in (item.next_attempt_at, item.created_at, item.updated_at))
+    assert all(
+        t is not None and t.tzinfo is not None
+        for t in (item.next_attempt_at, item.created_at, item.updated_at)
+    )
 
 
 async def test_complete_outbox_is_a_minimal_patch(store: SupabaseStore, replay: Replay) -> None:
@@ -241,7 +259,9 @@ async def test_ping_reaches_the_server(store: SupabaseStore, replay: Replay) -> 
     await store.ping()
     [request] = replay.requests
     assert (request.method, request.url.path, request.url.query.decode()) == (
-        "GET", "/rest/v1/inbound", "select=id&limit=1"
+        "GET",
+        "/rest/v1/inbound",
+        "select=id&limit=1",
     )
 
 
@@ -265,7 +285,9 @@ async def test_5xx_every_time_gives_store_unavailable_after_max_attempts(
     assert len(replay.requests) == 3
 
 
-@pytest.mark.parametrize("error", [httpx.ConnectTimeout, httpx.ReadTimeout, httpx.ConnectError, httpx.ReadError])
+@pytest.mark.parametrize(
+    "error", [httpx.ConnectTimeout, httpx.ReadTimeout, httpx.ConnectError, httpx.ReadError]
+)
 async def test_timeouts_and_connection_errors_give_store_unavailable(
     store: SupabaseStore, replay: Replay, error: type[Exception]
 ) -> None:
@@ -418,7 +440,6 @@ async def test_a_commit_after_the_retries_ran_out_left_nothing(bridged: tuple[Su
     assert (await store.outbox_stats()).pending == 0
 
 
-
 async def test_an_unreachable_then_slow_database_refuses_and_stores_nothing(
     bridged: tuple[SupabaseStore, Any],
 ) -> None:
@@ -437,10 +458,13 @@ async def test_an_unreachable_then_slow_database_refuses_and_stores_nothing(
     assert await store.pending_inbound(CONTACT_KEY) == []
     assert await store.add_inbound(message()) is True  # and it is back
 
+
 # --- the bridge itself speaks PostgREST ---------------------------------------------------------
 
 
-async def test_the_bridge_serves_table_verbs_with_postgrest_shapes(bridged: tuple[SupabaseStore, Any]) -> None:
+async def test_the_bridge_serves_table_verbs_with_postgrest_shapes(
+    bridged: tuple[SupabaseStore, Any],
+) -> None:
     """What the store does not use today is still served the PostgREST way, so a later
     store method cannot pass here and fail against Supabase for a bridge shortcut."""
     from postgrest.types import ReturnMethod
@@ -456,15 +480,28 @@ async def test_the_bridge_serves_table_verbs_with_postgrest_shapes(bridged: tupl
         assert bridge.requests[-1].headers["prefer"] == "return=representation"
 
         picked = await (
-            client.table("empresa").select("id,nome").in_("nome", ["Outra", "Seleto"]).is_("site", None)
-            .order("id", desc=True).limit(5).execute()
+            client.table("empresa")
+            .select("id,nome")
+            .in_("nome", ["Outra", "Seleto"])
+            .is_("site", None)
+            .order("id", desc=True)
+            .limit(5)
+            .execute()
         )
         assert picked.data == [{"id": 2, "nome": "Outra"}]
 
-        quiet = await client.table("empresa").update({"site": "x"}, returning=ReturnMethod.minimal).eq("id", 2).execute()
+        quiet = (
+            await client.table("empresa")
+            .update({"site": "x"}, returning=ReturnMethod.minimal)
+            .eq("id", 2)
+            .execute()
+        )
         assert quiet.data == []
         changed = await client.table("empresa").update({"telefone": "4433334444"}).eq("id", 1).execute()
-        assert changed.data[0]["telefone"] == "4433334444" and changed.data[0]["site"] == "https://seleto.example"
+        assert (
+            changed.data[0]["telefone"] == "4433334444"
+            and changed.data[0]["site"] == "https://seleto.example"
+        )
 
         gone = await client.table("empresa").delete().neq("id", 1).execute()
         assert [r["id"] for r in gone.data] == [2]

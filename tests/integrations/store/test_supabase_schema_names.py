@@ -32,7 +32,8 @@ def catalog() -> Iterator[dict[str, object]]:
     with fresh_schema() as schema, connect(schema) as conn:
         columns: dict[str, set[str]] = {}
         for table, column in conn.execute(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s", (schema,)
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s",
+            (schema,),
         ):
             columns.setdefault(table, set()).add(column)
         functions: dict[str, list[dict[str, object]]] = {}
@@ -143,7 +144,9 @@ def test_every_rpc_call_names_a_declared_function_and_parameters() -> None:
         assert name in store_module.FUNCTIONS, f"undeclared rpc {name}"
         passed = {kw.arg for kw in call.keywords}
         assert passed <= set(store_module.FUNCTIONS[name]), (name, passed)
-    assert used == set(store_module.FUNCTIONS), f"declared but never called: {set(store_module.FUNCTIONS) - used}"
+    assert used == set(store_module.FUNCTIONS), (
+        f"declared but never called: {set(store_module.FUNCTIONS) - used}"
+    )
 
 
 def test_every_table_request_names_declared_columns() -> None:
@@ -181,4 +184,3 @@ def test_every_update_writes_declared_columns() -> None:
         checked += 1
     assert checked >= 10
     assert set(store_module._UNCLAIMED) <= set(store_module.TABLES["outbox"])
-

@@ -25,14 +25,15 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from core.app import create_app, default_store
 from core.logging import configure_logging, get_logger
 from core.models import contact_key_for
-from core.operator_auth import operator_headers
-from core.serve import PortInUse, bind, serve
+from core.records import OutboxItem
 from core.settings import Settings
-from core.worker_process import WorkerSupervisor, die_with_parent, free_port, watch_parent
-from integrations.store.base import OutboxItem, Store
+from store.base import Store
+from web.app import create_app, default_store
+from web.operator_auth import operator_headers
+from web.serve import PortInUse, bind, serve
+from web.worker_process import WorkerSupervisor, die_with_parent, free_port, watch_parent
 
 
 def _serve(settings: Settings) -> int:
@@ -259,7 +260,7 @@ def _migrate(settings: Settings, *, apply: bool) -> int:
 
 async def _doctor(settings: Settings) -> int:
     """One session for every probe: the checks run at the same time."""
-    from core.doctor import run_doctor
+    from cli.doctor import run_doctor
 
     async with aiohttp.ClientSession() as session:
         return await run_doctor(settings, session, sys.stdout)
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(settings, args.port, args.parent)
     if args.command == "chat":
-        from core.chat import _chat  # the terminal chat loads the agent in this process
+        from cli.chat import _chat  # the terminal chat loads the agent in this process
 
         return _chat(settings, args.contact, args.fresh)
     if args.command == "migrate":

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.config_files import read_toml
+from core.config_files import read_toml
 from core.settings import PROJECT_ROOT
 
 DEFAULT_BUSINESS_HOURS_PATH = PROJECT_ROOT / "prompts" / "business_hours.toml"

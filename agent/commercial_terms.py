@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 from text_to_num import alpha2digit
 
-from agent.lead import fold as fold_accents
+from core.lead import fold as fold_accents
 
 # --------------------------------------------------------------------------------------
 # One form for every way of writing the same thing

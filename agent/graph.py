@@ -34,15 +34,15 @@ from agent.budget import (
 )
 from agent.budget import warm as warm_token_counter
 from agent.guardrails import limit_questions, screen_reply
-from agent.lead import LeadProfile, LeadUpdate, describe_lead, merge_lead, missing_fields
 from agent.llm import LLMClient, LLMTruncated, Usage, is_retryable_openai_error
 from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle, render_system_prompt_counted
 from agent.scoring import ScoreResult, ScoringRules, score_lead
 from agent.tools import ToolCall, ToolEffects, run_tools
+from core.lead import LeadProfile, LeadUpdate, describe_lead, merge_lead, missing_fields
 from core.logging import get_logger
 from core.models import InboundMessage, MessageKind
+from core.records import Handoff, StoredMessage
 from core.settings import Settings
-from integrations.store.base import Handoff, StoredMessage
 
 log = get_logger(__name__)
 

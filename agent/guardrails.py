@@ -14,9 +14,9 @@ import unicodedata
 from dataclasses import dataclass
 
 from agent.commercial_terms import commercial_promise
-from agent.lead import fold as fold_accents
 from agent.prompt_echo import repeated_instructions
 from agent.prompts import PromptBundle
+from core.lead import fold as fold_accents
 
 __all__ = [
     "MAX_QUESTIONS",

@@ -21,16 +21,13 @@ from openai.lib._parsing._completions import type_to_response_format_param
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from core.errors import LLMUnavailable
 from core.logging import get_logger
 from core.settings import Settings
 
 log = get_logger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
-
-
-class LLMUnavailable(Exception):
-    """The model could not answer now; the turn stays pending and is retried later."""
 
 
 class LLMRefused(Exception):

@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from agent.lead import fold as fold_accents
 from agent.prompts import PromptBundle
+from core.lead import fold as fold_accents
 
 RUN_WORDS = 6
 # Words of a reply that may match the instructions before it counts as repeating them.

@@ -20,8 +20,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.budget import SPLIT_MARGIN_TOKENS, count_fixed_text, count_tokens
-from agent.config_files import read_toml
-from agent.lead import LeadProfile, describe_lead, field_label
+from core.config_files import read_toml
+from core.lead import LeadProfile, describe_lead, field_label
 from core.settings import PROJECT_ROOT
 
 DEFAULT_PROMPTS_DIR = PROJECT_ROOT / "prompts"

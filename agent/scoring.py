@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.config_files import read_toml
-from agent.lead import (
+from core.config_files import read_toml
+from core.lead import (
     URGENCY_LABELS,
     LeadProfile,
     fold,

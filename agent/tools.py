@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.logging import get_logger
-from integrations.store.base import Handoff, QuoteRequest, TechnicalQuestion
+from core.records import Handoff, QuoteRequest, TechnicalQuestion
 
 log = get_logger(__name__)
 

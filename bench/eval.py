@@ -25,13 +25,13 @@ import aiohttp  # noqa: E402
 
 from agent.business_hours import load_business_hours  # noqa: E402
 from agent.graph import AgentDeps, SdrAgent, TurnInput  # noqa: E402
-from agent.lead import LeadProfile  # noqa: E402
 from agent.llm import LLMClient  # noqa: E402
 from agent.prompts import load_prompt_bundle  # noqa: E402
 from agent.scoring import load_scoring_rules  # noqa: E402
+from core.lead import LeadProfile  # noqa: E402
 from core.models import InboundMessage, MessageKind  # noqa: E402
+from core.records import StoredMessage  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from integrations.store.base import StoredMessage  # noqa: E402
 
 SCENARIOS = REPO / "tests" / "scenarios" / "data"
 

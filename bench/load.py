@@ -81,8 +81,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from core.models import InboundMessage, MessageKind  # noqa: E402
-from integrations.store.base import NewMessage, OutboxItem, TurnCommit  # noqa: E402
-from integrations.store.sqlite import SqliteStore  # noqa: E402
+from core.records import NewMessage, OutboxItem, TurnCommit  # noqa: E402
+from store.sqlite import SqliteStore  # noqa: E402
 from tests.helpers.bot_process import BotProcess, children, free_port  # noqa: E402
 from tests.helpers.fakes import load_fixture  # noqa: E402
 from tests.helpers.provider_server import ProviderServer, ProviderState  # noqa: E402

@@ -41,9 +41,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from core.models import InboundMessage, MessageKind  # noqa: E402
-from integrations.store.base import NewMessage, OutboxItem, TurnCommit  # noqa: E402
-from integrations.store.sqlite import SqliteStore  # noqa: E402
-from integrations.store.supabase import _commit_body  # noqa: E402
+from core.records import NewMessage, OutboxItem, TurnCommit  # noqa: E402
+from store.sqlite import SqliteStore  # noqa: E402
+from store.supabase import _commit_body  # noqa: E402
 
 CLAIM_LIMIT = 10
 
@@ -206,7 +206,7 @@ async def fill_sqlite_outbox(store: SqliteStore, args: argparse.Namespace) -> No
 def postgres_run(args: argparse.Namespace, workers: int) -> Result:
     from psycopg.types.json import Jsonb
 
-    from tests.integrations.store.pg_support import connect, fresh_schema
+    from tests.store.pg_support import connect, fresh_schema
 
     with fresh_schema(apply_times=1) as schema:
         work = plan(args.turns, args.leads, workers)
@@ -350,7 +350,7 @@ def main() -> None:
     results = [asyncio.run(sqlite_run(args, w)) for w in counts]
     postgres = "skipped"
     if not args.skip_postgres:
-        from tests.integrations.store.pg_support import database_url, psycopg
+        from tests.store.pg_support import database_url, psycopg
 
         try:
             with psycopg.connect(database_url(), connect_timeout=5) as conn:

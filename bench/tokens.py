@@ -25,10 +25,10 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from aioresponses import aioresponses  # noqa: E402
 
-from core.app import create_app  # noqa: E402
-from core.keys import RUNNER  # noqa: E402
 from tests.conftest import ZAPI_INSTANCE, ZAPI_TOKEN, fast_settings, zapi_message  # noqa: E402
 from tests.helpers.fakes import FakeOpenAI, FakeZapi  # noqa: E402
+from web.app import create_app  # noqa: E402
+from web.keys import RUNNER  # noqa: E402
 
 LEAD_LINES = [
     "Oi, boa tarde! Vi o anúncio de vocês",

@@ -47,12 +47,12 @@ from langgraph.graph import StateGraph  # noqa: E402
 
 from agent.business_hours import load_business_hours  # noqa: E402
 from agent.graph import AgentDeps, AgentTurnOutput, SdrAgent, TurnInput  # noqa: E402
-from agent.lead import LeadProfile  # noqa: E402
 from agent.llm import LLMClient  # noqa: E402
 from agent.prompts import load_prompt_bundle  # noqa: E402
 from agent.scoring import load_scoring_rules  # noqa: E402
+from core.lead import LeadProfile  # noqa: E402
 from core.models import InboundMessage, MessageKind  # noqa: E402
-from integrations.store.base import StoredMessage  # noqa: E402
+from core.records import StoredMessage  # noqa: E402
 from tests.conftest import fast_settings  # noqa: E402
 
 NOW = datetime(2025, 3, 10, 17, 0, tzinfo=timezone.utc)  # a Monday, open hours in Brasília

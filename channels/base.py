@@ -16,16 +16,6 @@ from aiohttp import web
 
 from core.models import IgnoredEvent, InboundMessage
 
-
-class WebhookRejected(Exception):
-    """The request is not acceptable; `status` is the 4xx to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 DeliveryState = Literal["sent", "delivered", "read", "played", "failed"]
 
 
@@ -47,30 +37,6 @@ class ParsedWebhook:
     # Connection state of the provider session when the event reports it (WAHA
     # `session.status`: WORKING, SCAN_QR_CODE, FAILED...); shown in /api/health.
     connection: str | None = None
-
-
-class SendError(Exception):
-    """A provider refused or failed a send. `retryable` drives the outbox policy.
-
-    `auth_failed` (401/403: bad or expired credentials) marks the channel as `error`
-    in /api/health; `invalid_recipient` (the number/user cannot receive) is permanent
-    and recorded on the message.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retryable: bool,
-        auth_failed: bool = False,
-        invalid_recipient: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
-        self.auth_failed = auth_failed
-        self.invalid_recipient = invalid_recipient
 
 
 @dataclass

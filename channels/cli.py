@@ -16,7 +16,8 @@ from typing import TextIO
 import aiohttp
 from aiohttp import web
 
-from channels.base import ParsedWebhook, SendError, SentMessage, WebhookRejected
+from channels.base import ParsedWebhook, SentMessage
+from core.errors import SendError, WebhookRejected
 from core.settings import Settings
 
 BOT_PREFIX = "bot> "

@@ -34,10 +34,11 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from channels import meta_common
-from channels.base import DeliveryStatus, ParsedWebhook, SendError, SentMessage, WebhookRejected
+from channels.base import DeliveryStatus, ParsedWebhook, SentMessage
 from channels.media_fetch import MediaFetcher
 from channels.meta_common import MetaApiError, OutsideWindow
 from channels.provider_http import MediaTooLarge, is_retryable_status, scrub
+from core.errors import SendError, WebhookRejected
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
 from core.settings import Settings

@@ -26,8 +26,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from channels.base import SendError
 from channels.provider_http import MediaTooLarge, is_retryable_status
+from core.errors import SendError
 from core.logging import get_logger
 from core.settings import Settings
 

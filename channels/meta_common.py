@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.base import SendError, WebhookRejected
+from core.errors import SendError, WebhookRejected
 from core.secret_compare import secrets_match
 from core.settings import Settings
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from channels.base import SendError
+from core.errors import SendError
 
 
 class MediaTooLarge(SendError):

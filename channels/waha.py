@@ -33,14 +33,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from yarl import URL
 
-from channels.base import (
-    DeliveryState,
-    DeliveryStatus,
-    ParsedWebhook,
-    SendError,
-    SentMessage,
-    WebhookRejected,
-)
+from channels.base import DeliveryState, DeliveryStatus, ParsedWebhook, SentMessage
 from channels.media_fetch import WAHA_FILES_PATH, Credentials, MediaFetcher, Origin, parse_media_url
 from channels.provider_http import (
     MediaTooLarge,
@@ -48,6 +41,7 @@ from channels.provider_http import (
     is_retryable_status,
     scrub,
 )
+from core.errors import SendError, WebhookRejected
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
 from core.secret_compare import secrets_match

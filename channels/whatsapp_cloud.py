@@ -37,10 +37,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from yarl import URL
 
 from channels import meta_common
-from channels.base import DeliveryStatus, ParsedWebhook, SendError, SentMessage, WebhookRejected
+from channels.base import DeliveryStatus, ParsedWebhook, SentMessage
 from channels.media_fetch import Credentials, MediaFetcher, Origin
 from channels.meta_common import MetaApiError, OutsideWindow
 from channels.provider_http import MediaTooLarge, is_retryable_status, scrub
+from core.errors import SendError, WebhookRejected
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
 from core.settings import Settings

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from channels.base import ParsedWebhook, SendError, SentMessage, WebhookRejected
+from channels.base import ParsedWebhook, SentMessage
 from channels.media_fetch import MediaFetcher
 from channels.provider_http import (
     MediaTooLarge,
@@ -28,6 +28,7 @@ from channels.provider_http import (
     is_retryable_status,
     scrub,
 )
+from core.errors import SendError, WebhookRejected
 from core.logging import get_logger
 from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind, mask_phone
 from core.secret_compare import secrets_match

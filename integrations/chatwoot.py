@@ -39,7 +39,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from channels.base import SendError, WebhookRejected
+from core.errors import SendError, WebhookRejected
 from core.secret_compare import secrets_match
 from core.settings import Settings
 

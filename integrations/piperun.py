@@ -77,8 +77,8 @@ from pydantic import (
     model_validator,
 )
 
-from agent.config_files import read_toml
-from agent.lead import (
+from core.config_files import read_toml
+from core.lead import (
     PROFILE_FIELDS,
     LeadProfile,
     describe_lead,
@@ -92,8 +92,8 @@ from core.models import WHATSAPP_CHANNELS, mask_contact_key, mask_phone
 from core.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
+    from core.records import LeadRecord
     from core.settings import Settings
-    from integrations.store.base import LeadRecord
 
 log = structlog.get_logger(__name__)
 

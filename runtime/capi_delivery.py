@@ -8,10 +8,11 @@ retried or replayed item builds the same event with the same event id.
 from __future__ import annotations
 
 from core.logging import get_logger
+from core.records import OutboxItem
 from core.settings import Settings
 from integrations.meta_capi import LeadStage, MetaCapiClient, build_event, split_name
-from integrations.store.base import OutboxItem, Store
 from runtime.policies import PermanentDeliveryError
+from store.base import Store
 
 log = get_logger(__name__)
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.channel_health import ChannelHealth
 from core.logging import get_logger
+from core.records import OutboxItem
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient, ChatwootError
-from integrations.store.base import OutboxItem, Store
+from runtime.channel_health import ChannelHealth
 from runtime.erasure import late_chatwoot_item
 from runtime.policies import PermanentDeliveryError
+from store.base import Store
 
 log = get_logger(__name__)
 

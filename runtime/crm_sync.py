@@ -12,10 +12,11 @@ is caught at the next saved id: what the sync created is handed to the erasure.
 from __future__ import annotations
 
 from core.logging import get_logger
+from core.records import LeadRecord, OutboxItem
 from core.settings import Settings
 from integrations.piperun import CrmLink, LeadCard, PipeRunClient, sync_lead
-from integrations.store.base import LeadRecord, OutboxItem, Store
 from runtime.erasure import late_piperun_item
+from store.base import Store
 
 log = get_logger(__name__)
 

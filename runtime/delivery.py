@@ -13,14 +13,16 @@ from datetime import datetime, timedelta, timezone
 
 import aiohttp
 
-from channels.base import Channel, SendError
-from core.channel_health import ChannelHealth
+from channels.base import Channel
+from core.errors import SendError
 from core.logging import get_logger
+from core.records import OutboxItem
 from core.settings import Settings
-from integrations.store.base import OutboxItem, Store
+from runtime.channel_health import ChannelHealth
 from runtime.persist import until_stored
 from runtime.policies import PermanentDeliveryError
 from runtime.ratelimit import RateLimiter
+from store.base import Store
 
 log = get_logger(__name__)
 

@@ -24,10 +24,11 @@ import structlog
 from core.clock import Clock, utc_now
 from core.logging import get_logger
 from core.models import mask_contact_key
-from integrations.store.base import OutboxItem, Store
+from core.records import OutboxItem
 from runtime.breaker import CircuitBreaker, Permit
 from runtime.persist import until_stored
 from runtime.policies import DeliveryPolicy, PermanentDeliveryError, is_transient
+from store.base import Store
 
 log = get_logger(__name__)
 

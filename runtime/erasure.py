@@ -23,12 +23,13 @@ from typing import Any
 from tenacity import retry_if_exception, stop_never
 
 from core.logging import get_logger
+from core.records import OutboxItem
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
 from integrations.piperun import EXTERNAL_CODE_PREFIX, PipeRunClient, PipeRunError
-from integrations.store.base import OutboxItem, Store
 from runtime.lifecycle import Subscription, erased_items
 from runtime.policies import DeliveryPolicy, JitteredBackoff, effective_spec, is_transient
+from store.base import Store
 
 log = get_logger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 
 from core.logging import get_logger
-from integrations.store.base import Store
 from runtime.turns import TurnRunner
+from store.base import Store
 
 log = get_logger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from core.records import LeadRecord, OutboxItem, TurnCommit, erasure_lane, lane_key
 from core.settings import Settings
 from integrations.outbound_webhooks import WebhookEvent
-from integrations.store.base import LeadRecord, OutboxItem, TurnCommit, erasure_lane, lane_key
 
 CapiStage = Literal["Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"]
 

@@ -25,27 +25,19 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agent.guardrails import is_opt_out
-from agent.lead import LeadProfile, describe_lead, field_label, missing_fields
 from core.clock import Clock, utc_now
+from core.lead import LeadProfile, describe_lead, field_label, missing_fields
 from core.logging import get_logger
 
 if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns run
     from agent.graph import SdrAgent, TurnResult
 from core.metrics import Metrics
 from core.models import InboundMessage, mask_contact_key
+from core.records import DueFollowUp, FollowUp, InboundRecord, LeadRecord, NewMessage, OutboxItem, TurnCommit
 from core.settings import Settings
-from integrations.store.base import (
-    DueFollowUp,
-    FollowUp,
-    InboundRecord,
-    LeadRecord,
-    NewMessage,
-    OutboxItem,
-    Store,
-    TurnCommit,
-)
 from runtime.lifecycle import Lifecycle
 from runtime.replies import MAX_TEXT_BYTES, fit_to_limit, split_reply, typing_seconds
+from store.base import Store
 
 log = get_logger(__name__)
 
@@ -299,7 +291,7 @@ class TurnRunner:
     # --- one turn -----------------------------------------------------------------
     async def _run_turn(self, contact_key: str) -> bool:
         """True when the turn committed (or there was nothing to do)."""
-        from agent.llm import LLMUnavailable
+        from core.errors import LLMUnavailable
 
         records = await self.store.pending_inbound(contact_key)
         while (wait := await self._shared_quiet_wait(records)) > 0:
@@ -702,7 +694,7 @@ class TurnRunner:
 
     async def _follow_up_turn(self, due: DueFollowUp) -> str:
         from agent.graph import TurnInput
-        from agent.llm import LLMUnavailable
+        from core.errors import LLMUnavailable
 
         lead = await self.store.get_lead(due.contact_key)
         reason = None

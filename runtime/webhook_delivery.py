@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.logging import get_logger
+from core.records import OutboxItem
 from integrations.outbound_webhooks import (
     DeliveryResult,
     Endpoint,
@@ -24,8 +25,8 @@ from integrations.outbound_webhooks import (
     WebhookDeliveryError,
     stable_delivery_id,
 )
-from integrations.store.base import OutboxItem, Store
 from runtime.lifecycle import Subscription
+from store.base import Store
 
 log = get_logger(__name__)
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
 
-from core.app import create_app
 from core.settings import Settings
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, load_fixture
+from web.app import create_app
 
 ZAPI_INSTANCE = "3C01A9F0E1B2C3D4"
 ZAPI_TOKEN = "F0E1D2C3B4A5968778695A4B"
@@ -120,3 +121,13 @@ def zapi_message(
     if text is not None:
         payload["text"] = {"message": text}
     return payload
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Every test puts structlog's setup back as it found it: a test that configures
+    logging (the chat and serve commands do) binds the logger to pytest's capture of
+    stdout, and a later test must never write into that buffer once it is closed."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)

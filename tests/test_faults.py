@@ -31,8 +31,6 @@ from aiohttp.test_utils import TestClient
 
 from agent.business_hours import load_business_hours
 from agent.prompts import load_prompt_bundle
-from core.app import create_app
-from core.keys import STORE
 from integrations.meta_capi import capi_event_id
 from integrations.piperun import external_code_for
 from runtime import policies
@@ -45,6 +43,8 @@ from tests.helpers.leads import HOT_LEAD
 from tests.helpers.loopback import db_rows, loopback_settings
 from tests.helpers.provider_server import Fault, ProviderServer
 from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import STORE
 
 TAG = re.compile(r"\[L\d+-M\d+\]")
 

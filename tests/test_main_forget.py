@@ -9,11 +9,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import main
-from core.keys import STORE
 from core.settings import Settings
 from tests.conftest import zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import settled
+from web.keys import STORE
 
 LEAD = "5544999999999"
 
@@ -85,7 +85,7 @@ async def test_a_replayed_or_new_webhook_of_a_forgotten_lead_is_acknowledged_and
 
 async def _lead(store_path: Path, contact_id: str, channel: str = "zapi") -> None:
     from core.models import InboundMessage, MessageKind
-    from integrations.store.sqlite import SqliteStore
+    from store.sqlite import SqliteStore
 
     store = SqliteStore(store_path)
     await store.open()

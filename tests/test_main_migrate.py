@@ -10,7 +10,7 @@ import pytest
 
 import main
 from core.settings import Settings
-from tests.integrations.store import pg_support
+from tests.store import pg_support
 
 
 def test_without_apply_the_sql_is_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import main
+from core.records import OutboxItem, TurnCommit
 from core.settings import Settings
-from integrations.store.base import OutboxItem, TurnCommit
-from integrations.store.sqlite import SqliteStore
+from store.sqlite import SqliteStore
 
 KEY = "whatsapp:5511987654321"
 

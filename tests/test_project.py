@@ -60,3 +60,16 @@ def test_every_app_a_test_builds_runs_on_the_test_clock() -> None:
             ):
                 unclocked.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert unclocked == []
+
+
+def test_nothing_imports_the_composition_root() -> None:
+    """main.py sits above every floor (import-linter only takes packages, so this part of
+    the layer contract is checked here): a package importing it would turn the map upside
+    down."""
+    offenders = [
+        str(path.relative_to(REPO))
+        for folder in ("core", "store", "agent", "channels", "integrations", "runtime", "web", "cli")
+        for path in (REPO / folder).rglob("*.py")
+        if re.search(r"^\s*(from main import|import main\b)", path.read_text(), flags=re.M)
+    ]
+    assert offenders == []

@@ -33,12 +33,10 @@ import structlog
 from aiohttp.test_utils import TestClient
 
 from channels import meta_common, waha, zapi
-from core import crm_webhook
-from core.app import create_app
-from core.keys import STORE
+from web import crm_webhook
 from core.settings import Settings
 from integrations import chatwoot
-from integrations.store.sqlite import SqliteStore
+from store.sqlite import SqliteStore
 from tests.conftest import zapi_message
 from tests.helpers.clock import INSTANTS, NEXT_OPENING, TestClock
 from tests.helpers.fakes import load_fixture
@@ -52,6 +50,8 @@ from tests.helpers.loopback import (
 )
 from tests.helpers.provider_server import Fault, ProviderServer
 from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import STORE
 
 ZAPI_WEBHOOK_SECRET = "zwh_7Qp2Lx9Vb4Nc8Rt1zKd3"
 WAHA_API_KEY = "waha-api-key-3f9a1c7e5b2d"

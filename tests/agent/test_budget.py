@@ -13,13 +13,13 @@ import pytest
 
 from agent.budget import CUT_NOTE, clip_text, clip_tokens, count_tokens, prompt_tokens
 from agent.graph import AgentDeps, TurnInput, build_messages
-from agent.lead import LeadProfile
 from agent.llm import LLMClient
 from agent.prompts import load_prompt_bundle, render_system_prompt, render_system_prompt_counted
 from agent.scoring import load_scoring_rules
+from core.lead import LeadProfile
 from core.models import InboundMessage, MessageKind
+from core.records import StoredMessage
 from core.settings import Settings
-from integrations.store.base import StoredMessage
 
 LEAD = "5544999999999"
 NOW = datetime(2025, 3, 10, 17, 0, tzinfo=timezone.utc)

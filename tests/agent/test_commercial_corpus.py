@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.guardrails import limit_questions, screen_reply
-from agent.lead import LeadProfile, missing_fields
 from agent.prompts import PromptBundle, load_prompt_bundle, render_system_prompt
+from core.lead import LeadProfile, missing_fields
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "guard_corpus"
 LEAKS: list[dict[str, str]] = json.loads((CORPUS / "leaks.json").read_text(encoding="utf-8"))["leaks"]

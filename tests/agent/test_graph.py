@@ -17,15 +17,15 @@ import aiohttp
 import pytest
 
 from agent.graph import AgentDeps, MediaUnusable, SdrAgent, TurnInput, TurnResult
-from agent.lead import LeadProfile, LeadUpdate, merge_lead
-from agent.llm import LLMClient, LLMUnavailable
+from agent.llm import LLMClient
 from agent.prompts import MAX_PROFILE_VALUE_CHARS, load_prompt_bundle
 from agent.scoring import load_scoring_rules, score_lead
-from channels.base import SendError
+from core.errors import LLMUnavailable, SendError
+from core.lead import LeadProfile, LeadUpdate, merge_lead
 from core.models import InboundMessage, MessageKind
+from core.records import NewMessage, StoredMessage, TurnCommit
 from core.settings import Settings
-from integrations.store.base import NewMessage, StoredMessage, TurnCommit
-from integrations.store.sqlite import SqliteStore
+from store.sqlite import SqliteStore
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, Step, load_fixture
 
 LEAD = "5544999999999"
@@ -529,10 +529,10 @@ async def test_a_bad_field_from_the_model_is_dropped_and_the_rest_applies(
 async def test_a_960k_character_message_is_stored_whole_but_every_prompt_sees_it_cut(
     aiohttp_client: Any, settings: Settings, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, clock: Any
 ) -> None:
-    from core.app import create_app
-    from core.keys import STORE
     from tests.conftest import zapi_message
     from tests.helpers.settle import settled
+    from web.app import create_app
+    from web.keys import STORE
 
     # 960,023 characters (ASCII, so the JSON body stays under the 1 MiB cap).
     huge = ("Quero orcamento da FB300. " * 36_924).strip()
@@ -558,10 +558,10 @@ async def test_the_prompt_limits_come_from_settings(
     aiohttp_client: Any, tmp_path: Path, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, clock: Any
 ) -> None:
     from agent.budget import prompt_tokens
-    from core.app import create_app
-    from core.keys import RUNNER
     from tests.conftest import fast_settings, zapi_message
     from tests.helpers.settle import settled
+    from web.app import create_app
+    from web.keys import RUNNER
 
     settings = fast_settings(tmp_path, lead_message_max_chars=50, prompt_max_tokens=5000)
     bot = await aiohttp_client(create_app(settings, clock=clock))

@@ -16,10 +16,10 @@ from aiohttp.test_utils import TestClient
 
 from agent.guardrails import commercial_promise, fold, is_opt_out, limit_questions, screen_reply
 from agent.prompts import load_prompt_bundle
-from core.keys import RUNNER, STORE
 from tests.conftest import zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import settled
+from web.keys import RUNNER, STORE
 
 LEAD = "5544999999999"
 

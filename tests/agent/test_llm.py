@@ -22,18 +22,12 @@ from aioresponses import CallbackResult, aioresponses
 
 from agent.budget import count_tokens
 from agent.graph import TRUNCATED_RETRY_NOTE, AgentDeps, AgentTurnOutput, SdrAgent, TurnInput
-from agent.lead import LeadProfile
-from agent.llm import (
-    MAX_COMPLETION_TOKENS,
-    LLMClient,
-    LLMRefused,
-    LLMTruncated,
-    LLMUnavailable,
-    is_retryable_openai_error,
-)
+from agent.llm import MAX_COMPLETION_TOKENS, LLMClient, LLMRefused, LLMTruncated, is_retryable_openai_error
 from agent.prompts import MAX_SUMMARY_CHARS, load_prompt_bundle
 from agent.scoring import load_scoring_rules
 from agent.tools import MAX_QUOTES_PER_TURN, MAX_TECHNICAL_QUESTIONS_PER_TURN
+from core.errors import LLMUnavailable
+from core.lead import LeadProfile
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 from tests.conftest import fast_settings
@@ -400,11 +394,11 @@ async def test_an_answer_cut_twice_fails_the_turn_instead_of_sending_half(
 async def test_answers_cut_every_time_end_in_the_fixed_apology_not_half_a_json(
     aiohttp_client: Any, tmp_path: Any, http_mock: aioresponses, clock: Any
 ) -> None:
-    from core.app import create_app
-    from core.keys import RUNNER
     from tests.conftest import ZAPI_INSTANCE, ZAPI_TOKEN, zapi_message
     from tests.helpers.fakes import FakeZapi
     from tests.helpers.settle import settled
+    from web.app import create_app
+    from web.keys import RUNNER
 
     zapi = FakeZapi(http_mock, instance_id=ZAPI_INSTANCE, instance_token=ZAPI_TOKEN)
     requests = scripted_chat(http_mock, "chat_completion_length.json")

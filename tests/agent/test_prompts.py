@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.lead import LeadProfile, missing_fields
 from agent.prompts import (
     DEFAULT_PROMPTS_DIR,
     PromptBundle,
@@ -17,6 +16,7 @@ from agent.prompts import (
     load_prompt_bundle,
     render_system_prompt,
 )
+from core.lead import LeadProfile, missing_fields
 from core.settings import PROJECT_ROOT
 
 NOW = datetime(2025, 3, 10, 13, 30, tzinfo=timezone.utc)  # a Monday, 10:30 in Brasília

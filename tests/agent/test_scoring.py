@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.lead import LeadProfile
 from agent.scoring import (
     DEFAULT_RULES_PATH,
     ScoringRules,
@@ -14,6 +13,7 @@ from agent.scoring import (
     load_scoring_rules,
     score_lead,
 )
+from core.lead import LeadProfile
 
 
 @pytest.fixture(scope="module")

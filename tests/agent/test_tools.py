@@ -26,11 +26,11 @@ from agent.tools import (
     RequestQuote,
     run_tools,
 )
-from core.keys import STORE
-from integrations.store.base import Handoff, QuoteRequest, TechnicalQuestion
+from core.records import Handoff, QuoteRequest, TechnicalQuestion
 from tests.conftest import zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import settled
+from web.keys import STORE
 
 LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"

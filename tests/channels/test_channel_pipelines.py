@@ -18,13 +18,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import CallbackResult, aioresponses
 
-from core.app import create_app
-from core.keys import RUNNER, STORE
 from core.settings import Settings
 from tests.conftest import fast_settings
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, load_fixture
 from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import RUNNER, STORE
 
 WAHA_URL = "http://waha.local:3000"
 WAHA_KEY = "waha-api-key-5f1e2d3c4b5a"

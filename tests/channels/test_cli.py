@@ -10,13 +10,13 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from channels.base import SendError, WebhookRejected
 from channels.cli import BOT_PREFIX, CliChannel, format_bot_message
 from channels.registry import build_channels
 from channels.zapi import ZapiChannel
-from core.app import create_app
+from core.errors import SendError, WebhookRejected
 from core.settings import Settings
 from tests.helpers.clock import TestClock
+from web.app import create_app
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from aioresponses import aioresponses
 from structlog.testing import capture_logs
 from yarl import URL
 
-from channels.base import DeliveryStatus, ParsedWebhook, SendError, WebhookRejected
+from channels.base import DeliveryStatus, ParsedWebhook
 from channels.instagram import (
     STORY_REPLY_LABEL,
     TYPING_MAX_S,
@@ -30,6 +30,7 @@ from channels.instagram import (
     MetaApiError,
     OutsideWindow,
 )
+from core.errors import SendError, WebhookRejected
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 

@@ -23,16 +23,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aioresponses import aioresponses
 
-from channels.base import SendError
 from channels.media_fetch import MediaFetcher, MediaRefused
 from channels.waha import WahaChannel
 from channels.zapi import MediaTooLarge, ZapiChannel
-from core.keys import STORE
+from core.errors import SendError
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 from tests.conftest import zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import settled
+from web.keys import STORE
 
 API_KEY = "waha-key-SECRET-7f6e5d4c"
 AUDIO = b"OggS" + b"\x00" * 60
@@ -431,9 +431,9 @@ async def test_media_work_holds_its_own_small_set_of_slots_through_the_transcrip
     """32 turns with voice notes at once: only MEDIA_MAX_CONCURRENCY of them download and
     transcribe at a time (a slot is held until Whisper answers), not one per turn slot."""
     from agent.graph import AgentDeps, TurnInput, perceive
-    from agent.lead import LeadProfile
     from agent.prompts import load_prompt_bundle
     from agent.scoring import load_scoring_rules
+    from core.lead import LeadProfile
 
     busy = {"now": 0, "peak": 0}
     release = asyncio.Event()

@@ -17,8 +17,9 @@ from aiohttp.test_utils import make_mocked_request
 from aioresponses import aioresponses
 from yarl import URL
 
-from channels.base import DeliveryStatus, ParsedWebhook, SendError, WebhookRejected
+from channels.base import DeliveryStatus, ParsedWebhook
 from channels.waha import MediaTooLarge, WahaChannel
+from core.errors import SendError, WebhookRejected
 from core.models import InboundMessage, MessageKind, contact_key_for
 from core.settings import Settings
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import make_mocked_request
 from aioresponses import aioresponses
 from yarl import URL
 
-from channels.base import DeliveryStatus, ParsedWebhook, SendError, WebhookRejected
+from channels.base import DeliveryStatus, ParsedWebhook
 from channels.whatsapp_cloud import (
     MEDIA_SCHEME,
     MediaTooLarge,
@@ -26,6 +26,7 @@ from channels.whatsapp_cloud import (
     OutsideWindow,
     WhatsAppCloudChannel,
 )
+from core.errors import SendError, WebhookRejected
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 

@@ -15,8 +15,9 @@ from aiohttp.test_utils import make_mocked_request
 from aioresponses import aioresponses
 from yarl import URL
 
-from channels.base import ParsedWebhook, SendError, WebhookRejected
+from channels.base import ParsedWebhook
 from channels.zapi import MediaTooLarge, ZapiChannel
+from core.errors import SendError, WebhookRejected
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 
@@ -796,8 +797,8 @@ def test_an_absurdly_long_profile_name_is_cut_not_a_reason_to_lose_the_message(c
 async def test_the_webhook_answers_422_for_an_absurd_id_and_stores_nothing(bot: Any) -> None:
     import sqlite3
 
-    from core.keys import STORE
     from tests.conftest import zapi_message
+    from web.keys import STORE
 
     response = await bot.post("/webhooks/zapi", json=zapi_message(phone="55" + "9" * 10_000))
     assert response.status == 422

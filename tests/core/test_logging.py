@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.app import create_app
 from core.logging import Scrubber, configure_logging, get_logger
 from core.models import InboundMessage, MessageKind, mask_contact_key, mask_phone
 from tests.conftest import OPENAI_KEY, ZAPI_CLIENT_TOKEN, ZAPI_TOKEN, fast_settings, zapi_message
-from tests.core.support import LEAD_PHONE, MASKED_LEAD, WEBHOOK_SECRET, rows
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import settled
+from tests.web.support import LEAD_PHONE, MASKED_LEAD, WEBHOOK_SECRET, rows
+from web.app import create_app
 
 SECRETS = {
     "OPENAI_API_KEY": OPENAI_KEY,

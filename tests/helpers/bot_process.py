@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
-from core.worker_process import free_port
 from tests.conftest import OPENAI_KEY, WEBHOOK_TOKEN, ZAPI_CLIENT_TOKEN, ZAPI_INSTANCE, ZAPI_TOKEN
+from web.worker_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

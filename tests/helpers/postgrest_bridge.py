@@ -1,6 +1,6 @@
 """A PostgREST stand-in for tests: an `httpx.MockTransport` handler that serves the
 subset of the PostgREST API the Supabase store uses by running it on a real PostgreSQL
-schema (one with the migrations applied, see tests/integrations/store/pg_support.py).
+schema (one with the migrations applied, see tests/store/pg_support.py).
 
 So the Supabase store is tested against the real SQL functions, constraints, RLS grants
 (every request runs as `service_role`, like PostgREST with the service-role key) and
@@ -186,7 +186,7 @@ class PostgrestBridge:
     @property
     def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None:
-            from tests.integrations.store.pg_support import connect
+            from tests.store.pg_support import connect
 
             self._conn = connect(self.schema)
             self._conn.execute("SET TIME ZONE 'UTC'")  # what PostgREST on Supabase uses

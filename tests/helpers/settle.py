@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from core.keys import DISPATCHER, RUNNER, STORE
+from web.keys import DISPATCHER, RUNNER, STORE
 
 
 def _app(target: Any) -> web.Application:

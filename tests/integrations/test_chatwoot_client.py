@@ -22,7 +22,7 @@ from aiohttp.test_utils import make_mocked_request
 from aioresponses import aioresponses
 from yarl import URL
 
-from channels.base import SendError, WebhookRejected
+from core.errors import SendError, WebhookRejected
 from core.settings import Settings
 from integrations.chatwoot import (
     ChatwootClient,

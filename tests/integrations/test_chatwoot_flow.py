@@ -20,13 +20,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import CallbackResult, aioresponses
 
-from core.app import create_app
-from core.keys import RUNNER, STORE
 from core.settings import Settings
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually, load_fixture
 from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import RUNNER, STORE
 
 CW = "https://chatwoot.example.com/api/v1/accounts/7"
 SECRET = "cw-webhook-secret-6c5b4a39"

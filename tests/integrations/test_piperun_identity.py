@@ -21,8 +21,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import CallbackResult, aioresponses
 
-from core.app import create_app
-from core.keys import STORE
 from integrations.piperun import (
     CrmLink,
     LeadCard,
@@ -37,6 +35,8 @@ from tests.helpers.fake_piperun import BASE, FakePipeRun
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, load_fixture
 from tests.helpers.leads import HOT_LEAD
 from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import STORE
 
 TOKEN = "pr-tok-identity-3d9e1f"
 PIPELINE, STAGE, OWNER = 26447, 141473, 34970

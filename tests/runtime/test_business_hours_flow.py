@@ -12,12 +12,12 @@ from aiohttp.test_utils import TestClient
 
 from agent.business_hours import load_business_hours
 from agent.prompts import load_prompt_bundle
-from core.keys import FOLLOW_UPS, STORE
 from tests.conftest import zapi_message
 from tests.helpers.clock import INSTANTS, NEXT_OPENING, TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.leads import HOT_LEAD
 from tests.helpers.settle import settled
+from web.keys import FOLLOW_UPS, STORE
 
 LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"

@@ -15,13 +15,13 @@ from aiohttp.test_utils import TestClient
 from aioresponses import CallbackResult, aioresponses
 
 from agent.prompts import load_prompt_bundle
-from core.app import create_app
-from core.keys import STORE
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, load_fixture
 from tests.helpers.leads import HOT_LEAD
 from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import STORE
 
 PIXEL = "123456789012345"
 CAPI_URL = f"https://graph.facebook.com/v21.0/{PIXEL}/events"

@@ -7,11 +7,11 @@ import sqlite3
 
 from aiohttp.test_utils import TestClient
 
-from core.keys import RUNNER, SETTINGS, STORE
 from tests.conftest import ZAPI_CLIENT_TOKEN, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 from tests.helpers.settle import settled
+from web.keys import RUNNER, SETTINGS, STORE
 
 LEAD = "5544999999999"
 

@@ -13,14 +13,14 @@ from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
 
 from agent.prompts import load_prompt_bundle
-from core.app import create_app
-from core.keys import DISPATCHER, STORE
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fake_piperun import FakePipeRun
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.leads import HOT_LEAD
 from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import DISPATCHER, STORE
 
 TOKEN = "pr-tok-crm-flow-81c2d"
 PIPELINE, STAGE, ORIGIN, ORIGIN_IG, OWNER = 26447, 141473, 5501, 5502, 34970

@@ -20,10 +20,9 @@ import aiohttp
 import pytest
 from tenacity import retry_if_exception, stop_after_attempt, wait_fixed
 
-from channels.base import SendError
+from core.errors import SendError
+from core.records import OutboxItem, TurnCommit
 from core.settings import Settings
-from integrations.store.base import OutboxItem, TurnCommit
-from integrations.store.sqlite import SqliteStore
 from runtime.breaker import BreakerRegistry, CircuitBreaker
 from runtime.dispatcher import PROBE_STEP_ASIDE, OutboxDispatcher
 from runtime.policies import (
@@ -36,6 +35,7 @@ from runtime.policies import (
     is_transient,
     policy_for,
 )
+from store.sqlite import SqliteStore
 from tests.conftest import fast_settings
 from tests.helpers.fakes import eventually
 

@@ -23,19 +23,17 @@ from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
 import main
-from core.app import create_app
-from core.channel_health import ChannelHealth
-from core.keys import STORE
 from core.models import InboundMessage, MessageKind
+from core.records import OutboxItem
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
 from integrations.outbound_webhooks import Endpoint
-from integrations.store.base import OutboxItem
-from integrations.store.sqlite import SqliteStore
+from runtime.channel_health import ChannelHealth
 from runtime.chatwoot_mirror import ChatwootMirror
 from runtime.erasure import ANONYMOUS_DEAL_TITLE, ANONYMOUS_NOTE, ANONYMOUS_PERSON, ErasureFanout
 from runtime.lifecycle import Subscription
 from runtime.webhook_delivery import WebhookDelivery
+from store.sqlite import SqliteStore
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fake_piperun import FakePipeRun, load
@@ -43,6 +41,8 @@ from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 from tests.helpers.leads import HOT_LEAD
 from tests.helpers.settle import settled
 from tests.integrations.test_chatwoot_flow import CW, FakeChatwoot
+from web.app import create_app
+from web.keys import STORE
 
 LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"

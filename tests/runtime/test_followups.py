@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.app import create_app
-from core.keys import FOLLOW_UPS, RUNNER, SETTINGS, STORE
 from core.models import InboundMessage, MessageKind, contact_key_for
-from integrations.store.base import FollowUp, TurnCommit
+from core.records import FollowUp, TurnCommit
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import FOLLOW_UPS, RUNNER, SETTINGS, STORE
 
 LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from integrations.store.base import Handoff, LeadRecord, NewMessage, TurnCommit
+from core.records import Handoff, LeadRecord, NewMessage, TurnCommit
 from runtime.lifecycle import CAPI_KIND, PIPERUN_KIND, WEBHOOK_KIND, Lifecycle, Subscription
 from tests.conftest import fast_settings
 

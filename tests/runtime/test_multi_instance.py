@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.app import create_app
-from core.keys import RUNNER, SETTINGS, STORE
 from core.models import contact_key_for
-from integrations.store.sqlite import SqliteStore
+from store.sqlite import SqliteStore
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import all_settled
-from tests.integrations.store.test_store_contract import inbound
+from tests.store.test_store_contract import inbound
+from web.app import create_app
+from web.keys import RUNNER, SETTINGS, STORE
 
 LEAD = "5511987654321"
 

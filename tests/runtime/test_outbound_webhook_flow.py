@@ -12,12 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from core.app import create_app
-from core.keys import STORE
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import STORE
 
 SECRET = "whsec-outbound-3f9c1a7e5b2d"
 LEAD = "5544999999999"

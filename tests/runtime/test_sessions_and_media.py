@@ -14,12 +14,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
 
-from core.app import create_app
-from core.keys import SETTINGS, STORE
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import SETTINGS, STORE
 
 LEAD = "5544999999999"
 # A real (tiny) JPEG: SOI, JFIF APP0, EOI.

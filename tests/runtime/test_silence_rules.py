@@ -10,11 +10,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from agent.guardrails import is_opt_out
-from core.keys import FOLLOW_UPS, RUNNER, STORE
 from tests.conftest import zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 from tests.helpers.settle import settled
+from web.keys import FOLLOW_UPS, RUNNER, STORE
 
 LEAD = "5544999999999"
 

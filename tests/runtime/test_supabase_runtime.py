@@ -13,14 +13,14 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.app import create_app
-from core.keys import STORE
 from core.settings import Settings
-from integrations.store.base import Store
+from store.base import Store
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import all_settled, settled
+from web.app import create_app
+from web.keys import STORE
 
 URL = "https://sdr-runtime.supabase.co"
 KEY = "runtime-service-role-key-6b1d"
@@ -49,8 +49,8 @@ class Outage:
 
 @pytest.fixture
 def supabase() -> Iterator[tuple[Outage, Callable[[Settings], Store]]]:
-    pg = pytest.importorskip("tests.integrations.store.pg_support")
-    from integrations.store.supabase import SupabaseStore
+    pg = pytest.importorskip("tests.store.pg_support")
+    from store.supabase import SupabaseStore
     from tests.helpers.postgrest_bridge import PostgrestBridge
 
     with pg.fresh_schema() as schema:

@@ -43,11 +43,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from core.keys import FOLLOW_UPS, RUNNER, STORE
 from tests.conftest import zapi_message
 from tests.helpers.clock import WEEKDAY_IN_HOURS
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import settled
+from web.keys import FOLLOW_UPS, RUNNER, STORE
 
 DATA = Path(__file__).resolve().parent / "data"
 

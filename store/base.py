@@ -1,0 +1,151 @@
+"""The store protocol every backend implements (embedded SQLite, Supabase).
+
+The runtime only talks to this protocol, so the durability rules (inbox unique on
+channel + provider id, a turn committed in one transaction, outbox with leases) are
+stated once here and proven by one contract suite per backend.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from core.models import InboundMessage
+from core.records import (
+    DueFollowUp,
+    InboundRecord,
+    InboundStatus,
+    LeadRecord,
+    OutboxItem,
+    OutboxStats,
+    OutboxStatus,
+    StoredMessage,
+    TurnCommit,
+)
+
+
+class Store(Protocol):
+    backend_name: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    async def add_inbound(
+        self, message: InboundMessage, *, status: InboundStatus = "pending", reason: str | None = None
+    ) -> bool:
+        """Store a webhook message; False when (channel, provider id) was already stored,
+        or when the contact or the message id belongs to an erased lead (the tombstone):
+        a late or replayed delivery must not bring an erased lead back."""
+
+    async def pending_contacts(self) -> list[str]: ...
+    async def pending_inbound(self, contact_key: str) -> list[InboundRecord]: ...
+    async def record_turn_failure(self, inbound_ids: list[int], error: str) -> None: ...
+
+    async def get_lead(self, contact_key: str) -> LeadRecord | None: ...
+    async def recent_messages(self, contact_key: str, limit: int) -> list[StoredMessage]: ...
+    async def commit_turn(self, commit: TurnCommit) -> None:
+        """All-or-nothing; a turn of a lead erased while it ran writes nothing."""
+
+    async def claim_outbox(self, *, limit: int, now: datetime) -> list[OutboxItem]: ...
+    async def outbox_progress(self, item_id: int, payload: dict[str, Any]) -> None: ...
+    async def complete_outbox(self, item_id: int) -> None: ...
+    async def retry_outbox(self, item_id: int, *, error: str, next_attempt_at: datetime) -> None: ...
+    async def kill_outbox(self, item_id: int, *, error: str) -> None: ...
+    async def release_inflight(self) -> int: ...
+    async def next_outbox_due(self) -> datetime | None: ...
+    async def outbox_stats(self) -> OutboxStats: ...
+    async def replay_dead(self, *, kind: str | None = None) -> int: ...
+    async def outbox_stats_by_kind(self) -> dict[str, OutboxStats]:
+        """Depth and dead count per integration kind, for /metrics and /api/health."""
+
+    async def list_outbox(
+        self, *, status: OutboxStatus | None = None, kind: str | None = None, limit: int = 50
+    ) -> list[OutboxItem]:
+        """Newest first: what an operator looks at before replaying."""
+
+    async def get_outbox(self, item_id: int) -> OutboxItem | None: ...
+    async def replay_outbox(self, item_id: int) -> bool:
+        """A dead item back to pending with fresh attempts and the same idempotency key;
+        False when the item is unknown or not dead."""
+
+    async def defer_outbox(self, item_id: int, *, next_attempt_at: datetime, reason: str) -> None:
+        """Back to pending without counting the claim as an attempt (circuit open,
+        shutting down): the item was never tried."""
+
+    # --- several instances sharing one store -----------------------------------------
+    async def claim_contact(self, contact_key: str, *, owner: str, lease_s: float) -> bool:
+        """Lease a lead's turns to `owner` (new, renewed, or taken over from an owner whose
+        lease expired); False while another live owner holds it."""
+
+    async def release_contact(self, contact_key: str, *, owner: str) -> None: ...
+    async def claim_ready_contacts(
+        self, *, owner: str, limit: int, quiet_s: float, max_wait_s: float, lease_s: float
+    ) -> list[str]:
+        """Contacts whose pending burst is over (quiet for `quiet_s`, or waiting longer than
+        `max_wait_s`) and whose turn nobody holds, leased to `owner`, oldest first."""
+
+    async def save_crm_link(
+        self, contact_key: str, *, person_id: int | None, company_id: int | None, deal_id: int | None
+    ) -> None:
+        """The PipeRun ids of a lead (None keeps what is stored)."""
+
+    async def lead_by_crm_deal(self, deal_id: int) -> LeadRecord | None: ...
+    async def lead_counts(self) -> dict[str, int]:
+        """Leads by temperature (frio/morno/quente), for /metrics."""
+
+    async def mark_message_sent(self, message_id: int, provider_message_id: str | None) -> None: ...
+
+    async def record_delivery_status(
+        self, channel: str, provider_message_id: str, status: str, error: str | None = None
+    ) -> bool:
+        """A provider's sent/delivered/read/failed report on one of our messages."""
+
+    async def mark_message_failed(self, message_id: int, error: str) -> None: ...
+    async def message_contact(self, provider_message_id: str) -> str | None:
+        """The contact key of the lead one of our sent messages went to."""
+
+    async def enqueue(self, item: OutboxItem) -> bool:
+        """A side effect outside a turn (a provider's late report); idempotent on its key."""
+
+    async def request_handoff(self, contact_key: str, *, reason: str, summary: str) -> None: ...
+    async def note_business_message(
+        self, contact_key: str, *, provider_message_id: str, text: str | None, pause_until: datetime
+    ) -> bool:
+        """A message the business sent to the lead (phone, app, echo). True when it was
+        not one of the bot's own: a person is talking, the bot is paused until then."""
+
+    async def save_chatwoot_link(
+        self, contact_key: str, *, contact_id: int, source_id: str | None, conversation_id: int | None
+    ) -> None:
+        """Where the lead lives in Chatwoot: kept in the store, never in process memory."""
+
+    async def set_chatwoot_message_id(self, message_id: int, chatwoot_message_id: int) -> None: ...
+    async def is_own_chatwoot_message(
+        self, chatwoot_message_id: int, *, conversation_id: int | None = None, text: str | None = None
+    ) -> bool: ...
+    async def lead_by_chatwoot_conversation(self, conversation_id: int) -> LeadRecord | None: ...
+    async def record_human_reply(
+        self, contact_key: str, *, text: str, chatwoot_message_id: int
+    ) -> int | None:
+        """A sales person's Chatwoot reply, stored as an outgoing message; None if already known."""
+
+    async def set_human_owned(
+        self, contact_key: str, *, until: datetime | None, resolved: bool = False
+    ) -> None:
+        """Pause the bot while a person owns the conversation; `until=None` gives it back
+        (and `resolved` forgets the Chatwoot conversation so the next message opens a new one)."""
+
+    async def due_follow_ups(self, *, now: datetime, limit: int) -> list[DueFollowUp]: ...
+    async def cancel_follow_up(self, follow_up_id: int, *, reason: str) -> None: ...
+    async def quotes(self, contact_key: str) -> list[dict[str, Any]]: ...
+    async def technical_questions(self, contact_key: str) -> list[dict[str, Any]]: ...
+    async def forget_lead(self, contact_key: str) -> bool:
+        """LGPD erasure, in one transaction: every row, outbox item and lease of the lead
+        gone; a tombstone (keyed hashes of the contact key and of its provider message
+        ids) written so nothing can bring the lead back; an anonymous audit row; and one
+        `ERASURE_KIND` outbox item that takes the erasure to Chatwoot, the CRM and the
+        webhook subscribers. False (and nothing written) when the contact is unknown."""
+
+    async def is_erased(self, contact_key: str) -> bool:
+        """The contact's lead was erased: whatever still arrives for it is dropped."""

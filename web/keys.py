@@ -1,0 +1,36 @@
+"""Typed keys for what the app factory stores on the aiohttp application."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from core.settings import Settings
+from runtime.breaker import BreakerRegistry
+from runtime.channel_health import ChannelHealth
+from runtime.dispatcher import OutboxDispatcher
+from runtime.followups import FollowUpScheduler
+from runtime.turns import TurnRunner
+from store.base import Store
+from web.worker_process import WorkerSupervisor
+
+if TYPE_CHECKING:  # openai is loaded only in the process that runs turns
+    from agent.llm import LLMClient
+
+SETTINGS = web.AppKey("settings", Settings)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+STORE = web.AppKey("store", Store)  # type: ignore[type-abstract]
+CHANNELS = web.AppKey("channels", dict)
+LLM: web.AppKey[LLMClient] = web.AppKey("llm")
+RUNNER = web.AppKey("runner", TurnRunner)
+DISPATCHER = web.AppKey("dispatcher", OutboxDispatcher)
+FOLLOW_UPS = web.AppKey("follow_ups", FollowUpScheduler)
+CHANNEL_HEALTH = web.AppKey("channel_health", ChannelHealth)
+BREAKERS = web.AppKey("breakers", BreakerRegistry)
+ROLE = web.AppKey("role", str)
+WORKER = web.AppKey("worker", WorkerSupervisor)
+# Finishes turns and due deliveries (or the worker child's), once; see web/app.py drain().
+STOP_RUNTIME: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("stop_runtime")

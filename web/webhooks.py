@@ -1,0 +1,156 @@
+"""The one webhook handler every channel shares: authenticate, parse, store, ack.
+
+Nothing here waits on the LLM or an outbound call: the 200 means "stored durably",
+and the runtime takes it from there.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from channels.base import ParsedWebhook
+from channels.meta_common import verify_signature, verify_subscription
+from core.errors import StoreUnavailable, WebhookRejected
+from core.logging import get_logger
+from core.models import InboundMessage
+from runtime.delivery import schedule_reengage
+from web.keys import CHANNEL_HEALTH, CHANNELS, RUNNER, SETTINGS, STORE
+from web.middlewares import json_error
+
+log = get_logger(__name__)
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """Half of an emoji (a lone \\ud83d escape) is valid JSON but not storable text:
+    keep the message, with U+FFFD where the broken character was."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
+        raise WebhookRejected(400, "body is not valid JSON") from None
+    if b"\\ud" in raw or b"\\uD" in raw:
+        try:
+            payload = _replace_lone_surrogates(payload)
+        except RecursionError:  # parsed, but nested deeper than any provider sends
+            raise WebhookRejected(400, "body is nested too deeply") from None
+    return payload
+
+
+async def handle_webhook(request: web.Request, channel_name: str) -> web.Response:
+    """Authenticate with the channel's own rule, then parse and store."""
+    channel = request.app[CHANNELS][channel_name]
+    raw = await request.read()
+    try:
+        channel.authenticate(request, raw)
+        parsed = channel.parse(_decode(raw))
+    except WebhookRejected as exc:
+        log.info("webhook_rejected", channel=channel.name, status=exc.status, reason=exc.message)
+        return json_error(exc.status, exc.message)
+    return await _store(request, channel.name, parsed)
+
+
+# Meta posts both products to one URL; `object` says which one it is.
+META_OBJECTS = {"whatsapp_business_account": "whatsapp_cloud", "instagram": "instagram"}
+
+
+async def handle_meta_webhook(request: web.Request) -> web.Response:
+    """WhatsApp Cloud API and Instagram Direct: one signature check, then the product's parser."""
+    raw = await request.read()
+    try:
+        verify_signature(request.app[SETTINGS], request, raw)
+        payload = _decode(raw)
+        kind = payload.get("object") if isinstance(payload, dict) else None
+        name = META_OBJECTS.get(kind) if isinstance(kind, str) else None
+        if name is None:
+            if kind == "page":  # Lead Ads and Messenger: not handled by this bot (yet)
+                return web.json_response({"status": "ok", "accepted": 0, "duplicates": 0, "ignored": 1})
+            raise WebhookRejected(422, f"unsupported Meta webhook object: {str(kind)[:40]!r}")
+        channel = request.app[CHANNELS].get(name)
+        if channel is None:
+            raise WebhookRejected(422, f"{name} is not available in this build")
+        parsed = channel.parse(payload)
+    except WebhookRejected as exc:
+        log.info("webhook_rejected", channel="meta", status=exc.status, reason=exc.message)
+        return json_error(exc.status, exc.message)
+    return await _store(request, name, parsed)
+
+
+async def handle_meta_verification(request: web.Request) -> web.Response:
+    try:
+        challenge = verify_subscription(request.app[SETTINGS], request)
+    except WebhookRejected as exc:
+        log.warning("meta_verification_rejected", status=exc.status, reason=exc.message)
+        return json_error(exc.status, exc.message)
+    log.info("meta_webhook_verified")
+    return web.Response(text=challenge, content_type="text/plain")
+
+
+async def _business_wrote(request: web.Request, message: InboundMessage) -> None:
+    """Someone at the company wrote to the lead from the phone or the app: the bot steps
+    aside for BOT_PAUSE_HOURS so bot and human never talk over each other."""
+    runner = request.app[RUNNER]
+    hours = request.app[SETTINGS].bot_pause_hours
+    paused = await request.app[STORE].note_business_message(
+        message.contact_key,
+        provider_message_id=message.provider_message_id,
+        text=message.text,
+        pause_until=runner.clock() + timedelta(hours=hours),
+    )
+    if paused:
+        log.info("bot_paused_for_human", channel=message.channel, hours=hours)
+
+
+async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook) -> web.Response:
+    store = request.app[STORE]
+    runner = request.app[RUNNER]
+    accepted = duplicates = 0
+    try:
+        for event in parsed.ignored:
+            if event.message is not None:
+                stored = await store.add_inbound(event.message, status="ignored", reason=event.reason)
+                if stored and event.message.from_me:  # a provider retry must not extend the pause
+                    await _business_wrote(request, event.message)
+        for message in parsed.messages:
+            if await store.add_inbound(message):
+                accepted += 1
+                runner.notify(message.contact_key)
+            else:
+                duplicates += 1
+        for status in parsed.statuses:
+            await store.record_delivery_status(
+                channel_name, status.provider_message_id, status.status, status.error
+            )
+            if status.status == "failed" and "window" in (status.error or "").lower():
+                # Meta took the reply, then refused it: the 24-hour window had closed.
+                contact_key = await store.message_contact(status.provider_message_id)
+                if contact_key is not None:
+                    await schedule_reengage(store, channel_name, contact_key)
+    except StoreUnavailable as exc:
+        log.error("webhook_store_unavailable", channel=channel_name, error=str(exc))
+        return json_error(503, "store unavailable, retry later")
+    if parsed.connection is not None:
+        request.app[CHANNEL_HEALTH].set_connection(channel_name, parsed.connection)
+    if parsed.ignored:
+        log.debug("webhook_ignored", channel=channel_name, reasons=[e.reason for e in parsed.ignored])
+    return web.json_response(
+        {
+            "status": "ok",
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "ignored": len(parsed.ignored),
+            "statuses": len(parsed.statuses),
+        }
+    )

@@ -14,7 +14,7 @@ datetime is in.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -117,7 +117,7 @@ class Interval(_Config):
         return {"start": start, "end": end}
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Interval":
+    def _ordered(self) -> Interval:
         if self.end <= self.start:
             raise ValueError(
                 f"{self} ends before it starts; an interval past midnight must be split, "
@@ -156,7 +156,7 @@ class WeeklySchedule(_Config):
         return ordered
 
     @model_validator(mode="after")
-    def _opens_at_all(self) -> "WeeklySchedule":
+    def _opens_at_all(self) -> WeeklySchedule:
         if not any(self.for_weekday(day) for day in range(7)):
             raise ValueError("no opening hours on any day; a human handoff could never be promised")
         return self
@@ -276,9 +276,9 @@ class BusinessHours(_Config):
                 start = datetime.combine(day, time(interval.start // 60, interval.start % 60), self._zone)
                 # A round trip through UTC moves a start that falls in a DST gap to the
                 # real instant the clocks show it; the re-check drops one that vanished.
-                start = start.astimezone(timezone.utc).astimezone(self._zone)
+                start = start.astimezone(UTC).astimezone(self._zone)
                 # Compared in UTC: same-zone comparisons in Python ignore `fold`.
-                later = start.astimezone(timezone.utc) > at.astimezone(timezone.utc)
+                later = start.astimezone(UTC) > at.astimezone(UTC)
                 if later and self._open_on_wall_clock(start):
                     return start
         raise BusinessHoursError(

@@ -21,17 +21,13 @@ from openai.lib._parsing._completions import type_to_response_format_param
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from core.errors import LLMUnavailable
+from core.errors import LLMRefused, LLMUnavailable
 from core.logging import get_logger
 from core.settings import Settings
 
 log = get_logger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
-
-
-class LLMRefused(Exception):
-    """The model answered but not with the structured output we require."""
 
 
 class LLMTruncated(LLMRefused):

@@ -58,7 +58,7 @@ class Thresholds(_Rules):
     quente: int = Field(ge=1, le=100)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Thresholds":
+    def _ordered(self) -> Thresholds:
         if self.quente <= self.morno:
             raise ValueError(f"quente ({self.quente}) must be greater than morno ({self.morno})")
         return self

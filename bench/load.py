@@ -71,7 +71,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +248,7 @@ async def seed_idle(path: Path, count: int) -> float:
     started = time.perf_counter()
     store = SqliteStore(path)
     await store.open()
-    long_ago = datetime.now(timezone.utc) - timedelta(days=3)
+    long_ago = datetime.now(UTC) - timedelta(days=3)
     try:
         for batch_start in range(0, count, 500):
             leads = range(batch_start, min(count, batch_start + 500))
@@ -489,7 +489,7 @@ class LoadBench:
                 result.bare_ms.append(await self._post(bare_url, body))
             try:
                 await asyncio.wait_for(waiter, timeout=self.args.reply_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.waiters.pop(token, None)
                 result.missing += 1
 

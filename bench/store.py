@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -153,7 +153,7 @@ async def sqlite_run(args: argparse.Namespace, workers: int) -> Result:
             nonlocal drained
             while drained < args.items:
                 started = time.perf_counter()
-                items = await store.claim_outbox(limit=CLAIM_LIMIT, now=datetime.now(timezone.utc))
+                items = await store.claim_outbox(limit=CLAIM_LIMIT, now=datetime.now(UTC))
                 elapsed = (time.perf_counter() - started) * 1000
                 if items:
                     claim_ms.append(elapsed)

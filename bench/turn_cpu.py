@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ from core.models import InboundMessage, MessageKind  # noqa: E402
 from core.records import StoredMessage  # noqa: E402
 from tests.conftest import fast_settings  # noqa: E402
 
-NOW = datetime(2025, 3, 10, 17, 0, tzinfo=timezone.utc)  # a Monday, open hours in Brasília
+NOW = datetime(2025, 3, 10, 17, 0, tzinfo=UTC)  # a Monday, open hours in Brasília
 LINES = [
     "Oi, boa tarde! Vi o anúncio de vocês",
     "Sou o Carlos, da Casa de Carnes Bom Corte, em Maringá/PR",

@@ -26,7 +26,7 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import aiohttp
@@ -216,7 +216,7 @@ def _epoch_to_datetime(value: float | None) -> datetime | None:
         return None
     seconds = value / 1000 if value > 1e11 else value
     try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -581,9 +581,8 @@ class InstagramChannel:
             raise SendError("instagram recipient id is empty", retryable=False, invalid_recipient=True)
         url = self._messages_url()
 
-        if typing_s and typing_s > 0:
-            if await self._typing_on(session, url, recipient):
-                await self._sleep(min(float(typing_s), TYPING_MAX_S))
+        if typing_s and typing_s > 0 and await self._typing_on(session, url, recipient):
+            await self._sleep(min(float(typing_s), TYPING_MAX_S))
 
         body: dict[str, Any] = {"recipient": {"id": recipient}, "message": {"text": text}}
         if human_agent:
@@ -662,9 +661,12 @@ class InstagramChannel:
             auth_failed = True
         elif code == 551 or subcode in _RECIPIENT_SUBCODES:
             invalid_recipient = True
-        elif code in RATE_LIMIT_CODES or status == 429:
-            retryable = True
-        elif code in _THREAD_BUSY_CODES or subcode in _THREAD_BUSY_CODES:
+        elif (
+            code in RATE_LIMIT_CODES
+            or status == 429
+            or code in _THREAD_BUSY_CODES
+            or subcode in _THREAD_BUSY_CODES
+        ):
             retryable = True
         elif code in _THREAD_OWNED_CODES or subcode in _THREAD_OWNED_CODES:
             pass
@@ -674,9 +676,7 @@ class InstagramChannel:
             pass  # Page temporarily restricted for policy: retries would make it worse
         elif code == 10 or (code is not None and 200 <= code <= 299) or code == 3 or status == 403:
             auth_failed = True  # permission missing or revoked: the channel is broken
-        elif code is None and is_retryable_status(status):
-            retryable = True
-        elif status >= 500:
+        elif code is None and is_retryable_status(status) or status >= 500:
             retryable = True
 
         if window:

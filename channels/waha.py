@@ -25,7 +25,7 @@ import hmac
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -238,7 +238,7 @@ def _epoch_to_datetime(value: Any) -> datetime | None:
         return None
     seconds = number / 1000 if number > 1e11 else number
     try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -502,7 +502,7 @@ class WahaChannel:
             return sender
         receiver = _clean(msg.to)
         me = _clean(envelope.me.id) if envelope.me else None
-        if receiver and receiver != "me" and receiver != me:
+        if receiver and receiver not in ("me", me):
             return receiver
         return sender
 
@@ -544,7 +544,7 @@ class WahaChannel:
         # WEBJS: notifyName; NOWEB: pushName; GOWS: Info.PushName.
         for value in (data.get("notifyName"), data.get("pushName"), _dig(data, "Info", "PushName")):
             name = _clean(value)
-            if name and name != phone and name != "~":
+            if name and name not in (phone, "~"):
                 return name
         return None
 

@@ -15,7 +15,7 @@ import textwrap
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TextIO
 
 from aiohttp import web
@@ -262,7 +262,7 @@ class _Chat:
         if (await self.store.outbox_stats()).inflight:
             return False
         due = await self.store.next_outbox_due()
-        return due is None or (due - datetime.now(timezone.utc)).total_seconds() > 5.0
+        return due is None or (due - datetime.now(UTC)).total_seconds() > 5.0
 
 
 async def run_chat(

@@ -49,13 +49,62 @@ class LLMUnavailable(Retryable):
     """The model could not answer now; the turn stays pending and is retried later."""
 
 
-class SendError(SDRError):
-    """A provider refused or failed a send. `retryable` drives the outbox policy.
+class LLMRefused(Permanent):
+    """The model answered but not with the structured output we require."""
 
-    `auth_failed` (401/403: bad or expired credentials) marks the channel as `error`
-    in /api/health; `invalid_recipient` (the number/user cannot receive) is permanent
-    and recorded on the message.
-    """
+
+class ProviderError(SDRError):
+    """A call to a provider (a channel, Chatwoot, PipeRun, Meta, a webhook subscriber)
+    failed. Raise one of the leaves below, never this class itself; `status` is the HTTP
+    status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ProviderUnavailable(ProviderError, Retryable):
+    """429, 5xx, a timeout or a broken connection: the provider may take it later."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class ProviderRejected(ProviderError, Permanent):
+    """The provider understood and refused (a 4xx other than the ones worth waiting for)."""
+
+
+class AuthFailed(ProviderRejected):
+    """401/403: bad or expired credentials. Marks the channel `error` in /api/health."""
+
+
+class InvalidRecipient(ProviderRejected):
+    """The number or user cannot receive messages; recorded on the message."""
+
+
+class OutsideWindow(ProviderRejected):
+    """The channel refused free text because the lead's last message is older than 24
+    hours: the runtime falls back to what is still allowed (an approved template on
+    WhatsApp, a human reply with the HUMAN_AGENT tag on Instagram)."""
+
+
+# Statuses that say "not now" rather than "never": request timeout, too early, rate limit.
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+
+def error_for_status(status: int, message: str, *, retry_after: float | None = None) -> ProviderError:
+    """The leaf a plain HTTP status stands for, when the provider's body says nothing finer."""
+    if status in (401, 403):
+        return AuthFailed(message, status=status)
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return ProviderUnavailable(message, status=status, retry_after=retry_after)
+    return ProviderRejected(message, status=status)
+
+
+class SendError(ProviderError):
+    """Legacy flag-carrying provider error, being replaced by the leaves above (issue 14):
+    callers still read `retryable`, `auth_failed` and `invalid_recipient` from it."""
 
     def __init__(
         self,
@@ -66,8 +115,7 @@ class SendError(SDRError):
         auth_failed: bool = False,
         invalid_recipient: bool = False,
     ) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status=status)
         self.retryable = retryable
         self.auth_failed = auth_failed
         self.invalid_recipient = invalid_recipient

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime, timezone
-from typing import Any, Callable, Literal, get_args
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -354,7 +355,7 @@ _TEXT_FIELDS = (
 )
 
 NORMALIZERS: dict[str, Callable[[Any], Any]] = {
-    **{name: _clean_text for name in _TEXT_FIELDS},
+    **dict.fromkeys(_TEXT_FIELDS, _clean_text),
     "cnpj": normalize_cnpj,
     "state": normalize_uf,
     "volume_per_day": normalize_volume_per_day,
@@ -457,7 +458,7 @@ class LeadUpdate(BaseModel):
     @classmethod
     def _missing_is_null(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            return {**{name: None for name in cls.model_fields}, **data}
+            return {**dict.fromkeys(cls.model_fields), **data}
         return data
 
     @field_validator("urgency", mode="before")
@@ -518,7 +519,7 @@ def merge_lead(
     at: datetime | None = None,
 ) -> tuple[LeadProfile, list[str]]:
     """Apply one extraction to the profile; returns the new profile and what changed."""
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     incoming: dict[str, Any] = {}
     for name in PROFILE_FIELDS:
         raw = getattr(update, name)

@@ -6,7 +6,7 @@ works on these models, never on provider JSON.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -69,7 +69,7 @@ class InboundMessage(BaseModel):
     file_name: str | None = None
     phone: str | None = Field(default=None, max_length=MAX_PHONE_CHARS)
     name: str | None = None
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
     referral: AdReferral | None = None
     from_me: bool = False
     is_group: bool = False

@@ -42,7 +42,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -550,10 +550,10 @@ def _clean_id(value: object) -> str | None:
 
 def _epoch(event_time: datetime | int | float | None) -> int:
     if event_time is None:
-        return int(datetime.now(timezone.utc).timestamp())
+        return int(datetime.now(UTC).timestamp())
     if isinstance(event_time, datetime):
         if event_time.tzinfo is None:  # naive datetimes in this codebase are UTC
-            event_time = event_time.replace(tzinfo=timezone.utc)
+            event_time = event_time.replace(tzinfo=UTC)
         return int(event_time.timestamp())
     if isinstance(event_time, bool):
         raise ValueError("event_time must be a datetime or a Unix timestamp")

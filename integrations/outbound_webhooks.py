@@ -21,7 +21,6 @@ line, small and storable.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -31,7 +30,7 @@ import tomllib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -300,8 +299,8 @@ def format_timestamp(at: datetime) -> str:
     """ISO 8601 in UTC with milliseconds, as JavaScript's Date.toISOString() writes it
     (naive datetimes are taken as UTC)."""
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _json_default(value: Any) -> Any:
@@ -399,7 +398,7 @@ class OutboundWebhookClient:
                 status = resp.status
                 reason = resp.reason or ""
                 await resp.read()  # drain so the connection can be reused
-        except asyncio.TimeoutError:
+        except TimeoutError:
             total = self.timeout.total
             error = f"timeout after {total:g}s"
             raise self._failed(endpoint, event, delivery_id, attempt, started, None, error, True) from None

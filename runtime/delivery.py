@@ -9,7 +9,7 @@ channel red in /api/health, and an invalid recipient is recorded on the message.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
@@ -46,7 +46,7 @@ class Delivery:
         self.store = store
         self.settings = settings
         self.health = health
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.limiters = {name: RateLimiter(ch.rate_per_s) for name, ch in channels.items()}
 
     async def reengage(self, item: OutboxItem) -> None:

@@ -15,6 +15,7 @@ dead either: the outage, not the item, is what failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -166,10 +167,8 @@ class OutboxDispatcher:
                 # Nothing pending and no wake-up landed while we looked.
                 self.idle.set()
         # else: every worker is busy; a finishing one sets the wake event.
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-        except asyncio.TimeoutError:
-            pass
 
     async def _handle(self, item: OutboxItem) -> None:
         assert item.id is not None
@@ -248,10 +247,7 @@ class OutboxDispatcher:
     ) -> None:
         assert item.id is not None
         error = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, PermanentDeliveryError):
-            delay = None
-        else:
-            delay = policy.decide(item.attempts, exc)
+        delay = None if isinstance(exc, PermanentDeliveryError) else policy.decide(item.attempts, exc)
         if breaker is not None and permit is not None:
             if is_transient(exc):
                 breaker.record_failure(permit)

@@ -7,6 +7,7 @@ schedule the next), so they survive restarts; this loop only looks for due ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from core.logging import get_logger
 from runtime.turns import TurnRunner
@@ -52,7 +53,5 @@ class FollowUpScheduler:
                 await self.run_due()
             except Exception:
                 log.exception("follow_up_pass_failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.poll_s)
-            except TimeoutError:
-                pass

@@ -13,7 +13,7 @@ go through `external_event`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from core.records import LeadRecord, OutboxItem, TurnCommit, erasure_lane, lane_key
@@ -139,7 +139,7 @@ class Lifecycle:
     def capi_item(
         self, contact_key: str, stage: CapiStage, *, at: datetime | None, extra: dict[str, Any] | None = None
     ) -> OutboxItem:
-        event_time = int((at or datetime.now(timezone.utc)).timestamp())
+        event_time = int((at or datetime.now(UTC)).timestamp())
         return OutboxItem(
             kind=CAPI_KIND,
             order_key=lane_key("capi", contact_key),
@@ -172,7 +172,7 @@ class Lifecycle:
             events.append(("message.received", {"lead": _who(card), "message": {"text": text, "index": n}}))
         for n, text in enumerate(change.messages_out):
             events.append(("message.sent", {"lead": _who(card), "message": {"text": text, "index": n}}))
-        at = commit.at or datetime.now(timezone.utc)
+        at = commit.at or datetime.now(UTC)
         return [
             self.webhook_item(
                 sub, event, data, contact_key=commit.contact_key, source_id=f"{commit.turn_id}:{n}", at=at
@@ -203,7 +203,7 @@ class Lifecycle:
                 "endpoint_id": sub.endpoint_id,
                 "event": event,
                 "delivery_id": delivery_id,
-                "timestamp": at.astimezone(timezone.utc).isoformat(),
+                "timestamp": at.astimezone(UTC).isoformat(),
                 "data": data,
             },
         )

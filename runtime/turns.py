@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -270,7 +270,7 @@ class TurnRunner:
         stored (their arrival never reached our local debounce)."""
         if not self.shared or not records:
             return 0.0
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         newest = max(r.received_at for r in records)
         oldest = min(r.received_at for r in records)
         quiet_left = self.settings.debounce_quiet_s - (now - newest).total_seconds()

@@ -20,7 +20,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import httpx
@@ -236,8 +236,8 @@ async def _check_status(response: httpx.Response) -> None:
 
 def _iso(value: datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _dt(value: str | None) -> datetime | None:

@@ -29,27 +29,27 @@ WEBHOOK_TOKEN = "whk-test-5f0c2a9e7b1d4c3a8e6f"
 
 def fast_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Production defaults with the clocks shrunk so tests take milliseconds."""
-    values: dict[str, Any] = dict(
-        _env_file=None,
-        sqlite_path=tmp_path / "sdr.sqlite3",
-        openai_api_key=OPENAI_KEY,
-        zapi_instance_id=ZAPI_INSTANCE,
-        zapi_instance_token=ZAPI_TOKEN,
-        zapi_client_token=ZAPI_CLIENT_TOKEN,
-        zapi_webhook_secret=WEBHOOK_TOKEN,
-        waha_webhook_secret=WEBHOOK_TOKEN,
-        debounce_quiet_s=0.05,
-        debounce_max_s=0.5,
-        openai_backoff_base_s=0.01,
-        outbox_backoff_base_s=0.01,
-        outbox_backoff_max_s=0.05,
-        outbox_poll_s=0.05,
-        circuit_reset_s=0.1,
-        turn_retry_base_s=0.05,
-        turn_retry_max_s=0.2,
-        typing_chars_per_s=1000,
-        shutdown_grace_s=2.0,
-    )
+    values: dict[str, Any] = {
+        "_env_file": None,
+        "sqlite_path": tmp_path / "sdr.sqlite3",
+        "openai_api_key": OPENAI_KEY,
+        "zapi_instance_id": ZAPI_INSTANCE,
+        "zapi_instance_token": ZAPI_TOKEN,
+        "zapi_client_token": ZAPI_CLIENT_TOKEN,
+        "zapi_webhook_secret": WEBHOOK_TOKEN,
+        "waha_webhook_secret": WEBHOOK_TOKEN,
+        "debounce_quiet_s": 0.05,
+        "debounce_max_s": 0.5,
+        "openai_backoff_base_s": 0.01,
+        "outbox_backoff_base_s": 0.01,
+        "outbox_backoff_max_s": 0.05,
+        "outbox_poll_s": 0.05,
+        "circuit_reset_s": 0.1,
+        "turn_retry_base_s": 0.05,
+        "turn_retry_max_s": 0.2,
+        "typing_chars_per_s": 1000,
+        "shutdown_grace_s": 2.0,
+    }
     values.update(overrides)
     return Settings(**values)
 

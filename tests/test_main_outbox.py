@@ -4,7 +4,7 @@ and resends it once, under the same idempotency key."""
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,7 @@ async def seeded(path: Path) -> tuple[int, int]:
                 ],
             )
         )
-        items = {i.kind: i for i in await store.claim_outbox(limit=10, now=datetime.now(timezone.utc))}
+        items = {i.kind: i for i in await store.claim_outbox(limit=10, now=datetime.now(UTC))}
         await store.kill_outbox(items["piperun_sync"].id or 0, error="PipeRunError: 422 pipeline_id inválido")
         await store.complete_outbox(items["send_text"].id or 0)
         return items["piperun_sync"].id or 0, items["send_text"].id or 0

@@ -33,7 +33,6 @@ import structlog
 from aiohttp.test_utils import TestClient
 
 from channels import meta_common, waha, zapi
-from web import crm_webhook
 from core.settings import Settings
 from integrations import chatwoot
 from store.sqlite import SqliteStore
@@ -50,6 +49,7 @@ from tests.helpers.loopback import (
 )
 from tests.helpers.provider_server import Fault, ProviderServer
 from tests.helpers.settle import settled
+from web import crm_webhook
 from web.app import create_app
 from web.keys import STORE
 
@@ -114,38 +114,38 @@ async def provider() -> ProviderServer:
 
 def everything_configured(tmp_path: Path, provider: ProviderServer, **overrides: Any) -> Settings:
     url = provider.url
-    values: dict[str, Any] = dict(
-        log_format="json",
-        log_level="DEBUG",
-        zapi_webhook_secret=ZAPI_WEBHOOK_SECRET,
-        waha_url=f"{url}/waha",
-        waha_api_key=WAHA_API_KEY,
-        waha_webhook_hmac_key=WAHA_HMAC_KEY,
-        meta_app_secret=META_APP_SECRET,
-        meta_verify_token=META_VERIFY_TOKEN,
-        meta_graph_url=url,
-        whatsapp_phone_number_id="106540352242922",
-        whatsapp_access_token=WHATSAPP_TOKEN,
-        instagram_account_id="17841400008460056",
-        instagram_access_token=INSTAGRAM_TOKEN,
-        chatwoot_api_url=url,
-        chatwoot_api_token=CHATWOOT_API_TOKEN,
-        chatwoot_account_id="7",
-        chatwoot_inbox_id="3",
-        chatwoot_webhook_secret=CHATWOOT_WEBHOOK_SECRET,
-        supabase_url="https://abcdefghijkl.supabase.co",
-        supabase_service_role_key=SUPABASE_KEY,
-        database_url=DATABASE_URL,
-        piperun_api_url=f"{url}/piperun/v1",
-        piperun_api_token=PIPERUN_TOKEN,
-        piperun_pipeline_id=12,
-        piperun_stage_id=34,
-        meta_pixel_id="123456789012345",
-        meta_access_token=META_CAPI_TOKEN,
-        crm_webhook_secret=CRM_WEBHOOK_SECRET,
-        http_timeout_s=2.0,
-        openai_timeout_s=2.0,
-    )
+    values: dict[str, Any] = {
+        "log_format": "json",
+        "log_level": "DEBUG",
+        "zapi_webhook_secret": ZAPI_WEBHOOK_SECRET,
+        "waha_url": f"{url}/waha",
+        "waha_api_key": WAHA_API_KEY,
+        "waha_webhook_hmac_key": WAHA_HMAC_KEY,
+        "meta_app_secret": META_APP_SECRET,
+        "meta_verify_token": META_VERIFY_TOKEN,
+        "meta_graph_url": url,
+        "whatsapp_phone_number_id": "106540352242922",
+        "whatsapp_access_token": WHATSAPP_TOKEN,
+        "instagram_account_id": "17841400008460056",
+        "instagram_access_token": INSTAGRAM_TOKEN,
+        "chatwoot_api_url": url,
+        "chatwoot_api_token": CHATWOOT_API_TOKEN,
+        "chatwoot_account_id": "7",
+        "chatwoot_inbox_id": "3",
+        "chatwoot_webhook_secret": CHATWOOT_WEBHOOK_SECRET,
+        "supabase_url": "https://abcdefghijkl.supabase.co",
+        "supabase_service_role_key": SUPABASE_KEY,
+        "database_url": DATABASE_URL,
+        "piperun_api_url": f"{url}/piperun/v1",
+        "piperun_api_token": PIPERUN_TOKEN,
+        "piperun_pipeline_id": 12,
+        "piperun_stage_id": 34,
+        "meta_pixel_id": "123456789012345",
+        "meta_access_token": META_CAPI_TOKEN,
+        "crm_webhook_secret": CRM_WEBHOOK_SECRET,
+        "http_timeout_s": 2.0,
+        "openai_timeout_s": 2.0,
+    }
     values.update(overrides)
     return loopback_settings(tmp_path, provider, **values)
 

@@ -39,9 +39,8 @@ def alive(pid: int) -> bool:
 
 
 async def get(bot: BotProcess, path: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{bot.url}{path}") as response:
-            return response.status, await response.text()
+    async with aiohttp.ClientSession() as session, session.get(f"{bot.url}{path}") as response:
+        return response.status, await response.text()
 
 
 def replies(provider: ProviderServer) -> list[str]:

@@ -9,7 +9,7 @@ everything, since a forged "won deal" would teach the ads a lie.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from aiohttp import web
@@ -97,7 +97,7 @@ async def _apply(request: web.Request, event: CrmEvent) -> web.Response:
         items = lifecycle.external_event(
             lead,
             STAGES[event.event],
-            at=event.occurred_at or datetime.now(timezone.utc),
+            at=event.occurred_at or datetime.now(UTC),
             value=event.value,
             currency=event.currency,
         )

@@ -79,10 +79,8 @@ class _Nudges(asyncio.DatagramProtocol):
             self.on_wake()
             return
         if 0 < len(data) <= _MAX_DATAGRAM:
-            try:
+            with contextlib.suppress(UnicodeDecodeError):
                 self.on_contact(data.decode("utf-8"))
-            except UnicodeDecodeError:
-                pass
 
 
 async def listen_for_nudges(
@@ -179,5 +177,5 @@ class WorkerSupervisor:
                 f"{self.url}{path}", headers=self.headers, timeout=aiohttp.ClientTimeout(total=2)
             ) as response:
                 return response.status, await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return None

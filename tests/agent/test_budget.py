@@ -6,7 +6,7 @@ system + history + this turn stay within PROMPT_MAX_TOKENS, counted with o200k o
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from core.records import StoredMessage
 from core.settings import Settings
 
 LEAD = "5544999999999"
-NOW = datetime(2025, 3, 10, 17, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 10, 17, 0, tzinfo=UTC)
 
 
 async def no_media(message: InboundMessage) -> bytes:  # pragma: no cover - text turns only

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,7 +19,7 @@ from agent.business_hours import (
 )
 
 SP = ZoneInfo("America/Sao_Paulo")
-UTC = timezone.utc
+UTC = UTC
 
 
 def sp(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -246,7 +246,7 @@ def test_non_brazil_zone_with_dst() -> None:
     weekday = ["09:00-18:00"]
     hours = make(
         timezone="Europe/Lisbon",
-        weekly={**{day: weekday for day in bh.WEEKDAY_KEYS[:5]}, "saturday": [], "sunday": []},
+        weekly={**dict.fromkeys(bh.WEEKDAY_KEYS[:5], weekday), "saturday": [], "sunday": []},
         holidays={},
     )
     # Friday 2026-03-27 is winter time (UTC+0); clocks go forward on Sunday 2026-03-29.

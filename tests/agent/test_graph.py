@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from tests.helpers.fakes import FakeOpenAI, FakeZapi, Step, load_fixture
 
 LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"
-NOW = datetime(2025, 3, 10, 17, 0, tzinfo=timezone.utc)  # a Monday, 14:00 in Brasília
+NOW = datetime(2025, 3, 10, 17, 0, tzinfo=UTC)  # a Monday, 14:00 in Brasília
 TRANSCRIPT = load_fixture("openai/transcription.json")["text"]
 AUDIO_URL = "https://example.com/zapi-media/3EB0A1B2C3D4E5F60002.ogg"
 
@@ -307,7 +307,7 @@ async def test_the_runtime_window_from_the_store_keeps_the_last_20(
     assert len(messages) == 1 + 20 + 1
     assert messages[1] == {"role": "user", "content": "pergunta 10"}
     assert messages[-2] == {"role": "assistant", "content": "resposta 19"}
-    assert not any("pergunta 09" == m["content"] for m in messages)
+    assert not any(m["content"] == "pergunta 09" for m in messages)
 
 
 def full_profile(chars: int = 400) -> LeadProfile:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,11 +22,11 @@ from aioresponses import CallbackResult, aioresponses
 
 from agent.budget import count_tokens
 from agent.graph import TRUNCATED_RETRY_NOTE, AgentDeps, AgentTurnOutput, SdrAgent, TurnInput
-from agent.llm import MAX_COMPLETION_TOKENS, LLMClient, LLMRefused, LLMTruncated, is_retryable_openai_error
+from agent.llm import MAX_COMPLETION_TOKENS, LLMClient, LLMTruncated, is_retryable_openai_error
 from agent.prompts import MAX_SUMMARY_CHARS, load_prompt_bundle
 from agent.scoring import load_scoring_rules
 from agent.tools import MAX_QUOTES_PER_TURN, MAX_TECHNICAL_QUESTIONS_PER_TURN
-from core.errors import LLMUnavailable
+from core.errors import LLMRefused, LLMUnavailable
 from core.lead import LeadProfile
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
@@ -77,7 +77,7 @@ def a_turn(body: str = "Oi, vocês têm formadora de hambúrguer?") -> TurnInput
         profile=LeadProfile(),
         history=[],
         lead_message_count=0,
-        now=datetime(2025, 3, 10, 17, 0, tzinfo=timezone.utc),
+        now=datetime(2025, 3, 10, 17, 0, tzinfo=UTC),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from agent.prompts import (
 from core.lead import LeadProfile, missing_fields
 from core.settings import PROJECT_ROOT
 
-NOW = datetime(2025, 3, 10, 13, 30, tzinfo=timezone.utc)  # a Monday, 10:30 in Brasília
+NOW = datetime(2025, 3, 10, 13, 30, tzinfo=UTC)  # a Monday, 10:30 in Brasília
 PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
 
 # Every product line of ../shared/example-company.md, as a seller would name it.
@@ -128,19 +128,10 @@ def test_phone_is_not_copied_into_the_prompt(bundle: PromptBundle) -> None:
 def test_prompt_size_does_not_grow_with_the_lead(bundle: PromptBundle) -> None:
     empty = len(render(bundle, LeadProfile()))
     full = LeadProfile(
-        **{
-            name: "y" * 200
-            for name in (
-                "name",
-                "company",
-                "city",
-                "segment",
-                "product_interest",
-                "volume",
-                "timeline",
-                "budget_signal",
-            )
-        }
+        **dict.fromkeys(
+            ("name", "company", "city", "segment", "product_interest", "volume", "timeline", "budget_signal"),
+            "y" * 200,
+        )
     )
     assert len(render(bundle, full)) < empty + 2_000
 

@@ -39,18 +39,18 @@ GRAPH = "https://graph.facebook.com/v21.0"
 
 
 def channel_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = dict(
-        waha_url=WAHA_URL,
-        waha_api_key=WAHA_KEY,
-        waha_webhook_hmac_key=WAHA_HMAC,
-        meta_app_secret=APP_SECRET,
-        meta_verify_token=VERIFY_TOKEN,
-        whatsapp_phone_number_id=PHONE_NUMBER_ID,
-        whatsapp_access_token=WA_TOKEN,
-        instagram_account_id=IG_ACCOUNT,
-        instagram_access_token=IG_TOKEN,
-        typing_chars_per_s=10_000,
-    )
+    values: dict[str, Any] = {
+        "waha_url": WAHA_URL,
+        "waha_api_key": WAHA_KEY,
+        "waha_webhook_hmac_key": WAHA_HMAC,
+        "meta_app_secret": APP_SECRET,
+        "meta_verify_token": VERIFY_TOKEN,
+        "whatsapp_phone_number_id": PHONE_NUMBER_ID,
+        "whatsapp_access_token": WA_TOKEN,
+        "instagram_account_id": IG_ACCOUNT,
+        "instagram_access_token": IG_TOKEN,
+        "typing_chars_per_s": 10_000,
+    }
     values.update(overrides)
     return fast_settings(tmp_path, **values)
 

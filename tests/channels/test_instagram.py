@@ -3,14 +3,13 @@ send with typing and HUMAN_AGENT, Meta error mapping, profile name and media dow
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import hmac
 import json
 import random
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +108,7 @@ def only_message(result: ParsedWebhook) -> InboundMessage:
 
 
 def ms(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 WEBHOOK_FIXTURES = sorted(
@@ -505,9 +504,9 @@ def test_batch_with_several_entries_and_events(channel: InstagramChannel) -> Non
 def test_timestamp_in_seconds_and_missing(channel: InstagramChannel) -> None:
     payload = load("message_text.json")
     event_of(payload)["timestamp"] = 1704456000
-    assert only_message(channel.parse(payload)).timestamp == datetime(2024, 1, 5, 12, 0, tzinfo=timezone.utc)
+    assert only_message(channel.parse(payload)).timestamp == datetime(2024, 1, 5, 12, 0, tzinfo=UTC)
     del event_of(payload)["timestamp"]
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     assert only_message(channel.parse(payload)).timestamp >= before
 
 
@@ -515,7 +514,7 @@ def test_timestamp_in_seconds_and_missing(channel: InstagramChannel) -> None:
 def test_absurd_timestamp_falls_back_to_now(channel: InstagramChannel, value: int) -> None:
     payload = load("message_text.json")
     event_of(payload)["timestamp"] = value
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     assert only_message(channel.parse(payload)).timestamp >= before
 
 
@@ -832,7 +831,7 @@ async def test_typing_pause_is_bounded(channel: InstagramChannel, sleep: Recordi
     [
         {"status": 500, "body": "oops"},
         {"status": 400, "payload": {"error": {"code": 100, "message": "bad"}}},
-        {"exception": asyncio.TimeoutError()},
+        {"exception": TimeoutError()},
         {"exception": aiohttp.ClientConnectionError("connection reset")},
     ],
 )
@@ -1031,7 +1030,7 @@ async def test_error_detail_is_truncated(channel: InstagramChannel) -> None:
 @pytest.mark.parametrize(
     "exception",
     [
-        asyncio.TimeoutError(),
+        TimeoutError(),
         aiohttp.ServerTimeoutError("timeout"),
         aiohttp.ClientConnectionError(f"cannot connect, token={TOKEN}"),
         aiohttp.ServerDisconnectedError(),
@@ -1118,7 +1117,7 @@ async def test_profile_falls_back_to_username(channel: InstagramChannel) -> None
         {"status": 200, "payload": {"id": IGSID}},
         {"status": 200, "payload": {"name": 5, "username": ["x"]}},
         {"status": 200, "payload": {"error": {"code": 2}}},
-        {"exception": asyncio.TimeoutError()},
+        {"exception": TimeoutError()},
         {"exception": aiohttp.ClientConnectionError("boom")},
     ],
 )
@@ -1204,7 +1203,7 @@ async def test_fetch_media_http_errors(channel: InstagramChannel, status: int, r
     assert exc_info.value.retryable is retryable and exc_info.value.status == status
 
 
-@pytest.mark.parametrize("exception", [asyncio.TimeoutError(), aiohttp.ClientConnectionError()])
+@pytest.mark.parametrize("exception", [TimeoutError(), aiohttp.ClientConnectionError()])
 async def test_fetch_media_transport_failures_are_retryable(
     channel: InstagramChannel, exception: Exception
 ) -> None:

@@ -14,7 +14,7 @@ import socket
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -471,7 +471,7 @@ async def test_media_work_holds_its_own_small_set_of_slots_through_the_transcrip
             profile=LeadProfile(),
             history=[],
             lead_message_count=0,
-            now=datetime(2026, 12, 2, 13, 30, tzinfo=timezone.utc),
+            now=datetime(2026, 12, 2, 13, 30, tzinfo=UTC),
         )
         for n in range(32)
     ]

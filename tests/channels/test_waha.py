@@ -7,7 +7,7 @@ import copy
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def only_ignored(result: ParsedWebhook) -> tuple[str, str | None, InboundMessage
 
 
 def seconds(value: int) -> datetime:
-    return datetime.fromtimestamp(value, tz=timezone.utc)
+    return datetime.fromtimestamp(value, tz=UTC)
 
 
 # --- fixtures are sourced ----------------------------------------------------------
@@ -258,7 +258,7 @@ def test_millisecond_and_broken_timestamps(channel: WahaChannel) -> None:
     assert only_message(channel.parse(payload)).timestamp == seconds(1667561485)
     payload["payload"]["timestamp"] = "not a time"
     stamp = only_message(channel.parse(payload)).timestamp
-    assert abs((datetime.now(timezone.utc) - stamp).total_seconds()) < 60
+    assert abs((datetime.now(UTC) - stamp).total_seconds()) < 60
 
 
 def test_notification_types_are_ignored(channel: WahaChannel) -> None:
@@ -383,7 +383,7 @@ def test_acks_become_delivery_statuses(
             provider_message_id="true_5511999999999@c.us_4CC5EDD64BC22EBA6D639F2AF571346C",
             status=expected,  # type: ignore[arg-type]
             error="WhatsApp reported ack ERROR" if expected == "failed" else None,
-            timestamp=datetime.fromtimestamp(1741249702.485, tz=timezone.utc),
+            timestamp=datetime.fromtimestamp(1741249702.485, tz=UTC),
         )
     ]
 
@@ -806,7 +806,7 @@ async def test_send_text_custom_session_and_base_path() -> None:
     [
         {"status": 500, "payload": {"statusCode": 500, "exception": {"message": "boom"}}},
         {"status": 401, "payload": {"message": "Unauthorized"}},
-        {"exception": asyncio.TimeoutError()},
+        {"exception": TimeoutError()},
         {"exception": aiohttp.ClientConnectionError("refused")},
         {"exception": RuntimeError("unexpected")},
     ],
@@ -942,7 +942,7 @@ async def test_send_text_error_detail_is_truncated(channel: WahaChannel) -> None
 @pytest.mark.parametrize(
     "exception",
     [
-        asyncio.TimeoutError(),
+        TimeoutError(),
         aiohttp.ServerTimeoutError("timeout"),
         aiohttp.ClientConnectionError(f"cannot connect to {SEND_URL} with {API_KEY}"),
         aiohttp.ServerDisconnectedError(),
@@ -1064,7 +1064,7 @@ async def test_fetch_media_http_errors(
     assert API_KEY not in str(exc_info.value)
 
 
-@pytest.mark.parametrize("exception", [asyncio.TimeoutError(), aiohttp.ClientConnectionError()])
+@pytest.mark.parametrize("exception", [TimeoutError(), aiohttp.ClientConnectionError()])
 async def test_fetch_media_transport_failures_are_retryable(
     channel: WahaChannel, exception: Exception
 ) -> None:

@@ -8,7 +8,7 @@ import copy
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def first_message(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def secs(value: int) -> datetime:
-    return datetime.fromtimestamp(value, tz=timezone.utc)
+    return datetime.fromtimestamp(value, tz=UTC)
 
 
 # --- fixtures are sourced ----------------------------------------------------------
@@ -339,7 +339,7 @@ def test_several_messages_and_entries_in_one_webhook(channel: WhatsAppCloudChann
 
 
 def test_timestamp_missing_is_now_and_absurd_is_now(channel: WhatsAppCloudChannel) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     payload = load("text.json")
     del first_message(payload)["timestamp"]
     assert only_message(channel.parse(payload)).timestamp >= before
@@ -1072,7 +1072,7 @@ async def test_2xx_carrying_an_error_is_an_error(channel: WhatsAppCloudChannel) 
 @pytest.mark.parametrize(
     "exception",
     [
-        asyncio.TimeoutError(),
+        TimeoutError(),
         aiohttp.ServerTimeoutError("timeout"),
         aiohttp.ClientConnectionError(f"cannot connect to {SEND_URL}?access_token={ACCESS_TOKEN}"),
         aiohttp.ServerDisconnectedError(),
@@ -1216,7 +1216,7 @@ async def test_fetch_media_download_errors(
 
 
 @pytest.mark.parametrize("step", ["lookup", "download"])
-@pytest.mark.parametrize("exception", [asyncio.TimeoutError(), aiohttp.ClientConnectionError()])
+@pytest.mark.parametrize("exception", [TimeoutError(), aiohttp.ClientConnectionError()])
 async def test_fetch_media_transport_failures_are_retryable(
     channel: WhatsAppCloudChannel, step: str, exception: Exception
 ) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,7 @@ def only_message(result: ParsedWebhook) -> InboundMessage:
 
 
 def ms(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 # --- fixtures are sourced ----------------------------------------------------------
@@ -321,15 +320,15 @@ def test_timestamp_in_seconds_and_missing(channel: ZapiChannel) -> None:
     payload = load("received_text.json")
     del payload["momment"]
     payload["timestamp"] = 1704456000  # the design doc's sample uses epoch seconds
-    assert only_message(channel.parse(payload)).timestamp == datetime(2024, 1, 5, 12, 0, tzinfo=timezone.utc)
+    assert only_message(channel.parse(payload)).timestamp == datetime(2024, 1, 5, 12, 0, tzinfo=UTC)
     del payload["timestamp"]
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     assert only_message(channel.parse(payload)).timestamp >= before
 
 
 def test_absurd_timestamp_falls_back_to_now(channel: ZapiChannel) -> None:
     payload = load("received_text.json") | {"momment": 10**30}
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     assert only_message(channel.parse(payload)).timestamp >= before
 
 
@@ -641,7 +640,7 @@ async def test_send_text_error_detail_is_truncated(channel: ZapiChannel) -> None
 @pytest.mark.parametrize(
     "exception",
     [
-        asyncio.TimeoutError(),
+        TimeoutError(),
         aiohttp.ServerTimeoutError("timeout"),
         aiohttp.ClientConnectionError(f"cannot connect to {SEND_URL}"),
         aiohttp.ServerDisconnectedError(),
@@ -735,7 +734,7 @@ async def test_fetch_media_http_errors(channel: ZapiChannel, status: int, retrya
     assert exc_info.value.status == status
 
 
-@pytest.mark.parametrize("exception", [asyncio.TimeoutError(), aiohttp.ClientConnectionError()])
+@pytest.mark.parametrize("exception", [TimeoutError(), aiohttp.ClientConnectionError()])
 async def test_fetch_media_transport_failures_are_retryable(
     channel: ZapiChannel, exception: Exception
 ) -> None:

@@ -434,7 +434,7 @@ async def test_timeout() -> None:
     settings = only(openai_api_key=OPENAI_KEY, zapi_instance_id=ZAPI_ID, zapi_instance_token=ZAPI_TOKEN)
 
     def setup(mocked: aioresponses) -> None:
-        mocked.get(f"{OPENAI}/models", exception=asyncio.TimeoutError())
+        mocked.get(f"{OPENAI}/models", exception=TimeoutError())
         mocked.get(ZAPI_STATUS, payload=fixture("doctor/zapi_status_connected.json"))
 
     code, output = await doctor(settings, setup, timeout_s=3)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from openai.lib._parsing._completions import type_to_response_format_param
@@ -23,8 +23,8 @@ from core.lead import (
     parse_volume_per_day,
 )
 
-T1 = datetime(2025, 3, 10, 9, 0, tzinfo=timezone.utc)
-T2 = datetime(2025, 3, 10, 9, 5, tzinfo=timezone.utc)
+T1 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+T2 = datetime(2025, 3, 10, 9, 5, tzinfo=UTC)
 VALID_CNPJ = "11.222.333/0001-81"
 
 
@@ -76,7 +76,7 @@ def test_lead_update_works_nested_in_a_response_format() -> None:
 
 
 def test_lead_update_parses_a_strict_model_answer() -> None:
-    answer = {name: None for name in PROFILE_FIELDS} | {"name": "Carlos", "urgency": "imediata"}
+    answer = dict.fromkeys(PROFILE_FIELDS) | {"name": "Carlos", "urgency": "imediata"}
     update = LeadUpdate.model_validate_json(json.dumps(answer))
     assert update.name == "Carlos"
     assert update.urgency == "imediata"

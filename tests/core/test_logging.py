@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,7 @@ def test_exception_tracebacks_are_scrubbed(capsys: pytest.CaptureFixture[str]) -
                 provider_message_id="3EB0X",
                 kind=MessageKind.TEXT,
                 text="Oi",
-                timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc),
+                timestamp=datetime(2024, 1, 1, tzinfo=UTC),
             ),
             id="pydantic_model",
         ),

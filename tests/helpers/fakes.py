@@ -66,7 +66,7 @@ class FakeOpenAI:
         mock.post(f"{base_url}/chat/completions", callback=self._chat, repeat=True)
         mock.post(f"{base_url}/audio/transcriptions", callback=self._transcribe, repeat=True)
 
-    def then(self, **step: Any) -> "FakeOpenAI":
+    def then(self, **step: Any) -> FakeOpenAI:
         self.script.append(Step(**step))
         return self
 
@@ -131,7 +131,7 @@ class FakeZapi:
             repeat=True,
         )
 
-    def then(self, **step: Any) -> "FakeZapi":
+    def then(self, **step: Any) -> FakeZapi:
         self.script.append(Step(**step))
         return self
 

@@ -21,12 +21,12 @@ from tests.helpers.provider_server import ProviderServer
 def loopback_settings(tmp_path: Path, provider: ProviderServer, **overrides: Any) -> Settings:
     """fast_settings with OpenAI and Z-API on the loopback fake and short client timeouts,
     so "the provider hangs for 25 s" costs the test a fraction of a second."""
-    values: dict[str, Any] = dict(
-        openai_base_url=f"{provider.url}/v1",
-        zapi_base_url=provider.url,
-        openai_timeout_s=0.3,
-        http_timeout_s=0.3,
-    )
+    values: dict[str, Any] = {
+        "openai_base_url": f"{provider.url}/v1",
+        "zapi_base_url": provider.url,
+        "openai_timeout_s": 0.3,
+        "http_timeout_s": 0.3,
+    }
     values.update(overrides)
     return fast_settings(tmp_path, **values)
 

@@ -14,6 +14,7 @@ Every knob below defaults to "off": a bare `ProviderServer()` behaves as it alwa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import itertools
 import json
@@ -195,10 +196,8 @@ class ProviderServer:
         """A hang that ends early when the server stops (teardown never waits 25 s)."""
         if seconds <= 0:
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._released.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
-            pass
 
     async def _fault_response(self, fault: Fault, default_body: Any) -> web.Response:
         await self._sleep(fault.hang_s)

@@ -7,7 +7,6 @@ Chatwoot's swagger definitions kept there as `schema_*.json`.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import hmac
@@ -519,7 +518,7 @@ async def test_http_errors_are_mapped(
 
 
 async def test_timeout_is_retryable(client: ChatwootClient, mock: aioresponses) -> None:
-    mock.post(TOGGLE_URL, exception=asyncio.TimeoutError())
+    mock.post(TOGGLE_URL, exception=TimeoutError())
     with pytest.raises(ChatwootError) as err:
         await client.toggle_status(318, "open")
     assert err.value.retryable is True

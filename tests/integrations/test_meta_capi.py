@@ -8,11 +8,10 @@ vectors are copied verbatim from Meta's "Customer Information Parameters" table
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ CTWA_CLID = "Aff-n8ZTODiE79d22KtAwQKj9e_mIEOOj27vDVwFjN80dp4_0N"
 IGSID = "1254459154682919"
 IG_ACCOUNT = "17841400008460056"
 WABA = "102290129340398"
-EVENT_TIME = datetime(2025, 6, 9, 12, 0, tzinfo=timezone.utc)
+EVENT_TIME = datetime(2025, 6, 9, 12, 0, tzinfo=UTC)
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 CTWA_REFERRAL = {
@@ -95,16 +94,16 @@ def sha(text: str) -> str:
 
 
 def lead_event(stage: Any = "lead", **overrides: Any) -> CapiEvent:
-    values: dict[str, Any] = dict(
-        contact_key=CONTACT_KEY,
-        channel="whatsapp",
-        event_time=EVENT_TIME,
-        phone=PHONE,
-        email=EMAIL,
-        first_name="Maria",
-        last_name="Souza",
-        referral=CTWA_REFERRAL,
-    )
+    values: dict[str, Any] = {
+        "contact_key": CONTACT_KEY,
+        "channel": "whatsapp",
+        "event_time": EVENT_TIME,
+        "phone": PHONE,
+        "email": EMAIL,
+        "first_name": "Maria",
+        "last_name": "Souza",
+        "referral": CTWA_REFERRAL,
+    }
     values.update(overrides)
     return build_event(stage, **values)
 
@@ -122,14 +121,14 @@ def mock() -> Any:
 
 
 def make_client(session: aiohttp.ClientSession, **overrides: Any) -> MetaCapiClient:
-    values: dict[str, Any] = dict(
-        graph_url=GRAPH,
-        version=VERSION,
-        pixel_id=PIXEL,
-        access_token=TOKEN,
-        test_event_code=None,
-        timeout_s=30.0,
-    )
+    values: dict[str, Any] = {
+        "graph_url": GRAPH,
+        "version": VERSION,
+        "pixel_id": PIXEL,
+        "access_token": TOKEN,
+        "test_event_code": None,
+        "timeout_s": 30.0,
+    }
     values.update(overrides)
     return MetaCapiClient(session, **values)
 
@@ -308,7 +307,7 @@ def test_user_data_refuses_clear_text() -> None:
 def test_event_id_is_stable_across_retries_and_restarts() -> None:
     first = lead_event(event_time=EVENT_TIME)
     # A rebuild after a restart: different clock, referral read again, same contact/stage.
-    again = lead_event(event_time=datetime(2025, 6, 10, tzinfo=timezone.utc), referral=dict(CTWA_REFERRAL))
+    again = lead_event(event_time=datetime(2025, 6, 10, tzinfo=UTC), referral=dict(CTWA_REFERRAL))
     assert first.event_id == again.event_id == capi_event_id(CONTACT_KEY, "lead")
     # Pinned: changing the recipe would make Meta count every lead twice after a deploy.
     expected = "sdr-" + sha("\x1f".join(("meta-capi", "v1", CONTACT_KEY, "lead", "")))[:40]
@@ -411,9 +410,11 @@ def test_instagram_ad_lead_uses_ig_ids() -> None:
 
 
 def test_instagram_without_ad_or_igsid_is_system_generated() -> None:
-    common: dict[str, Any] = dict(
-        contact_key=f"instagram:{IGSID}", channel="instagram", event_time=EVENT_TIME
-    )
+    common: dict[str, Any] = {
+        "contact_key": f"instagram:{IGSID}",
+        "channel": "instagram",
+        "event_time": EVENT_TIME,
+    }
     organic = build_event("lead", **common, page_scoped_user_id=IGSID)
     no_igsid = build_event("lead", **common, referral=IG_REFERRAL)
     for event in (organic, no_igsid):
@@ -601,7 +602,7 @@ async def test_transient_failures_are_retryable(
     assert err.status == kwargs["status"]
 
 
-@pytest.mark.parametrize("exception", [asyncio.TimeoutError(), aiohttp.ClientConnectionError("reset")])
+@pytest.mark.parametrize("exception", [TimeoutError(), aiohttp.ClientConnectionError("reset")])
 async def test_timeouts_and_transport_errors_are_retryable(
     session: aiohttp.ClientSession, mock: aioresponses, exception: Exception
 ) -> None:
@@ -723,7 +724,7 @@ async def test_logs_carry_event_status_and_trace_but_no_token_or_personal_data(
         mock.post(EVENTS_URL, **error_response("error_2_transient.json"))
         with pytest.raises(CapiError) as transient_error:
             await client.send(event)
-        mock.post(EVENTS_URL, exception=asyncio.TimeoutError())
+        mock.post(EVENTS_URL, exception=TimeoutError())
         with pytest.raises(CapiError) as timeout_error:
             await client.send(event)
 

@@ -9,13 +9,12 @@ the logs.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ from runtime.policies import is_transient
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "outbound_webhooks"
 URL_ = "https://crm.example.com/hooks/sdr"
 SECRET = "whsec_0123456789abcdef0123"
-WHEN = datetime(2025, 10, 20, 12, 0, tzinfo=timezone.utc)
+WHEN = datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
 # Shaped like a lead.hot event: personal data that must never reach a log line.
 DATA = {
     "lead": {"name": "Joana Conceição", "phone": "5511987654321", "city": "São Paulo", "score": 87},
@@ -231,7 +230,7 @@ async def test_other_answers_are_permanent(
 @pytest.mark.parametrize(
     "exception",
     [
-        asyncio.TimeoutError(),
+        TimeoutError(),
         aiohttp.ServerTimeoutError("read timeout"),
         aiohttp.ClientConnectionError("refused"),
     ],

@@ -9,7 +9,6 @@ what the first one created.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -491,7 +490,7 @@ def test_phone_variants() -> None:
         {"status": 429, "payload": {"success": False, "message": "Too Many Attempts."}},
         {"status": 500, "body": "Internal Server Error"},
         {"status": 503, "body": ""},
-        {"exception": asyncio.TimeoutError()},
+        {"exception": TimeoutError()},
         {"exception": aiohttp.ClientConnectionError("api.pipe.run/v1/persons?phone=5511987654321")},
     ],
 )

@@ -8,7 +8,7 @@ when and for how much longer.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +19,7 @@ from runtime.policies import INTEGRATIONS, PermanentDeliveryError
 class FakeClock:
     def __init__(self) -> None:
         self.t = 1000.0
-        self.wall0 = datetime(2025, 10, 20, 12, 0, tzinfo=timezone.utc)
+        self.wall0 = datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> float:
         return self.t

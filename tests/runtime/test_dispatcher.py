@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +191,7 @@ def fixed_policy(wait_s: float, attempts: int = 6) -> DeliveryPolicy:
 TRANSIENT = [
     pytest.param(lambda: SendError("HTTP 500", status=500, retryable=True), id="send-500"),
     pytest.param(lambda: SendError("HTTP 429", status=429, retryable=True), id="send-429"),
-    pytest.param(lambda: asyncio.TimeoutError(), id="timeout"),
+    pytest.param(lambda: TimeoutError(), id="timeout"),
     pytest.param(lambda: aiohttp.ClientConnectionError("connection reset"), id="client-connection"),
     pytest.param(lambda: aiohttp.ServerDisconnectedError(), id="server-disconnected"),
     pytest.param(lambda: ConnectionResetError("reset by peer"), id="os-connection-reset"),
@@ -553,9 +553,12 @@ async def test_stop_mid_delivery_leaves_the_item_to_the_next_start(
 
 
 def policy(**overrides: Any) -> DeliveryPolicy:
-    values: dict[str, Any] = dict(
-        _env_file=None, outbox_max_attempts=6, outbox_backoff_base_s=2.0, outbox_backoff_max_s=300.0
-    )
+    values: dict[str, Any] = {
+        "_env_file": None,
+        "outbox_max_attempts": 6,
+        "outbox_backoff_base_s": 2.0,
+        "outbox_backoff_max_s": 300.0,
+    }
     values.update(overrides)
     return channel_send_policy(Settings(**values))
 
@@ -612,7 +615,7 @@ def test_decide_never_retries_permanent_errors(error: BaseException) -> None:
     [
         SendError("HTTP 429", status=429, retryable=True),
         SendError("HTTP 502", status=502, retryable=True),
-        asyncio.TimeoutError(),
+        TimeoutError(),
         aiohttp.ClientConnectionError(),
         aiohttp.ServerDisconnectedError(),
         ConnectionRefusedError(),
@@ -726,7 +729,7 @@ class FakeClock:
 
     def __init__(self) -> None:
         # A little ahead of the store's real clock, so items enqueued now are due at once.
-        self.start = datetime.now(timezone.utc) + timedelta(seconds=5)
+        self.start = datetime.now(UTC) + timedelta(seconds=5)
         self.elapsed = 0.0
 
     def monotonic(self) -> float:

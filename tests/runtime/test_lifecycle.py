@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,59 +11,59 @@ from runtime.lifecycle import CAPI_KIND, PIPERUN_KIND, WEBHOOK_KIND, Lifecycle, 
 from tests.conftest import fast_settings
 
 KEY = "whatsapp:5511987654321"
-AT = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 
 
 def settings(tmp_path: Path, **overrides: Any):  # type: ignore[no-untyped-def]
-    values: dict[str, Any] = dict(
-        piperun_api_token="pr-token-0001",
-        piperun_pipeline_id=10,
-        piperun_stage_id=20,
-        meta_pixel_id="123456789012345",
-        meta_access_token="EAAB-test-token",
-    )
+    values: dict[str, Any] = {
+        "piperun_api_token": "pr-token-0001",
+        "piperun_pipeline_id": 10,
+        "piperun_stage_id": 20,
+        "meta_pixel_id": "123456789012345",
+        "meta_access_token": "EAAB-test-token",
+    }
     values.update(overrides)
     return fast_settings(tmp_path, **values)
 
 
 def lead(**fields: Any) -> LeadRecord:
-    values: dict[str, Any] = dict(
-        id=1,
-        contact_key=KEY,
-        channel="zapi",
-        contact_id="5511987654321",
-        phone="5511987654321",
-        name="Maria",
-        profile={"name": "Maria"},
-        score=10,
-        temperature="frio",
-        score_reasons=[],
-        lead_message_count=1,
-        opted_out=False,
-        created_at=AT,
-        updated_at=AT,
-    )
+    values: dict[str, Any] = {
+        "id": 1,
+        "contact_key": KEY,
+        "channel": "zapi",
+        "contact_id": "5511987654321",
+        "phone": "5511987654321",
+        "name": "Maria",
+        "profile": {"name": "Maria"},
+        "score": 10,
+        "temperature": "frio",
+        "score_reasons": [],
+        "lead_message_count": 1,
+        "opted_out": False,
+        "created_at": AT,
+        "updated_at": AT,
+    }
     values.update(fields)
     return LeadRecord(**values)
 
 
 def commit(**fields: Any) -> TurnCommit:
-    values: dict[str, Any] = dict(
-        turn_id="t1",
-        contact_key=KEY,
-        channel="zapi",
-        contact_id="5511987654321",
-        phone="5511987654321",
-        name="Maria",
-        inbound_ids=[1],
-        messages=[NewMessage("in", "text", "Oi"), NewMessage("out", "text", "Olá, Maria!")],
-        profile={"name": "Maria"},
-        score=10,
-        temperature="frio",
-        score_reasons=[],
-        lead_messages_added=1,
-        at=AT,
-    )
+    values: dict[str, Any] = {
+        "turn_id": "t1",
+        "contact_key": KEY,
+        "channel": "zapi",
+        "contact_id": "5511987654321",
+        "phone": "5511987654321",
+        "name": "Maria",
+        "inbound_ids": [1],
+        "messages": [NewMessage("in", "text", "Oi"), NewMessage("out", "text", "Olá, Maria!")],
+        "profile": {"name": "Maria"},
+        "score": 10,
+        "temperature": "frio",
+        "score_reasons": [],
+        "lead_messages_added": 1,
+        "at": AT,
+    }
     values.update(fields)
     return TurnCommit(**values)
 

@@ -136,5 +136,5 @@ async def test_many_leads_spread_over_two_instances_are_each_answered_exactly_on
     await all_settled(a, b)
     assert len(zapi_fake.sent) == len(leads)
     per_lead = {phone: len(zapi_fake.texts_to(phone)) for phone in leads}
-    assert per_lead == {phone: 1 for phone in leads}
+    assert per_lead == dict.fromkeys(leads, 1)
     assert a.app[RUNNER].turns_completed + b.app[RUNNER].turns_completed == len(leads)

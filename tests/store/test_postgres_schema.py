@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -200,7 +200,7 @@ def test_commit_turn_writes_everything(db):
     first = add_inbound(db, key, "wamid.1")
     assert first
     inbound_id = scalar(db, "SELECT id FROM inbound WHERE provider_message_id = 'wamid.1'")
-    at = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     result = commit(
         db,
         commit_payload(

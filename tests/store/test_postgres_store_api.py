@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -40,7 +40,7 @@ def enqueue(conn, order_key, idem, *, kind="send_text"):  # type: ignore[no-unty
 def claim(conn, owner="bot-a", *, limit=10, lease=60.0, now=None):  # type: ignore[no-untyped-def]
     return conn.execute(
         "SELECT id, order_key, status, attempts, claimed_by FROM sdr_claim_outbox_for(%s, %s, %s, %s)",
-        (owner, limit, now or datetime.now(timezone.utc), lease),
+        (owner, limit, now or datetime.now(UTC), lease),
     ).fetchall()
 
 
@@ -210,11 +210,11 @@ def test_release_takes_back_own_and_expired_items_only(db):  # type: ignore[no-u
 def test_claim_looks_ahead_with_the_callers_clock_but_never_lags_the_database(db):  # type: ignore[no-untyped-def]
     item = enqueue(db, "k1", "a1")
     db.execute("UPDATE outbox SET next_attempt_at = now() + interval '1 hour' WHERE id = %s", (item,))
-    assert claim(db, now=datetime.now(timezone.utc) + timedelta(minutes=59)) == []
-    assert [r[0] for r in claim(db, now=datetime.now(timezone.utc) + timedelta(minutes=61))] == [item]
+    assert claim(db, now=datetime.now(UTC) + timedelta(minutes=59)) == []
+    assert [r[0] for r in claim(db, now=datetime.now(UTC) + timedelta(minutes=61))] == [item]
     # A fresh item is due now on the database clock, even for a caller whose clock lags.
     fresh = enqueue(db, "k2", "b1")
-    assert [r[0] for r in claim(db, now=datetime.now(timezone.utc) - timedelta(minutes=5))] == [fresh]
+    assert [r[0] for r in claim(db, now=datetime.now(UTC) - timedelta(minutes=5))] == [fresh]
 
 
 def test_next_due_sees_only_heads_and_expired_leases(db):  # type: ignore[no-untyped-def]
@@ -240,7 +240,7 @@ def test_replay_keeps_the_idempotency_key_and_defer_gives_the_attempt_back(db): 
     assert scalar(db, "SELECT sdr_enqueue('send_text', 'k1', 'idem-1', '{}')") is False  # still unique
 
     claim(db)
-    later = datetime.now(timezone.utc) + timedelta(minutes=5)
+    later = datetime.now(UTC) + timedelta(minutes=5)
     assert scalar(db, "SELECT sdr_defer_outbox(%s, %s, 'circuit_open')", item, later) is True
     row = db.execute(
         "SELECT status, attempts, next_attempt_at, last_error, claimed_by FROM outbox"
@@ -374,7 +374,7 @@ def test_delivery_reports_never_move_a_message_back(db):  # type: ignore[no-unty
 
 
 def test_business_messages_pause_the_bot_unless_they_are_its_own(db):  # type: ignore[no-untyped-def]
-    until = datetime.now(timezone.utc) + timedelta(hours=12)
+    until = datetime.now(UTC) + timedelta(hours=12)
     note = "SELECT sdr_note_business_message(%s, %s, %s, %s)"
     # A seller writing first to a new prospect: the lead exists from now on, paused.
     assert scalar(db, note, "whatsapp:5511777770000", "wamid.S1", "Oi!", until) is True

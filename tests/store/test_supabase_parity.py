@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from store.supabase import SupabaseStore
 
 A, B, C = "5511987650001", "5511987650002", "5511987650003"
 KEY = "parity-service-role-key"
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def key(contact: str) -> str:
@@ -153,7 +153,7 @@ async def scenario(store: Store) -> list[Any]:
     note(await store.get_lead(key(A)))
 
     # Delivery: sent, reports in any order, a failure, the contact behind a provider id.
-    claimed = await store.claim_outbox(limit=10, now=datetime.now(timezone.utc))
+    claimed = await store.claim_outbox(limit=10, now=datetime.now(UTC))
     note([(i.kind, i.idempotency_key, i.payload) for i in claimed])
     await store.mark_message_sent(claimed[0].payload["message_id"], "wamid.A1")
     for status in ("read", "delivered", "sent"):

@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ def message() -> InboundMessage:
         text="Oi, quero um orçamento da FB300",
         phone=CONTACT,
         name="Mariana Souza",
-        timestamp=datetime(2026, 11, 25, 14, 0, 5, tzinfo=timezone.utc),
+        timestamp=datetime(2026, 11, 25, 14, 0, 5, tzinfo=UTC),
     )
 
 
@@ -144,7 +144,7 @@ def commit(inbound_id: int = 1) -> TurnCommit:
                 },
             )
         ],
-        at=datetime(2026, 11, 25, 14, 0, 9, tzinfo=timezone.utc),
+        at=datetime(2026, 11, 25, 14, 0, 9, tzinfo=UTC),
     )
 
 
@@ -227,7 +227,7 @@ async def test_get_lead_parses_the_lead_and_its_conversation(store: SupabaseStor
     )
     assert lead.profile == {"name": "Mariana", "product_interest": "FB300"}
     assert lead.conversation_id == 1
-    assert lead.last_inbound_at == datetime(2026, 11, 25, 14, 0, 9, tzinfo=timezone.utc)
+    assert lead.last_inbound_at == datetime(2026, 11, 25, 14, 0, 9, tzinfo=UTC)
     for stamp in (lead.created_at, lead.updated_at, lead.conversation_started_at):
         assert stamp is not None and stamp.tzinfo is not None
     assert (lead.crm_person_id, lead.crm_deal_id, lead.opted_out) == (None, None, False)
@@ -238,7 +238,7 @@ async def test_get_lead_parses_the_lead_and_its_conversation(store: SupabaseStor
 
 async def test_claim_outbox_leases_items_to_this_instance(store: SupabaseStore, replay: Replay) -> None:
     replay.answers.append("rpc_claim_outbox_for")
-    [item] = await store.claim_outbox(limit=8, now=datetime(2026, 11, 25, 14, 0, 10, tzinfo=timezone.utc))
+    [item] = await store.claim_outbox(limit=8, now=datetime(2026, 11, 25, 14, 0, 10, tzinfo=UTC))
     assert_sent_as_recorded(replay.requests[0], "rpc_claim_outbox_for")
     assert (item.id, item.kind, item.status, item.attempts) == (1, "send_text", "inflight", 1)
     assert item.idempotency_key == f"reply:{CONTACT_KEY}:a1b2c3d4:0"

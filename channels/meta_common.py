@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from core import errors
 from core.errors import SendError, WebhookRejected
 from core.secret_compare import secrets_match
 from core.settings import Settings
@@ -93,7 +94,7 @@ class MetaApiError(SendError):
         self.fbtrace_id = fbtrace_id
 
 
-class OutsideWindow(MetaApiError):
+class OutsideWindow(MetaApiError, errors.OutsideWindow):
     """Meta refused free text because the lead's last message is older than 24 hours.
 
     A distinct type (and the word "window" in the message) so the runtime can fall back

@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from core.config_files import read_toml
 from core.settings import PROJECT_ROOT
@@ -163,7 +164,8 @@ class WeeklySchedule(_Config):
 
     def for_weekday(self, weekday: int) -> DaySchedule:
         """Intervals for `date.weekday()` (0 = Monday), sorted by start."""
-        return getattr(self, WEEKDAY_KEYS[weekday])
+        schedule: DaySchedule = getattr(self, WEEKDAY_KEYS[weekday])
+        return schedule
 
 
 class Messages(_Config):
@@ -348,7 +350,7 @@ def _where(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "(file)"
 
 
-def _explain(err: dict[str, Any]) -> str:
+def _explain(err: ErrorDetails) -> str:
     loc = err["loc"]
     if err["type"] == "missing":
         if len(loc) == 2 and loc[0] == "weekly":

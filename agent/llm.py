@@ -8,9 +8,10 @@ below is the one place that decides what is retried.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import httpx
@@ -66,19 +67,23 @@ def openai_retry_policy(settings: Settings) -> AsyncRetrying:
     )
 
 
+def _aiohttp_transport() -> Any:
+    """The transport class wherever this SDK version keeps it, or None (then the SDK's own
+    aiohttp pool is used)."""
+    for module in ("openai._vendor.httpx_aiohttp.transport", "httpx_aiohttp.transport"):
+        try:
+            return importlib.import_module(module).AiohttpTransport
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
 def _http_client(session: aiohttp.ClientSession | None, timeout: float) -> Any:
     """The SDK's aiohttp backend on the app's one ClientSession (closed with the app).
     The transport has lived in two places across SDK versions: openai's vendored copy,
     then the `httpx_aiohttp` package the `openai[aiohttp]` extra installs."""
     if session is not None:
-        transport_cls = None
-        try:
-            from openai._vendor.httpx_aiohttp.transport import AiohttpTransport as transport_cls
-        except ImportError:
-            try:
-                from httpx_aiohttp.transport import AiohttpTransport as transport_cls
-            except ImportError:  # neither: the SDK's own aiohttp pool
-                transport_cls = None
+        transport_cls = _aiohttp_transport()
         if transport_cls is not None:
             return DefaultAioHttpClient(transport=transport_cls(client=session), timeout=timeout)
     return DefaultAioHttpClient(timeout=timeout)
@@ -193,7 +198,7 @@ class LLMClient:
         """
         cached = self._formats.get(schema)
         if cached is None:
-            cached = type_to_response_format_param(schema)
+            cached = cast(dict[str, Any], type_to_response_format_param(schema))
             self._formats[schema] = cached
         return cached
 

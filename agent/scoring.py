@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from core.config_files import read_toml
 from core.lead import (
@@ -154,7 +155,7 @@ def load_scoring_rules(path: Path | str | None = None) -> ScoringRules:
         raise ScoringRulesError(f"invalid scoring rules in {rules_path}: {problems}") from exc
 
 
-def _explain(err: dict) -> str:
+def _explain(err: ErrorDetails) -> str:
     if err["type"] == "missing":
         return "missing"
     if err["type"] == "extra_forbidden":

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, cast
 
 import structlog
 from pydantic import BaseModel
@@ -59,7 +59,7 @@ class Scrubber:
         # Anything else would be rendered with repr(): scrub that text instead.
         return self.scrub(repr(value))
 
-    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
         return {k: v if k in _SERVER_IDS else self.scrub(v) for k, v in event_dict.items()}
 
 
@@ -114,4 +114,4 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console", secrets: Ite
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    return cast(structlog.stdlib.BoundLogger, structlog.get_logger(name))

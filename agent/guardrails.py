@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from agent.commercial_terms import commercial_promise
 from agent.prompt_echo import repeated_instructions
 from agent.prompts import PromptBundle
-from core.lead import fold as fold_accents
+from core.lead_fields import fold as fold_accents
 
 __all__ = [
     "MAX_QUESTIONS",

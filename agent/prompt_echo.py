@@ -20,7 +20,7 @@ import re
 from functools import lru_cache
 
 from agent.prompts import PromptBundle
-from core.lead import fold as fold_accents
+from core.lead_fields import fold as fold_accents
 
 RUN_WORDS = 6
 # Words of a reply that may match the instructions before it counts as repeating them.

@@ -14,12 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from core.config_files import read_toml
-from core.lead import (
-    URGENCY_LABELS,
-    LeadProfile,
-    fold,
-    format_int_br,
-)
+from core.lead import URGENCY_LABELS, LeadProfile, format_int_br
+from core.lead_fields import fold
 from core.settings import PROJECT_ROOT
 
 Temperature = Literal["frio", "morno", "quente"]

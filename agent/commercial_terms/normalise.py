@@ -9,7 +9,7 @@ import unicodedata
 
 from text_to_num import alpha2digit
 
-from core.lead import fold as fold_accents
+from core.lead_fields import fold as fold_accents
 
 # Every currency sign of the Basic Multilingual Plane (R$, US$, €, £, ¥, ₹...); NFKC has
 # already turned the fullwidth "＄" into "$".

@@ -19,9 +19,8 @@ from core.lead import (
     describe_lead,
     merge_lead,
     missing_fields,
-    normalize_cnpj,
-    parse_volume_per_day,
 )
+from core.lead_fields import normalize_cnpj, parse_volume_per_day
 
 T1 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 T2 = datetime(2025, 3, 10, 9, 5, tzinfo=UTC)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict, TypeVar
 
 import openai
 from langgraph.graph import END, START, StateGraph
@@ -34,7 +35,7 @@ from agent.budget import (
 )
 from agent.budget import warm as warm_token_counter
 from agent.guardrails import limit_questions, screen_reply
-from agent.llm import LLMClient, LLMTruncated, Usage, is_retryable_openai_error
+from agent.llm import LLMClient, LLMTruncated, Usage
 from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle, render_system_prompt_counted
 from agent.scoring import ScoreResult, ScoringRules, score_lead
 from agent.tools import ToolCall, ToolEffects, run_tools
@@ -43,6 +44,8 @@ from core.logging import get_logger
 from core.models import InboundMessage, MessageKind
 from core.records import Handoff, StoredMessage
 from core.settings import Settings
+
+T = TypeVar("T")
 
 log = get_logger(__name__)
 
@@ -213,6 +216,15 @@ def audio_file_name(mime: str | None, audio: bytes) -> tuple[str, str]:
     return "audio.ogg", "audio/ogg"
 
 
+async def with_model_retries(deps: AgentDeps, call: Callable[[], Awaitable[T]]) -> T:
+    """A model call as the turn makes it: the client tries once, the turn applies OpenAI's
+    retry policy (declared once, in agent/llm.py) to `LLMUnavailable`."""
+    async for attempt in deps.llm.retry_policy():
+        with attempt:
+            return await call()
+    raise AssertionError("the retry policy re-raises the last error")  # pragma: no cover
+
+
 async def perceive(deps: AgentDeps, turn: TurnInput) -> tuple[list[str], list[str]]:
     """Voice notes become text (Whisper); images are fetched for the model to see."""
     texts: list[str] = []
@@ -224,12 +236,12 @@ async def perceive(deps: AgentDeps, turn: TurnInput) -> tuple[list[str], list[st
                 async with deps.media_slots or contextlib.nullcontext():
                     audio = await deps.fetch_media(msg)
                     filename, mime = audio_file_name(msg.media_mime, audio)
-                    transcript = await deps.llm.transcribe(audio, filename=filename, mime=mime)
+                    transcript = await with_model_retries(
+                        deps, functools.partial(deps.llm.transcribe, audio, filename=filename, mime=mime)
+                    )
             except MediaUnusable as exc:
                 log.warning("audio_unusable", error=str(exc))
             except openai.APIStatusError as exc:
-                if is_retryable_openai_error(exc):
-                    raise
                 # Whisper rejected these bytes (corrupt, unsupported): retrying the same
                 # audio would block this lead forever, so the turn goes on without it.
                 log.warning("audio_rejected", status=exc.status_code)
@@ -320,12 +332,12 @@ async def ask_model(deps: AgentDeps, messages: list[dict[str, Any]]) -> tuple[Ag
     apology) rather than sending the lead a broken reply.
     """
     try:
-        output, usage = await deps.llm.structured(messages, AgentTurnOutput)
+        output, usage = await with_model_retries(deps, lambda: deps.llm.structured(messages, AgentTurnOutput))
         return output, usage, 1
     except LLMTruncated as exc:
         log.warning("llm_output_truncated", completion_tokens=exc.usage.completion_tokens)
         shorter = messages + [{"role": "system", "content": TRUNCATED_RETRY_NOTE}]
-        output, usage = await deps.llm.structured(shorter, AgentTurnOutput)
+        output, usage = await with_model_retries(deps, lambda: deps.llm.structured(shorter, AgentTurnOutput))
         return output, exc.usage + usage, 2
 
 

@@ -20,10 +20,11 @@ import pydantic_core
 from openai import AsyncOpenAI, DefaultAioHttpClient
 from openai.lib._parsing._completions import type_to_response_format_param
 from pydantic import BaseModel, ConfigDict, ValidationError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from core.errors import LLMRefused, LLMUnavailable
 from core.logging import get_logger
+from core.probe import ProbeIO, ProbeResult, ok, problem
 from core.settings import Settings
 
 log = get_logger(__name__)
@@ -58,13 +59,22 @@ def is_retryable_openai_error(exc: BaseException) -> bool:
 
 
 def openai_retry_policy(settings: Settings) -> AsyncRetrying:
-    """429/5xx/timeouts retried with jittered exponential backoff; anything else fails fast."""
+    """OpenAI's retry policy, declared here once and applied by the turn (agent/graph.py),
+    never by the client: `LLMUnavailable` (429/5xx/timeouts) is retried with jittered
+    exponential backoff up to OPENAI_MAX_ATTEMPTS; anything else fails fast."""
     return AsyncRetrying(
         stop=stop_after_attempt(settings.openai_max_attempts),
         wait=wait_random_exponential(multiplier=settings.openai_backoff_base_s, max=20),
-        retry=retry_if_exception(is_retryable_openai_error),
+        retry=retry_if_exception_type(LLMUnavailable),
         reraise=True,
     )
+
+
+def _unavailable(what: str, exc: openai.OpenAIError) -> Exception:
+    """A retryable SDK error as the tree's `LLMUnavailable`; any other stays as it is."""
+    if is_retryable_openai_error(exc):
+        return LLMUnavailable(f"{what} unavailable: {type(exc).__name__}")
+    return exc
 
 
 def _aiohttp_transport() -> Any:
@@ -162,6 +172,24 @@ class Usage:
         )
 
 
+# What the doctor says for the statuses that need no reading of the body. The 401 body
+# quotes part of the key ("Incorrect API key provided: sk-..."), so it is never quoted.
+_PROBE_REFUSALS = {
+    401: problem(
+        "token inválido: a OpenAI recusou a chave",
+        "crie uma chave em https://platform.openai.com/api-keys e coloque em OPENAI_API_KEY",
+    ),
+    429: problem(
+        "sem crédito ou acima do limite da conta (HTTP 429)",
+        "confira créditos e limites em https://platform.openai.com/settings/organization/billing",
+    ),
+    404: problem(
+        "URL errada: o endereço não tem a lista de modelos",
+        "confira OPENAI_BASE_URL (o padrão é https://api.openai.com/v1)",
+    ),
+}
+
+
 class LLMClient:
     def __init__(self, settings: Settings, session: aiohttp.ClientSession | None = None) -> None:
         self.settings = settings
@@ -183,6 +211,37 @@ class LLMClient:
     async def close(self) -> None:
         # The transport would close the shared session with it; the app owns that.
         self._client = None
+
+    def retry_policy(self) -> AsyncRetrying:
+        return openai_retry_policy(self.settings)
+
+    async def probe(self, io: ProbeIO) -> ProbeResult:
+        """The doctor's check: GET {base}/models lists the models the key may use and
+        changes nothing (returns {"object": "list", "data": [{"id", "object": "model", ...}]}).
+        https://developers.openai.com/api/reference/resources/models/methods/list"""
+        s = self.settings
+        key = s.openai_api_key.get_secret_value() if s.openai_api_key is not None else ""
+        reply = await io.get(
+            f"{s.openai_base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {key}"}
+        )
+        refused = _PROBE_REFUSALS.get(reply.status)
+        if refused is not None:
+            return refused
+        if reply.status == 403:
+            return problem(
+                f"a chave não tem permissão ({io.provider_words(reply, ('error', 'message'))})",
+                "confira as permissões do projeto da chave no painel da OpenAI",
+            )
+        models = reply.data.get("data") if isinstance(reply.data, dict) else None
+        if not reply.ok or not isinstance(models, list):
+            return io.unexpected(reply, ("error", "message"))
+        ids = {m.get("id") for m in models if isinstance(m, dict)}
+        if ids and s.openai_model not in ids:
+            return problem(
+                f"chave aceita, mas o modelo {s.openai_model} não está liberado para ela",
+                "troque OPENAI_MODEL por um modelo da sua conta (ex.: gpt-4o) ou libere-o no projeto da chave",
+            )
+        return ok(f"chave aceita; modelo {s.openai_model} disponível")
 
     def _require(self) -> AsyncOpenAI:
         if self._client is None:
@@ -226,16 +285,12 @@ class LLMClient:
             "response_format": self._response_format(schema),
         }
         payload = _json_payload(body)
-        try:
-            async for attempt in openai_retry_policy(self.settings):
-                with attempt:
-                    response = await client.post(
-                        "/chat/completions", cast_to=httpx.Response, options=_CHAT_OPTIONS, **payload
-                    )
+        try:  # one attempt: the turn retries (see openai_retry_policy)
+            response = await client.post(
+                "/chat/completions", cast_to=httpx.Response, options=_CHAT_OPTIONS, **payload
+            )
         except openai.OpenAIError as exc:
-            if is_retryable_openai_error(exc):
-                raise LLMUnavailable(f"openai unavailable: {type(exc).__name__}") from exc
-            raise
+            raise _unavailable("openai", exc) from exc
         completion = _parse_completion(response)
         if not completion.choices:
             raise LLMRefused("no complete structured output (no choices)")
@@ -260,16 +315,12 @@ class LLMClient:
 
     async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> str:
         client = self._require()
-        try:
-            async for attempt in openai_retry_policy(self.settings):
-                with attempt:
-                    result = await client.audio.transcriptions.create(
-                        model=self.settings.openai_transcribe_model,
-                        file=(filename, audio, mime),
-                        language="pt",
-                    )
+        try:  # one attempt: the turn retries (see openai_retry_policy)
+            result = await client.audio.transcriptions.create(
+                model=self.settings.openai_transcribe_model,
+                file=(filename, audio, mime),
+                language="pt",
+            )
         except openai.OpenAIError as exc:
-            if is_retryable_openai_error(exc):
-                raise LLMUnavailable(f"whisper unavailable: {type(exc).__name__}") from exc
-            raise
+            raise _unavailable("whisper", exc) from exc
         return (getattr(result, "text", None) or str(result)).strip()

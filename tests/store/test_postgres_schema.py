@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from store import sqlite as sqlite_store
+from store.sqlite import schema as sqlite_schema
 from tests.store.pg_support import Jsonb, connect, fresh_schema, psycopg
 
 TABLES = [
@@ -150,7 +150,7 @@ def test_updated_at_triggers_and_unique_keys(db):
 def _sqlite_columns() -> dict[str, set[str]]:
     tables: dict[str, set[str]] = {}
     for name, body in re.findall(
-        r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", sqlite_store.SCHEMA, flags=re.S
+        r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", sqlite_schema.SCHEMA, flags=re.S
     ):
         cols = set()
         for line in body.strip().splitlines():
@@ -158,7 +158,7 @@ def _sqlite_columns() -> dict[str, set[str]]:
             if word and word.upper() not in {"UNIQUE", "CHECK", "PRIMARY", "FOREIGN", "CONSTRAINT"}:
                 cols.add(word)
         tables[name] = cols
-    for table, added in sqlite_store._ADDED_COLUMNS.items():
+    for table, added in sqlite_schema.ADDED_COLUMNS.items():
         tables.setdefault(table, set()).update(added)
     return tables
 

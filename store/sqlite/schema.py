@@ -1,0 +1,200 @@
+"""The SQLite schema, and how an existing database is brought up to it on open.
+
+Every statement is idempotent (`IF NOT EXISTS`, columns added only when missing), so
+opening a database of any earlier release upgrades it in place, with no migration table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS leads (
+    id INTEGER PRIMARY KEY,
+    contact_key TEXT NOT NULL UNIQUE,
+    channel TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    phone TEXT,
+    name TEXT,
+    profile TEXT NOT NULL DEFAULT '{}',
+    score INTEGER NOT NULL DEFAULT 0,
+    temperature TEXT NOT NULL DEFAULT 'frio',
+    score_reasons TEXT NOT NULL DEFAULT '[]',
+    lead_message_count INTEGER NOT NULL DEFAULT 0,
+    opted_out INTEGER NOT NULL DEFAULT 0,
+    opted_out_at TEXT,
+    handoff_state TEXT,
+    handoff_reason TEXT,
+    handoff_summary TEXT,
+    handoff_at TEXT,
+    summary TEXT,
+    last_inbound_at TEXT,
+    paused_until TEXT,
+    chatwoot_contact_id INTEGER,
+    chatwoot_source_id TEXT,
+    chatwoot_conversation_id INTEGER,
+    chatwoot_conversation_resolved INTEGER NOT NULL DEFAULT 0,
+    crm_person_id INTEGER,
+    crm_company_id INTEGER,
+    crm_deal_id INTEGER,
+    referral TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY,
+    lead_id INTEGER NOT NULL REFERENCES leads(id),
+    channel TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'bot',
+    started_at TEXT NOT NULL,
+    last_message_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_lead ON conversations(lead_id, id);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+    lead_id INTEGER NOT NULL REFERENCES leads(id),
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    kind TEXT NOT NULL,
+    text TEXT,
+    provider_message_id TEXT,
+    status TEXT,
+    error TEXT,
+    media_url TEXT,
+    chatwoot_message_id INTEGER,
+    turn_id TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_lead ON messages(lead_id, id);
+CREATE INDEX IF NOT EXISTS messages_provider_id ON messages(provider_message_id)
+    WHERE provider_message_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS inbound (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    provider_message_id TEXT NOT NULL,
+    contact_key TEXT NOT NULL,
+    message TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'ignored')),
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    received_at TEXT NOT NULL,
+    processed_at TEXT,
+    UNIQUE (channel, provider_message_id)
+);
+CREATE INDEX IF NOT EXISTS inbound_pending ON inbound(contact_key, id) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    order_key TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'inflight', 'done', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_attempt_at TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox(order_key, id) WHERE status IN ('pending', 'inflight');
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS orcamentos (
+    id INTEGER PRIMARY KEY,
+    lead_id INTEGER NOT NULL REFERENCES leads(id),
+    conversation_id INTEGER REFERENCES conversations(id),
+    products TEXT NOT NULL,
+    quantity TEXT,
+    summary TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'novo',
+    turn_id TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orcamentos_lead ON orcamentos(lead_id, id);
+CREATE TABLE IF NOT EXISTS technical_questions (
+    id INTEGER PRIMARY KEY,
+    lead_id INTEGER NOT NULL REFERENCES leads(id),
+    conversation_id INTEGER REFERENCES conversations(id),
+    question TEXT NOT NULL,
+    context TEXT,
+    status TEXT NOT NULL DEFAULT 'aberta',
+    turn_id TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS technical_questions_lead ON technical_questions(lead_id, id);
+CREATE TABLE IF NOT EXISTS followups (
+    id INTEGER PRIMARY KEY,
+    lead_id INTEGER NOT NULL REFERENCES leads(id),
+    contact_key TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    due_at TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'cancelled')),
+    reason TEXT,
+    scheduled_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS followups_due ON followups(due_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS followups_lead ON followups(lead_id) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS turn_leases (
+    contact_key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    acquired_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    erased_at TEXT NOT NULL,
+    lead_created_at TEXT,
+    temperature TEXT,
+    rows_deleted TEXT NOT NULL
+);
+-- Keyed hashes (HMAC-SHA256) of erased contact keys and provider message ids, nothing else.
+CREATE TABLE IF NOT EXISTS tombstones (
+    hash TEXT PRIMARY KEY
+) WITHOUT ROWID;
+"""
+
+# Columns added after the first release: an existing database gets them on open.
+ADDED_COLUMNS = {
+    "messages": {"media_url": "TEXT", "error": "TEXT", "chatwoot_message_id": "INTEGER"},
+    "leads": {
+        "opted_out_at": "TEXT",
+        "handoff_state": "TEXT",
+        "handoff_reason": "TEXT",
+        "handoff_summary": "TEXT",
+        "handoff_at": "TEXT",
+        "summary": "TEXT",
+        "last_inbound_at": "TEXT",
+        "paused_until": "TEXT",
+        "chatwoot_contact_id": "INTEGER",
+        "chatwoot_source_id": "TEXT",
+        "chatwoot_conversation_id": "INTEGER",
+        "chatwoot_conversation_resolved": "INTEGER NOT NULL DEFAULT 0",
+        "crm_person_id": "INTEGER",
+        "crm_company_id": "INTEGER",
+        "crm_deal_id": "INTEGER",
+    },
+}
+
+
+# Indexes on columns that older databases only get from ADDED_COLUMNS.
+_LATE_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_chatwoot_id ON messages(chatwoot_message_id)"
+    " WHERE chatwoot_message_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS leads_chatwoot_conversation ON leads(chatwoot_conversation_id)",
+    # /metrics reads these on every scrape: an index each keeps that off the table scan.
+    "CREATE INDEX IF NOT EXISTS outbox_status_kind ON outbox(status, kind)",
+    "CREATE INDEX IF NOT EXISTS leads_temperature ON leads(temperature)",
+    "CREATE INDEX IF NOT EXISTS leads_crm_deal ON leads(crm_deal_id) WHERE crm_deal_id IS NOT NULL",
+)
+
+
+def apply_schema(db: sqlite3.Connection) -> None:
+    db.executescript(SCHEMA)
+    for table, columns in ADDED_COLUMNS.items():
+        existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns.items():
+            if name not in existing:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+    for statement in _LATE_INDEXES:
+        db.execute(statement)

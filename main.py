@@ -20,13 +20,13 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from cli.forget import run_forget
+from cli.migrate import run_migrate
 from core.logging import configure_logging, get_logger
-from core.models import contact_key_for
 from core.records import OutboxItem
 from core.settings import Settings
 from store.base import Store
@@ -146,116 +146,12 @@ def _item_view(item: OutboxItem) -> dict[str, object]:
     }
 
 
-# What `forget --channel` accepts: the form each channel keys its leads by.
-FORGET_CHANNELS = {
-    "whatsapp": "whatsapp",
-    "zapi": "whatsapp",
-    "waha": "whatsapp",
-    "whatsapp_cloud": "whatsapp",
-    "instagram": "instagram",
-    "cli": "cli",
-}
-_PHONE_CHARS = frozenset("0123456789+-(). ")
-
-
-class ForgetInputError(ValueError):
-    """What the operator typed names no contact; the message says what to type."""
-
-
-def forget_contact_key(contact: str, channel: str) -> str:
-    """The contact key of the lead an operator names: a phone (any formatting), a WhatsApp
-    hidden id (`123@lid`), an Instagram id, a terminal contact, or a full contact key
-    (`whatsapp:5511999999999`, `instagram:17841400000000000`) as logs and exports show it."""
-    value = contact.strip()
-    family = FORGET_CHANNELS.get(channel.strip().lower())
-    if family is None:
-        raise ForgetInputError(
-            f"Canal desconhecido: {channel!r}. Use whatsapp (Z-API, WAHA ou Cloud API), instagram ou cli."
-        )
-    prefix, sep, rest = value.partition(":")
-    if sep and prefix.lower() in FORGET_CHANNELS and rest.strip():
-        family, value = FORGET_CHANNELS[prefix.lower()], rest.strip()
-    if not value:
-        raise ForgetInputError(
-            "Informe o contato do lead: telefone com DDI e DDD, id @lid ou id do Instagram."
-        )
-    if family == "cli":
-        return contact_key_for("cli", value)
-    if family == "instagram":
-        if not value.isdigit():
-            raise ForgetInputError(
-                "O id do Instagram é só números (o IGSID que aparece nos logs e no Chatwoot)."
-            )
-        return contact_key_for("instagram", value)
-    if value.lower().endswith("@lid"):
-        local = value[: -len("@lid")].strip()
-        if not local.isdigit():
-            raise ForgetInputError(
-                "Um id @lid do WhatsApp é só números seguidos de @lid (ex.: 208573150634094@lid)."
-            )
-        return contact_key_for("whatsapp", f"{local}@lid")
-    digits = "".join(ch for ch in value if ch.isdigit())
-    if not set(value) <= _PHONE_CHARS or len(digits) < 8:
-        raise ForgetInputError(
-            "Informe o telefone do lead, com DDI e DDD (ex.: 5511999999999), ou o id @lid."
-        )
-    return contact_key_for("whatsapp", digits)
-
-
 async def _forget(settings: Settings, contact: str, channel: str) -> int:
-    try:
-        contact_key = forget_contact_key(contact, channel)
-    except ForgetInputError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    store = default_store(settings)
-    await store.open()
-    try:
-        erased = await store.forget_lead(contact_key)
-    finally:
-        await store.close()
-    if not erased:
-        print(f"Nenhum lead com esse contato ({contact_key.partition(':')[0]}).")
-        return 1
-    print(
-        "Dados pessoais e mensagens do lead apagados; ficou só um registro anônimo da exclusão. "
-        "Mensagens que ainda chegarem desse contato serão descartadas.\n"
-        "Chatwoot, PipeRun e os webhooks de saída recebem a exclusão pela fila do bot assim que ele "
-        "estiver rodando: python main.py outbox list --kind lead_erasure"
-    )
-    return 0
-
-
-MIGRATIONS = Path(__file__).resolve().parent / "supabase" / "migrations"
+    return await run_forget(default_store(settings), contact, channel)
 
 
 def _migrate(settings: Settings, *, apply: bool) -> int:
-    """Print the schema SQL, or apply it to DATABASE_URL (every file is re-runnable)."""
-    files = sorted(MIGRATIONS.glob("*.sql"))
-    if not files:
-        print(f"no migrations found in {MIGRATIONS}", file=sys.stderr)
-        return 2
-    if not apply:
-        for path in files:
-            print(f"-- {path.name}\n{path.read_text(encoding='utf-8')}")
-        return 0
-    if settings.database_url is None:
-        print(
-            "Set DATABASE_URL to apply the migrations (or run without --apply to print them).",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        import psycopg
-    except ImportError:
-        print("Applying needs psycopg: pip install 'psycopg[binary]'", file=sys.stderr)
-        return 2
-    with psycopg.connect(settings.database_url.get_secret_value(), autocommit=False) as conn:
-        for path in files:
-            conn.execute(path.read_text(encoding="utf-8"))
-            print(f"applied {path.name}")
-        conn.commit()
-    return 0
+    return run_migrate(settings, apply=apply)
 
 
 async def _doctor(settings: Settings) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -73,3 +74,34 @@ def test_nothing_imports_the_composition_root() -> None:
         if re.search(r"^\s*(from main import|import main\b)", path.read_text(), flags=re.M)
     ]
     assert offenders == []
+
+
+SOURCE_FLOORS = ("core", "store", "agent", "channels", "integrations", "runtime", "web", "cli")
+MAX_FILE_LINES = 600
+MAX_FUNCTION_LINES = 80
+
+
+def _source_files() -> list[Path]:
+    return [REPO / "main.py"] + [p for floor in SOURCE_FLOORS for p in sorted((REPO / floor).rglob("*.py"))]
+
+
+def test_no_source_file_is_longer_than_600_lines() -> None:
+    """A file a newcomer cannot read in one sitting hides more than one job (benches and
+    tests are exempt: they are long by nature)."""
+    long_files = {
+        str(path.relative_to(REPO)): n
+        for path in _source_files()
+        if (n := len(path.read_text().splitlines())) > MAX_FILE_LINES
+    }
+    assert long_files == {}
+
+
+def test_no_function_is_longer_than_80_lines() -> None:
+    long_functions = {}
+    for path in _source_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long_functions[f"{path.relative_to(REPO)}:{node.lineno} {node.name}"] = length
+    assert long_functions == {}

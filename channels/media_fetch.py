@@ -26,8 +26,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from channels.provider_http import MediaTooLarge, is_retryable_status
-from core.errors import SendError
+from channels.errors import ChannelUnavailable, MediaRefused, MediaTooLarge, error_for_status
+from core.errors import ProviderError
 from core.logging import get_logger
 from core.settings import Settings
 
@@ -47,13 +47,6 @@ _NAT64 = ip_network("64:ff9b::/96")  # IPv6 wrapping of an IPv4 address
 IPAddress = IPv4Address | IPv6Address
 # host, port -> the IP addresses (text) the name stands for
 Lookup = Callable[[str, int], Awaitable[Sequence[str]]]
-
-
-class MediaRefused(SendError):
-    """The URL points where we will not go; asking again cannot change that."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 class _AddressRefused(OSError):
@@ -322,14 +315,14 @@ class MediaFetcher:
         label: str | None = None,
         prefix: str = "",
         auth_statuses: Collection[int] = (),
-        http_error: Callable[[aiohttp.ClientResponse], Awaitable[SendError]] | None = None,
+        http_error: Callable[[aiohttp.ClientResponse], Awaitable[ProviderError]] | None = None,
     ) -> bytes:
         """Download at most `max_bytes`, hop by hop, from where the policy allows.
 
         `label` names the media in size refusals (default "media from <host>"), `prefix`
         names the provider in transport failures, `auth_statuses` are the statuses that
         mean our credentials were refused, and `http_error` replaces the default
-        SendError for a non-2xx answer when the provider's error body says more.
+        error for a non-2xx answer when the provider's error body says more.
 
         The connection is private to this download (its own resolver, no cookie jar),
         so nothing learnt on one hop or one download leaks into the next.
@@ -370,16 +363,16 @@ class MediaFetcher:
                             auth_statuses=auth_statuses,
                             http_error=http_error,
                         )
-                except SendError:
+                except ProviderError:
                     raise
                 except TimeoutError:
-                    raise SendError(f"{prefix}media download from {host} timed out", retryable=True) from None
+                    raise ChannelUnavailable(f"{prefix}media download from {host} timed out") from None
                 except (aiohttp.ClientError, OSError) as exc:
                     refused = _refusal(exc)
                     if refused is not None:
                         raise MediaRefused(f"media url refused: {refused}") from None
-                    raise SendError(
-                        f"{prefix}media download from {host} failed: {type(exc).__name__}", retryable=True
+                    raise ChannelUnavailable(
+                        f"{prefix}media download from {host} failed: {type(exc).__name__}"
                     ) from None
         raise MediaRefused(f"media from {first_host} redirected more than {self.max_redirects} times")
 
@@ -392,18 +385,17 @@ async def _read(
     label: str | None,
     prefix: str,
     auth_statuses: Collection[int],
-    http_error: Callable[[aiohttp.ClientResponse], Awaitable[SendError]] | None,
+    http_error: Callable[[aiohttp.ClientResponse], Awaitable[ProviderError]] | None,
 ) -> bytes:
     """The body, counted while it streams: Content-Length may be missing or lie."""
     what = label if label is not None else f"media from {host}"
     if not 200 <= resp.status < 300:
         if http_error is not None:
             raise await http_error(resp)
-        raise SendError(
+        raise error_for_status(
             f"{prefix}media download from {host} failed: HTTP {resp.status}",
-            status=resp.status,
-            retryable=is_retryable_status(resp.status),
-            auth_failed=resp.status in auth_statuses,
+            resp.status,
+            auth_statuses=auth_statuses,
         )
     declared = resp.content_length
     if declared is not None and declared > max_bytes:

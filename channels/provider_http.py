@@ -1,9 +1,9 @@
 """What every provider client needs over HTTP, kept in one place so the channels agree.
 
-The outbox decides retries from `SendError.retryable`, so every provider must read HTTP
-statuses, error bodies and oversized media the same way; a fix made in one copy and
-missed in another would make one channel retry what the others give up on. Media
-downloads live in channels/media_fetch.py, where the address policy is.
+The outbox decides retries from the error's type (channels/errors.py), so every provider
+must read HTTP statuses and error bodies the same way; a fix made in one copy and missed
+in another would make one channel retry what the others give up on. Media downloads live
+in channels/media_fetch.py, where the address policy is.
 """
 
 from __future__ import annotations
@@ -12,14 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from core.errors import SendError
-
-
-class MediaTooLarge(SendError):
-    """The media is bigger than we are willing to hold in memory; retrying cannot help."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
+from channels.errors import MediaTooLarge, is_retryable_status
 
 
 def scrub(text: str, secrets: list[str]) -> str:
@@ -30,11 +23,6 @@ def scrub(text: str, secrets: list[str]) -> str:
         if secret:
             text = text.replace(secret, "[REDACTED]")
     return text
-
-
-def is_retryable_status(status: int) -> bool:
-    """Timeouts, throttling and server trouble may pass; any other 4xx will not."""
-    return status in (408, 425, 429) or status >= 500
 
 
 def _dig(obj: Any, path: Sequence[str]) -> Any:

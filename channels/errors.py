@@ -1,0 +1,109 @@
+"""The errors channel adapters raise: the typed leaves of core/errors.py, per channel.
+
+Callers decide by type (`Retryable` is retried by the outbox, `AuthFailed` marks the
+channel `error` in /api/health, `InvalidRecipient` is recorded on the message), so an
+adapter picks the leaf and makes one attempt; it never retries by itself.
+
+Bridge while the runtime converts (issue 14): every class here still derives from the
+legacy `SendError` and carries its `retryable`, `auth_failed` and `invalid_recipient`
+flags, derived from the type, so `except SendError` in runtime/delivery.py and web/app.py
+and the flag readers keep working. Once they catch `ProviderError` and switch on types,
+the `SendError` base can go without touching any adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from core.errors import (
+    RETRYABLE_STATUSES,
+    AuthFailed,
+    InvalidRecipient,
+    ProviderRejected,
+    ProviderUnavailable,
+    Retryable,
+    SendError,
+)
+
+
+class ChannelError(SendError):
+    """A channel's refusal or failure; the legacy flags follow from the leaf it is."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(
+            message,
+            status=status,
+            retryable=isinstance(self, Retryable),
+            auth_failed=isinstance(self, AuthFailed),
+            invalid_recipient=isinstance(self, InvalidRecipient),
+        )
+
+
+class ChannelUnavailable(ChannelError, ProviderUnavailable):
+    """429, 5xx, a timeout or a broken connection: the outbox tries again later."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class ChannelRejected(ChannelError, ProviderRejected):
+    """The provider (or the adapter, before asking it) refused for good."""
+
+
+class ChannelAuthFailed(ChannelError, AuthFailed):
+    """Our credentials were refused: an operator must act."""
+
+
+class ChannelInvalidRecipient(ChannelError, InvalidRecipient):
+    """The contact cannot receive messages through this channel."""
+
+
+class MediaTooLarge(ChannelRejected):
+    """The media is bigger than we are willing to hold in memory; retrying cannot help."""
+
+
+class MediaRefused(ChannelRejected):
+    """The media URL points where we will not go; asking again cannot change that."""
+
+
+def is_retryable_status(status: int) -> bool:
+    """Timeouts, throttling and server trouble may pass; any other 4xx will not."""
+    return status in RETRYABLE_STATUSES or status >= 500
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a `Retry-After: <seconds>` answer; an HTTP date is left to the backoff."""
+    value = (headers.get("Retry-After") or "").strip()
+    if not value.isdigit():
+        return None
+    return float(value)
+
+
+def error_for_status(
+    message: str,
+    status: int,
+    *,
+    auth_statuses: Collection[int] = (401, 403),
+    wait: float | None = None,
+) -> ChannelError:
+    """The leaf a plain HTTP status stands for when the provider's body says nothing finer."""
+    if status in auth_statuses:
+        return ChannelAuthFailed(message, status=status)
+    if is_retryable_status(status):
+        return ChannelUnavailable(message, status=status, retry_after=wait)
+    return ChannelRejected(message, status=status)
+
+
+__all__ = [
+    "ChannelAuthFailed",
+    "ChannelError",
+    "ChannelInvalidRecipient",
+    "ChannelRejected",
+    "ChannelUnavailable",
+    "MediaRefused",
+    "MediaTooLarge",
+    "error_for_status",
+    "is_retryable_status",
+    "retry_after",
+]

@@ -1,0 +1,12 @@
+"""WAHA channel: `schema` (frozen payload models), `parse` and `content` (webhook events
+to messages, statuses and session states) and `channel` (authentication, sending, media,
+the doctor's probe).
+
+`channels.waha.WahaChannel` stays the import path the registry, tests and runtime use.
+"""
+
+from channels.errors import MediaTooLarge
+from channels.waha.channel import HMAC_ALGORITHM_HEADER, HMAC_HEADER, WahaChannel
+from channels.waha.schema import WMessage
+
+__all__ = ["HMAC_ALGORITHM_HEADER", "HMAC_HEADER", "MediaTooLarge", "WMessage", "WahaChannel"]

@@ -1,0 +1,241 @@
+"""Z-API channel: WhatsApp through the Brazilian Z-API gateway.
+
+Payload shapes follow Z-API's published docs (developer.z-api.io, mirrored in the
+github.com/Z-API/z-api-docs repo: docs/webhooks/on-message-received.md,
+on-whatsapp-message-status-changes.md, on-message-send.md, docs/message/send-message-text.md,
+docs/instance/status.md). Parsing lives in `parse`, the payload models in `schema`; this
+module holds what needs the settings: the webhook secret, the instance URLs, sending and
+the doctor's probe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from channels.base import ParsedWebhook, SentMessage
+from channels.errors import (
+    ChannelAuthFailed,
+    ChannelError,
+    ChannelInvalidRecipient,
+    ChannelRejected,
+    ChannelUnavailable,
+    is_retryable_status,
+    retry_after,
+)
+from channels.media_fetch import MediaFetcher
+from channels.provider_http import error_detail, scrub
+from channels.webhook_helpers import json_object, token_matches
+from channels.zapi.parse import parse_webhook
+from core.errors import WebhookRejected
+from core.logging import get_logger
+from core.models import mask_phone
+from core.probe import ProbeIO, ProbeResult, ok, problem
+from core.settings import Settings
+
+log = get_logger(__name__)
+
+# Z-API documents delayTyping/delayMessage as "a range of 1~15 sec"; values outside it
+# are refused or silently altered by the provider, so we clamp before sending.
+DELAY_MIN_S = 1
+DELAY_MAX_S = 15
+
+_ERROR_DETAIL_MAX = 200
+# Z-API words its refusals as `{"error": ...}` or `{"message": ...}`.
+_ERROR_PATHS = (("error",), ("message",), ("detail",))
+
+
+class ZapiChannel:
+    name = "zapi"
+    window_hours: int | None = None  # Z-API rides on a phone: no customer-service window
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.rate_per_s = settings.zapi_rate_per_s
+
+    @property
+    def configured(self) -> bool:
+        return self._settings.zapi_configured
+
+    @property
+    def missing_webhook_secret(self) -> str | None:
+        return "ZAPI_WEBHOOK_SECRET" if self._settings.zapi_webhook_secret is None else None
+
+    # -- inbound --------------------------------------------------------------------
+
+    def authenticate(self, request: web.Request, raw_body: bytes) -> None:
+        """Z-API signs nothing, so a shared secret in the webhook URL is the only proof.
+
+        Z-API cannot add custom headers to its webhook calls, hence `?token=` is the
+        practical option; the headers are accepted for proxies that inject them.
+        """
+        secret = self._settings.zapi_webhook_secret
+        if secret is None:
+            # Closed by default: an open route would let anyone make the bot message any
+            # number from the company's WhatsApp, spend LLM turns and pause leads.
+            raise WebhookRejected(
+                403, "ZAPI_WEBHOOK_SECRET is not set: Z-API webhooks are refused until it is"
+            )
+        candidates: list[str] = []
+        query_token = request.query.get("token")
+        if query_token:
+            candidates.append(query_token)
+        header_token = request.headers.get("X-Webhook-Token")
+        if header_token:
+            candidates.append(header_token)
+        auth = request.headers.get("Authorization", "")
+        scheme, _, credentials = auth.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            candidates.append(credentials.strip())
+        if not token_matches(candidates, secret.get_secret_value().encode()):
+            raise WebhookRejected(401, "invalid or missing webhook token")
+
+    def parse(self, payload: object) -> ParsedWebhook:
+        return parse_webhook(payload)
+
+    # -- the instance's API ---------------------------------------------------------
+
+    def _instance_url(self, op: str) -> str:
+        """`/instances/{id}/token/{token}/{op}`: the token rides in the path, so this URL
+        never goes into a log or an error text (see `_secrets`)."""
+        s = self._settings
+        token = s.zapi_instance_token.get_secret_value() if s.zapi_instance_token is not None else ""
+        return f"{s.zapi_base_url.rstrip('/')}/instances/{s.zapi_instance_id}/token/{token}/{op}"
+
+    def _headers(self, **extra: str) -> dict[str, str]:
+        headers = dict(extra)
+        if self._settings.zapi_client_token is not None:
+            headers["Client-Token"] = self._settings.zapi_client_token.get_secret_value()
+        return headers
+
+    def _secrets(self) -> list[str]:
+        s = self._settings
+        values = [
+            secret.get_secret_value()
+            for secret in (s.zapi_instance_token, s.zapi_client_token)
+            if secret is not None
+        ]
+        # Not a secret on its own, but with it in an error the URL could be rebuilt.
+        if s.zapi_instance_id:
+            values.append(s.zapi_instance_id)
+        return values
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self._settings.http_timeout_s)
+
+    # -- outbound -------------------------------------------------------------------
+
+    async def send_text(
+        self,
+        session: aiohttp.ClientSession,
+        contact_id: str,
+        text: str,
+        *,
+        typing_s: int,
+        human_agent: bool = False,
+    ) -> SentMessage:
+        """One attempt only: the outbox owns retries, so errors say whether to retry."""
+        s = self._settings
+        if not (s.zapi_instance_id and s.zapi_instance_token):
+            raise ChannelRejected("zapi is not configured")
+        body: dict[str, Any] = {"phone": contact_id, "message": text}
+        # Z-API's default is no "typing..." at all; only a positive wish is sent, clamped
+        # to the documented 1..15 s.
+        if typing_s and typing_s > 0:
+            body["delayTyping"] = max(DELAY_MIN_S, min(DELAY_MAX_S, round(typing_s)))
+        headers = self._headers(**{"Content-Type": "application/json"})
+        try:
+            async with session.post(
+                self._instance_url("send-text"), json=body, headers=headers, timeout=self._timeout()
+            ) as resp:
+                status = resp.status
+                raw = await resp.text(errors="replace")
+                wait = retry_after(resp.headers)
+        except TimeoutError:  # asyncio.TimeoutError is the same class on 3.11
+            self._log_send_failure(contact_id, None, "timeout")
+            raise ChannelUnavailable("zapi send-text timed out") from None
+        except aiohttp.ClientError as exc:
+            # The exception text can carry the URL, which embeds the instance token.
+            self._log_send_failure(contact_id, None, type(exc).__name__)
+            raise ChannelUnavailable(f"zapi send-text transport error: {type(exc).__name__}") from None
+
+        if not 200 <= status < 300:
+            raise self._send_error(status, raw, contact_id, wait)
+
+        data = json_object(raw)
+        message_id = data.get("messageId") or data.get("id")
+        if not isinstance(message_id, str) or not message_id:
+            error = data.get("error")
+            if isinstance(error, str) and error.strip():
+                # A 2xx that still says "error" and has no id: nothing was sent.
+                detail = scrub(error.strip(), self._secrets())[:_ERROR_DETAIL_MAX]
+                raise ChannelRejected(f"zapi send-text refused: {detail}", status=status)
+            # Accepted but unidentified: report success, a resend would duplicate it.
+            message_id = None
+        return SentMessage(provider_message_id=message_id)
+
+    def _send_error(self, status: int, raw: str, contact_id: str, wait: float | None) -> ChannelError:
+        detail = scrub(error_detail(raw, _ERROR_PATHS), self._secrets())[:_ERROR_DETAIL_MAX]
+        retryable = is_retryable_status(status)
+        self._log_send_failure(contact_id, status, "retryable" if retryable else "permanent")
+        message = f"zapi send-text failed: HTTP {status}"
+        message = f"{message}: {detail}" if detail else message
+        if status in (401, 403):
+            return ChannelAuthFailed(message, status=status)
+        if retryable:
+            return ChannelUnavailable(message, status=status, retry_after=wait)
+        # Z-API answers 400 for numbers that are not on WhatsApp.
+        if status in (400, 404) and "phone" in detail.lower():
+            return ChannelInvalidRecipient(message, status=status)
+        return ChannelRejected(message, status=status)
+
+    @staticmethod
+    def _log_send_failure(contact_id: str, status: int | None, what: str) -> None:
+        log.warning("zapi_send_failed", contact=mask_phone(contact_id), status=status, error=what)
+
+    async def fetch_media(self, session: aiohttp.ClientSession, url: str, *, max_bytes: int) -> bytes:
+        """Download a Z-API media URL (public storage, kept 30 days) without trusting its
+        address or its size (channels/media_fetch.py).
+
+        No Client-Token is sent: the URL is whatever the webhook said and may point
+        anywhere, and Z-API storage does not need it.
+        """
+        return await MediaFetcher.from_settings(self._settings).fetch(
+            url, max_bytes=max_bytes, timeout=self._timeout()
+        )
+
+    # -- doctor ---------------------------------------------------------------------
+
+    async def probe(self, io: ProbeIO) -> ProbeResult:
+        """Instance status: GET /instances/{id}/token/{token}/status with the account's
+        Client-Token header; 200 {"connected": bool, "error": str, "smartphoneConnected":
+        bool}. https://developer.z-api.io/en/instance/status"""
+        reply = await io.get(self._instance_url("status"), headers=self._headers(Accept="application/json"))
+        text = reply.text.lower()
+        if "client-token" in text or "null not allowed" in text or reply.status in (401, 403):
+            # https://developer.z-api.io/en/security/client-token: every request of an account
+            # with the security token on must carry it; the 403 body echoes the token sent.
+            return problem(
+                "token inválido: a Z-API recusou o Client-Token",
+                "copie o token de segurança da conta (painel Z-API → Segurança) para ZAPI_CLIENT_TOKEN",
+            )
+        if reply.status == 404 or ("instance" in text and "not found" in text):
+            return problem(
+                "ID ou token da instância errado: a Z-API não encontrou a instância",
+                "copie o ID e o token da instância (painel Z-API → Instâncias) para "
+                "ZAPI_INSTANCE_ID e ZAPI_INSTANCE_TOKEN",
+            )
+        data = reply.data if isinstance(reply.data, dict) else {}
+        if not reply.ok or not isinstance(data.get("connected"), bool):
+            return io.unexpected(reply, ("error",), ("message",))
+        if not data["connected"]:
+            said = io.provider_words(reply, ("error",))
+            return problem(
+                "instância encontrada, mas o WhatsApp está desconectado" + (f" ({said})" if said else ""),
+                "no painel da Z-API abra a instância e leia o QR code com o WhatsApp do celular da empresa",
+            )
+        if data.get("smartphoneConnected") is False:
+            return ok("WhatsApp conectado (atenção: o celular está sem internet agora)")
+        return ok("WhatsApp conectado")

@@ -1,0 +1,180 @@
+"""Z-API's webhook payloads as frozen models (channels/webhook_helpers.py: ProviderModel).
+
+Shapes follow Z-API's published docs (developer.z-api.io, mirrored in the
+github.com/Z-API/z-api-docs repo: docs/webhooks/on-message-received.md,
+on-whatsapp-message-status-changes.md, on-message-send.md).
+"""
+
+from __future__ import annotations
+
+from channels.webhook_helpers import ProviderModel
+
+# --- webhook payload models --------------------------------------------------------
+# Z-API adds fields regularly; unknown keys are ignored so a new field never breaks us,
+# while a known field with the wrong type is a 422 (the body is not what Z-API sends).
+
+
+class ZText(ProviderModel):
+    message: str | None = None
+    # Present on link previews and on messages that come from an ad click.
+    description: str | None = None
+    title: str | None = None
+    url: str | None = None
+
+
+class ZAudio(ProviderModel):
+    audioUrl: str | None = None
+    mimeType: str | None = None
+    ptt: bool | None = None
+    seconds: float | None = None
+    viewOnce: bool | None = None
+
+
+class ZImage(ProviderModel):
+    imageUrl: str | None = None
+    thumbnailUrl: str | None = None
+    caption: str | None = None
+    mimeType: str | None = None
+    viewOnce: bool | None = None
+
+
+class ZDocument(ProviderModel):
+    documentUrl: str | None = None
+    fileName: str | None = None
+    mimeType: str | None = None
+    caption: str | None = None
+    title: str | None = None
+    # The docs' table says string, their example sends a number.
+    pageCount: int | str | None = None
+
+
+class ZVideo(ProviderModel):
+    videoUrl: str | None = None
+    caption: str | None = None
+    mimeType: str | None = None
+
+
+class ZSticker(ProviderModel):
+    stickerUrl: str | None = None
+    mimeType: str | None = None
+
+
+class ZLocation(ProviderModel):
+    latitude: float | None = None
+    longitude: float | None = None
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+
+
+class ZContact(ProviderModel):
+    displayName: str | None = None
+    vCard: str | None = None
+    phones: list[str] | None = None
+
+
+class ZButtonsResponse(ProviderModel):
+    buttonId: str | None = None
+    message: str | None = None
+
+
+class ZListResponse(ProviderModel):
+    # `title` is the chosen row's title, `message` its description (see send-option-list).
+    message: str | None = None
+    title: str | None = None
+    selectedRowId: str | None = None
+
+
+class ZReferencedMessage(ProviderModel):
+    messageId: str | None = None
+    fromMe: bool | None = None
+    phone: str | None = None
+
+
+class ZReaction(ProviderModel):
+    value: str | None = None
+    time: int | None = None
+    reactionBy: str | None = None
+    referencedMessage: ZReferencedMessage | None = None
+
+
+class ZExternalAdReply(ProviderModel):
+    """Click-to-WhatsApp ad context ("Exemplo de retorno de texto vindos de anúncio")."""
+
+    title: str | None = None
+    body: str | None = None
+    sourceType: str | None = None
+    sourceId: str | None = None
+    sourceUrl: str | None = None
+    thumbnailUrl: str | None = None
+    # Not in Z-API's docs; kept in case their payload starts forwarding Meta's click id.
+    ctwaClid: str | None = None
+
+
+class ZPollOption(ProviderModel):
+    name: str | None = None
+
+
+class ZPollVote(ProviderModel):
+    pollMessageId: str | None = None
+    options: list[ZPollOption] | None = None
+
+
+class ZReceivedCallback(ProviderModel):
+    type: str
+    messageId: str | None = None
+    phone: str | None = None
+    connectedPhone: str | None = None
+    instanceId: str | None = None
+    isGroup: bool | None = None
+    isNewsletter: bool | None = None
+    broadcast: bool | None = None
+    fromMe: bool | None = None
+    fromApi: bool | None = None
+    waitingMessage: bool | None = None
+    isStatusReply: bool | None = None
+    isEdit: bool | None = None
+    # Z-API spells it "momment" (ms epoch); one doc example says "moment", other
+    # integrations forward "timestamp" (seconds).
+    momment: float | None = None
+    moment: float | None = None
+    timestamp: float | None = None
+    status: str | None = None
+    senderName: str | None = None
+    chatName: str | None = None
+    participantPhone: str | None = None
+    referenceMessageId: str | None = None
+    notification: str | None = None
+
+    text: ZText | None = None
+    audio: ZAudio | None = None
+    image: ZImage | None = None
+    document: ZDocument | None = None
+    video: ZVideo | None = None
+    sticker: ZSticker | None = None
+    location: ZLocation | None = None
+    contact: ZContact | None = None
+    buttonsResponseMessage: ZButtonsResponse | None = None
+    listResponseMessage: ZListResponse | None = None
+    reaction: ZReaction | None = None
+    pollVote: ZPollVote | None = None
+    externalAdReply: ZExternalAdReply | None = None
+
+    def has_content(self) -> bool:
+        return any(
+            block is not None
+            for block in (
+                self.text,
+                self.audio,
+                self.image,
+                self.document,
+                self.video,
+                self.sticker,
+                self.location,
+                self.contact,
+                self.buttonsResponseMessage,
+                self.listResponseMessage,
+                self.reaction,
+                self.pollVote,
+            )
+        )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from core.errors import Retryable
 from core.logging import get_logger
 from runtime.policies import integration_spec, is_transient
 
@@ -38,17 +39,19 @@ class Permit:
     probe: bool
 
 
-class CircuitOpenError(Exception):
+class CircuitOpenError(Retryable):
     """Failing fast: the integration is considered down for another `retry_in` seconds.
 
     Retryable by nature: nothing was sent, so trying later is always safe."""
 
+    # What callers that still read the flag see (see runtime/policies.is_transient).
     retryable = True
 
     def __init__(self, name: str, retry_in: float) -> None:
         super().__init__(f"circuit {name!r} is open; next probe in {retry_in:.1f}s")
         self.name = name
         self.retry_in = retry_in
+        self.retry_after = retry_in
 
 
 def _utcnow() -> datetime:

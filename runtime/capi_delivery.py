@@ -8,6 +8,7 @@ retried or replayed item builds the same event with the same event id.
 from __future__ import annotations
 
 from core.logging import get_logger
+from core.outbox import CapiEvent
 from core.records import OutboxItem
 from core.settings import Settings
 from integrations.meta_capi import LeadStage, MetaCapiClient, build_event, split_name
@@ -32,12 +33,11 @@ class CapiDelivery:
         self.store = store
         self.settings = settings
 
-    async def event(self, item: OutboxItem) -> None:
-        payload = item.payload
-        stage = STAGES.get(str(payload.get("stage")))
+    async def event(self, _item: OutboxItem, payload: CapiEvent) -> None:
+        stage = STAGES.get(str(payload.stage))
         if stage is None:
-            raise PermanentDeliveryError(f"unknown CAPI stage {payload.get('stage')!r}")
-        lead = await self.store.get_lead(str(payload["contact_key"]))
+            raise PermanentDeliveryError(f"unknown CAPI stage {payload.stage!r}")
+        lead = await self.store.get_lead(payload.contact_key)
         if lead is None:
             log.info("meta_capi_skipped", reason="lead_erased")
             return
@@ -48,7 +48,7 @@ class CapiDelivery:
                 stage,
                 contact_key=lead.contact_key,
                 channel=lead.channel,
-                event_time=payload.get("event_time"),
+                event_time=payload.event_time,
                 phone=lead.phone or profile.get("phone"),
                 email=profile.get("email"),
                 first_name=first,
@@ -58,8 +58,8 @@ class CapiDelivery:
                 referral=lead.referral,
                 page_scoped_user_id=lead.contact_id if lead.channel == "instagram" else None,
                 instagram_account_id=self.settings.instagram_account_id,
-                value=payload.get("value"),
-                currency=str(payload.get("currency") or "BRL"),
+                value=payload.value,
+                currency=payload.currency or "BRL",
                 qualified_event=self.settings.meta_capi_qualified_event,
             )
         except ValueError as exc:

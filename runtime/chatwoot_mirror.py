@@ -11,9 +11,10 @@ the erasure ran is handed to the erasure (runtime/erasure.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from core.logging import get_logger
+from core.outbox import ChatwootHandoff, ChatwootMessage, ChatwootProfile
 from core.records import OutboxItem
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient, ChatwootError
@@ -109,27 +110,26 @@ class ChatwootMirror:
             log.info("chatwoot_mirror_skipped", reason="lead_erased")
             return None
 
-    async def message(self, item: OutboxItem) -> None:
-        payload = item.payload
-        found = await self._conversation_unless_erased(payload["contact_key"])
+    async def message(self, item: OutboxItem, payload: ChatwootMessage) -> None:
+        found = await self._conversation_unless_erased(payload.contact_key)
         if found is None:
             return
         _contact, conversation_id = found
-        message_type = "incoming" if payload["direction"] == "in" else "outgoing"
+        message_type: Literal["incoming", "outgoing"] = "incoming" if payload.incoming else "outgoing"
         if item.attempts > 1:
             # A previous attempt may have been created before its answer was lost (a
             # timeout): look before posting the same message twice.
-            existing = await self._posted_before(conversation_id, payload["text"], message_type)
+            existing = await self._posted_before(conversation_id, payload.text, message_type)
             if existing is not None:
-                if payload.get("message_id") is not None:
-                    await self.store.set_chatwoot_message_id(int(payload["message_id"]), existing)
+                if payload.message_id is not None:
+                    await self.store.set_chatwoot_message_id(payload.message_id, existing)
                 return
         chatwoot_id = await self._guard(
-            self.client.create_message(conversation_id, payload["text"], message_type=message_type)
+            self.client.create_message(conversation_id, payload.text, message_type=message_type)
         )
-        if payload.get("message_id") is not None and chatwoot_id is not None:
+        if payload.message_id is not None and chatwoot_id is not None:
             # Remembered so Chatwoot's webhook for this very message is never taken for an agent.
-            await self.store.set_chatwoot_message_id(int(payload["message_id"]), int(chatwoot_id))
+            await self.store.set_chatwoot_message_id(payload.message_id, int(chatwoot_id))
 
     async def _posted_before(self, conversation_id: int, text: str, message_type: str) -> int | None:
         wanted = 0 if message_type == "incoming" else 1  # Chatwoot's numeric message types
@@ -138,28 +138,24 @@ class ChatwootMirror:
             kind = message.message_type
             same_type = kind in (message_type, wanted)
             if same_type and (message.content or "").strip() == text.strip() and not message.private:
-                return message.id
+                return int(message.id)
         return None
 
-    async def profile(self, item: OutboxItem) -> None:
-        payload = item.payload
-        found = await self._conversation_unless_erased(payload["contact_key"])
+    async def profile(self, _item: OutboxItem, payload: ChatwootProfile) -> None:
+        found = await self._conversation_unless_erased(payload.contact_key)
         if found is None:
             return
         contact_id, conversation_id = found
-        await self._guard(self.client.update_contact_attributes(contact_id, payload["attributes"]))
-        await self._guard(self.client.add_labels(conversation_id, [payload["temperature"]]))
+        await self._guard(self.client.update_contact_attributes(contact_id, payload.attributes))
+        await self._guard(self.client.add_labels(conversation_id, [payload.temperature]))
 
-    async def handoff(self, item: OutboxItem) -> None:
-        payload = item.payload
-        found = await self._conversation_unless_erased(payload["contact_key"])
+    async def handoff(self, _item: OutboxItem, payload: ChatwootHandoff) -> None:
+        found = await self._conversation_unless_erased(payload.contact_key)
         if found is None:
             return
         _contact, conversation_id = found
         await self._guard(
-            self.client.create_message(
-                conversation_id, payload["card"], message_type="outgoing", private=True
-            )
+            self.client.create_message(conversation_id, payload.card, message_type="outgoing", private=True)
         )
         await self._guard(self.client.toggle_status(conversation_id, "open"))
         if self.settings.chatwoot_handoff_team_id:

@@ -12,6 +12,7 @@ is caught at the next saved id: what the sync created is handed to the erasure.
 from __future__ import annotations
 
 from core.logging import get_logger
+from core.outbox import PipeRunSync
 from core.records import LeadRecord, OutboxItem
 from core.settings import Settings
 from integrations.piperun import CrmLink, LeadCard, PipeRunClient, sync_lead
@@ -40,26 +41,30 @@ class CrmSync:
         base = s.chatwoot_api_url.rstrip("/")
         return f"{base}/app/accounts/{s.chatwoot_account_id}/conversations/{lead.chatwoot_conversation_id}"
 
-    async def sync(self, item: OutboxItem) -> None:
+    async def sync(self, item: OutboxItem, payload: PipeRunSync) -> None:
         assert item.id is not None
-        contact_key = str(item.payload["contact_key"])
+        item_id = item.id
+        contact_key = payload.contact_key
         lead = await self.store.get_lead(contact_key)
         if lead is None:
             log.info("piperun_skipped", reason="lead_erased")
             return
-        saved = item.payload.get("link") or {}
+        saved = CrmLink.model_validate(payload.link or {})
         link = CrmLink(
-            person_id=saved.get("person_id") or lead.crm_person_id,
-            company_id=saved.get("company_id") or lead.crm_company_id,
-            deal_id=saved.get("deal_id") or lead.crm_deal_id,
-            note_id=saved.get("note_id"),
+            person_id=saved.person_id or lead.crm_person_id,
+            company_id=saved.company_id or lead.crm_company_id,
+            deal_id=saved.deal_id or lead.crm_deal_id,
+            note_id=saved.note_id,
         )
+        state = payload
 
         async def progress(current: CrmLink) -> None:
+            nonlocal state
             if await self.store.is_erased(contact_key):
                 raise _ErasedMidSync(current)
-            item.payload["link"] = current.model_dump(exclude_none=True)
-            await self.store.outbox_progress(item.id or 0, item.payload)
+            state = state.updated(link=current.model_dump(exclude_none=True))
+            item.payload = state.serialize()
+            await self.store.outbox_progress(item_id, item.payload)
             await self.store.save_crm_link(
                 contact_key,
                 person_id=current.person_id,
@@ -85,4 +90,4 @@ class CrmSync:
                 await self.store.enqueue(late_piperun_item(done.person_id, done.deal_id))
             log.info("piperun_sync_stopped", reason="lead_erased")
             return
-        log.info("piperun_synced", reason=item.payload.get("reason"), deal_id=final.deal_id)
+        log.info("piperun_synced", reason=payload.reason, deal_id=final.deal_id)

@@ -14,11 +14,13 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 
 from channels.base import Channel
-from core.errors import SendError
+from core.errors import AuthFailed, InvalidRecipient, OutsideWindow, ProviderError
 from core.logging import get_logger
+from core.outbox import ChatwootHandoff, Reengage, SendText, chatwoot_lane
 from core.records import OutboxItem
 from core.settings import Settings
 from runtime.channel_health import ChannelHealth
+from runtime.handoff_card import HandoffCard
 from runtime.persist import until_stored
 from runtime.policies import PermanentDeliveryError
 from runtime.ratelimit import RateLimiter
@@ -39,6 +41,7 @@ class Delivery:
         store: Store,
         settings: Settings,
         health: ChannelHealth,
+        card: HandoffCard,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.channels = channels
@@ -46,28 +49,26 @@ class Delivery:
         self.store = store
         self.settings = settings
         self.health = health
+        self.card = card
         self.clock = clock or (lambda: datetime.now(UTC))
         self.limiters = {name: RateLimiter(ch.rate_per_s) for name, ch in channels.items()}
 
-    async def reengage(self, item: OutboxItem) -> None:
-        channel = self.channels.get(item.payload.get("channel", ""))
+    async def reengage(self, _item: OutboxItem, payload: Reengage) -> None:
+        channel = self.channels.get(payload.channel)
         if channel is None or not channel.configured:
-            raise PermanentDeliveryError(f"cannot re-engage through {item.payload.get('channel')!r}")
-        lead = await self.store.get_lead(item.payload["contact_key"])
+            raise PermanentDeliveryError(f"cannot re-engage through {payload.channel!r}")
+        lead = await self.store.get_lead(payload.contact_key)
         if lead is None or lead.opted_out:
             log.info("reengage_skipped", reason="opted_out" if lead else "lead_gone")
             return
-        await self._window_closed(channel, item.payload)
+        await self._window_closed(channel, payload.contact_id, payload.contact_key, message_id=None)
 
-    async def _silenced(self, payload: dict) -> str | None:
+    async def _silenced(self, payload: SendText) -> str | None:
         """Why this bot message must not go out now, checked at the last moment: a lead
         can opt out, or a person can start talking, while the reply waits in the queue."""
-        if payload.get("human_agent") or payload.get("purpose") == "opt_out_confirmation":
+        if not payload.silenceable or not payload.contact_key:
             return None
-        contact_key = payload.get("contact_key")
-        if not contact_key:
-            return None
-        lead = await self.store.get_lead(contact_key)
+        lead = await self.store.get_lead(payload.contact_key)
         if lead is None:
             return None
         if lead.opted_out:
@@ -76,74 +77,88 @@ class Delivery:
             return "a person at the company is talking to the lead"
         return None
 
-    async def send_text(self, item: OutboxItem) -> None:
-        payload = item.payload
-        channel = self.channels.get(payload.get("channel", ""))
+    def _channel_for(self, payload: SendText) -> Channel:
+        channel = self.channels.get(payload.channel)
         if channel is None:
-            raise PermanentDeliveryError(f"unknown channel {payload.get('channel')!r}")
+            raise PermanentDeliveryError(f"unknown channel {payload.channel!r}")
         if not channel.configured:
             raise PermanentDeliveryError(
                 f"{channel.name} is not configured; set its credentials and replay the outbox"
             )
-        human = bool(payload.get("human_agent"))
+        return channel
+
+    async def send_text(self, _item: OutboxItem, payload: SendText) -> None:
+        channel = self._channel_for(payload)
+        message_id = payload.message_id
         reason = await self._silenced(payload)
         if reason is not None:
             log.info("reply_cancelled", reason=reason)
-            if payload.get("message_id") is not None:
-                await self.store.mark_message_failed(int(payload["message_id"]), f"not sent: {reason}")
+            if message_id is not None:
+                await self.store.mark_message_failed(message_id, f"not sent: {reason}")
             return
-        if await self._outside_window(channel, payload, human=human):
-            await schedule_reengage(self.store, channel.name, payload["contact_key"])
-            if payload.get("message_id") is not None:
+        if await self._outside_window(channel, payload):
+            assert payload.contact_key is not None
+            await schedule_reengage(self.store, channel.name, payload.contact_key)
+            if message_id is not None:
                 await self.store.mark_message_failed(
-                    int(payload["message_id"]), f"not sent: outside the {channel.window_hours} h window"
+                    message_id, f"not sent: outside the {channel.window_hours} h window"
                 )
             return
         await self.limiters[channel.name].acquire()
         try:
             sent = await channel.send_text(
                 self.session,
-                payload["contact_id"],
-                payload["text"],
-                typing_s=int(payload.get("typing_s", 1)),
-                human_agent=human,
+                payload.contact_id,
+                payload.text,
+                typing_s=payload.typing_s,
+                human_agent=payload.human_agent,
             )
-        except SendError as exc:
-            if exc.auth_failed:
-                self.health.auth_failed(channel.name, str(exc))
-            message_id = payload.get("message_id")
-            if exc.invalid_recipient and message_id is not None:
-                await self.store.mark_message_failed(int(message_id), f"invalid recipient: {exc}")
-            if (
-                channel.window_hours is not None
-                and "window" in str(exc).lower()
-                and payload.get("contact_key")
-            ):
-                # The provider knows better than our clock.
-                await schedule_reengage(self.store, channel.name, payload["contact_key"])
-                if message_id is not None:
-                    await self.store.mark_message_failed(int(message_id), f"refused: {exc}")
+        except ProviderError as exc:
+            if await self._refused(channel, payload, exc):
                 return
             raise
         self.health.send_ok(channel.name)
-        if payload.get("message_id") is not None:
+        if message_id is not None:
             # The provider has it: a store hiccup now must not turn into a second send.
-            message_id = int(payload["message_id"])
             await until_stored(
                 lambda: self.store.mark_message_sent(message_id, sent.provider_message_id),
                 what="mark_message_sent",
             )
 
-    async def _outside_window(self, channel: Channel, payload: dict, *, human: bool) -> bool:
-        if channel.window_hours is None or not payload.get("contact_key"):
+    async def _refused(self, channel: Channel, payload: SendText, exc: ProviderError) -> bool:
+        """Record what the provider's refusal means; True when it is handled (a closed
+        window: re-engage instead), False when the outbox should decide (retry or dead)."""
+        # legacy flag: remove once every adapter raises the typed leaves
+        auth_failed = isinstance(exc, AuthFailed) or bool(getattr(exc, "auth_failed", False))
+        invalid_recipient = isinstance(exc, InvalidRecipient) or bool(
+            getattr(exc, "invalid_recipient", False)
+        )
+        if auth_failed:
+            self.health.auth_failed(channel.name, str(exc))
+        message_id = payload.message_id
+        if invalid_recipient and message_id is not None:
+            await self.store.mark_message_failed(message_id, f"invalid recipient: {exc}")
+        if channel.window_hours is not None and isinstance(exc, OutsideWindow) and payload.contact_key:
+            # The provider knows better than our clock.
+            await schedule_reengage(self.store, channel.name, payload.contact_key)
+            if message_id is not None:
+                await self.store.mark_message_failed(message_id, f"refused: {exc}")
+            return True
+        return False
+
+    async def _outside_window(self, channel: Channel, payload: SendText) -> bool:
+        if channel.window_hours is None or not payload.contact_key:
             return False
-        lead = await self.store.get_lead(payload["contact_key"])
+        lead = await self.store.get_lead(payload.contact_key)
         if lead is None or lead.last_inbound_at is None:
             return False
+        human = payload.human_agent
         hours = HUMAN_AGENT_WINDOW_HOURS if human and channel.name == "instagram" else channel.window_hours
         return self.clock() - lead.last_inbound_at > timedelta(hours=hours)
 
-    async def _window_closed(self, channel: Channel, payload: dict) -> None:
+    async def _window_closed(
+        self, channel: Channel, contact_id: str, contact_key: str, *, message_id: int | None
+    ) -> None:
         """Free text cannot go out: use the approved template, or hand the lead to a person."""
         template = self.settings.whatsapp_reengage_template
         send_template = getattr(channel, "send_template", None)
@@ -151,31 +166,24 @@ class Delivery:
             await self.limiters[channel.name].acquire()
             await send_template(
                 self.session,
-                payload["contact_id"],
+                contact_id,
                 name=template,
                 language=self.settings.whatsapp_template_language,
             )
             outcome = f"outside the {channel.window_hours} h window: template {template!r} sent instead"
         else:
             await self.store.request_handoff(
-                payload["contact_key"],
-                reason="fora_da_janela_24h",
-                summary="O lead não escreve há mais de 24 h e o canal não permite texto livre; "
-                "retome com um template aprovado ou por outro canal.",
+                contact_key,
+                reason=self.card.window_closed_reason,
+                summary=self.card.window_closed_summary,
             )
             if self.settings.chatwoot_configured:
                 # The team must see it: the same note + `open` as any other handoff.
+                note = ChatwootHandoff(contact_key=contact_key, card=self.card.window_closed())
                 await self.store.enqueue(
-                    OutboxItem(
-                        kind="chatwoot_handoff",
-                        order_key=f"chatwoot:{payload['contact_key']}",
-                        idempotency_key=f"cw-handoff-window:{payload['contact_key']}:{payload.get('message_id')}",
-                        payload={
-                            "contact_key": payload["contact_key"],
-                            "card": "🔔 Lead para atendimento humano\nMotivo: fora_da_janela_24h\n"
-                            "O lead não escreve há mais de 24 h e o canal não permite texto livre: "
-                            "retome com um template aprovado ou por outro canal.",
-                        },
+                    note.item(
+                        order_key=chatwoot_lane(contact_key),
+                        idempotency_key=f"cw-handoff-window:{contact_key}:{message_id}",
                     )
                 )
             outcome = f"outside the {channel.window_hours} h window and no template: handed off to a person"
@@ -189,11 +197,5 @@ async def schedule_reengage(store: Store, channel_name: str, contact_key: str) -
     if lead is None:
         return
     since = lead.last_inbound_at.isoformat() if lead.last_inbound_at else "never"
-    await store.enqueue(
-        OutboxItem(
-            kind="reengage",
-            order_key=f"reply:{contact_key}",
-            idempotency_key=f"reengage:{contact_key}:{since}",
-            payload={"channel": channel_name, "contact_id": lead.contact_id, "contact_key": contact_key},
-        )
-    )
+    reengage = Reengage(channel=channel_name, contact_id=lead.contact_id, contact_key=contact_key)
+    await store.enqueue(reengage.to_item(since=since))

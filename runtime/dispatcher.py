@@ -19,12 +19,16 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import structlog
+from pydantic import ValidationError
 
 from core.clock import Clock, utc_now
+from core.errors import Permanent
 from core.logging import get_logger
 from core.models import mask_contact_key
+from core.outbox import OutboxPayload, log_fields
 from core.records import OutboxItem
 from runtime.breaker import CircuitBreaker, Permit
 from runtime.persist import until_stored
@@ -34,6 +38,9 @@ from store.base import Store
 log = get_logger(__name__)
 
 Handler = Callable[[OutboxItem], Awaitable[None]]
+P = TypeVar("P", bound=OutboxPayload)
+# A handler of one typed kind: the item (id, attempts, keys) and its parsed payload.
+TypedHandler = Callable[[OutboxItem, P], Awaitable[None]]
 # One breaker for a whole kind, or one chosen per item (per channel, per endpoint).
 BreakerSelector = Callable[[OutboxItem], CircuitBreaker | None]
 
@@ -68,7 +75,6 @@ class OutboxDispatcher:
         # off): the outbox is idle. Cleared by every wake-up, so a commit that just
         # enqueued work is never mistaken for idleness.
         self.idle = asyncio.Event()
-        self.forward_wake: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -84,10 +90,18 @@ class OutboxDispatcher:
     ) -> None:
         self.routes[kind] = Route(handler, policy, breaker)
 
+    def register_typed(
+        self,
+        model: type[P],
+        handler: TypedHandler[P],
+        policy: DeliveryPolicy,
+        breaker: CircuitBreaker | BreakerSelector | None = None,
+    ) -> None:
+        """Route `model.KIND` to a handler that receives the parsed payload; a payload
+        that is not a valid `model` is dead at once (no attempt can fix it)."""
+        self.register(model.KIND, _parsing(model, handler), policy, breaker)
+
     def wake(self) -> None:
-        if self.forward_wake is not None:  # the web process: the worker's dispatcher delivers
-            self.forward_wake()
-            return
         self.idle.clear()
         self._wake.set()
 
@@ -172,13 +186,12 @@ class OutboxDispatcher:
 
     async def _handle(self, item: OutboxItem) -> None:
         assert item.id is not None
-        contact = None
-        if item.payload.get("contact_key"):
-            contact = mask_contact_key(item.payload["contact_key"])
-        elif "channel" in item.payload and "contact_id" in item.payload:
-            contact = mask_contact_key(f"{item.payload['channel']}:{item.payload['contact_id']}")
+        contact, turn_id = log_fields(item.payload)
         with structlog.contextvars.bound_contextvars(
-            outbox_id=item.id, outbox_kind=item.kind, turn_id=item.payload.get("turn_id"), contact=contact
+            outbox_id=item.id,
+            outbox_kind=item.kind,
+            turn_id=turn_id,
+            contact=mask_contact_key(contact) if contact else None,
         ):
             route = self.routes.get(item.kind)
             if route is None:
@@ -209,7 +222,8 @@ class OutboxDispatcher:
             if breaker is not None and permit is not None:
                 breaker.record_success(permit)
             # Delivered: recording it must not be given up on (see runtime/persist.py).
-            await until_stored(lambda: self.store.complete_outbox(item.id), what="complete_outbox")
+            item_id = item.id
+            await until_stored(lambda: self.store.complete_outbox(item_id), what="complete_outbox")
             self.delivered += 1
             log.info("outbox_delivered", attempts=item.attempts)
 
@@ -247,7 +261,7 @@ class OutboxDispatcher:
     ) -> None:
         assert item.id is not None
         error = f"{type(exc).__name__}: {exc}"
-        delay = None if isinstance(exc, PermanentDeliveryError) else policy.decide(item.attempts, exc)
+        delay = None if isinstance(exc, Permanent) else policy.decide(item.attempts, exc)
         if breaker is not None and permit is not None:
             if is_transient(exc):
                 breaker.record_failure(permit)
@@ -292,3 +306,16 @@ class OutboxDispatcher:
             in_s=round(wait, 2),
             error=error,
         )
+
+
+def _parsing(model: type[P], handler: TypedHandler[P]) -> Handler:
+    async def parse_then_handle(item: OutboxItem) -> None:
+        try:
+            payload = model.parse(item.payload)
+        except ValidationError as exc:
+            # Field names and reasons only: the values may be a lead's words.
+            where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise PermanentDeliveryError(f"invalid {model.KIND} payload ({where})") from None
+        await handler(item, payload)
+
+    return parse_then_handle

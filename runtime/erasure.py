@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any
 
 from tenacity import retry_if_exception, stop_never
 
 from core.logging import get_logger
+from core.outbox import ChatwootErase, LeadErasure, PipeRunErase
 from core.records import OutboxItem
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
@@ -33,8 +33,8 @@ from store.base import Store
 
 log = get_logger(__name__)
 
-CHATWOOT_ERASE_KIND = "chatwoot_erase"
-PIPERUN_ERASE_KIND = "piperun_erase"
+CHATWOOT_ERASE_KIND = ChatwootErase.KIND
+PIPERUN_ERASE_KIND = PipeRunErase.KIND
 
 # What the sales team sees in PipeRun where the lead was (pt-BR: PipeRun is read in pt-BR).
 ANONYMOUS_PERSON = "Titular removido (LGPD)"
@@ -64,21 +64,17 @@ def fanout_policy(settings: Settings) -> DeliveryPolicy:
 
 def chatwoot_erase_item(contact_id: int, *, erasure_id: int | None) -> OutboxItem:
     ref = f"{erasure_id}" if erasure_id is not None else f"late-{contact_id}"
-    return OutboxItem(
-        kind=CHATWOOT_ERASE_KIND,
+    return ChatwootErase(erasure_id=erasure_id, chatwoot_contact_id=contact_id).item(
         order_key=f"erasure:chatwoot:{contact_id}",
         idempotency_key=f"chatwoot_erase:{ref}:{contact_id}",
-        payload={"erasure_id": erasure_id, "chatwoot_contact_id": contact_id},
     )
 
 
 def piperun_erase_item(person_id: int | None, deal_id: int | None, *, erasure_id: int | None) -> OutboxItem:
     ref = f"{erasure_id}" if erasure_id is not None else f"late-{person_id}-{deal_id}"
-    return OutboxItem(
-        kind=PIPERUN_ERASE_KIND,
+    return PipeRunErase(erasure_id=erasure_id, crm_person_id=person_id, crm_deal_id=deal_id).item(
         order_key=f"erasure:piperun:{person_id or deal_id}",
         idempotency_key=f"piperun_erase:{ref}:{person_id}:{deal_id}",
-        payload={"erasure_id": erasure_id, "crm_person_id": person_id, "crm_deal_id": deal_id},
     )
 
 
@@ -100,27 +96,21 @@ class ErasureFanout:
         self.settings = settings
         self.subscriptions = subscriptions
 
-    def items(self, payload: dict[str, Any]) -> list[OutboxItem]:
-        erasure_id = int(payload["erasure_id"])
+    def items(self, payload: LeadErasure) -> list[OutboxItem]:
+        erasure_id = payload.erasure_id
         items: list[OutboxItem] = []
-        contact_id = payload.get("chatwoot_contact_id")
+        contact_id = payload.chatwoot_contact_id
         if contact_id is not None:
             if self.settings.chatwoot_configured:
-                items.append(chatwoot_erase_item(int(contact_id), erasure_id=erasure_id))
+                items.append(chatwoot_erase_item(contact_id, erasure_id=erasure_id))
             else:
                 log.warning(
                     "erasure_skipped", integration="chatwoot", reason="not_configured", erasure_id=erasure_id
                 )
-        person_id, deal_id = payload.get("crm_person_id"), payload.get("crm_deal_id")
+        person_id, deal_id = payload.crm_person_id, payload.crm_deal_id
         if person_id is not None or deal_id is not None:
             if self.settings.piperun_api_token is not None:
-                items.append(
-                    piperun_erase_item(
-                        int(person_id) if person_id is not None else None,
-                        int(deal_id) if deal_id is not None else None,
-                        erasure_id=erasure_id,
-                    )
-                )
+                items.append(piperun_erase_item(person_id, deal_id, erasure_id=erasure_id))
             else:
                 log.warning(
                     "erasure_skipped", integration="piperun", reason="not_configured", erasure_id=erasure_id
@@ -128,31 +118,25 @@ class ErasureFanout:
         items += erased_items(
             self.subscriptions,
             erasure_id=erasure_id,
-            erased_at=str(payload["erased_at"]),
-            channel=payload.get("channel"),
+            erased_at=payload.erased_at,
+            channel=payload.channel,
         )
         return items
 
-    async def fan_out(self, item: OutboxItem) -> None:
-        items = self.items(item.payload)
+    async def fan_out(self, _item: OutboxItem, payload: LeadErasure) -> None:
+        items = self.items(payload)
         for each in items:
             await self.store.enqueue(each)
-        log.info(
-            "erasure_fanned_out",
-            erasure_id=item.payload.get("erasure_id"),
-            kinds=sorted(i.kind for i in items),
-        )
+        log.info("erasure_fanned_out", erasure_id=payload.erasure_id, kinds=sorted(i.kind for i in items))
 
 
 class ChatwootErasure:
     def __init__(self, client: ChatwootClient) -> None:
         self.client = client
 
-    async def erase(self, item: OutboxItem) -> None:
-        deleted = await self.client.delete_contact(int(item.payload["chatwoot_contact_id"]))
-        log.info(
-            "chatwoot_contact_erased", erasure_id=item.payload.get("erasure_id"), already_gone=not deleted
-        )
+    async def erase(self, _item: OutboxItem, payload: ChatwootErase) -> None:
+        deleted = await self.client.delete_contact(payload.chatwoot_contact_id)
+        log.info("chatwoot_contact_erased", erasure_id=payload.erasure_id, already_gone=not deleted)
 
 
 class PipeRunErasure:
@@ -163,14 +147,13 @@ class PipeRunErasure:
         self.client = client
         self.settings = settings
 
-    async def erase(self, item: OutboxItem) -> None:
-        payload = item.payload
-        deal_id, person_id = payload.get("crm_deal_id"), payload.get("crm_person_id")
+    async def erase(self, _item: OutboxItem, payload: PipeRunErase) -> None:
+        deal_id, person_id = payload.crm_deal_id, payload.crm_person_id
         if deal_id is not None:
-            await self._anonymize_deal(int(deal_id))
+            await self._anonymize_deal(deal_id)
         if person_id is not None:
-            how = await self._erase_person(int(person_id))
-            log.info("piperun_person_erased", erasure_id=payload.get("erasure_id"), how=how)
+            how = await self._erase_person(person_id)
+            log.info("piperun_person_erased", erasure_id=payload.erasure_id, how=how)
 
     async def _anonymize_deal(self, deal_id: int) -> None:
         try:

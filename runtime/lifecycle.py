@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from core.outbox import CapiEvent, OutboundWebhook, PipeRunSync
 from core.records import LeadRecord, OutboxItem, TurnCommit, erasure_lane, lane_key
 from core.settings import Settings
 from integrations.outbound_webhooks import WebhookEvent
 
 CapiStage = Literal["Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"]
 
-PIPERUN_KIND = "piperun_sync"
-CAPI_KIND = "meta_capi"
-WEBHOOK_KIND = "outbound_webhook"
+PIPERUN_KIND = PipeRunSync.KIND
+CAPI_KIND = CapiEvent.KIND
+WEBHOOK_KIND = OutboundWebhook.KIND
 ERASED_EVENT = "lead.erased"
 
 
@@ -101,12 +102,11 @@ class Lifecycle:
             reason = "update"
         if reason is None:
             return []
+        sync = PipeRunSync(contact_key=commit.contact_key, reason=reason, turn_id=commit.turn_id)
         return [
-            OutboxItem(
-                kind=PIPERUN_KIND,
+            sync.item(
                 order_key=lane_key("crm", commit.contact_key),
                 idempotency_key=f"piperun:{commit.contact_key}:{commit.turn_id}",
-                payload={"contact_key": commit.contact_key, "reason": reason, "turn_id": commit.turn_id},
             )
         ]
 
@@ -137,15 +137,21 @@ class Lifecycle:
         return self.settings.meta_capi_configured and stage in self.settings.meta_capi_events
 
     def capi_item(
-        self, contact_key: str, stage: CapiStage, *, at: datetime | None, extra: dict[str, Any] | None = None
+        self,
+        contact_key: str,
+        stage: CapiStage,
+        *,
+        at: datetime | None,
+        value: float | None = None,
+        currency: str | None = None,
     ) -> OutboxItem:
         event_time = int((at or datetime.now(UTC)).timestamp())
-        return OutboxItem(
-            kind=CAPI_KIND,
+        priced = {"value": value, "currency": currency} if value is not None else {}
+        event = CapiEvent(contact_key=contact_key, stage=stage, event_time=event_time, **priced)
+        return event.item(
             order_key=lane_key("capi", contact_key),
             # One event per lead and stage, ever: a replayed turn or webhook cannot recount it.
             idempotency_key=f"capi:{contact_key}:{stage}",
-            payload={"contact_key": contact_key, "stage": stage, "event_time": event_time, **(extra or {})},
         )
 
     def _webhooks(self, lead: LeadRecord | None, commit: TurnCommit, change: Transition) -> list[OutboxItem]:
@@ -193,19 +199,18 @@ class Lifecycle:
         at: datetime,
     ) -> OutboxItem:
         delivery_id = f"{sub.endpoint_id}:{event}:{source_id}"
-        return OutboxItem(
-            kind=WEBHOOK_KIND,
+        hook = OutboundWebhook(
+            contact_key=contact_key,
+            endpoint_id=sub.endpoint_id,
+            event=event,
+            delivery_id=delivery_id,
+            timestamp=at.astimezone(UTC).isoformat(),
+            data=data,
+        )
+        return hook.item(
             # One lane per lead and endpoint: a slow receiver does not hold up another.
             order_key=lane_key("hooks", contact_key) + f"#{sub.endpoint_id}",
             idempotency_key=f"hook:{delivery_id}",
-            payload={
-                "contact_key": contact_key,
-                "endpoint_id": sub.endpoint_id,
-                "event": event,
-                "delivery_id": delivery_id,
-                "timestamp": at.astimezone(UTC).isoformat(),
-                "data": data,
-            },
         )
 
     # --- from outside a turn (a CRM's webhook) ---------------------------------------
@@ -220,10 +225,15 @@ class Lifecycle:
     ) -> list[OutboxItem]:
         items: list[OutboxItem] = []
         if self._capi_on(stage):
-            extra: dict[str, Any] = {}
-            if value is not None:
-                extra = {"value": value, "currency": (currency or "BRL").upper()}
-            items.append(self.capi_item(lead.contact_key, stage, at=at, extra=extra))
+            items.append(
+                self.capi_item(
+                    lead.contact_key,
+                    stage,
+                    at=at,
+                    value=value,
+                    currency=(currency or "BRL").upper() if value is not None else None,
+                )
+            )
         return items
 
 
@@ -237,18 +247,17 @@ def erased_items(
     items = []
     for sub in subscriptions:
         delivery_id = f"{sub.endpoint_id}:{ERASED_EVENT}:{erasure_id}"
+        hook = OutboundWebhook(
+            endpoint_id=sub.endpoint_id,
+            event=ERASED_EVENT,
+            delivery_id=delivery_id,
+            timestamp=erased_at,
+            data=dict(data),
+        )
         items.append(
-            OutboxItem(
-                kind=WEBHOOK_KIND,
+            hook.item(
                 order_key=f"{erasure_lane(erasure_id)}#{sub.endpoint_id}",
                 idempotency_key=f"hook:{delivery_id}",
-                payload={
-                    "endpoint_id": sub.endpoint_id,
-                    "event": ERASED_EVENT,
-                    "delivery_id": delivery_id,
-                    "timestamp": erased_at,
-                    "data": dict(data),
-                },
             )
         )
     return items

@@ -25,11 +25,13 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from core.errors import Permanent, Retryable
 from core.settings import Settings
 
 
-class PermanentDeliveryError(Exception):
-    """The item can never succeed as it is (bad payload, unknown channel...)."""
+class PermanentDeliveryError(Permanent):
+    """The item can never succeed as it is (bad payload, unknown channel...): a runtime
+    concept, so it lives here, on the core tree's Permanent branch."""
 
 
 # Statuses that say "not now" rather than "never": request timeout, too early, rate limit.
@@ -37,14 +39,15 @@ _RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
 def is_transient(exc: BaseException) -> bool:
-    """429/5xx/timeouts/connection errors are worth retrying; other 4xx are not.
-
-    Integration clients know best whether their provider's answer is worth repeating,
-    so any error carrying a boolean `retryable` (SendError, WebhookDeliveryError, the
-    CRM and CAPI clients' errors) is taken at its word.
+    """Decided by type: the core tree's `Retryable` branch is worth another attempt, its
+    `Permanent` branch never is. Errors from outside the tree: 429/5xx, timeouts and
+    connection errors are retried, other 4xx are not.
     """
-    if isinstance(exc, PermanentDeliveryError):
+    if isinstance(exc, Permanent):
         return False
+    if isinstance(exc, Retryable):
+        return True
+    # legacy flag: remove once every adapter raises the typed leaves
     retryable = getattr(exc, "retryable", None)
     if isinstance(retryable, bool):
         return retryable

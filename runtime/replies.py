@@ -78,7 +78,8 @@ def _pieces(text: str, max_bytes: int) -> list[str]:
             pieces.append(sentence)
             continue
         word_run = ""
-        for word in sentence.split():
+        for whole in sentence.split():
+            word = whole
             while len(word.encode()) > max_bytes:  # a URL longer than the limit: cut it
                 cut = word.encode()[:max_bytes].decode("utf-8", "ignore")
                 pieces.append(cut)

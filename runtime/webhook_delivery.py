@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.logging import get_logger
+from core.outbox import OutboundWebhook
 from core.records import OutboxItem
 from integrations.outbound_webhooks import (
     DeliveryResult,
@@ -26,6 +27,7 @@ from integrations.outbound_webhooks import (
     stable_delivery_id,
 )
 from runtime.lifecycle import Subscription
+from runtime.policies import PermanentDeliveryError
 from store.base import Store
 
 log = get_logger(__name__)
@@ -44,37 +46,34 @@ class WebhookDelivery:
         self.endpoints = {ep.id: ep for ep in endpoints}
         self.store = store
 
-    async def deliver(self, item: OutboxItem) -> None:
-        payload = item.payload
-        endpoint = self.endpoints.get(str(payload.get("endpoint_id")))
+    async def deliver(self, item: OutboxItem, payload: OutboundWebhook) -> None:
+        endpoint = self.endpoints.get(str(payload.endpoint_id))
         if endpoint is None or not endpoint.enabled:
             # Removed or disabled since the event was queued: the operator said stop.
-            log.info(
-                "outbound_webhook_skipped", reason="endpoint_removed", endpoint_id=payload.get("endpoint_id")
-            )
+            log.info("outbound_webhook_skipped", reason="endpoint_removed", endpoint_id=payload.endpoint_id)
             return
-        contact_key = payload.get("contact_key")
-        if contact_key and await self.store.is_erased(str(contact_key)):
+        if payload.contact_key and await self.store.is_erased(payload.contact_key):
             log.info("outbound_webhook_skipped", reason="lead_erased", endpoint_id=endpoint.id)
             return
+        if payload.event is None or payload.timestamp is None:
+            raise PermanentDeliveryError("an outbound webhook item needs its event and timestamp")
         try:
             result = await self.client.deliver(
                 endpoint,
-                str(payload["event"]),
+                payload.event,
                 stable_delivery_id(endpoint.id, item.idempotency_key),
-                payload.get("data") or {},
-                datetime.fromisoformat(str(payload["timestamp"])),
+                payload.data,
+                datetime.fromisoformat(payload.timestamp),
                 attempt=item.attempts,
             )
         except WebhookDeliveryError as exc:
-            await self._log(item, exc.result)
+            await self._log(item, payload, exc.result)
             raise
-        await self._log(item, result)
+        await self._log(item, payload, result)
 
-    async def _log(self, item: OutboxItem, result: DeliveryResult | None) -> None:
+    async def _log(self, item: OutboxItem, payload: OutboundWebhook, result: DeliveryResult | None) -> None:
         if result is None or item.id is None:
             return
-        attempts = list(item.payload.get("deliveries") or [])
-        attempts.append(result.as_dict())
-        item.payload["deliveries"] = attempts[-MAX_LOGGED_ATTEMPTS:]
+        attempts = [*payload.deliveries, result.as_dict()]
+        item.payload = payload.updated(deliveries=attempts[-MAX_LOGGED_ATTEMPTS:]).serialize()
         await self.store.outbox_progress(item.id, item.payload)

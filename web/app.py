@@ -18,28 +18,24 @@ from aiohttp import web
 
 from channels.base import Channel
 from channels.registry import build_channels
-from core.clock import Clock
+from core.clock import Clock, utc_now
 from core.errors import SendError
 from core.logging import configure_logging, get_logger
 from core.metrics import Metrics
 from core.models import InboundMessage
 from core.settings import Settings
-from integrations.chatwoot import ChatwootClient
-from integrations.meta_capi import MetaCapiClient
-from integrations.outbound_webhooks import Endpoint, OutboundWebhookClient, endpoints_from_settings
-from integrations.piperun import PipeRunClient
+from integrations.outbound_webhooks import Endpoint, endpoints_from_settings
 from runtime.breaker import BreakerRegistry
-from runtime.capi_delivery import CapiDelivery
 from runtime.channel_health import ChannelHealth
-from runtime.chatwoot_mirror import ChatwootMirror
-from runtime.crm_sync import CrmSync
 from runtime.delivery import Delivery
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
-from runtime.lifecycle import CAPI_KIND, PIPERUN_KIND, WEBHOOK_KIND, Lifecycle
-from runtime.policies import policy_for
+from runtime.handoff_card import load_handoff_card
+from runtime.lifecycle import Lifecycle
+from runtime.notifier import ForwardingNotifier, LocalNotifier
+from runtime.routes import RouteDeps, register_outbox_routes
 from runtime.turns import TurnRunner
-from runtime.webhook_delivery import WebhookDelivery, subscriptions
+from runtime.webhook_delivery import subscriptions
 from store.base import Store
 from store.sqlite import SqliteStore
 from web.chatwoot_webhook import handle_chatwoot_webhook
@@ -48,10 +44,13 @@ from web.keys import (
     BREAKERS,
     CHANNEL_HEALTH,
     CHANNELS,
+    CLOCK,
     DISPATCHER,
     FOLLOW_UPS,
     HTTP,
+    LIFECYCLE,
     LLM,
+    NOTIFIER,
     ROLE,
     RUNNER,
     SETTINGS,
@@ -145,7 +144,8 @@ def _profile_name_lookup(
         fetch = getattr(channels.get(message.channel), "fetch_profile_name", None)
         if fetch is None:
             return None
-        return await fetch(session, message.contact_id)
+        name = await fetch(session, message.contact_id)
+        return str(name) if name is not None else None
 
     return lookup
 
@@ -168,10 +168,22 @@ def create_app(
     hours, holidays, sessions, pauses and follow-ups (core/clock.py); the real one by default."""
     settings = settings or Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[request_middleware],
-    )
+    app = _base_app(settings, role, worker)
+    # Read once at start: a broken endpoint list stops the bot with a clear message.
+    endpoints = endpoints_from_settings(settings)
+    app[LIFECYCLE] = Lifecycle(settings, subscriptions(endpoints))
+    app.on_shutdown.append(_start_draining)
+    runtime = _RuntimeCtx(settings, role, endpoints, worker=worker, worker_port=worker_port, clock=clock)
+    app.cleanup_ctx.extend([_http_ctx(settings), _store_ctx(settings, store_factory, role, worker), runtime])
+    if worker is not None:
+        app.cleanup_ctx.append(worker.ctx)  # started last, stopped first
+    _add_routes(app, webhooks=role != "worker")
+    return app
+
+
+def _base_app(settings: Settings, role: Role, worker: WorkerSupervisor | None) -> web.Application:
+    """The application and what lives as long as it, whatever the role."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[request_middleware])
     app[SETTINGS] = settings
     app[CHANNELS] = build_channels(settings)
     app[CHANNEL_HEALTH] = ChannelHealth()
@@ -181,20 +193,29 @@ def create_app(
     if worker is not None:
         app[WORKER] = worker
     app[BREAKERS] = BreakerRegistry(reset_timeout_s=settings.circuit_reset_s)
-    # Read once at start: a broken endpoint list stops the bot with a clear message.
-    endpoints = endpoints_from_settings(settings)
+    return app
 
-    async def start_draining(app: web.Application) -> None:
-        app[DRAINING].active = True
 
-    app.on_shutdown.append(start_draining)
+async def _start_draining(app: web.Application) -> None:
+    app[DRAINING].active = True
 
+
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _http_ctx(settings: Settings) -> CleanupCtx:
     async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.http_timeout_s))
         app[HTTP] = session
         yield
         await session.close()
 
+    return http_ctx
+
+
+def _store_ctx(
+    settings: Settings, store_factory: StoreFactory, role: Role, worker: WorkerSupervisor | None
+) -> CleanupCtx:
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         store = store_factory(settings)
         await store.open()
@@ -206,14 +227,66 @@ def create_app(
         yield
         await store.close()
 
-    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-        session, store, channels = app[HTTP], app[STORE], app[CHANNELS]
-        thinking = role != "web"
-        # The web process of a split deployment never thinks: it does not even load the
-        # agent (langgraph, openai), which keeps its memory small.
-        llm, agent = _build_agent(settings, session, channels) if thinking else (None, None)
-        if llm is not None:
-            app[LLM] = llm
+    return store_ctx
+
+
+class _RuntimeCtx:
+    """cleanup_ctx of the runtime: turns, outbox and follow-ups where this role thinks;
+    a notifier that forwards to the worker child where it does not."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        role: Role,
+        endpoints: list[Endpoint],
+        *,
+        worker: WorkerSupervisor | None,
+        worker_port: int | None,
+        clock: Clock | None,
+    ) -> None:
+        self.settings = settings
+        self.role = role
+        self.endpoints = endpoints
+        self.worker = worker
+        self.worker_port = worker_port
+        self.clock = clock
+        self.stop_parts: list[Callable[[], Awaitable[None]]] = []
+        self.nudges: asyncio.DatagramTransport | None = None
+        self.stopped = False
+
+    async def __call__(self, app: web.Application) -> AsyncIterator[None]:
+        if self.role == "web":
+            # The web process of a split deployment never thinks: it does not even load
+            # the agent (langgraph, openai), which keeps its memory small.
+            worker = self.worker
+            app[NOTIFIER] = ForwardingNotifier(worker.nudge, worker.wake) if worker else ForwardingNotifier()
+            app[CLOCK] = self.clock or utc_now
+        else:
+            await self._start_thinking(app)
+        # Everything loaded so far (openai, langgraph, pydantic schemas) lives for the
+        # whole process: keep it out of the cyclic GC, whose full passes over those
+        # objects otherwise stall the loop for tens of milliseconds under load.
+        gc.collect()
+        gc.freeze()
+        channels = app[CHANNELS]
+        if self.role != "worker":
+            _warn_unauthenticated_webhooks(channels)
+        log.info(
+            "sdr_started",
+            store=app[STORE].backend_name,
+            role=self.role,
+            openai="configured" if self.settings.openai_configured else "not_configured",
+            channels={name: ch.configured for name, ch in channels.items()},
+        )
+        app[STOP_RUNTIME] = self.stop
+        yield
+        await self.stop()
+
+    async def _start_thinking(self, app: web.Application) -> None:
+        settings, session, store, channels = self.settings, app[HTTP], app[STORE], app[CHANNELS]
+        llm, agent = _build_agent(settings, session, channels)
+        app[LLM] = llm
+        card = load_handoff_card()  # once, at start: a broken file stops the bot here
         dispatcher = OutboxDispatcher(store, workers=settings.outbox_workers, poll_s=settings.outbox_poll_s)
         runner = TurnRunner(
             store=store,
@@ -221,11 +294,12 @@ def create_app(
             settings=settings,
             on_commit=dispatcher.wake,
             profile_name=_profile_name_lookup(channels, session),
-            lifecycle=Lifecycle(settings, subscriptions(endpoints)),
+            lifecycle=app[LIFECYCLE],
             metrics=app[METRICS],
             # The worker hears of new messages only through the store: poll it for them.
-            shared=True if role == "worker" else None,
-            clock=clock,
+            shared=True if self.role == "worker" else None,
+            clock=self.clock,
+            card=card,
         )
         delivery = Delivery(
             channels=channels,
@@ -233,55 +307,30 @@ def create_app(
             store=store,
             settings=settings,
             health=app[CHANNEL_HEALTH],
-            clock=lambda: runner.clock(),  # one clock for "how long since the lead wrote"
+            card=card,
+            clock=runner.now,  # one clock for "how long since the lead wrote"
         )
-        _register_outbox_routes(app, dispatcher, delivery, endpoints)
+        deps = RouteDeps(
+            settings, session, store, app[BREAKERS], app[CHANNEL_HEALTH], delivery, self.endpoints
+        )
+        register_outbox_routes(dispatcher, deps)
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)
-        app[DISPATCHER] = dispatcher
-        app[RUNNER] = runner
-        app[FOLLOW_UPS] = follow_ups
-        nudges = None
-        if thinking:
-            await dispatcher.start()
-            await runner.start()
-            await follow_ups.start()
-            if role == "worker" and worker_port is not None:
-                try:
-                    nudges = await listen_for_nudges(worker_port, runner.notify, dispatcher.wake)
-                except OSError as exc:  # the UDP port is taken: the store poller still works
-                    log.warning("worker_nudges_unavailable", error=str(exc))
-        else:
-            runner.local_turns = False  # stored messages are the worker's to answer
-            if worker is not None:
-                runner.forward = worker.nudge
-                dispatcher.forward_wake = worker.wake
-        # Everything loaded so far (openai, langgraph, pydantic schemas) lives for the
-        # whole process: keep it out of the cyclic GC, whose full passes over those
-        # objects otherwise stall the loop for tens of milliseconds under load.
-        gc.collect()
-        gc.freeze()
-        if role != "worker":
-            _warn_unauthenticated_webhooks(channels)
-        log.info(
-            "sdr_started",
-            store=store.backend_name,
-            role=role,
-            openai="configured" if settings.openai_configured else "not_configured",
-            channels={name: ch.configured for name, ch in channels.items()},
-        )
-        stopped = False
+        app[DISPATCHER], app[RUNNER], app[FOLLOW_UPS] = dispatcher, runner, follow_ups
+        app[NOTIFIER] = LocalNotifier(runner, dispatcher)
+        app[CLOCK] = runner.now  # the scenarios move the runner's clock
+        await dispatcher.start()
+        await runner.start()
+        await follow_ups.start()
+        if self.role == "worker" and self.worker_port is not None:
+            try:
+                self.nudges = await listen_for_nudges(self.worker_port, runner.notify, dispatcher.wake)
+            except OSError as exc:  # the UDP port is taken: the store poller still works
+                log.warning("worker_nudges_unavailable", error=str(exc))
 
-        async def stop_runtime() -> None:
-            # One deadline for the whole stop, so an orchestrator's kill timer (Docker's 10 s,
-            # Kubernetes' 30 s) can be set from SHUTDOWN_GRACE_S: turns first, then what is due.
-            nonlocal stopped
-            if stopped:
-                return
-            stopped = True
-            if nudges is not None:
-                nudges.close()
-            if llm is None:
-                return
+        async def stop_thinking() -> None:
+            # One deadline for the whole stop, so an orchestrator's kill timer (Docker's
+            # 10 s, Kubernetes' 30 s) can be set from SHUTDOWN_GRACE_S: turns first, then
+            # what is due.
             loop = asyncio.get_running_loop()
             deadline = loop.time() + settings.shutdown_grace_s
             await follow_ups.stop()
@@ -289,15 +338,17 @@ def create_app(
             await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
             await llm.close()
 
-        app[STOP_RUNTIME] = stop_runtime
-        yield
-        await stop_runtime()
+        self.stop_parts.append(stop_thinking)
 
-    app.cleanup_ctx.extend([http_ctx, store_ctx, runtime_ctx])
-    if worker is not None:
-        app.cleanup_ctx.append(worker.ctx)  # started last, stopped first
-    _add_routes(app, webhooks=role != "worker")
-    return app
+    async def stop(self) -> None:
+        """Once, from drain() or the cleanup, whichever comes first."""
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.nudges is not None:
+            self.nudges.close()
+        for part in self.stop_parts:
+            await part()
 
 
 async def drain(app: web.Application) -> None:
@@ -329,66 +380,6 @@ def _warn_unauthenticated_webhooks(channels: dict[str, Channel]) -> None:
                 setting=setting,
                 action=f"every /webhooks/{route} request is refused until {setting} is set",
             )
-
-
-def _register_outbox_routes(
-    app: web.Application, dispatcher: OutboxDispatcher, delivery: Delivery, endpoints: list[Endpoint]
-) -> None:
-    """Each side effect with its integration's policy (runtime/policies.py) and circuit
-    breaker: one per channel for replies, one per endpoint for webhooks. Erasures (LGPD)
-    are always routed, and never give up on an outage (runtime/erasure.py)."""
-    from core.records import ERASURE_KIND
-    from runtime.erasure import (
-        CHATWOOT_ERASE_KIND,
-        PIPERUN_ERASE_KIND,
-        ChatwootErasure,
-        ErasureFanout,
-        PipeRunErasure,
-        erasure_policy,
-        fanout_policy,
-    )
-
-    settings, session, store, breakers = app[SETTINGS], app[HTTP], app[STORE], app[BREAKERS]
-    fanout = ErasureFanout(store, settings, subscriptions(endpoints))
-    dispatcher.register(ERASURE_KIND, fanout.fan_out, fanout_policy(settings))
-    per_channel = breakers.per_item("channel_send", lambda item: item.payload.get("channel"))
-    for kind, handler in (("send_text", delivery.send_text), ("reengage", delivery.reengage)):
-        dispatcher.register(kind, handler, policy_for("channel_send", settings), per_channel)
-    if settings.chatwoot_configured:
-        mirror = ChatwootMirror(ChatwootClient(settings, session), store, settings, app[CHANNEL_HEALTH])
-        for kind, handler in (
-            ("chatwoot_message", mirror.message),
-            ("chatwoot_profile", mirror.profile),
-            ("chatwoot_handoff", mirror.handoff),
-        ):
-            dispatcher.register(kind, handler, policy_for("chatwoot", settings), breakers.get("chatwoot"))
-        dispatcher.register(
-            CHATWOOT_ERASE_KIND,
-            ChatwootErasure(ChatwootClient(settings, session)).erase,
-            erasure_policy("chatwoot", settings),
-            breakers.get("chatwoot"),
-        )
-    if settings.piperun_api_token is not None:
-        dispatcher.register(
-            PIPERUN_ERASE_KIND,
-            PipeRunErasure(PipeRunClient.from_settings(settings, session), settings).erase,
-            erasure_policy("piperun", settings),
-            breakers.get("piperun"),
-        )
-    if settings.piperun_configured:
-        crm = CrmSync(PipeRunClient.from_settings(settings, session), store, settings)
-        dispatcher.register(PIPERUN_KIND, crm.sync, policy_for("piperun", settings), breakers.get("piperun"))
-    if settings.meta_capi_configured:
-        capi = CapiDelivery(MetaCapiClient.from_settings(session, settings), store, settings)
-        dispatcher.register(
-            CAPI_KIND, capi.event, policy_for("meta_capi", settings), breakers.get("meta_capi")
-        )
-    if endpoints:
-        hooks = WebhookDelivery(OutboundWebhookClient(session), endpoints, store)
-        per_endpoint = breakers.per_item("outbound_webhook", lambda item: item.payload.get("endpoint_id"))
-        dispatcher.register(
-            WEBHOOK_KIND, hooks.deliver, policy_for("outbound_webhook", settings), per_endpoint
-        )
 
 
 def _add_routes(app: web.Application, *, webhooks: bool = True) -> None:
@@ -472,7 +463,8 @@ async def health(request: web.Request) -> web.Response:
     if healthy:
         stats = await store.outbox_stats()
         body["outbox"] = {"pending": stats.pending + stats.inflight, "dead": stats.dead}
-        body["active_contacts"] = app[RUNNER].active_contacts
+        runner = app.get(RUNNER)
+        body["active_contacts"] = runner.active_contacts if runner is not None else 0
     circuits = app[BREAKERS].snapshot()
     if circuits:
         body["circuits"] = {name: c["state"] for name, c in circuits.items()}

@@ -15,9 +15,10 @@ from aiohttp import web
 
 from core.errors import StoreUnavailable, WebhookRejected
 from core.logging import get_logger
-from core.records import LeadRecord, OutboxItem
+from core.outbox import SendText
+from core.records import LeadRecord
 from integrations.chatwoot import ChatwootWebhookEvent, parse_webhook_event, verify_webhook
-from web.keys import DISPATCHER, RUNNER, SETTINGS, STORE
+from web.keys import CLOCK, NOTIFIER, SETTINGS, STORE
 from web.middlewares import json_error
 
 log = get_logger(__name__)
@@ -48,19 +49,21 @@ async def handle_chatwoot_webhook(request: web.Request) -> web.Response:
 
 def _same_contact(lead: LeadRecord, event: ChatwootWebhookEvent) -> bool:
     """What the event says about the conversation's contact must match what we stored."""
-    if lead.chatwoot_contact_id is not None and event.contact_id is not None:
-        if event.contact_id != lead.chatwoot_contact_id:
-            return False
-    if lead.chatwoot_source_id and event.contact_source_id:
-        if event.contact_source_id != lead.chatwoot_source_id:
-            return False
-    return True
+    if (
+        lead.chatwoot_contact_id is not None
+        and event.contact_id is not None
+        and event.contact_id != lead.chatwoot_contact_id
+    ):
+        return False
+    return not (
+        lead.chatwoot_source_id
+        and event.contact_source_id
+        and event.contact_source_id != lead.chatwoot_source_id
+    )
 
 
-async def _apply(request: web.Request, event: ChatwootWebhookEvent) -> web.Response:  # type: ignore[no-untyped-def]
+async def _apply(request: web.Request, event: ChatwootWebhookEvent) -> web.Response:
     store = request.app[STORE]
-    runner = request.app[RUNNER]
-    settings = request.app[SETTINGS]
     conversation_id = event.conversation_id
     if conversation_id is None:
         return _ok("ignored")
@@ -72,57 +75,60 @@ async def _apply(request: web.Request, event: ChatwootWebhookEvent) -> web.Respo
         # edited in Chatwoot, or a forged payload): the words are not for our lead.
         log.warning("chatwoot_contact_mismatch", conversation_id=conversation_id)
         return _ok("contact_mismatch")
-
     if event.event == "message_created":
-        if not event.is_agent_reply:
-            return _ok("not_an_agent_reply")  # incoming mirror, private note, bot message...
-        text = (event.content or "").strip()
-        if event.message_id is None or await store.is_own_chatwoot_message(
-            event.message_id, conversation_id=conversation_id, text=text
-        ):
-            return _ok("own_message")
-        if not text:
-            return _ok("empty")
-        message_id = await store.record_human_reply(
-            lead.contact_key, text=text, chatwoot_message_id=event.message_id
-        )
-        if message_id is None:
-            return _ok("duplicate")
-        await store.set_human_owned(
-            lead.contact_key, until=runner.clock() + timedelta(hours=settings.bot_pause_hours)
-        )
-        await store.enqueue(
-            OutboxItem(
-                kind="send_text",
-                order_key=f"reply:{lead.contact_key}",
-                idempotency_key=f"chatwoot-reply:{event.message_id}",
-                payload={
-                    "channel": lead.channel,
-                    "contact_id": lead.contact_id,
-                    "contact_key": lead.contact_key,
-                    "text": text,
-                    "typing_s": 1,
-                    "message_id": message_id,
-                    "human_agent": True,
-                },
-            )
-        )
-        request.app[DISPATCHER].wake()
-        log.info("agent_reply_relayed", channel=lead.channel)
-        return _ok("relayed")
-
+        return _ok(await _agent_message(request, event, lead, conversation_id))
     status = event.conversation_status
     # Only an explicit status change moves ownership: `conversation_updated` fires for
     # labels, assignee or timers too, carrying the unchanged status.
     if event.event == "conversation_status_changed" and status:
-        if status == "open":
-            await store.set_human_owned(lead.contact_key, until=runner.clock() + HUMAN_OWNED)
-        elif status in ("resolved", "pending"):
-            await store.set_human_owned(
-                lead.contact_key,
-                until=None,
-                resolved=status == "resolved" and not settings.chatwoot_reopen_resolved,
-            )
-        log.info("chatwoot_conversation_status", status=status)
+        await _status_changed(request, lead, status)
         return _ok(f"status_{status}")
     return _ok("ignored")
+
+
+async def _agent_message(
+    request: web.Request, event: ChatwootWebhookEvent, lead: LeadRecord, conversation_id: int
+) -> str:
+    """An agent's public reply goes to the lead and pauses the bot; the outcome word."""
+    store = request.app[STORE]
+    if not event.is_agent_reply:
+        return "not_an_agent_reply"  # incoming mirror, private note, bot message...
+    text = (event.content or "").strip()
+    if event.message_id is None or await store.is_own_chatwoot_message(
+        event.message_id, conversation_id=conversation_id, text=text
+    ):
+        return "own_message"
+    if not text:
+        return "empty"
+    message_id = await store.record_human_reply(
+        lead.contact_key, text=text, chatwoot_message_id=event.message_id
+    )
+    if message_id is None:
+        return "duplicate"
+    pause = timedelta(hours=request.app[SETTINGS].bot_pause_hours)
+    await store.set_human_owned(lead.contact_key, until=request.app[CLOCK]() + pause)
+    reply = SendText.human_reply(
+        channel=lead.channel,
+        contact_id=lead.contact_id,
+        contact_key=lead.contact_key,
+        text=text,
+        message_id=message_id,
+    )
+    await store.enqueue(reply.to_item(f"chatwoot-reply:{event.message_id}"))
+    request.app[NOTIFIER].wake()
+    log.info("agent_reply_relayed", channel=lead.channel)
+    return "relayed"
+
+
+async def _status_changed(request: web.Request, lead: LeadRecord, status: str) -> None:
+    """`open` belongs to the humans; `resolved` or back to `pending` gives it to the bot."""
+    store = request.app[STORE]
+    if status == "open":
+        await store.set_human_owned(lead.contact_key, until=request.app[CLOCK]() + HUMAN_OWNED)
+    elif status in ("resolved", "pending"):
+        await store.set_human_owned(
+            lead.contact_key,
+            until=None,
+            resolved=status == "resolved" and not request.app[SETTINGS].chatwoot_reopen_resolved,
+        )
+    log.info("chatwoot_conversation_status", status=status)

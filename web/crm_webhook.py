@@ -20,7 +20,7 @@ from core.logging import get_logger
 from core.models import contact_key_for, mask_contact_key
 from core.secret_compare import secrets_match
 from runtime.lifecycle import CapiStage
-from web.keys import DISPATCHER, RUNNER, SETTINGS, STORE
+from web.keys import LIFECYCLE, NOTIFIER, SETTINGS, STORE
 from web.middlewares import json_error
 
 log = get_logger(__name__)
@@ -91,18 +91,15 @@ async def _apply(request: web.Request, event: CrmEvent) -> web.Response:
         # Not an error the CRM could fix by retrying: acknowledge and say so.
         log.info("crm_event_unknown_lead", crm_event=event.event)
         return web.json_response({"status": "ignored", "reason": "unknown_lead"})
-    lifecycle = request.app[RUNNER].lifecycle
-    items = []
-    if lifecycle is not None:
-        items = lifecycle.external_event(
-            lead,
-            STAGES[event.event],
-            at=event.occurred_at or datetime.now(UTC),
-            value=event.value,
-            currency=event.currency,
-        )
+    items = request.app[LIFECYCLE].external_event(
+        lead,
+        STAGES[event.event],
+        at=event.occurred_at or datetime.now(UTC),
+        value=event.value,
+        currency=event.currency,
+    )
     queued = [item.kind for item in items if await store.enqueue(item)]
     if queued:
-        request.app[DISPATCHER].wake()
+        request.app[NOTIFIER].wake()
     log.info("crm_event", crm_event=event.event, contact=mask_contact_key(lead.contact_key), queued=queued)
     return web.json_response({"status": "ok", "queued": queued})

@@ -18,7 +18,7 @@ from core.errors import StoreUnavailable, WebhookRejected
 from core.logging import get_logger
 from core.models import InboundMessage
 from runtime.delivery import schedule_reengage
-from web.keys import CHANNEL_HEALTH, CHANNELS, RUNNER, SETTINGS, STORE
+from web.keys import CHANNEL_HEALTH, CHANNELS, CLOCK, NOTIFIER, SETTINGS, STORE
 from web.middlewares import json_error
 
 log = get_logger(__name__)
@@ -101,13 +101,12 @@ async def handle_meta_verification(request: web.Request) -> web.Response:
 async def _business_wrote(request: web.Request, message: InboundMessage) -> None:
     """Someone at the company wrote to the lead from the phone or the app: the bot steps
     aside for BOT_PAUSE_HOURS so bot and human never talk over each other."""
-    runner = request.app[RUNNER]
     hours = request.app[SETTINGS].bot_pause_hours
     paused = await request.app[STORE].note_business_message(
         message.contact_key,
         provider_message_id=message.provider_message_id,
         text=message.text,
-        pause_until=runner.clock() + timedelta(hours=hours),
+        pause_until=request.app[CLOCK]() + timedelta(hours=hours),
     )
     if paused:
         log.info("bot_paused_for_human", channel=message.channel, hours=hours)
@@ -115,7 +114,7 @@ async def _business_wrote(request: web.Request, message: InboundMessage) -> None
 
 async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook) -> web.Response:
     store = request.app[STORE]
-    runner = request.app[RUNNER]
+    notifier = request.app[NOTIFIER]
     accepted = duplicates = 0
     try:
         for event in parsed.ignored:
@@ -126,7 +125,7 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
         for message in parsed.messages:
             if await store.add_inbound(message):
                 accepted += 1
-                runner.notify(message.contact_key)
+                notifier.notify(message.contact_key)
             else:
                 duplicates += 1
         for status in parsed.statuses:

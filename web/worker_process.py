@@ -118,10 +118,9 @@ class WorkerSupervisor:
         self._send(WAKE)
 
     def _send(self, data: bytes) -> None:
-        try:
+        # Buffer full or worker restarting: the poller covers it.
+        with contextlib.suppress(OSError):
             self._udp.sendto(data, ("127.0.0.1", self.port))
-        except OSError:  # buffer full or worker restarting: the poller covers it
-            pass
 
     def _spawn(self) -> None:
         self.proc = subprocess.Popen(

@@ -24,6 +24,7 @@ from yarl import URL
 
 import main
 from core.models import InboundMessage, MessageKind
+from core.outbox import ChatwootMessage, LeadErasure, OutboundWebhook
 from core.records import OutboxItem
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
@@ -384,12 +385,14 @@ async def test_an_event_claimed_before_the_erasure_is_not_sent_but_lead_erased_i
         },
         id=1,
     )
-    await hooks.deliver(stale)
+    await hooks.deliver(stale, OutboundWebhook.parse(stale.payload))
     assert client.sent == []
     [fanout] = await erased_store.list_outbox(kind="lead_erasure")
     subscribed = [Subscription("crm-b", frozenset({"lead.hot"}))]  # not to lead.erased: it gets it anyway
-    [erased] = ErasureFanout(erased_store, Settings(_env_file=None), subscribed).items(fanout.payload)
-    await hooks.deliver(erased)
+    [erased] = ErasureFanout(erased_store, Settings(_env_file=None), subscribed).items(
+        LeadErasure.parse(fanout.payload)
+    )
+    await hooks.deliver(erased, OutboundWebhook.parse(erased.payload))
     assert [event for event, _ in client.sent] == ["lead.erased"]
     assert client.sent[0][1] == {
         "erasure_id": fanout.payload["erasure_id"],
@@ -414,5 +417,5 @@ async def test_a_mirror_item_of_an_erased_lead_does_nothing(
             id=7,
             attempts=1,
         )
-        await mirror.message(item)
+        await mirror.message(item, ChatwootMessage.parse(item.payload))
     assert http_mock.requests == {}

@@ -1,0 +1,329 @@
+"""Typed outbox items: one frozen model per kind, so no layer reads a payload dict by hand.
+
+The store keeps an item's payload as JSON (`OutboxItem.payload`); existing rows and the
+Supabase SQL read those keys, so each model serialises to exactly the dict the old
+builders wrote: fields in the same order, and only the keys that were given (a key that
+was absent stays absent, an explicit None stays None). Keys the store adds at commit
+(`lead_id`, `message_id` for `message_ref`) are declared where the store adds them, and
+anything unknown in an old row is kept (`extra="allow"`), so a payload read and written
+back (CRM progress, webhook delivery log) loses nothing.
+
+Ground floor: no I/O, no project imports beyond core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from core.records import ERASURE_KIND, OutboxItem, erasure_lane, lane_key
+
+
+class OutboxPayload(BaseModel):
+    """What every kind shares: parse from the stored dict, serialise back to it."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    KIND: ClassVar[str]
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any]) -> Self:
+        """The typed view of a stored payload; ValidationError when it cannot be one."""
+        return cls.model_validate(dict(payload))
+
+    def serialize(self) -> dict[str, Any]:
+        """The dict the store keeps: only the keys that were set, in declaration order."""
+        return self.model_dump(exclude_unset=True)
+
+    def item(self, *, order_key: str, idempotency_key: str) -> OutboxItem:
+        return OutboxItem(
+            kind=self.KIND, order_key=order_key, idempotency_key=idempotency_key, payload=self.serialize()
+        )
+
+    def updated(self, **changes: Any) -> Self:
+        """A copy with `changes` set (they are serialised from now on)."""
+        return self.model_copy(update=changes)
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """Keyword arguments without the None ones: optional keys the old builders left out."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+# --- to the lead ----------------------------------------------------------------------
+class SendText(OutboxPayload):
+    """One bubble of text to the lead, on the channel they wrote on."""
+
+    KIND: ClassVar[str] = "send_text"
+
+    channel: str
+    contact_id: str
+    contact_key: str | None = None
+    text: str
+    typing_s: int = 1
+    # Points at the message row the store creates in the same commit; swapped for its id.
+    message_ref: str | None = None
+    message_id: int | None = None
+    turn_id: str | None = None
+    # opt_out_confirmation goes out even to a do-not-contact lead; follow_up is a nudge.
+    purpose: str | None = None
+    # A person's reply relayed from Chatwoot (Instagram: the HUMAN_AGENT tag).
+    human_agent: bool = False
+    lead_id: int | None = None
+
+    @classmethod
+    def bot_reply(
+        cls,
+        *,
+        channel: str,
+        contact_id: str,
+        contact_key: str,
+        text: str,
+        typing_s: int,
+        message_ref: str,
+        turn_id: str,
+        purpose: str | None = None,
+    ) -> Self:
+        return cls(
+            channel=channel,
+            contact_id=contact_id,
+            contact_key=contact_key,
+            text=text,
+            typing_s=typing_s,
+            message_ref=message_ref,
+            turn_id=turn_id,
+            **_given(purpose=purpose),
+        )
+
+    @classmethod
+    def human_reply(
+        cls, *, channel: str, contact_id: str, contact_key: str, text: str, message_id: int
+    ) -> Self:
+        return cls(
+            channel=channel,
+            contact_id=contact_id,
+            contact_key=contact_key,
+            text=text,
+            typing_s=1,
+            message_id=message_id,
+            human_agent=True,
+        )
+
+    def to_item(self, idempotency_key: str) -> OutboxItem:
+        """Every reply to one lead shares the lead's reply lane, so they go out in order."""
+        return self.item(
+            order_key=lane_key("reply", self.contact_key or f"{self.channel}:{self.contact_id}"),
+            idempotency_key=idempotency_key,
+        )
+
+    @property
+    def silenceable(self) -> bool:
+        """False for what must go out even to a silenced lead (a person's reply, the
+        opt-out confirmation)."""
+        return not self.human_agent and self.purpose != "opt_out_confirmation"
+
+
+class Reengage(OutboxPayload):
+    """The closed 24-hour window: an approved template, or a person takes over."""
+
+    KIND: ClassVar[str] = "reengage"
+
+    channel: str
+    contact_id: str
+    contact_key: str
+
+    def to_item(self, *, since: str) -> OutboxItem:
+        # Once per silence of the lead: the key names when the lead last wrote.
+        return self.item(
+            order_key=lane_key("reply", self.contact_key),
+            idempotency_key=f"reengage:{self.contact_key}:{since}",
+        )
+
+
+# --- Chatwoot -------------------------------------------------------------------------
+class ChatwootMessage(OutboxPayload):
+    """One message of the conversation, the lead's or the bot's, mirrored for the team."""
+
+    KIND: ClassVar[str] = "chatwoot_message"
+
+    contact_key: str
+    direction: str
+    text: str
+    message_ref: str | None = None
+    purpose: str | None = None
+    message_id: int | None = None
+    lead_id: int | None = None
+
+    @property
+    def incoming(self) -> bool:
+        return self.direction == "in"
+
+
+class ChatwootProfile(OutboxPayload):
+    """The lead card on the Chatwoot contact (custom attributes and a temperature label)."""
+
+    KIND: ClassVar[str] = "chatwoot_profile"
+
+    contact_key: str
+    attributes: dict[str, Any]
+    temperature: str
+    purpose: str | None = None
+    lead_id: int | None = None
+
+
+class ChatwootHandoff(OutboxPayload):
+    """The private handoff note (text from prompts/handoff_card.toml); the conversation opens."""
+
+    KIND: ClassVar[str] = "chatwoot_handoff"
+
+    contact_key: str
+    card: str
+    purpose: str | None = None
+    lead_id: int | None = None
+
+
+def chatwoot_lane(contact_key: str) -> str:
+    return lane_key("chatwoot", contact_key)
+
+
+# --- CRM, ads, webhooks -----------------------------------------------------------------
+class PipeRunSync(OutboxPayload):
+    """Put the lead in PipeRun (or refresh its deal note); `link` is the progress so far."""
+
+    KIND: ClassVar[str] = "piperun_sync"
+
+    contact_key: str
+    reason: str | None = None
+    turn_id: str | None = None
+    lead_id: int | None = None
+    # PipeRun ids created so far (person, company, deal, note), saved after each call.
+    link: dict[str, int] | None = None
+
+
+class CapiEvent(OutboxPayload):
+    """One Conversions API event: the stage and when; the lead is read at delivery time."""
+
+    KIND: ClassVar[str] = "meta_capi"
+
+    contact_key: str
+    # Checked by the handler, which names an unknown stage in the dead item's error.
+    stage: str | None = None
+    event_time: int | None = None
+    value: float | None = None
+    currency: str | None = None
+    lead_id: int | None = None
+
+
+class OutboundWebhook(OutboxPayload):
+    """One event for one subscribed endpoint; `deliveries` logs every attempt's result."""
+
+    KIND: ClassVar[str] = "outbound_webhook"
+
+    # Optional where the handler copes without: a removed endpoint is skipped quietly.
+    contact_key: str | None = None
+    endpoint_id: str | None = None
+    event: str | None = None
+    delivery_id: str | None = None
+    timestamp: str | None = None
+    data: dict[str, Any] = {}
+    lead_id: int | None = None
+    deliveries: list[dict[str, Any]] = []
+
+
+# --- LGPD erasure -----------------------------------------------------------------------
+class LeadErasure(OutboxPayload):
+    """What the erasure transaction enqueues: ids in other systems, never the lead's data."""
+
+    KIND: ClassVar[str] = ERASURE_KIND
+
+    erasure_id: int
+    erased_at: str
+    channel: str | None = None
+    chatwoot_contact_id: int | None = None
+    crm_person_id: int | None = None
+    crm_deal_id: int | None = None
+
+    @property
+    def lane(self) -> str:
+        return erasure_lane(self.erasure_id)
+
+
+class ChatwootErase(OutboxPayload):
+    """Delete the lead's Chatwoot contact (`erasure_id` None: created after the erasure)."""
+
+    KIND: ClassVar[str] = "chatwoot_erase"
+
+    erasure_id: int | None = None
+    chatwoot_contact_id: int
+
+
+class PipeRunErase(OutboxPayload):
+    """Delete or anonymise the PipeRun person and anonymise the deal."""
+
+    KIND: ClassVar[str] = "piperun_erase"
+
+    erasure_id: int | None = None
+    crm_person_id: int | None = None
+    crm_deal_id: int | None = None
+
+
+PAYLOADS: Mapping[str, type[OutboxPayload]] = {
+    model.KIND: model
+    for model in (
+        SendText,
+        Reengage,
+        ChatwootMessage,
+        ChatwootProfile,
+        ChatwootHandoff,
+        PipeRunSync,
+        CapiEvent,
+        OutboundWebhook,
+        LeadErasure,
+        ChatwootErase,
+        PipeRunErase,
+    )
+}
+
+
+class _Envelope(BaseModel):
+    """The fields log lines name, whatever the kind (and for kinds tests invent)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    contact_key: str | None = None
+    channel: str | None = None
+    contact_id: str | None = None
+    turn_id: str | None = None
+
+
+def log_fields(payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(contact key, turn id) of any item, for its log lines; never raises."""
+    try:
+        envelope = _Envelope.model_validate(dict(payload))
+    except ValidationError:
+        return None, None
+    contact = envelope.contact_key
+    if not contact and envelope.channel is not None and envelope.contact_id is not None:
+        contact = f"{envelope.channel}:{envelope.contact_id}"
+    return contact or None, envelope.turn_id
+
+
+__all__ = [
+    "PAYLOADS",
+    "CapiEvent",
+    "ChatwootErase",
+    "ChatwootHandoff",
+    "ChatwootMessage",
+    "ChatwootProfile",
+    "LeadErasure",
+    "OutboundWebhook",
+    "OutboxPayload",
+    "PipeRunErase",
+    "PipeRunSync",
+    "Reengage",
+    "SendText",
+    "chatwoot_lane",
+    "log_fields",
+]

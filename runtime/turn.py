@@ -1,0 +1,246 @@
+"""One turn: read a contact's pending burst, decide whether and how to answer, commit once.
+
+The policy lives here: an opted-out lead is recorded but never answered, "SAIR" is
+honoured even while a person talks, a person talking silences the bot, a long silence
+starts a new session, and only then is the agent asked. The model being down defers
+the turn (the messages stay pending); any other failure is retried a few times and then
+answered with a fixed apology, so a lead is never left in silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+
+from agent.guardrails import is_opt_out
+from core.clock import Clock
+from core.errors import LLMUnavailable
+from core.lead import LeadProfile
+from core.logging import get_logger
+from core.metrics import Metrics
+from core.models import InboundMessage, mask_contact_key
+from core.records import InboundRecord, LeadRecord, TurnCommit
+from runtime.commit import OPT_OUT_CONFIRMATION, CommitBuilder
+from runtime.lifecycle import Lifecycle
+from runtime.scheduler import ScheduleConfig
+from store.base import Store
+
+if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns run
+    from agent.graph import SdrAgent
+
+log = get_logger(__name__)
+
+ProfileName = Callable[[InboundMessage], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    history_window: int
+    session_idle_hours: float
+    max_failures: int
+
+
+@dataclass
+class _Outcome:
+    """A committed turn's kind and costs, for its log line and metrics."""
+
+    kind: str
+    commit: TurnCommit
+    llm_s: float = 0.0
+    tokens: tuple[int, int] = (0, 0)
+
+
+class Turn:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        agent: SdrAgent,
+        builder: CommitBuilder,
+        config: TurnConfig,
+        schedule: ScheduleConfig,
+        shared: bool,
+        clock: Clock,
+        on_commit: Callable[[], None],
+        lifecycle: Lifecycle | None = None,
+        metrics: Metrics | None = None,
+        profile_name: ProfileName | None = None,
+    ) -> None:
+        self.store = store
+        self.agent = agent
+        self.builder = builder
+        self.config = config
+        self.schedule = schedule
+        self.shared = shared
+        self.clock = clock
+        self.on_commit = on_commit
+        self.lifecycle = lifecycle
+        self.metrics = metrics
+        self.profile_name = profile_name
+        self.completed = 0
+
+    async def run(self, contact_key: str) -> bool:
+        """True when the turn committed (or there was nothing to do)."""
+        records = await self.store.pending_inbound(contact_key)
+        while self.shared and (wait := self.schedule.quiet_left([r.received_at for r in records])) > 0:
+            await asyncio.sleep(wait)
+            records = await self.store.pending_inbound(contact_key)
+        if not records:
+            return True
+        turn_id = uuid.uuid4().hex[:12]
+        first = records[0].message
+        with structlog.contextvars.bound_contextvars(
+            turn_id=turn_id, channel=first.channel, contact=mask_contact_key(contact_key)
+        ):
+            started = time.perf_counter()
+            lead = await self.store.get_lead(contact_key)
+            outcome = await self._decide(turn_id, contact_key, records, lead)
+            if outcome is None:
+                return False
+            self.add_lifecycle(lead, outcome.commit)
+            await self.store.commit_turn(outcome.commit)
+            self.completed += 1
+            self._report(outcome, len(records), time.perf_counter() - started)
+            self.on_commit()
+            return True
+
+    async def _decide(
+        self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
+    ) -> _Outcome | None:
+        """What this turn commits, or None when it must be tried again later."""
+        build = self.builder.build
+        try:
+            if lead is not None and lead.opted_out:
+                # Recorded, never answered automatically.
+                commit = build(turn_id, contact_key, records, lead, reply="", at=self.clock())
+                return _Outcome("silent_opted_out", commit)
+            if any(is_opt_out(r.message.text) for r in records):
+                # Before the pause check: "SAIR" must be honoured even while a person talks.
+                goodbye = self.agent.deps.prompts.message("opt_out_confirmation")
+                commit = build(
+                    turn_id,
+                    contact_key,
+                    records,
+                    lead,
+                    reply=goodbye,
+                    at=self.clock(),
+                    opt_out=True,
+                    purpose=OPT_OUT_CONFIRMATION,
+                )
+                return _Outcome("opt_out", commit)
+            if lead is not None and lead.paused_until is not None and lead.paused_until > self.clock():
+                # A person at the company is answering.
+                commit = build(turn_id, contact_key, records, lead, reply="", at=self.clock())
+                return _Outcome("silent_human_talking", commit)
+            return await self._think(turn_id, contact_key, records, lead)
+        except LLMUnavailable as exc:
+            # The model is down or rate-limited: the messages wait, however long it takes.
+            log.warning("turn_deferred", reason=str(exc), messages=len(records))
+            await self.store.record_turn_failure([r.id for r in records], str(exc))
+            return None
+        except Exception as exc:  # refusal, rejected request, or a bug: retrying may not help
+            attempts = max(r.attempts for r in records) + 1
+            log.exception("turn_failed", messages=len(records), attempts=attempts)
+            await self.store.record_turn_failure([r.id for r in records], repr(exc))
+            if attempts < self.config.max_failures:
+                return None
+            # Never leave the lead in silence: a fixed apology, the messages kept.
+            apology = self.agent.deps.prompts.turn_failed_reply
+            return _Outcome(
+                "fallback", build(turn_id, contact_key, records, lead, reply=apology, at=self.clock())
+            )
+
+    def _report(self, outcome: _Outcome, messages: int, total_s: float) -> None:
+        commit, llm_s = outcome.commit, outcome.llm_s
+        log.info(
+            "turn_committed",
+            kind=outcome.kind,
+            messages=messages,
+            replies=sum(1 for m in commit.messages if m.direction == "out"),
+            temperature=commit.temperature,
+            score=commit.score,
+            llm_ms=round(llm_s * 1000, 1),
+            own_ms=round((total_s - llm_s) * 1000, 1),
+        )
+        if self.metrics is not None:
+            self.metrics.turn(
+                outcome.kind,
+                llm_s=llm_s,
+                own_s=total_s - llm_s,
+                tokens_in=outcome.tokens[0],
+                tokens_out=outcome.tokens[1],
+            )
+
+    def add_lifecycle(self, lead: LeadRecord | None, commit: TurnCommit) -> None:
+        """CRM, ads and webhook side effects of what this turn changed, in the same commit."""
+        if self.lifecycle is not None:
+            commit.outbox.extend(self.lifecycle.items_for(lead, commit))
+
+    def _session_expired(self, lead: LeadRecord | None, now: datetime) -> bool:
+        """Idle since the conversation's last message either way: a lead answering the
+        bot's nudge is continuing that conversation, not starting a new one."""
+        if lead is None:
+            return False
+        times = [t for t in (lead.last_inbound_at, lead.conversation_last_message_at) if t is not None]
+        if not times:
+            return False
+        return now - max(times) > timedelta(hours=self.config.session_idle_hours)
+
+    async def _sender_name(self, records: list[InboundRecord], lead: LeadRecord | None) -> str | None:
+        """The provider's profile name when the webhook carries none (Instagram): fetched
+        once, on the lead's first turn, then kept on the lead."""
+        # Asked on the lead's first turn only: a profile without a name stays without one
+        # rather than costing a Graph API call on every message.
+        if lead is not None or self.profile_name is None:
+            return None
+        if any(r.message.name for r in records):
+            return None
+        try:
+            return await self.profile_name(records[-1].message)
+        except Exception:  # a name is a nicety: never let it cost the turn
+            log.warning("profile_name_lookup_failed")
+            return None
+
+    async def _think(
+        self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
+    ) -> _Outcome:
+        from agent.graph import TurnInput
+
+        now = self.clock()
+        fetched_name = await self._sender_name(records, lead)
+        if fetched_name:
+            records = [
+                InboundRecord(
+                    r.id, r.message.model_copy(update={"name": fetched_name}), r.attempts, r.received_at
+                )
+                for r in records
+            ]
+        new_session = self._session_expired(lead, now)
+        history = (
+            [] if new_session else await self.store.recent_messages(contact_key, self.config.history_window)
+        )
+        profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
+        result = await self.agent.run(
+            TurnInput(
+                contact_key=contact_key,
+                inbound=[r.message for r in records],
+                profile=profile,
+                history=history,
+                lead_message_count=lead.lead_message_count if lead else 0,
+                summary=None if new_session or lead is None else lead.summary,
+                handed_off=bool(lead and lead.handoff_state),
+                now=now,
+            )
+        )
+        commit = self.builder.from_agent(
+            turn_id, contact_key, records, lead, result, at=self.clock(), new_session=new_session
+        )
+        usage = (result.usage.prompt_tokens, result.usage.completion_tokens)
+        return _Outcome("agent", commit, result.llm_seconds, usage)

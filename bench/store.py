@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from core.models import InboundMessage, MessageKind  # noqa: E402
 from core.records import NewMessage, OutboxItem, TurnCommit  # noqa: E402
 from store.sqlite import SqliteStore  # noqa: E402
-from store.supabase import _commit_body  # noqa: E402
+from store.supabase.rows import commit_body  # noqa: E402
 
 CLAIM_LIMIT = 10
 
@@ -221,7 +221,7 @@ def postgres_run(args: argparse.Namespace, workers: int) -> Result:
         def committer(jobs: list[tuple[int, int]]) -> None:
             with connect(schema) as conn:
                 for lead, n in jobs:
-                    body = Jsonb(_commit_body(turn(lead, n, ids[(lead, n)])))
+                    body = Jsonb(commit_body(turn(lead, n, ids[(lead, n)])))
                     started = time.perf_counter()
                     conn.execute("SELECT sdr_commit_turn_once(%s, %s)", (uuid.uuid4().hex, body))
                     with lock:

@@ -1,20 +1,26 @@
-"""What every channel module provides.
+"""What every channel module provides, and what some of them can do besides.
 
 A channel turns one provider's webhook into `InboundMessage`s and sends text back
-through that provider. Adding a channel is one module implementing `Channel` plus its
+through that provider. Adding a channel is one package implementing `Channel` plus its
 registration in `channels.registry`.
+
+Optional capabilities are small Protocols (`SendsTemplates`, `LooksUpProfiles`,
+`MarksRead`, `Probes`): a caller asks `templates(channel)` (or `isinstance(channel,
+SendsTemplates)`) instead of fishing for a method with `getattr`, so a renamed method is
+a type error rather than a feature that silently stops.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import aiohttp
 from aiohttp import web
 
 from core.models import IgnoredEvent, InboundMessage
+from core.probe import ProbeIO, ProbeResult
 
 DeliveryState = Literal["sent", "delivered", "read", "played", "failed"]
 
@@ -44,7 +50,13 @@ class SentMessage:
     provider_message_id: str | None
 
 
-class Channel(Protocol):
+@runtime_checkable
+class MediaSource(Protocol):
+    async def fetch_media(self, session: aiohttp.ClientSession, url: str, *, max_bytes: int) -> bytes:
+        """The bytes behind a media URL this channel's webhook gave, at most `max_bytes`."""
+
+
+class Channel(MediaSource, Protocol):
     name: str
     # Hours after the lead's last message during which free text may be sent (Meta's
     # customer-service window); None when the provider has no such rule.
@@ -77,4 +89,53 @@ class Channel(Protocol):
     ) -> SentMessage:
         """`human_agent`: a person (not the bot) wrote it; Instagram tags it HUMAN_AGENT."""
 
-    async def fetch_media(self, session: aiohttp.ClientSession, url: str, *, max_bytes: int) -> bytes: ...
+
+# --- optional capabilities ---------------------------------------------------------
+
+
+@runtime_checkable
+class SendsTemplates(Protocol):
+    """Approved templates: what WhatsApp Cloud still delivers outside the 24-hour window."""
+
+    async def send_template(
+        self, session: aiohttp.ClientSession, contact_id: str, *, name: str, language: str | None = None
+    ) -> SentMessage: ...
+
+
+@runtime_checkable
+class LooksUpProfiles(Protocol):
+    """A display name the webhook does not carry (Instagram); None when it cannot be had."""
+
+    async def fetch_profile_name(self, session: aiohttp.ClientSession, igsid: str) -> str | None: ...
+
+
+@runtime_checkable
+class MarksRead(Protocol):
+    """Read receipts and the "typing..." bubble on the lead's message (WhatsApp Cloud)."""
+
+    async def mark_read(
+        self, session: aiohttp.ClientSession, message_id: str, *, typing: bool = False
+    ) -> None: ...
+
+
+@runtime_checkable
+class Probes(Protocol):
+    """The doctor's one read-only check of this provider's configuration."""
+
+    async def probe(self, io: ProbeIO) -> ProbeResult: ...
+
+
+def templates(channel: object) -> SendsTemplates | None:
+    return channel if isinstance(channel, SendsTemplates) else None
+
+
+def profile_lookup(channel: object) -> LooksUpProfiles | None:
+    return channel if isinstance(channel, LooksUpProfiles) else None
+
+
+def read_receipts(channel: object) -> MarksRead | None:
+    return channel if isinstance(channel, MarksRead) else None
+
+
+def prober(channel: object) -> Probes | None:
+    return channel if isinstance(channel, Probes) else None

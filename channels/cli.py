@@ -17,7 +17,8 @@ import aiohttp
 from aiohttp import web
 
 from channels.base import ParsedWebhook, SentMessage
-from core.errors import SendError, WebhookRejected
+from channels.errors import ChannelRejected
+from core.errors import WebhookRejected
 from core.settings import Settings
 
 BOT_PREFIX = "bot> "
@@ -29,7 +30,7 @@ class CliChannel:
     name = "cli"
     # A capability flag for whoever lists channels: this one has no webhook route.
     webhook = False
-    window_hours = None
+    window_hours: int | None = None
     rate_per_s = 1000.0
 
     def __init__(self, settings: Settings, output: TextIO | None = None, *, width: int | None = None) -> None:
@@ -72,11 +73,11 @@ class CliChannel:
             stream.write(format_bot_message(text, width=self._width()) + "\n")
             stream.flush()
         except (OSError, ValueError) as exc:  # closed or broken stream: retrying cannot help
-            raise SendError(f"cannot write to the terminal: {exc}", retryable=False) from exc
+            raise ChannelRejected(f"cannot write to the terminal: {exc}") from exc
         return SentMessage(provider_message_id=f"cli-{uuid.uuid4().hex}")
 
     async def fetch_media(self, session: aiohttp.ClientSession, url: str, *, max_bytes: int) -> bytes:
-        raise SendError("the cli channel has no media to download", retryable=False)
+        raise ChannelRejected("the cli channel has no media to download")
 
     def _width(self) -> int:
         if self.width is not None:

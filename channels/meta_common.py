@@ -23,8 +23,16 @@ from typing import Any
 
 from aiohttp import web
 
+from channels.errors import (
+    ChannelAuthFailed,
+    ChannelError,
+    ChannelInvalidRecipient,
+    ChannelRejected,
+    ChannelUnavailable,
+)
 from core import errors
-from core.errors import SendError, WebhookRejected
+from core.errors import WebhookRejected
+from core.probe import ProbeIO, ProbeReply, ProbeResult, problem
 from core.secret_compare import secrets_match
 from core.settings import Settings
 
@@ -63,11 +71,12 @@ def verify_subscription(settings: Settings, request: web.Request) -> str:
     return challenge
 
 
-class MetaApiError(SendError):
+class MetaApiError(ChannelError):
     """A refusal that came with Meta's error JSON; the code is kept for callers and logs.
 
     Meta asks integrators to branch on `code` (and `error_data.details`), not on titles,
-    which it plans to deprecate; `fbtrace_id` is what Meta support asks for.
+    which it plans to deprecate; `fbtrace_id` is what Meta support asks for. Raise one of
+    the leaves below, which say what to do about it.
     """
 
     def __init__(
@@ -75,23 +84,30 @@ class MetaApiError(SendError):
         message: str,
         *,
         status: int | None,
-        retryable: bool,
-        auth_failed: bool = False,
-        invalid_recipient: bool = False,
         code: int | None = None,
         subcode: int | None = None,
         fbtrace_id: str | None = None,
     ) -> None:
-        super().__init__(
-            message,
-            status=status,
-            retryable=retryable,
-            auth_failed=auth_failed,
-            invalid_recipient=invalid_recipient,
-        )
+        super().__init__(message, status=status)
         self.code = code
         self.subcode = subcode
         self.fbtrace_id = fbtrace_id
+
+
+class MetaUnavailable(MetaApiError, ChannelUnavailable):
+    """Throttling or trouble on Meta's side: the same request can succeed later."""
+
+
+class MetaRejected(MetaApiError, ChannelRejected):
+    """Meta refused the request as it is."""
+
+
+class MetaAuthFailed(MetaApiError, ChannelAuthFailed):
+    """The token is expired, revoked or lacks a permission: the channel is broken."""
+
+
+class MetaInvalidRecipient(MetaApiError, ChannelInvalidRecipient):
+    """The person cannot receive from us."""
 
 
 class OutsideWindow(MetaApiError, errors.OutsideWindow):
@@ -102,9 +118,6 @@ class OutsideWindow(MetaApiError, errors.OutsideWindow):
     with the HUMAN_AGENT tag on Instagram) instead of recording a plain failure. Never
     retryable: waiting only makes the last message older.
     """
-
-    def __init__(self, message: str, **meta: Any) -> None:
-        super().__init__(message, retryable=False, **meta)
 
 
 @dataclass(frozen=True)
@@ -146,3 +159,34 @@ def parse_graph_error(data: Any, *, as_int: Callable[[object], int | None]) -> G
         fbtrace_id=_text(err.get("fbtrace_id")),
         transient=err.get("is_transient") is True,
     )
+
+
+def graph_probe_problem(
+    io: ProbeIO, reply: ProbeReply, *, id_label: str, id_env: str, token_env: str, permission: str
+) -> ProbeResult:
+    """The doctor's verdict on a refused Graph read. Errors are `{"error": {message, type,
+    code, error_subcode, fbtrace_id}}`; the code says who is at fault.
+    https://developers.facebook.com/docs/graph-api/guides/error-handling"""
+    error = reply.data.get("error") if isinstance(reply.data, dict) else None
+    error = error if isinstance(error, dict) else {}
+    code, subcode = error.get("code"), error.get("error_subcode")
+    if code == 190 or reply.status == 401:
+        return problem(
+            "token inválido: a Meta diz que o token expirou ou foi revogado",
+            f"gere um token de usuário do sistema (sem validade) no Business Manager e coloque em {token_env}",
+        )
+    if (code == 100 and subcode == 33) or code == 803:
+        # "Unsupported get request. Object with ID '…' does not exist, cannot be loaded
+        # due to missing permissions, or does not support this operation" (400).
+        return problem(
+            f"{id_label} errado, ou o token não tem acesso a ele",
+            f"confira {id_env} e se o token de {token_env} foi gerado com acesso a esse ativo",
+        )
+    if code == 10 or (isinstance(code, int) and 200 <= code <= 299):
+        return problem(
+            "token sem permissão para ler este ativo",
+            f"dê ao token de {token_env} a permissão {permission}",
+        )
+    if code in (4, 17, 32, 613):
+        return problem("limite de chamadas da Meta atingido", "espere alguns minutos e rode o doctor de novo")
+    return io.unexpected(reply, ("error", "message"))

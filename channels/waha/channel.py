@@ -383,8 +383,8 @@ class WahaChannel:
             return io.unexpected(reply, ("message",), ("error",))
         status = status.upper()
         if status == "WORKING":
-            me = data.get("me") if isinstance(data.get("me"), dict) else {}
-            number = str(me.get("id") or "").split("@")[0]
+            me = data.get("me")
+            number = str((me.get("id") if isinstance(me, dict) else None) or "").split("@")[0]
             return ok(f"sessão '{name}' WORKING" + (f", número {mask_phone(number)}" if number else ""))
         return problem(
             f"a sessão '{name}' não está pronta ({status})",

@@ -30,11 +30,12 @@ async def probe_pipeline(
         io.get(f"{base}/stages/{stage_id}", headers=headers),
         return_exceptions=True,
     )
+    replies: list[ProbeReply] = []
     for answer in answers:
         if isinstance(answer, BaseException):
-            raise answer
-    pipeline_reply, stage_reply = answers
-    assert isinstance(pipeline_reply, ProbeReply) and isinstance(stage_reply, ProbeReply)
+            raise answer  # the pipeline's first: the doctor's verdict for a timeout or a bad host
+        replies.append(answer)
+    pipeline_reply, stage_reply = replies
     refused = _refused(pipeline_reply, stage_reply, pipeline_id, stage_id)
     if refused is not None:
         return refused

@@ -25,7 +25,6 @@ from channels.instagram import (
     STORY_REPLY_LABEL,
     TYPING_MAX_S,
     InstagramChannel,
-    MediaTooLarge,
     MetaApiError,
     OutsideWindow,
 )
@@ -706,20 +705,9 @@ def _signed_request(body: bytes, secret: str | None = APP_SECRET, header: str | 
 RAW = json.dumps(body_of("message_text.json"), ensure_ascii=False).encode()
 
 
-def test_signature_valid(channel: InstagramChannel) -> None:
-    channel.authenticate(_signed_request(RAW), RAW)
-
-
 def test_signature_hex_case_does_not_matter(channel: InstagramChannel) -> None:
     digest = hmac.new(APP_SECRET.encode(), RAW, hashlib.sha256).hexdigest().upper()
     channel.authenticate(_signed_request(RAW, header=f"sha256={digest}"), RAW)
-
-
-def test_signature_forged(channel: InstagramChannel) -> None:
-    with pytest.raises(WebhookRejected) as exc_info:
-        channel.authenticate(_signed_request(RAW, secret="not-the-app-secret"), RAW)
-    assert exc_info.value.status == 403
-    assert APP_SECRET not in exc_info.value.message
 
 
 @pytest.mark.parametrize("header", [None, "", "sha1=abc", "sha256", "abc"])
@@ -747,13 +735,6 @@ def test_signature_body_altered_by_one_byte(channel: InstagramChannel, position:
 def test_signature_body_with_one_extra_byte(channel: InstagramChannel) -> None:
     with pytest.raises(WebhookRejected):
         channel.authenticate(_signed_request(RAW), RAW + b" ")
-
-
-def test_without_app_secret_nothing_is_accepted() -> None:
-    channel = InstagramChannel(make_settings(meta_app_secret=None))
-    with pytest.raises(WebhookRejected) as exc_info:
-        channel.authenticate(_signed_request(RAW), RAW)
-    assert exc_info.value.status == 401
 
 
 # --- send_text ---------------------------------------------------------------------
@@ -1027,27 +1008,6 @@ async def test_error_detail_is_truncated(channel: InstagramChannel) -> None:
     assert len(str(exc_info.value)) < 350 and TRACE in str(exc_info.value)
 
 
-@pytest.mark.parametrize(
-    "exception",
-    [
-        TimeoutError(),
-        aiohttp.ServerTimeoutError("timeout"),
-        aiohttp.ClientConnectionError(f"cannot connect, token={TOKEN}"),
-        aiohttp.ServerDisconnectedError(),
-    ],
-)
-async def test_transport_failures_are_retryable(channel: InstagramChannel, exception: Exception) -> None:
-    with aioresponses() as mocked:
-        mocked.post(SEND_URL, exception=exception)
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
-                await channel.send_text(session, IGSID, "oi", typing_s=0)
-    err = exc_info.value
-    assert err.retryable is True and err.status is None
-    assert TOKEN not in str(err)
-    assert err.__suppress_context__ is True  # the token-bearing cause is not chained
-
-
 async def test_2xx_with_an_error_body_is_an_error(channel: InstagramChannel) -> None:
     with aioresponses() as mocked:
         mocked.post(SEND_URL, payload=body_of("error_user_unavailable.json"))
@@ -1162,65 +1122,6 @@ async def test_fetch_media_returns_bytes_without_credentials(channel: InstagramC
     assert len(data) == 1012
     assert "Authorization" not in (call.kwargs.get("headers") or {})
     assert TOKEN not in repr(call.kwargs)
-
-
-async def test_fetch_media_exactly_at_limit(channel: InstagramChannel) -> None:
-    with aioresponses() as mocked:
-        mocked.get(MEDIA_URL, body=b"a" * 100)
-        async with aiohttp.ClientSession() as session:
-            assert len(await channel.fetch_media(session, MEDIA_URL, max_bytes=100)) == 100
-
-
-async def test_fetch_media_rejects_declared_oversize(channel: InstagramChannel) -> None:
-    with aioresponses() as mocked:
-        mocked.get(MEDIA_URL, body=b"a" * 10, headers={"Content-Length": "999999"})
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(MediaTooLarge) as exc_info:
-                await channel.fetch_media(session, MEDIA_URL, max_bytes=1000)
-    assert isinstance(exc_info.value, SendError) and exc_info.value.retryable is False
-
-
-async def test_fetch_media_counts_while_streaming(channel: InstagramChannel) -> None:
-    # No (or a lying) Content-Length must not let a huge body through.
-    for headers in ({"Content-Length": "10"}, {}):
-        with aioresponses() as mocked:
-            mocked.get(MEDIA_URL, body=b"a" * 300_000, headers=headers)
-            async with aiohttp.ClientSession() as session:
-                with pytest.raises(MediaTooLarge):
-                    await channel.fetch_media(session, MEDIA_URL, max_bytes=100_000)
-
-
-@pytest.mark.parametrize(
-    ("status", "retryable"), [(500, True), (503, True), (429, True), (404, False), (403, False)]
-)
-async def test_fetch_media_http_errors(channel: InstagramChannel, status: int, retryable: bool) -> None:
-    # A lookaside URL that expired answers 403/404: permanent, the runtime moves on.
-    with aioresponses() as mocked:
-        mocked.get(MEDIA_URL, status=status, body="nope")
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
-                await channel.fetch_media(session, MEDIA_URL, max_bytes=1000)
-    assert exc_info.value.retryable is retryable and exc_info.value.status == status
-
-
-@pytest.mark.parametrize("exception", [TimeoutError(), aiohttp.ClientConnectionError()])
-async def test_fetch_media_transport_failures_are_retryable(
-    channel: InstagramChannel, exception: Exception
-) -> None:
-    with aioresponses() as mocked:
-        mocked.get(MEDIA_URL, exception=exception)
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
-                await channel.fetch_media(session, MEDIA_URL, max_bytes=1000)
-    assert exc_info.value.retryable is True
-
-
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.mp4", "not a url", ""])
-async def test_fetch_media_refuses_non_http_urls(channel: InstagramChannel, url: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as exc_info:
-            await channel.fetch_media(session, url, max_bytes=1000)
-    assert exc_info.value.retryable is False
 
 
 async def test_parsed_attachment_url_can_be_fetched(channel: InstagramChannel) -> None:

@@ -18,7 +18,7 @@ from aioresponses import aioresponses
 from yarl import URL
 
 from channels.base import DeliveryStatus, ParsedWebhook
-from channels.waha import MediaTooLarge, WahaChannel
+from channels.waha import WahaChannel
 from core.errors import SendError, WebhookRejected
 from core.models import InboundMessage, MessageKind, contact_key_for
 from core.settings import Settings
@@ -824,14 +824,6 @@ async def test_typing_and_seen_failures_do_not_prevent_the_send(
     assert sent.provider_message_id == "true_ok"
 
 
-async def test_send_text_not_configured_is_permanent() -> None:
-    channel = WahaChannel(make_settings(waha_url=None))
-    async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as exc_info:
-            await channel.send_text(session, PHONE, "oi", typing_s=1)
-    assert exc_info.value.retryable is False
-
-
 @pytest.mark.parametrize(
     ("status", "body", "retryable", "auth_failed", "invalid_recipient"),
     [
@@ -929,47 +921,6 @@ async def test_api_key_echoed_by_waha_is_redacted(channel: WahaChannel) -> None:
     assert "[REDACTED]" in str(exc_info.value)
 
 
-async def test_send_text_error_detail_is_truncated(channel: WahaChannel) -> None:
-    with aioresponses() as mocked:
-        mocked.post(SEEN_URL, status=201)
-        mocked.post(SEND_URL, status=400, payload={"message": "x" * 5000})
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
-                await channel.send_text(session, PHONE, "oi", typing_s=0)
-    assert len(str(exc_info.value)) < 300
-
-
-@pytest.mark.parametrize(
-    "exception",
-    [
-        TimeoutError(),
-        aiohttp.ServerTimeoutError("timeout"),
-        aiohttp.ClientConnectionError(f"cannot connect to {SEND_URL} with {API_KEY}"),
-        aiohttp.ServerDisconnectedError(),
-    ],
-)
-async def test_send_text_transport_failures_are_retryable(channel: WahaChannel, exception: Exception) -> None:
-    with aioresponses() as mocked:
-        mocked.post(SEEN_URL, status=201)
-        mocked.post(SEND_URL, exception=exception)
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
-                await channel.send_text(session, PHONE, "oi", typing_s=0)
-    err = exc_info.value
-    assert err.retryable is True and err.status is None
-    assert API_KEY not in str(err)
-    assert err.__suppress_context__ is True
-
-
-async def test_send_text_2xx_without_id_is_success_without_id(channel: WahaChannel) -> None:
-    with aioresponses() as mocked:
-        mocked.post(SEEN_URL, status=201)
-        mocked.post(SEND_URL, status=201, body="ok", content_type="text/plain")
-        async with aiohttp.ClientSession() as session:
-            sent = await channel.send_text(session, PHONE, "oi", typing_s=0)
-    assert sent.provider_message_id is None
-
-
 # --- fetch_media -------------------------------------------------------------------
 
 LOCAL_MEDIA = "http://localhost:3000/api/files/default/false_5511999999999@c.us_3EB0A1B2C3D4E5F60002.oga"
@@ -1007,78 +958,3 @@ async def test_fetch_media_never_sends_the_key_elsewhere(channel: WahaChannel) -
         async with aiohttp.ClientSession() as session:
             assert await channel.fetch_media(session, url, max_bytes=100) == b"img"
         assert "X-Api-Key" not in _get_calls(mocked, url)[0].kwargs["headers"]
-
-
-async def test_fetch_media_exactly_at_limit(channel: WahaChannel) -> None:
-    with aioresponses() as mocked:
-        mocked.get(REWRITTEN, body=b"a" * 100)
-        async with aiohttp.ClientSession() as session:
-            assert len(await channel.fetch_media(session, LOCAL_MEDIA, max_bytes=100)) == 100
-
-
-async def test_fetch_media_rejects_declared_oversize(channel: WahaChannel) -> None:
-    with aioresponses() as mocked:
-        mocked.get(REWRITTEN, body=b"a" * 10, headers={"Content-Length": "999999"})
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(MediaTooLarge) as exc_info:
-                await channel.fetch_media(session, LOCAL_MEDIA, max_bytes=1000)
-    assert isinstance(exc_info.value, SendError) and exc_info.value.retryable is False
-
-
-async def test_fetch_media_counts_while_streaming(channel: WahaChannel) -> None:
-    # No (or a lying) Content-Length must not let a huge body through.
-    with aioresponses() as mocked:
-        mocked.get(REWRITTEN, body=b"a" * 300_000, headers={"Content-Length": "10"})
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(MediaTooLarge):
-                await channel.fetch_media(session, LOCAL_MEDIA, max_bytes=100_000)
-    with aioresponses() as mocked:
-        mocked.get(REWRITTEN, body=b"a" * 300_000)
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(MediaTooLarge):
-                await channel.fetch_media(session, LOCAL_MEDIA, max_bytes=100_000)
-
-
-@pytest.mark.parametrize(
-    ("status", "retryable", "auth_failed"),
-    [
-        (500, True, False),
-        (503, True, False),
-        (429, True, False),
-        (404, False, False),
-        (401, False, True),
-        (403, False, True),
-    ],
-)
-async def test_fetch_media_http_errors(
-    channel: WahaChannel, status: int, retryable: bool, auth_failed: bool
-) -> None:
-    with aioresponses() as mocked:
-        mocked.get(REWRITTEN, status=status, body="nope")
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
-                await channel.fetch_media(session, LOCAL_MEDIA, max_bytes=1000)
-    assert exc_info.value.retryable is retryable
-    assert exc_info.value.auth_failed is auth_failed
-    assert exc_info.value.status == status
-    assert API_KEY not in str(exc_info.value)
-
-
-@pytest.mark.parametrize("exception", [TimeoutError(), aiohttp.ClientConnectionError()])
-async def test_fetch_media_transport_failures_are_retryable(
-    channel: WahaChannel, exception: Exception
-) -> None:
-    with aioresponses() as mocked:
-        mocked.get(REWRITTEN, exception=exception)
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
-                await channel.fetch_media(session, LOCAL_MEDIA, max_bytes=1000)
-    assert exc_info.value.retryable is True
-
-
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.ogg", "not a url", ""])
-async def test_fetch_media_refuses_non_http_urls(channel: WahaChannel, url: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as exc_info:
-            await channel.fetch_media(session, url, max_bytes=1000)
-    assert exc_info.value.retryable is False

@@ -86,32 +86,42 @@ async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _outbox_action(store: Store, args: argparse.Namespace) -> int:
-    if args.action == "stats":
-        stats = await store.outbox_stats()
-        print(f"pending={stats.pending} inflight={stats.inflight} dead={stats.dead} done={stats.done}")
-        for kind, per in sorted((await store.outbox_stats_by_kind()).items()):
-            print(f"  {kind}: pending={per.pending} inflight={per.inflight} dead={per.dead}")
-        return 0
-    if args.action == "list":
-        items = await store.list_outbox(status=args.status, kind=args.kind, limit=args.limit)
-        if not items:
-            print("no side effects match")
-        for item in items:
-            error = f"  last_error={item.last_error[:80]!r}" if item.last_error else ""
-            when = item.updated_at.isoformat(timespec="seconds") if item.updated_at else "-"
-            print(f"{item.id:>7}  {item.status:<8} {item.kind:<18} attempts={item.attempts}  {when}{error}")
-        return 0
-    if args.action == "show":
-        if args.id is None:
-            print("usage: python main.py outbox show ID", file=sys.stderr)
-            return 2
-        item = await store.get_outbox(args.id)
-        if item is None:
-            print(f"no side effect with id {args.id}", file=sys.stderr)
-            return 1
-        print(json.dumps(_item_view(item), ensure_ascii=False, indent=2, default=str))
-        return 0
-    # replay
+    actions = {"stats": _outbox_stats, "list": _outbox_list, "show": _outbox_show, "replay": _outbox_replay}
+    return await actions[args.action](store, args)
+
+
+async def _outbox_stats(store: Store, _args: argparse.Namespace) -> int:
+    stats = await store.outbox_stats()
+    print(f"pending={stats.pending} inflight={stats.inflight} dead={stats.dead} done={stats.done}")
+    for kind, per in sorted((await store.outbox_stats_by_kind()).items()):
+        print(f"  {kind}: pending={per.pending} inflight={per.inflight} dead={per.dead}")
+    return 0
+
+
+async def _outbox_list(store: Store, args: argparse.Namespace) -> int:
+    items = await store.list_outbox(status=args.status, kind=args.kind, limit=args.limit)
+    if not items:
+        print("no side effects match")
+    for item in items:
+        error = f"  last_error={item.last_error[:80]!r}" if item.last_error else ""
+        when = item.updated_at.isoformat(timespec="seconds") if item.updated_at else "-"
+        print(f"{item.id:>7}  {item.status:<8} {item.kind:<18} attempts={item.attempts}  {when}{error}")
+    return 0
+
+
+async def _outbox_show(store: Store, args: argparse.Namespace) -> int:
+    if args.id is None:
+        print("usage: python main.py outbox show ID", file=sys.stderr)
+        return 2
+    item = await store.get_outbox(args.id)
+    if item is None:
+        print(f"no side effect with id {args.id}", file=sys.stderr)
+        return 1
+    print(json.dumps(_item_view(item), ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
+async def _outbox_replay(store: Store, args: argparse.Namespace) -> int:
     if args.id is not None:
         if await store.replay_outbox(args.id):
             print(

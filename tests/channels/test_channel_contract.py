@@ -28,6 +28,7 @@ from aiohttp.test_utils import make_mocked_request
 from aioresponses import aioresponses
 from yarl import URL
 
+from channels import base
 from channels.base import Channel
 from channels.cli import CliChannel
 from channels.errors import MediaTooLarge
@@ -627,3 +628,34 @@ async def test_media_urls_that_are_not_http_are_refused_for_good(case: Case, url
     with pytest.raises(SendError) as raised:
         await fetch(case, max_bytes=1000, url=url)
     assert isinstance(raised.value, Permanent) and raised.value.retryable is False
+
+
+# --- optional capabilities -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "capabilities"),
+    [
+        (ZAPI, {"probe"}),
+        (WAHA, {"probe"}),
+        (CLOUD, {"probe", "templates", "read_receipts"}),
+        (INSTAGRAM, {"probe", "profile_lookup"}),
+        (None, set()),
+    ],
+    ids=lambda c: str(c) if isinstance(c, Case) else ("cli" if c is None else ""),
+)
+def test_optional_capabilities_are_found_by_protocol_not_by_name(
+    case: Case | None, capabilities: set[str]
+) -> None:
+    channel = case.channel() if case is not None else CliChannel(Settings(_env_file=None))
+    found = {
+        name
+        for name, lookup in (
+            ("probe", base.prober),
+            ("templates", base.templates),
+            ("read_receipts", base.read_receipts),
+            ("profile_lookup", base.profile_lookup),
+        )
+        if lookup(channel) is channel
+    }
+    assert found == capabilities

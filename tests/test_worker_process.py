@@ -50,9 +50,9 @@ def replies(provider: ProviderServer) -> list[str]:
 
 
 async def deliver(bot: BotProcess, message_id: str, text: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(bot.zapi_webhook, json=zapi_message(message_id=message_id, text=text)) as r:
-            assert r.status == 200
+    body = zapi_message(message_id=message_id, text=text)
+    async with aiohttp.ClientSession() as session, session.post(bot.zapi_webhook, json=body) as r:
+        assert r.status == 200
 
 
 pytestmark = pytest.mark.skipif(not Path("/proc").exists(), reason="reads the process table from /proc")

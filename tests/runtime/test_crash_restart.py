@@ -34,9 +34,8 @@ async def provider() -> ProviderServer:
 
 
 async def deliver(bot: BotProcess, payload: dict) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(bot.zapi_webhook, json=payload) as response:
-            assert response.status == 200
+    async with aiohttp.ClientSession() as session, session.post(bot.zapi_webhook, json=payload) as response:
+        assert response.status == 200
 
 
 def answered(provider: ProviderServer) -> Counter[str]:

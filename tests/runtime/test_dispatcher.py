@@ -191,9 +191,9 @@ def fixed_policy(wait_s: float, attempts: int = 6) -> DeliveryPolicy:
 TRANSIENT = [
     pytest.param(lambda: SendError("HTTP 500", status=500, retryable=True), id="send-500"),
     pytest.param(lambda: SendError("HTTP 429", status=429, retryable=True), id="send-429"),
-    pytest.param(lambda: TimeoutError(), id="timeout"),
+    pytest.param(TimeoutError, id="timeout"),
     pytest.param(lambda: aiohttp.ClientConnectionError("connection reset"), id="client-connection"),
-    pytest.param(lambda: aiohttp.ServerDisconnectedError(), id="server-disconnected"),
+    pytest.param(aiohttp.ServerDisconnectedError, id="server-disconnected"),
     pytest.param(lambda: ConnectionResetError("reset by peer"), id="os-connection-reset"),
 ]
 

@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aioresponses import aioresponses
+from tenacity import AsyncRetrying, stop_after_attempt
 
 from channels.media_fetch import MediaFetcher, MediaRefused
 from channels.waha import WahaChannel
@@ -444,6 +445,9 @@ async def test_media_work_holds_its_own_small_set_of_slots_through_the_transcrip
         return b"OggS" + message.provider_message_id.encode()
 
     class Whisper:
+        def retry_policy(self) -> AsyncRetrying:  # the turn's retries: one attempt is enough here
+            return AsyncRetrying(stop=stop_after_attempt(1), reraise=True)
+
         async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> str:
             await release.wait()  # the body is still held while Whisper listens
             busy["now"] -= 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import os
 import stat
 import sys
@@ -156,10 +157,8 @@ class _LineReader:
                     result: bytes | OSError = exc
                 else:
                     result = data
-                try:
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
                     loop.call_soon_threadsafe(_settle, future, result)
-                except RuntimeError:
-                    pass  # the loop is gone: nobody is waiting any more
 
             threading.Thread(target=work, name="chat-stdin", daemon=True).start()
             return await future

@@ -1,0 +1,130 @@
+"""The one read-only GET the doctor lends each provider's probe (`core.probe.ProbeIO`).
+
+Transport failures, timeouts and answers no probe recognises are worded here once, for an
+operator, in pt-BR; a provider's probe only words what its own answers mean. Nothing it
+returns can carry a secret: provider texts are cut short and scrubbed, and transport
+failures are reported by kind and host only (their text can carry a URL with a token).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from channels.provider_http import error_detail
+from core.logging import Scrubber
+from core.probe import ProbeReply, ProbeResult, ProbeVerdict, problem
+
+_QUOTE_MAX = 120
+# "waha:3000" (no scheme) is refused before any connection; older aiohttp lacks the class.
+_BAD_URL = (aiohttp.InvalidURL, getattr(aiohttp, "NonHttpUrlClientError", aiohttp.InvalidURL))
+
+
+@dataclass
+class ProbeContext:
+    """The doctor's side of `ProbeIO`: the shared HTTP session, the deadline, the setting
+    that names the provider's address (quoted when it does not answer) and the scrubber."""
+
+    session: aiohttp.ClientSession
+    timeout_s: float
+    url_env: str | None
+    scrubber: Scrubber
+
+    async def get(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> ProbeReply:
+        host = _host(url)
+        try:
+            async with self.session.get(
+                url,
+                headers=headers,
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            ) as resp:
+                status = resp.status
+                text = await resp.text(errors="replace")
+        except TimeoutError:  # asyncio.TimeoutError and aiohttp's ServerTimeoutError
+            raise ProbeVerdict(self.timed_out()) from None
+        except _BAD_URL:
+            raise ProbeVerdict(
+                problem(
+                    "URL inválida",
+                    f"confira {self.url_env or 'a URL'}: use o endereço completo, com http:// ou https://",
+                )
+            ) from None
+        except aiohttp.ClientConnectorCertificateError:
+            raise ProbeVerdict(
+                problem(
+                    f"certificado HTTPS inválido em {host}",
+                    f"confira {self.url_env or 'a URL'} e o certificado do servidor",
+                )
+            ) from None
+        except aiohttp.ClientConnectorError:
+            raise ProbeVerdict(self.unreachable(host)) from None
+        except aiohttp.ClientError as exc:
+            # Only the kind: the exception text can carry the URL (and the Z-API token).
+            raise ProbeVerdict(
+                problem(
+                    f"falha de conexão com {host} ({type(exc).__name__})",
+                    f"rode de novo; se continuar, confira a rede e {self.url_env or 'a URL configurada'}",
+                )
+            ) from None
+        try:
+            data: Any = json.loads(text) if text.strip() else None
+        except ValueError:
+            data = None
+        return ProbeReply(status, text, data)
+
+    def timed_out(self) -> ProbeResult:
+        return problem(
+            f"timeout: sem resposta em {self.timeout_s:g} s",
+            "o serviço está lento ou fora do ar; rode de novo em alguns minutos"
+            + (f" e confira {self.url_env}" if self.url_env else ""),
+        )
+
+    def unreachable(self, host: str) -> ProbeResult:
+        where = f"confira {self.url_env}, " if self.url_env else ""
+        return problem(
+            f"URL inacessível ({host} não responde)",
+            f"{where}se o servidor está no ar e se esta máquina consegue acessá-lo (DNS, firewall)",
+        )
+
+    def provider_words(self, reply: ProbeReply, *paths: tuple[str, ...]) -> str:
+        """The provider's own words, short and scrubbed (error bodies echo our tokens)."""
+        text = error_detail(reply.text, paths or (("error",), ("message",)))
+        text = " ".join(str(self.scrubber.scrub(text)).split())
+        return text[:_QUOTE_MAX] + ("…" if len(text) > _QUOTE_MAX else "")
+
+    def unexpected(self, reply: ProbeReply, *paths: tuple[str, ...]) -> ProbeResult:
+        said = self.provider_words(reply, *paths) if not reply.ok else ""
+        if reply.status == 429:
+            return problem(
+                "limite de requisições atingido (HTTP 429)", "espere um minuto e rode o doctor de novo"
+            )
+        if reply.status >= 500:
+            return problem(
+                f"o serviço respondeu com erro (HTTP {reply.status}{': ' + said if said else ''})",
+                "é do lado do provedor; rode de novo em alguns minutos",
+            )
+        return problem(
+            f"resposta inesperada (HTTP {reply.status}{': ' + said if said else ''})",
+            f"confira {self.url_env or 'a configuração'}; se estiver certo, rode de novo mais tarde",
+        )
+
+    def scrub(self, text: str) -> str:
+        return str(self.scrubber.scrub(text))
+
+
+def _host(url: str) -> str:
+    try:
+        return URL(url).host or "?"
+    except (TypeError, ValueError):
+        return "?"

@@ -84,7 +84,14 @@ async def _piperun(settings: Settings, session: aiohttp.ClientSession, io: Probe
 
 
 async def _meta_capi(settings: Settings, session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
-    return await MetaCapiClient.from_settings(session, settings).probe(io)
+    try:
+        client = MetaCapiClient.from_settings(session, settings)
+    except ValueError:  # the client refuses a pixel id that is not digits: it goes in the URL path
+        return problem(
+            "ID do pixel (conjunto de dados) inválido: META_PIXEL_ID deve ter só números",
+            "copie o ID do conjunto de dados (Gerenciador de Eventos → Configurações) para META_PIXEL_ID",
+        )
+    return await client.probe(io)
 
 
 async def _supabase(settings: Settings, _session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:

@@ -657,7 +657,7 @@ def test_main_parses_the_doctor_subcommand(monkeypatch: pytest.MonkeyPatch, rest
         return 1
 
     monkeypatch.setattr(main, "_doctor", fake_doctor)
-    monkeypatch.setattr(main, "Settings", lambda: only())
+    monkeypatch.setattr(main, "Settings", only)
     assert main.main(["doctor"]) == 1
     assert len(called) == 1
 
@@ -738,3 +738,12 @@ async def test_a_channel_that_answers_but_whose_webhook_has_no_secret_is_a_probl
     assert code == 1
     line = line_of(output, channel)
     assert line.startswith("PROBLEMA") and setting in line and "recusa tudo" in line
+
+
+async def test_a_pixel_id_that_is_not_digits_is_named_before_any_call() -> None:
+    """The CAPI client refuses a pixel id that would land in the URL path as anything but
+    digits; the doctor says which setting is wrong instead of an unexpected error."""
+    settings = only(meta_pixel_id="pixel-da-loja", meta_access_token="EAAB-token")
+    code, output = await doctor(settings, lambda mocked: None)
+    assert code == 1
+    assert "META_PIXEL_ID deve ter só números" in line_of(output, "Meta CAPI")

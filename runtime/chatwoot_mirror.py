@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from core.errors import AuthFailed
 from core.logging import get_logger
 from core.outbox import ChatwootHandoff, ChatwootMessage, ChatwootProfile
 from core.records import OutboxItem
@@ -47,7 +48,8 @@ class ChatwootMirror:
         try:
             result = await coro
         except ChatwootError as exc:
-            if exc.auth_failed:
+            # legacy flag: remove once every adapter raises the typed leaves
+            if isinstance(exc, AuthFailed) or exc.auth_failed:
                 self.health.auth_failed("chatwoot", str(exc))
             raise
         self.health.send_ok("chatwoot")

@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from tenacity import retry_if_exception, stop_never
 
+from core.errors import Retryable
 from core.logging import get_logger
 from core.outbox import ChatwootErase, LeadErasure, PipeRunErase
 from core.records import OutboxItem
@@ -171,7 +172,8 @@ class PipeRunErasure:
             try:
                 return "deleted" if await self.client.delete_person(person_id) else "already_gone"
             except PipeRunError as exc:
-                if exc.retryable or exc.status == 401:
+                # legacy flag: remove once every adapter raises the typed leaves
+                if isinstance(exc, Retryable) or exc.retryable or exc.status == 401:
                     raise
                 # Refused (a person with deals may not be deletable, or the token may not
                 # delete): the personal fields still go, which is what the erasure owes.

@@ -19,7 +19,7 @@ from aiohttp import web
 from channels.base import Channel
 from channels.registry import build_channels
 from core.clock import Clock, utc_now
-from core.errors import SendError
+from core.errors import ProviderError, Retryable
 from core.logging import configure_logging, get_logger
 from core.metrics import Metrics
 from core.models import InboundMessage
@@ -102,8 +102,9 @@ def _media_fetcher(
         assert message.media_url is not None
         try:
             return await channel.fetch_media(session, message.media_url, max_bytes=settings.media_max_bytes)
-        except SendError as exc:
-            if exc.retryable:
+        except ProviderError as exc:
+            # legacy flag: remove once every adapter raises the typed leaves
+            if isinstance(exc, Retryable) or getattr(exc, "retryable", False):
                 raise
             raise MediaUnusable(str(exc)) from exc
 

@@ -439,9 +439,8 @@ def is_handoff_message(text: str) -> bool:
 
 
 async def deliver(bot: BotProcess, payload: dict[str, Any]) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(bot.zapi_webhook, json=payload) as response:
-            assert response.status == 200, await response.text()
+    async with aiohttp.ClientSession() as session, session.post(bot.zapi_webhook, json=payload) as response:
+        assert response.status == 200, await response.text()
 
 
 def on_the_wire(db: Path, provider: ProviderServer) -> tuple[set[str], set[str]]:

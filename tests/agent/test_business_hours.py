@@ -19,7 +19,6 @@ from agent.business_hours import (
 )
 
 SP = ZoneInfo("America/Sao_Paulo")
-UTC = UTC
 
 
 def sp(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

@@ -3,12 +3,6 @@
 Callers decide by type (`Retryable` is retried by the outbox, `AuthFailed` marks the
 channel `error` in /api/health, `InvalidRecipient` is recorded on the message), so an
 adapter picks the leaf and makes one attempt; it never retries by itself.
-
-Bridge while the runtime converts (issue 14): every class here still derives from the
-legacy `SendError` and carries its `retryable`, `auth_failed` and `invalid_recipient`
-flags, derived from the type, so `except SendError` in runtime/delivery.py and web/app.py
-and the flag readers keep working. Once they catch `ProviderError` and switch on types,
-the `SendError` base can go without touching any adapter.
 """
 
 from __future__ import annotations
@@ -19,24 +13,14 @@ from core.errors import (
     RETRYABLE_STATUSES,
     AuthFailed,
     InvalidRecipient,
+    ProviderError,
     ProviderRejected,
     ProviderUnavailable,
-    Retryable,
-    SendError,
 )
 
 
-class ChannelError(SendError):
-    """A channel's refusal or failure; the legacy flags follow from the leaf it is."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(
-            message,
-            status=status,
-            retryable=isinstance(self, Retryable),
-            auth_failed=isinstance(self, AuthFailed),
-            invalid_recipient=isinstance(self, InvalidRecipient),
-        )
+class ChannelError(ProviderError):
+    """A channel's refusal or failure; catch this for "anything this channel", raise a leaf."""
 
 
 class ChannelUnavailable(ChannelError, ProviderUnavailable):

@@ -62,6 +62,24 @@ class ProviderError(SDRError):
         super().__init__(message)
         self.status = status
 
+    # What callers act on, read from the type (never a flag passed in that could disagree
+    # with it). An error known only by its HTTP status counts as that status says.
+    @property
+    def retryable(self) -> bool:
+        if isinstance(self, (Retryable, Permanent)):
+            return isinstance(self, Retryable)
+        return self.status is not None and (self.status in RETRYABLE_STATUSES or self.status >= 500)
+
+    @property
+    def auth_failed(self) -> bool:
+        if isinstance(self, (Retryable, Permanent)):
+            return isinstance(self, AuthFailed)
+        return self.status in (401, 403)
+
+    @property
+    def invalid_recipient(self) -> bool:
+        return isinstance(self, InvalidRecipient)
+
 
 class ProviderUnavailable(ProviderError, Retryable):
     """429, 5xx, a timeout or a broken connection: the provider may take it later."""
@@ -100,22 +118,3 @@ def error_for_status(status: int, message: str, *, retry_after: float | None = N
     if status in RETRYABLE_STATUSES or status >= 500:
         return ProviderUnavailable(message, status=status, retry_after=retry_after)
     return ProviderRejected(message, status=status)
-
-
-class SendError(ProviderError):
-    """Legacy flag-carrying provider error, being replaced by the leaves above (issue 14):
-    callers still read `retryable`, `auth_failed` and `invalid_recipient` from it."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retryable: bool,
-        auth_failed: bool = False,
-        invalid_recipient: bool = False,
-    ) -> None:
-        super().__init__(message, status=status)
-        self.retryable = retryable
-        self.auth_failed = auth_failed
-        self.invalid_recipient = invalid_recipient

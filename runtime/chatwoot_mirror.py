@@ -48,8 +48,7 @@ class ChatwootMirror:
         try:
             result = await coro
         except ChatwootError as exc:
-            # legacy flag: remove once every adapter raises the typed leaves
-            if isinstance(exc, AuthFailed) or exc.auth_failed:
+            if isinstance(exc, AuthFailed):
                 self.health.auth_failed("chatwoot", str(exc))
             raise
         self.health.send_ok("chatwoot")

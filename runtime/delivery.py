@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 
 from channels.base import Channel
-from core.errors import AuthFailed, InvalidRecipient, OutsideWindow, ProviderError
+from core.errors import OutsideWindow, ProviderError
 from core.logging import get_logger
 from core.outbox import ChatwootHandoff, Reengage, SendText, chatwoot_lane
 from core.records import OutboxItem
@@ -128,15 +128,10 @@ class Delivery:
     async def _refused(self, channel: Channel, payload: SendText, exc: ProviderError) -> bool:
         """Record what the provider's refusal means; True when it is handled (a closed
         window: re-engage instead), False when the outbox should decide (retry or dead)."""
-        # legacy flag: remove once every adapter raises the typed leaves
-        auth_failed = isinstance(exc, AuthFailed) or bool(getattr(exc, "auth_failed", False))
-        invalid_recipient = isinstance(exc, InvalidRecipient) or bool(
-            getattr(exc, "invalid_recipient", False)
-        )
-        if auth_failed:
+        if exc.auth_failed:
             self.health.auth_failed(channel.name, str(exc))
         message_id = payload.message_id
-        if invalid_recipient and message_id is not None:
+        if exc.invalid_recipient and message_id is not None:
             await self.store.mark_message_failed(message_id, f"invalid recipient: {exc}")
         if channel.window_hours is not None and isinstance(exc, OutsideWindow) and payload.contact_key:
             # The provider knows better than our clock.

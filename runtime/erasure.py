@@ -172,8 +172,7 @@ class PipeRunErasure:
             try:
                 return "deleted" if await self.client.delete_person(person_id) else "already_gone"
             except PipeRunError as exc:
-                # legacy flag: remove once every adapter raises the typed leaves
-                if isinstance(exc, Retryable) or exc.retryable or exc.status == 401:
+                if isinstance(exc, Retryable) or exc.status == 401:
                     raise
                 # Refused (a person with deals may not be deletable, or the token may not
                 # delete): the personal fields still go, which is what the erasure owes.

@@ -25,7 +25,7 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from core.errors import Permanent, Retryable
+from core.errors import Permanent, ProviderError, Retryable
 from core.settings import Settings
 
 
@@ -47,10 +47,8 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, Retryable):
         return True
-    # legacy flag: remove once every adapter raises the typed leaves
-    retryable = getattr(exc, "retryable", None)
-    if isinstance(retryable, bool):
-        return retryable
+    if isinstance(exc, ProviderError):  # known only by its HTTP status
+        return exc.retryable
     if isinstance(exc, aiohttp.ClientResponseError):
         # raise_for_status(): a ClientError, but a 400 stays a 400 however often it is sent.
         return exc.status in _RETRYABLE_4XX or exc.status >= 500

@@ -10,27 +10,13 @@ from core.errors import (
     AuthFailed,
     ProviderRejected,
     ProviderUnavailable,
-    Retryable,
-    SendError,
 )
+from integrations.errors import IntegrationError
 
 
-class ChatwootError(SendError):
-    """A Chatwoot call failed; catch this for "anything Chatwoot", raise a leaf.
-
-    Still a legacy `SendError` (callers and tests treat Chatwoot failures as one until
-    that class retires), but its flags are no longer passed in: `retryable`
-    (429/5xx/timeouts/transport) and `auth_failed` (401/403) are derived from the leaf's
-    type, so they cannot disagree with it. The API token never appears in the text.
-    """
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(
-            message,
-            status=status,
-            retryable=isinstance(self, Retryable),
-            auth_failed=isinstance(self, AuthFailed),
-        )
+class ChatwootError(IntegrationError):
+    """A Chatwoot call failed; catch this for "anything Chatwoot", raise a leaf. The API
+    token never appears in the text."""
 
 
 class ChatwootUnavailable(ChatwootError, ProviderUnavailable):

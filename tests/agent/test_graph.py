@@ -20,12 +20,13 @@ from agent.graph import AgentDeps, MediaUnusable, SdrAgent, TurnInput, TurnResul
 from agent.llm import LLMClient
 from agent.prompts import MAX_PROFILE_VALUE_CHARS, load_prompt_bundle
 from agent.scoring import load_scoring_rules, score_lead
-from core.errors import LLMUnavailable, SendError
+from core.errors import LLMUnavailable
 from core.lead import LeadProfile, LeadUpdate, merge_lead
 from core.models import InboundMessage, MessageKind
 from core.records import NewMessage, StoredMessage, TurnCommit
 from core.settings import Settings
 from store.sqlite import SqliteStore
+from tests.helpers.errors import SendError
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, Step, load_fixture
 
 LEAD = "5544999999999"

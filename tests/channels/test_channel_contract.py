@@ -40,10 +40,10 @@ from core.errors import (
     AuthFailed,
     InvalidRecipient,
     Permanent,
+    ProviderError,
     ProviderRejected,
     ProviderUnavailable,
     Retryable,
-    SendError,
     WebhookRejected,
 )
 from core.models import MessageKind
@@ -405,7 +405,7 @@ async def refusal(case: Case, status: int, body: Any, headers: Headers | None = 
             mocked.post(case.send_url, status=status, body=body, headers=headers)
         else:
             mocked.post(case.send_url, status=status, payload=body, headers=headers)
-        with pytest.raises(SendError) as raised:
+        with pytest.raises(ProviderError) as raised:
             await send(case, mocked)
     return raised.value
 
@@ -522,7 +522,7 @@ async def test_transport_failures_are_retryable_and_say_nothing_secret(
 ) -> None:
     with aioresponses() as mocked:
         mocked.post(case.send_url, exception=make_exception(case.send_url, case.secrets[0]))
-        with pytest.raises(SendError) as raised:
+        with pytest.raises(ProviderError) as raised:
             await send(case, mocked)
     err = raised.value
     assert isinstance(err, ProviderUnavailable) and err.status is None
@@ -537,7 +537,7 @@ async def test_an_unconfigured_channel_refuses_to_send_without_asking(case: Case
     assert channel.configured is False
     with aioresponses() as mocked:
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as raised:
+            with pytest.raises(ProviderError) as raised:
                 await channel.send_text(session, case.contact, "oi", typing_s=1)
         assert mocked.requests == {}
     assert isinstance(raised.value, Permanent) and not isinstance(raised.value, Retryable)
@@ -548,7 +548,7 @@ async def test_a_broken_terminal_is_permanent() -> None:
     out = io.StringIO()
     out.close()
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as raised:
+        with pytest.raises(ProviderError) as raised:
             await CliChannel(Settings(_env_file=None), out).send_text(session, "seller", "oi", typing_s=0)
     assert isinstance(raised.value, Permanent)
     assert_flags_follow_the_type(raised.value)
@@ -581,7 +581,7 @@ async def test_media_declared_too_large_is_refused_for_good(case: Case) -> None:
         mocked.get(media_target(case), body=b"a" * 10, headers={"Content-Length": "999999"})
         with pytest.raises(MediaTooLarge) as raised:
             await fetch(case, max_bytes=1000)
-    assert isinstance(raised.value, SendError) and isinstance(raised.value, Permanent)
+    assert isinstance(raised.value, ProviderError) and isinstance(raised.value, Permanent)
     assert raised.value.retryable is False
 
 
@@ -600,7 +600,7 @@ async def test_media_is_counted_while_it_streams(case: Case, headers: Headers) -
 async def test_media_http_errors(case: Case, status: int) -> None:
     with aioresponses() as mocked:
         mocked.get(media_target(case), status=status, body="nope")
-        with pytest.raises(SendError) as raised:
+        with pytest.raises(ProviderError) as raised:
             await fetch(case, max_bytes=1000)
     err = raised.value
     assert err.status == status
@@ -617,7 +617,7 @@ async def test_media_http_errors(case: Case, status: int) -> None:
 async def test_media_transport_failures_are_retryable(case: Case, exception: Exception) -> None:
     with aioresponses() as mocked:
         mocked.get(media_target(case), exception=exception)
-        with pytest.raises(SendError) as raised:
+        with pytest.raises(ProviderError) as raised:
             await fetch(case, max_bytes=1000)
     assert isinstance(raised.value, ProviderUnavailable) and raised.value.retryable is True
 
@@ -625,7 +625,7 @@ async def test_media_transport_failures_are_retryable(case: Case, exception: Exc
 @pytest.mark.parametrize("case", [*MEDIA, CLOUD], ids=str)
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.ogg", "not a url", ""])
 async def test_media_urls_that_are_not_http_are_refused_for_good(case: Case, url: str) -> None:
-    with pytest.raises(SendError) as raised:
+    with pytest.raises(ProviderError) as raised:
         await fetch(case, max_bytes=1000, url=url)
     assert isinstance(raised.value, Permanent) and raised.value.retryable is False
 

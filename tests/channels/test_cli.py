@@ -13,7 +13,7 @@ from aiohttp.test_utils import make_mocked_request
 from channels.cli import BOT_PREFIX, CliChannel, format_bot_message
 from channels.registry import build_channels
 from channels.zapi import ZapiChannel
-from core.errors import SendError, WebhookRejected
+from core.errors import ProviderError, WebhookRejected
 from core.settings import Settings
 from tests.helpers.clock import TestClock
 from web.app import create_app
@@ -70,7 +70,7 @@ async def test_without_a_stream_it_writes_to_the_current_stdout(
 async def test_a_closed_stream_is_a_permanent_send_error(settings: Settings) -> None:
     out = io.StringIO()
     out.close()
-    with pytest.raises(SendError) as info:
+    with pytest.raises(ProviderError) as info:
         await send(CliChannel(settings, output=out), "Oi")
     assert info.value.retryable is False
 
@@ -88,7 +88,7 @@ def test_webhooks_are_rejected(settings: Settings) -> None:
 
 async def test_there_is_no_media_to_fetch(settings: Settings) -> None:
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as info:
+        with pytest.raises(ProviderError) as info:
             await CliChannel(settings).fetch_media(session, "file:///etc/passwd", max_bytes=10)
     assert info.value.retryable is False
 

@@ -28,7 +28,7 @@ from channels.instagram import (
     MetaApiError,
     OutsideWindow,
 )
-from core.errors import SendError, WebhookRejected
+from core.errors import ProviderError, WebhookRejected
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 
@@ -849,7 +849,7 @@ async def test_send_text_not_configured_is_permanent(overrides: dict[str, Any]) 
     channel = InstagramChannel(make_settings(**overrides))
     with aioresponses() as mocked:
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, IGSID, "oi", typing_s=1)
         assert mocked.requests == {}
     assert exc_info.value.retryable is False
@@ -857,7 +857,7 @@ async def test_send_text_not_configured_is_permanent(overrides: dict[str, Any]) 
 
 async def test_send_text_to_nobody_is_an_invalid_recipient(channel: InstagramChannel) -> None:
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as exc_info:
+        with pytest.raises(ProviderError) as exc_info:
             await channel.send_text(session, "  ", "oi", typing_s=0)
     assert exc_info.value.invalid_recipient is True and exc_info.value.retryable is False
 
@@ -893,7 +893,7 @@ async def test_meta_errors_map_to_the_retry_policy(
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=status, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, IGSID, "oi", typing_s=0)
     err = exc_info.value
     assert err.status == status
@@ -917,7 +917,7 @@ async def test_window_message_mentions_the_24h_window(channel: InstagramChannel)
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=400, payload=body_of("error_outside_window.json"))
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, IGSID, "oi", typing_s=0)
     assert "outside the 24h messaging window" in str(exc_info.value)
 
@@ -933,7 +933,7 @@ async def test_window_error_recognised_by_text_when_subcode_is_new(channel: Inst
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=400, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, IGSID, "oi", typing_s=0)
     assert "window" in str(exc_info.value)
     assert exc_info.value.auth_failed is False and exc_info.value.retryable is False
@@ -944,7 +944,7 @@ async def test_code_10_without_window_is_a_permission_problem(channel: Instagram
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=400, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, IGSID, "oi", typing_s=0)
     assert exc_info.value.auth_failed is True and "window" not in str(exc_info.value)
 
@@ -967,7 +967,7 @@ async def test_http_errors_without_meta_json(
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=status, body=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, IGSID, "oi", typing_s=0)
     err = exc_info.value
     assert (err.status, err.retryable, err.auth_failed) == (status, retryable, auth_failed)
@@ -978,7 +978,7 @@ async def test_fbtrace_id_from_header_when_body_has_none(channel: InstagramChann
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=500, body="", headers={"x-fb-trace-id": "HdrTrace99"})
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, IGSID, "oi", typing_s=0)
     assert "HdrTrace99" in str(exc_info.value)
 
@@ -990,7 +990,7 @@ async def test_token_is_never_in_error_messages(channel: InstagramChannel) -> No
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=400, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, IGSID, "oi", typing_s=0)
     err = exc_info.value
     assert TOKEN not in str(err) and TOKEN not in repr(err) and TOKEN not in repr(vars(err))
@@ -1003,7 +1003,7 @@ async def test_error_detail_is_truncated(channel: InstagramChannel) -> None:
             SEND_URL, status=400, payload={"error": {"message": "x" * 5000, "code": 100, "fbtrace_id": TRACE}}
         )
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, IGSID, "oi", typing_s=0)
     assert len(str(exc_info.value)) < 350 and TRACE in str(exc_info.value)
 
@@ -1012,7 +1012,7 @@ async def test_2xx_with_an_error_body_is_an_error(channel: InstagramChannel) -> 
     with aioresponses() as mocked:
         mocked.post(SEND_URL, payload=body_of("error_user_unavailable.json"))
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, IGSID, "oi", typing_s=0)
     assert exc_info.value.invalid_recipient is True
 
@@ -1030,7 +1030,7 @@ async def test_send_failure_logs_without_token(channel: InstagramChannel) -> Non
     with capture_logs() as logs, aioresponses() as mocked:
         mocked.post(SEND_URL, status=400, payload=body_of("error_token_expired.json"))
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError):
+            with pytest.raises(ProviderError):
                 await channel.send_text(session, IGSID, "oi", typing_s=0)
     [entry] = [e for e in logs if e["event"] == "instagram_auth_failed"]
     assert entry["log_level"] == "error" and entry["code"] == 190 and entry["fbtrace_id"] == TRACE

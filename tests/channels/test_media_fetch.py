@@ -27,7 +27,7 @@ from tenacity import AsyncRetrying, stop_after_attempt
 from channels.media_fetch import MediaFetcher, MediaRefused
 from channels.waha import WahaChannel
 from channels.zapi import MediaTooLarge, ZapiChannel
-from core.errors import SendError
+from core.errors import ProviderError
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 from tests.conftest import zapi_message
@@ -183,7 +183,7 @@ async def test_media_urls_naming_an_internal_address_are_refused_without_a_reque
     with aioresponses() as mocked:
         mocked.get(re.compile(r".*"), body=b"AKIA-secret-credentials", repeat=True)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.fetch_media(session, url, max_bytes=1000)
         assert not mocked.requests
     assert exc_info.value.retryable is False
@@ -195,7 +195,7 @@ async def test_media_urls_carrying_userinfo_are_refused(url: str) -> None:
     with aioresponses() as mocked:
         mocked.get(re.compile(r".*"), body=b"x", repeat=True)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.fetch_media(session, url, max_bytes=1000)
         assert not mocked.requests
     assert exc_info.value.retryable is False
@@ -247,7 +247,7 @@ async def test_the_connection_goes_to_the_address_that_was_checked(media_host: M
 
 async def test_a_name_that_does_not_resolve_is_a_transient_failure() -> None:
     lookup, _ = resolver({})
-    with pytest.raises(SendError) as exc_info:
+    with pytest.raises(ProviderError) as exc_info:
         await MediaFetcher(lookup=lookup).fetch(
             "http://media.example.com/m.ogg", max_bytes=1000, timeout=TIMEOUT
         )
@@ -277,7 +277,7 @@ async def test_a_redirect_into_the_network_is_refused(media_host: MediaHost, tar
     channel = ZapiChannel(trusting(media_host))
     url = f"{media_host.origin}/redirect?to={target.format(port=media_host.port)}"
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as exc_info:
+        with pytest.raises(ProviderError) as exc_info:
             await channel.fetch_media(session, url, max_bytes=1000)
     assert exc_info.value.retryable is False
     assert [s.path_qs.split("?")[0] for s in media_host.seen] == ["/redirect"]  # never reached /store
@@ -306,7 +306,7 @@ async def test_redirects_inside_a_trusted_origin_are_followed(media_host: MediaH
 async def test_endless_redirects_stop_after_five_hops(media_host: MediaHost) -> None:
     channel = ZapiChannel(trusting(media_host))
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as exc_info:
+        with pytest.raises(ProviderError) as exc_info:
             await channel.fetch_media(session, f"{media_host.origin}/loop/0", max_bytes=1000)
     assert exc_info.value.retryable is False
     assert media_host.paths() == [f"/loop/{n}" for n in range(6)]
@@ -350,7 +350,7 @@ async def test_waha_files_are_fetched_with_the_key(media_host: MediaHost) -> Non
 )
 async def test_a_media_url_cannot_reach_wahas_api(media_host: MediaHost, url: str) -> None:
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as exc_info:
+        with pytest.raises(ProviderError) as exc_info:
             await waha_on(media_host).fetch_media(
                 session, url.format(origin=media_host.origin), max_bytes=1000
             )
@@ -385,7 +385,7 @@ async def test_the_waha_key_does_not_come_back_after_leaving(media_host: MediaHo
 async def test_trusting_wahas_origin_explicitly_does_not_open_its_api(media_host: MediaHost) -> None:
     channel = waha_on(media_host, media_trusted_origins=[media_host.origin])
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError):
+        with pytest.raises(ProviderError):
             await channel.fetch_media(session, f"{media_host.origin}/api/sendText?text=oi", max_bytes=1000)
     assert media_host.seen == []
 
@@ -396,7 +396,7 @@ async def test_a_malformed_trusted_origin_trusts_nothing(entry: str) -> None:
     with aioresponses() as mocked:
         mocked.get(re.compile(r".*"), body=b"x", repeat=True)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError):
+            with pytest.raises(ProviderError):
                 await channel.fetch_media(session, "http://minio:9000/bucket/a.ogg", max_bytes=1000)
         assert not mocked.requests
 

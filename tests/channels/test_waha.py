@@ -19,7 +19,7 @@ from yarl import URL
 
 from channels.base import DeliveryStatus, ParsedWebhook
 from channels.waha import WahaChannel
-from core.errors import SendError, WebhookRejected
+from core.errors import ProviderError, WebhookRejected
 from core.models import InboundMessage, MessageKind, contact_key_for
 from core.settings import Settings
 
@@ -774,7 +774,7 @@ async def test_send_text_chat_ids(channel: WahaChannel, contact_id: str, chat_id
 async def test_send_text_refuses_non_user_chats(channel: WahaChannel, contact_id: str) -> None:
     with aioresponses() as mocked:
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, contact_id, "oi", typing_s=1)
         assert mocked.requests == {}
     assert exc_info.value.retryable is False and exc_info.value.invalid_recipient is True
@@ -892,7 +892,7 @@ async def test_send_text_http_errors(
         else:
             mocked.post(SEND_URL, status=status, body=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, PHONE, "oi", typing_s=0)
     err = exc_info.value
     assert err.status == status
@@ -915,7 +915,7 @@ async def test_api_key_echoed_by_waha_is_redacted(channel: WahaChannel) -> None:
         mocked.post(SEEN_URL, status=201)
         mocked.post(SEND_URL, status=500, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, PHONE, "oi", typing_s=0)
     assert API_KEY not in str(exc_info.value)
     assert "[REDACTED]" in str(exc_info.value)

@@ -26,7 +26,7 @@ from channels.whatsapp_cloud import (
     OutsideWindow,
     WhatsAppCloudChannel,
 )
-from core.errors import SendError, WebhookRejected
+from core.errors import ProviderError, WebhookRejected
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 
@@ -852,7 +852,7 @@ async def test_send_text_does_not_sleep_for_typing(channel: WhatsAppCloudChannel
 async def test_not_configured_is_permanent(call: str, kwargs: dict[str, Any]) -> None:
     channel = WhatsAppCloudChannel(make_settings(whatsapp_access_token=None))
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as exc_info:
+        with pytest.raises(ProviderError) as exc_info:
             await getattr(channel, call)(session, **kwargs)
     assert exc_info.value.retryable is False
 
@@ -871,7 +871,7 @@ async def test_unsendable_input_fails_before_any_request(
 ) -> None:
     with aioresponses() as mocked:
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, contact_id, text, typing_s=0)
         assert not mocked.requests
     assert exc_info.value.retryable is False
@@ -880,7 +880,7 @@ async def test_unsendable_input_fails_before_any_request(
 
 async def test_send_template_requires_a_name(channel: WhatsAppCloudChannel) -> None:
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as exc_info:
+        with pytest.raises(ProviderError) as exc_info:
             await channel.send_template(session, LEAD, name="  ", language="pt_BR")
     assert exc_info.value.retryable is False
 
@@ -918,7 +918,7 @@ async def test_meta_errors_are_mapped(
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=status, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 if op == "send_text":
                     await channel.send_text(session, LEAD, "oi", typing_s=0)
                 else:
@@ -969,7 +969,7 @@ async def test_expired_token_with_http_400_is_still_auth(channel: WhatsAppCloudC
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=400, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, LEAD, "oi", typing_s=0)
     assert exc_info.value.auth_failed is True and exc_info.value.retryable is False
 
@@ -980,7 +980,7 @@ async def test_rate_limit_code_beats_http_status(channel: WhatsAppCloudChannel) 
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=400, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, LEAD, "oi", typing_s=0)
     assert exc_info.value.retryable is True and exc_info.value.auth_failed is False
 
@@ -991,7 +991,7 @@ async def test_is_transient_flag_is_retryable(channel: WhatsAppCloudChannel) -> 
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=400, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, LEAD, "oi", typing_s=0)
     assert exc_info.value.retryable is True
 
@@ -1015,7 +1015,7 @@ async def test_http_errors_without_meta_json(
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=status, body=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, LEAD, "oi", typing_s=0)
     err = exc_info.value
     assert (err.status, err.retryable, err.auth_failed) == (status, retryable, auth_failed)
@@ -1028,7 +1028,7 @@ async def test_token_echoed_by_the_server_is_redacted(channel: WhatsAppCloudChan
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=401, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, LEAD, "oi", typing_s=0)
     assert ACCESS_TOKEN not in str(exc_info.value)
     assert "[REDACTED]" in str(exc_info.value)
@@ -1039,7 +1039,7 @@ async def test_error_detail_is_truncated(channel: WhatsAppCloudChannel) -> None:
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=400, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, LEAD, "oi", typing_s=0)
     assert len(str(exc_info.value)) < 450
 
@@ -1049,7 +1049,7 @@ async def test_2xx_carrying_an_error_is_an_error(channel: WhatsAppCloudChannel) 
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=200, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, LEAD, "oi", typing_s=0)
     assert exc_info.value.invalid_recipient is True
 
@@ -1059,7 +1059,7 @@ async def test_mark_read_errors_use_the_same_mapping(channel: WhatsAppCloudChann
     with aioresponses() as mocked:
         mocked.post(SEND_URL, status=status, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.mark_read(session, "wamid.IN", typing=True)
     assert exc_info.value.auth_failed is True
 
@@ -1105,7 +1105,7 @@ async def test_fetch_media_refuses_declared_size_before_downloading(channel: Wha
             with pytest.raises(MediaTooLarge) as exc_info:
                 await channel.fetch_media(session, MEDIA_URL, max_bytes=16 * 1024 * 1024)
         assert [key[1].host for key in mocked.requests] == ["graph.facebook.com"]
-    assert isinstance(exc_info.value, SendError) and exc_info.value.retryable is False
+    assert isinstance(exc_info.value, ProviderError) and exc_info.value.retryable is False
 
 
 @pytest.mark.parametrize(
@@ -1143,7 +1143,7 @@ async def test_fetch_media_lookup_errors(
     with aioresponses() as mocked:
         mocked.get(MEDIA_INFO_URL, status=status, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.fetch_media(session, MEDIA_URL, max_bytes=1000)
     assert (exc_info.value.retryable, exc_info.value.auth_failed) == (retryable, auth_failed)
     assert ACCESS_TOKEN not in str(exc_info.value)
@@ -1156,7 +1156,7 @@ async def test_fetch_media_expired_media_id_is_permanent(channel: WhatsAppCloudC
     with aioresponses() as mocked:
         mocked.get(MEDIA_INFO_URL, status=400, payload=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.fetch_media(session, MEDIA_URL, max_bytes=1000)
     assert exc_info.value.retryable is False and exc_info.value.auth_failed is False
 
@@ -1172,7 +1172,7 @@ async def test_fetch_media_download_errors(
         mocked.get(MEDIA_INFO_URL, payload=_media_info())
         mocked.get(DOWNLOAD_URL, status=status, body="<html>nope</html>")
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.fetch_media(session, MEDIA_URL, max_bytes=100_000)
     err = exc_info.value
     assert (err.status, err.retryable, err.auth_failed) == (status, retryable, auth_failed)
@@ -1191,7 +1191,7 @@ async def test_fetch_media_transport_failures_are_retryable(
             mocked.get(MEDIA_INFO_URL, payload=_media_info())
             mocked.get(DOWNLOAD_URL, exception=exception)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.fetch_media(session, MEDIA_URL, max_bytes=100_000)
     assert exc_info.value.retryable is True
 
@@ -1211,7 +1211,7 @@ async def test_fetch_media_refuses_unusable_download_urls(
     with aioresponses() as mocked:
         mocked.get(MEDIA_INFO_URL, payload=info)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.fetch_media(session, MEDIA_URL, max_bytes=1000)
     assert exc_info.value.retryable is False
 
@@ -1230,7 +1230,7 @@ async def test_fetch_media_refuses_unusable_download_urls(
 async def test_fetch_media_only_accepts_its_own_pseudo_urls(channel: WhatsAppCloudChannel, url: str) -> None:
     with aioresponses() as mocked:
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.fetch_media(session, url, max_bytes=1000)
         assert not mocked.requests
     assert exc_info.value.retryable is False
@@ -1239,7 +1239,7 @@ async def test_fetch_media_only_accepts_its_own_pseudo_urls(channel: WhatsAppClo
 async def test_fetch_media_not_configured_is_permanent() -> None:
     channel = WhatsAppCloudChannel(make_settings(whatsapp_access_token=None))
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(SendError) as exc_info:
+        with pytest.raises(ProviderError) as exc_info:
             await channel.fetch_media(session, MEDIA_URL, max_bytes=1000)
     assert exc_info.value.retryable is False
 

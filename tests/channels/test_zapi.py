@@ -16,7 +16,7 @@ from yarl import URL
 
 from channels.base import ParsedWebhook
 from channels.zapi import ZapiChannel
-from core.errors import SendError, WebhookRejected
+from core.errors import ProviderError, WebhookRejected
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 
@@ -608,7 +608,7 @@ async def test_send_text_http_errors(channel: ZapiChannel, status: int, body: An
         else:
             mocked.post(SEND_URL, status=status, body=body)
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, PHONE, "oi", typing_s=2)
     err = exc_info.value
     assert err.status == status
@@ -624,7 +624,7 @@ async def test_send_text_2xx_with_error_is_permanent(channel: ZapiChannel) -> No
     with aioresponses() as mocked:
         mocked.post(SEND_URL, payload={"error": "You need to be connected"})
         async with aiohttp.ClientSession() as session:
-            with pytest.raises(SendError) as exc_info:
+            with pytest.raises(ProviderError) as exc_info:
                 await channel.send_text(session, PHONE, "oi", typing_s=2)
     assert exc_info.value.retryable is False
 

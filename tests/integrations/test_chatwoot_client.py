@@ -21,7 +21,7 @@ from aiohttp.test_utils import make_mocked_request
 from aioresponses import aioresponses
 from yarl import URL
 
-from core.errors import SendError, WebhookRejected
+from core.errors import ProviderError, WebhookRejected
 from core.settings import Settings
 from integrations.chatwoot import (
     ChatwootClient,
@@ -507,7 +507,7 @@ async def test_http_errors_are_mapped(
         await client.toggle_status(318, "open")
 
     exc = err.value
-    assert isinstance(exc, SendError)
+    assert isinstance(exc, ProviderError)
     assert exc.status == status
     assert exc.retryable is retryable
     assert exc.auth_failed is auth_failed

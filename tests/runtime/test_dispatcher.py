@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from tenacity import retry_if_exception, stop_after_attempt, wait_fixed
 
-from core.errors import SendError
+from core.errors import ProviderRejected, ProviderUnavailable
 from core.records import OutboxItem, TurnCommit
 from core.settings import Settings
 from runtime.breaker import BreakerRegistry, CircuitBreaker
@@ -37,6 +37,7 @@ from runtime.policies import (
 )
 from store.sqlite import SqliteStore
 from tests.conftest import fast_settings
+from tests.helpers.errors import SendError
 from tests.helpers.fakes import eventually
 
 # --- fixtures and helpers -------------------------------------------------------------
@@ -703,13 +704,14 @@ class ClientFlagged(Exception):
         self.retryable = retryable
 
 
-def test_is_transient_honours_a_retryable_flag_on_any_error() -> None:
-    assert is_transient(ClientFlagged(True))
+def test_is_transient_decides_by_type_and_ignores_a_flag_on_a_foreign_error() -> None:
+    """Issue 14: retry is decided by the error tree, never by a `retryable` attribute
+    found on any object (the duck typing this test used to allow)."""
+    assert not is_transient(ClientFlagged(True))  # an unknown exception is not worth repeating
     assert not is_transient(ClientFlagged(False))
-    # Not a boolean: not a verdict, fall back to the type.
-    odd = ValueError("x")
-    odd.retryable = "yes"  # type: ignore[attr-defined]
-    assert not is_transient(odd)
+    assert is_transient(ProviderUnavailable("HTTP 503", status=503))
+    assert not is_transient(ProviderRejected("HTTP 400", status=400))
+    assert is_transient(SendError("HTTP 502", status=502))  # known only by its status
 
 
 @pytest.mark.parametrize(

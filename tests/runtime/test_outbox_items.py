@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core.errors import AuthFailed, OutsideWindow, ProviderRejected, ProviderUnavailable, SendError
+from core.errors import AuthFailed, OutsideWindow, ProviderRejected, ProviderUnavailable
 from core.outbox import (
     PAYLOADS,
     CapiEvent,
@@ -29,6 +29,7 @@ from core.records import OutboxItem
 from runtime.breaker import CircuitOpenError
 from runtime.dispatcher import OutboxDispatcher
 from runtime.policies import PermanentDeliveryError, is_transient
+from tests.helpers.errors import SendError
 
 
 def stored(payload: dict[str, Any]) -> str:
@@ -186,7 +187,7 @@ async def test_an_invalid_payload_is_dead_at_once_without_its_text(tmp_path: Any
         (AuthFailed("401", status=401), False),
         (OutsideWindow("closed", status=400), False),
         (PermanentDeliveryError("bad"), False),
-        # legacy flag: the untyped SendError is still taken at its word
+        # an error known only by its status is classified by it
         (SendError("500", status=500, retryable=True), True),
         (SendError("400", status=400, retryable=False), False),
     ],

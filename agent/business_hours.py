@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from core.config_files import read_toml
-from core.settings import PROJECT_ROOT
+from core.paths import PROJECT_ROOT
 
 DEFAULT_BUSINESS_HOURS_PATH = PROJECT_ROOT / "prompts" / "business_hours.toml"
 DEFAULT_TIMEZONE = "America/Sao_Paulo"

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agent.budget import SPLIT_MARGIN_TOKENS, count_fixed_text, count_tokens
 from core.config_files import read_toml
 from core.lead import LeadProfile, describe_lead, field_label
-from core.settings import PROJECT_ROOT
+from core.paths import PROJECT_ROOT
 
 DEFAULT_PROMPTS_DIR = PROJECT_ROOT / "prompts"
 

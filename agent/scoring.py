@@ -16,7 +16,7 @@ from pydantic_core import ErrorDetails
 from core.config_files import read_toml
 from core.lead import URGENCY_LABELS, LeadProfile, format_int_br
 from core.lead_fields import fold
-from core.settings import PROJECT_ROOT
+from core.paths import PROJECT_ROOT
 
 Temperature = Literal["frio", "morno", "quente"]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from core.settings import PROJECT_ROOT, Settings
+from core.paths import PROJECT_ROOT
+from core.settings import Settings
 
 MIGRATIONS = PROJECT_ROOT / "supabase" / "migrations"
 

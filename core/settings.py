@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from core.paths import PROJECT_ROOT
 
 
 class Settings(BaseSettings):
@@ -306,4 +306,4 @@ class Settings(BaseSettings):
         return out
 
 
-__all__ = ["Settings", "PROJECT_ROOT"]
+__all__ = ["Settings"]

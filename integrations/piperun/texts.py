@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from core.config_files import read_toml
 from core.lead import PROFILE_FIELDS, LeadProfile, describe_lead, display_value, field_label
-from core.settings import PROJECT_ROOT
+from core.paths import PROJECT_ROOT
 from integrations.piperun.card import LeadCard
 
 DEFAULT_TEXTS_PATH = PROJECT_ROOT / "prompts" / "piperun.toml"

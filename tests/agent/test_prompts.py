@@ -17,7 +17,7 @@ from agent.prompts import (
     render_system_prompt,
 )
 from core.lead import LeadProfile, missing_fields
-from core.settings import PROJECT_ROOT
+from core.paths import PROJECT_ROOT
 
 NOW = datetime(2025, 3, 10, 13, 30, tzinfo=UTC)  # a Monday, 10:30 in Brasília
 PLACEHOLDER = re.compile(r"\{[a-z_]+\}")

@@ -19,13 +19,12 @@ import openai
 import pydantic_core
 from openai import AsyncOpenAI, DefaultAioHttpClient
 from openai.lib._parsing._completions import type_to_response_format_param
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from core.errors import LLMRefused, LLMUnavailable
 from core.logging import get_logger
 from core.probe import ProbeIO, ProbeResult, ok, problem
-from core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -58,13 +57,26 @@ def is_retryable_openai_error(exc: BaseException) -> bool:
     return False
 
 
-def openai_retry_policy(settings: Settings) -> AsyncRetrying:
+@dataclass(frozen=True, slots=True)
+class LLMConfig:
+    """What the OpenAI client reads (OPENAI_*); built from Settings by web/configs/agent.py."""
+
+    api_key: SecretStr | None
+    base_url: str
+    model: str
+    transcribe_model: str
+    timeout_s: float
+    max_attempts: int
+    backoff_base_s: float
+
+
+def openai_retry_policy(config: LLMConfig) -> AsyncRetrying:
     """OpenAI's retry policy, declared here once and applied by the turn (agent/graph.py),
     never by the client: `LLMUnavailable` (429/5xx/timeouts) is retried with jittered
     exponential backoff up to OPENAI_MAX_ATTEMPTS; anything else fails fast."""
     return AsyncRetrying(
-        stop=stop_after_attempt(settings.openai_max_attempts),
-        wait=wait_random_exponential(multiplier=settings.openai_backoff_base_s, max=20),
+        stop=stop_after_attempt(config.max_attempts),
+        wait=wait_random_exponential(multiplier=config.backoff_base_s, max=20),
         retry=retry_if_exception_type(LLMUnavailable),
         reraise=True,
     )
@@ -191,17 +203,17 @@ _PROBE_REFUSALS = {
 
 
 class LLMClient:
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession | None = None) -> None:
-        self.settings = settings
+    def __init__(self, config: LLMConfig, session: aiohttp.ClientSession | None = None) -> None:
+        self.config = config
         self._client: AsyncOpenAI | None = None
         self._formats: dict[type[BaseModel], dict[str, Any]] = {}
-        if settings.openai_api_key is not None:
+        if config.api_key is not None:
             self._client = AsyncOpenAI(
-                api_key=settings.openai_api_key.get_secret_value(),
-                base_url=settings.openai_base_url,
-                timeout=settings.openai_timeout_s,
+                api_key=config.api_key.get_secret_value(),
+                base_url=config.base_url,
+                timeout=config.timeout_s,
                 max_retries=0,
-                http_client=_http_client(session, settings.openai_timeout_s),
+                http_client=_http_client(session, config.timeout_s),
             )
 
     @property
@@ -213,17 +225,15 @@ class LLMClient:
         self._client = None
 
     def retry_policy(self) -> AsyncRetrying:
-        return openai_retry_policy(self.settings)
+        return openai_retry_policy(self.config)
 
     async def probe(self, io: ProbeIO) -> ProbeResult:
         """The doctor's check: GET {base}/models lists the models the key may use and
         changes nothing (returns {"object": "list", "data": [{"id", "object": "model", ...}]}).
         https://developers.openai.com/api/reference/resources/models/methods/list"""
-        s = self.settings
-        key = s.openai_api_key.get_secret_value() if s.openai_api_key is not None else ""
-        reply = await io.get(
-            f"{s.openai_base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {key}"}
-        )
+        c = self.config
+        key = c.api_key.get_secret_value() if c.api_key is not None else ""
+        reply = await io.get(f"{c.base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {key}"})
         refused = _PROBE_REFUSALS.get(reply.status)
         if refused is not None:
             return refused
@@ -236,12 +246,12 @@ class LLMClient:
         if not reply.ok or not isinstance(models, list):
             return io.unexpected(reply, ("error", "message"))
         ids = {m.get("id") for m in models if isinstance(m, dict)}
-        if ids and s.openai_model not in ids:
+        if ids and c.model not in ids:
             return problem(
-                f"chave aceita, mas o modelo {s.openai_model} não está liberado para ela",
+                f"chave aceita, mas o modelo {c.model} não está liberado para ela",
                 "troque OPENAI_MODEL por um modelo da sua conta (ex.: gpt-4o) ou libere-o no projeto da chave",
             )
-        return ok(f"chave aceita; modelo {s.openai_model} disponível")
+        return ok(f"chave aceita; modelo {c.model} disponível")
 
     def _require(self) -> AsyncOpenAI:
         if self._client is None:
@@ -279,7 +289,7 @@ class LLMClient:
         # the client's own, exactly as for `create`.
         body = {
             "messages": messages,
-            "model": self.settings.openai_model,
+            "model": self.config.model,
             "max_completion_tokens": max_completion_tokens,
             "temperature": temperature,
             "response_format": self._response_format(schema),
@@ -317,7 +327,7 @@ class LLMClient:
         client = self._require()
         try:  # one attempt: the turn retries (see openai_retry_policy)
             result = await client.audio.transcriptions.create(
-                model=self.settings.openai_transcribe_model,
+                model=self.config.transcribe_model,
                 file=(filename, audio, mime),
                 language="pt",
             )

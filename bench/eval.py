@@ -32,6 +32,7 @@ from core.lead import LeadProfile  # noqa: E402
 from core.models import InboundMessage, MessageKind  # noqa: E402
 from core.records import StoredMessage  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from web.configs.agent import llm_config  # noqa: E402
 
 SCENARIOS = REPO / "tests" / "scenarios" / "data"
 
@@ -114,7 +115,7 @@ async def main() -> int:
     async with aiohttp.ClientSession() as session:
         agent = SdrAgent(
             AgentDeps(
-                llm=LLMClient(settings, session),
+                llm=LLMClient(llm_config(settings), session),
                 fetch_media=lambda _m: asyncio.sleep(0, b""),  # type: ignore[arg-type,return-value]
                 prompts=load_prompt_bundle(),
                 rules=load_scoring_rules(),

@@ -54,6 +54,7 @@ from core.lead import LeadProfile  # noqa: E402
 from core.models import InboundMessage, MessageKind  # noqa: E402
 from core.records import StoredMessage  # noqa: E402
 from tests.conftest import fast_settings  # noqa: E402
+from web.configs.agent import llm_config  # noqa: E402
 
 NOW = datetime(2025, 3, 10, 17, 0, tzinfo=UTC)  # a Monday, open hours in Brasília
 LINES = [
@@ -248,7 +249,7 @@ async def main() -> None:
             log_level="WARNING",
         )
         async with aiohttp.ClientSession() as session:
-            llm = LLMClient(settings, session)
+            llm = LLMClient(llm_config(settings), session)
             instrument_llm(llm)
             agent = SdrAgent(
                 AgentDeps(

@@ -39,6 +39,7 @@ from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
 from integrations.piperun import PipeRunClient
 from store.supabase_probe import probe_supabase
+from web.configs.agent import llm_config
 
 DEFAULT_TIMEOUT_S = 10.0
 _LABEL_WIDTH = 10
@@ -72,7 +73,7 @@ def _channel_probe(name: str) -> Probe:
 
 
 async def _openai(settings: Settings, session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
-    return await LLMClient(settings, session).probe(io)
+    return await LLMClient(llm_config(settings), session).probe(io)
 
 
 async def _chatwoot(settings: Settings, session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:

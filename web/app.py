@@ -119,8 +119,9 @@ def _build_agent(
     from agent.llm import LLMClient
     from agent.prompts import load_prompt_bundle
     from agent.scoring import load_scoring_rules
+    from web.configs.agent import llm_config
 
-    llm = LLMClient(settings, session)
+    llm = LLMClient(llm_config(settings), session)
     agent = SdrAgent(
         AgentDeps(
             llm=llm,

@@ -20,6 +20,7 @@ from core.lead import LeadProfile
 from core.models import InboundMessage, MessageKind
 from core.records import StoredMessage
 from core.settings import Settings
+from web.configs.agent import llm_config
 
 LEAD = "5544999999999"
 NOW = datetime(2025, 3, 10, 17, 0, tzinfo=UTC)
@@ -31,7 +32,7 @@ async def no_media(message: InboundMessage) -> bytes:  # pragma: no cover - text
 
 def deps(settings: Settings, **limits: Any) -> AgentDeps:
     return AgentDeps(
-        llm=LLMClient(settings),
+        llm=LLMClient(llm_config(settings)),
         fetch_media=no_media,
         prompts=load_prompt_bundle(),
         rules=load_scoring_rules(),

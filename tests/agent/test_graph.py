@@ -28,6 +28,7 @@ from core.settings import Settings
 from store.sqlite import SqliteStore
 from tests.helpers.errors import SendError
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, Step, load_fixture
+from web.configs.agent import llm_config
 
 LEAD = "5544999999999"
 KEY = f"whatsapp:{LEAD}"
@@ -77,7 +78,7 @@ def make_agent(settings: Settings, session: aiohttp.ClientSession, media: FakeMe
     def make(*, fetch_media: Callable[[InboundMessage], Awaitable[bytes]] | None = None) -> SdrAgent:
         return SdrAgent(
             AgentDeps(
-                llm=LLMClient(settings, session),
+                llm=LLMClient(llm_config(settings), session),
                 fetch_media=fetch_media or media,
                 prompts=load_prompt_bundle(),
                 rules=load_scoring_rules(),

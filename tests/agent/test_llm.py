@@ -32,6 +32,7 @@ from core.models import InboundMessage, MessageKind
 from core.settings import Settings
 from tests.conftest import fast_settings
 from tests.helpers.fakes import FakeOpenAI, load_fixture
+from web.configs.agent import llm_config
 
 CHAT_URL = "https://api.openai.com/v1/chat/completions"
 
@@ -49,7 +50,7 @@ async def no_media(message: InboundMessage) -> bytes:  # pragma: no cover - text
 def make_agent(settings: Settings, session: aiohttp.ClientSession) -> SdrAgent:
     return SdrAgent(
         AgentDeps(
-            llm=LLMClient(settings, session),
+            llm=LLMClient(llm_config(settings), session),
             fetch_media=no_media,
             prompts=load_prompt_bundle(),
             rules=load_scoring_rules(),

@@ -1,0 +1,18 @@
+"""Settings -> the agent's own configs (the OpenAI client, the prompt bounds)."""
+
+from __future__ import annotations
+
+from agent.llm import LLMConfig
+from core.settings import Settings
+
+
+def llm_config(settings: Settings) -> LLMConfig:
+    return LLMConfig(
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+        model=settings.openai_model,
+        transcribe_model=settings.openai_transcribe_model,
+        timeout_s=settings.openai_timeout_s,
+        max_attempts=settings.openai_max_attempts,
+        backoff_base_s=settings.openai_backoff_base_s,
+    )

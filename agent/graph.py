@@ -43,9 +43,13 @@ from core.lead import LeadProfile, LeadUpdate, describe_lead, merge_lead, missin
 from core.logging import get_logger
 from core.models import InboundMessage, MessageKind
 from core.records import Handoff, StoredMessage
-from core.settings import Settings
 
 T = TypeVar("T")
+
+# The defaults of LEAD_MESSAGE_MAX_CHARS and PROMPT_MAX_TOKENS (core/settings.py says the
+# same; tests/agent/test_graph_rules.py holds the two together).
+DEFAULT_LEAD_MESSAGE_MAX_CHARS = 4000
+DEFAULT_PROMPT_MAX_TOKENS = 12000
 
 log = get_logger(__name__)
 
@@ -132,9 +136,9 @@ class AgentDeps:
     prompts: PromptBundle
     rules: ScoringRules
     hours: OpeningHours | None = None
-    # Bounds on what one prompt may hold (Settings.lead_message_max_chars, prompt_max_tokens).
-    lead_message_max_chars: int = Settings.model_fields["lead_message_max_chars"].default
-    prompt_max_tokens: int = Settings.model_fields["prompt_max_tokens"].default
+    # Bounds on what one prompt may hold (LEAD_MESSAGE_MAX_CHARS, PROMPT_MAX_TOKENS).
+    lead_message_max_chars: int = DEFAULT_LEAD_MESSAGE_MAX_CHARS
+    prompt_max_tokens: int = DEFAULT_PROMPT_MAX_TOKENS
     # MEDIA_MAX_CONCURRENCY slots shared by every turn: a download and its transcription
     # hold one together, so a burst of voice notes never holds more than that many bodies.
     media_slots: asyncio.Semaphore | None = None

@@ -27,3 +27,13 @@ def test_voice_notes_are_named_for_whisper_by_type_or_by_their_bytes() -> None:
     assert audio_file_name(None, b"\x00\x00\x00\x1cftypM4A ") == ("audio.mp4", "audio/mp4")  # Instagram
     assert audio_file_name(None, b"OggS\x00\x02") == ("audio.ogg", "audio/ogg")
     assert audio_file_name("audio/mpeg", b"") == ("audio.mp3", "audio/mpeg")
+
+
+def test_the_agent_s_prompt_bounds_default_to_what_the_settings_default_to() -> None:
+    """The agent does not read Settings (issue 14): its two defaults are its own, and must
+    stay the ones an operator reads in .env.example."""
+    from agent.graph import DEFAULT_LEAD_MESSAGE_MAX_CHARS, DEFAULT_PROMPT_MAX_TOKENS
+    from core.settings import Settings
+
+    assert Settings.model_fields["lead_message_max_chars"].default == DEFAULT_LEAD_MESSAGE_MAX_CHARS
+    assert Settings.model_fields["prompt_max_tokens"].default == DEFAULT_PROMPT_MAX_TOKENS

@@ -40,6 +40,7 @@ from integrations.meta_capi import MetaCapiClient
 from integrations.piperun import PipeRunClient
 from store.supabase_probe import probe_supabase
 from web.configs.agent import llm_config
+from web.configs.channels import channels_config
 
 DEFAULT_TIMEOUT_S = 10.0
 _LABEL_WIDTH = 10
@@ -64,7 +65,7 @@ class Check:
 
 def _channel_probe(name: str) -> Probe:
     async def probe(settings: Settings, _session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
-        channel = prober(build_channels(settings)[name])
+        channel = prober(build_channels(channels_config(settings))[name])
         if channel is None:  # every provider channel has one; a missing probe is a bug here
             raise LookupError(f"channel {name} has no probe")
         return await channel.probe(io)
@@ -96,7 +97,7 @@ async def _meta_capi(settings: Settings, session: aiohttp.ClientSession, io: Pro
 
 
 async def _supabase(settings: Settings, _session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
-    return await probe_supabase(settings, io)
+    return await probe_supabase(settings.supabase_url, settings.supabase_service_role_key, io)
 
 
 CHECKS: tuple[Check, ...] = (
@@ -187,7 +188,7 @@ _ALTERNATIVES = {"WAHA_WEBHOOK_HMAC_KEY": "WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK
 
 def _webhook_secret_problem(settings: Settings, check: Check) -> ProbeResult | None:
     name = _CHECK_CHANNELS.get(check.name)
-    missing = build_channels(settings)[name].missing_webhook_secret if name else None
+    missing = build_channels(channels_config(settings))[name].missing_webhook_secret if name else None
     if not missing:
         return None
     wanted = _ALTERNATIVES.get(missing, missing)

@@ -17,7 +17,6 @@ from core.probe import ProbeIO, ProbeResult, ok, problem
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from core.settings import Settings
     from store.supabase import SupabaseRequestError
 
 # PostgREST codes for "that table or function is not there": the schema was never applied.
@@ -26,15 +25,16 @@ MISSING_SCHEMA = frozenset({"PGRST205", "PGRST202", "42P01", "42883"})
 _QUOTE_MAX = 120
 
 
-async def probe_supabase(settings: Settings, io: ProbeIO) -> ProbeResult:
+async def probe_supabase(url: str | None, key: SecretStr | None, io: ProbeIO) -> ProbeResult:
+    """SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY, checked with the store's own read."""
     try:  # optional backend: its dependencies need not be installed for SQLite setups
         from store.supabase import SupabaseRequestError, SupabaseStore
     except ImportError as exc:
         return _not_installed(exc)
     # The store's own read: `ping` selects one row of `inbound` through PostgREST.
     store = SupabaseStore(
-        settings.supabase_url or "",
-        _secret(settings.supabase_service_role_key),
+        url or "",
+        _secret(key),
         timeout_s=io.timeout_s,
         max_attempts=1,
     )
@@ -42,7 +42,7 @@ async def probe_supabase(settings: Settings, io: ProbeIO) -> ProbeResult:
         await store.open()
         await store.ping()
     except StoreUnavailable as exc:
-        return _unavailable(exc, settings, io)
+        return _unavailable(exc, url or "", io)
     except SupabaseRequestError as exc:
         return _rejected(exc)
     except Exception as exc:  # client construction: bad URL or key format
@@ -67,7 +67,7 @@ def _not_installed(exc: ImportError) -> ProbeResult:
     )
 
 
-def _unavailable(exc: StoreUnavailable, settings: Settings, io: ProbeIO) -> ProbeResult:
+def _unavailable(exc: StoreUnavailable, url: str, io: ProbeIO) -> ProbeResult:
     said = str(exc).lower()
     if "key was refused" in said:
         return problem(
@@ -77,7 +77,7 @@ def _unavailable(exc: StoreUnavailable, settings: Settings, io: ProbeIO) -> Prob
     if "timeout" in said or "no answer" in said:
         return io.timed_out()
     if "connection error" in said:
-        return io.unreachable(_host(settings.supabase_url or ""))
+        return io.unreachable(_host(url))
     return problem(
         f"o Supabase não respondeu direito ({io.scrub(str(exc))[:_QUOTE_MAX]})",
         "veja o status do projeto no painel do Supabase e rode de novo",

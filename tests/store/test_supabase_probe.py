@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from core.errors import StoreUnavailable
 from core.probe import ProbeReply, ProbeResult
@@ -83,9 +84,13 @@ def settings() -> Settings:
     return Settings(_env_file=None, supabase_url=URL, supabase_service_role_key=KEY)  # type: ignore[arg-type]
 
 
+def url_and_key(s: Settings) -> tuple[str | None, SecretStr | None]:
+    return s.supabase_url, s.supabase_service_role_key
+
+
 async def probe(error: Exception | None = None, *, on_open: bool = False) -> ProbeResult:
     FakeStore.error, FakeStore.fail_on_open = error, on_open
-    result = await probe_supabase(settings(), FakeIO())
+    result = await probe_supabase(*url_and_key(settings()), FakeIO())
     [store] = FakeStore.built
     assert store.closed
     assert KEY not in result.detail + result.hint
@@ -165,7 +170,7 @@ async def test_without_the_store_module_the_probe_says_to_update_the_bot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "store.supabase", None)
-    result = await probe_supabase(settings(), FakeIO())
+    result = await probe_supabase(*url_and_key(settings()), FakeIO())
     assert result.detail == "esta versão do bot não tem o módulo do Supabase"
     assert "SUPABASE_URL vazio" in result.hint
 
@@ -181,6 +186,6 @@ async def test_without_the_supabase_library_the_probe_names_it(monkeypatch: pyte
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_store)
-    result = await probe_supabase(settings(), FakeIO())
+    result = await probe_supabase(*url_and_key(settings()), FakeIO())
     assert result.detail == "falta a biblioteca 'supabase' usada pelo Supabase"
     assert result.hint == "instale as dependências do bot de novo: pip install -e ."

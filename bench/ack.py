@@ -2,11 +2,16 @@
 
     python bench/ack.py [--requests 4000] [--concurrency 32] [--leads 400]
 
+Needs the dev extra (`pip install -e '.[dev]'`): the fakes, the bot process runner and
+the webhook bodies are the suite's own (tests/helpers/, tests/conftest.py).
+
 Starts, on loopback: a fake OpenAI + Z-API (so the bot really thinks and replies in
 the background while it acknowledges), the bot (`python main.py`, SQLite in a temp
 dir) and a bare aiohttp handler, each in its own process. The same load generator
 then drives both, alternating rounds so machine noise hits them alike, and prints
-p50/p90/p99 and the p99 ratio (budget: <= 1.5x).
+p50/p90/p99 and the p99 ratio (budget: <= 1.5x). The bot's Z-API route is closed
+without its secret, so its requests carry `?token=` as Z-API's "Ao receber" URL does;
+the bare handler gets the same bodies at its bare path.
 """
 
 from __future__ import annotations
@@ -112,7 +117,7 @@ async def main() -> None:
         warm = [
             zapi_message(message_id=f"WARM{n:012d}", phone=f"55110{n:08d}", text="oi") for n in range(200)
         ]
-        await drive(f"{bot.url}/webhooks/zapi", warm, args.concurrency)
+        await drive(bot.zapi_webhook, warm, args.concurrency)
         await drive(f"{bare_url}/webhooks/zapi", warm, args.concurrency)
         for _round in range(args.rounds):
             payloads = []
@@ -127,7 +132,7 @@ async def main() -> None:
                     )
                 )
             theirs += await drive(f"{bare_url}/webhooks/zapi", payloads, args.concurrency)
-            ours += await drive(f"{bot.url}/webhooks/zapi", payloads, args.concurrency)
+            ours += await drive(bot.zapi_webhook, payloads, args.concurrency)
         await asyncio.sleep(3)
     finally:
         bot.terminate()

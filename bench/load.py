@@ -4,9 +4,15 @@
                          [--rate 150] [--light-rate 30] [--idle 10000] [--max-turns 256]
                          [--log-level INFO] [--profile bot.prof] [--keep]
 
+Needs the dev extra (`pip install -e '.[dev]'`): the fakes, the bot process runner and the
+Z-API webhook fixture are the suite's own (tests/helpers/, tests/fixtures/). A short run
+to see that it works: `--leads 20 --messages-per-lead 2 --idle 200 --light-leads 5`.
+
 What runs, each in its own process except the fakes and the load generator:
 - the bot (`python main.py`, SQLite in a temp dir), with a short debounce
-  (DEBOUNCE_QUIET_S 0.2, DEBOUNCE_MAX_S 1) so the debounce does not bound turns/s;
+  (DEBOUNCE_QUIET_S 0.2, DEBOUNCE_MAX_S 1) so the debounce does not bound turns/s; its
+  Z-API route is closed without ZAPI_WEBHOOK_SECRET, so the bot gets the test secret and
+  every webhook carries it in `?token=`, as Z-API's "Ao receber" URL does;
 - fake OpenAI + Z-API + Chatwoot (tests/helpers/provider_server.py) in this process: the
   model answers after `--llm-delay` seconds, Z-API takes every reply, Chatwoot keeps the
   mirrored contacts, conversations and messages;
@@ -81,7 +87,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from core.models import InboundMessage, MessageKind  # noqa: E402
-from core.records import NewMessage, OutboxItem, TurnCommit  # noqa: E402
+from core.outbox import ChatwootMessage, SendText, chatwoot_lane  # noqa: E402
+from core.records import NewMessage, TurnCommit  # noqa: E402
 from store.sqlite import SqliteStore  # noqa: E402
 from tests.helpers.bot_process import BotProcess, children, free_port  # noqa: E402
 from tests.helpers.fakes import load_fixture  # noqa: E402
@@ -303,27 +310,20 @@ def idle_turn(n: int, turn: int, inbound_ids: list[int], long_ago: datetime) -> 
         NewMessage("out", "text", text_out, status="sent", ref="reply-0"),
     ]
     batch = f"{key}:{inbound_ids[0] if inbound_ids else turn}"
-    outbox = [
-        OutboxItem(
-            kind="send_text",
-            order_key=f"reply:{key}",
-            idempotency_key=f"reply:{batch}:0",
-            payload={
-                "channel": "zapi",
-                "contact_id": phone,
-                "contact_key": key,
-                "text": text_out,
-                "typing_s": 1,
-                "message_ref": "reply-0",
-                "turn_id": f"idle{n}t{turn}",
-            },
-        )
-    ] + [
-        OutboxItem(
-            kind="chatwoot_message",
-            order_key=f"chatwoot:{key}",
-            idempotency_key=f"cw:{batch}:{m.ref}",
-            payload={"contact_key": key, "direction": m.direction, "text": m.text, "message_ref": m.ref},
+    # Built the way runtime/commit.py builds a turn's items, so the rows are the ones the
+    # bot itself would have written (same JSON, same lanes, same idempotency keys).
+    reply = SendText.bot_reply(
+        channel="zapi",
+        contact_id=phone,
+        contact_key=key,
+        text=text_out,
+        typing_s=1,
+        message_ref="reply-0",
+        turn_id=f"idle{n}t{turn}",
+    )
+    outbox = [reply.to_item(f"reply:{batch}:0")] + [
+        ChatwootMessage(contact_key=key, direction=m.direction, text=m.text or "", message_ref=m.ref).item(
+            order_key=chatwoot_lane(key), idempotency_key=f"cw:{batch}:{m.ref}"
         )
         for m in messages
     ]
@@ -464,7 +464,9 @@ class LoadBench:
     ) -> None:
         loop = asyncio.get_running_loop()
         assert self.bot is not None
-        bot_url = f"{self.bot.url}/webhooks/zapi"
+        # As Z-API posts once "Ao receber" holds the secret: the route is closed without it
+        # (401). The bare handler gets the same body at its bare path, as before.
+        bot_url = self.bot.zapi_webhook
         bare_url = f"{self.bare_url}/webhooks/zapi"
         if rate is None:
             # Closed loop: the leads' first messages spread over the first second, not

@@ -2,6 +2,9 @@
 
     OPENAI_API_KEY=sk-... python bench/eval.py [--model gpt-4o]
 
+Needs no dev extra: only the app's own dependencies, and a real key (OPENAI_BASE_URL
+points it at another OpenAI-compatible server).
+
 Plays the lead side of every scenario in `tests/scenarios/data/` against the real agent
 (real OpenAI, no scripted outputs; nothing is sent to WhatsApp and nothing is stored)
 and compares the profile the bot extracted with the profile each scenario expects.

@@ -2,6 +2,10 @@
 
     python bench/turn_cpu.py [--turns 1000] [--rounds 5] [--history 20]
 
+Needs the dev extra (`pip install -e '.[dev]'`): the fake OpenAI and the test settings
+are the suite's own (tests/helpers/provider_server.py, tests/conftest.py), so the bench
+measures against exactly what the tests check.
+
 Runs turns one after another in this process through `SdrAgent.run` (real `LLMClient`
 on the openai SDK's aiohttp backend, real compiled LangGraph graph, real prompts, scoring
 and guard rules) against a fake OpenAI served on loopback by a *child process*

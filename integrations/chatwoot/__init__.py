@@ -6,7 +6,7 @@ One module per role: `schema` (Chatwoot's records, frozen, and its response shap
 belong to the caller (the outbox).
 """
 
-from integrations.chatwoot.client import ChatwootClient
+from integrations.chatwoot.client import ChatwootClient, ChatwootConfig
 from integrations.chatwoot.errors import (
     ChatwootAuthFailed,
     ChatwootError,
@@ -34,6 +34,7 @@ __all__ = [
     "WEBHOOK_MAX_SKEW_S",
     "ChatwootAuthFailed",
     "ChatwootClient",
+    "ChatwootConfig",
     "ChatwootContact",
     "ChatwootContactInbox",
     "ChatwootConversation",

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from core.probe import ProbeIO, ProbeResult
-from core.settings import Settings
 from integrations.chatwoot.errors import (
     ChatwootError,
     ChatwootRejected,
@@ -58,43 +58,60 @@ from integrations.chatwoot.webhook import verify_webhook
 _ERROR_DETAIL_MAX = 200
 
 
+@dataclass(frozen=True, slots=True)
+class ChatwootConfig:
+    """The CHATWOOT_* values the client reads, and nothing else of the settings; built
+    from Settings by web/configs/integrations.py. `inbox_id` stays the text it was given:
+    the client decides whether it is a usable id."""
+
+    api_url: str | None
+    api_token: SecretStr | None
+    account_id: str | None
+    inbox_id: str | None
+    webhook_secret: SecretStr | None
+    timeout_s: float
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_url and self.api_token and self.account_id)
+
+
 class ChatwootClient:
     """Thin async client over Chatwoot's Application API for one account and inbox."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
-        self._settings = settings
+    def __init__(self, config: ChatwootConfig, session: aiohttp.ClientSession) -> None:
+        self._config = config
         self._session = session
 
     # -- configuration ------------------------------------------------------------
 
     @property
     def configured(self) -> bool:
-        s = self._settings
-        return bool(s.chatwoot_api_url and s.chatwoot_api_token and s.chatwoot_account_id)
+        return self._config.configured
 
     @property
     def inbox_id(self) -> int | None:
-        raw = self._settings.chatwoot_inbox_id
+        raw = self._config.inbox_id
         if raw is None or not str(raw).strip().isdigit():
             return None
         return int(str(raw).strip())
 
     def _base(self) -> str:
-        base = (self._settings.chatwoot_api_url or "").rstrip("/")
+        base = (self._config.api_url or "").rstrip("/")
         # Accept CHATWOOT_API_URL given as ".../api/v1" as well as the bare host.
         if base.endswith("/api/v1"):
             base = base[: -len("/api/v1")]
-        return f"{base}/api/v1/accounts/{self._settings.chatwoot_account_id}"
+        return f"{base}/api/v1/accounts/{self._config.account_id}"
 
     def _headers(self) -> dict[str, str]:
-        token = self._settings.chatwoot_api_token
+        token = self._config.api_token
         return {
             "api_access_token": token.get_secret_value() if token is not None else "",
             "Accept": "application/json",
         }
 
     def _secrets(self) -> list[str]:
-        token = self._settings.chatwoot_api_token
+        token = self._config.api_token
         return [token.get_secret_value()] if token is not None else []
 
     def _scrub(self, text: str) -> str:
@@ -119,7 +136,7 @@ class ChatwootClient:
             raise ChatwootRejected("chatwoot is not configured")
         kwargs: dict[str, Any] = {
             "headers": self._headers(),
-            "timeout": aiohttp.ClientTimeout(total=self._settings.http_timeout_s),
+            "timeout": aiohttp.ClientTimeout(total=self._config.timeout_s),
         }
         if json_body is not None:
             kwargs["json"] = json_body
@@ -405,7 +422,7 @@ class ChatwootClient:
     # -- webhooks -----------------------------------------------------------------
 
     def verify_webhook(self, request: web.Request, raw_body: bytes) -> None:
-        verify_webhook(self._settings, request, raw_body)
+        verify_webhook(self._config.webhook_secret, request, raw_body)
 
     # -- doctor ---------------------------------------------------------------------
 
@@ -415,8 +432,8 @@ class ChatwootClient:
             io,
             account_url=self._base(),
             headers=self._headers(),
-            account=self._settings.chatwoot_account_id,
-            inbox=(self._settings.chatwoot_inbox_id or "").strip(),
+            account=self._config.account_id,
+            inbox=(self._config.inbox_id or "").strip(),
         )
 
 

@@ -16,11 +16,10 @@ import time
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from core.errors import WebhookRejected
 from core.secret_compare import secrets_match
-from core.settings import Settings
 from integrations.chatwoot.schema import ChatwootContactInbox, ChatwootInboxRef, ChatwootModel, describe
 
 # Chatwoot's signed webhooks carry their own timestamp; older ones are replays.
@@ -30,7 +29,7 @@ _MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
 
 
 def verify_webhook(
-    settings: Settings,
+    webhook_secret: SecretStr | None,
     request: web.Request,
     raw_body: bytes,
     *,
@@ -44,12 +43,12 @@ def verify_webhook(
     itself as a URL token (`?token=`), an `X-Chatwoot-Webhook-Token` header or
     `Authorization: Bearer`. Account webhooks of older releases and agent bots do not
     sign, hence the token. Without a configured secret everything is refused.
-    Every comparison is constant-time and every candidate is checked.
+    Every comparison is constant-time and every candidate is checked. The secret alone is
+    taken, so the route can check a delivery without building a client.
     """
-    secret_value = settings.chatwoot_webhook_secret
-    if secret_value is None or not secret_value.get_secret_value():
+    if webhook_secret is None or not webhook_secret.get_secret_value():
         raise WebhookRejected(401, "chatwoot webhook secret is not configured")
-    secret = secret_value.get_secret_value().encode()
+    secret = webhook_secret.get_secret_value().encode()
 
     ok = False
     signature = request.headers.get("X-Chatwoot-Signature", "").strip()

@@ -8,7 +8,7 @@ becomes and on which path), `client` (one POST per event, typed `errors`, the do
 Nothing here imports `channels`: integrations and channels stay independent.
 """
 
-from integrations.meta_capi.client import MetaCapiClient
+from integrations.meta_capi.client import MetaCapiClient, MetaCapiConfig
 from integrations.meta_capi.errors import (
     AUTH_CODES,
     INVALID_PARAMETER_CODES,
@@ -72,6 +72,7 @@ __all__ = [
     "LeadStage",
     "MessagingChannel",
     "MetaCapiClient",
+    "MetaCapiConfig",
     "QualifiedEventName",
     "build_event",
     "capi_event_id",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -26,7 +27,6 @@ from pydantic import SecretStr, ValidationError
 
 from core.logging import get_logger
 from core.probe import ProbeIO, ProbeResult
-from core.settings import Settings
 from integrations.meta_capi.errors import CapiError, CapiRejected, CapiUnavailable, capi_error_for
 from integrations.meta_capi.models import CapiEvent, CapiRequest, CapiResult, as_int, clean_text
 from integrations.meta_capi.probe import probe_pixel
@@ -44,53 +44,44 @@ def _loads(raw: str) -> Any:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class MetaCapiConfig:
+    """META_PIXEL_ID / META_ACCESS_TOKEN / META_TEST_EVENT_CODE / META_GRAPH_*; built from
+    Settings by web/configs/integrations.py. A record that is not `configured` still
+    builds: the client is what refuses it (and a pixel id that is not digits), with a
+    ValueError the doctor turns into its advice."""
+
+    graph_url: str
+    version: str
+    pixel_id: str | None
+    access_token: SecretStr | None
+    test_event_code: str | None = None
+    # 30 s is the CAPI timeout of the CRM connections spec's retry table.
+    timeout_s: float = 30.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.pixel_id and self.access_token)
+
+
 class MetaCapiClient:
     """Sends one event per call to a pixel/dataset. No retries here: the outbox owns them."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        graph_url: str,
-        version: str,
-        pixel_id: str,
-        access_token: str | SecretStr,
-        test_event_code: str | None = None,
-        timeout_s: float = 30.0,
-    ) -> None:
-        pixel = (pixel_id or "").strip()
+    def __init__(self, config: MetaCapiConfig, session: aiohttp.ClientSession) -> None:
+        pixel = (config.pixel_id or "").strip()
         if not _PIXEL_ID.fullmatch(pixel):
             # It ends up in the URL path: anything but digits could address another edge.
             raise ValueError("pixel_id must be the numeric id of the pixel/dataset")
-        token = access_token if isinstance(access_token, SecretStr) else SecretStr(access_token or "")
-        if not token.get_secret_value().strip():
+        token = config.access_token
+        if token is None or not token.get_secret_value().strip():
             raise ValueError("access_token is required")
         self._session = session
         self._token = token
         # The pixel's Graph node: the doctor reads it, events are posted to its edge.
-        self._node_url = "/".join([graph_url.rstrip("/"), version.strip("/"), pixel])
+        self._node_url = "/".join([config.graph_url.rstrip("/"), config.version.strip("/"), pixel])
         self._url = f"{self._node_url}/events"
-        self._test_event_code = (test_event_code or "").strip() or None
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-
-    @classmethod
-    def from_settings(
-        cls, session: aiohttp.ClientSession, settings: Settings, *, timeout_s: float = 30.0
-    ) -> MetaCapiClient:
-        """META_PIXEL_ID / META_ACCESS_TOKEN / META_TEST_EVENT_CODE / META_GRAPH_*.
-
-        30 s is the CAPI timeout of the CRM connections spec's retry table."""
-        if not (settings.meta_pixel_id and settings.meta_access_token):
-            raise ValueError("META_PIXEL_ID and META_ACCESS_TOKEN are required")
-        return cls(
-            session,
-            graph_url=settings.meta_graph_url,
-            version=settings.meta_graph_version,
-            pixel_id=settings.meta_pixel_id,
-            access_token=settings.meta_access_token,
-            test_event_code=settings.meta_test_event_code,
-            timeout_s=timeout_s,
-        )
+        self._test_event_code = (config.test_event_code or "").strip() or None
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
 
     @property
     def url(self) -> str:
@@ -256,4 +247,4 @@ class MetaCapiClient:
         return await probe_pixel(io, node_url=self._node_url, headers=self._auth())
 
 
-__all__ = ["MetaCapiClient"]
+__all__ = ["MetaCapiClient", "MetaCapiConfig"]

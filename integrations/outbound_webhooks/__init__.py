@@ -21,7 +21,6 @@ from integrations.outbound_webhooks.config import (
     Endpoint,
     OutboundWebhookConfigError,
     WebhookEvent,
-    endpoints_from_settings,
     load_endpoints,
     subscribers,
 )
@@ -48,7 +47,6 @@ __all__ = [
     "WebhookDeliveryUnavailable",
     "WebhookEvent",
     "encode_body",
-    "endpoints_from_settings",
     "format_timestamp",
     "load_endpoints",
     "sign",

@@ -17,8 +17,6 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
-from core.settings import Settings
-
 WebhookEvent = Literal[
     "lead.created",
     "lead.updated",
@@ -156,10 +154,6 @@ def load_endpoints(json_text: str | None = None, file: Path | str | None = None)
     return endpoints
 
 
-def endpoints_from_settings(settings: Settings) -> list[Endpoint]:
-    return load_endpoints(settings.outbound_webhooks, settings.outbound_webhooks_file)
-
-
 def _read_file(path: Path) -> tuple[str, Any]:
     """(the source as errors name it, the decoded file)."""
     source = f"OUTBOUND_WEBHOOKS_FILE ({path})"
@@ -234,7 +228,6 @@ __all__ = [
     "Endpoint",
     "OutboundWebhookConfigError",
     "WebhookEvent",
-    "endpoints_from_settings",
     "load_endpoints",
     "subscribers",
 ]

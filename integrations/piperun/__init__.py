@@ -12,7 +12,7 @@ retrying belong to the caller (the outbox).
 """
 
 from integrations.piperun.card import CrmLink, LeadCard
-from integrations.piperun.client import DEFAULT_API_URL, PipeRunClient
+from integrations.piperun.client import DEFAULT_API_URL, PipeRunClient, PipeRunConfig
 from integrations.piperun.errors import PipeRunAuthFailed, PipeRunError, PipeRunRejected, PipeRunUnavailable
 from integrations.piperun.identity import EXTERNAL_CODE_PREFIX, external_code_for, phone_key, phone_variants
 from integrations.piperun.schema import (
@@ -47,6 +47,7 @@ __all__ = [
     "PersonCreate",
     "PipeRunAuthFailed",
     "PipeRunClient",
+    "PipeRunConfig",
     "PipeRunCompany",
     "PipeRunDeal",
     "PipeRunError",

@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import structlog
@@ -75,17 +76,14 @@ from integrations.piperun.schema import (
     envelope_records,
 )
 
-if TYPE_CHECKING:
-    from core.settings import Settings
-
 log = structlog.get_logger(__name__)
 
 DEFAULT_API_URL = "https://api.pipe.run/v1"
 
-_ERROR_DETAILRecordTAX = 200
+_ERROR_DETAIL_MAX = 200
 # PipeRun's page size cap is 200 ("show"); a deal with more notes than this is rare.
 _NOTES_PAGE = 200
-_NOTESRecordTAX_PAGES = 5
+_NOTES_MAX_PAGES = 5
 
 
 def _error_detail(raw: str) -> str:
@@ -116,39 +114,34 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and seconds >= 0 else None
 
 
+@dataclass(frozen=True, slots=True)
+class PipeRunConfig:
+    """The PIPERUN_* values the client reads; built from Settings by
+    web/configs/integrations.py. Where deals go (pipeline, stage) is here only for the
+    doctor's probe: `sync_lead` takes them from its caller."""
+
+    token: SecretStr | None
+    api_url: str = DEFAULT_API_URL
+    timeout_s: float = 15.0
+    pipeline_id: int | None = None
+    stage_id: int | None = None
+
+    @property
+    def can_sync(self) -> bool:
+        """Deals can be created (what PIPERUN_* "configured" means); erasing a lead in
+        PipeRun needs the token alone."""
+        return bool(self.token and self.pipeline_id and self.stage_id)
+
+
 class PipeRunClient:
     """Thin async client over PipeRun's REST API v1 for one account (one token)."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        api_url: str = DEFAULT_API_URL,
-        token: str | SecretStr | None,
-        timeout_s: float = 15.0,
-        pipeline_id: int | None = None,
-        stage_id: int | None = None,
-    ) -> None:
+    def __init__(self, config: PipeRunConfig, session: aiohttp.ClientSession) -> None:
+        self._config = config
         self._session = session
-        self._base = (api_url or DEFAULT_API_URL).rstrip("/")
-        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
-        self._token = (secret or "").strip()
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        # Where deals go (PIPERUN_PIPELINE_ID / PIPERUN_STAGE_ID): only the probe reads
-        # them here; sync_lead takes them from its caller.
-        self.pipeline_id = pipeline_id
-        self.stage_id = stage_id
-
-    @classmethod
-    def from_settings(cls, settings: Settings, session: aiohttp.ClientSession) -> PipeRunClient:
-        return cls(
-            session,
-            api_url=settings.piperun_api_url,
-            token=settings.piperun_api_token,
-            timeout_s=settings.http_timeout_s,
-            pipeline_id=settings.piperun_pipeline_id,
-            stage_id=settings.piperun_stage_id,
-        )
+        self._base = (config.api_url or DEFAULT_API_URL).rstrip("/")
+        self._token = (config.token.get_secret_value() if config.token is not None else "").strip()
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
 
     @property
     def configured(self) -> bool:
@@ -213,7 +206,7 @@ class PipeRunClient:
                 PipeRunRejected(f"piperun {op} answered HTTP {status} with a non-JSON body", status=status),
             ) from None
         if isinstance(payload, dict) and payload.get("success") is False:
-            detail = self._scrub(_error_detail(raw))[:_ERROR_DETAILRecordTAX]
+            detail = self._scrub(_error_detail(raw))[:_ERROR_DETAIL_MAX]
             raise self._fail(op, PipeRunRejected(f"piperun {op} refused: {detail}", status=status))
         return payload
 
@@ -223,7 +216,7 @@ class PipeRunClient:
                 f"piperun {op} failed: HTTP 401, the API token was refused (check PIPERUN_API_TOKEN)",
                 status=status,
             )
-        detail = self._scrub(_error_detail(raw))[:_ERROR_DETAILRecordTAX]
+        detail = self._scrub(_error_detail(raw))[:_ERROR_DETAIL_MAX]
         message = f"piperun {op} failed: HTTP {status}"
         if status == 403:
             message += ", the token's user may not do this (check its PipeRun permissions)"
@@ -424,7 +417,7 @@ class PipeRunClient:
             "/notes",
             "note search",
             {"deal_id": int(deal_id), "show": _NOTES_PAGE},
-            max_pages=_NOTESRecordTAX_PAGES,
+            max_pages=_NOTES_MAX_PAGES,
         )
         return [n for n in self._parse_all(records, PipeRunNote) if n.deal_id in (int(deal_id), None)]
 
@@ -447,8 +440,12 @@ class PipeRunClient:
     async def probe(self, io: ProbeIO) -> ProbeResult:
         """Read the configured pipeline and stage (both read-only GETs, at once)."""
         return await probe_pipeline(
-            io, base=self._base, headers=self._headers(), pipeline_id=self.pipeline_id, stage_id=self.stage_id
+            io,
+            base=self._base,
+            headers=self._headers(),
+            pipeline_id=self._config.pipeline_id,
+            stage_id=self._config.stage_id,
         )
 
 
-__all__ = ["DEFAULT_API_URL", "PipeRunClient"]
+__all__ = ["DEFAULT_API_URL", "PipeRunClient", "PipeRunConfig"]

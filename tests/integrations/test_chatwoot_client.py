@@ -25,6 +25,7 @@ from core.errors import ProviderError, WebhookRejected
 from core.settings import Settings
 from integrations.chatwoot import (
     ChatwootClient,
+    ChatwootConfig,
     ChatwootError,
     ChatwootWebhookEvent,
     parse_contact_response,
@@ -32,6 +33,7 @@ from integrations.chatwoot import (
     to_e164,
     verify_webhook,
 )
+from web.configs.integrations import chatwoot_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "chatwoot"
 
@@ -44,7 +46,8 @@ BASE = f"{API_URL}/api/v1/accounts/{ACCOUNT}"
 SOURCE_ID = "8f3c2a71-5d4e-4b8a-9c1f-2e7d6b5a4c39"
 
 
-def make_settings(**overrides: Any) -> Settings:
+def make_config(**overrides: Any) -> ChatwootConfig:
+    """Through the Settings mapping, so the environment's names reach the client."""
     values: dict[str, Any] = {
         "_env_file": None,
         "chatwoot_api_url": API_URL,
@@ -55,7 +58,7 @@ def make_settings(**overrides: Any) -> Settings:
         "http_timeout_s": 4.5,
     }
     values.update(overrides)
-    return Settings(**values)
+    return chatwoot_config(Settings(**values))
 
 
 def load(name: str) -> Any:
@@ -79,7 +82,7 @@ def mock() -> Any:
 
 @pytest.fixture
 def client(session: aiohttp.ClientSession) -> ChatwootClient:
-    return ChatwootClient(make_settings(), session)
+    return ChatwootClient(make_config(), session)
 
 
 def only_call(mock: aioresponses, method: str, url: str | URL) -> Any:
@@ -131,16 +134,16 @@ def assert_matches_schema(body: Any, schema_name: str) -> None:
 
 
 async def test_configured_needs_url_token_and_account(session: aiohttp.ClientSession) -> None:
-    assert ChatwootClient(make_settings(), session).configured
-    assert not ChatwootClient(make_settings(chatwoot_api_token=None), session).configured
-    assert not ChatwootClient(make_settings(chatwoot_api_url=""), session).configured
-    assert not ChatwootClient(make_settings(chatwoot_account_id=None), session).configured
+    assert ChatwootClient(make_config(), session).configured
+    assert not ChatwootClient(make_config(chatwoot_api_token=None), session).configured
+    assert not ChatwootClient(make_config(chatwoot_api_url=""), session).configured
+    assert not ChatwootClient(make_config(chatwoot_account_id=None), session).configured
 
 
 async def test_unconfigured_client_refuses_without_a_request(
     session: aiohttp.ClientSession, mock: aioresponses
 ) -> None:
-    cw = ChatwootClient(make_settings(chatwoot_api_token=None), session)
+    cw = ChatwootClient(make_config(chatwoot_api_token=None), session)
     with pytest.raises(ChatwootError) as err:
         await cw.toggle_status(318, "open")
     assert err.value.retryable is False
@@ -150,7 +153,7 @@ async def test_unconfigured_client_refuses_without_a_request(
 async def test_api_url_given_with_api_v1_suffix_is_accepted(
     session: aiohttp.ClientSession, mock: aioresponses
 ) -> None:
-    cw = ChatwootClient(make_settings(chatwoot_api_url=f"{API_URL}/api/v1/"), session)
+    cw = ChatwootClient(make_config(chatwoot_api_url=f"{API_URL}/api/v1/"), session)
     mock.post(f"{BASE}/conversations/318/toggle_status", payload=load("toggle_status_response.json"))
     assert await cw.toggle_status(318, "open") == "open"
 
@@ -279,12 +282,12 @@ async def test_create_contact_without_an_id_in_the_answer_is_permanent(
 async def test_create_contact_needs_an_inbox_and_a_valid_phone(
     session: aiohttp.ClientSession, mock: aioresponses
 ) -> None:
-    no_inbox = ChatwootClient(make_settings(chatwoot_inbox_id=None), session)
+    no_inbox = ChatwootClient(make_config(chatwoot_inbox_id=None), session)
     with pytest.raises(ChatwootError) as err:
         await no_inbox.create_contact("x", "+5544999887766", None)
     assert err.value.retryable is False
     with pytest.raises(ChatwootError):
-        await ChatwootClient(make_settings(), session).create_contact("x", "12-34", None)
+        await ChatwootClient(make_config(), session).create_contact("x", "12-34", None)
     assert mock.requests == {}
 
 
@@ -709,7 +712,7 @@ def _request(path: str = "/webhooks/chatwoot", headers: dict[str, str] | None = 
     ],
 )
 def test_webhook_secret_valid(path: str, headers: dict[str, str]) -> None:
-    verify_webhook(make_settings(), _request(path, headers), RAW, now=NOW)
+    verify_webhook(make_config().webhook_secret, _request(path, headers), RAW, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -750,20 +753,20 @@ def test_webhook_secret_valid(path: str, headers: dict[str, str]) -> None:
 )
 def test_webhook_secret_wrong_or_missing(path: str, headers: dict[str, str]) -> None:
     with pytest.raises(WebhookRejected) as err:
-        verify_webhook(make_settings(), _request(path, headers), RAW, now=NOW)
+        verify_webhook(make_config().webhook_secret, _request(path, headers), RAW, now=NOW)
     assert err.value.status == 401
     assert WEBHOOK_SECRET not in err.value.message
 
 
 def test_webhook_refused_when_no_secret_is_configured(session: aiohttp.ClientSession) -> None:
-    settings = make_settings(chatwoot_webhook_secret=None)
+    config = make_config(chatwoot_webhook_secret=None)
     with pytest.raises(WebhookRejected) as err:
-        verify_webhook(settings, _request("/webhooks/chatwoot?token=anything"), RAW, now=NOW)
+        verify_webhook(config.webhook_secret, _request("/webhooks/chatwoot?token=anything"), RAW, now=NOW)
     assert err.value.status == 401
     # The method on the client delegates to the same check.
     with pytest.raises(WebhookRejected):
-        ChatwootClient(settings, session).verify_webhook(_request("/webhooks/chatwoot?token=x"), RAW)
-    ChatwootClient(make_settings(), session).verify_webhook(
+        ChatwootClient(config, session).verify_webhook(_request("/webhooks/chatwoot?token=x"), RAW)
+    ChatwootClient(make_config(), session).verify_webhook(
         _request(f"/webhooks/chatwoot?token={WEBHOOK_SECRET}"), RAW
     )
 

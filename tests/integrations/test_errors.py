@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from pydantic import SecretStr
 
 from core.errors import AuthFailed, Permanent, ProviderError, ProviderRejected, ProviderUnavailable, Retryable
 from core.settings import Settings
@@ -20,6 +21,7 @@ from integrations.meta_capi import (
     CapiRejected,
     CapiUnavailable,
     MetaCapiClient,
+    MetaCapiConfig,
     build_event,
 )
 from integrations.outbound_webhooks import (
@@ -28,7 +30,14 @@ from integrations.outbound_webhooks import (
     WebhookDeliveryRejected,
     WebhookDeliveryUnavailable,
 )
-from integrations.piperun import PipeRunAuthFailed, PipeRunClient, PipeRunRejected, PipeRunUnavailable
+from integrations.piperun import (
+    PipeRunAuthFailed,
+    PipeRunClient,
+    PipeRunConfig,
+    PipeRunRejected,
+    PipeRunUnavailable,
+)
+from web.configs.integrations import chatwoot_config
 
 CW = "https://chat.example.com/api/v1/accounts/7"
 PR = "https://api.pipe.run/v1"
@@ -71,7 +80,7 @@ def chatwoot(session: aiohttp.ClientSession) -> ChatwootClient:
         chatwoot_account_id="7",
         chatwoot_inbox_id="3",
     )
-    return ChatwootClient(settings, session)
+    return ChatwootClient(chatwoot_config(settings), session)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +116,7 @@ async def test_chatwoot_failures_are_typed_and_tried_once(
 
 
 def piperun(session: aiohttp.ClientSession) -> PipeRunClient:
-    return PipeRunClient(session, api_url=PR, token="pr-token-errors-4d5e6f")
+    return PipeRunClient(PipeRunConfig(api_url=PR, token=SecretStr("pr-token-errors-4d5e6f")), session)
 
 
 DEALS = re.compile(rf"^{re.escape(PR)}/deals\?.*")
@@ -181,13 +190,13 @@ async def test_capi_failures_are_typed_and_tried_once(
     session: aiohttp.ClientSession, mocked: aioresponses, response: dict[str, Any], leaf: type
 ) -> None:
     mocked.post(GRAPH_EVENTS, **response)
-    client = MetaCapiClient(
-        session,
+    config = MetaCapiConfig(
         graph_url="https://graph.facebook.com",
         version="v21.0",
         pixel_id="1234567890123456",
-        access_token="EAAx",
+        access_token=SecretStr("EAAx"),
     )
+    client = MetaCapiClient(config, session)
     event = build_event("lead", contact_key="zapi:5511987654321", channel="zapi", phone="5511987654321")
 
     with pytest.raises(leaf) as raised:

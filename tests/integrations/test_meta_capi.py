@@ -30,6 +30,7 @@ from integrations.meta_capi import (
     CapiResult,
     CapiUserData,
     MetaCapiClient,
+    MetaCapiConfig,
     build_event,
     capi_event_id,
     hash_user_data,
@@ -45,6 +46,7 @@ from integrations.meta_capi import (
     split_name,
     stage_enabled,
 )
+from web.configs.integrations import meta_capi_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "meta_capi"
 
@@ -130,7 +132,9 @@ def make_client(session: aiohttp.ClientSession, **overrides: Any) -> MetaCapiCli
         "timeout_s": 30.0,
     }
     values.update(overrides)
-    return MetaCapiClient(session, **values)
+    if isinstance(values["access_token"], str):
+        values["access_token"] = SecretStr(values["access_token"])
+    return MetaCapiClient(MetaCapiConfig(**values), session)
 
 
 def only_call(mock: aioresponses) -> Any:
@@ -540,7 +544,7 @@ async def test_a_corrupt_payload_is_permanent_and_not_sent(
     assert mock.requests == {}
 
 
-async def test_from_settings(session: aiohttp.ClientSession, mock: aioresponses) -> None:
+async def test_built_from_settings(session: aiohttp.ClientSession, mock: aioresponses) -> None:
     settings = Settings(
         _env_file=None,
         meta_pixel_id=PIXEL,
@@ -548,7 +552,7 @@ async def test_from_settings(session: aiohttp.ClientSession, mock: aioresponses)
         meta_test_event_code="TEST999",
         meta_graph_version=VERSION,
     )
-    client = MetaCapiClient.from_settings(session, settings)
+    client = MetaCapiClient(meta_capi_config(settings), session)
     assert client.url == EVENTS_URL
     mock.post(EVENTS_URL, payload=load("success.json"))
     await client.send(lead_event())
@@ -556,7 +560,7 @@ async def test_from_settings(session: aiohttp.ClientSession, mock: aioresponses)
     assert call.kwargs["json"]["test_event_code"] == "TEST999"
     assert call.kwargs["headers"]["Authorization"] == f"Bearer {TOKEN}"
     with pytest.raises(ValueError):
-        MetaCapiClient.from_settings(session, Settings(_env_file=None))
+        MetaCapiClient(meta_capi_config(Settings(_env_file=None)), session)
 
 
 @pytest.mark.parametrize("pixel", ["", "abc", "123/../me", "123?x=1"])

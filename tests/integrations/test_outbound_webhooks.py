@@ -33,7 +33,6 @@ from integrations.outbound_webhooks import (
     OutboundWebhookConfigError,
     WebhookDeliveryError,
     encode_body,
-    endpoints_from_settings,
     load_endpoints,
     sign,
     stable_delivery_id,
@@ -41,6 +40,7 @@ from integrations.outbound_webhooks import (
     verify,
 )
 from runtime.policies import is_transient
+from web.configs.integrations import webhook_endpoints
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "outbound_webhooks"
 URL_ = "https://crm.example.com/hooks/sdr"
@@ -308,7 +308,7 @@ def test_endpoints_from_a_json_file_and_from_settings() -> None:
     (ep,) = load_endpoints(None, FIXTURES / "endpoints.json")
     assert ep.id == "zapier"
     settings = Settings(_env_file=None, outbound_webhooks_file=FIXTURES / "endpoints.json")
-    assert endpoints_from_settings(settings) == [ep]
+    assert webhook_endpoints(settings) == [ep]
     assert load_endpoints(None, None) == [] and load_endpoints("  ", None) == []
 
 

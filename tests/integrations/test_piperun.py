@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 from yarl import URL
 
@@ -28,6 +29,7 @@ from integrations.piperun import (
     NoteCreate,
     PersonCreate,
     PipeRunClient,
+    PipeRunConfig,
     PipeRunError,
     PipeRunTextsError,
     external_code_for,
@@ -71,7 +73,7 @@ def fake(mocked: aioresponses) -> FakePipeRun:
 
 @pytest.fixture
 def client(session: aiohttp.ClientSession) -> PipeRunClient:
-    return PipeRunClient(session, api_url=BASE + "/", token=TOKEN, timeout_s=5)
+    return PipeRunClient(PipeRunConfig(api_url=BASE + "/", token=SecretStr(TOKEN), timeout_s=5), session)
 
 
 def make_card(**overrides: Any) -> LeadCard:
@@ -546,7 +548,7 @@ async def test_created_record_without_id_is_retryable(client: PipeRunClient, moc
 
 
 async def test_missing_token_or_pipeline_is_permanent(session: aiohttp.ClientSession) -> None:
-    empty = PipeRunClient(session, token=None)
+    empty = PipeRunClient(PipeRunConfig(token=None), session)
     assert not empty.configured
     with pytest.raises(PipeRunError, match="PIPERUN_API_TOKEN") as info:
         await empty.find_person_by_external_code(REF)

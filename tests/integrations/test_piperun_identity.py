@@ -20,11 +20,13 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import CallbackResult, aioresponses
+from pydantic import SecretStr
 
 from integrations.piperun import (
     CrmLink,
     LeadCard,
     PipeRunClient,
+    PipeRunConfig,
     external_code_for,
     phone_variants,
     sync_lead,
@@ -70,7 +72,7 @@ def fake(mocked: aioresponses) -> FakePipeRun:
 
 @pytest.fixture
 def client(session: aiohttp.ClientSession) -> PipeRunClient:
-    return PipeRunClient(session, api_url=BASE, token=TOKEN, timeout_s=5)
+    return PipeRunClient(PipeRunConfig(api_url=BASE, token=SecretStr(TOKEN), timeout_s=5), session)
 
 
 def customer(fake: FakePipeRun) -> tuple[dict[str, Any], dict[str, Any]]:

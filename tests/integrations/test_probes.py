@@ -20,6 +20,7 @@ from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
 from integrations.piperun import PipeRunClient
 from tests.integrations.probe_io import FakeProbeIO
+from web.configs.integrations import chatwoot_config, meta_capi_config, piperun_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -69,7 +70,7 @@ def chatwoot(session: aiohttp.ClientSession, **overrides: Any) -> ChatwootClient
         "chatwoot_inbox_id": "5",
     }
     values.update(overrides)
-    return ChatwootClient(Settings(_env_file=None, **values), session)
+    return ChatwootClient(chatwoot_config(Settings(_env_file=None, **values)), session)
 
 
 def piperun(session: aiohttp.ClientSession, **overrides: Any) -> PipeRunClient:
@@ -79,12 +80,12 @@ def piperun(session: aiohttp.ClientSession, **overrides: Any) -> PipeRunClient:
         "piperun_stage_id": STAGE,
     }
     values.update(overrides)
-    return PipeRunClient.from_settings(Settings(_env_file=None, **values), session)
+    return PipeRunClient(piperun_config(Settings(_env_file=None, **values)), session)
 
 
 def meta_capi(session: aiohttp.ClientSession) -> MetaCapiClient:
     settings = Settings(_env_file=None, meta_pixel_id=PIXEL, meta_access_token=CAPI_TOKEN)
-    return MetaCapiClient.from_settings(session, settings)
+    return MetaCapiClient(meta_capi_config(settings), session)
 
 
 # --- Chatwoot --------------------------------------------------------------------------

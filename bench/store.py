@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -171,6 +172,7 @@ async def sqlite_run(args: argparse.Namespace, workers: int) -> Result:
         return Result("sqlite", workers, turns_per_s, commit_ms, claim_ms, items_per_s)
     finally:
         await store.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # a run's database is of no use afterwards
 
 
 async def sqlite_inbound(

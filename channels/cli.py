@@ -19,7 +19,6 @@ from aiohttp import web
 from channels.base import ParsedWebhook, SentMessage
 from channels.errors import ChannelRejected
 from core.errors import WebhookRejected
-from core.settings import Settings
 
 BOT_PREFIX = "bot> "
 _MIN_WIDTH = 40
@@ -33,8 +32,8 @@ class CliChannel:
     window_hours: int | None = None
     rate_per_s = 1000.0
 
-    def __init__(self, settings: Settings, output: TextIO | None = None, *, width: int | None = None) -> None:
-        self._settings = settings
+    def __init__(self, output: TextIO | None = None, *, width: int | None = None) -> None:
+        # Nothing from the settings: a terminal needs no address, token or rate limit.
         # None means "the process's stdout at the time of writing", so a server that
         # happens to deliver a leftover terminal reply still has somewhere to put it.
         self.output = output

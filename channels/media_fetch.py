@@ -29,7 +29,6 @@ from yarl import URL
 from channels.errors import ChannelUnavailable, MediaRefused, MediaTooLarge, error_for_status
 from core.errors import ProviderError
 from core.logging import get_logger
-from core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -250,6 +249,22 @@ class Credentials:
 # --- the fetcher -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """Every provider origin this deployment talks to, shared by all channels.
+
+    Each adapter builds its fetcher from the whole set, not just its own base URL: a
+    webhook of one provider may name media on another's storage, and the policy must
+    be the same whichever channel downloads it. Raw text, not parsed origins, so a bad
+    MEDIA_TRUSTED_ORIGINS entry is logged at the download that meets it, as before.
+    """
+
+    waha_url: str | None
+    zapi_base_url: str | None
+    meta_graph_url: str | None
+    trusted_origins: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class MediaFetcher:
     """The media download policy: which origins are trusted and with which paths.
@@ -264,13 +279,13 @@ class MediaFetcher:
     max_redirects: int = MAX_REDIRECTS
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, lookup: Lookup | None = None) -> MediaFetcher:
+    def from_config(cls, config: MediaConfig, *, lookup: Lookup | None = None) -> MediaFetcher:
         """Provider base URLs first, so MEDIA_TRUSTED_ORIGINS cannot widen WAHA to its API."""
         origins: dict[Origin, str] = {}
         providers: list[tuple[str | None, str]] = [
-            (settings.waha_url, WAHA_FILES_PATH),
-            (settings.zapi_base_url, "/"),
-            (settings.meta_graph_url, "/"),
+            (config.waha_url, WAHA_FILES_PATH),
+            (config.zapi_base_url, "/"),
+            (config.meta_graph_url, "/"),
         ]
         for base, media_path in providers:
             if not base:
@@ -281,7 +296,7 @@ class MediaFetcher:
                 continue
             prefix = url.raw_path.rstrip("/") + media_path if media_path != "/" else "/"
             origins.setdefault(Origin.of(url), prefix)
-        for entry in settings.media_trusted_origins:
+        for entry in config.trusted_origins:
             try:
                 origins.setdefault(parse_origin(entry), "/")
             except ValueError:
@@ -414,6 +429,7 @@ __all__ = [
     "WAHA_FILES_PATH",
     "Credentials",
     "Lookup",
+    "MediaConfig",
     "MediaFetcher",
     "MediaRefused",
     "Origin",

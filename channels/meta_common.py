@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
 
 from channels.errors import (
     ChannelAuthFailed,
@@ -34,35 +35,32 @@ from core import errors
 from core.errors import WebhookRejected
 from core.probe import ProbeIO, ProbeReply, ProbeResult, problem
 from core.secret_compare import secrets_match
-from core.settings import Settings
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 
-def verify_signature(settings: Settings, request: web.Request, raw_body: bytes) -> None:
-    """Raise WebhookRejected unless the body is signed with our app secret.
+def verify_signature(app_secret: SecretStr | None, request: web.Request, raw_body: bytes) -> None:
+    """Raise WebhookRejected unless the body is signed with our app secret (META_APP_SECRET).
 
-    Without META_APP_SECRET nothing can be verified, so nothing is accepted: an
-    unauthenticated Meta webhook could make the bot message anyone."""
-    if settings.meta_app_secret is None:
+    Without it nothing can be verified, so nothing is accepted: an unauthenticated Meta
+    webhook could make the bot message anyone."""
+    if app_secret is None:
         raise WebhookRejected(401, "META_APP_SECRET is not set: Meta webhooks cannot be verified")
     header = request.headers.get(SIGNATURE_HEADER, "")
     if not header.startswith("sha256="):
         raise WebhookRejected(401, "missing X-Hub-Signature-256")
-    expected = hmac.new(
-        settings.meta_app_secret.get_secret_value().encode(), raw_body, hashlib.sha256
-    ).hexdigest()
+    expected = hmac.new(app_secret.get_secret_value().encode(), raw_body, hashlib.sha256).hexdigest()
     if not secrets_match(header[len("sha256=") :].strip().lower(), expected):
         raise WebhookRejected(403, "invalid X-Hub-Signature-256")
 
 
-def verify_subscription(settings: Settings, request: web.Request) -> str:
-    """The `hub.challenge` to echo when Meta verifies the webhook URL."""
+def verify_subscription(verify_token: SecretStr | None, request: web.Request) -> str:
+    """The `hub.challenge` to echo when Meta verifies the webhook URL with META_VERIFY_TOKEN."""
     query = request.rel_url.query
     if query.get("hub.mode") != "subscribe":
         raise WebhookRejected(400, "hub.mode must be subscribe")
     token = query.get("hub.verify_token", "")
-    expected = settings.meta_verify_token.get_secret_value() if settings.meta_verify_token else None
+    expected = verify_token.get_secret_value() if verify_token else None
     if expected is None or not secrets_match(token, expected):
         raise WebhookRejected(403, "hub.verify_token does not match META_VERIFY_TOKEN")
     challenge = query.get("hub.challenge")

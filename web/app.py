@@ -39,6 +39,7 @@ from runtime.webhook_delivery import subscriptions
 from store.base import Store
 from store.sqlite import SqliteStore
 from web.chatwoot_webhook import handle_chatwoot_webhook
+from web.configs.channels import channels_config
 from web.crm_webhook import handle_crm_webhook
 from web.keys import (
     BREAKERS,
@@ -187,7 +188,7 @@ def _base_app(settings: Settings, role: Role, worker: WorkerSupervisor | None) -
     """The application and what lives as long as it, whatever the role."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[request_middleware])
     app[SETTINGS] = settings
-    app[CHANNELS] = build_channels(settings)
+    app[CHANNELS] = build_channels(channels_config(settings))
     app[CHANNEL_HEALTH] = ChannelHealth()
     app[DRAINING] = Draining()
     app[METRICS] = Metrics({"all": ("ingest", "runtime"), "web": ("ingest",), "worker": ("runtime",)}[role])

@@ -70,7 +70,7 @@ async def handle_meta_webhook(request: web.Request) -> web.Response:
     """WhatsApp Cloud API and Instagram Direct: one signature check, then the product's parser."""
     raw = await request.read()
     try:
-        verify_signature(request.app[SETTINGS], request, raw)
+        verify_signature(request.app[SETTINGS].meta_app_secret, request, raw)
         payload = _decode(raw)
         kind = payload.get("object") if isinstance(payload, dict) else None
         name = META_OBJECTS.get(kind) if isinstance(kind, str) else None
@@ -90,7 +90,7 @@ async def handle_meta_webhook(request: web.Request) -> web.Response:
 
 async def handle_meta_verification(request: web.Request) -> web.Response:
     try:
-        challenge = verify_subscription(request.app[SETTINGS], request)
+        challenge = verify_subscription(request.app[SETTINGS].meta_verify_token, request)
     except WebhookRejected as exc:
         log.warning("meta_verification_rejected", status=exc.status, reason=exc.message)
         return json_error(exc.status, exc.message)

@@ -1,6 +1,7 @@
 """Instagram Direct channel: `schema` (frozen payload models), `parse` (webhooks to
 messages and read receipts), `errors` (what Meta's codes mean) and `channel` (signature,
-sending with typing and the HUMAN_AGENT tag, profile names, media, the doctor's probe).
+sending with typing and the HUMAN_AGENT tag, profile names, media, the doctor's probe),
+built from `config`.
 
 `channels.instagram.InstagramChannel` stays the import path the registry, tests and
 runtime use.
@@ -8,6 +9,7 @@ runtime use.
 
 from channels.errors import MediaTooLarge
 from channels.instagram.channel import TYPING_MAX_S, InstagramChannel
+from channels.instagram.config import InstagramConfig
 from channels.instagram.errors import WINDOW_SUBCODES
 from channels.instagram.parse import STORY_REPLY_LABEL
 from channels.instagram.schema import IGWebhook
@@ -19,6 +21,7 @@ __all__ = [
     "WINDOW_SUBCODES",
     "IGWebhook",
     "InstagramChannel",
+    "InstagramConfig",
     "MediaTooLarge",
     "MetaApiError",
     "OutsideWindow",

@@ -23,6 +23,7 @@ from aiohttp import web
 from channels import meta_common
 from channels.base import ParsedWebhook, SentMessage
 from channels.errors import ChannelInvalidRecipient, ChannelRejected, ChannelUnavailable
+from channels.instagram.config import InstagramConfig
 from channels.instagram.errors import int_or_none, send_error
 from channels.instagram.parse import InstagramParser
 from channels.media_fetch import MediaFetcher
@@ -30,7 +31,6 @@ from channels.webhook_helpers import clean, json_object
 from core.logging import get_logger
 from core.models import mask_phone
 from core.probe import ProbeIO, ProbeResult, ok
-from core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -48,41 +48,41 @@ class InstagramChannel:
 
     def __init__(
         self,
-        settings: Settings,
+        config: InstagramConfig,
         *,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        self._settings = settings
-        self.rate_per_s = settings.instagram_rate_per_s
+        self._config = config
+        self.rate_per_s = config.rate_per_s
         # Injected so tests can observe the typing pause without waiting for it.
         self._sleep = sleep
 
     @property
     def configured(self) -> bool:
-        return self._settings.instagram_configured
+        return self._config.configured
 
     @property
     def missing_webhook_secret(self) -> str | None:
-        return "META_APP_SECRET" if self._settings.meta_app_secret is None else None
+        return "META_APP_SECRET" if self._config.app_secret is None else None
 
     # -- inbound --------------------------------------------------------------------
 
     def authenticate(self, request: web.Request, raw_body: bytes) -> None:
         """Same app secret and header as WhatsApp Cloud: one Meta app signs both."""
-        meta_common.verify_signature(self._settings, request, raw_body)
+        meta_common.verify_signature(self._config.app_secret, request, raw_body)
 
     def parse(self, payload: object) -> ParsedWebhook:
-        return InstagramParser(self._settings.instagram_account_id).parse(payload)
+        return InstagramParser(self._config.account_id).parse(payload)
 
     # -- outbound -------------------------------------------------------------------
 
     def _token(self) -> str | None:
-        token = self._settings.instagram_access_token
+        token = self._config.access_token
         return token.get_secret_value() if token is not None else None
 
     def _graph(self, path: str) -> str:
-        s = self._settings
-        return f"{s.meta_graph_url.rstrip('/')}/{s.meta_graph_version.strip('/')}/{path}"
+        c = self._config
+        return f"{c.graph_url.rstrip('/')}/{c.graph_version.strip('/')}/{path}"
 
     def _messages_url(self) -> str:
         """`/me/messages`: the node both Meta flavours document for the token's own account.
@@ -99,7 +99,7 @@ class InstagramChannel:
         return {"Authorization": f"Bearer {self._token()}", "Content-Type": "application/json"}
 
     def _timeout(self, cap: float | None = None) -> aiohttp.ClientTimeout:
-        total = self._settings.http_timeout_s
+        total = self._config.http_timeout_s
         return aiohttp.ClientTimeout(total=min(total, cap) if cap else total)
 
     async def send_text(
@@ -227,7 +227,7 @@ class InstagramChannel:
         whatever the webhook said and may point anywhere (channels/media_fetch.py decides
         which addresses it may reach).
         """
-        return await MediaFetcher.from_settings(self._settings).fetch(
+        return await MediaFetcher.from_config(self._config.media).fetch(
             url, max_bytes=max_bytes, timeout=self._timeout()
         )
 
@@ -237,7 +237,7 @@ class InstagramChannel:
         """GET /{version}/{ig-user-id}?fields=username (bearer): the IG User node, read-only.
         https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/ig-user"""
         reply = await io.get(
-            self._graph(self._settings.instagram_account_id or ""),
+            self._graph(self._config.account_id or ""),
             params={"fields": "username"},
             headers={"Authorization": f"Bearer {self._token() or ''}"},
         )

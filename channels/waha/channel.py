@@ -5,7 +5,7 @@ github.com/devlikeapro/waha-docs: content/docs/how-to/events/index.md for the HM
 headers; send-messages/index.md and overview/how-to-avoid-blocking for
 sendSeen/startTyping/sendText; how-to/sessions for the doctor's probe) and the server's
 DTOs (github.com/devlikeapro/waha src/structures/*.dto.ts). Parsing lives in `parse` and
-`content`, the payload models in `schema`; this module holds what needs the settings:
+`content`, the payload models in `schema`; this module holds what needs the config (`WahaConfig`):
 webhook authentication, sending, media and the doctor's probe.
 """
 
@@ -34,6 +34,7 @@ from channels.errors import (
 )
 from channels.media_fetch import WAHA_FILES_PATH, Credentials, MediaFetcher, Origin, parse_media_url
 from channels.provider_http import error_detail, scrub
+from channels.waha.config import WahaConfig
 from channels.waha.content import dig
 from channels.waha.parse import USER_SERVERS, chat_kind, parse_webhook, split_chat_id
 from channels.webhook_helpers import clean, json_or_none, token_matches
@@ -42,7 +43,6 @@ from core.logging import get_logger
 from core.models import mask_phone
 from core.probe import ProbeIO, ProbeResult, ok, problem
 from core.secret_compare import secrets_match
-from core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -89,18 +89,18 @@ class WahaChannel:
     name = "waha"
     window_hours: int | None = None  # WAHA rides on a phone: no customer-service window
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self.rate_per_s = settings.waha_rate_per_s
+    def __init__(self, config: WahaConfig) -> None:
+        self._config = config
+        self.rate_per_s = config.rate_per_s
 
     @property
     def configured(self) -> bool:
-        return self._settings.waha_configured
+        return self._config.configured
 
     @property
     def missing_webhook_secret(self) -> str | None:
-        s = self._settings
-        if s.waha_webhook_hmac_key is None and s.waha_webhook_secret is None:
+        c = self._config
+        if c.webhook_hmac_key is None and c.webhook_secret is None:
             return "WAHA_WEBHOOK_HMAC_KEY"
         return None
 
@@ -113,12 +113,12 @@ class WahaChannel:
         When the HMAC key is set the signature is the only proof accepted: a URL
         token leaks through logs and proxies, a signature over the body does not.
         """
-        s = self._settings
-        if s.waha_webhook_hmac_key is not None:
-            self._verify_hmac(request, raw_body, s.waha_webhook_hmac_key.get_secret_value())
+        c = self._config
+        if c.webhook_hmac_key is not None:
+            self._verify_hmac(request, raw_body, c.webhook_hmac_key.get_secret_value())
             return
-        if s.waha_webhook_secret is not None:
-            self._verify_token(request, s.waha_webhook_secret.get_secret_value())
+        if c.webhook_secret is not None:
+            self._verify_token(request, c.webhook_secret.get_secret_value())
             return
         # Closed by default, like every other webhook route.
         raise WebhookRejected(
@@ -148,27 +148,27 @@ class WahaChannel:
             raise WebhookRejected(401, "invalid or missing webhook token")
 
     def parse(self, payload: object) -> ParsedWebhook:
-        return parse_webhook(payload, session_name=self._settings.waha_session)
+        return parse_webhook(payload, session_name=self._config.session)
 
     # -- outbound -------------------------------------------------------------------
 
     def _secrets(self) -> list[str]:
-        s = self._settings
+        c = self._config
         return [
             secret.get_secret_value()
-            for secret in (s.waha_api_key, s.waha_webhook_hmac_key, s.waha_webhook_secret)
+            for secret in (c.api_key, c.webhook_hmac_key, c.webhook_secret)
             if secret is not None
         ]
 
     def _headers(self, *, content_type: bool = True) -> dict[str, str]:
         headers = {"Content-Type": "application/json"} if content_type else {}
         headers["Accept"] = "application/json"
-        if self._settings.waha_api_key is not None:
-            headers[API_KEY_HEADER] = self._settings.waha_api_key.get_secret_value()
+        if self._config.api_key is not None:
+            headers[API_KEY_HEADER] = self._config.api_key.get_secret_value()
         return headers
 
     def _base_url(self) -> str:
-        return (self._settings.waha_url or "").rstrip("/")
+        return (self._config.url or "").rstrip("/")
 
     @staticmethod
     def _chat_id_for(contact_id: str) -> str:
@@ -202,20 +202,20 @@ class WahaChannel:
         `typing_s` (WAHA has no server-side typing delay and an outbox worker must not
         be parked for seconds), so a wish for typing only starts the indicator.
         """
-        s = self._settings
-        if not s.waha_url:
+        c = self._config
+        if not c.url:
             raise ChannelRejected("waha is not configured")
         chat_id = self._chat_id_for(contact_id)
         base = self._base_url()
-        body = {"chatId": chat_id, "session": s.waha_session}
+        body = {"chatId": chat_id, "session": c.session}
 
         courtesy = [self._courtesy(session, f"{base}/api/sendSeen", body, contact_id)]
         if typing_s and typing_s > 0:
             courtesy.append(self._courtesy(session, f"{base}/api/startTyping", body, contact_id))
         await asyncio.gather(*courtesy)
 
-        payload = {"chatId": chat_id, "text": text, "session": s.waha_session}
-        timeout = aiohttp.ClientTimeout(total=s.http_timeout_s)
+        payload = {"chatId": chat_id, "text": text, "session": c.session}
+        timeout = aiohttp.ClientTimeout(total=c.http_timeout_s)
         try:
             async with session.post(
                 f"{base}/api/sendText", json=payload, headers=self._headers(), timeout=timeout
@@ -241,7 +241,7 @@ class WahaChannel:
     ) -> None:
         """Seen receipts and typing are nice to have; their failure is logged, not raised."""
         what = url.rsplit("/", 1)[-1]
-        timeout = aiohttp.ClientTimeout(total=min(self._settings.http_timeout_s, _COURTESY_TIMEOUT_MAX_S))
+        timeout = aiohttp.ClientTimeout(total=min(self._config.http_timeout_s, _COURTESY_TIMEOUT_MAX_S))
         try:
             async with session.post(url, json=body, headers=self._headers(), timeout=timeout) as resp:
                 if not 200 <= resp.status < 300:
@@ -318,7 +318,7 @@ class WahaChannel:
         WAHA". Only files: a loopback URL to WAHA's API (GET /api/sendText sends a
         message) is left as it is, and the fetch policy refuses it as loopback.
         """
-        base = self._settings.waha_url
+        base = self._config.url
         if not base or (parsed.host or "").lower() not in _LOOPBACK_HOSTS:
             return parsed
         if not parsed.raw_path.startswith(WAHA_FILES_PATH):
@@ -331,15 +331,15 @@ class WahaChannel:
     def _files_credentials(self) -> Credentials | None:
         """The API key, for WAHA's file storage only: the URL comes from a webhook and
         could point anywhere (S3 storage, or a forged payload)."""
-        base = self._settings.waha_url
-        if not base or self._settings.waha_api_key is None:
+        base, api_key = self._config.url, self._config.api_key
+        if not base or api_key is None:
             return None
         try:
             parsed = parse_media_url(base, error=ValueError)
         except ValueError:
             return None
         return Credentials(
-            headers={API_KEY_HEADER: self._settings.waha_api_key.get_secret_value()},
+            headers={API_KEY_HEADER: api_key.get_secret_value()},
             origin=Origin.of(parsed),
             path_prefix=parsed.raw_path.rstrip("/") + WAHA_FILES_PATH,
         )
@@ -348,10 +348,10 @@ class WahaChannel:
         """Download media from WAHA's file storage (or wherever it keeps media, such as
         S3) without trusting its address or its size; see channels/media_fetch.py."""
         target = self._media_target(parse_media_url(url))
-        return await MediaFetcher.from_settings(self._settings).fetch(
+        return await MediaFetcher.from_config(self._config.media).fetch(
             target,
             max_bytes=max_bytes,
-            timeout=aiohttp.ClientTimeout(total=self._settings.http_timeout_s),
+            timeout=aiohttp.ClientTimeout(total=self._config.http_timeout_s),
             credentials=self._files_credentials(),
             auth_statuses=(401, 403),
         )
@@ -362,7 +362,7 @@ class WahaChannel:
         """Get session: GET /api/sessions/{name} -> {"name", "status": STOPPED|STARTING|
         SCAN_QR_CODE|WORKING|FAILED, "me": {"id", "pushName"}, ...}; auth header X-Api-Key.
         https://waha.devlike.pro/docs/how-to/sessions"""
-        name = self._settings.waha_session
+        name = self._config.session
         reply = await io.get(
             f"{self._base_url()}/api/sessions/{quote(name, safe='')}",
             headers=self._headers(content_type=False),

@@ -1,6 +1,6 @@
 """WhatsApp Cloud API channel: `schema` (frozen payload models), `parse` (webhooks to
 messages and statuses), `errors` (what Graph error codes mean) and `channel` (signature,
-sending, templates, read receipts, media, the doctor's probe).
+sending, templates, read receipts, media, the doctor's probe), built from `config`.
 
 `channels.whatsapp_cloud.WhatsAppCloudChannel` stays the import path the registry, tests
 and runtime use.
@@ -9,6 +9,7 @@ and runtime use.
 from channels.errors import MediaTooLarge
 from channels.meta_common import MetaApiError, OutsideWindow
 from channels.whatsapp_cloud.channel import TEXT_MAX_CHARS, WhatsAppCloudChannel
+from channels.whatsapp_cloud.config import WhatsAppCloudConfig
 from channels.whatsapp_cloud.errors import AUTH_CODES, INVALID_RECIPIENT_CODES, RETRYABLE_CODES
 from channels.whatsapp_cloud.parse import MEDIA_SCHEME, OBJECT, WINDOW_CODE
 
@@ -24,4 +25,5 @@ __all__ = [
     "MetaApiError",
     "OutsideWindow",
     "WhatsAppCloudChannel",
+    "WhatsAppCloudConfig",
 ]

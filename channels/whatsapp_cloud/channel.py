@@ -4,8 +4,8 @@ Shapes follow Meta's published references (developers.facebook.com/documentation
 business-messaging/whatsapp/...): webhooks/reference/messages/*, smb_message_echoes,
 business-scoped-user-ids, typing-indicators, business-phone-numbers/media and
 support/error-codes. Parsing lives in `parse`, the payload models in `schema`, the
-meaning of Graph errors in `errors`; this module holds what needs the settings and the
-token: signature checks (shared with Instagram in `channels.meta_common`), sending,
+meaning of Graph errors in `errors`; this module holds what needs the config
+(`WhatsAppCloudConfig`) and the token: signature checks (shared with Instagram in `channels.meta_common`), sending,
 templates, read receipts, media and the doctor's probe.
 
 Media is not a URL in the webhook but a media id that needs our bearer token; it is
@@ -26,13 +26,13 @@ from channels.errors import ChannelInvalidRecipient, ChannelRejected, ChannelUna
 from channels.media_fetch import Credentials, MediaFetcher, Origin
 from channels.meta_common import MetaApiError
 from channels.webhook_helpers import json_or_none
+from channels.whatsapp_cloud.config import WhatsAppCloudConfig
 from channels.whatsapp_cloud.errors import as_int, graph_error
 from channels.whatsapp_cloud.parse import MEDIA_ID, MEDIA_SCHEME, digits, is_bsuid, parse_webhook
 from core.errors import ProviderError
 from core.logging import get_logger
 from core.models import mask_phone
 from core.probe import ProbeIO, ProbeResult, ok
-from core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -44,56 +44,52 @@ class WhatsAppCloudChannel:
     name = "whatsapp_cloud"
     window_hours: int | None = 24  # Meta's customer-service window; outside it only templates go out
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self.rate_per_s = settings.whatsapp_rate_per_s
+    def __init__(self, config: WhatsAppCloudConfig) -> None:
+        self._config = config
+        self.rate_per_s = config.rate_per_s
 
     @property
     def configured(self) -> bool:
-        return self._settings.whatsapp_cloud_configured
+        return self._config.configured
 
     @property
     def missing_webhook_secret(self) -> str | None:
-        return "META_APP_SECRET" if self._settings.meta_app_secret is None else None
+        return "META_APP_SECRET" if self._config.app_secret is None else None
 
     # -- inbound --------------------------------------------------------------------
 
     def authenticate(self, request: web.Request, raw_body: bytes) -> None:
         """Meta signs every POST with the app secret; nothing unsigned may reach the bot."""
-        meta_common.verify_signature(self._settings, request, raw_body)
+        meta_common.verify_signature(self._config.app_secret, request, raw_body)
 
     def parse(self, payload: object) -> ParsedWebhook:
-        return parse_webhook(payload, phone_number_id=self._settings.whatsapp_phone_number_id)
+        return parse_webhook(payload, phone_number_id=self._config.phone_number_id)
 
     # -- outbound -------------------------------------------------------------------
 
     def _secrets(self) -> list[str]:
-        s = self._settings
-        return [
-            secret.get_secret_value()
-            for secret in (s.whatsapp_access_token, s.meta_app_secret)
-            if secret is not None
-        ]
+        c = self._config
+        return [secret.get_secret_value() for secret in (c.access_token, c.app_secret) if secret is not None]
 
     def _timeout(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=self._settings.http_timeout_s)
+        return aiohttp.ClientTimeout(total=self._config.http_timeout_s)
 
     def _graph(self, *parts: str) -> str:
-        s = self._settings
-        base = s.meta_graph_url.rstrip("/")
-        version = s.meta_graph_version.strip("/")
+        c = self._config
+        base = c.graph_url.rstrip("/")
+        version = c.graph_version.strip("/")
         return "/".join([base, version, *parts])
 
     def _auth_headers(self) -> dict[str, str]:
-        token = self._settings.whatsapp_access_token
+        token = self._config.access_token
         assert token is not None  # guarded by _require_config
         return {"Authorization": f"Bearer {token.get_secret_value()}"}
 
     def _require_config(self, op: str) -> str:
-        s = self._settings
-        if not (s.whatsapp_phone_number_id and s.whatsapp_access_token):
+        c = self._config
+        if not (c.phone_number_id and c.access_token):
             raise ChannelRejected(f"whatsapp_cloud {op}: channel is not configured")
-        return s.whatsapp_phone_number_id.strip()
+        return c.phone_number_id.strip()
 
     @staticmethod
     def _recipient(contact_id: str) -> dict[str, str]:
@@ -158,7 +154,7 @@ class WhatsAppCloudChannel:
         template_name = (name or "").strip()
         if not template_name:
             raise ChannelRejected("whatsapp_cloud send_template: template name is empty")
-        code = (language or self._settings.whatsapp_template_language or "").strip()
+        code = (language or self._config.template_language or "").strip()
         if not code:
             raise ChannelRejected("whatsapp_cloud send_template: template language is empty")
         body: dict[str, Any] = {
@@ -283,7 +279,7 @@ class WhatsAppCloudChannel:
 
         # The token goes to the origin Meta named for this file, and no further: a
         # redirect elsewhere (or back inside the network) gets neither token nor trust.
-        return await MediaFetcher.from_settings(self._settings).fetch(
+        return await MediaFetcher.from_config(self._config.media).fetch(
             parsed,
             max_bytes=max_bytes,
             timeout=self._timeout(),
@@ -327,9 +323,9 @@ class WhatsAppCloudChannel:
         """GET /{version}/{phone-number-id}?fields=display_phone_number,verified_name
         (bearer): the WhatsApp Business phone number node, read-only.
         https://developers.facebook.com/documentation/business-messaging/whatsapp/reference/whatsapp-business-phone-number/whatsapp-business-account-phone-number-api"""
-        token = self._settings.whatsapp_access_token
+        token = self._config.access_token
         reply = await io.get(
-            self._graph(self._settings.whatsapp_phone_number_id or ""),
+            self._graph(self._config.phone_number_id or ""),
             params={"fields": "display_phone_number,verified_name"},
             headers={"Authorization": f"Bearer {token.get_secret_value() if token is not None else ''}"},
         )

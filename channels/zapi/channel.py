@@ -4,7 +4,7 @@ Payload shapes follow Z-API's published docs (developer.z-api.io, mirrored in th
 github.com/Z-API/z-api-docs repo: docs/webhooks/on-message-received.md,
 on-whatsapp-message-status-changes.md, on-message-send.md, docs/message/send-message-text.md,
 docs/instance/status.md). Parsing lives in `parse`, the payload models in `schema`; this
-module holds what needs the settings: the webhook secret, the instance URLs, sending and
+module holds what needs the config (`ZapiConfig`): the webhook secret, the instance URLs, sending and
 the doctor's probe.
 """
 
@@ -28,12 +28,12 @@ from channels.errors import (
 from channels.media_fetch import MediaFetcher
 from channels.provider_http import error_detail, scrub
 from channels.webhook_helpers import json_object, token_matches
+from channels.zapi.config import ZapiConfig
 from channels.zapi.parse import parse_webhook
 from core.errors import WebhookRejected
 from core.logging import get_logger
 from core.models import mask_phone
 from core.probe import ProbeIO, ProbeResult, ok, problem
-from core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -51,17 +51,17 @@ class ZapiChannel:
     name = "zapi"
     window_hours: int | None = None  # Z-API rides on a phone: no customer-service window
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self.rate_per_s = settings.zapi_rate_per_s
+    def __init__(self, config: ZapiConfig) -> None:
+        self._config = config
+        self.rate_per_s = config.rate_per_s
 
     @property
     def configured(self) -> bool:
-        return self._settings.zapi_configured
+        return self._config.configured
 
     @property
     def missing_webhook_secret(self) -> str | None:
-        return "ZAPI_WEBHOOK_SECRET" if self._settings.zapi_webhook_secret is None else None
+        return "ZAPI_WEBHOOK_SECRET" if self._config.webhook_secret is None else None
 
     # -- inbound --------------------------------------------------------------------
 
@@ -71,7 +71,7 @@ class ZapiChannel:
         Z-API cannot add custom headers to its webhook calls, hence `?token=` is the
         practical option; the headers are accepted for proxies that inject them.
         """
-        secret = self._settings.zapi_webhook_secret
+        secret = self._config.webhook_secret
         if secret is None:
             # Closed by default: an open route would let anyone make the bot message any
             # number from the company's WhatsApp, spend LLM turns and pause leads.
@@ -100,30 +100,28 @@ class ZapiChannel:
     def _instance_url(self, op: str) -> str:
         """`/instances/{id}/token/{token}/{op}`: the token rides in the path, so this URL
         never goes into a log or an error text (see `_secrets`)."""
-        s = self._settings
-        token = s.zapi_instance_token.get_secret_value() if s.zapi_instance_token is not None else ""
-        return f"{s.zapi_base_url.rstrip('/')}/instances/{s.zapi_instance_id}/token/{token}/{op}"
+        c = self._config
+        token = c.instance_token.get_secret_value() if c.instance_token is not None else ""
+        return f"{c.base_url.rstrip('/')}/instances/{c.instance_id}/token/{token}/{op}"
 
     def _headers(self, **extra: str) -> dict[str, str]:
         headers = dict(extra)
-        if self._settings.zapi_client_token is not None:
-            headers["Client-Token"] = self._settings.zapi_client_token.get_secret_value()
+        if self._config.client_token is not None:
+            headers["Client-Token"] = self._config.client_token.get_secret_value()
         return headers
 
     def _secrets(self) -> list[str]:
-        s = self._settings
+        c = self._config
         values = [
-            secret.get_secret_value()
-            for secret in (s.zapi_instance_token, s.zapi_client_token)
-            if secret is not None
+            secret.get_secret_value() for secret in (c.instance_token, c.client_token) if secret is not None
         ]
         # Not a secret on its own, but with it in an error the URL could be rebuilt.
-        if s.zapi_instance_id:
-            values.append(s.zapi_instance_id)
+        if c.instance_id:
+            values.append(c.instance_id)
         return values
 
     def _timeout(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=self._settings.http_timeout_s)
+        return aiohttp.ClientTimeout(total=self._config.http_timeout_s)
 
     # -- outbound -------------------------------------------------------------------
 
@@ -137,8 +135,8 @@ class ZapiChannel:
         human_agent: bool = False,
     ) -> SentMessage:
         """One attempt only: the outbox owns retries, so errors say whether to retry."""
-        s = self._settings
-        if not (s.zapi_instance_id and s.zapi_instance_token):
+        c = self._config
+        if not (c.instance_id and c.instance_token):
             raise ChannelRejected("zapi is not configured")
         body: dict[str, Any] = {"phone": contact_id, "message": text}
         # Z-API's default is no "typing..." at all; only a positive wish is sent, clamped
@@ -202,7 +200,7 @@ class ZapiChannel:
         No Client-Token is sent: the URL is whatever the webhook said and may point
         anywhere, and Z-API storage does not need it.
         """
-        return await MediaFetcher.from_settings(self._settings).fetch(
+        return await MediaFetcher.from_config(self._config.media).fetch(
             url, max_bytes=max_bytes, timeout=self._timeout()
         )
 

@@ -48,6 +48,7 @@ from core.errors import (
 )
 from core.models import MessageKind
 from core.settings import Settings
+from web.configs.channels import instagram_config, waha_config, whatsapp_cloud_config, zapi_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GRAPH = "https://graph.facebook.com"
@@ -138,7 +139,7 @@ ZAPI = Case(
         "zapi_client_token": ZAPI_CLIENT,
         "zapi_webhook_secret": "hook-secret-CONTRACT-123",
     },
-    build=ZapiChannel,
+    build=lambda settings: ZapiChannel(zapi_config(settings)),
     secret_setting="ZAPI_WEBHOOK_SECRET",
     secret="hook-secret-CONTRACT-123",
     prove=zapi_proof,
@@ -178,7 +179,7 @@ WAHA = Case(
         "waha_api_key": WAHA_KEY,
         "waha_webhook_hmac_key": "hmac-CONTRACT-0a9b8c",
     },
-    build=WahaChannel,
+    build=lambda settings: WahaChannel(waha_config(settings)),
     secret_setting="WAHA_WEBHOOK_HMAC_KEY",
     secret="hmac-CONTRACT-0a9b8c",
     prove=waha_proof,
@@ -223,7 +224,7 @@ CLOUD = Case(
         "whatsapp_phone_number_id": WA_PHONE_ID,
         "whatsapp_access_token": WA_TOKEN,
     },
-    build=WhatsAppCloudChannel,
+    build=lambda settings: WhatsAppCloudChannel(whatsapp_cloud_config(settings)),
     secret_setting="META_APP_SECRET",
     secret=META_SECRET,
     prove=meta_proof,
@@ -263,7 +264,7 @@ INSTAGRAM = Case(
         "instagram_account_id": "17841400008460056",
         "instagram_access_token": IG_TOKEN,
     },
-    build=InstagramChannel,
+    build=lambda settings: InstagramChannel(instagram_config(settings)),
     secret_setting="META_APP_SECRET",
     secret=META_SECRET,
     prove=meta_proof,
@@ -333,7 +334,7 @@ def test_a_proof_made_with_another_secret_is_refused(case: Case) -> None:
 
 @pytest.mark.parametrize("case", [*CASES, None], ids=lambda c: str(c or "cli"))
 def test_a_request_without_proof_is_refused_with_401(case: Case | None) -> None:
-    channel = case.channel() if case is not None else CliChannel(Settings(_env_file=None))
+    channel = case.channel() if case is not None else CliChannel()
     with pytest.raises(WebhookRejected) as refused:
         channel.authenticate(request("/webhooks/any"), b"{}")
     assert refused.value.status == 401
@@ -385,7 +386,7 @@ def test_a_body_that_is_not_an_object_is_a_400(case: Case, payload: object) -> N
 
 def test_the_cli_channel_parses_no_webhook() -> None:
     with pytest.raises(WebhookRejected) as refused:
-        CliChannel(Settings(_env_file=None)).parse({"type": "ReceivedCallback"})
+        CliChannel().parse({"type": "ReceivedCallback"})
     assert refused.value.status == 400
 
 
@@ -441,7 +442,7 @@ async def test_a_2xx_without_an_id_is_success_without_id(case: Case, body: str, 
 async def test_the_cli_channel_writes_the_reply_and_names_it() -> None:
     out = io.StringIO()
     async with aiohttp.ClientSession() as session:
-        sent = await CliChannel(Settings(_env_file=None), out).send_text(session, "seller", "oi", typing_s=3)
+        sent = await CliChannel(out).send_text(session, "seller", "oi", typing_s=3)
     assert out.getvalue() == "bot> oi\n"
     assert sent.provider_message_id and sent.provider_message_id.startswith("cli-")
 
@@ -549,7 +550,7 @@ async def test_a_broken_terminal_is_permanent() -> None:
     out.close()
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ProviderError) as raised:
-            await CliChannel(Settings(_env_file=None), out).send_text(session, "seller", "oi", typing_s=0)
+            await CliChannel(out).send_text(session, "seller", "oi", typing_s=0)
     assert isinstance(raised.value, Permanent)
     assert_flags_follow_the_type(raised.value)
 
@@ -647,7 +648,7 @@ async def test_media_urls_that_are_not_http_are_refused_for_good(case: Case, url
 def test_optional_capabilities_are_found_by_protocol_not_by_name(
     case: Case | None, capabilities: set[str]
 ) -> None:
-    channel = case.channel() if case is not None else CliChannel(Settings(_env_file=None))
+    channel = case.channel() if case is not None else CliChannel()
     found = {
         name
         for name, lookup in (

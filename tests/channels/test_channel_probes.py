@@ -20,6 +20,7 @@ from channels.zapi import ZapiChannel
 from core.probe import ProbeResult, ProbeVerdict
 from core.settings import Settings
 from tests.helpers.channel_probe import FakeProbeIO
+from web.configs.channels import instagram_config, waha_config, whatsapp_cloud_config, zapi_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -58,19 +59,23 @@ def zapi(**overrides: Any) -> ZapiChannel:
         "zapi_instance_token": ZAPI_TOKEN,
         "zapi_client_token": ZAPI_CLIENT,
     }
-    return ZapiChannel(settings(**{**values, **overrides}))
+    return ZapiChannel(zapi_config(settings(**{**values, **overrides})))
 
 
 def waha(**overrides: Any) -> WahaChannel:
-    return WahaChannel(settings(**{"waha_url": WAHA, "waha_api_key": WAHA_KEY, **overrides}))
+    return WahaChannel(waha_config(settings(**{"waha_url": WAHA, "waha_api_key": WAHA_KEY, **overrides})))
 
 
 def cloud() -> WhatsAppCloudChannel:
-    return WhatsAppCloudChannel(settings(whatsapp_phone_number_id=PHONE_ID, whatsapp_access_token=WA_TOKEN))
+    return WhatsAppCloudChannel(
+        whatsapp_cloud_config(settings(whatsapp_phone_number_id=PHONE_ID, whatsapp_access_token=WA_TOKEN))
+    )
 
 
 def instagram() -> InstagramChannel:
-    return InstagramChannel(settings(instagram_account_id=IG_ID, instagram_access_token=IG_TOKEN))
+    return InstagramChannel(
+        instagram_config(settings(instagram_account_id=IG_ID, instagram_access_token=IG_TOKEN))
+    )
 
 
 # --- Z-API ------------------------------------------------------------------------------

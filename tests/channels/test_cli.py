@@ -17,6 +17,7 @@ from core.errors import ProviderError, WebhookRejected
 from core.settings import Settings
 from tests.helpers.clock import TestClock
 from web.app import create_app
+from web.configs.channels import channels_config
 
 
 @pytest.fixture
@@ -29,9 +30,9 @@ async def send(channel: CliChannel, text: str) -> Any:
         return await channel.send_text(session, "terminal", text, typing_s=5)
 
 
-async def test_send_text_writes_the_reply_to_the_stream_with_a_bot_prefix(settings: Settings) -> None:
+async def test_send_text_writes_the_reply_to_the_stream_with_a_bot_prefix() -> None:
     out = io.StringIO()
-    channel = CliChannel(settings, output=out)
+    channel = CliChannel(output=out)
     sent = await send(channel, "Olá! Sou da Seleto Industrial. Qual é o seu nome?")
     assert out.getvalue() == "bot> Olá! Sou da Seleto Industrial. Qual é o seu nome?\n"
     assert sent.provider_message_id and sent.provider_message_id.startswith("cli-")
@@ -39,9 +40,9 @@ async def test_send_text_writes_the_reply_to_the_stream_with_a_bot_prefix(settin
     assert again.provider_message_id != sent.provider_message_id
 
 
-async def test_long_replies_are_wrapped_and_line_breaks_kept(settings: Settings) -> None:
+async def test_long_replies_are_wrapped_and_line_breaks_kept() -> None:
     out = io.StringIO()
-    channel = CliChannel(settings, output=out, width=40)
+    channel = CliChannel(output=out, width=40)
     text = (
         "Temos moedores e formadoras de hambúrguer para vários volumes de produção diária.\n"
         "- Moedor M-98\n- Formadora F-200"
@@ -60,23 +61,21 @@ def test_format_keeps_blank_lines_between_paragraphs() -> None:
     assert format_bot_message("Oi!\n\nTudo bem?", width=80) == "bot> Oi!\n\n     Tudo bem?"
 
 
-async def test_without_a_stream_it_writes_to_the_current_stdout(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
-) -> None:
-    await send(CliChannel(settings), "Bom dia!")
+async def test_without_a_stream_it_writes_to_the_current_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    await send(CliChannel(), "Bom dia!")
     assert capsys.readouterr().out == "bot> Bom dia!\n"
 
 
-async def test_a_closed_stream_is_a_permanent_send_error(settings: Settings) -> None:
+async def test_a_closed_stream_is_a_permanent_send_error() -> None:
     out = io.StringIO()
     out.close()
     with pytest.raises(ProviderError) as info:
-        await send(CliChannel(settings, output=out), "Oi")
+        await send(CliChannel(output=out), "Oi")
     assert info.value.retryable is False
 
 
-def test_webhooks_are_rejected(settings: Settings) -> None:
-    channel = CliChannel(settings)
+def test_webhooks_are_rejected() -> None:
+    channel = CliChannel()
     request = make_mocked_request("POST", "/webhooks/cli", headers={"Authorization": "Bearer x"})
     with pytest.raises(WebhookRejected) as auth:
         channel.authenticate(request, b"{}")
@@ -86,20 +85,20 @@ def test_webhooks_are_rejected(settings: Settings) -> None:
     assert 400 <= parse.value.status < 500
 
 
-async def test_there_is_no_media_to_fetch(settings: Settings) -> None:
+async def test_there_is_no_media_to_fetch() -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ProviderError) as info:
-            await CliChannel(settings).fetch_media(session, "file:///etc/passwd", max_bytes=10)
+            await CliChannel().fetch_media(session, "file:///etc/passwd", max_bytes=10)
     assert info.value.retryable is False
 
 
-def test_always_configured_even_with_no_environment(settings: Settings) -> None:
-    assert CliChannel(settings).configured is True
-    assert CliChannel(settings).name == "cli"
+def test_always_configured_even_with_no_environment() -> None:
+    assert CliChannel().configured is True
+    assert CliChannel().name == "cli"
 
 
 def test_registry_has_every_channel_and_cli(settings: Settings) -> None:
-    channels = build_channels(settings)
+    channels = build_channels(channels_config(settings))
     assert {"zapi", "waha", "whatsapp_cloud", "cli"} <= set(channels)
     assert isinstance(channels["zapi"], ZapiChannel)
     assert isinstance(channels["cli"], CliChannel)

@@ -25,12 +25,14 @@ from channels.instagram import (
     STORY_REPLY_LABEL,
     TYPING_MAX_S,
     InstagramChannel,
+    InstagramConfig,
     MetaApiError,
     OutsideWindow,
 )
 from core.errors import ProviderError, WebhookRejected
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
+from web.configs.channels import instagram_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "instagram"
 
@@ -65,6 +67,11 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def make_config(**overrides: Any) -> InstagramConfig:
+    """The adapter's config as the app maps it, so blank values read as unset like in production."""
+    return instagram_config(make_settings(**overrides))
+
+
 class RecordingSleep:
     """Stands in for asyncio.sleep: the typing pause is asserted, not waited for."""
 
@@ -82,7 +89,7 @@ def sleep() -> RecordingSleep:
 
 @pytest.fixture
 def channel(sleep: RecordingSleep) -> InstagramChannel:
-    return InstagramChannel(make_settings(), sleep=sleep)
+    return InstagramChannel(make_config(), sleep=sleep)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -135,8 +142,8 @@ def test_channel_identity(channel: InstagramChannel) -> None:
     assert channel.window_hours == 24
     assert channel.rate_per_s == 3.5
     assert channel.configured is True
-    assert InstagramChannel(make_settings(instagram_access_token=None)).configured is False
-    assert InstagramChannel(make_settings(instagram_account_id=" ")).configured is False
+    assert InstagramChannel(make_config(instagram_access_token=None)).configured is False
+    assert InstagramChannel(make_config(instagram_account_id=" ")).configured is False
 
 
 # --- parsing: messages from the lead -----------------------------------------------
@@ -370,7 +377,7 @@ def test_message_from_our_own_account_is_an_echo_without_the_flag(channel: Insta
 
 
 def test_echo_flag_works_without_a_configured_account() -> None:
-    channel = InstagramChannel(make_settings(instagram_account_id=None))
+    channel = InstagramChannel(make_config(instagram_account_id=None))
     [event] = channel.parse(load("message_echo.json")).ignored
     assert event.reason == "echo" and event.message.contact_id == IGSID
 
@@ -831,7 +838,7 @@ async def test_typing_failure_is_not_fatal(
 
 async def test_graph_url_and_version_come_from_settings(sleep: RecordingSleep) -> None:
     channel = InstagramChannel(
-        make_settings(meta_graph_url="http://127.0.0.1:9999/", meta_graph_version="v25.0"), sleep=sleep
+        make_config(meta_graph_url="http://127.0.0.1:9999/", meta_graph_version="v25.0"), sleep=sleep
     )
     url = "http://127.0.0.1:9999/v25.0/me/messages"
     with aioresponses() as mocked:
@@ -846,7 +853,7 @@ async def test_graph_url_and_version_come_from_settings(sleep: RecordingSleep) -
     [{"instagram_access_token": None}, {"instagram_account_id": None}, {"instagram_access_token": "  "}],
 )
 async def test_send_text_not_configured_is_permanent(overrides: dict[str, Any]) -> None:
-    channel = InstagramChannel(make_settings(**overrides))
+    channel = InstagramChannel(make_config(**overrides))
     with aioresponses() as mocked:
         async with aiohttp.ClientSession() as session:
             with pytest.raises(ProviderError) as exc_info:
@@ -1103,7 +1110,7 @@ async def test_profile_refuses_ids_that_are_not_ids(channel: InstagramChannel, i
 
 
 async def test_profile_without_token_asks_nothing() -> None:
-    channel = InstagramChannel(make_settings(instagram_access_token=None))
+    channel = InstagramChannel(make_config(instagram_access_token=None))
     with aioresponses() as mocked:
         async with aiohttp.ClientSession() as session:
             assert await channel.fetch_profile_name(session, IGSID) is None

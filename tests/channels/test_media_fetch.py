@@ -33,6 +33,7 @@ from core.settings import Settings
 from tests.conftest import zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import settled
+from web.configs.channels import media_config, waha_config, zapi_config
 from web.keys import STORE
 
 API_KEY = "waha-key-SECRET-7f6e5d4c"
@@ -179,7 +180,7 @@ INTERNAL_URLS = [
 
 @pytest.mark.parametrize("url", INTERNAL_URLS)
 async def test_media_urls_naming_an_internal_address_are_refused_without_a_request(url: str) -> None:
-    channel = ZapiChannel(make_settings())
+    channel = ZapiChannel(zapi_config(make_settings()))
     with aioresponses() as mocked:
         mocked.get(re.compile(r".*"), body=b"AKIA-secret-credentials", repeat=True)
         async with aiohttp.ClientSession() as session:
@@ -191,7 +192,7 @@ async def test_media_urls_naming_an_internal_address_are_refused_without_a_reque
 
 @pytest.mark.parametrize("url", ["http://u:p@cdn.example.com/m.ogg", "https://user@cdn.example.com/m.ogg"])
 async def test_media_urls_carrying_userinfo_are_refused(url: str) -> None:
-    channel = ZapiChannel(make_settings())
+    channel = ZapiChannel(zapi_config(make_settings()))
     with aioresponses() as mocked:
         mocked.get(re.compile(r".*"), body=b"x", repeat=True)
         async with aiohttp.ClientSession() as session:
@@ -202,7 +203,7 @@ async def test_media_urls_carrying_userinfo_are_refused(url: str) -> None:
 
 
 async def test_a_public_address_is_fetched() -> None:
-    channel = ZapiChannel(make_settings())
+    channel = ZapiChannel(zapi_config(make_settings()))
     url = "https://storage.z-api.io/media/3EB0.ogg"
     with aioresponses() as mocked:
         mocked.get(url, body=AUDIO)
@@ -238,7 +239,7 @@ async def test_the_connection_goes_to_the_address_that_was_checked(media_host: M
     assert media_host.seen == []
 
     settings = make_settings(media_trusted_origins=[f"http://media.example.com:{media_host.port}"])
-    fetcher = MediaFetcher.from_settings(settings, lookup=lookup)
+    fetcher = MediaFetcher.from_config(media_config(settings), lookup=lookup)
     assert await fetcher.fetch(url, max_bytes=1000, timeout=TIMEOUT) == AUDIO
     assert [(s.path_qs, s.host) for s in media_host.seen] == [
         ("/store/a.ogg", f"media.example.com:{media_host.port}")
@@ -274,7 +275,7 @@ def trusting(media_host: MediaHost, **overrides: Any) -> Settings:
     ],
 )
 async def test_a_redirect_into_the_network_is_refused(media_host: MediaHost, target: str) -> None:
-    channel = ZapiChannel(trusting(media_host))
+    channel = ZapiChannel(zapi_config(trusting(media_host)))
     url = f"{media_host.origin}/redirect?to={target.format(port=media_host.port)}"
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ProviderError) as exc_info:
@@ -285,7 +286,7 @@ async def test_a_redirect_into_the_network_is_refused(media_host: MediaHost, tar
 
 async def test_a_redirect_to_a_name_resolving_inside_is_refused(media_host: MediaHost) -> None:
     lookup, asked = resolver({"cdn.example.com": ["127.0.0.1"]})
-    fetcher = MediaFetcher.from_settings(trusting(media_host), lookup=lookup)
+    fetcher = MediaFetcher.from_config(media_config(trusting(media_host)), lookup=lookup)
     url = f"{media_host.origin}/redirect?to=http://cdn.example.com:{media_host.port}/store/secret.ogg"
     with pytest.raises(MediaRefused):
         await fetcher.fetch(url, max_bytes=1000, timeout=TIMEOUT)
@@ -294,7 +295,7 @@ async def test_a_redirect_to_a_name_resolving_inside_is_refused(media_host: Medi
 
 
 async def test_redirects_inside_a_trusted_origin_are_followed(media_host: MediaHost) -> None:
-    channel = ZapiChannel(trusting(media_host))
+    channel = ZapiChannel(zapi_config(trusting(media_host)))
     async with aiohttp.ClientSession() as session:
         data = await channel.fetch_media(
             session, f"{media_host.origin}/redirect?to=/store/a.ogg", max_bytes=1000
@@ -304,7 +305,7 @@ async def test_redirects_inside_a_trusted_origin_are_followed(media_host: MediaH
 
 
 async def test_endless_redirects_stop_after_five_hops(media_host: MediaHost) -> None:
-    channel = ZapiChannel(trusting(media_host))
+    channel = ZapiChannel(zapi_config(trusting(media_host)))
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ProviderError) as exc_info:
             await channel.fetch_media(session, f"{media_host.origin}/loop/0", max_bytes=1000)
@@ -313,7 +314,7 @@ async def test_endless_redirects_stop_after_five_hops(media_host: MediaHost) -> 
 
 
 async def test_a_body_without_content_length_stops_at_the_limit(media_host: MediaHost) -> None:
-    channel = ZapiChannel(trusting(media_host))
+    channel = ZapiChannel(zapi_config(trusting(media_host)))
     async with aiohttp.ClientSession() as session:
         with pytest.raises(MediaTooLarge) as exc_info:
             await channel.fetch_media(session, f"{media_host.origin}/endless", max_bytes=100_000)
@@ -324,7 +325,7 @@ async def test_a_body_without_content_length_stops_at_the_limit(media_host: Medi
 
 
 def waha_on(media_host: MediaHost, **overrides: Any) -> WahaChannel:
-    return WahaChannel(make_settings(waha_url=media_host.origin, **overrides))
+    return WahaChannel(waha_config(make_settings(waha_url=media_host.origin, **overrides)))
 
 
 async def test_waha_files_are_fetched_with_the_key(media_host: MediaHost) -> None:
@@ -392,7 +393,7 @@ async def test_trusting_wahas_origin_explicitly_does_not_open_its_api(media_host
 
 @pytest.mark.parametrize("entry", ["waha:3000", "http://minio:9000/bucket", "ftp://files.example.com", "*"])
 async def test_a_malformed_trusted_origin_trusts_nothing(entry: str) -> None:
-    channel = ZapiChannel(make_settings(media_trusted_origins=[entry]))
+    channel = ZapiChannel(zapi_config(make_settings(media_trusted_origins=[entry])))
     with aioresponses() as mocked:
         mocked.get(re.compile(r".*"), body=b"x", repeat=True)
         async with aiohttp.ClientSession() as session:

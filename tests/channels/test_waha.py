@@ -18,10 +18,11 @@ from aioresponses import aioresponses
 from yarl import URL
 
 from channels.base import DeliveryStatus, ParsedWebhook
-from channels.waha import WahaChannel
+from channels.waha import WahaChannel, WahaConfig
 from core.errors import ProviderError, WebhookRejected
 from core.models import InboundMessage, MessageKind, contact_key_for
 from core.settings import Settings
+from web.configs.channels import waha_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "waha"
 
@@ -50,9 +51,14 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def make_config(**overrides: Any) -> WahaConfig:
+    """The adapter's config as the app maps it, so blank values read as unset like in production."""
+    return waha_config(make_settings(**overrides))
+
+
 @pytest.fixture
 def channel() -> WahaChannel:
-    return WahaChannel(make_settings())
+    return WahaChannel(make_config())
 
 
 def load(name: str) -> dict[str, Any]:
@@ -92,10 +98,10 @@ def test_channel_identity(channel: WahaChannel) -> None:
     assert channel.name == "waha"
     assert channel.window_hours is None
     assert channel.rate_per_s == 10.0
-    assert WahaChannel(make_settings(waha_rate_per_s=3.5)).rate_per_s == 3.5
+    assert WahaChannel(make_config(waha_rate_per_s=3.5)).rate_per_s == 3.5
     assert channel.configured is True
-    assert WahaChannel(make_settings(waha_url=None)).configured is False
-    assert WahaChannel(make_settings(waha_url="  ")).configured is False
+    assert WahaChannel(make_config(waha_url=None)).configured is False
+    assert WahaChannel(make_config(waha_url="  ")).configured is False
 
 
 # --- parsing: messages -------------------------------------------------------------
@@ -329,7 +335,7 @@ def test_other_session_is_ignored(channel: WahaChannel) -> None:
         result = channel.parse(payload)
         assert result.messages == [] and result.statuses == [] and result.connection is None
         assert [e.reason for e in result.ignored] == ["other_session"]
-    configured = WahaChannel(make_settings(waha_session="wpp-org-2-user-9"))
+    configured = WahaChannel(make_config(waha_session="wpp-org-2-user-9"))
     payload = load("message_text.json")
     payload["session"] = "wpp-org-2-user-9"
     assert only_message(configured.parse(payload)).contact_id == PHONE
@@ -570,14 +576,14 @@ def test_without_a_secret_or_hmac_key_every_request_is_refused(channel: WahaChan
 
 def test_hmac_matches_wahas_documented_example() -> None:
     example = load("hmac_example.json")
-    channel = WahaChannel(make_settings(waha_webhook_hmac_key=example["key"]))
+    channel = WahaChannel(make_config(waha_webhook_hmac_key=example["key"]))
     headers = {"X-Webhook-Hmac": example["hmac"], "X-Webhook-Hmac-Algorithm": example["algorithm"]}
     channel.authenticate(_request(headers=headers), example["body"].encode())
 
 
 @pytest.mark.parametrize("algorithm", ["sha512", "SHA512", None])
 def test_hmac_valid_signature(algorithm: str | None) -> None:
-    channel = WahaChannel(make_settings(waha_webhook_hmac_key=HMAC_KEY))
+    channel = WahaChannel(make_config(waha_webhook_hmac_key=HMAC_KEY))
     headers = {"X-Webhook-Hmac": _sign(BODY)}
     if algorithm is not None:
         headers["X-Webhook-Hmac-Algorithm"] = algorithm
@@ -601,7 +607,7 @@ def test_hmac_valid_signature(algorithm: str | None) -> None:
     ],
 )
 def test_hmac_forged_or_missing(headers: dict[str, str], status: int) -> None:
-    channel = WahaChannel(make_settings(waha_webhook_hmac_key=HMAC_KEY))
+    channel = WahaChannel(make_config(waha_webhook_hmac_key=HMAC_KEY))
     with pytest.raises(WebhookRejected) as exc_info:
         channel.authenticate(_request(headers=headers), BODY)
     assert exc_info.value.status == status
@@ -610,7 +616,7 @@ def test_hmac_forged_or_missing(headers: dict[str, str], status: int) -> None:
 
 @pytest.mark.parametrize("position", [0, 1, len(BODY) // 2, len(BODY) - 1])
 def test_hmac_body_altered_by_one_byte(position: int) -> None:
-    channel = WahaChannel(make_settings(waha_webhook_hmac_key=HMAC_KEY))
+    channel = WahaChannel(make_config(waha_webhook_hmac_key=HMAC_KEY))
     signature = _sign(BODY)
     altered = bytearray(BODY)
     altered[position] ^= 0x01
@@ -623,7 +629,7 @@ def test_hmac_body_altered_by_one_byte(position: int) -> None:
 
 
 def test_hmac_takes_precedence_over_url_secret() -> None:
-    channel = WahaChannel(make_settings(waha_webhook_hmac_key=HMAC_KEY, waha_webhook_secret=WEBHOOK_SECRET))
+    channel = WahaChannel(make_config(waha_webhook_hmac_key=HMAC_KEY, waha_webhook_secret=WEBHOOK_SECRET))
     with pytest.raises(WebhookRejected) as exc_info:
         channel.authenticate(_request(f"/webhooks/waha?token={WEBHOOK_SECRET}"), BODY)
     assert exc_info.value.status == 401
@@ -639,7 +645,7 @@ def test_hmac_takes_precedence_over_url_secret() -> None:
     ],
 )
 def test_url_secret_accepted(path: str, headers: dict[str, str]) -> None:
-    channel = WahaChannel(make_settings(waha_webhook_secret=WEBHOOK_SECRET))
+    channel = WahaChannel(make_config(waha_webhook_secret=WEBHOOK_SECRET))
     channel.authenticate(_request(path, headers), BODY)
 
 
@@ -656,7 +662,7 @@ def test_url_secret_accepted(path: str, headers: dict[str, str]) -> None:
     ],
 )
 def test_url_secret_rejected(path: str, headers: dict[str, str]) -> None:
-    channel = WahaChannel(make_settings(waha_webhook_secret=WEBHOOK_SECRET))
+    channel = WahaChannel(make_config(waha_webhook_secret=WEBHOOK_SECRET))
     with pytest.raises(WebhookRejected) as exc_info:
         channel.authenticate(_request(path, headers), BODY)
     assert exc_info.value.status == 401
@@ -781,7 +787,7 @@ async def test_send_text_refuses_non_user_chats(channel: WahaChannel, contact_id
 
 
 async def test_send_text_without_api_key_sends_no_header() -> None:
-    channel = WahaChannel(make_settings(waha_api_key=None))
+    channel = WahaChannel(make_config(waha_api_key=None))
     with aioresponses() as mocked:
         mocked.post(SEEN_URL, status=201)
         mocked.post(SEND_URL, status=201, payload={"id": "true_x"})
@@ -791,7 +797,7 @@ async def test_send_text_without_api_key_sends_no_header() -> None:
 
 
 async def test_send_text_custom_session_and_base_path() -> None:
-    channel = WahaChannel(make_settings(waha_url="https://host.example.com/waha/", waha_session="vendas"))
+    channel = WahaChannel(make_config(waha_url="https://host.example.com/waha/", waha_session="vendas"))
     with aioresponses() as mocked:
         mocked.post("https://host.example.com/waha/api/sendSeen", status=201)
         mocked.post("https://host.example.com/waha/api/sendText", status=201, payload={"id": "true_x"})
@@ -942,7 +948,7 @@ async def test_fetch_media_rewrites_wahas_localhost_url_and_sends_key(channel: W
 
 
 async def test_fetch_media_keeps_a_public_waha_url() -> None:
-    channel = WahaChannel(make_settings(waha_url="https://waha.example.com"))
+    channel = WahaChannel(make_config(waha_url="https://waha.example.com"))
     url = "https://waha.example.com/api/files/false_5511999999999@c.us_3EB0A1B2C3D4E5F60005.mp4"
     with aioresponses() as mocked:
         mocked.get(url, body=b"video")

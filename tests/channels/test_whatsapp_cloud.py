@@ -25,10 +25,12 @@ from channels.whatsapp_cloud import (
     MetaApiError,
     OutsideWindow,
     WhatsAppCloudChannel,
+    WhatsAppCloudConfig,
 )
 from core.errors import ProviderError, WebhookRejected
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
+from web.configs.channels import whatsapp_cloud_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "whatsapp_cloud"
 
@@ -65,9 +67,14 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def make_config(**overrides: Any) -> WhatsAppCloudConfig:
+    """The adapter's config as the app maps it, so blank values read as unset like in production."""
+    return whatsapp_cloud_config(make_settings(**overrides))
+
+
 @pytest.fixture
 def channel() -> WhatsAppCloudChannel:
-    return WhatsAppCloudChannel(make_settings())
+    return WhatsAppCloudChannel(make_config())
 
 
 def load(name: str) -> dict[str, Any]:
@@ -112,9 +119,9 @@ def test_channel_identity(channel: WhatsAppCloudChannel) -> None:
     assert channel.window_hours == 24
     assert channel.rate_per_s == 50.0
     assert channel.configured is True
-    assert WhatsAppCloudChannel(make_settings(whatsapp_access_token=None)).configured is False
-    assert WhatsAppCloudChannel(make_settings(whatsapp_phone_number_id="  ")).configured is False
-    assert WhatsAppCloudChannel(make_settings(whatsapp_rate_per_s=7)).rate_per_s == 7
+    assert WhatsAppCloudChannel(make_config(whatsapp_access_token=None)).configured is False
+    assert WhatsAppCloudChannel(make_config(whatsapp_phone_number_id="  ")).configured is False
+    assert WhatsAppCloudChannel(make_config(whatsapp_rate_per_s=7)).rate_per_s == 7
 
 
 # --- parsing: received messages ----------------------------------------------------
@@ -409,7 +416,7 @@ def test_status_for_another_phone_number_is_ignored(channel: WhatsAppCloudChanne
 
 
 def test_without_configured_number_every_number_is_accepted() -> None:
-    channel = WhatsAppCloudChannel(make_settings(whatsapp_phone_number_id=None))
+    channel = WhatsAppCloudChannel(make_config(whatsapp_phone_number_id=None))
     payload = load("text.json")
     first_value(payload)["metadata"]["phone_number_id"] = "999999999999999"
     assert only_message(channel.parse(payload)).contact_id == LEAD
@@ -714,12 +721,12 @@ def test_body_altered_by_one_byte_is_rejected(channel: WhatsAppCloudChannel) -> 
 
 
 def test_without_app_secret_nothing_is_accepted() -> None:
-    channel = WhatsAppCloudChannel(make_settings(meta_app_secret=None))
+    channel = WhatsAppCloudChannel(make_config(meta_app_secret=None))
     body = _raw()
     with pytest.raises(WebhookRejected) as exc_info:
         channel.authenticate(_request({"X-Hub-Signature-256": _sign(body)}), body)
     assert exc_info.value.status == 401
-    blank = WhatsAppCloudChannel(make_settings(meta_app_secret="  "))
+    blank = WhatsAppCloudChannel(make_config(meta_app_secret="  "))
     with pytest.raises(WebhookRejected):
         blank.authenticate(_request({"X-Hub-Signature-256": _sign(body, "  ")}), body)
 
@@ -782,7 +789,7 @@ async def test_send_text_to_a_username_user_uses_recipient(channel: WhatsAppClou
 
 async def test_send_text_honours_graph_url_and_version() -> None:
     channel = WhatsAppCloudChannel(
-        make_settings(meta_graph_url="http://127.0.0.1:9999/graph/", meta_graph_version="v99.0")
+        make_config(meta_graph_url="http://127.0.0.1:9999/graph/", meta_graph_version="v99.0")
     )
     url = f"http://127.0.0.1:9999/graph/v99.0/{PHONE_NUMBER_ID}/messages"
     with aioresponses() as mocked:
@@ -811,7 +818,7 @@ async def test_send_template_posts_documented_request(channel: WhatsAppCloudChan
 
 
 async def test_send_template_language_defaults_to_settings() -> None:
-    channel = WhatsAppCloudChannel(make_settings(whatsapp_template_language="es_MX"))
+    channel = WhatsAppCloudChannel(make_config(whatsapp_template_language="es_MX"))
     with aioresponses() as mocked:
         mocked.post(SEND_URL, payload=load("send_template_response.json"))
         async with aiohttp.ClientSession() as session:
@@ -850,7 +857,7 @@ async def test_send_text_does_not_sleep_for_typing(channel: WhatsAppCloudChannel
     ],
 )
 async def test_not_configured_is_permanent(call: str, kwargs: dict[str, Any]) -> None:
-    channel = WhatsAppCloudChannel(make_settings(whatsapp_access_token=None))
+    channel = WhatsAppCloudChannel(make_config(whatsapp_access_token=None))
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ProviderError) as exc_info:
             await getattr(channel, call)(session, **kwargs)
@@ -1237,7 +1244,7 @@ async def test_fetch_media_only_accepts_its_own_pseudo_urls(channel: WhatsAppClo
 
 
 async def test_fetch_media_not_configured_is_permanent() -> None:
-    channel = WhatsAppCloudChannel(make_settings(whatsapp_access_token=None))
+    channel = WhatsAppCloudChannel(make_config(whatsapp_access_token=None))
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ProviderError) as exc_info:
             await channel.fetch_media(session, MEDIA_URL, max_bytes=1000)

@@ -15,10 +15,11 @@ from aioresponses import aioresponses
 from yarl import URL
 
 from channels.base import ParsedWebhook
-from channels.zapi import ZapiChannel
+from channels.zapi import ZapiChannel, ZapiConfig
 from core.errors import ProviderError, WebhookRejected
 from core.models import InboundMessage, MessageKind
 from core.settings import Settings
+from web.configs.channels import zapi_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "zapi"
 
@@ -45,9 +46,14 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def make_config(**overrides: Any) -> ZapiConfig:
+    """The adapter's config as the app maps it, so blank values read as unset like in production."""
+    return zapi_config(make_settings(**overrides))
+
+
 @pytest.fixture
 def channel() -> ZapiChannel:
-    return ZapiChannel(make_settings())
+    return ZapiChannel(make_config())
 
 
 def load(name: str) -> dict[str, Any]:
@@ -81,8 +87,8 @@ def test_every_fixture_cites_its_source() -> None:
 def test_channel_identity(channel: ZapiChannel) -> None:
     assert channel.name == "zapi"
     assert channel.configured is True
-    assert ZapiChannel(make_settings(zapi_instance_id=None)).configured is False
-    assert ZapiChannel(make_settings(zapi_instance_token=None)).configured is False
+    assert ZapiChannel(make_config(zapi_instance_id=None)).configured is False
+    assert ZapiChannel(make_config(zapi_instance_token=None)).configured is False
 
 
 def test_text(channel: ZapiChannel) -> None:
@@ -505,7 +511,7 @@ def test_without_a_secret_every_request_is_refused(channel: ZapiChannel, path: s
     ],
 )
 def test_auth_accepts_the_secret(path: str, headers: dict[str, str]) -> None:
-    channel = ZapiChannel(make_settings(zapi_webhook_secret=WEBHOOK_SECRET))
+    channel = ZapiChannel(make_config(zapi_webhook_secret=WEBHOOK_SECRET))
     channel.authenticate(_request(path, headers), b"{}")
 
 
@@ -523,7 +529,7 @@ def test_auth_accepts_the_secret(path: str, headers: dict[str, str]) -> None:
     ],
 )
 def test_auth_rejects_missing_or_wrong_secret(path: str, headers: dict[str, str]) -> None:
-    channel = ZapiChannel(make_settings(zapi_webhook_secret=WEBHOOK_SECRET))
+    channel = ZapiChannel(make_config(zapi_webhook_secret=WEBHOOK_SECRET))
     with pytest.raises(WebhookRejected) as exc_info:
         channel.authenticate(_request(path, headers), b"{}")
     assert exc_info.value.status == 401
@@ -531,7 +537,7 @@ def test_auth_rejects_missing_or_wrong_secret(path: str, headers: dict[str, str]
 
 
 def test_blank_secret_means_unset_and_refuses() -> None:
-    channel = ZapiChannel(make_settings(zapi_webhook_secret="  "))
+    channel = ZapiChannel(make_config(zapi_webhook_secret="  "))
     assert channel.missing_webhook_secret == "ZAPI_WEBHOOK_SECRET"
     with pytest.raises(WebhookRejected):
         channel.authenticate(_request("/webhooks/zapi?token=++"), b"{}")
@@ -561,7 +567,7 @@ async def test_send_text_posts_documented_request(channel: ZapiChannel) -> None:
 
 @pytest.mark.parametrize(("typing_s", "expected"), [(0, None), (-2, None), (1, 1), (15, 15), (40, 15)])
 async def test_send_text_clamps_typing_delay(typing_s: int, expected: int | None) -> None:
-    channel = ZapiChannel(make_settings())
+    channel = ZapiChannel(make_config())
     with aioresponses() as mocked:
         mocked.post(SEND_URL, payload={"zaapId": "z", "messageId": "m", "id": "m"})
         async with aiohttp.ClientSession() as session:
@@ -571,7 +577,7 @@ async def test_send_text_clamps_typing_delay(typing_s: int, expected: int | None
 
 
 async def test_send_text_without_client_token_sends_no_header() -> None:
-    channel = ZapiChannel(make_settings(zapi_client_token=None))
+    channel = ZapiChannel(make_config(zapi_client_token=None))
     with aioresponses() as mocked:
         mocked.post(SEND_URL, payload={"messageId": "m"})
         async with aiohttp.ClientSession() as session:
@@ -580,7 +586,7 @@ async def test_send_text_without_client_token_sends_no_header() -> None:
 
 
 async def test_send_text_base_url_trailing_slash() -> None:
-    channel = ZapiChannel(make_settings(zapi_base_url=BASE_URL + "/"))
+    channel = ZapiChannel(make_config(zapi_base_url=BASE_URL + "/"))
     with aioresponses() as mocked:
         mocked.post(SEND_URL, payload={"messageId": "m"})
         async with aiohttp.ClientSession() as session:

@@ -34,6 +34,7 @@ import asyncio
 import functools
 import gc
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -245,10 +246,11 @@ async def main() -> None:
     args = parser.parse_args()
 
     child, port = start_fake_openai()
+    tmp = Path(tempfile.mkdtemp(prefix="sdr-turn-cpu-"))
     try:
         instrument_nodes()
         settings = fast_settings(
-            Path(tempfile.mkdtemp(prefix="sdr-turn-cpu-")),
+            tmp,
             openai_base_url=f"http://127.0.0.1:{port}/v1",
             log_level="WARNING",
         )
@@ -293,6 +295,7 @@ async def main() -> None:
         assert child.stdin is not None
         child.stdin.close()
         child.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print(
         f"CPU per turn, {args.rounds} rounds x {args.turns} sequential turns, window {args.history} messages, "

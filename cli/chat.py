@@ -22,6 +22,7 @@ from typing import TextIO
 from aiohttp import web
 
 from channels.cli import CliChannel
+from core.clock import utc_now
 from core.lead import LeadProfile, describe_lead, field_label, missing_fields
 from core.models import InboundMessage, MessageKind
 from core.records import LeadRecord, StoredMessage
@@ -29,6 +30,7 @@ from core.settings import Settings
 from store.base import Store
 from web.app import create_app
 from web.keys import CHANNELS, RUNNER, STORE
+from web.serve import configure_process
 
 CHAT_DEFAULT_CONTACT = "terminal"
 CHAT_PROMPT = "você> "
@@ -288,7 +290,8 @@ async def run_chat(
     contact_id = chat_contact_id(contact, fresh=fresh)
     display_name = (contact or "").strip() or None
 
-    app = create_app(settings)
+    configure_process(settings)  # create_app leaves the process's logging to its caller
+    app = create_app(settings, clock=utc_now)
     channel = app[CHANNELS].get("cli")
     if not isinstance(channel, CliChannel):
         raise RuntimeError("the cli channel is not registered (channels.registry)")

@@ -7,10 +7,12 @@ retried or replayed item builds the same event with the same event id.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from core.logging import get_logger
 from core.outbox import CapiEvent
 from core.records import OutboxItem
-from core.settings import Settings
 from integrations.meta_capi import LeadStage, MetaCapiClient, build_event, split_name
 from runtime.policies import PermanentDeliveryError
 from store.base import Store
@@ -27,11 +29,20 @@ STAGES: dict[str, LeadStage] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class CapiConfig:
+    """What the event needs beyond the lead: the Instagram account a page-scoped id
+    belongs to, and the event name a qualified lead is reported under."""
+
+    instagram_account_id: str | None = None
+    qualified_event: Literal["QualifiedLead", "CompleteRegistration"] = "QualifiedLead"
+
+
 class CapiDelivery:
-    def __init__(self, client: MetaCapiClient, store: Store, settings: Settings) -> None:
+    def __init__(self, client: MetaCapiClient, store: Store, config: CapiConfig) -> None:
         self.client = client
         self.store = store
-        self.settings = settings
+        self.config = config
 
     async def event(self, _item: OutboxItem, payload: CapiEvent) -> None:
         stage = STAGES.get(str(payload.stage))
@@ -57,10 +68,10 @@ class CapiDelivery:
                 state=profile.get("state"),
                 referral=lead.referral,
                 page_scoped_user_id=lead.contact_id if lead.channel == "instagram" else None,
-                instagram_account_id=self.settings.instagram_account_id,
+                instagram_account_id=self.config.instagram_account_id,
                 value=payload.value,
                 currency=payload.currency or "BRL",
-                qualified_event=self.settings.meta_capi_qualified_event,
+                qualified_event=self.config.qualified_event,
             )
         except ValueError as exc:
             raise PermanentDeliveryError(f"cannot build the CAPI event: {exc}") from exc

@@ -11,13 +11,13 @@ the erasure ran is handed to the erasure (runtime/erasure.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from core.errors import AuthFailed
 from core.logging import get_logger
 from core.outbox import ChatwootHandoff, ChatwootMessage, ChatwootProfile
 from core.records import OutboxItem
-from core.settings import Settings
 from integrations.chatwoot import ChatwootClient, ChatwootError
 from runtime.channel_health import ChannelHealth
 from runtime.erasure import late_chatwoot_item
@@ -35,13 +35,22 @@ class _LeadErased(Exception):
 _LIVE = {"open", "pending"}
 
 
+@dataclass(frozen=True, slots=True)
+class MirrorConfig:
+    """CHATWOOT_REOPEN_RESOLVED (a lead writing again reopens their resolved conversation)
+    and CHATWOOT_HANDOFF_TEAM_ID (the team a handed-off conversation is assigned to)."""
+
+    reopen_resolved: bool = False
+    handoff_team_id: int | None = None
+
+
 class ChatwootMirror:
     def __init__(
-        self, client: ChatwootClient, store: Store, settings: Settings, health: ChannelHealth
+        self, client: ChatwootClient, store: Store, config: MirrorConfig, health: ChannelHealth
     ) -> None:
         self.client = client
         self.store = store
-        self.settings = settings
+        self.config = config
         self.health = health
 
     async def _guard(self, coro: Any) -> Any:
@@ -85,7 +94,7 @@ class ChatwootMirror:
         conversation_id = None
         for conversation in await self._guard(self.client.contact_conversations(contact_id)):
             ours = conversation.inbox_id in (None, self.client.inbox_id)
-            if ours and (conversation.status in _LIVE or self.settings.chatwoot_reopen_resolved):
+            if ours and (conversation.status in _LIVE or self.config.reopen_resolved):
                 conversation_id = conversation.id
                 if conversation.status not in _LIVE:
                     await self._guard(self.client.toggle_status(conversation.id, "pending"))
@@ -159,7 +168,5 @@ class ChatwootMirror:
             self.client.create_message(conversation_id, payload.card, message_type="outgoing", private=True)
         )
         await self._guard(self.client.toggle_status(conversation_id, "open"))
-        if self.settings.chatwoot_handoff_team_id:
-            await self._guard(
-                self.client.assign_team(conversation_id, self.settings.chatwoot_handoff_team_id)
-            )
+        if self.config.handoff_team_id:
+            await self._guard(self.client.assign_team(conversation_id, self.config.handoff_team_id))

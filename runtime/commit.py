@@ -23,7 +23,6 @@ from core.records import (
     OutboxItem,
     TurnCommit,
 )
-from core.settings import Settings
 from runtime.handoff_card import HandoffCard
 from runtime.replies import MAX_TEXT_BYTES, fit_to_limit, split_reply, typing_seconds
 
@@ -44,16 +43,6 @@ class CommitConfig:
     typing_max_s: int
     chatwoot: bool
     follow_up_delays_h: tuple[float, ...]
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CommitConfig:
-        return cls(
-            reply_max_parts=settings.reply_max_parts,
-            typing_chars_per_s=settings.typing_chars_per_s,
-            typing_max_s=settings.typing_max_s,
-            chatwoot=settings.chatwoot_configured,
-            follow_up_delays_h=tuple(settings.follow_up_delays_h),
-        )
 
 
 @dataclass(frozen=True)

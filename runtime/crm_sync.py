@@ -11,10 +11,11 @@ is caught at the next saved id: what the sync created is handed to the erasure.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from core.logging import get_logger
 from core.outbox import PipeRunSync
 from core.records import LeadRecord, OutboxItem
-from core.settings import Settings
 from integrations.piperun import CrmLink, LeadCard, PipeRunClient, sync_lead
 from runtime.erasure import late_piperun_item
 from store.base import Store
@@ -28,18 +29,41 @@ class _ErasedMidSync(Exception):
         self.link = link
 
 
+@dataclass(frozen=True, slots=True)
+class CrmSyncConfig:
+    """Where a lead lands in PipeRun, and where the deal note links back to Chatwoot."""
+
+    pipeline_id: int
+    stage_id: int
+    owner_id: int | None = None
+    origin_id: int | None = None
+    # Instagram's own origin, and the one of every other channel (WhatsApp, the
+    # terminal): either wins over `origin_id` when set.
+    origin_id_instagram: int | None = None
+    origin_id_whatsapp: int | None = None
+    chatwoot_api_url: str | None = None
+    chatwoot_account_id: str | None = None
+
+    def origin_for(self, channel: str) -> int | None:
+        if channel == "instagram" and self.origin_id_instagram:
+            return self.origin_id_instagram
+        if channel != "instagram" and self.origin_id_whatsapp:
+            return self.origin_id_whatsapp
+        return self.origin_id
+
+
 class CrmSync:
-    def __init__(self, client: PipeRunClient, store: Store, settings: Settings) -> None:
+    def __init__(self, client: PipeRunClient, store: Store, config: CrmSyncConfig) -> None:
         self.client = client
         self.store = store
-        self.settings = settings
+        self.config = config
 
     def _chatwoot_url(self, lead: LeadRecord) -> str | None:
-        s = self.settings
-        if not (s.chatwoot_api_url and s.chatwoot_account_id and lead.chatwoot_conversation_id):
+        c = self.config
+        if not (c.chatwoot_api_url and c.chatwoot_account_id and lead.chatwoot_conversation_id):
             return None
-        base = s.chatwoot_api_url.rstrip("/")
-        return f"{base}/app/accounts/{s.chatwoot_account_id}/conversations/{lead.chatwoot_conversation_id}"
+        base = c.chatwoot_api_url.rstrip("/")
+        return f"{base}/app/accounts/{c.chatwoot_account_id}/conversations/{lead.chatwoot_conversation_id}"
 
     async def sync(self, item: OutboxItem, payload: PipeRunSync) -> None:
         assert item.id is not None
@@ -72,16 +96,15 @@ class CrmSync:
                 deal_id=current.deal_id,
             )
 
-        assert self.settings.piperun_pipeline_id is not None and self.settings.piperun_stage_id is not None
         try:
             final = await sync_lead(
                 self.client,
                 LeadCard.from_record(lead, chatwoot_url=self._chatwoot_url(lead)),
                 link,
-                pipeline_id=self.settings.piperun_pipeline_id,
-                stage_id=self.settings.piperun_stage_id,
-                origin_id=self.settings.piperun_origin_for(lead.channel),
-                owner_id=self.settings.piperun_owner_id,
+                pipeline_id=self.config.pipeline_id,
+                stage_id=self.config.stage_id,
+                origin_id=self.config.origin_for(lead.channel),
+                owner_id=self.config.owner_id,
                 on_progress=progress,
             )
         except _ErasedMidSync as erased:

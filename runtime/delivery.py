@@ -9,6 +9,7 @@ channel red in /api/health, and an invalid recipient is recorded on the message.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -18,7 +19,6 @@ from core.errors import OutsideWindow, ProviderError
 from core.logging import get_logger
 from core.outbox import ChatwootHandoff, Reengage, SendText, chatwoot_lane
 from core.records import OutboxItem
-from core.settings import Settings
 from runtime.channel_health import ChannelHealth
 from runtime.handoff_card import HandoffCard
 from runtime.persist import until_stored
@@ -32,6 +32,16 @@ log = get_logger(__name__)
 HUMAN_AGENT_WINDOW_HOURS = 7 * 24
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """Outside the window: WHATSAPP_REENGAGE_TEMPLATE (and its language) if set, else a
+    handoff, announced in Chatwoot when Chatwoot is configured."""
+
+    reengage_template: str | None = None
+    template_language: str = "pt_BR"
+    chatwoot: bool = False
+
+
 class Delivery:
     def __init__(
         self,
@@ -39,7 +49,7 @@ class Delivery:
         channels: Mapping[str, Channel],
         session: aiohttp.ClientSession,
         store: Store,
-        settings: Settings,
+        config: DeliveryConfig,
         health: ChannelHealth,
         card: HandoffCard,
         clock: Callable[[], datetime] | None = None,
@@ -47,7 +57,7 @@ class Delivery:
         self.channels = channels
         self.session = session
         self.store = store
-        self.settings = settings
+        self.config = config
         self.health = health
         self.card = card
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -155,7 +165,7 @@ class Delivery:
         self, channel: Channel, contact_id: str, contact_key: str, *, message_id: int | None
     ) -> None:
         """Free text cannot go out: use the approved template, or hand the lead to a person."""
-        template = self.settings.whatsapp_reengage_template
+        template = self.config.reengage_template
         send_template = getattr(channel, "send_template", None)
         if template and send_template is not None:
             await self.limiters[channel.name].acquire()
@@ -163,7 +173,7 @@ class Delivery:
                 self.session,
                 contact_id,
                 name=template,
-                language=self.settings.whatsapp_template_language,
+                language=self.config.template_language,
             )
             outcome = f"outside the {channel.window_hours} h window: template {template!r} sent instead"
         else:
@@ -172,7 +182,7 @@ class Delivery:
                 reason=self.card.window_closed_reason,
                 summary=self.card.window_closed_summary,
             )
-            if self.settings.chatwoot_configured:
+            if self.config.chatwoot:
                 # The team must see it: the same note + `open` as any other handoff.
                 note = ChatwootHandoff(contact_key=contact_key, card=self.card.window_closed())
                 await self.store.enqueue(

@@ -17,7 +17,8 @@ handlers when they find the tombstone (`late_chatwoot_item`, `late_piperun_item`
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from tenacity import retry_if_exception, stop_never
 
@@ -25,11 +26,17 @@ from core.errors import Retryable
 from core.logging import get_logger
 from core.outbox import ChatwootErase, LeadErasure, PipeRunErase
 from core.records import OutboxItem
-from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
 from integrations.piperun import EXTERNAL_CODE_PREFIX, PipeRunClient, PipeRunError
 from runtime.lifecycle import Subscription, erased_items
-from runtime.policies import DeliveryPolicy, JitteredBackoff, effective_spec, is_transient
+from runtime.policies import (
+    TABLE_AS_IS,
+    DeliveryPolicy,
+    JitteredBackoff,
+    OutboxKnobs,
+    effective_spec,
+    is_transient,
+)
 from store.base import Store
 
 log = get_logger(__name__)
@@ -45,10 +52,20 @@ ANONYMOUS_NOTE = "Dados pessoais removidos a pedido do titular (LGPD)."
 _OUR_NOTE = re.compile(re.escape(EXTERNAL_CODE_PREFIX) + r"[0-9a-f]{20}")
 
 
-def erasure_policy(integration: str, settings: Settings) -> DeliveryPolicy:
+@dataclass(frozen=True, slots=True)
+class ErasureConfig:
+    """Where an erasure can go (an integration not configured is skipped, and logged),
+    and what PIPERUN_FORGET says to do with the PipeRun person."""
+
+    chatwoot: bool
+    piperun: bool
+    piperun_forget: Literal["delete", "anonymize"] = "anonymize"
+
+
+def erasure_policy(integration: str, knobs: OutboxKnobs = TABLE_AS_IS) -> DeliveryPolicy:
     """The integration's backoff, without its attempt budget: an erasure waits out an
     outage of any length. A refusal (4xx) still ends it, as a dead item to look at."""
-    spec = effective_spec(integration, settings)
+    spec = effective_spec(integration, knobs)
     return DeliveryPolicy(
         name=f"{integration}:erasure",
         stop=stop_never,
@@ -58,9 +75,9 @@ def erasure_policy(integration: str, settings: Settings) -> DeliveryPolicy:
     )
 
 
-def fanout_policy(settings: Settings) -> DeliveryPolicy:
+def fanout_policy(knobs: OutboxKnobs = TABLE_AS_IS) -> DeliveryPolicy:
     """The fan-out only writes to the store: retried like the most patient integration."""
-    return replace(erasure_policy("chatwoot", settings), name="erasure")
+    return replace(erasure_policy("chatwoot", knobs), name="erasure")
 
 
 def chatwoot_erase_item(contact_id: int, *, erasure_id: int | None) -> OutboxItem:
@@ -92,9 +109,9 @@ def late_piperun_item(person_id: int | None, deal_id: int | None) -> OutboxItem:
 class ErasureFanout:
     """Handler of `lead_erasure`: one item per integration that may hold the lead."""
 
-    def __init__(self, store: Store, settings: Settings, subscriptions: list[Subscription]) -> None:
+    def __init__(self, store: Store, config: ErasureConfig, subscriptions: list[Subscription]) -> None:
         self.store = store
-        self.settings = settings
+        self.config = config
         self.subscriptions = subscriptions
 
     def items(self, payload: LeadErasure) -> list[OutboxItem]:
@@ -102,7 +119,7 @@ class ErasureFanout:
         items: list[OutboxItem] = []
         contact_id = payload.chatwoot_contact_id
         if contact_id is not None:
-            if self.settings.chatwoot_configured:
+            if self.config.chatwoot:
                 items.append(chatwoot_erase_item(contact_id, erasure_id=erasure_id))
             else:
                 log.warning(
@@ -110,7 +127,7 @@ class ErasureFanout:
                 )
         person_id, deal_id = payload.crm_person_id, payload.crm_deal_id
         if person_id is not None or deal_id is not None:
-            if self.settings.piperun_api_token is not None:
+            if self.config.piperun:
                 items.append(piperun_erase_item(person_id, deal_id, erasure_id=erasure_id))
             else:
                 log.warning(
@@ -144,9 +161,9 @@ class PipeRunErasure:
     """The person deleted or anonymised (PIPERUN_FORGET); the deal keeps the sales history
     but loses the lead's name in its title and the lead card in our note, either way."""
 
-    def __init__(self, client: PipeRunClient, settings: Settings) -> None:
+    def __init__(self, client: PipeRunClient, forget: Literal["delete", "anonymize"]) -> None:
         self.client = client
-        self.settings = settings
+        self.forget = forget
 
     async def erase(self, _item: OutboxItem, payload: PipeRunErase) -> None:
         deal_id, person_id = payload.crm_deal_id, payload.crm_person_id
@@ -168,7 +185,7 @@ class PipeRunErasure:
                 await self.client.update_note(note.id, ANONYMOUS_NOTE)
 
     async def _erase_person(self, person_id: int) -> str:
-        if self.settings.piperun_forget == "delete":
+        if self.forget == "delete":
             try:
                 return "deleted" if await self.client.delete_person(person_id) else "already_gone"
             except PipeRunError as exc:
@@ -185,6 +202,7 @@ __all__ = [
     "CHATWOOT_ERASE_KIND",
     "PIPERUN_ERASE_KIND",
     "ChatwootErasure",
+    "ErasureConfig",
     "ErasureFanout",
     "PipeRunErasure",
     "erasure_policy",

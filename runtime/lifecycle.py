@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from core.outbox import CapiEvent, OutboundWebhook, PipeRunSync
 from core.records import LeadRecord, OutboxItem, TurnCommit, erasure_lane, lane_key
-from core.settings import Settings
 from integrations.outbound_webhooks import WebhookEvent
 
 CapiStage = Literal["Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"]
@@ -27,6 +26,17 @@ PIPERUN_KIND = PipeRunSync.KIND
 CAPI_KIND = CapiEvent.KIND
 WEBHOOK_KIND = OutboundWebhook.KIND
 ERASED_EVENT = "lead.erased"
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleConfig:
+    """Which transitions become items: a CRM sync only when PipeRun is configured and on
+    the PIPERUN_SYNC_ON triggers, a CAPI event only for the META_CAPI_EVENTS stages."""
+
+    piperun: bool = False
+    piperun_sync_on: frozenset[str] = frozenset()
+    meta_capi: bool = False
+    meta_capi_events: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -76,8 +86,8 @@ def transition(lead: LeadRecord | None, commit: TurnCommit) -> Transition:
 
 
 class Lifecycle:
-    def __init__(self, settings: Settings, subscriptions: list[Subscription] | None = None) -> None:
-        self.settings = settings
+    def __init__(self, config: LifecycleConfig, subscriptions: list[Subscription] | None = None) -> None:
+        self.config = config
         self.subscriptions = subscriptions or []
 
     # --- from a turn ------------------------------------------------------------------
@@ -90,9 +100,9 @@ class Lifecycle:
         return items
 
     def _piperun(self, lead: LeadRecord | None, commit: TurnCommit, change: Transition) -> list[OutboxItem]:
-        if not self.settings.piperun_configured:
+        if not self.config.piperun:
             return []
-        triggers = set(self.settings.piperun_sync_on)
+        triggers = self.config.piperun_sync_on
         reason = None
         if change.hot and "hot" in triggers:
             reason = "hot"
@@ -112,7 +122,7 @@ class Lifecycle:
 
     def _already_in_crm(self, lead: LeadRecord) -> bool:
         """Sent before (or about to be): later profile changes update the deal."""
-        triggers = set(self.settings.piperun_sync_on)
+        triggers = self.config.piperun_sync_on
         return (
             lead.crm_deal_id is not None
             or ("hot" in triggers and lead.temperature == "quente")
@@ -134,7 +144,7 @@ class Lifecycle:
         ]
 
     def _capi_on(self, stage: CapiStage) -> bool:
-        return self.settings.meta_capi_configured and stage in self.settings.meta_capi_events
+        return self.config.meta_capi and stage in self.config.meta_capi_events
 
     def capi_item(
         self,

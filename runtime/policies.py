@@ -26,7 +26,6 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from core.errors import Permanent, ProviderError, Retryable
-from core.settings import Settings
 
 
 class PermanentDeliveryError(Permanent):
@@ -161,22 +160,34 @@ def integration_spec(integration: str) -> IntegrationSpec:
     return spec
 
 
-def effective_spec(integration: str, settings: Settings) -> IntegrationSpec:
-    """The table's row, with any OUTBOX_* knob the operator set applied: one way to make
+@dataclass(frozen=True, slots=True)
+class OutboxKnobs:
+    """The OUTBOX_* knobs an operator set (None: the table's value): one way to make
     everything more patient, and the way tests shrink the clocks."""
+
+    max_attempts: int | None = None
+    backoff_base_s: float | None = None
+    backoff_max_s: float | None = None
+
+
+TABLE_AS_IS = OutboxKnobs()
+
+
+def effective_spec(integration: str, knobs: OutboxKnobs = TABLE_AS_IS) -> IntegrationSpec:
+    """The table's row, with any knob the operator set applied."""
     spec = integration_spec(integration)
     overrides: dict[str, Any] = {}
-    if settings.outbox_max_attempts is not None:
-        overrides["max_attempts"] = settings.outbox_max_attempts
-    if settings.outbox_backoff_base_s is not None:
-        overrides["base_delay_s"] = settings.outbox_backoff_base_s
-    if settings.outbox_backoff_max_s is not None:
-        overrides["max_delay_s"] = settings.outbox_backoff_max_s
+    if knobs.max_attempts is not None:
+        overrides["max_attempts"] = knobs.max_attempts
+    if knobs.backoff_base_s is not None:
+        overrides["base_delay_s"] = knobs.backoff_base_s
+    if knobs.backoff_max_s is not None:
+        overrides["max_delay_s"] = knobs.backoff_max_s
     return replace(spec, **overrides) if overrides else spec
 
 
-def policy_for(integration: str, settings: Settings) -> DeliveryPolicy:
-    spec = effective_spec(integration, settings)
+def policy_for(integration: str, knobs: OutboxKnobs = TABLE_AS_IS) -> DeliveryPolicy:
+    spec = effective_spec(integration, knobs)
     return DeliveryPolicy(
         name=integration,
         stop=stop_after_attempt(max(1, spec.max_attempts)),
@@ -186,10 +197,10 @@ def policy_for(integration: str, settings: Settings) -> DeliveryPolicy:
     )
 
 
-def channel_send_policy(settings: Settings) -> DeliveryPolicy:
-    return policy_for("channel_send", settings)
+def channel_send_policy(knobs: OutboxKnobs = TABLE_AS_IS) -> DeliveryPolicy:
+    return policy_for("channel_send", knobs)
 
 
-def integration_policy(settings: Settings) -> DeliveryPolicy:
+def integration_policy(knobs: OutboxKnobs = TABLE_AS_IS) -> DeliveryPolicy:
     """The Chatwoot mirror's policy (the name predates the per-integration table)."""
-    return policy_for("chatwoot", settings)
+    return policy_for("chatwoot", knobs)

@@ -9,6 +9,7 @@ integration is not configured has no route: its items die with "no handler", whi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -28,33 +29,57 @@ from core.outbox import (
     SendText,
 )
 from core.records import OutboxItem
-from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
 from integrations.outbound_webhooks import Endpoint, OutboundWebhookClient
 from integrations.piperun import PipeRunClient
 from runtime.breaker import BreakerRegistry
-from runtime.capi_delivery import CapiDelivery
+from runtime.capi_delivery import CapiConfig, CapiDelivery
 from runtime.channel_health import ChannelHealth
-from runtime.chatwoot_mirror import ChatwootMirror
-from runtime.crm_sync import CrmSync
+from runtime.chatwoot_mirror import ChatwootMirror, MirrorConfig
+from runtime.crm_sync import CrmSync, CrmSyncConfig
 from runtime.delivery import Delivery
 from runtime.dispatcher import OutboxDispatcher
-from runtime.erasure import ChatwootErasure, ErasureFanout, PipeRunErasure, erasure_policy, fanout_policy
-from runtime.policies import policy_for
+from runtime.erasure import (
+    ChatwootErasure,
+    ErasureConfig,
+    ErasureFanout,
+    PipeRunErasure,
+    erasure_policy,
+    fanout_policy,
+)
+from runtime.policies import OutboxKnobs, policy_for
 from runtime.webhook_delivery import WebhookDelivery, subscriptions
 from store.base import Store
 
 
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """Which integrations get a route (None: not configured, so its items die with "no
+    handler" until it is), and the operator's OUTBOX_* knobs for every policy."""
+
+    outbox: OutboxKnobs
+    erasure: ErasureConfig
+    mirror: MirrorConfig | None = None
+    crm: CrmSyncConfig | None = None
+    capi: CapiConfig | None = None
+
+
 @dataclass(frozen=True)
 class RouteDeps:
-    settings: Settings
+    """The clients come as factories, built by the composition root from its settings:
+    each handler gets its own client, as it always had."""
+
+    config: RouteConfig
     session: aiohttp.ClientSession
     store: Store
     breakers: BreakerRegistry
     health: ChannelHealth
     delivery: Delivery
     endpoints: list[Endpoint]
+    chatwoot: Callable[[], ChatwootClient] | None = None
+    piperun: Callable[[], PipeRunClient] | None = None
+    capi: Callable[[], MetaCapiClient] | None = None
 
 
 def _breaker_key(item: OutboxItem, field: str) -> str | None:
@@ -64,50 +89,59 @@ def _breaker_key(item: OutboxItem, field: str) -> str | None:
 
 
 def register_outbox_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> None:
-    settings, breakers = deps.settings, deps.breakers
-    fanout = ErasureFanout(deps.store, settings, subscriptions(deps.endpoints))
-    dispatcher.register_typed(LeadErasure, fanout.fan_out, fanout_policy(settings))
+    config, breakers = deps.config, deps.breakers
+    knobs = config.outbox
+    fanout = ErasureFanout(deps.store, config.erasure, subscriptions(deps.endpoints))
+    dispatcher.register_typed(LeadErasure, fanout.fan_out, fanout_policy(knobs))
     per_channel = breakers.per_item("channel_send", lambda item: _breaker_key(item, "channel"))
-    send_policy = policy_for("channel_send", settings)
+    send_policy = policy_for("channel_send", knobs)
     dispatcher.register_typed(SendText, deps.delivery.send_text, send_policy, per_channel)
     dispatcher.register_typed(Reengage, deps.delivery.reengage, send_policy, per_channel)
     _chatwoot_routes(dispatcher, deps)
     _piperun_routes(dispatcher, deps)
-    if settings.meta_capi_configured:
-        capi = CapiDelivery(MetaCapiClient.from_settings(deps.session, settings), deps.store, settings)
+    if config.capi is not None and deps.capi is not None:
+        capi = CapiDelivery(deps.capi(), deps.store, config.capi)
         dispatcher.register_typed(
-            CapiEvent, capi.event, policy_for("meta_capi", settings), breakers.get("meta_capi")
+            CapiEvent, capi.event, policy_for("meta_capi", knobs), breakers.get("meta_capi")
         )
     if deps.endpoints:
         hooks = WebhookDelivery(OutboundWebhookClient(deps.session), deps.endpoints, deps.store)
         per_endpoint = breakers.per_item("outbound_webhook", lambda item: _breaker_key(item, "endpoint_id"))
         dispatcher.register_typed(
-            OutboundWebhook, hooks.deliver, policy_for("outbound_webhook", settings), per_endpoint
+            OutboundWebhook, hooks.deliver, policy_for("outbound_webhook", knobs), per_endpoint
         )
 
 
 def _chatwoot_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> None:
-    settings = deps.settings
-    if not settings.chatwoot_configured:
+    config, client = deps.config, deps.chatwoot
+    if config.mirror is None or client is None:
         return
     breaker = deps.breakers.get("chatwoot")
-    mirror = ChatwootMirror(ChatwootClient(settings, deps.session), deps.store, settings, deps.health)
-    policy = policy_for("chatwoot", settings)
+    mirror = ChatwootMirror(client(), deps.store, config.mirror, deps.health)
+    policy = policy_for("chatwoot", config.outbox)
     dispatcher.register_typed(ChatwootMessage, mirror.message, policy, breaker)
     dispatcher.register_typed(ChatwootProfile, mirror.profile, policy, breaker)
     dispatcher.register_typed(ChatwootHandoff, mirror.handoff, policy, breaker)
-    erasure = ChatwootErasure(ChatwootClient(settings, deps.session))
-    dispatcher.register_typed(ChatwootErase, erasure.erase, erasure_policy("chatwoot", settings), breaker)
+    erasure = ChatwootErasure(client())
+    dispatcher.register_typed(
+        ChatwootErase, erasure.erase, erasure_policy("chatwoot", config.outbox), breaker
+    )
 
 
 def _piperun_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> None:
-    settings = deps.settings
-    breaker = deps.breakers.get("piperun") if settings.piperun_api_token is not None else None
-    if settings.piperun_api_token is not None:
-        erasure = PipeRunErasure(PipeRunClient.from_settings(settings, deps.session), settings)
-        dispatcher.register_typed(PipeRunErase, erasure.erase, erasure_policy("piperun", settings), breaker)
-    if settings.piperun_configured:
-        crm = CrmSync(PipeRunClient.from_settings(settings, deps.session), deps.store, settings)
+    config, client = deps.config, deps.piperun
+    if client is None:
+        return
+    if config.erasure.piperun:
+        erasure = PipeRunErasure(client(), config.erasure.piperun_forget)
         dispatcher.register_typed(
-            PipeRunSync, crm.sync, policy_for("piperun", settings), deps.breakers.get("piperun")
+            PipeRunErase,
+            erasure.erase,
+            erasure_policy("piperun", config.outbox),
+            deps.breakers.get("piperun"),
+        )
+    if config.crm is not None:
+        crm = CrmSync(client(), deps.store, config.crm)
+        dispatcher.register_typed(
+            PipeRunSync, crm.sync, policy_for("piperun", config.outbox), deps.breakers.get("piperun")
         )

@@ -23,7 +23,6 @@ from typing import Protocol, TypeVar
 
 from core.logging import get_logger
 from core.models import mask_contact_key
-from core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -53,18 +52,6 @@ class ScheduleConfig:
     retry_base_s: float
     retry_max_s: float
     poll_s: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ScheduleConfig:
-        return cls(
-            quiet_s=settings.debounce_quiet_s,
-            max_wait_s=settings.debounce_max_s,
-            max_concurrent=settings.max_concurrent_turns,
-            lease_s=settings.turn_lease_s,
-            retry_base_s=settings.turn_retry_base_s,
-            retry_max_s=settings.turn_retry_max_s,
-            poll_s=settings.pending_poll_s,
-        )
 
     def quiet_left(self, received_at: list[datetime]) -> float:
         """Seconds a burst stored by several instances still needs to be quiet (their

@@ -13,18 +13,17 @@ finds it pending and answers it then.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.clock import Clock, utc_now
 from core.metrics import Metrics
 from core.records import DueFollowUp, InboundRecord, LeadRecord, TurnCommit
-from core.settings import Settings
 from runtime.commit import CommitBuilder, CommitConfig
 from runtime.followups import FollowUpConfig, FollowUpTurn
-from runtime.handoff_card import HandoffCard, load_handoff_card
+from runtime.handoff_card import HandoffCard
 from runtime.lifecycle import Lifecycle
 from runtime.scheduler import ContactScheduler, ScheduleConfig
 from runtime.turn import ProfileName, Turn, TurnConfig
@@ -34,44 +33,53 @@ if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns ru
     from agent.graph import SdrAgent
 
 
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """The four parts' configs, and the name this instance takes leases under: stable
+    across restarts (the host name by default), so a restarted instance takes back its
+    own leases at once instead of waiting for them to expire."""
+
+    schedule: ScheduleConfig
+    commit: CommitConfig
+    turn: TurnConfig
+    follow_up: FollowUpConfig
+    owner: str
+
+
 class TurnRunner:
     def __init__(
         self,
         *,
         store: Store,
         agent: SdrAgent,
-        settings: Settings,
+        config: RunnerConfig,
+        card: HandoffCard,
         on_commit: Callable[[], None] = lambda: None,
         clock: Clock | None = None,
         profile_name: ProfileName | None = None,
         shared: bool | None = None,
         lifecycle: Lifecycle | None = None,
         metrics: Metrics | None = None,
-        card: HandoffCard | None = None,
     ) -> None:
         self.store = store
         self.agent = agent
-        self.settings = settings
+        self.config = config
         self.on_commit = on_commit
         self.lifecycle = lifecycle
         self.metrics = metrics
         # Injectable so tests and the scenario suite can say "two days later"; every part
         # reads it through this attribute, so replacing it moves them all.
         self.clock: Clock = clock or utc_now
-        schedule = ScheduleConfig.from_settings(settings)
+        schedule = config.schedule
         # A store shared by several instances (Supabase) needs turn leases and a poller
         # for messages another instance stored; the embedded store has one process.
         self.shared = store.backend_name != "sqlite" if shared is None else shared
-        self.builder = CommitBuilder(CommitConfig.from_settings(settings), card or load_handoff_card())
+        self.builder = CommitBuilder(config.commit, card)
         self.turn = Turn(
             store=store,
             agent=agent,
             builder=self.builder,
-            config=TurnConfig(
-                history_window=settings.history_window,
-                session_idle_hours=settings.session_idle_hours,
-                max_failures=settings.turn_max_failures,
-            ),
+            config=config.turn,
             schedule=schedule,
             shared=self.shared,
             clock=self.now,
@@ -84,7 +92,7 @@ class TurnRunner:
             store=store,
             agent=agent,
             builder=self.builder,
-            config=FollowUpConfig(history_window=settings.history_window),
+            config=config.follow_up,
             clock=self.now,
             on_commit=self._committed,
             add_lifecycle=self.turn.add_lifecycle,
@@ -93,9 +101,7 @@ class TurnRunner:
             self.turn.run,
             store=store,
             config=schedule,
-            # Stable across restarts (the host name by default): a restarted instance
-            # takes back its own leases at once instead of waiting for them to expire.
-            owner=settings.instance_id or socket.gethostname(),
+            owner=config.owner,
             shared=self.shared,
             on_debounced=metrics.debounced if metrics is not None else None,
         )

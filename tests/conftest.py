@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from core.settings import Settings
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, load_fixture
 from web.app import create_app
+from web.serve import configure_process
 
 ZAPI_INSTANCE = "3C01A9F0E1B2C3D4"
 ZAPI_TOKEN = "F0E1D2C3B4A5968778695A4B"
@@ -25,6 +27,8 @@ OPENAI_KEY = "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 # header every test client sends with it, as the providers would (tests/conftest.py
 # aiohttp_client). A test that configures its own secret gets a mismatch: still refused.
 WEBHOOK_TOKEN = "whk-test-5f0c2a9e7b1d4c3a8e6f"
+# fast_settings needs a directory for its SQLite path; the logging baseline opens nothing.
+_LOGS_DIR = Path("/nonexistent/sdr-test-logs")
 
 
 def fast_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -125,9 +129,16 @@ def zapi_message(
 
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
-    """Every test puts structlog's setup back as it found it: a test that configures
-    logging (the chat and serve commands do) binds the logger to pytest's capture of
-    stdout, and a later test must never write into that buffer once it is closed."""
+    """Every test starts with the logging a `fast_settings` app runs with (the level,
+    the console format, its secrets scrubbed; structlog's bare default renders every
+    traceback with its locals, slowly), and puts structlog's and the root logger's setup
+    back as it found them afterwards: a test that configures logging (the chat and serve
+    commands do) binds the logger to pytest's capture, and a later test must never write
+    into that buffer once it is closed."""
     saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_process(fast_settings(_LOGS_DIR))
     yield
     structlog.configure(**saved)
+    root.handlers, root.level = handlers, level

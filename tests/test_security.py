@@ -39,6 +39,7 @@ from store.sqlite import SqliteStore
 from tests.conftest import zapi_message
 from tests.helpers.clock import INSTANTS, NEXT_OPENING, TestClock
 from tests.helpers.fakes import load_fixture
+from tests.helpers.logs import logging_for
 from tests.helpers.loopback import (
     chatwoot_signature,
     db_rows,
@@ -164,7 +165,9 @@ async def bot(
     clock: TestClock,
 ) -> TestClient:
     return await aiohttp_client(
-        create_app(everything_configured(tmp_path, provider), store_factory=sqlite_store, clock=clock)
+        create_app(
+            logging_for(everything_configured(tmp_path, provider)), store_factory=sqlite_store, clock=clock
+        )
     )
 
 
@@ -245,7 +248,7 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
     capsys.readouterr()
     settings = everything_configured(tmp_path, provider)
     client = await aiohttp_client(
-        create_app(settings, store_factory=sqlite_store, clock=TestClock(INSTANTS[instant]))
+        create_app(logging_for(settings), store_factory=sqlite_store, clock=TestClock(INSTANTS[instant]))
     )
     port = client.port
     assert port is not None

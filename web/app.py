@@ -8,7 +8,6 @@ first, so in-flight turns can still commit and deliveries can still be recorded.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,19 +17,22 @@ from aiohttp import web
 
 from channels.base import Channel
 from channels.registry import build_channels
-from core.clock import Clock, utc_now
+from core.clock import Clock
 from core.errors import ProviderError, Retryable
-from core.logging import configure_logging, get_logger
+from core.logging import get_logger
 from core.metrics import Metrics
 from core.models import InboundMessage
 from core.settings import Settings
-from integrations.outbound_webhooks import Endpoint, endpoints_from_settings
+from integrations.chatwoot import ChatwootClient
+from integrations.meta_capi import MetaCapiClient
+from integrations.outbound_webhooks import Endpoint
+from integrations.piperun import PipeRunClient
 from runtime.breaker import BreakerRegistry
 from runtime.channel_health import ChannelHealth
 from runtime.delivery import Delivery
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
-from runtime.handoff_card import load_handoff_card
+from runtime.handoff_card import HandoffCard, load_handoff_card
 from runtime.lifecycle import Lifecycle
 from runtime.notifier import ForwardingNotifier, LocalNotifier
 from runtime.routes import RouteDeps, register_outbox_routes
@@ -40,6 +42,8 @@ from store.base import Store
 from store.sqlite import SqliteStore
 from web.chatwoot_webhook import handle_chatwoot_webhook
 from web.configs.channels import channels_config
+from web.configs.integrations import chatwoot_config, meta_capi_config, piperun_config, webhook_endpoints
+from web.configs.runtime import delivery_config, lifecycle_config, route_config, runner_config
 from web.crm_webhook import handle_crm_webhook
 from web.keys import (
     BREAKERS,
@@ -153,30 +157,46 @@ def _profile_name_lookup(
     return lookup
 
 
+def _client_factories(settings: Settings, session: aiohttp.ClientSession) -> dict[str, Any]:
+    """The outbox handlers' clients, one per handler as before; only the configured ones."""
+    factories: dict[str, Any] = {}
+    if settings.chatwoot_configured:
+        factories["chatwoot"] = lambda: ChatwootClient(chatwoot_config(settings), session)
+    if settings.piperun_api_token is not None:
+        factories["piperun"] = lambda: PipeRunClient(piperun_config(settings), session)
+    if settings.meta_capi_configured:
+        factories["capi"] = lambda: MetaCapiClient(meta_capi_config(settings), session)
+    return factories
+
+
 Role = Literal["all", "web", "worker"]
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: Settings,
     *,
+    clock: Clock,
     store_factory: StoreFactory = default_store,
     role: Role = "all",
     worker: WorkerSupervisor | None = None,
     worker_port: int | None = None,
-    clock: Clock | None = None,
 ) -> web.Application:
     """`all`: one process does everything (tests, `chat`, WORKER_PROCESS=false).
     `web`: webhooks, health and metrics; turns and deliveries run in the `worker` child
     that `worker` supervises (see web/worker_process.py). `clock` is "now" for business
-    hours, holidays, sessions, pauses and follow-ups (core/clock.py); the real one by default."""
-    settings = settings or Settings()
-    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
+    hours, holidays, sessions, pauses and follow-ups (core/clock.py).
+
+    Nothing here touches the process (logging, the GC): the caller owns it, see
+    web/serve.py's `configure_process` and `freeze_gc_once_started`."""
     app = _base_app(settings, role, worker)
-    # Read once at start: a broken endpoint list stops the bot with a clear message.
-    endpoints = endpoints_from_settings(settings)
-    app[LIFECYCLE] = Lifecycle(settings, subscriptions(endpoints))
+    # Read once at build: a broken endpoint list or card file stops the bot with a clear message.
+    endpoints = webhook_endpoints(settings)
+    card = load_handoff_card() if role != "web" else None
+    app[LIFECYCLE] = Lifecycle(lifecycle_config(settings), subscriptions(endpoints))
     app.on_shutdown.append(_start_draining)
-    runtime = _RuntimeCtx(settings, role, endpoints, worker=worker, worker_port=worker_port, clock=clock)
+    runtime = _RuntimeCtx(
+        settings, role, endpoints, worker=worker, worker_port=worker_port, clock=clock, card=card
+    )
     app.cleanup_ctx.extend([_http_ctx(settings), _store_ctx(settings, store_factory, role, worker), runtime])
     if worker is not None:
         app.cleanup_ctx.append(worker.ctx)  # started last, stopped first
@@ -245,7 +265,8 @@ class _RuntimeCtx:
         *,
         worker: WorkerSupervisor | None,
         worker_port: int | None,
-        clock: Clock | None,
+        clock: Clock,
+        card: HandoffCard | None,
     ) -> None:
         self.settings = settings
         self.role = role
@@ -253,6 +274,7 @@ class _RuntimeCtx:
         self.worker = worker
         self.worker_port = worker_port
         self.clock = clock
+        self.card = card
         self.stop_parts: list[Callable[[], Awaitable[None]]] = []
         self.nudges: asyncio.DatagramTransport | None = None
         self.stopped = False
@@ -263,14 +285,9 @@ class _RuntimeCtx:
             # the agent (langgraph, openai), which keeps its memory small.
             worker = self.worker
             app[NOTIFIER] = ForwardingNotifier(worker.nudge, worker.wake) if worker else ForwardingNotifier()
-            app[CLOCK] = self.clock or utc_now
+            app[CLOCK] = self.clock
         else:
             await self._start_thinking(app)
-        # Everything loaded so far (openai, langgraph, pydantic schemas) lives for the
-        # whole process: keep it out of the cyclic GC, whose full passes over those
-        # objects otherwise stall the loop for tens of milliseconds under load.
-        gc.collect()
-        gc.freeze()
         channels = app[CHANNELS]
         if self.role != "worker":
             _warn_unauthenticated_webhooks(channels)
@@ -289,12 +306,14 @@ class _RuntimeCtx:
         settings, session, store, channels = self.settings, app[HTTP], app[STORE], app[CHANNELS]
         llm, agent = _build_agent(settings, session, channels)
         app[LLM] = llm
-        card = load_handoff_card()  # once, at start: a broken file stops the bot here
+        card = self.card
+        assert card is not None  # loaded by create_app for every role that thinks
         dispatcher = OutboxDispatcher(store, workers=settings.outbox_workers, poll_s=settings.outbox_poll_s)
         runner = TurnRunner(
             store=store,
             agent=agent,
-            settings=settings,
+            config=runner_config(settings),
+            card=card,
             on_commit=dispatcher.wake,
             profile_name=_profile_name_lookup(channels, session),
             lifecycle=app[LIFECYCLE],
@@ -302,19 +321,25 @@ class _RuntimeCtx:
             # The worker hears of new messages only through the store: poll it for them.
             shared=True if self.role == "worker" else None,
             clock=self.clock,
-            card=card,
         )
         delivery = Delivery(
             channels=channels,
             session=session,
             store=store,
-            settings=settings,
+            config=delivery_config(settings),
             health=app[CHANNEL_HEALTH],
             card=card,
             clock=runner.now,  # one clock for "how long since the lead wrote"
         )
         deps = RouteDeps(
-            settings, session, store, app[BREAKERS], app[CHANNEL_HEALTH], delivery, self.endpoints
+            route_config(settings),
+            session,
+            store,
+            app[BREAKERS],
+            app[CHANNEL_HEALTH],
+            delivery,
+            self.endpoints,
+            **_client_factories(settings, session),
         )
         register_outbox_routes(dispatcher, deps)
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)

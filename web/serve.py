@@ -10,12 +10,14 @@ clear line, not a worker started for nothing and a traceback.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import socket
 
 from aiohttp import web
 
-from core.logging import get_logger
+from core.logging import configure_logging, get_logger
+from core.settings import Settings
 from web.app import drain
 
 log = get_logger(__name__)
@@ -23,6 +25,26 @@ log = get_logger(__name__)
 
 class PortInUse(OSError):
     pass
+
+
+def configure_process(settings: Settings) -> None:
+    """Logging for the whole process, scrubbing every configured secret. `create_app`
+    leaves it to its caller (a test builds many apps in one process), so each entry point
+    (serve, worker, chat) calls this before building the app."""
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
+
+
+def freeze_gc_once_started(app: web.Application) -> None:
+    """Everything loaded at start (openai, langgraph, pydantic schemas) lives for the whole
+    process: keep it out of the cyclic GC, whose full passes over those objects otherwise
+    stall the loop for tens of milliseconds under load. Runs after every cleanup context
+    has started (aiohttp runs them first), i.e. once the agent is loaded."""
+
+    async def freeze(_app: web.Application) -> None:
+        gc.collect()
+        gc.freeze()
+
+    app.on_startup.append(freeze)
 
 
 def bind(host: str, port: int) -> socket.socket:

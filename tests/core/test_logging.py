@@ -18,6 +18,7 @@ from core.models import InboundMessage, MessageKind, mask_contact_key, mask_phon
 from tests.conftest import OPENAI_KEY, ZAPI_CLIENT_TOKEN, ZAPI_TOKEN, fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.logs import logging_for
 from tests.helpers.settle import settled
 from tests.web.support import LEAD_PHONE, MASKED_LEAD, WEBHOOK_SECRET, rows
 from web.app import create_app
@@ -71,8 +72,8 @@ async def converse(
         tmp_path, log_format="json", log_level="DEBUG", zapi_webhook_secret=WEBHOOK_SECRET
     )
     client = await aiohttp_client(
-        create_app(settings, clock=TestClock())
-    )  # configures logging onto the capture
+        create_app(logging_for(settings), clock=TestClock())
+    )  # logging onto the capture
     auth = {"token": WEBHOOK_SECRET}
 
     await client.post(

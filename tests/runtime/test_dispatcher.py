@@ -29,6 +29,7 @@ from runtime.policies import (
     INTEGRATIONS,
     DeliveryPolicy,
     JitteredBackoff,
+    OutboxKnobs,
     PermanentDeliveryError,
     channel_send_policy,
     integration_policy,
@@ -39,6 +40,7 @@ from store.sqlite import SqliteStore
 from tests.conftest import fast_settings
 from tests.helpers.errors import SendError
 from tests.helpers.fakes import eventually
+from web.configs.runtime import outbox_knobs
 
 # --- fixtures and helpers -------------------------------------------------------------
 
@@ -223,7 +225,7 @@ async def test_transient_errors_are_retried_until_delivered(
 ) -> None:
     handler = ScriptedHandler({"r1": [make_error(), make_error()]})
     await enqueue(store, item("r1"))
-    d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
+    d = await dispatcher({"send_text": (handler, channel_send_policy(outbox_knobs(settings_for(tmp_path))))})
 
     await drained(d)
     assert handler.delivered == ["r1"]
@@ -259,7 +261,7 @@ async def test_permanent_errors_go_dead_at_once_with_their_error(
 ) -> None:
     handler = ScriptedHandler({"r1": [make_error()]})
     await enqueue(store, item("r1"))
-    d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
+    d = await dispatcher({"send_text": (handler, channel_send_policy(outbox_knobs(settings_for(tmp_path))))})
 
     await drained(d)  # dead is final: nothing left to retry
     assert len(handler.calls_of("r1")) == 1
@@ -275,7 +277,7 @@ async def test_transient_failures_go_dead_after_the_last_attempt(
         {"r1": [SendError(f"HTTP 503 #{n}", status=503, retryable=True) for n in range(10)]}
     )
     await enqueue(store, item("r1"))
-    d = await dispatcher({"send_text": (handler, channel_send_policy(settings))})
+    d = await dispatcher({"send_text": (handler, channel_send_policy(outbox_knobs(settings)))})
 
     await drained(d)
     assert len(handler.calls_of("r1")) == settings.outbox_max_attempts
@@ -287,7 +289,7 @@ async def test_a_dead_item_replayed_is_delivered(
 ) -> None:
     handler = ScriptedHandler({"r1": [SendError("HTTP 401 bad token", status=401, retryable=False)]})
     await enqueue(store, item("r1"))
-    d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
+    d = await dispatcher({"send_text": (handler, channel_send_policy(outbox_knobs(settings_for(tmp_path))))})
     await drained(d)
     assert status(store, "r1") == "dead"
 
@@ -303,7 +305,7 @@ async def test_an_unknown_kind_goes_dead(
 ) -> None:
     handler = ScriptedHandler()
     await enqueue(store, item("x1", kind="carrier_pigeon", order_key="k-x"), item("r1", order_key="k-r"))
-    d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))})
+    d = await dispatcher({"send_text": (handler, channel_send_policy(outbox_knobs(settings_for(tmp_path))))})
 
     await drained(d)
     assert (status(store, "x1"), status(store, "r1")) == ("dead", "done")
@@ -320,7 +322,9 @@ async def test_items_of_one_key_are_delivered_strictly_in_order(
     transient = [SendError("HTTP 500", status=500, retryable=True) for _ in range(2)]
     handler = ScriptedHandler({"part-1": transient})
     await enqueue(store, item("part-1"), item("part-2"), item("part-3"))
-    d = await dispatcher({"send_text": (handler, channel_send_policy(settings_for(tmp_path)))}, workers=8)
+    d = await dispatcher(
+        {"send_text": (handler, channel_send_policy(outbox_knobs(settings_for(tmp_path))))}, workers=8
+    )
 
     await drained(d)
     assert handler.delivered == ["part-1", "part-2", "part-3"]
@@ -561,7 +565,7 @@ def policy(**overrides: Any) -> DeliveryPolicy:
         "outbox_backoff_max_s": 300.0,
     }
     values.update(overrides)
-    return channel_send_policy(Settings(**values))
+    return channel_send_policy(outbox_knobs(Settings(**values)))
 
 
 def transient() -> SendError:
@@ -631,8 +635,8 @@ def test_decide_retries_transient_errors(error: BaseException) -> None:
 # --- the policy table -----------------------------------------------------------------
 
 
-def defaults() -> Settings:
-    return Settings(_env_file=None)
+def defaults() -> OutboxKnobs:
+    return outbox_knobs(Settings(_env_file=None))
 
 
 @pytest.mark.parametrize(
@@ -687,7 +691,7 @@ def test_outbox_settings_set_by_the_operator_override_every_row() -> None:
         _env_file=None, outbox_max_attempts=9, outbox_backoff_base_s=0.5, outbox_backoff_max_s=1.0
     )
     for name in ("channel_send", "meta_capi", "outbound_webhook", "chatwoot"):
-        p = policy_for(name, settings)
+        p = policy_for(name, outbox_knobs(settings))
         assert p.decide(8, transient()) is not None
         assert p.decide(9, transient()) is None
         assert all(0.35 <= (p.decide(n, transient()) or 0) <= 1.0 for n in range(2, 8))

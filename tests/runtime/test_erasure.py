@@ -43,6 +43,8 @@ from tests.helpers.leads import HOT_LEAD
 from tests.helpers.settle import settled
 from tests.integrations.test_chatwoot_flow import CW, FakeChatwoot
 from web.app import create_app
+from web.configs.integrations import chatwoot_config
+from web.configs.runtime import erasure_config, mirror_config
 from web.keys import STORE
 
 LEAD = "5544999999999"
@@ -389,7 +391,7 @@ async def test_an_event_claimed_before_the_erasure_is_not_sent_but_lead_erased_i
     assert client.sent == []
     [fanout] = await erased_store.list_outbox(kind="lead_erasure")
     subscribed = [Subscription("crm-b", frozenset({"lead.hot"}))]  # not to lead.erased: it gets it anyway
-    [erased] = ErasureFanout(erased_store, Settings(_env_file=None), subscribed).items(
+    [erased] = ErasureFanout(erased_store, erasure_config(Settings(_env_file=None)), subscribed).items(
         LeadErasure.parse(fanout.payload)
     )
     await hooks.deliver(erased, OutboundWebhook.parse(erased.payload))
@@ -408,7 +410,12 @@ async def test_a_mirror_item_of_an_erased_lead_does_nothing(
     item ends quietly instead of dead with the lead's message text in it."""
     settings = erasure_settings(tmp_path, "https://crm.example.com/hooks")
     async with aiohttp.ClientSession() as session:
-        mirror = ChatwootMirror(ChatwootClient(settings, session), erased_store, settings, ChannelHealth())
+        mirror = ChatwootMirror(
+            ChatwootClient(chatwoot_config(settings), session),
+            erased_store,
+            mirror_config(settings),
+            ChannelHealth(),
+        )
         item = OutboxItem(
             kind="chatwoot_message",
             order_key=f"chatwoot:{KEY}",

@@ -9,6 +9,7 @@ from typing import Any
 from core.records import Handoff, LeadRecord, NewMessage, TurnCommit
 from runtime.lifecycle import CAPI_KIND, PIPERUN_KIND, WEBHOOK_KIND, Lifecycle, Subscription
 from tests.conftest import fast_settings
+from web.configs.runtime import lifecycle_config
 
 KEY = "whatsapp:5511987654321"
 AT = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
@@ -75,55 +76,62 @@ def kinds(items: list) -> list[tuple[str, str]]:
 
 
 def test_a_first_contact_is_a_lead_event_for_the_ads_and_nothing_for_the_crm(tmp_path: Path) -> None:
-    items = Lifecycle(settings(tmp_path)).items_for(None, commit())
+    items = Lifecycle(lifecycle_config(settings(tmp_path))).items_for(None, commit())
     assert kinds(items) == [(CAPI_KIND, "Lead")]
     assert items[0].idempotency_key == f"capi:{KEY}:Lead"
     assert items[0].payload["event_time"] == int(AT.timestamp())
 
 
 def test_a_lead_turning_hot_goes_to_the_crm_and_counts_as_qualified(tmp_path: Path) -> None:
-    items = Lifecycle(settings(tmp_path)).items_for(lead(), commit(temperature="quente", score=80))
+    items = Lifecycle(lifecycle_config(settings(tmp_path))).items_for(
+        lead(), commit(temperature="quente", score=80)
+    )
     assert kinds(items) == [(PIPERUN_KIND, "hot"), (CAPI_KIND, "QualifiedLead")]
     assert items[0].order_key == f"crm:{KEY}"
 
 
 def test_a_hot_lead_staying_hot_is_not_counted_twice_but_its_changes_update_the_crm(tmp_path: Path) -> None:
     before = lead(temperature="quente", score=80, crm_deal_id=777)
-    items = Lifecycle(settings(tmp_path)).items_for(
+    items = Lifecycle(lifecycle_config(settings(tmp_path))).items_for(
         before, commit(temperature="quente", score=85, profile={"name": "Maria", "city": "Curitiba"})
     )
     assert kinds(items) == [(PIPERUN_KIND, "update")]
     # Nothing changed: nothing to say to anyone.
     same = commit(temperature="quente", score=80, profile=before.profile)
-    assert Lifecycle(settings(tmp_path)).items_for(before, same) == []
+    assert Lifecycle(lifecycle_config(settings(tmp_path))).items_for(before, same) == []
 
 
 def test_handoff_reaches_the_crm_only_when_configured(tmp_path: Path) -> None:
     handoff = commit(handoff=Handoff(reason="pediu_humano", summary="Quer falar com vendedor"))
-    assert kinds(Lifecycle(settings(tmp_path)).items_for(lead(), handoff)) == [
+    assert kinds(Lifecycle(lifecycle_config(settings(tmp_path))).items_for(lead(), handoff)) == [
         (PIPERUN_KIND, "handoff"),
         (CAPI_KIND, "QualifiedLead"),
     ]
     only_hot = settings(tmp_path, piperun_sync_on=["hot"])
-    assert kinds(Lifecycle(only_hot).items_for(lead(), handoff)) == [(CAPI_KIND, "QualifiedLead")]
+    assert kinds(Lifecycle(lifecycle_config(only_hot)).items_for(lead(), handoff)) == [
+        (CAPI_KIND, "QualifiedLead")
+    ]
 
 
 def test_opting_out_is_a_lost_lead_once(tmp_path: Path) -> None:
-    items = Lifecycle(settings(tmp_path)).items_for(lead(), commit(opt_out=True))
+    items = Lifecycle(lifecycle_config(settings(tmp_path))).items_for(lead(), commit(opt_out=True))
     assert kinds(items) == [(CAPI_KIND, "lead_lost")]
-    assert Lifecycle(settings(tmp_path)).items_for(lead(opted_out=True), commit(opt_out=True)) == []
+    assert (
+        Lifecycle(lifecycle_config(settings(tmp_path))).items_for(lead(opted_out=True), commit(opt_out=True))
+        == []
+    )
 
 
 def test_events_switched_off_or_unconfigured_integrations_produce_nothing(tmp_path: Path) -> None:
     no_lead_event = settings(tmp_path, meta_capi_events=["QualifiedLead"])
-    assert Lifecycle(no_lead_event).items_for(None, commit()) == []
+    assert Lifecycle(lifecycle_config(no_lead_event)).items_for(None, commit()) == []
     bare = fast_settings(tmp_path)
-    assert Lifecycle(bare).items_for(lead(), commit(temperature="quente")) == []
+    assert Lifecycle(lifecycle_config(bare)).items_for(lead(), commit(temperature="quente")) == []
 
 
 def test_webhook_subscribers_get_the_events_they_asked_for_with_stable_delivery_ids(tmp_path: Path) -> None:
     subs = [Subscription("crm1", frozenset({"lead.hot"})), Subscription("all", frozenset({"*"}))]
-    life = Lifecycle(fast_settings(tmp_path), subs)
+    life = Lifecycle(lifecycle_config(fast_settings(tmp_path)), subs)
     items = life.items_for(lead(), commit(temperature="quente", score=80))
     by_endpoint = [(i.payload["endpoint_id"], i.payload["event"]) for i in items if i.kind == WEBHOOK_KIND]
     assert ("crm1", "lead.hot") in by_endpoint
@@ -142,7 +150,7 @@ def test_webhook_subscribers_get_the_events_they_asked_for_with_stable_delivery_
 
 
 def test_a_crm_reporting_a_won_deal_is_a_purchase_with_value(tmp_path: Path) -> None:
-    [item] = Lifecycle(settings(tmp_path)).external_event(
+    [item] = Lifecycle(lifecycle_config(settings(tmp_path))).external_event(
         lead(), "Purchase", at=AT, value=15990.0, currency="brl"
     )
     assert item.payload["stage"] == "Purchase"

@@ -31,6 +31,7 @@ from core.models import contact_key_for
 from tests.conftest import zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FIXTURES, load_fixture
+from tests.helpers.logs import logging_for
 from tests.helpers.loopback import (
     chatwoot_signature,
     loopback_settings,
@@ -368,7 +369,7 @@ class FuzzBot:
         self.app: web.Application = self.client.app  # type: ignore[assignment]
 
     async def _start(self) -> TestClient:
-        client = TestClient(TestServer(create_app(self.settings, clock=TestClock())))
+        client = TestClient(TestServer(create_app(logging_for(self.settings), clock=TestClock())))
         await client.start_server()
         # A lead the Chatwoot fixtures' conversation belongs to.
         response = await client.post(

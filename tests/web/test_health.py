@@ -24,6 +24,7 @@ from tests.conftest import (
 )
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.logs import logging_for
 from tests.helpers.settle import settled
 from tests.web.support import WEBHOOK_SECRET, rows
 from web.app import create_app
@@ -111,7 +112,7 @@ async def test_a_configured_channel_without_its_webhook_secret_says_so_in_health
         whatsapp_access_token="EAAG-test-token",
     )
     capsys.readouterr()
-    client = await aiohttp_client(create_app(settings, clock=clock))
+    client = await aiohttp_client(create_app(logging_for(settings), clock=clock))
     services = (await health(client))["services"]
     assert (
         services["zapi"] == services["waha"] == services["whatsapp_cloud"] == "error: webhook secret missing"

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from tests.conftest import OPENAI_KEY, fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.logs import logging_for
 from tests.helpers.settle import settled
 from tests.web.support import LEAD_PHONE, error_body, inbound_count
 from web.app import create_app
@@ -26,7 +27,9 @@ async def json_bot(aiohttp_client: Callable[..., Any], tmp_path: Path) -> TestCl
     """A bot whose JSON logs land in `capsys`. The app configures logging onto whatever
     sys.stderr is when it is created, so call this from the test body, where capsys is
     active (an async fixture would see a stream that is closed by the time the test runs)."""
-    return await aiohttp_client(create_app(fast_settings(tmp_path, log_format="json"), clock=TestClock()))
+    return await aiohttp_client(
+        create_app(logging_for(fast_settings(tmp_path, log_format="json")), clock=TestClock())
+    )
 
 
 def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:

@@ -41,6 +41,7 @@ from integrations.piperun import PipeRunClient
 from store.supabase_probe import probe_supabase
 from web.configs.agent import llm_config
 from web.configs.channels import channels_config
+from web.configs.integrations import chatwoot_config, meta_capi_config, piperun_config
 
 DEFAULT_TIMEOUT_S = 10.0
 _LABEL_WIDTH = 10
@@ -78,16 +79,16 @@ async def _openai(settings: Settings, session: aiohttp.ClientSession, io: ProbeI
 
 
 async def _chatwoot(settings: Settings, session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
-    return await ChatwootClient(settings, session).probe(io)
+    return await ChatwootClient(chatwoot_config(settings), session).probe(io)
 
 
 async def _piperun(settings: Settings, session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
-    return await PipeRunClient.from_settings(settings, session).probe(io)
+    return await PipeRunClient(piperun_config(settings), session).probe(io)
 
 
 async def _meta_capi(settings: Settings, session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
     try:
-        client = MetaCapiClient.from_settings(session, settings)
+        client = MetaCapiClient(meta_capi_config(settings), session)
     except ValueError:  # the client refuses a pixel id that is not digits: it goes in the URL path
         return problem(
             "ID do pixel (conjunto de dados) inválido: META_PIXEL_ID deve ter só números",

@@ -35,7 +35,7 @@ async def handle_chatwoot_webhook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     raw = await request.read()
     try:
-        verify_webhook(settings, request, raw)
+        verify_webhook(settings.chatwoot_webhook_secret, request, raw)
         event = parse_webhook_event(raw)
     except WebhookRejected as exc:
         log.info("webhook_rejected", channel="chatwoot", status=exc.status, reason=exc.message)

@@ -26,17 +26,19 @@ from aiohttp import web
 
 from cli.forget import run_forget
 from cli.migrate import run_migrate
+from core.clock import utc_now
 from core.logging import configure_logging, get_logger
 from core.records import OutboxItem
 from core.settings import Settings
 from store.base import Store
 from web.app import create_app, default_store
 from web.operator_auth import operator_headers
-from web.serve import PortInUse, bind, serve
+from web.serve import PortInUse, bind, configure_process, freeze_gc_once_started, serve
 from web.worker_process import WorkerSupervisor, die_with_parent, free_port, watch_parent
 
 
 def _serve(settings: Settings) -> int:
+    configure_process(settings)
     try:
         sock = bind(settings.host, settings.port)
     except PortInUse as exc:
@@ -47,7 +49,8 @@ def _serve(settings: Settings) -> int:
         worker = WorkerSupervisor(
             port=free_port(), grace_s=settings.shutdown_grace_s, headers=operator_headers(settings)
         )
-    app = create_app(settings, role="web" if worker else "all", worker=worker)
+    app = create_app(settings, role="web" if worker else "all", worker=worker, clock=utc_now)
+    freeze_gc_once_started(app)
     asyncio.run(serve(app, sock, shutdown_timeout=settings.shutdown_grace_s, worker_process=bool(worker)))
     return 0
 
@@ -56,7 +59,9 @@ def _worker(settings: Settings, port: int, parent: int | None) -> int:
     """The child `python main.py` starts: turns, deliveries and follow-ups, with only
     health and metrics served on loopback for the parent."""
     die_with_parent()
-    app = create_app(settings, role="worker", worker_port=port)
+    configure_process(settings)
+    app = create_app(settings, role="worker", worker_port=port, clock=utc_now)
+    freeze_gc_once_started(app)
     if parent is not None:
 
         async def orphan_watch(_app: web.Application) -> AsyncIterator[None]:

@@ -2,6 +2,9 @@
 
     python bench/tokens.py [--turns 40]
 
+Needs the dev extra (`pip install -e '.[dev]'`): OpenAI and Z-API are faked with
+aioresponses and the suite's fakes (tests/helpers/fakes.py, tests/conftest.py).
+
 Drives one lead through N turns of the real runtime (SQLite store, LangGraph agent,
 prompt rendering) with OpenAI faked at the HTTP boundary, captures every chat request
 and prints its size at turn 1, 10 and 40: characters, an estimate of tokens (chars/4,
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -25,10 +29,18 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from aioresponses import aioresponses  # noqa: E402
 
-from tests.conftest import ZAPI_INSTANCE, ZAPI_TOKEN, fast_settings, zapi_message  # noqa: E402
+from core.clock import utc_now  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    WEBHOOK_TOKEN,
+    ZAPI_INSTANCE,
+    ZAPI_TOKEN,
+    fast_settings,
+    zapi_message,
+)
 from tests.helpers.fakes import FakeOpenAI, FakeZapi  # noqa: E402
 from web.app import create_app  # noqa: E402
 from web.keys import RUNNER  # noqa: E402
+from web.serve import configure_process  # noqa: E402
 
 LEAD_LINES = [
     "Oi, boa tarde! Vi o anúncio de vocês",
@@ -62,7 +74,8 @@ async def main() -> None:
     with aioresponses(passthrough=["http://127.0.0.1"]) as mock:
         openai = FakeOpenAI(mock)
         zapi = FakeZapi(mock, instance_id=ZAPI_INSTANCE, instance_token=ZAPI_TOKEN)
-        app = create_app(settings)
+        configure_process(settings)  # the bot's log level, as `python main.py` sets it
+        app = create_app(settings, clock=utc_now)
         runner = web.AppRunner(app)
         await runner.setup()
         turns = app[RUNNER]
@@ -80,7 +93,8 @@ async def main() -> None:
                 openai.then(reply=reply, summary="Carlos, casa de carnes em Maringá/PR, quer formadora. " * 3)
                 calls_before = openai.chat_calls
                 async with client.post(
-                    f"http://127.0.0.1:{port}/webhooks/zapi",
+                    # The route is closed without the secret, which Z-API sends in `?token=`.
+                    f"http://127.0.0.1:{port}/webhooks/zapi?token={WEBHOOK_TOKEN}",
                     json=zapi_message(message_id=f"3EB0TOK{turn:09d}", text=text),
                 ) as response:
                     assert response.status == 200
@@ -104,6 +118,7 @@ async def main() -> None:
             await client.close()
         finally:
             await runner.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
     print(
         f"prompt size per turn, one lead, {args.turns} text turns (window {settings.history_window} messages)"
     )

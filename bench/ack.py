@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -141,6 +142,7 @@ async def main() -> None:
         await provider.stop()
         if os.environ.get("BENCH_DEBUG"):
             print((tmp / "bot.log").read_text()[-20000:])
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print(
         f"webhook ack latency, {len(ours)} requests per server, concurrency {args.concurrency}, "

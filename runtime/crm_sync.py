@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from core.logging import get_logger
 from core.outbox import PipeRunSync
 from core.records import LeadRecord, OutboxItem
-from integrations.piperun import CrmLink, LeadCard, PipeRunClient, sync_lead
+from integrations.piperun import CrmLink, LeadCard, PipeRunClient, PipeRunTexts, sync_lead
 from runtime.erasure import late_piperun_item
 from store.base import Store
 
@@ -53,10 +53,15 @@ class CrmSyncConfig:
 
 
 class CrmSync:
-    def __init__(self, client: PipeRunClient, store: Store, config: CrmSyncConfig) -> None:
+    def __init__(
+        self, client: PipeRunClient, store: Store, config: CrmSyncConfig, texts: PipeRunTexts
+    ) -> None:
+        """`texts` (prompts/piperun.toml) are read at start, so a broken file stops the bot
+        there instead of failing the first hot lead's sync."""
         self.client = client
         self.store = store
         self.config = config
+        self.texts = texts
 
     def _chatwoot_url(self, lead: LeadRecord) -> str | None:
         c = self.config
@@ -105,6 +110,7 @@ class CrmSync:
                 stage_id=self.config.stage_id,
                 origin_id=self.config.origin_for(lead.channel),
                 owner_id=self.config.owner_id,
+                texts=self.texts,
                 on_progress=progress,
             )
         except _ErasedMidSync as erased:

@@ -32,7 +32,7 @@ from core.records import OutboxItem
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
 from integrations.outbound_webhooks import Endpoint, OutboundWebhookClient
-from integrations.piperun import PipeRunClient
+from integrations.piperun import PipeRunClient, PipeRunTexts
 from runtime.breaker import BreakerRegistry
 from runtime.capi_delivery import CapiConfig, CapiDelivery
 from runtime.channel_health import ChannelHealth
@@ -80,6 +80,8 @@ class RouteDeps:
     chatwoot: Callable[[], ChatwootClient] | None = None
     piperun: Callable[[], PipeRunClient] | None = None
     capi: Callable[[], MetaCapiClient] | None = None
+    # Read at start by the composition root; required when the PipeRun sync is routed.
+    piperun_texts: PipeRunTexts | None = None
 
 
 def _breaker_key(item: OutboxItem, field: str) -> str | None:
@@ -141,7 +143,9 @@ def _piperun_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> None:
             deps.breakers.get("piperun"),
         )
     if config.crm is not None:
-        crm = CrmSync(client(), deps.store, config.crm)
+        if deps.piperun_texts is None:
+            raise ValueError("the PipeRun sync needs its texts (prompts/piperun.toml), read at start")
+        crm = CrmSync(client(), deps.store, config.crm, deps.piperun_texts)
         dispatcher.register_typed(
             PipeRunSync, crm.sync, policy_for("piperun", config.outbox), deps.breakers.get("piperun")
         )

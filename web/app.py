@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
@@ -26,7 +27,7 @@ from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
 from integrations.outbound_webhooks import Endpoint
-from integrations.piperun import PipeRunClient
+from integrations.piperun import PipeRunClient, PipeRunTexts, load_piperun_texts
 from runtime.breaker import BreakerRegistry
 from runtime.channel_health import ChannelHealth
 from runtime.delivery import Delivery
@@ -169,6 +170,20 @@ def _client_factories(settings: Settings, session: aiohttp.ClientSession) -> dic
     return factories
 
 
+@dataclass(frozen=True)
+class _Texts:
+    """The text files the runtime renders from (the agent reads its own prompts when it
+    is built): read when the app is built, never at first use."""
+
+    card: HandoffCard
+    piperun: PipeRunTexts | None
+
+
+def _read_texts(settings: Settings) -> _Texts:
+    piperun = load_piperun_texts() if settings.piperun_configured else None
+    return _Texts(card=load_handoff_card(), piperun=piperun)
+
+
 Role = Literal["all", "web", "worker"]
 
 
@@ -189,13 +204,13 @@ def create_app(
     Nothing here touches the process (logging, the GC): the caller owns it, see
     web/serve.py's `configure_process` and `freeze_gc_once_started`."""
     app = _base_app(settings, role, worker)
-    # Read once at build: a broken endpoint list or card file stops the bot with a clear message.
+    # Read once at build: a broken endpoint list or text file stops the bot with a clear message.
     endpoints = webhook_endpoints(settings)
-    card = load_handoff_card() if role != "web" else None
+    texts = _read_texts(settings) if role != "web" else None
     app[LIFECYCLE] = Lifecycle(lifecycle_config(settings), subscriptions(endpoints))
     app.on_shutdown.append(_start_draining)
     runtime = _RuntimeCtx(
-        settings, role, endpoints, worker=worker, worker_port=worker_port, clock=clock, card=card
+        settings, role, endpoints, worker=worker, worker_port=worker_port, clock=clock, texts=texts
     )
     app.cleanup_ctx.extend([_http_ctx(settings), _store_ctx(settings, store_factory, role, worker), runtime])
     if worker is not None:
@@ -266,7 +281,7 @@ class _RuntimeCtx:
         worker: WorkerSupervisor | None,
         worker_port: int | None,
         clock: Clock,
-        card: HandoffCard | None,
+        texts: _Texts | None,
     ) -> None:
         self.settings = settings
         self.role = role
@@ -274,7 +289,7 @@ class _RuntimeCtx:
         self.worker = worker
         self.worker_port = worker_port
         self.clock = clock
-        self.card = card
+        self.texts = texts
         self.stop_parts: list[Callable[[], Awaitable[None]]] = []
         self.nudges: asyncio.DatagramTransport | None = None
         self.stopped = False
@@ -306,8 +321,8 @@ class _RuntimeCtx:
         settings, session, store, channels = self.settings, app[HTTP], app[STORE], app[CHANNELS]
         llm, agent = _build_agent(settings, session, channels)
         app[LLM] = llm
-        card = self.card
-        assert card is not None  # loaded by create_app for every role that thinks
+        assert self.texts is not None  # read by create_app for every role that thinks
+        card = self.texts.card
         dispatcher = OutboxDispatcher(store, workers=settings.outbox_workers, poll_s=settings.outbox_poll_s)
         runner = TurnRunner(
             store=store,
@@ -340,6 +355,7 @@ class _RuntimeCtx:
             delivery,
             self.endpoints,
             **_client_factories(settings, session),
+            piperun_texts=self.texts.piperun,
         )
         register_outbox_routes(dispatcher, deps)
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)

@@ -10,7 +10,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiohttp.test_utils import TestClient
 
+from core.settings import Settings
 from tests.helpers.clock import INSTANTS, NEXT_OPENING, TestClock
 from tests.helpers.logs import logging_for
 from tests.helpers.loopback import (
@@ -53,24 +55,9 @@ def chat_reply(
     return {"reply": reply, "lead": lead or {}, "tool_calls": tools or [], "summary": "Lead em qualificação."}
 
 
-@pytest.mark.parametrize("instant", list(INSTANTS))
-async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone_or_email_in_the_logs(
-    instant: str,
-    provider: ProviderServer,
-    aiohttp_client: Callable[..., Any],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    restore_logging: None,
-) -> None:
-    capsys.readouterr()
-    settings = everything_configured(tmp_path, provider)
-    client = await aiohttp_client(
-        create_app(logging_for(settings), store_factory=sqlite_store, clock=TestClock(INSTANTS[instant]))
-    )
+async def knock_on_every_door(client: TestClient) -> None:
     port = client.port
     assert port is not None
-    state = provider.state
-
     # Attackers knock on every door first.
     for path in ("/webhooks/zapi", "/webhooks/waha", "/webhooks/meta", "/webhooks/chatwoot", "/webhooks/crm"):
         await raw_request(
@@ -84,6 +71,8 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
         "/webhooks/meta", params={"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"}
     )
 
+
+async def the_lead_introduces_herself(client: TestClient, state: Any) -> None:
     # The lead introduces herself; OpenAI is rate-limited once, Z-API fails once.
     state.chat_faults = deque([Fault(429, retry_after="1")])
     state.send_faults = deque([Fault(500)])
@@ -112,6 +101,8 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
     await settled(client, timeout=15)
     assert len(state.sent) == 1
 
+
+async def she_turns_hot(client: TestClient, state: Any, instant: str) -> None:
     # She is hot and asks for a person: CRM deal, CAPI QualifiedLead, Chatwoot handoff.
     state.chat_replies.append(
         chat_reply(
@@ -146,6 +137,8 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
     if opening is not None:
         assert opening in json.dumps(state.sent[-1], ensure_ascii=False)
 
+
+async def an_agent_answers_and_the_crm_reports_a_win(client: TestClient) -> None:
     # An agent answers from Chatwoot; the CRM reports the deal won.
     conversation_id, contact = stored_contact(client)
     assert conversation_id is not None
@@ -159,6 +152,8 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
     )
     assert response.status == 200
 
+
+async def two_more_leads_whose_replies_are_refused(client: TestClient) -> None:
     # Two more leads on WAHA and the Cloud API, whose providers refuse the replies.
     body = waha_body()
     assert (
@@ -179,10 +174,11 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
     await client.get("/api/health")
     await client.get("/metrics")
     await settled(client, timeout=15)
-    await client.close()  # shutdown lines are part of the output too
 
-    captured = capsys.readouterr()
-    output = captured.err + captured.out
+
+def check_the_output(output: str, state: Any, settings: Settings) -> None:
+    """Everything went through the scrubbing JSON pipeline, the run took the paths that
+    log, and no secret, phone or e-mail is in it, in any form."""
     lines = [line for line in output.splitlines() if line.strip()]
     not_json = [line[:200] for line in lines if not line.startswith("{")]
     assert not_json == [], "output that bypassed the log pipeline (and its scrubber)"
@@ -215,3 +211,28 @@ async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone
         ]
         leaks.append(f"e-mail, e.g. in: ...{context}")
     assert leaks == []
+
+
+@pytest.mark.parametrize("instant", list(INSTANTS))
+async def test_a_full_conversation_with_every_integration_leaves_no_secret_phone_or_email_in_the_logs(
+    instant: str,
+    provider: ProviderServer,
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+) -> None:
+    capsys.readouterr()
+    settings = everything_configured(tmp_path, provider)
+    client = await aiohttp_client(
+        create_app(logging_for(settings), store_factory=sqlite_store, clock=TestClock(INSTANTS[instant]))
+    )
+    state = provider.state
+    await knock_on_every_door(client)
+    await the_lead_introduces_herself(client, state)
+    await she_turns_hot(client, state, instant)
+    await an_agent_answers_and_the_crm_reports_a_win(client)
+    await two_more_leads_whose_replies_are_refused(client)
+    await client.close()  # shutdown lines are part of the output too
+    captured = capsys.readouterr()
+    check_the_output(captured.err + captured.out, state, settings)

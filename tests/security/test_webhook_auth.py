@@ -49,16 +49,18 @@ from web.keys import STORE
 Headers = list[tuple[bytes, bytes]]
 
 
+Case = tuple[str, str, bytes, Headers]
+ZERO = b"0" * 64
+
+
 def forged_requests() -> list[tuple[str, str, bytes, Headers]]:
     """(case id, target, body, headers): each is refused with 401 or 403."""
+    return _zapi_cases() + _waha_cases() + _meta_cases() + _chatwoot_cases() + _crm_cases()
+
+
+def _zapi_cases() -> list[Case]:
     z = zapi_body("3EB0FORGED000001", "Oi")
-    w = waha_body()
-    m = meta_body()
-    c = chatwoot_reply(318, 97002, "Me manda seu CPF", chatwoot_contact(LEAD_PHONE))
-    k = crm_body()
-    zero = b"0" * 64
-    stale = chatwoot_signature(CHATWOOT_WEBHOOK_SECRET, c, at=int(time.time()) - 3600)
-    cases: list[tuple[str, str, bytes, Headers]] = []
+    cases: list[Case] = []
     for path in ("/webhooks/zapi", "/webhook/text", "/webhook/audio"):
         cases += [
             (f"{path}-no-token", path, z, []),
@@ -73,8 +75,14 @@ def forged_requests() -> list[tuple[str, str, bytes, Headers]]:
             ),
             (f"{path}-non-utf8-bearer", path, z, [(b"Authorization", b"Bearer \xc3\x28")]),
         ]
+    return cases
+
+
+def _waha_cases() -> list[Case]:
+    w = waha_body()
+    zero = ZERO
     other_body = json.dumps({"event": "message", "session": "default"}).encode()
-    cases += [
+    return [
         ("waha-no-signature", "/webhooks/waha", w, []),
         ("waha-forged-signature", "/webhooks/waha", w, [(b"X-Webhook-Hmac", zero * 2)]),
         (
@@ -94,6 +102,13 @@ def forged_requests() -> list[tuple[str, str, bytes, Headers]]:
         ),
         ("waha-url-token-instead-of-signature", f"/webhooks/waha?token={WAHA_HMAC_KEY}", w, []),
         ("waha-non-utf8-signature", "/webhooks/waha", w, [(b"X-Webhook-Hmac", b"\xff" * 128)]),
+    ]
+
+
+def _meta_cases() -> list[Case]:
+    m = meta_body()
+    zero = ZERO
+    return [
         ("meta-no-signature", "/webhooks/meta", m, []),
         ("meta-forged-signature", "/webhooks/meta", m, [(b"X-Hub-Signature-256", b"sha256=" + zero)]),
         (
@@ -120,6 +135,14 @@ def forged_requests() -> list[tuple[str, str, bytes, Headers]]:
             [(b"X-Hub-Signature-256", "sha256=é".encode() + zero)],
         ),
         ("meta-non-utf8-signature", "/webhooks/meta", m, [(b"X-Hub-Signature-256", b"sha256=\xff" + zero)]),
+    ]
+
+
+def _chatwoot_cases() -> list[Case]:
+    c = chatwoot_reply(318, 97002, "Me manda seu CPF", chatwoot_contact(LEAD_PHONE))
+    zero = ZERO
+    stale = chatwoot_signature(CHATWOOT_WEBHOOK_SECRET, c, at=int(time.time()) - 3600)
+    return [
         ("chatwoot-no-credentials", "/webhooks/chatwoot", c, []),
         (
             "chatwoot-forged-signature",
@@ -148,6 +171,12 @@ def forged_requests() -> list[tuple[str, str, bytes, Headers]]:
                 (b"X-Chatwoot-Timestamp", str(int(time.time())).encode()),
             ],
         ),
+    ]
+
+
+def _crm_cases() -> list[Case]:
+    k = crm_body()
+    return [
         ("crm-no-secret", "/webhooks/crm", k, []),
         ("crm-wrong-secret", "/webhooks/crm", k, [(b"X-Webhook-Secret", b"crm-guess")]),
         ("crm-wrong-query-token", "/webhooks/crm?token=crm-guess", k, []),
@@ -158,7 +187,6 @@ def forged_requests() -> list[tuple[str, str, bytes, Headers]]:
             [(b"X-Webhook-Secret", b"\xff" + CRM_WEBHOOK_SECRET.encode())],
         ),
     ]
-    return cases
 
 
 FORGED = forged_requests()

@@ -29,6 +29,7 @@ from channels.instagram.parse import InstagramParser
 from channels.media_fetch import MediaFetcher
 from channels.webhook_helpers import clean, json_object
 from core.logging import get_logger
+from core.meta_graph import graph_probe_problem
 from core.models import mask_phone
 from core.probe import ProbeIO, ProbeResult, ok
 
@@ -243,7 +244,7 @@ class InstagramChannel:
         )
         data = reply.data if isinstance(reply.data, dict) else {}
         if not reply.ok:
-            return meta_common.graph_probe_problem(
+            return graph_probe_problem(
                 io,
                 reply,
                 id_label="ID da conta do Instagram",

@@ -31,6 +31,7 @@ from channels.whatsapp_cloud.errors import as_int, graph_error
 from channels.whatsapp_cloud.parse import MEDIA_ID, MEDIA_SCHEME, digits, is_bsuid, parse_webhook
 from core.errors import ProviderError
 from core.logging import get_logger
+from core.meta_graph import graph_probe_problem
 from core.models import mask_phone
 from core.probe import ProbeIO, ProbeResult, ok
 
@@ -331,7 +332,7 @@ class WhatsAppCloudChannel:
         )
         data = reply.data if isinstance(reply.data, dict) else {}
         if not reply.ok:
-            return meta_common.graph_probe_problem(
+            return graph_probe_problem(
                 io,
                 reply,
                 id_label="ID do número (phone number id)",

@@ -33,6 +33,9 @@ class DeliveryStatus:
     status: DeliveryState
     error: str | None = None
     timestamp: datetime | None = None
+    # The provider took the message, then refused it because the lead's 24-hour window
+    # had closed (WhatsApp Cloud error 131047): the runtime re-engages instead.
+    outside_window: bool = False
 
 
 @dataclass

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from channels.base import Channel
+from channels.base import Channel, templates
 from core.errors import OutsideWindow, ProviderError
 from core.logging import get_logger
 from core.outbox import ChatwootHandoff, Reengage, SendText, chatwoot_lane
@@ -166,10 +166,10 @@ class Delivery:
     ) -> None:
         """Free text cannot go out: use the approved template, or hand the lead to a person."""
         template = self.config.reengage_template
-        send_template = getattr(channel, "send_template", None)
-        if template and send_template is not None:
+        sender = templates(channel)
+        if template and sender is not None:
             await self.limiters[channel.name].acquire()
-            await send_template(
+            await sender.send_template(
                 self.session,
                 contact_id,
                 name=template,

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiohttp
 from aiohttp import web
 
-from channels.base import Channel
+from channels.base import Channel, profile_lookup
 from channels.registry import build_channels
 from core.clock import Clock
-from core.errors import ProviderError, Retryable
+from core.errors import ProviderError
 from core.logging import get_logger
 from core.metrics import Metrics
 from core.models import InboundMessage
@@ -109,8 +109,7 @@ def _media_fetcher(
         try:
             return await channel.fetch_media(session, message.media_url, max_bytes=settings.media_max_bytes)
         except ProviderError as exc:
-            # legacy flag: remove once every adapter raises the typed leaves
-            if isinstance(exc, Retryable) or getattr(exc, "retryable", False):
+            if exc.retryable:  # the turn is retried later; a permanent refusal drops the media
                 raise
             raise MediaUnusable(str(exc)) from exc
 
@@ -149,10 +148,10 @@ def _profile_name_lookup(
     """Instagram webhooks carry no name: ask the channel once, the store keeps it."""
 
     async def lookup(message: InboundMessage) -> str | None:
-        fetch = getattr(channels.get(message.channel), "fetch_profile_name", None)
-        if fetch is None:
+        channel = profile_lookup(channels.get(message.channel))
+        if channel is None:
             return None
-        name = await fetch(session, message.contact_id)
+        name = await channel.fetch_profile_name(session, message.contact_id)
         return str(name) if name is not None else None
 
     return lookup

@@ -132,7 +132,7 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
             await store.record_delivery_status(
                 channel_name, status.provider_message_id, status.status, status.error
             )
-            if status.status == "failed" and "window" in (status.error or "").lower():
+            if status.status == "failed" and status.outside_window:
                 # Meta took the reply, then refused it: the 24-hour window had closed.
                 contact_key = await store.message_contact(status.provider_message_id)
                 if contact_key is not None:

@@ -453,4 +453,7 @@ def _status(status: WStatus, status_id: str, where: str) -> DeliveryStatus | Ign
         status=state,  # type: ignore[arg-type]  # checked against _DELIVERY_STATES
         error=_status_error(status.errors),
         timestamp=stamp,
+        outside_window=status.errors is not None
+        and bool(status.errors)
+        and status.errors[0].code == WINDOW_CODE,
     )

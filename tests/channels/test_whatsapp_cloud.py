@@ -464,6 +464,15 @@ def test_failed_outside_window_names_the_window(channel: WhatsAppCloudChannel) -
     assert "window" in status.error
 
 
+def test_the_closed_window_is_a_typed_flag_on_the_status_not_a_word_to_search(
+    channel: WhatsAppCloudChannel,
+) -> None:
+    [closed] = channel.parse(load("status_failed_131047.json")).statuses
+    [undeliverable] = channel.parse(load("status_failed_131026.json")).statuses
+    assert closed.outside_window is True
+    assert undeliverable.outside_window is False
+
+
 def test_failed_undeliverable(channel: WhatsAppCloudChannel) -> None:
     [status] = channel.parse(load("status_failed_131026.json")).statuses
     assert status.status == "failed"

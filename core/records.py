@@ -60,26 +60,6 @@ def message_tombstone(key: bytes, provider_message_id: str) -> str:
     return erasure_hash(key, f"message:{provider_message_id}")
 
 
-def erasure_payload(
-    *,
-    erasure_id: int,
-    erased_at: str,
-    channel: str,
-    chatwoot_contact_id: int | None,
-    crm_person_id: int | None,
-    crm_deal_id: int | None,
-) -> dict[str, Any]:
-    """What the erasure item carries: ids in other systems, never the lead's data."""
-    return {
-        "erasure_id": erasure_id,
-        "erased_at": erased_at,
-        "channel": channel,
-        "chatwoot_contact_id": chatwoot_contact_id,
-        "crm_person_id": crm_person_id,
-        "crm_deal_id": crm_deal_id,
-    }
-
-
 @dataclass(frozen=True)
 class InboundRecord:
     id: int

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.clock import utc_now
+from core.outbox import LeadErasure
 from core.records import (
     ERASURE_KIND,
     OUTBOX_LANES,
     contact_tombstone,
     endpoint_lane_prefix,
     erasure_lane,
-    erasure_payload,
     lane_key,
     message_tombstone,
 )
@@ -150,14 +150,14 @@ def _record_erasure(db: sqlite3.Connection, traces: _Traces, counts: dict[str, i
             json.dumps(counts),
         ),
     ).fetchone()[0]
-    payload = erasure_payload(
+    payload = LeadErasure(
         erasure_id=erasure_id,
         erased_at=now,
         channel=channel,
         chatwoot_contact_id=traces.lead_value("chatwoot_contact_id"),
         crm_person_id=traces.lead_value("crm_person_id"),
         crm_deal_id=traces.lead_value("crm_deal_id"),
-    )
+    ).serialize()
     db.execute(
         "INSERT INTO outbox (kind, order_key, idempotency_key, payload, status,"
         " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from core.clock import Clock, utc_now
 from core.metrics import Metrics
-from core.records import DueFollowUp, InboundRecord, LeadRecord, TurnCommit
+from core.records import DueFollowUp
 from runtime.commit import CommitBuilder, CommitConfig
 from runtime.followups import FollowUpConfig, FollowUpTurn
 from runtime.handoff_card import HandoffCard
@@ -153,17 +153,3 @@ class TurnRunner:
         is moot (their turn's commit cancels it)."""
         outcome = await self.scheduler.exclusive(due.contact_key, lambda: self.follow_up.run(due))
         return str(outcome)
-
-    # --- a commit outside a turn ------------------------------------------------------
-    def _commit(
-        self,
-        turn_id: str,
-        contact_key: str,
-        records: list[InboundRecord],
-        lead: LeadRecord | None,
-        *,
-        reply: str,
-    ) -> TurnCommit:
-        """A bot message outside a turn (tests write "the bot said X hours later" so).
-        Kept for tests/channels/test_channel_pipelines.py; new code calls `builder.build`."""
-        return self.builder.build(turn_id, contact_key, records, lead, reply=reply, at=self.clock())

@@ -231,7 +231,7 @@ async def _reply_after(bot: TestClient, clock: TestClock, hours: float, *, text:
     clock.advance(hours=hours)
     lead = await bot.app[STORE].get_lead("whatsapp:5511987654321")
     assert lead is not None
-    commit = runner._commit("t-late", lead.contact_key, [], lead, reply=text)
+    commit = runner.builder.build("t-late", lead.contact_key, [], lead, reply=text, at=runner.clock())
     commit.lead_wrote = False
     await bot.app[STORE].commit_turn(commit)
     runner.on_commit()

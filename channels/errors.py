@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from core.errors import (
-    RETRYABLE_STATUSES,
     AuthFailed,
     InvalidRecipient,
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
+    is_retryable_status,
 )
 
 
@@ -51,11 +51,6 @@ class MediaRefused(ChannelRejected):
     """The media URL points where we will not go; asking again cannot change that."""
 
 
-def is_retryable_status(status: int) -> bool:
-    """Timeouts, throttling and server trouble may pass; any other 4xx will not."""
-    return status in RETRYABLE_STATUSES or status >= 500
-
-
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a `Retry-After: <seconds>` answer; an HTTP date is left to the backoff."""
     value = (headers.get("Retry-After") or "").strip()
@@ -88,6 +83,5 @@ __all__ = [
     "MediaRefused",
     "MediaTooLarge",
     "error_for_status",
-    "is_retryable_status",
     "retry_after",
 ]

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from channels.errors import MediaTooLarge, is_retryable_status
+from channels.errors import MediaTooLarge
 
 
 def scrub(text: str, secrets: list[str]) -> str:
@@ -57,6 +57,5 @@ def error_detail(raw: str, paths: Sequence[Sequence[str]], *, join_lists: bool =
 __all__ = [
     "MediaTooLarge",
     "error_detail",
-    "is_retryable_status",
     "scrub",
 ]

@@ -68,7 +68,7 @@ class ProviderError(SDRError):
     def retryable(self) -> bool:
         if isinstance(self, (Retryable, Permanent)):
             return isinstance(self, Retryable)
-        return self.status is not None and (self.status in RETRYABLE_STATUSES or self.status >= 500)
+        return self.status is not None and is_retryable_status(self.status)
 
     @property
     def auth_failed(self) -> bool:
@@ -111,10 +111,7 @@ class OutsideWindow(ProviderRejected):
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 
-def error_for_status(status: int, message: str, *, retry_after: float | None = None) -> ProviderError:
-    """The leaf a plain HTTP status stands for, when the provider's body says nothing finer."""
-    if status in (401, 403):
-        return AuthFailed(message, status=status)
-    if status in RETRYABLE_STATUSES or status >= 500:
-        return ProviderUnavailable(message, status=status, retry_after=retry_after)
-    return ProviderRejected(message, status=status)
+def is_retryable_status(status: int) -> bool:
+    """The one rule for an HTTP status every adapter, client and the outbox share: request
+    timeouts, throttling and server trouble may pass; any other 4xx will not."""
+    return status in RETRYABLE_STATUSES or status >= 500

@@ -25,16 +25,12 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from core.errors import Permanent, ProviderError, Retryable
+from core.errors import Permanent, ProviderError, Retryable, is_retryable_status
 
 
 class PermanentDeliveryError(Permanent):
     """The item can never succeed as it is (bad payload, unknown channel...): a runtime
     concept, so it lives here, on the core tree's Permanent branch."""
-
-
-# Statuses that say "not now" rather than "never": request timeout, too early, rate limit.
-_RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -50,7 +46,7 @@ def is_transient(exc: BaseException) -> bool:
         return exc.retryable
     if isinstance(exc, aiohttp.ClientResponseError):
         # raise_for_status(): a ClientError, but a 400 stays a 400 however often it is sent.
-        return exc.status in _RETRYABLE_4XX or exc.status >= 500
+        return is_retryable_status(exc.status)
     return isinstance(exc, (asyncio.TimeoutError, aiohttp.ClientError, ConnectionError))
 
 

@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 from channels import meta_common
-from channels.errors import is_retryable_status
 from channels.meta_common import (
     MetaApiError,
     MetaAuthFailed,
@@ -23,6 +22,7 @@ from channels.meta_common import (
 )
 from channels.provider_http import scrub
 from channels.webhook_helpers import clean
+from core.errors import is_retryable_status
 
 _ERROR_DETAIL_MAX = 200
 

@@ -29,7 +29,6 @@ from channels.errors import (
     ChannelInvalidRecipient,
     ChannelRejected,
     ChannelUnavailable,
-    is_retryable_status,
     retry_after,
 )
 from channels.media_fetch import WAHA_FILES_PATH, Credentials, MediaFetcher, Origin, parse_media_url
@@ -38,7 +37,7 @@ from channels.waha.config import WahaConfig
 from channels.waha.content import dig
 from channels.waha.parse import USER_SERVERS, chat_kind, parse_webhook, split_chat_id
 from channels.webhook_helpers import clean, json_or_none, token_matches
-from core.errors import WebhookRejected
+from core.errors import WebhookRejected, is_retryable_status
 from core.logging import get_logger
 from core.models import mask_phone
 from core.probe import ProbeIO, ProbeResult, ok, problem

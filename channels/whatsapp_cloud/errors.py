@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from channels import meta_common
-from channels.errors import is_retryable_status
 from channels.meta_common import (
     MetaApiError,
     MetaAuthFailed,
@@ -21,6 +20,7 @@ from channels.meta_common import (
 )
 from channels.provider_http import scrub
 from channels.whatsapp_cloud.parse import WINDOW_CODE
+from core.errors import is_retryable_status
 
 # Throttling and Meta-side trouble: the same request can succeed later.
 #   1 API Unknown, 2 API Service, 4 app request limit, 17/32/613 Graph call limits,

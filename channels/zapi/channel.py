@@ -22,7 +22,6 @@ from channels.errors import (
     ChannelInvalidRecipient,
     ChannelRejected,
     ChannelUnavailable,
-    is_retryable_status,
     retry_after,
 )
 from channels.media_fetch import MediaFetcher
@@ -30,7 +29,7 @@ from channels.provider_http import error_detail, scrub
 from channels.webhook_helpers import json_object, token_matches
 from channels.zapi.config import ZapiConfig
 from channels.zapi.parse import parse_webhook
-from core.errors import WebhookRejected
+from core.errors import WebhookRejected, is_retryable_status
 from core.logging import get_logger
 from core.models import mask_phone
 from core.probe import ProbeIO, ProbeResult, ok, problem

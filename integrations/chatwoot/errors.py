@@ -6,10 +6,10 @@ Only core's types are imported: integrations never depend on channels.
 from __future__ import annotations
 
 from core.errors import (
-    RETRYABLE_STATUSES,
     AuthFailed,
     ProviderRejected,
     ProviderUnavailable,
+    is_retryable_status,
 )
 from integrations.errors import IntegrationError
 
@@ -36,7 +36,7 @@ def chatwoot_error_for_status(status: int, message: str) -> ChatwootError:
     """The leaf a non-2xx answer stands for."""
     if status in (401, 403):
         return ChatwootAuthFailed(message, status=status)
-    if status in RETRYABLE_STATUSES or status >= 500:
+    if is_retryable_status(status):
         return ChatwootUnavailable(message, status=status)
     return ChatwootRejected(message, status=status)
 

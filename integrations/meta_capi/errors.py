@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import RETRYABLE_STATUSES, AuthFailed, ProviderRejected, ProviderUnavailable
+from core.errors import AuthFailed, ProviderRejected, ProviderUnavailable, is_retryable_status
 from integrations.errors import IntegrationError
 
 # 1 API Unknown / 2 API Service: "wait and retry"; 4, 17, 32, 613: call-rate limits;
@@ -69,7 +69,7 @@ def capi_error_for(message: str, *, status: int, code: int | None, transient: bo
         return CapiUnavailable(message, status=status, code=code, **meta)
     if code in INVALID_PARAMETER_CODES:
         return CapiRejected(message, status=status, code=code, **meta)
-    if status in RETRYABLE_STATUSES or status >= 500:
+    if is_retryable_status(status):
         return CapiUnavailable(message, status=status, code=code, **meta)
     return CapiRejected(message, status=status, code=code, **meta)
 

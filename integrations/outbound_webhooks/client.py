@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from core.errors import RETRYABLE_STATUSES, ProviderRejected, ProviderUnavailable
+from core.errors import ProviderRejected, ProviderUnavailable, is_retryable_status
 from core.logging import get_logger
 from integrations.errors import IntegrationError
 from integrations.outbound_webhooks.config import EVENTS, Endpoint
@@ -139,7 +139,7 @@ class OutboundWebhookClient:
         if 300 <= status < 400:
             error = f"HTTP {status}: redirects are not followed, configure the final URL"
             raise self._failed(at, status, error, retryable=False)
-        retryable = status in RETRYABLE_STATUSES or status >= 500
+        retryable = is_retryable_status(status)
         raise self._failed(at, status, f"HTTP {status} {reason}".strip(), retryable=retryable)
 
     def _result(

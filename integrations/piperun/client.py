@@ -50,7 +50,7 @@ import aiohttp
 import structlog
 from pydantic import SecretStr, ValidationError
 
-from core.errors import RETRYABLE_STATUSES
+from core.errors import is_retryable_status
 from core.lead_fields import fold, format_cnpj
 from core.probe import ProbeIO, ProbeResult
 from integrations.piperun.errors import (
@@ -224,7 +224,7 @@ class PipeRunClient:
             message = f"{message}: {detail}"
         if status == 403:
             return PipeRunAuthFailed(message, status=status)
-        if status in RETRYABLE_STATUSES or status >= 500:
+        if is_retryable_status(status):
             wait = _retry_after(retry_after) if status in (429, 503) else None
             return PipeRunUnavailable(message, status=status, retry_after=wait)
         return PipeRunRejected(message, status=status)

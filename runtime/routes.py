@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
+from pydantic import ValidationError
 
 from core.outbox import (
     PAYLOADS,
@@ -85,8 +86,16 @@ class RouteDeps:
 
 
 def _breaker_key(item: OutboxItem, field: str) -> str | None:
-    """The channel (replies) or endpoint (webhooks) an item's breaker is chosen by."""
-    value = getattr(PAYLOADS[item.kind].parse(item.payload), field, None)
+    """The channel (replies) or endpoint (webhooks) an item's breaker is chosen by.
+
+    An invalid payload has none: the handler dead-letters it naming only its fields.
+    Raising here instead would log a validation traceback, and that carries the payload's
+    values (a lead's words) into the log."""
+    try:
+        payload = PAYLOADS[item.kind].parse(item.payload)
+    except ValidationError:
+        return None
+    value = getattr(payload, field, None)
     return str(value) if value else None
 
 

@@ -200,3 +200,16 @@ def test_reengage_once_per_silence() -> None:
     item = Reengage(channel="instagram", contact_id="9", contact_key="instagram:9").to_item(since="never")
     assert item.idempotency_key == "reengage:instagram:9:never"
     assert item.payload == {"channel": "instagram", "contact_id": "9", "contact_key": "instagram:9"}
+
+
+def test_an_invalid_reply_picks_no_breaker_instead_of_logging_its_words() -> None:
+    """The breaker selector runs before the handler: on an invalid payload it must not
+    raise, or the dispatcher logs a validation traceback carrying the lead's text."""
+    from runtime.routes import _breaker_key
+
+    broken = OutboxItem(kind="send_text", order_key="o", idempotency_key="i", payload={"text": "segredo"})
+    assert _breaker_key(broken, "channel") is None
+    good = SendText(channel="zapi", contact_id="5511999999999", text="Oi").item(
+        order_key="o", idempotency_key="i"
+    )
+    assert _breaker_key(good, "channel") == "zapi"

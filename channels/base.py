@@ -4,14 +4,15 @@ A channel turns one provider's webhook into `InboundMessage`s and sends text bac
 through that provider. Adding a channel is one package implementing `Channel` plus its
 registration in `channels.registry`.
 
-Optional capabilities are small Protocols (`SendsTemplates`, `LooksUpProfiles`,
-`MarksRead`, `Probes`): a caller asks `templates(channel)` (or `isinstance(channel,
+Optional capabilities are small Protocols (`SendsTemplates`, `SendsMedia`,
+`LooksUpProfiles`, `MarksRead`, `Probes`): a caller asks `templates(channel)` (or `isinstance(channel,
 SendsTemplates)`) instead of fishing for a method with `getattr`, so a renamed method is
 a type error rather than a feature that silently stops.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -19,7 +20,7 @@ from typing import Literal, Protocol, runtime_checkable
 import aiohttp
 from aiohttp import web
 
-from core.models import IgnoredEvent, InboundMessage
+from core.models import AdReferral, IgnoredEvent, InboundMessage
 from core.probe import ProbeIO, ProbeResult
 
 DeliveryState = Literal["sent", "delivered", "read", "played", "failed"]
@@ -38,11 +39,23 @@ class DeliveryStatus:
     outside_window: bool = False
 
 
+@dataclass(frozen=True)
+class ReferralEvent:
+    """A lead already in a thread with us opened it again from an ad (Instagram
+    `messaging_referrals`): no message, but the ad that brought them back, which keeps
+    the lead's attribution (and Meta CAPI's match) on the newest ad."""
+
+    contact_id: str
+    referral: AdReferral
+    timestamp: datetime | None = None
+
+
 @dataclass
 class ParsedWebhook:
     messages: list[InboundMessage] = field(default_factory=list)
     ignored: list[IgnoredEvent] = field(default_factory=list)
     statuses: list[DeliveryStatus] = field(default_factory=list)
+    referrals: list[ReferralEvent] = field(default_factory=list)
     # Connection state of the provider session when the event reports it (WAHA
     # `session.status`: WORKING, SCAN_QR_CODE, FAILED...); shown in /api/health.
     connection: str | None = None
@@ -51,6 +64,26 @@ class ParsedWebhook:
 @dataclass
 class SentMessage:
     provider_message_id: str | None
+
+
+OutgoingMediaKind = Literal["image", "document", "video", "audio"]
+
+
+@dataclass(frozen=True)
+class OutgoingMedia:
+    """A file a person at the company sent the lead from Chatwoot (a proposal PDF, a photo).
+
+    The bytes were already fetched under the media rule (from Chatwoot's own origin), so
+    providers that take an upload or base64 never fetch anything themselves; `url` is where
+    they came from, for a provider that only accepts a link (Instagram's Send API).
+    """
+
+    kind: OutgoingMediaKind
+    data: bytes
+    mime: str
+    file_name: str
+    caption: str | None = None
+    url: str | None = None
 
 
 @runtime_checkable
@@ -98,10 +131,33 @@ class Channel(MediaSource, Protocol):
 
 @runtime_checkable
 class SendsTemplates(Protocol):
-    """Approved templates: what WhatsApp Cloud still delivers outside the 24-hour window."""
+    """Approved templates: what WhatsApp Cloud still delivers outside the 24-hour window.
+
+    `parameters` fill the template body's {{1}}, {{2}}... in order (the lead's name, the
+    product), as the template was approved with them."""
 
     async def send_template(
-        self, session: aiohttp.ClientSession, contact_id: str, *, name: str, language: str | None = None
+        self,
+        session: aiohttp.ClientSession,
+        contact_id: str,
+        *,
+        name: str,
+        language: str | None = None,
+        parameters: Sequence[str] = (),
+    ) -> SentMessage: ...
+
+
+@runtime_checkable
+class SendsMedia(Protocol):
+    """A document, image, video or audio file to the lead, with its caption."""
+
+    async def send_media(
+        self,
+        session: aiohttp.ClientSession,
+        contact_id: str,
+        media: OutgoingMedia,
+        *,
+        human_agent: bool = False,
     ) -> SentMessage: ...
 
 
@@ -130,6 +186,10 @@ class Probes(Protocol):
 
 def templates(channel: object) -> SendsTemplates | None:
     return channel if isinstance(channel, SendsTemplates) else None
+
+
+def media_sender(channel: object) -> SendsMedia | None:
+    return channel if isinstance(channel, SendsMedia) else None
 
 
 def profile_lookup(channel: object) -> LooksUpProfiles | None:

@@ -125,14 +125,45 @@ class SendText(OutboxPayload):
         return not self.human_agent and self.purpose != "opt_out_confirmation"
 
 
+class SendMedia(OutboxPayload):
+    """A file a person sent the lead from Chatwoot (a proposal PDF, a catalogue, a photo).
+
+    `url` is the Chatwoot attachment's `data_url`: fetched at delivery, from Chatwoot's
+    own origin only, and handed to the channel as bytes (a link only where the provider
+    takes nothing else)."""
+
+    KIND: ClassVar[str] = "send_media"
+
+    channel: str
+    contact_id: str
+    contact_key: str
+    url: str
+    # Chatwoot's attachment file_type: image, audio, video, file...
+    file_type: str | None = None
+    file_name: str | None = None
+    caption: str | None = None
+    message_id: int | None = None
+    human_agent: bool = True
+    lead_id: int | None = None
+
+    def to_item(self, idempotency_key: str) -> OutboxItem:
+        """Same lane as the lead's text replies: a caption and its file arrive in order."""
+        return self.item(order_key=lane_key("reply", self.contact_key), idempotency_key=idempotency_key)
+
+
 class Reengage(OutboxPayload):
-    """The closed 24-hour window: an approved template, or a person takes over."""
+    """The closed 24-hour window: an approved template, or a person takes over.
+
+    `purpose` picks the template (prompts/whatsapp_templates.toml): `reengage` when the
+    bot's reply hit the closed window, `seller_start` when a person at the company writes
+    first to a lead whose window is closed."""
 
     KIND: ClassVar[str] = "reengage"
 
     channel: str
     contact_id: str
     contact_key: str
+    purpose: str | None = None
 
     def to_item(self, *, since: str) -> OutboxItem:
         # Once per silence of the lead: the key names when the lead last wrote.
@@ -155,6 +186,13 @@ class ChatwootMessage(OutboxPayload):
     purpose: str | None = None
     message_id: int | None = None
     lead_id: int | None = None
+    # Media the lead sent, mirrored as a real Chatwoot attachment: the channel that
+    # received it fetches it (its own credentials, the media rule) at delivery.
+    channel: str | None = None
+    media_url: str | None = None
+    media_kind: str | None = None
+    media_mime: str | None = None
+    file_name: str | None = None
 
     @property
     def incoming(self) -> bool:
@@ -184,6 +222,19 @@ class ChatwootHandoff(OutboxPayload):
     lead_id: int | None = None
 
 
+class ChatwootNote(OutboxPayload):
+    """A private note for the sellers (a quote request, a technical question), with the
+    labels that let them filter for it; the bot's other labels and theirs are kept."""
+
+    KIND: ClassVar[str] = "chatwoot_note"
+
+    contact_key: str
+    note: str
+    labels: list[str] = []
+    purpose: str | None = None
+    lead_id: int | None = None
+
+
 def chatwoot_lane(contact_key: str) -> str:
     return lane_key("chatwoot", contact_key)
 
@@ -200,6 +251,19 @@ class PipeRunSync(OutboxPayload):
     lead_id: int | None = None
     # PipeRun ids created so far (person, company, deal, note), saved after each call.
     link: dict[str, int] | None = None
+
+
+class PipeRunNote(OutboxPayload):
+    """A note on the lead's PipeRun deal (a quote request, a technical question).
+
+    Waits, retrying, while the lead's first sync has not created the deal yet; a lead that
+    never reaches the CRM (not hot, not handed off) has no deal, and the note is skipped."""
+
+    KIND: ClassVar[str] = "piperun_note"
+
+    contact_key: str
+    text: str
+    lead_id: int | None = None
 
 
 class CapiEvent(OutboxPayload):
@@ -273,11 +337,14 @@ PAYLOADS: Mapping[str, type[OutboxPayload]] = {
     model.KIND: model
     for model in (
         SendText,
+        SendMedia,
         Reengage,
         ChatwootMessage,
         ChatwootProfile,
         ChatwootHandoff,
+        ChatwootNote,
         PipeRunSync,
+        PipeRunNote,
         CapiEvent,
         OutboundWebhook,
         LeadErasure,
@@ -316,13 +383,16 @@ __all__ = [
     "ChatwootErase",
     "ChatwootHandoff",
     "ChatwootMessage",
+    "ChatwootNote",
     "ChatwootProfile",
     "LeadErasure",
     "OutboundWebhook",
     "OutboxPayload",
     "PipeRunErase",
+    "PipeRunNote",
     "PipeRunSync",
     "Reengage",
+    "SendMedia",
     "SendText",
     "chatwoot_lane",
     "log_fields",

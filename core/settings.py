@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     whatsapp_access_token: SecretStr | None = None
     whatsapp_reengage_template: str | None = None
     whatsapp_template_language: str = "pt_BR"
+    # The WABA the number belongs to: Meta CAPI's business-messaging events carry it
+    # beside `ctwa_clid` so the click-to-WhatsApp ad gets the credit.
+    whatsapp_business_account_id: str | None = None
     whatsapp_rate_per_s: float = 50.0
     instagram_access_token: SecretStr | None = None
     instagram_account_id: str | None = None
@@ -182,6 +185,9 @@ class Settings(BaseSettings):
     # per-integration value (30-60 s).
     circuit_reset_s: float | None = None
     shutdown_grace_s: float = 10.0
+    # /api/health's authenticated checks of OpenAI, PipeRun and Meta CAPI credentials are
+    # kept this long: a probe every minute at most, however often the health is polled.
+    health_probe_ttl_s: float = 60.0
 
     @field_validator(
         "openai_api_key",
@@ -204,6 +210,7 @@ class Settings(BaseSettings):
         "waha_url",
         "whatsapp_phone_number_id",
         "whatsapp_reengage_template",
+        "whatsapp_business_account_id",
         "instagram_account_id",
         "chatwoot_api_url",
         "supabase_url",

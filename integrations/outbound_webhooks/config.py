@@ -25,6 +25,9 @@ WebhookEvent = Literal[
     "conversation.handoff",
     "message.received",
     "message.sent",
+    # A quote request or a technical question the bot registered, for the people who answer them.
+    "quote.requested",
+    "technical_question.created",
     # An LGPD erasure: sent to every enabled endpoint, whatever it subscribed to (each may
     # hold the lead's data), carrying no personal data (runtime/lifecycle.py).
     "lead.erased",

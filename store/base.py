@@ -26,6 +26,9 @@ from core.records import (
 
 class Store(Protocol):
     backend_name: str
+    # Several instances may send through the same provider accounts at once (Supabase):
+    # a provider's rate must then be metered in the store (`take_rate_slot`), not per process.
+    shares_rate_limits: bool
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -125,6 +128,15 @@ class Store(Protocol):
         self, chatwoot_message_id: int, *, conversation_id: int | None = None, text: str | None = None
     ) -> bool: ...
     async def lead_by_chatwoot_conversation(self, conversation_id: int) -> LeadRecord | None: ...
+    async def lead_by_chatwoot_contact(self, contact_id: int) -> LeadRecord | None:
+        """The lead linked to this Chatwoot contact; several (one person on two channels,
+        a contact merged in Chatwoot): the one whose record changed last."""
+
+    async def record_referral(self, contact_key: str, referral: dict[str, Any]) -> bool:
+        """A lead already in a thread came back through an ad (Instagram
+        `messaging_referrals`): its attribution becomes this newest ad. False, and nothing
+        stored, for an unknown or erased contact or an empty referral."""
+
     async def record_human_reply(
         self, contact_key: str, *, text: str, chatwoot_message_id: int
     ) -> int | None:
@@ -149,3 +161,9 @@ class Store(Protocol):
 
     async def is_erased(self, contact_key: str) -> bool:
         """The contact's lead was erased: whatever still arrives for it is dropped."""
+
+    async def take_rate_slot(self, name: str, *, rate_per_s: float, burst: int, now: datetime) -> float:
+        """Reserve the next send slot of the rate limit `name` (GCRA: `burst` sends free
+        at once, then one every 1/`rate_per_s` s) in one atomic step, and return how many
+        seconds after `now` it is (0.0: go now). Every instance sharing the store draws
+        from the same meter; a slot once returned is taken, so the caller sends in it."""

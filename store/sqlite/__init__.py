@@ -11,6 +11,7 @@ a full disk):
 - `outbox`: side effects, claimed head-first per order key;
 - `messages`: delivery reports and messages the business sent itself;
 - `people`: handoff, Chatwoot links, human replies, the bot's pause;
+- `rate_slots`: provider rate limits metered in the file (GCRA), for processes sharing it;
 - `erasure`: LGPD erasure and its tombstones (keyed by `erasure_key`, a file beside
   the database);
 - `schema`: the DDL and the in-place upgrade of older databases.
@@ -24,11 +25,12 @@ from store.sqlite.inbox import Inbox
 from store.sqlite.messages import Messages
 from store.sqlite.outbox import Outbox
 from store.sqlite.people import People
+from store.sqlite.rate_slots import RateSlots
 from store.sqlite.schedule import Schedule
 from store.sqlite.turns import Turns
 
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(Inbox, People, Turns, Schedule, Outbox, Messages, Erasure, SqliteConnection):
+class SqliteStore(Inbox, People, Turns, Schedule, Outbox, Messages, Erasure, RateSlots, SqliteConnection):
     """The `store.base.Store` protocol on one embedded database file."""

@@ -73,6 +73,10 @@ class SqliteConnection:
     transactions, and the memory of a full disk."""
 
     backend_name = "sqlite"
+    # One host, and of a split deployment only the worker delivers: a process-local
+    # limiter meters every send without a write transaction per message. A deployment
+    # where several processes send through one file sets it True (see `take_rate_slot`).
+    shares_rate_limits = False
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path) if str(path) != ":memory:" else path

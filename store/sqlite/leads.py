@@ -10,7 +10,7 @@ from typing import Any
 
 from core.clock import utc_now
 from core.records import LeadRecord, StoredMessage
-from store.sqlite.connection import SqliteConnection
+from store.sqlite.connection import SqliteConnection, unavailable_on_error
 from store.timestamps import iso
 
 
@@ -107,6 +107,18 @@ class Leads(SqliteConnection):
         return dict(
             self.db.execute("SELECT temperature, COUNT(*) FROM leads GROUP BY temperature").fetchall()
         )
+
+    @unavailable_on_error
+    async def record_referral(self, contact_key: str, referral: dict[str, Any]) -> bool:
+        # An erased lead has no row left (and the tombstone keeps it from coming back), so
+        # the update finds nothing to change: the ad of a forgotten person is not kept.
+        if not referral:
+            return False
+        cursor = self.db.execute(
+            "UPDATE leads SET referral = ?, updated_at = ? WHERE contact_key = ?",
+            (json.dumps(referral, ensure_ascii=False, default=str), iso(utc_now()), contact_key),
+        )
+        return cursor.rowcount > 0
 
     # --- CRM ----------------------------------------------------------------------
     async def save_crm_link(

@@ -70,6 +70,14 @@ class People(Leads):
         return await self.get_lead(row[0]) if row else None
 
     @unavailable_on_error
+    async def lead_by_chatwoot_contact(self, contact_id: int) -> LeadRecord | None:
+        row = self.db.execute(
+            "SELECT contact_key FROM leads WHERE chatwoot_contact_id = ? ORDER BY updated_at DESC, id DESC LIMIT 1",
+            (contact_id,),
+        ).fetchone()
+        return await self.get_lead(row[0]) if row else None
+
+    @unavailable_on_error
     async def record_human_reply(
         self, contact_key: str, *, text: str, chatwoot_message_id: int
     ) -> int | None:

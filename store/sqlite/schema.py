@@ -152,6 +152,12 @@ CREATE TABLE IF NOT EXISTS erasures (
 CREATE TABLE IF NOT EXISTS tombstones (
     hash TEXT PRIMARY KEY
 ) WITHOUT ROWID;
+-- The next free send slot of each provider rate limit (GCRA), for processes sharing the file.
+CREATE TABLE IF NOT EXISTS rate_slots (
+    name TEXT PRIMARY KEY,
+    next_slot_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 # Columns added after the first release: an existing database gets them on open.
@@ -186,6 +192,8 @@ _LATE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS outbox_status_kind ON outbox(status, kind)",
     "CREATE INDEX IF NOT EXISTS leads_temperature ON leads(temperature)",
     "CREATE INDEX IF NOT EXISTS leads_crm_deal ON leads(crm_deal_id) WHERE crm_deal_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS leads_chatwoot_contact ON leads(chatwoot_contact_id)"
+    " WHERE chatwoot_contact_id IS NOT NULL",
 )
 
 

@@ -68,6 +68,8 @@ _UNCLAIMED = {"claimed_by": None, "lease_expires_at": None}
 
 class SupabaseStore(PostgrestRequests):
     backend_name = "supabase"
+    # Every instance behind the load balancer sends through the same provider accounts.
+    shares_rate_limits = True
 
     def __init__(
         self,
@@ -405,6 +407,30 @@ class SupabaseStore(PostgrestRequests):
     async def lead_by_chatwoot_conversation(self, conversation_id: int) -> LeadRecord | None:
         row = await self._rpc("sdr_get_lead", p_chatwoot_conversation_id=conversation_id)
         return lead_record(row) if row else None
+
+    async def lead_by_chatwoot_contact(self, contact_id: int) -> LeadRecord | None:
+        row = await self._rpc("sdr_lead_by_chatwoot_contact", p_chatwoot_contact_id=contact_id)
+        return lead_record(row) if row else None
+
+    async def record_referral(self, contact_key: str, referral: dict[str, Any]) -> bool:
+        if not referral:
+            return False
+        return bool(
+            await self._rpc("sdr_record_referral", p_contact_key=contact_key, p_referral=plain(referral))
+        )
+
+    async def take_rate_slot(self, name: str, *, rate_per_s: float, burst: int, now: datetime) -> float:
+        """One rpc, one row lock: instances taking slots at once queue on the row."""
+        if not rate_per_s > 0:
+            raise ValueError("rate_per_s must be positive")
+        wait = await self._rpc(
+            "sdr_take_rate_slot",
+            p_name=name,
+            p_rate_per_s=rate_per_s,
+            p_burst=max(1, burst),
+            p_now=iso(now),
+        )
+        return max(0.0, float(wait or 0.0))
 
     async def record_human_reply(
         self, contact_key: str, *, text: str, chatwoot_message_id: int

@@ -119,4 +119,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "sdr_erase_lead": ("p_contact_key", "p_order_keys"),
     "sdr_is_erased": ("p_contact_key",),
     "sdr_lead_counts": (),
+    "sdr_lead_by_chatwoot_contact": ("p_chatwoot_contact_id",),
+    "sdr_record_referral": ("p_contact_key", "p_referral"),
+    "sdr_take_rate_slot": ("p_name", "p_rate_per_s", "p_burst", "p_now"),
 }

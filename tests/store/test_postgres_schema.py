@@ -31,6 +31,7 @@ TABLES = [
     "empresa",
     "conversation_context",
     "turn_leases",
+    "rate_slots",
 ]
 
 

@@ -7,37 +7,36 @@ it is validated with the frozen models of `schema` and anything unusable becomes
 
 from __future__ import annotations
 
-import math
 import re
-from typing import Any
 
 from pydantic import ValidationError
 
-from channels.base import ParsedWebhook
-from channels.webhook_helpers import (
-    clean,
-    describe_validation_error,
-    epoch_to_datetime,
-    format_coord,
-    validate,
-)
-from channels.zapi.schema import ZContact, ZLocation, ZReceivedCallback
+from channels.base import DeliveryState, DeliveryStatus, ParsedWebhook
+from channels.webhook_helpers import clean, describe_validation_error, epoch_to_datetime, validate
+from channels.zapi.content import content_fields
+from channels.zapi.schema import ZReceivedCallback, ZStatusCallback
 from core.errors import WebhookRejected
-from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind
+from core.models import AdReferral, IgnoredEvent, InboundMessage
 
 CHANNEL = "zapi"
 LABEL = "Z-API"
 
-# Event types Z-API posts besides received messages; none of them is something to
-# answer, but each is acknowledged (2xx) so the provider does not keep retrying.
+# Event types Z-API posts besides received messages and statuses; none of them is
+# something to answer, but each is acknowledged (2xx) so the provider does not retry.
 _NON_MESSAGE_REASONS = {
-    "messagestatuscallback": "status",
     "deliverycallback": "delivery",
     "presencechatcallback": "presence",
     "connectedcallback": "connection",
     "disconnectedcallback": "connection",
 }
-_VCARD_WAID = re.compile(r"waid=(\d+)")
+# docs/webhooks/on-whatsapp-message-status-changes.md. READ_BY_ME is the business
+# reading the lead's message on its own phone: nothing about what we sent.
+_STATUS_BY_NAME: dict[str, DeliveryState] = {
+    "SENT": "sent",
+    "RECEIVED": "delivered",
+    "READ": "read",
+    "PLAYED": "played",
+}
 
 
 def parse_webhook(payload: object) -> ParsedWebhook:
@@ -50,23 +49,38 @@ def parse_webhook(payload: object) -> ParsedWebhook:
         raise WebhookRejected(422, "invalid Z-API payload: 'type' must be a string")
 
     normalized = event_type.strip().lower()
+    if normalized == "messagestatuscallback":
+        return _parse_status(validate(ZStatusCallback, payload, LABEL))
     if normalized != "receivedcallback":
         reason = _NON_MESSAGE_REASONS.get(normalized, "not_a_message")
-        return ParsedWebhook(ignored=_non_message_events(payload, reason))
+        message_id = payload.get("messageId")
+        message_id = message_id if isinstance(message_id, str) and message_id else None
+        return ParsedWebhook(ignored=[IgnoredEvent(reason=reason, provider_message_id=message_id)])
     return _parse_received(validate(ZReceivedCallback, payload, LABEL))
 
 
-def _non_message_events(payload: dict[str, Any], reason: str) -> list[IgnoredEvent]:
-    # Status callbacks carry a list of ids; keep them so a delivery tracker can use them.
-    ids = payload.get("ids")
-    if isinstance(ids, list):
-        str_ids = [i for i in ids if isinstance(i, str) and i]
-        if str_ids:
-            return [IgnoredEvent(reason=reason, provider_message_id=i) for i in str_ids]
-    message_id = payload.get("messageId")
-    if not isinstance(message_id, str) or not message_id:
-        message_id = None
-    return [IgnoredEvent(reason=reason, provider_message_id=message_id)]
+def _parse_status(event: ZStatusCallback) -> ParsedWebhook:
+    """One DeliveryStatus per id, like WAHA's acks and the Cloud API's statuses."""
+    ids = [i.strip() for i in (event.ids or []) if isinstance(i, str) and i.strip()]
+    single = clean(event.id)
+    if single and single not in ids:
+        ids.append(single)
+    name = (clean(event.status) or "").upper()
+    state = _STATUS_BY_NAME.get(name)
+    reason = None
+    if event.isGroup:
+        reason = "group"  # we never write to groups: none of these ids is ours
+    elif state is None:
+        reason = "read_by_me" if name == "READ_BY_ME" else "status_unknown"
+    if reason is not None or state is None or not ids:
+        ignored_ids: list[str | None] = list(ids) or [None]
+        return ParsedWebhook(
+            ignored=[IgnoredEvent(reason=reason or "status", provider_message_id=i) for i in ignored_ids]
+        )
+    stamp = epoch_to_datetime(event.momment)
+    return ParsedWebhook(
+        statuses=[DeliveryStatus(provider_message_id=i, status=state, timestamp=stamp) for i in ids]
+    )
 
 
 def _ignored_reason(event: ZReceivedCallback, lowered_phone: str) -> str | None:
@@ -88,9 +102,13 @@ def _ignored_reason(event: ZReceivedCallback, lowered_phone: str) -> str | None:
 
 def _parse_received(event: ZReceivedCallback) -> ParsedWebhook:
     message_id = clean(event.messageId)
+    raw_phone = clean(event.phone)
+    if (message_id is None or raw_phone is None) and clean(event.notification) and not event.has_content():
+        # PROFILE_NAME_UPDATED, PROFILE_PICTURE_UPDATED, CHAT_LABEL_ASSOCIATION... carry
+        # no messageId: acknowledged like every other notification, never a 422.
+        return ParsedWebhook(ignored=[IgnoredEvent(reason="notification", provider_message_id=message_id)])
     if message_id is None:
         raise WebhookRejected(422, "invalid Z-API payload: missing messageId")
-    raw_phone = clean(event.phone)
     if raw_phone is None:
         raise WebhookRejected(422, "invalid Z-API payload: missing phone")
     reason = _ignored_reason(event, raw_phone.lower())
@@ -171,100 +189,3 @@ def _referral(event: ZReceivedCallback) -> AdReferral | None:
     if not any(referral.model_dump().values()):
         return None
     return referral
-
-
-def _contact_phones(contact: ZContact) -> list[str]:
-    phones = [p for p in (contact.phones or []) if p and p.strip()]
-    if not phones and contact.vCard:
-        phones = _VCARD_WAID.findall(contact.vCard)
-    return phones
-
-
-def _location_text(loc: ZLocation) -> str:
-    label = " - ".join(p for p in (clean(loc.name), clean(loc.address)) if p)
-    coords = ""
-    lat, lng = loc.latitude, loc.longitude
-    if lat is not None and lng is not None and math.isfinite(lat) and math.isfinite(lng):
-        coords = f"({format_coord(lat)}, {format_coord(lng)})"
-    body = " ".join(p for p in (label, coords) if p) or "compartilhada"
-    return f"Localização: {body}"
-
-
-def _reply_fields(event: ZReceivedCallback) -> dict[str, Any] | None:
-    """Reactions, buttons and list answers: what the lead chose, as text."""
-    if event.reaction is not None:
-        return {"kind": MessageKind.REACTION, "text": clean(event.reaction.value)}
-    if event.buttonsResponseMessage is not None:
-        button = event.buttonsResponseMessage
-        return {"kind": MessageKind.BUTTON_REPLY, "text": clean(button.message) or clean(button.buttonId)}
-    if event.listResponseMessage is not None:
-        row = event.listResponseMessage
-        return {
-            "kind": MessageKind.LIST_REPLY,
-            "text": clean(row.title) or clean(row.message) or clean(row.selectedRowId),
-        }
-    return None
-
-
-def _media_fields(event: ZReceivedCallback) -> dict[str, Any] | None:
-    if event.audio is not None:
-        return {
-            "kind": MessageKind.AUDIO,
-            "media_url": clean(event.audio.audioUrl),
-            "media_mime": clean(event.audio.mimeType),
-        }
-    if event.image is not None:
-        return {
-            "kind": MessageKind.IMAGE,
-            "media_url": clean(event.image.imageUrl),
-            "media_mime": clean(event.image.mimeType),
-            "media_caption": clean(event.image.caption),
-        }
-    if event.video is not None:
-        return {
-            "kind": MessageKind.VIDEO,
-            "media_url": clean(event.video.videoUrl),
-            "media_mime": clean(event.video.mimeType),
-            "media_caption": clean(event.video.caption),
-        }
-    if event.document is not None:
-        doc = event.document
-        return {
-            "kind": MessageKind.DOCUMENT,
-            "media_url": clean(doc.documentUrl),
-            "media_mime": clean(doc.mimeType),
-            "media_caption": clean(doc.caption),
-            "file_name": clean(doc.fileName) or clean(doc.title),
-        }
-    if event.sticker is not None:
-        return {
-            "kind": MessageKind.STICKER,
-            "media_url": clean(event.sticker.stickerUrl),
-            "media_mime": clean(event.sticker.mimeType),
-        }
-    return None
-
-
-def content_fields(event: ZReceivedCallback) -> dict[str, Any]:
-    """Map the one content block Z-API sent to the channel-neutral fields."""
-    fields = _reply_fields(event) or _media_fields(event)
-    if fields is not None:
-        return fields
-    if event.location is not None:
-        return {"kind": MessageKind.LOCATION, "text": _location_text(event.location)}
-    if event.contact is not None:
-        contact = event.contact
-        parts = [p for p in (clean(contact.displayName), ", ".join(_contact_phones(contact))) if p]
-        return {
-            "kind": MessageKind.CONTACT,
-            "text": "Contato compartilhado: " + (" ".join(parts) if parts else "sem dados"),
-        }
-    if event.pollVote is not None:
-        chosen = [o.name.strip() for o in (event.pollVote.options or []) if o.name and o.name.strip()]
-        return {
-            "kind": MessageKind.OTHER,
-            "text": ("Resposta de enquete: " + ", ".join(chosen)) if chosen else None,
-        }
-    if event.text is not None:
-        return {"kind": MessageKind.TEXT, "text": clean(event.text.message)}
-    return {"kind": MessageKind.OTHER}

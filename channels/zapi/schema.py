@@ -7,6 +7,8 @@ on-whatsapp-message-status-changes.md, on-message-send.md).
 
 from __future__ import annotations
 
+from typing import Any
+
 from channels.webhook_helpers import ProviderModel
 
 # --- webhook payload models --------------------------------------------------------
@@ -120,6 +122,138 @@ class ZPollVote(ProviderModel):
     options: list[ZPollOption] | None = None
 
 
+class ZButtonLabel(ProviderModel):
+    displayText: str | None = None
+
+
+class ZButton(ProviderModel):
+    """One button of a buttonsMessage ("Exemplo de retorno de botão com imagem")."""
+
+    buttonId: str | None = None
+    buttonText: ZButtonLabel | None = None
+
+
+class ZButtonsMessage(ProviderModel):
+    message: str | None = None
+    imageUrl: str | None = None
+    videoUrl: str | None = None
+    buttons: list[ZButton] | None = None
+
+
+class ZHydratedButton(ProviderModel):
+    """A template button: a link, a quick reply or a call, each with its label."""
+
+    urlButton: ZButtonLabel | None = None
+    quickReplyButton: ZButtonLabel | None = None
+    callButton: ZButtonLabel | None = None
+
+
+class ZHydratedTemplate(ProviderModel):
+    """ "Exemplo de retorno de template de texto" (and of image, video, document,
+    location templates, whose `header` holds the media)."""
+
+    header: dict[str, Any] | None = None
+    message: str | None = None
+    footer: str | None = None
+    title: str | None = None
+    templateId: str | None = None
+    hydratedButtons: list[ZHydratedButton] | None = None
+
+
+class ZCarouselCard(ProviderModel):
+    message: str | None = None
+    title: str | None = None
+    footer: str | None = None
+    hydratedButtons: list[ZHydratedButton] | None = None
+
+
+class ZCarouselMessage(ProviderModel):
+    text: str | None = None
+    cards: list[ZCarouselCard] | None = None
+
+
+class ZListRow(ProviderModel):
+    # Z-API's own option list names a row id/title/description (send-option-list);
+    # WhatsApp's protobuf names it rowId/title/description.
+    id: str | None = None
+    rowId: str | None = None
+    title: str | None = None
+    description: str | None = None
+
+
+class ZListSection(ProviderModel):
+    title: str | None = None
+    rows: list[ZListRow] | None = None
+
+
+class ZListMessage(ProviderModel):
+    """Not in Z-API's received-message examples: read leniently, in the shape of the
+    option list Z-API sends (docs/message/send-option-list.md) and of WhatsApp's
+    ListMessage, so the rows the lead was shown are kept."""
+
+    title: str | None = None
+    description: str | None = None
+    message: str | None = None
+    buttonText: str | None = None
+    buttonLabel: str | None = None
+    footerText: str | None = None
+    options: list[ZListRow] | None = None
+    sections: list[ZListSection] | None = None
+
+
+class ZProduct(ProviderModel):
+    """ "Exemplo de retorno de produto"."""
+
+    title: str | None = None
+    description: str | None = None
+    price: float | None = None
+    currencyCode: str | None = None
+    productId: str | None = None
+    url: str | None = None
+
+
+class ZOrderItem(ProviderModel):
+    name: str | None = None
+    quantity: float | None = None
+    price: float | None = None
+    # reviewAndPay / reviewOrder name the unit price `value`.
+    value: float | None = None
+    productId: str | None = None
+
+
+class ZOrder(ProviderModel):
+    """ "Exemplo de retorno de carrinho" (`order`) and the order request/update
+    (`reviewAndPay`, `reviewOrder`)."""
+
+    orderTitle: str | None = None
+    message: str | None = None
+    itemCount: float | None = None
+    currency: str | None = None
+    total: float | None = None
+    referenceId: str | None = None
+    orderStatus: str | None = None
+    products: list[ZOrderItem] | None = None
+
+
+class ZPoll(ProviderModel):
+    question: str | None = None
+    options: list[ZPollOption] | None = None
+
+
+class ZStatusCallback(ProviderModel):
+    """docs/webhooks/on-whatsapp-message-status-changes.md: one status for a list of
+    our messages (`ids`)."""
+
+    type: str
+    status: str | None = None
+    ids: list[Any] | None = None
+    # The docs' table names a single `id`; their examples send `ids`.
+    id: str | None = None
+    momment: float | None = None
+    phone: str | None = None
+    isGroup: bool | None = None
+
+
 class ZReceivedCallback(ProviderModel):
     type: str
     messageId: str | None = None
@@ -158,6 +292,15 @@ class ZReceivedCallback(ProviderModel):
     listResponseMessage: ZListResponse | None = None
     reaction: ZReaction | None = None
     pollVote: ZPollVote | None = None
+    poll: ZPoll | None = None
+    hydratedTemplate: ZHydratedTemplate | None = None
+    buttonsMessage: ZButtonsMessage | None = None
+    listMessage: ZListMessage | None = None
+    carouselMessage: ZCarouselMessage | None = None
+    product: ZProduct | None = None
+    order: ZOrder | None = None
+    reviewAndPay: ZOrder | None = None
+    reviewOrder: ZOrder | None = None
     externalAdReply: ZExternalAdReply | None = None
 
     def has_content(self) -> bool:
@@ -176,5 +319,14 @@ class ZReceivedCallback(ProviderModel):
                 self.listResponseMessage,
                 self.reaction,
                 self.pollVote,
+                self.poll,
+                self.hydratedTemplate,
+                self.buttonsMessage,
+                self.listMessage,
+                self.carouselMessage,
+                self.product,
+                self.order,
+                self.reviewAndPay,
+                self.reviewOrder,
             )
         )

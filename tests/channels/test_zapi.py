@@ -243,7 +243,6 @@ def test_from_me_is_ignored_but_keeps_the_message(channel: ZapiChannel) -> None:
         ("received_newsletter.json", "newsletter"),
         ("received_status_broadcast.json", "broadcast"),
         ("received_missed_call.json", "notification"),
-        ("message_status_read.json", "status"),
         ("delivery_callback.json", "delivery"),
         ("presence_chat.json", "presence"),
         ("connected.json", "connection"),
@@ -260,9 +259,10 @@ def test_not_answerable_events_are_ignored_without_message(
     assert all(event.message is None for event in result.ignored)
 
 
-def test_status_callback_keeps_message_ids(channel: ZapiChannel) -> None:
+def test_status_callback_is_a_delivery_status_per_id(channel: ZapiChannel) -> None:
     result = channel.parse(load("message_status_read.json"))
-    assert [e.provider_message_id for e in result.ignored] == ["999999999999999999999"]
+    assert result.messages == [] and result.ignored == []
+    assert [(s.provider_message_id, s.status) for s in result.statuses] == [("999999999999999999999", "read")]
 
 
 @pytest.mark.parametrize(

@@ -166,10 +166,11 @@ class Reengage(OutboxPayload):
     purpose: str | None = None
 
     def to_item(self, *, since: str) -> OutboxItem:
-        # Once per silence of the lead: the key names when the lead last wrote.
+        # Once per silence of the lead and purpose: the key names when the lead last wrote.
+        purpose = f"{self.purpose}:" if self.purpose else ""
         return self.item(
             order_key=lane_key("reply", self.contact_key),
-            idempotency_key=f"reengage:{self.contact_key}:{since}",
+            idempotency_key=f"reengage:{purpose}{self.contact_key}:{since}",
         )
 
 

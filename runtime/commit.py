@@ -13,7 +13,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from core.lead import LeadProfile, missing_fields
-from core.outbox import ChatwootHandoff, ChatwootMessage, ChatwootProfile, SendText, chatwoot_lane
+from core.models import InboundMessage
+from core.outbox import (
+    ChatwootHandoff,
+    ChatwootMessage,
+    ChatwootNote,
+    ChatwootProfile,
+    SendText,
+    chatwoot_lane,
+)
 from core.records import (
     DueFollowUp,
     FollowUp,
@@ -25,6 +33,7 @@ from core.records import (
 )
 from runtime.handoff_card import HandoffCard
 from runtime.replies import MAX_TEXT_BYTES, fit_to_limit, split_reply, typing_seconds
+from runtime.seller_notes import SellerNotes
 
 if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns run
     from agent.graph import TurnResult
@@ -58,9 +67,10 @@ class LeadUpdate:
 
 
 class CommitBuilder:
-    def __init__(self, config: CommitConfig, card: HandoffCard) -> None:
+    def __init__(self, config: CommitConfig, card: HandoffCard, notes: SellerNotes | None = None) -> None:
         self.config = config
         self.card = card
+        self.notes = notes
 
     def build(
         self,
@@ -113,7 +123,7 @@ class CommitBuilder:
             purpose=purpose,
         )
         if self.config.chatwoot:
-            outbox += self._mirror(contact_key, batch, messages, purpose)
+            outbox += self._mirror(contact_key, batch, messages, purpose, inbound)
         return TurnCommit(
             turn_id=turn_id,
             contact_key=contact_key,
@@ -174,19 +184,24 @@ class CommitBuilder:
 
     @staticmethod
     def _mirror(
-        contact_key: str, batch: str, messages: list[NewMessage], purpose: str | None
+        contact_key: str,
+        batch: str,
+        messages: list[NewMessage],
+        purpose: str | None,
+        inbound: list[InboundMessage],
     ) -> list[OutboxItem]:
-        """The team sees every message, the lead's and the bot's, in order."""
+        """The team sees every message, the lead's and the bot's, in order; the lead's
+        files (a photo, a PDF, the voice note under its transcript) as real attachments."""
         items = []
-        for message in messages:
-            # Voice notes arrive as their transcript; media as a link the team can open.
-            link = f"\n{message.media_url}" if (message.media_url or "").startswith("http") else ""
+        for index, message in enumerate(messages):
+            source = inbound[index] if message.direction == "in" and index < len(inbound) else None
             mirrored = ChatwootMessage(
                 contact_key=contact_key,
                 direction=message.direction,
-                text=(message.text or "") + link,
+                text=message.text or "",
                 message_ref=message.ref,
                 **({"purpose": purpose} if purpose is not None else {}),
+                **_media_of(source),
             )
             items.append(
                 mirrored.item(
@@ -235,6 +250,8 @@ class CommitBuilder:
             commit.outbox += self._cards(commit, lead, result, nudge)
         commit.quotes = list(effects.quotes)
         commit.technical_questions = list(effects.technical_questions)
+        if self.config.chatwoot and self.notes is not None:
+            commit.outbox += seller_notes(self.notes, commit)
         commit.handoff = None if (lead and lead.handoff_state) else effects.handoff
         commit.summary = result.summary or None
         commit.new_session = new_session
@@ -309,6 +326,38 @@ class CommitBuilder:
                 note.item(order_key=lane, idempotency_key=f"cw-handoff:{commit.contact_key}:{commit.turn_id}")
             )
         return items
+
+
+def seller_notes(notes: SellerNotes, commit: TurnCommit) -> list[OutboxItem]:
+    """A private note and its label in the lead's Chatwoot conversation for each quote
+    request and technical question of the turn: rows nobody read become work a seller sees."""
+    lane = chatwoot_lane(commit.contact_key)
+    written = [(f"q{n}", notes.quote(quote), notes.quote_label) for n, quote in enumerate(commit.quotes)]
+    written += [
+        (f"t{n}", notes.technical_question(question), notes.question_label)
+        for n, question in enumerate(commit.technical_questions)
+    ]
+    return [
+        ChatwootNote(contact_key=commit.contact_key, note=text, labels=[label]).item(
+            order_key=lane, idempotency_key=f"cw-note:{commit.contact_key}:{commit.turn_id}:{key}"
+        )
+        for key, text, label in written
+    ]
+
+
+def _media_of(message: InboundMessage | None) -> dict[str, Any]:
+    """The file fields of a mirrored message; nothing for text, or a media id that the
+    channel would not know how to fetch."""
+    if message is None or not message.media_url:
+        return {}
+    media = {
+        "channel": message.channel,
+        "media_url": message.media_url,
+        "media_kind": message.kind.value,
+        "media_mime": message.media_mime,
+        "file_name": message.file_name,
+    }
+    return {key: value for key, value in media.items() if value is not None}
 
 
 def _card_attributes(profile: LeadProfile, score: int, temperature: str) -> dict[str, Any]:

@@ -8,28 +8,50 @@ channel red in /api/health, and an invalid recipient is recorded on the message.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import aiohttp
 
-from channels.base import Channel, templates
+from channels.base import Channel, OutgoingMedia, OutgoingMediaKind, SentMessage, media_sender, templates
 from core.errors import OutsideWindow, ProviderError
 from core.logging import get_logger
-from core.outbox import ChatwootHandoff, Reengage, SendText, chatwoot_lane
+from core.outbox import ChatwootHandoff, ChatwootNote, Reengage, SendMedia, SendText, chatwoot_lane
 from core.records import OutboxItem
 from runtime.channel_health import ChannelHealth
 from runtime.handoff_card import HandoffCard
 from runtime.persist import until_stored
 from runtime.policies import PermanentDeliveryError
 from runtime.ratelimit import RateLimiter
+from runtime.seller_notes import SellerNotes
+from runtime.templates import SELLER_START, Template, TemplateBook
 from store.base import Store
 
 log = get_logger(__name__)
 
 # Instagram lets a human agent answer for 7 days with the HUMAN_AGENT tag.
 HUMAN_AGENT_WINDOW_HOURS = 7 * 24
+
+# (url, max bytes) -> (bytes, mime type, file name): a seller's Chatwoot attachment,
+# fetched from Chatwoot's own origin only (ChatwootClient.download_attachment).
+AttachmentFetcher = Callable[[str, int], Awaitable[tuple[bytes, str, str]]]
+
+
+class Limiter(Protocol):
+    async def acquire(self) -> None: ...
+
+
+class _ToLead(Protocol):
+    """What a text and a file to the lead share, for the window and refusal rules."""
+
+    @property
+    def contact_key(self) -> str | None: ...
+    @property
+    def message_id(self) -> int | None: ...
+    @property
+    def human_agent(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +75,11 @@ class Delivery:
         health: ChannelHealth,
         card: HandoffCard,
         clock: Callable[[], datetime] | None = None,
+        templates: TemplateBook | None = None,
+        notes: SellerNotes | None = None,
+        attachments: AttachmentFetcher | None = None,
+        max_media_bytes: int = 16 * 1024 * 1024,
+        limiters: Mapping[str, Limiter] | None = None,
     ) -> None:
         self.channels = channels
         self.session = session
@@ -61,7 +88,14 @@ class Delivery:
         self.health = health
         self.card = card
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.limiters = {name: RateLimiter(ch.rate_per_s) for name, ch in channels.items()}
+        self.templates = templates or _env_only(config)
+        self.notes = notes
+        self.attachments = attachments
+        self.max_media_bytes = max_media_bytes
+        # Shared across instances when the store is (runtime.ratelimit.limiter_for).
+        self.limiters: Mapping[str, Limiter] = limiters or {
+            name: RateLimiter(ch.rate_per_s) for name, ch in channels.items()
+        }
 
     async def reengage(self, _item: OutboxItem, payload: Reengage) -> None:
         channel = self.channels.get(payload.channel)
@@ -71,7 +105,9 @@ class Delivery:
         if lead is None or lead.opted_out:
             log.info("reengage_skipped", reason="opted_out" if lead else "lead_gone")
             return
-        await self._window_closed(channel, payload.contact_id, payload.contact_key, message_id=None)
+        await self._window_closed(
+            channel, payload.contact_id, payload.contact_key, message_id=None, purpose=payload.purpose
+        )
 
     async def _silenced(self, payload: SendText) -> str | None:
         """Why this bot message must not go out now, checked at the last moment: a lead
@@ -87,7 +123,7 @@ class Delivery:
             return "a person at the company is talking to the lead"
         return None
 
-    def _channel_for(self, payload: SendText) -> Channel:
+    def _channel_for(self, payload: SendText | SendMedia) -> Channel:
         channel = self.channels.get(payload.channel)
         if channel is None:
             raise PermanentDeliveryError(f"unknown channel {payload.channel!r}")
@@ -106,13 +142,7 @@ class Delivery:
             if message_id is not None:
                 await self.store.mark_message_failed(message_id, f"not sent: {reason}")
             return
-        if await self._outside_window(channel, payload):
-            assert payload.contact_key is not None
-            await schedule_reengage(self.store, channel.name, payload.contact_key)
-            if message_id is not None:
-                await self.store.mark_message_failed(
-                    message_id, f"not sent: outside the {channel.window_hours} h window"
-                )
+        if await self._held_by_window(channel, payload):
             return
         await self.limiters[channel.name].acquire()
         try:
@@ -127,6 +157,39 @@ class Delivery:
             if await self._refused(channel, payload, exc):
                 return
             raise
+        await self._sent(channel, message_id, sent)
+
+    async def send_media(self, _item: OutboxItem, payload: SendMedia) -> None:
+        """A file a seller sent from Chatwoot: fetched from Chatwoot, sent by the channel."""
+        channel = self._channel_for(payload)
+        sender = media_sender(channel)
+        if sender is None:
+            raise PermanentDeliveryError(f"{channel.name} cannot send files to the lead")
+        if self.attachments is None:
+            raise PermanentDeliveryError("Chatwoot is not configured: the seller's file cannot be fetched")
+        if await self._held_by_window(channel, payload):
+            return
+        data, mime, file_name = await self.attachments(payload.url, self.max_media_bytes)
+        media = OutgoingMedia(
+            kind=media_kind(payload.file_type, mime),
+            data=data,
+            mime=mime,
+            file_name=payload.file_name or file_name,
+            caption=payload.caption,
+            url=payload.url,
+        )
+        await self.limiters[channel.name].acquire()
+        try:
+            sent = await sender.send_media(
+                self.session, payload.contact_id, media, human_agent=payload.human_agent
+            )
+        except ProviderError as exc:
+            if await self._refused(channel, payload, exc):
+                return
+            raise
+        await self._sent(channel, payload.message_id, sent)
+
+    async def _sent(self, channel: Channel, message_id: int | None, sent: SentMessage) -> None:
         self.health.send_ok(channel.name)
         if message_id is not None:
             # The provider has it: a store hiccup now must not turn into a second send.
@@ -135,7 +198,21 @@ class Delivery:
                 what="mark_message_sent",
             )
 
-    async def _refused(self, channel: Channel, payload: SendText, exc: ProviderError) -> bool:
+    async def _held_by_window(self, channel: Channel, payload: SendText | SendMedia) -> bool:
+        """Outside the channel's window nothing free-form goes out: the purpose's template
+        is queued instead (a seller's own words: the seller_start template)."""
+        if not await self._outside_window(channel, payload):
+            return False
+        assert payload.contact_key is not None
+        purpose = SELLER_START if payload.human_agent else None
+        await schedule_reengage(self.store, channel.name, payload.contact_key, purpose=purpose)
+        if payload.message_id is not None:
+            await self.store.mark_message_failed(
+                payload.message_id, f"not sent: outside the {channel.window_hours} h window"
+            )
+        return True
+
+    async def _refused(self, channel: Channel, payload: _ToLead, exc: ProviderError) -> bool:
         """Record what the provider's refusal means; True when it is handled (a closed
         window: re-engage instead), False when the outbox should decide (retry or dead)."""
         if exc.auth_failed:
@@ -145,13 +222,14 @@ class Delivery:
             await self.store.mark_message_failed(message_id, f"invalid recipient: {exc}")
         if channel.window_hours is not None and isinstance(exc, OutsideWindow) and payload.contact_key:
             # The provider knows better than our clock.
-            await schedule_reengage(self.store, channel.name, payload.contact_key)
+            purpose = SELLER_START if payload.human_agent else None
+            await schedule_reengage(self.store, channel.name, payload.contact_key, purpose=purpose)
             if message_id is not None:
                 await self.store.mark_message_failed(message_id, f"refused: {exc}")
             return True
         return False
 
-    async def _outside_window(self, channel: Channel, payload: SendText) -> bool:
+    async def _outside_window(self, channel: Channel, payload: _ToLead) -> bool:
         if channel.window_hours is None or not payload.contact_key:
             return False
         lead = await self.store.get_lead(payload.contact_key)
@@ -162,20 +240,24 @@ class Delivery:
         return self.clock() - lead.last_inbound_at > timedelta(hours=hours)
 
     async def _window_closed(
-        self, channel: Channel, contact_id: str, contact_key: str, *, message_id: int | None
+        self,
+        channel: Channel,
+        contact_id: str,
+        contact_key: str,
+        *,
+        message_id: int | None,
+        purpose: str | None = None,
     ) -> None:
-        """Free text cannot go out: use the approved template, or hand the lead to a person."""
-        template = self.config.reengage_template
+        """Free text cannot go out: the purpose's approved template, or a person takes over."""
+        template = self.templates.for_purpose(purpose)
         sender = templates(channel)
-        if template and sender is not None:
-            await self.limiters[channel.name].acquire()
-            await sender.send_template(
-                self.session,
-                contact_id,
-                name=template,
-                language=self.config.template_language,
-            )
-            outcome = f"outside the {channel.window_hours} h window: template {template!r} sent instead"
+        if template is not None and sender is not None:
+            await self._send_template(channel, contact_id, contact_key, template)
+            outcome = f"outside the {channel.window_hours} h window: template {template.name!r} sent instead"
+        elif purpose == SELLER_START:
+            # A person is already on it: tell them their words did not go out, no handoff.
+            await self._tell_seller(contact_key)
+            outcome = f"outside the {channel.window_hours} h window and no template: the seller is told"
         else:
             await self.store.request_handoff(
                 contact_key,
@@ -194,13 +276,61 @@ class Delivery:
             outcome = f"outside the {channel.window_hours} h window and no template: handed off to a person"
         log.warning("reply_outside_window", channel=channel.name, outcome=outcome)
 
+    async def _send_template(
+        self, channel: Channel, contact_id: str, contact_key: str, template: Template
+    ) -> None:
+        sender = templates(channel)
+        assert sender is not None
+        lead = await self.store.get_lead(contact_key)
+        await self.limiters[channel.name].acquire()
+        await sender.send_template(
+            self.session,
+            contact_id,
+            name=template.name,
+            language=template.language,
+            parameters=self.templates.parameters(template, lead),
+        )
 
-async def schedule_reengage(store: Store, channel_name: str, contact_key: str) -> None:
-    """Once per silence of the lead: however many replies hit the closed window (a split
-    answer, a late failed status per bubble), one template or one handoff results."""
+    async def _tell_seller(self, contact_key: str) -> None:
+        if not self.config.chatwoot or self.notes is None:
+            return
+        note = ChatwootNote(contact_key=contact_key, note=self.notes.seller_window_closed)
+        lead = await self.store.get_lead(contact_key)
+        since = lead.last_inbound_at.isoformat() if lead and lead.last_inbound_at else "never"
+        await self.store.enqueue(
+            note.item(
+                order_key=chatwoot_lane(contact_key),
+                idempotency_key=f"cw-seller-window:{contact_key}:{since}",
+            )
+        )
+
+
+def media_kind(file_type: str | None, mime: str) -> OutgoingMediaKind:
+    """Chatwoot's attachment file_type (image, audio, video, file...), else the MIME type."""
+    for kind in ("image", "audio", "video"):
+        if file_type == kind or (file_type in (None, "", "file") and mime.startswith(kind + "/")):
+            return kind
+    return "document"
+
+
+def _env_only(config: DeliveryConfig) -> TemplateBook:
+    """WHATSAPP_REENGAGE_TEMPLATE alone, without variables (no prompts file given)."""
+    if not config.reengage_template:
+        return TemplateBook()
+    only = Template(name=config.reengage_template, language=config.template_language)
+    return TemplateBook(templates={"reengage": only})
+
+
+async def schedule_reengage(
+    store: Store, channel_name: str, contact_key: str, *, purpose: str | None = None
+) -> None:
+    """Once per silence of the lead and purpose: however many replies hit the closed
+    window (a split answer, a late failed status per bubble), one template or one handoff
+    results."""
     lead = await store.get_lead(contact_key)
     if lead is None:
         return
     since = lead.last_inbound_at.isoformat() if lead.last_inbound_at else "never"
-    reengage = Reengage(channel=channel_name, contact_id=lead.contact_id, contact_key=contact_key)
+    given = {"purpose": purpose} if purpose is not None else {}
+    reengage = Reengage(channel=channel_name, contact_id=lead.contact_id, contact_key=contact_key, **given)
     await store.enqueue(reengage.to_item(since=since))

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from core.outbox import CapiEvent, OutboundWebhook, PipeRunSync
+from core.outbox import CapiEvent, OutboundWebhook, PipeRunNote, PipeRunSync
 from core.records import LeadRecord, OutboxItem, TurnCommit, erasure_lane, lane_key
 from integrations.outbound_webhooks import WebhookEvent
+from runtime.seller_notes import SellerNotes
 
 CapiStage = Literal["Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"]
 
@@ -86,15 +87,24 @@ def transition(lead: LeadRecord | None, commit: TurnCommit) -> Transition:
 
 
 class Lifecycle:
-    def __init__(self, config: LifecycleConfig, subscriptions: list[Subscription] | None = None) -> None:
+    def __init__(
+        self,
+        config: LifecycleConfig,
+        subscriptions: list[Subscription] | None = None,
+        notes: SellerNotes | None = None,
+    ) -> None:
         self.config = config
         self.subscriptions = subscriptions or []
+        # The texts of the PipeRun deal notes (quotes, technical questions); None where no
+        # turn runs (the web role), so no note is written there.
+        self.notes = notes
 
     # --- from a turn ------------------------------------------------------------------
     def items_for(self, lead: LeadRecord | None, commit: TurnCommit) -> list[OutboxItem]:
         change = transition(lead, commit)
         items: list[OutboxItem] = []
         items += self._piperun(lead, commit, change)
+        items += self._deal_notes(commit)
         items += self._capi(commit, change)
         items += self._webhooks(lead, commit, change)
         return items
@@ -118,6 +128,22 @@ class Lifecycle:
                 order_key=lane_key("crm", commit.contact_key),
                 idempotency_key=f"piperun:{commit.contact_key}:{commit.turn_id}",
             )
+        ]
+
+    def _deal_notes(self, commit: TurnCommit) -> list[OutboxItem]:
+        """Quote requests and technical questions on the lead's PipeRun deal. In the CRM
+        lane, after this commit's sync, so a deal created by the same turn gets them."""
+        if not self.config.piperun or self.notes is None:
+            return []
+        notes = self.notes
+        texts = [(f"q{n}", notes.quote(quote)) for n, quote in enumerate(commit.quotes)]
+        texts += [(f"t{n}", notes.technical_question(q)) for n, q in enumerate(commit.technical_questions)]
+        return [
+            PipeRunNote(contact_key=commit.contact_key, text=text).item(
+                order_key=lane_key("crm", commit.contact_key),
+                idempotency_key=f"piperun-note:{commit.contact_key}:{commit.turn_id}:{key}",
+            )
+            for key, text in texts
         ]
 
     def _already_in_crm(self, lead: LeadRecord) -> bool:
@@ -182,6 +208,27 @@ class Lifecycle:
                 (
                     "conversation.handoff",
                     {"lead": card, "reason": commit.handoff.reason, "summary": commit.handoff.summary},
+                )
+            )
+        for quote in commit.quotes:
+            events.append(
+                (
+                    "quote.requested",
+                    {
+                        "lead": card,
+                        "quote": {
+                            "products": quote.products,
+                            "quantity": quote.quantity,
+                            "summary": quote.summary,
+                        },
+                    },
+                )
+            )
+        for question in commit.technical_questions:
+            events.append(
+                (
+                    "technical_question.created",
+                    {"lead": card, "question": {"question": question.question, "context": question.context}},
                 )
             )
         for n, text in enumerate(change.messages_in):

@@ -21,12 +21,15 @@ from core.outbox import (
     ChatwootErase,
     ChatwootHandoff,
     ChatwootMessage,
+    ChatwootNote,
     ChatwootProfile,
     LeadErasure,
     OutboundWebhook,
     PipeRunErase,
+    PipeRunNote,
     PipeRunSync,
     Reengage,
+    SendMedia,
     SendText,
 )
 from core.records import OutboxItem
@@ -107,6 +110,7 @@ def register_outbox_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> Non
     per_channel = breakers.per_item("channel_send", lambda item: _breaker_key(item, "channel"))
     send_policy = policy_for("channel_send", knobs)
     dispatcher.register_typed(SendText, deps.delivery.send_text, send_policy, per_channel)
+    dispatcher.register_typed(SendMedia, deps.delivery.send_media, send_policy, per_channel)
     dispatcher.register_typed(Reengage, deps.delivery.reengage, send_policy, per_channel)
     _chatwoot_routes(dispatcher, deps)
     _piperun_routes(dispatcher, deps)
@@ -133,6 +137,7 @@ def _chatwoot_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> None:
     dispatcher.register_typed(ChatwootMessage, mirror.message, policy, breaker)
     dispatcher.register_typed(ChatwootProfile, mirror.profile, policy, breaker)
     dispatcher.register_typed(ChatwootHandoff, mirror.handoff, policy, breaker)
+    dispatcher.register_typed(ChatwootNote, mirror.note, policy, breaker)
     erasure = ChatwootErasure(client())
     dispatcher.register_typed(
         ChatwootErase, erasure.erase, erasure_policy("chatwoot", config.outbox), breaker
@@ -155,6 +160,7 @@ def _piperun_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> None:
         if deps.piperun_texts is None:
             raise ValueError("the PipeRun sync needs its texts (prompts/piperun.toml), read at start")
         crm = CrmSync(client(), deps.store, config.crm, deps.piperun_texts)
-        dispatcher.register_typed(
-            PipeRunSync, crm.sync, policy_for("piperun", config.outbox), deps.breakers.get("piperun")
-        )
+        policy, breaker = policy_for("piperun", config.outbox), deps.breakers.get("piperun")
+        dispatcher.register_typed(PipeRunSync, crm.sync, policy, breaker)
+        # After the sync in the lead's CRM lane: a deal the same turn created gets its notes.
+        dispatcher.register_typed(PipeRunNote, crm.note, policy, breaker)

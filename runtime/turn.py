@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns ru
 log = get_logger(__name__)
 
 ProfileName = Callable[[InboundMessage], Awaitable[str | None]]
+# Blue ticks and "typing..." on the lead's last message (WhatsApp Cloud's mark-as-read).
+ReadReceipt = Callable[[InboundMessage], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Turn:
         lifecycle: Lifecycle | None = None,
         metrics: Metrics | None = None,
         profile_name: ProfileName | None = None,
+        read_receipt: ReadReceipt | None = None,
     ) -> None:
         self.store = store
         self.agent = agent
@@ -84,6 +87,9 @@ class Turn:
         self.lifecycle = lifecycle
         self.metrics = metrics
         self.profile_name = profile_name
+        self.read_receipt = read_receipt
+        # Courtesy calls in flight (read receipts): kept so they are not collected mid-way.
+        self._courtesy: set[asyncio.Task[None]] = set()
         self.completed = 0
 
     async def run(self, contact_key: str) -> bool:
@@ -208,12 +214,32 @@ class Turn:
             log.warning("profile_name_lookup_failed")
             return None
 
+    def _acknowledge(self, message: InboundMessage) -> None:
+        """The lead sees their message read and the bot typing while the model thinks.
+
+        Only on the path where a reply will follow, and never awaited: Meta shows the
+        bubble for up to 25 s (about one model call), and a courtesy that fails or is slow
+        must not delay or cost the turn."""
+        if self.read_receipt is None:
+            return
+        task = asyncio.create_task(self._send_receipt(self.read_receipt, message))
+        self._courtesy.add(task)
+        task.add_done_callback(self._courtesy.discard)
+
+    @staticmethod
+    async def _send_receipt(receipt: ReadReceipt, message: InboundMessage) -> None:
+        try:
+            await receipt(message)
+        except Exception as exc:  # a courtesy: logged, never raised
+            log.warning("read_receipt_failed", error=type(exc).__name__)
+
     async def _think(
         self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
     ) -> _Outcome:
         from agent.graph import TurnInput
 
         now = self.clock()
+        self._acknowledge(records[-1].message)
         fetched_name = await self._sender_name(records, lead)
         if fetched_name:
             records = [

@@ -26,7 +26,8 @@ from runtime.followups import FollowUpConfig, FollowUpTurn
 from runtime.handoff_card import HandoffCard
 from runtime.lifecycle import Lifecycle
 from runtime.scheduler import ContactScheduler, ScheduleConfig
-from runtime.turn import ProfileName, Turn, TurnConfig
+from runtime.seller_notes import SellerNotes
+from runtime.turn import ProfileName, ReadReceipt, Turn, TurnConfig
 from store.base import Store
 
 if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns run
@@ -57,6 +58,8 @@ class TurnRunner:
         on_commit: Callable[[], None] = lambda: None,
         clock: Clock | None = None,
         profile_name: ProfileName | None = None,
+        read_receipt: ReadReceipt | None = None,
+        notes: SellerNotes | None = None,
         shared: bool | None = None,
         lifecycle: Lifecycle | None = None,
         metrics: Metrics | None = None,
@@ -74,7 +77,7 @@ class TurnRunner:
         # A store shared by several instances (Supabase) needs turn leases and a poller
         # for messages another instance stored; the embedded store has one process.
         self.shared = store.backend_name != "sqlite" if shared is None else shared
-        self.builder = CommitBuilder(config.commit, card)
+        self.builder = CommitBuilder(config.commit, card, notes)
         self.turn = Turn(
             store=store,
             agent=agent,
@@ -87,6 +90,7 @@ class TurnRunner:
             lifecycle=lifecycle,
             metrics=metrics,
             profile_name=profile_name,
+            read_receipt=read_receipt,
         )
         self.follow_up = FollowUpTurn(
             store=store,

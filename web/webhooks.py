@@ -16,7 +16,7 @@ from channels.base import ParsedWebhook
 from channels.meta_common import verify_signature, verify_subscription
 from core.errors import StoreUnavailable, WebhookRejected
 from core.logging import get_logger
-from core.models import InboundMessage
+from core.models import InboundMessage, contact_key_for
 from runtime.delivery import schedule_reengage
 from web.keys import CHANNEL_HEALTH, CHANNELS, CLOCK, NOTIFIER, SETTINGS, STORE
 from web.middlewares import json_error
@@ -137,6 +137,12 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
                 contact_key = await store.message_contact(status.provider_message_id)
                 if contact_key is not None:
                     await schedule_reengage(store, channel_name, contact_key)
+        for event in parsed.referrals:
+            # A lead already in a thread came back through an ad: the newest ad gets the
+            # credit (and Meta CAPI the match); a stranger's referral stores nothing.
+            key = contact_key_for(channel_name, event.contact_id)
+            if await store.record_referral(key, event.referral.model_dump(exclude_none=True)):
+                log.info("lead_referral_recorded", channel=channel_name)
     except StoreUnavailable as exc:
         log.error("webhook_store_unavailable", channel=channel_name, error=str(exc))
         return json_error(503, "store unavailable, retry later")
@@ -151,5 +157,6 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
             "duplicates": duplicates,
             "ignored": len(parsed.ignored),
             "statuses": len(parsed.statuses),
+            "referrals": len(parsed.referrals),
         }
     )

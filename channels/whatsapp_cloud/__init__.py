@@ -1,6 +1,8 @@
 """WhatsApp Cloud API channel: `schema` (frozen payload models), `parse` (webhooks to
-messages and statuses), `errors` (what Graph error codes mean) and `channel` (signature,
-sending, templates, read receipts, media, the doctor's probe), built from `config`.
+messages and statuses), `errors` (what Graph error codes mean), `messages` (request
+bodies: template parameters, media by id, the upload form), `media` (where a media
+download may take the token) and `channel` (signature, sending text, templates and
+files, read receipts, media, the doctor's probe), built from `config`.
 
 `channels.whatsapp_cloud.WhatsAppCloudChannel` stays the import path the registry, tests
 and runtime use.

@@ -3,10 +3,12 @@
 Shapes follow Meta's published references (developers.facebook.com/documentation/
 business-messaging/whatsapp/...): webhooks/reference/messages/*, smb_message_echoes,
 business-scoped-user-ids, typing-indicators, business-phone-numbers/media and
-support/error-codes. Parsing lives in `parse`, the payload models in `schema`, the
-meaning of Graph errors in `errors`; this module holds what needs the config
-(`WhatsAppCloudConfig`) and the token: signature checks (shared with Instagram in `channels.meta_common`), sending,
-templates, read receipts, media and the doctor's probe.
+support/error-codes, and Meta's business-messaging OpenAPI (facebook/openapi). Parsing
+lives in `parse`, the payload models in `schema`, the meaning of Graph errors in
+`errors`, request bodies in `messages` and where media may be fetched in `media`; this
+module holds what needs the config (`WhatsAppCloudConfig`) and the token: signature
+checks (shared with Instagram in `channels.meta_common`), sending text, templates and
+files, read receipts, media downloads and the doctor's probe.
 
 Media is not a URL in the webhook but a media id that needs our bearer token; it is
 carried as `whatsapp-media:<id>` and only this module ever attaches the token.
@@ -14,21 +16,23 @@ carried as `whatsapp-media:<id>` and only this module ever attaches the token.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from channels import meta_common
-from channels.base import ParsedWebhook, SentMessage
+from channels.base import OutgoingMedia, ParsedWebhook, SentMessage
 from channels.errors import ChannelInvalidRecipient, ChannelRejected, ChannelUnavailable, MediaTooLarge
 from channels.media_fetch import Credentials, MediaFetcher, Origin
 from channels.meta_common import MetaApiError
 from channels.webhook_helpers import json_or_none
 from channels.whatsapp_cloud.config import WhatsAppCloudConfig
 from channels.whatsapp_cloud.errors import as_int, graph_error
-from channels.whatsapp_cloud.parse import MEDIA_ID, MEDIA_SCHEME, digits, is_bsuid, parse_webhook
+from channels.whatsapp_cloud.media import download_url, media_id_of
+from channels.whatsapp_cloud.messages import check_media, media_object, template_components, upload_form
+from channels.whatsapp_cloud.parse import MEDIA_ID, digits, is_bsuid, parse_webhook
 from core.errors import ProviderError
 from core.logging import get_logger
 from core.meta_graph import graph_probe_problem
@@ -145,11 +149,14 @@ class WhatsAppCloudChannel:
         *,
         name: str,
         language: str | None = None,
+        parameters: Sequence[str] = (),
     ) -> SentMessage:
         """An approved template: the only thing Meta delivers outside the 24-hour window.
 
         `language` defaults to WHATSAPP_TEMPLATE_LANGUAGE; it must match a language the
         template was approved in, or Meta answers 132001 (template does not exist).
+        `parameters` fill the body's {{1}}, {{2}}... in order; without any the template
+        goes without `components`, as a template approved with no variables must.
         """
         phone_number_id = self._require_config("send_template")
         template_name = (name or "").strip()
@@ -158,15 +165,73 @@ class WhatsAppCloudChannel:
         code = (language or self._config.template_language or "").strip()
         if not code:
             raise ChannelRejected("whatsapp_cloud send_template: template language is empty")
+        template: dict[str, Any] = {"name": template_name, "language": {"code": code}}
+        components = template_components(parameters)
+        if components:
+            template["components"] = components
         body: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             **self._recipient(contact_id),
             "type": "template",
-            "template": {"name": template_name, "language": {"code": code}},
+            "template": template,
         }
         data = await self._post_messages(session, phone_number_id, body, "send_template", contact_id)
         return SentMessage(provider_message_id=self._sent_id(data))
+
+    async def send_media(
+        self,
+        session: aiohttp.ClientSession,
+        contact_id: str,
+        media: OutgoingMedia,
+        *,
+        human_agent: bool = False,
+    ) -> SentMessage:
+        """A file from a person at the company: uploaded to Meta, then sent by its media id.
+
+        Upload first (POST /{phone-number-id}/media) because a link would make Meta fetch
+        the file from Chatwoot, which it cannot reach or must not be given. An audio takes
+        no caption and a caption over 1,024 characters does not fit, so those follow the
+        file as a text message. The file's message id is returned: it is the message the
+        person sent. If that caption text fails after the file went out, the error is
+        raised so the outbox retries or records it, and a retry sends the file again.
+        `human_agent` is an Instagram tag; WhatsApp has no such concept.
+        """
+        phone_number_id = self._require_config("send_media")
+        recipient = self._recipient(contact_id)
+        check_media(media)
+        caption = (media.caption or "").strip()
+        if len(caption) > TEXT_MAX_CHARS:
+            raise ChannelRejected(
+                f"whatsapp_cloud send_media: caption has {len(caption)} characters, "
+                f"WhatsApp accepts at most {TEXT_MAX_CHARS}"
+            )
+        media_id = await self._upload(session, phone_number_id, media, contact_id)
+        obj, trailing_caption = media_object(media, media_id)
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            **recipient,
+            "type": media.kind,
+            media.kind: obj,
+        }
+        data = await self._post_messages(session, phone_number_id, body, "send_media", contact_id)
+        sent = SentMessage(provider_message_id=self._sent_id(data))
+        if trailing_caption:
+            await self.send_text(session, contact_id, trailing_caption, typing_s=0)
+        return sent
+
+    async def _upload(
+        self, session: aiohttp.ClientSession, phone_number_id: str, media: OutgoingMedia, contact_id: str
+    ) -> str:
+        """The media id Meta gives the uploaded file (valid for 30 days, for this number)."""
+        url = self._graph(phone_number_id, "media")
+        data = await self._call(session, "POST", url, "upload_media", contact_id, data=upload_form(media))
+        media_id = data.get("id")
+        if not isinstance(media_id, str) or not MEDIA_ID.fullmatch(media_id.strip()):
+            # Nothing was sent to the lead yet, so a retry (a new upload) is harmless.
+            raise ChannelUnavailable("whatsapp_cloud upload_media: Meta answered without a media id")
+        return media_id.strip()
 
     async def mark_read(
         self, session: aiohttp.ClientSession, message_id: str, *, typing: bool = False
@@ -208,9 +273,31 @@ class WhatsAppCloudChannel:
         contact_id: str | None,
     ) -> dict[str, Any]:
         url = self._graph(phone_number_id, "messages")
-        headers = {**self._auth_headers(), "Content-Type": "application/json"}
+        return await self._call(
+            session, "POST", url, op, contact_id, json=body, headers={"Content-Type": "application/json"}
+        )
+
+    async def _call(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        op: str,
+        contact_id: str | None,
+        *,
+        headers: dict[str, str] | None = None,
+        require_object: bool = False,
+        **request: Any,
+    ) -> dict[str, Any]:
+        """One Graph request with the bearer token; Meta's refusals become typed errors.
+
+        `require_object`: a 2xx without a JSON object is Meta misbehaving, worth a retry,
+        where a send's empty answer is taken as accepted (a resend would duplicate it)."""
+        headers = {**self._auth_headers(), **(headers or {})}
         try:
-            async with session.post(url, json=body, headers=headers, timeout=self._timeout()) as resp:
+            async with session.request(
+                method, url, headers=headers, timeout=self._timeout(), **request
+            ) as resp:
                 status = resp.status
                 raw = await resp.text(errors="replace")
         except TimeoutError:  # asyncio.TimeoutError is the same class on 3.11
@@ -227,7 +314,11 @@ class WhatsAppCloudChannel:
                 op, contact_id, status, error.code, "retryable" if error.retryable else "permanent"
             )
             raise error
-        return data if isinstance(data, dict) else {}
+        if isinstance(data, dict):
+            return data
+        if require_object:
+            raise ChannelUnavailable(f"whatsapp_cloud {op}: Meta answered without a JSON object")
+        return {}
 
     def _error(self, op: str, status: int, raw: str, data: Any) -> MetaApiError:
         return graph_error(op, status, raw, data, self._secrets())
@@ -251,24 +342,23 @@ class WhatsAppCloudChannel:
         """Resolve a `whatsapp-media:<id>` and download it without trusting its size.
 
         Two steps because Meta only hands out a short-lived (5 minutes) URL for a media
-        id, and both the lookup and the download need the bearer token. Only our own
-        pseudo-URLs are accepted: the token must never be sent to an address taken from a
-        webhook.
+        id, and both the lookup and the download need the bearer token. The lookup names
+        our phone number (`phone_number_id`), so Meta answers only for media that number
+        received; the download goes only to Meta's media CDN (channels.whatsapp_cloud.media).
         """
-        media_id = self._media_id(url)
-        self._require_config("fetch_media")
-        headers = self._auth_headers()
-
-        info = await self._media_info(session, media_id, headers)
-        download_url = info.get("url")
-        if not isinstance(download_url, str) or not download_url.strip():
-            raise ChannelRejected(f"whatsapp_cloud media {media_id}: Meta returned no download url")
-        try:
-            parsed = URL(download_url.strip())
-        except (TypeError, ValueError):
-            raise ChannelRejected(f"whatsapp_cloud media {media_id}: invalid download url") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ChannelRejected(f"whatsapp_cloud media {media_id}: download url must be http(s)")
+        media_id = media_id_of(url)
+        phone_number_id = self._require_config("fetch_media")
+        op = f"media lookup {media_id}"
+        info = await self._call(
+            session,
+            "GET",
+            self._graph(media_id),
+            op,
+            None,
+            params={"phone_number_id": phone_number_id},
+            require_object=True,
+        )
+        target = download_url(info, media_id, graph_url=self._config.graph_url)
         declared = as_int(info.get("file_size"))
         if declared is not None and declared > max_bytes:
             raise MediaTooLarge(f"whatsapp_cloud media {media_id} is {declared} bytes, limit is {max_bytes}")
@@ -276,47 +366,19 @@ class WhatsAppCloudChannel:
         async def refused(resp: aiohttp.ClientResponse) -> ProviderError:
             # Meta explains a refused download in its error JSON, like any Graph call.
             raw = await resp.text(errors="replace")
-            return self._error(f"media download from {parsed.host}", resp.status, raw, json_or_none(raw))
+            return self._error(f"media download from {target.host}", resp.status, raw, json_or_none(raw))
 
         # The token goes to the origin Meta named for this file, and no further: a
         # redirect elsewhere (or back inside the network) gets neither token nor trust.
         return await MediaFetcher.from_config(self._config.media).fetch(
-            parsed,
+            target,
             max_bytes=max_bytes,
             timeout=self._timeout(),
-            credentials=Credentials(headers=headers, origin=Origin.of(parsed)),
+            credentials=Credentials(headers=self._auth_headers(), origin=Origin.of(target)),
             label=f"whatsapp_cloud media {media_id}",
             prefix="whatsapp_cloud ",
             http_error=refused,
         )
-
-    @staticmethod
-    def _media_id(url: str) -> str:
-        if not isinstance(url, str) or not url.startswith(MEDIA_SCHEME):
-            raise ChannelRejected(f"whatsapp_cloud media url must be {MEDIA_SCHEME}<id>")
-        media_id = url[len(MEDIA_SCHEME) :]
-        if not MEDIA_ID.fullmatch(media_id):
-            raise ChannelRejected("whatsapp_cloud media url carries an invalid media id")
-        return media_id
-
-    async def _media_info(
-        self, session: aiohttp.ClientSession, media_id: str, headers: dict[str, str]
-    ) -> dict[str, Any]:
-        op = f"media lookup {media_id}"
-        try:
-            async with session.get(self._graph(media_id), headers=headers, timeout=self._timeout()) as resp:
-                status = resp.status
-                raw = await resp.text(errors="replace")
-        except TimeoutError:
-            raise ChannelUnavailable(f"whatsapp_cloud {op} timed out") from None
-        except aiohttp.ClientError as exc:
-            raise ChannelUnavailable(f"whatsapp_cloud {op} transport error: {type(exc).__name__}") from None
-        data = json_or_none(raw)
-        if not 200 <= status < 300 or (isinstance(data, dict) and isinstance(data.get("error"), dict)):
-            raise self._error(op, status, raw, data)
-        if not isinstance(data, dict):
-            raise ChannelUnavailable(f"whatsapp_cloud {op}: Meta answered without a JSON object")
-        return data
 
     # -- doctor ---------------------------------------------------------------------
 

@@ -44,7 +44,8 @@ LEAD = "5511987654321"
 BSUID = "BR.1502576394655843"
 BIZ_MSG = "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEjZCRDg4QjM5RjA0QjFCOUE2NgA="
 MEDIA_ID = "1003383421387256"
-MEDIA_INFO_URL = f"{GRAPH}/{VERSION}/{MEDIA_ID}"
+# The lookup names our number, so Meta answers only for media that number received.
+MEDIA_INFO_URL = f"{GRAPH}/{VERSION}/{MEDIA_ID}?phone_number_id={PHONE_NUMBER_ID}"
 DOWNLOAD_URL = (
     "https://lookaside.fbsbx.com/whatsapp_business/attachments/"
     "?mid=1003383421387256&ext=1749420100&hash=ATuExample"

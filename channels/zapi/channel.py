@@ -3,7 +3,7 @@
 Payload shapes follow Z-API's published docs (developer.z-api.io, mirrored in the
 github.com/Z-API/z-api-docs repo: docs/webhooks/on-message-received.md,
 on-whatsapp-message-status-changes.md, on-message-send.md, docs/message/send-message-text.md,
-docs/instance/status.md). Parsing lives in `parse`, the payload models in `schema`; this
+send-message-image/-document/-video/-audio.md, docs/instance/status.md). Parsing lives in `parse`, the payload models in `schema`; this
 module holds what needs the config (`ZapiConfig`): the webhook secret, the instance URLs, sending and
 the doctor's probe.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from channels.base import ParsedWebhook, SentMessage
+from channels.base import OutgoingMedia, ParsedWebhook, SentMessage
 from channels.errors import (
     ChannelAuthFailed,
     ChannelError,
@@ -28,6 +28,7 @@ from channels.media_fetch import MediaFetcher
 from channels.provider_http import error_detail, scrub
 from channels.webhook_helpers import json_object, token_matches
 from channels.zapi.config import ZapiConfig
+from channels.zapi.media import media_request
 from channels.zapi.parse import parse_webhook
 from core.errors import WebhookRejected, is_retryable_status
 from core.logging import get_logger
@@ -134,50 +135,76 @@ class ZapiChannel:
         human_agent: bool = False,
     ) -> SentMessage:
         """One attempt only: the outbox owns retries, so errors say whether to retry."""
-        c = self._config
-        if not (c.instance_id and c.instance_token):
-            raise ChannelRejected("zapi is not configured")
         body: dict[str, Any] = {"phone": contact_id, "message": text}
         # Z-API's default is no "typing..." at all; only a positive wish is sent, clamped
         # to the documented 1..15 s.
         if typing_s and typing_s > 0:
             body["delayTyping"] = max(DELAY_MIN_S, min(DELAY_MAX_S, round(typing_s)))
+        return await self._send(session, "send-text", body, contact_id)
+
+    async def send_media(
+        self,
+        session: aiohttp.ClientSession,
+        contact_id: str,
+        media: OutgoingMedia,
+        *,
+        human_agent: bool = False,
+    ) -> SentMessage:
+        """A seller's file from Chatwoot, as send-image/-video/-audio/-document/{ext}
+        with the bytes inline (channels/zapi/media.py); one attempt, like send_text."""
+        op, body = media_request(contact_id, media)
+        if media.kind == "audio" and media.caption and media.caption.strip():
+            log.warning("zapi_audio_caption_dropped", contact=mask_phone(contact_id))
+        return await self._send(session, op, body, contact_id)
+
+    async def _send(
+        self, session: aiohttp.ClientSession, op: str, body: dict[str, Any], contact_id: str
+    ) -> SentMessage:
+        """POST one send operation; every send reads errors and ids the same way."""
+        c = self._config
+        if not (c.instance_id and c.instance_token):
+            raise ChannelRejected("zapi is not configured")
+        what = op.split("/", 1)[0]
         headers = self._headers(**{"Content-Type": "application/json"})
         try:
             async with session.post(
-                self._instance_url("send-text"), json=body, headers=headers, timeout=self._timeout()
+                self._instance_url(op), json=body, headers=headers, timeout=self._timeout()
             ) as resp:
                 status = resp.status
                 raw = await resp.text(errors="replace")
                 wait = retry_after(resp.headers)
         except TimeoutError:  # asyncio.TimeoutError is the same class on 3.11
             self._log_send_failure(contact_id, None, "timeout")
-            raise ChannelUnavailable("zapi send-text timed out") from None
+            raise ChannelUnavailable(f"zapi {what} timed out") from None
         except aiohttp.ClientError as exc:
             # The exception text can carry the URL, which embeds the instance token.
             self._log_send_failure(contact_id, None, type(exc).__name__)
-            raise ChannelUnavailable(f"zapi send-text transport error: {type(exc).__name__}") from None
+            raise ChannelUnavailable(f"zapi {what} transport error: {type(exc).__name__}") from None
 
         if not 200 <= status < 300:
-            raise self._send_error(status, raw, contact_id, wait)
+            raise self._send_error(what, status, raw, contact_id, wait)
 
         data = json_object(raw)
+        # `messageId` is WhatsApp's id (the one status callbacks name); `id` the same
+        # value for Zapier; `zaapId` is Z-API's own and is never reported back.
         message_id = data.get("messageId") or data.get("id")
         if not isinstance(message_id, str) or not message_id:
             error = data.get("error")
             if isinstance(error, str) and error.strip():
                 # A 2xx that still says "error" and has no id: nothing was sent.
                 detail = scrub(error.strip(), self._secrets())[:_ERROR_DETAIL_MAX]
-                raise ChannelRejected(f"zapi send-text refused: {detail}", status=status)
+                raise ChannelRejected(f"zapi {what} refused: {detail}", status=status)
             # Accepted but unidentified: report success, a resend would duplicate it.
             message_id = None
         return SentMessage(provider_message_id=message_id)
 
-    def _send_error(self, status: int, raw: str, contact_id: str, wait: float | None) -> ChannelError:
+    def _send_error(
+        self, what: str, status: int, raw: str, contact_id: str, wait: float | None
+    ) -> ChannelError:
         detail = scrub(error_detail(raw, _ERROR_PATHS), self._secrets())[:_ERROR_DETAIL_MAX]
         retryable = is_retryable_status(status)
         self._log_send_failure(contact_id, status, "retryable" if retryable else "permanent")
-        message = f"zapi send-text failed: HTTP {status}"
+        message = f"zapi {what} failed: HTTP {status}"
         message = f"{message}: {detail}" if detail else message
         if status in (401, 403):
             return ChannelAuthFailed(message, status=status)

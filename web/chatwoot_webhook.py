@@ -1,10 +1,13 @@
 """POST /webhooks/chatwoot: what the sales team does in Chatwoot reaches the lead.
 
-An agent's public reply is queued to the lead on the channel they wrote on and pauses
-the bot; private notes stay in Chatwoot; the bot's own mirrored messages (recognised by
-the ids it stored) are never echoed back. A conversation set to `open` belongs to the
-humans; `resolved` or back to `pending` gives it back to the bot. Everything here is a
-few store writes, so Chatwoot gets its answer well within its 5 s.
+An agent's public reply (its text, split to the channel's limit, and its files) is
+queued to the lead on the channel they wrote on and pauses the bot; private notes stay
+in Chatwoot, and so does a message that does not say whether it is one (older releases);
+the bot's own mirrored messages (recognised by the ids it stored) are never echoed back.
+A seller may also start a conversation in our inbox with a contact the bot created: it
+becomes the lead's conversation. A conversation set to `open` belongs to the humans;
+`resolved` or back to `pending` gives it back to the bot. Everything here is a few store
+writes, so Chatwoot gets its answer well within its 5 s.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from aiohttp import web
 
 from core.errors import StoreUnavailable, WebhookRejected
 from core.logging import get_logger
-from core.outbox import SendText
 from core.records import LeadRecord
 from integrations.chatwoot import ChatwootWebhookEvent, parse_webhook_event, verify_webhook
+from web.chatwoot_relay import relay_items, reply_record_text
 from web.keys import CLOCK, NOTIFIER, SETTINGS, STORE
 from web.middlewares import json_error
 
@@ -69,7 +72,7 @@ async def _apply(request: web.Request, event: ChatwootWebhookEvent) -> web.Respo
         return _ok("ignored")
     lead = await store.lead_by_chatwoot_conversation(conversation_id)
     if lead is None:
-        return _ok("unknown_conversation")
+        return _ok(await _seller_started(request, event, conversation_id))
     if not _same_contact(lead, event):
         # The conversation id is ours but its contact is someone else (contacts merged or
         # edited in Chatwoot, or a forged payload): the words are not for our lead.
@@ -86,20 +89,66 @@ async def _apply(request: web.Request, event: ChatwootWebhookEvent) -> web.Respo
     return _ok("ignored")
 
 
-async def _agent_message(
-    request: web.Request, event: ChatwootWebhookEvent, lead: LeadRecord, conversation_id: int
-) -> str:
-    """An agent's public reply goes to the lead and pauses the bot; the outcome word."""
+def _our_inbox(request: web.Request, event: ChatwootWebhookEvent) -> bool:
+    configured = (request.app[SETTINGS].chatwoot_inbox_id or "").strip()
+    inbox = event.conversation_inbox_id
+    return bool(configured) and inbox is not None and str(inbox) == configured
+
+
+async def _seller_started(request: web.Request, event: ChatwootWebhookEvent, conversation_id: int) -> str:
+    """A conversation the bot did not open: a seller writing first, in our inbox, to a
+    contact the bot created for a lead, is relayed to that lead, and the conversation
+    becomes the lead's. Anything else is not ours."""
     store = request.app[STORE]
-    if not event.is_agent_reply:
-        return "not_an_agent_reply"  # incoming mirror, private note, bot message...
-    text = (event.content or "").strip()
+    if event.private_unknown:
+        return "private_unknown"
+    contact_id = event.contact_id
+    if not event.is_agent_reply or contact_id is None or not _our_inbox(request, event):
+        return "unknown_conversation"
+    lead = await store.lead_by_chatwoot_contact(contact_id)
+    if lead is None or lead.chatwoot_contact_id != contact_id:
+        return "unknown_conversation"
+    text = reply_record_text(event)
     if event.message_id is None or await store.is_own_chatwoot_message(
         event.message_id, conversation_id=conversation_id, text=text
     ):
         return "own_message"
     if not text:
         return "empty"
+    await store.save_chatwoot_link(
+        lead.contact_key,
+        contact_id=contact_id,
+        source_id=event.contact_source_id,
+        conversation_id=conversation_id,
+    )
+    log.info("chatwoot_seller_started_conversation", channel=lead.channel)
+    return await _relay(request, event, lead, text)
+
+
+async def _agent_message(
+    request: web.Request, event: ChatwootWebhookEvent, lead: LeadRecord, conversation_id: int
+) -> str:
+    """An agent's public reply goes to the lead and pauses the bot; the outcome word."""
+    store = request.app[STORE]
+    if event.private_unknown:
+        return "private_unknown"  # maybe a private note: never risk it reaching the lead
+    if not event.is_agent_reply:
+        return "not_an_agent_reply"  # incoming mirror, private note, bot message...
+    text = reply_record_text(event)
+    if event.message_id is None or await store.is_own_chatwoot_message(
+        event.message_id, conversation_id=conversation_id, text=text
+    ):
+        return "own_message"
+    if not text:
+        return "empty"
+    return await _relay(request, event, lead, text)
+
+
+async def _relay(request: web.Request, event: ChatwootWebhookEvent, lead: LeadRecord, text: str) -> str:
+    """Record the reply (a second delivery of the same webhook stops here), pause the
+    bot, and queue the reply's bubbles and files to the lead."""
+    store = request.app[STORE]
+    assert event.message_id is not None
     message_id = await store.record_human_reply(
         lead.contact_key, text=text, chatwoot_message_id=event.message_id
     )
@@ -107,16 +156,11 @@ async def _agent_message(
         return "duplicate"
     pause = timedelta(hours=request.app[SETTINGS].bot_pause_hours)
     await store.set_human_owned(lead.contact_key, until=request.app[CLOCK]() + pause)
-    reply = SendText.human_reply(
-        channel=lead.channel,
-        contact_id=lead.contact_id,
-        contact_key=lead.contact_key,
-        text=text,
-        message_id=message_id,
-    )
-    await store.enqueue(reply.to_item(f"chatwoot-reply:{event.message_id}"))
+    items = relay_items(lead, event, message_id=message_id)
+    for item in items:
+        await store.enqueue(item)
     request.app[NOTIFIER].wake()
-    log.info("agent_reply_relayed", channel=lead.channel)
+    log.info("agent_reply_relayed", channel=lead.channel, items=len(items))
     return "relayed"
 
 

@@ -11,7 +11,9 @@ Sources (Chatwoot's published API definitions, github.com/chatwoot/chatwoot):
   swagger/definitions/request/conversation/create_message_payload.yml,
   swagger/paths/application/conversation/messages/create_attachment.yml (multipart,
   `attachments[]`), swagger/paths/application/conversation/{toggle_status,assignments}.yml,
-  swagger/paths/application/conversation/labels/create.yml (the list REPLACES the labels);
+  swagger/paths/application/conversation/labels/{index,create}.yml (the list REPLACES the
+  labels: `labels` reads, merges and writes);
+- attachment downloads: `download` (Chatwoot's own origin only);
 - error bodies: app/controllers/concerns/request_exception_handler.rb
   (`{"error": ...}` for 401/404, `{"message": ..., "attributes": [...]}` for 422).
 
@@ -32,12 +34,14 @@ from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
 from core.probe import ProbeIO, ProbeResult
+from integrations.chatwoot.download import Downloaded, download
 from integrations.chatwoot.errors import (
     ChatwootError,
     ChatwootRejected,
     ChatwootUnavailable,
     chatwoot_error_for_status,
 )
+from integrations.chatwoot.labels import clean_labels, merge_labels, same_labels
 from integrations.chatwoot.probe import probe_inbox
 from integrations.chatwoot.schema import (
     CONVERSATION_STATUSES,
@@ -398,8 +402,9 @@ class ChatwootClient:
         return None
 
     async def add_labels(self, conversation_id: int, labels: list[str]) -> list[str]:
-        """Set the conversation's labels. Chatwoot REPLACES the list: pass all of them."""
-        clean = [label.strip() for label in labels if isinstance(label, str) and label.strip()]
+        """Set the conversation's labels. Chatwoot REPLACES the list: pass all of them
+        (`merge_labels` reads them first)."""
+        clean = clean_labels(labels)
         data = await self._request(
             "POST",
             f"/conversations/{int(conversation_id)}/labels",
@@ -411,6 +416,26 @@ class ChatwootClient:
             return [str(label) for label in payload]
         return clean
 
+    async def conversation_labels(self, conversation_id: int) -> list[str]:
+        """The labels the conversation has now (`GET /conversations/{id}/labels`)."""
+        data = await self._request("GET", f"/conversations/{int(conversation_id)}/labels", "list labels")
+        payload = unwrap_payload(data)
+        if not isinstance(payload, list):
+            # Writing without knowing what is there would wipe the sellers' labels.
+            raise self._bad_response("list labels", "payload is not a list")
+        return clean_labels(payload)
+
+    async def merge_labels(
+        self, conversation_id: int, *, add: list[str], replace: frozenset[str] = frozenset()
+    ) -> list[str]:
+        """Add `add` (dropping the other labels of the `replace` family) and keep every
+        other label: read, merge, write; nothing is written when nothing changes."""
+        current = await self.conversation_labels(conversation_id)
+        merged = merge_labels(current, add=add, replace=replace)
+        if same_labels(current, merged):
+            return current
+        return await self.add_labels(conversation_id, merged)
+
     async def assign_team(self, conversation_id: int, team_id: int) -> None:
         await self._request(
             "POST",
@@ -418,6 +443,23 @@ class ChatwootClient:
             "assign team",
             json_body={"team_id": int(team_id)},
         )
+
+    # -- attachments ----------------------------------------------------------------
+
+    async def download_attachment(self, url: str, *, max_bytes: int) -> tuple[bytes, str, str]:
+        """(bytes, mime type, file name) of an attachment's `data_url`, fetched only from
+        CHATWOOT_API_URL's origin (integrations/chatwoot/download.py)."""
+        if not self.configured:
+            raise ChatwootRejected("chatwoot is not configured")
+        got: Downloaded = await download(
+            self._session,
+            url,
+            chatwoot_url=self._config.api_url or "",
+            headers={"api_access_token": self._headers()["api_access_token"]},
+            max_bytes=max_bytes,
+            timeout_s=self._config.timeout_s,
+        )
+        return got.data, got.mime, got.file_name
 
     # -- webhooks -----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from core.errors import WebhookRejected
 from core.secret_compare import secrets_match
@@ -104,6 +104,17 @@ class WebhookConversationMeta(ChatwootModel):
     sender: WebhookSender | None = None
 
 
+def _display_id_first(value: object) -> object:
+    """The conversation's id as the API's URLs take it: `display_id` when the payload
+    names it (the help-center sample, github.com/chatwoot/docs docs/product/features/
+    webhooks.md, sends only `display_id`), else `id`, which current releases already
+    fill with the display id (Conversations::EventDataPresenter#push_data `id:
+    display_id`; ConversationsController finds by `display_id: params[:id]`)."""
+    if isinstance(value, dict) and value.get("display_id") is not None:
+        return {**value, "id": value["display_id"]}
+    return value
+
+
 class WebhookConversation(ChatwootModel):
     id: WebhookId
     status: str | None = None
@@ -112,11 +123,24 @@ class WebhookConversation(ChatwootModel):
     meta: WebhookConversationMeta | None = None
     labels: list[str] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _display_id(cls, value: object) -> object:
+        return _display_id_first(value)
+
 
 class WebhookAttachment(ChatwootModel):
+    """Attachment#push_event_data (app/models/attachment.rb): files carry `data_url`
+    (an Active Storage URL on Chatwoot's host), `thumb_url` and `file_size`; `file_type`
+    is the enum name (image, audio, video, file, location, fallback, share,
+    story_mention, contact, ig_reel...)."""
+
     id: WebhookId | None = None
+    message_id: WebhookId | None = None
     file_type: str | None = None
     data_url: str | None = None
+    thumb_url: str | None = None
+    file_size: int | None = None
     extension: str | None = None
 
 
@@ -135,7 +159,9 @@ class ChatwootWebhookEvent(ChatwootModel):
     message_type: Literal["incoming", "outgoing", "activity", "template"] | None = None
     content_type: str | None = None
     content_attributes: dict[str, Any] = Field(default_factory=dict)
-    private: bool = False
+    # None: the payload did not say. Releases before Message#webhook_data carried
+    # `private` (and the help-center sample) send private notes without it.
+    private: bool | None = None
     source_id: str | None = None
     sender: WebhookSender | None = None
     conversation: WebhookConversation | None = None
@@ -170,10 +196,13 @@ class ChatwootWebhookEvent(ChatwootModel):
             return {} if info.field_name == "content_attributes" else []
         return value
 
-    @field_validator("private", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _null_private(cls, value: object) -> object:
-        return False if value is None else value
+    def _conversation_display_id(cls, value: object) -> object:
+        # A conversation event is the conversation itself: the same rule for its id.
+        if isinstance(value, dict) and str(value.get("event", "")).startswith("conversation_"):
+            return _display_id_first(value)
+        return value
 
     # -- what the caller needs --------------------------------------------------------
 
@@ -220,14 +249,28 @@ class ChatwootWebhookEvent(ChatwootModel):
         return None
 
     @property
+    def conversation_inbox_id(self) -> int | None:
+        """The inbox the conversation lives in."""
+        if self.conversation is not None and self.conversation.inbox_id is not None:
+            return self.conversation.inbox_id
+        if self.inbox_id is not None:
+            return self.inbox_id
+        return self.inbox.id if self.inbox is not None else None
+
+    @property
+    def outgoing_created(self) -> bool:
+        return self.event == "message_created" and self.message_type == "outgoing"
+
+    @property
+    def private_unknown(self) -> bool:
+        """An outgoing message that does not say whether it is a private note: never
+        taken for a public reply (older releases send notes without `private`)."""
+        return self.outgoing_created and self.private is None
+
+    @property
     def is_agent_reply(self) -> bool:
         """An agent's public reply to relay to the lead (our own posts must be filtered by id)."""
-        return (
-            self.event == "message_created"
-            and self.message_type == "outgoing"
-            and not self.private
-            and self.sender_type == "user"
-        )
+        return self.outgoing_created and self.private is False and self.sender_type == "user"
 
 
 _MESSAGE_EVENTS = ("message_created", "message_updated")

@@ -622,7 +622,7 @@ def test_webhook_from_raw_bytes_and_tolerant_nulls() -> None:
     event = parse_webhook_event(json.dumps(body).encode())
     assert event.message_id == 90231
     assert event.content_attributes == {}
-    assert event.private is False
+    assert event.private is None  # not said: never taken for "public" (see the relay)
 
 
 def test_integer_message_type_is_mapped() -> None:

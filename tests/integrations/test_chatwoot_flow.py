@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import CallbackResult, aioresponses
@@ -56,6 +57,7 @@ class FakeChatwoot:
         self.next_message_id = 90300
         self.conversations_created = 0
         self.contacts_created = 0
+        self.labels: list[str] = []  # the conversation's, as Chatwoot keeps them
         routes = [
             ("GET", re.compile(rf"^{re.escape(CW)}/contacts/search\?.*$"), self._search),
             ("POST", f"{CW}/contacts", self._create_contact),
@@ -65,6 +67,7 @@ class FakeChatwoot:
             ("GET", f"{CW}/conversations/318/messages", self._list_messages),
             ("POST", f"{CW}/conversations/318/toggle_status", self._toggle),
             ("POST", f"{CW}/conversations/318/labels", self._labels),
+            ("GET", f"{CW}/conversations/318/labels", self._list_labels),
             ("POST", f"{CW}/conversations/318/assignments", self._assign),
             ("PUT", f"{CW}/contacts/1042", self._update_contact),
         ]
@@ -75,6 +78,8 @@ class FakeChatwoot:
         if kwargs.get("json") is not None:
             return kwargs["json"]
         data = kwargs.get("data")
+        if isinstance(data, aiohttp.FormData):  # multipart: a message with attachments[]
+            return multipart_fields(data)
         return json.loads(data) if isinstance(data, (bytes, str)) else data
 
     async def _gate(self, name: str, kwargs: dict[str, Any]) -> CallbackResult | None:
@@ -139,9 +144,17 @@ class FakeChatwoot:
         )
 
     async def _labels(self, url: Any, **kw: Any) -> CallbackResult:
-        return await self._gate("labels", kw) or CallbackResult(
-            payload=load_fixture("chatwoot/labels_response.json")
-        )
+        if (gate := await self._gate("labels", kw)) is not None:
+            return gate
+        self.labels = list(self._body(kw)["labels"])  # the documented REPLACE
+        response = load_fixture("chatwoot/labels_response.json")
+        return CallbackResult(payload={**response, "payload": self.labels})
+
+    async def _list_labels(self, url: Any, **kw: Any) -> CallbackResult:
+        if (gate := await self._gate("list_labels", kw)) is not None:
+            return gate
+        response = load_fixture("chatwoot/labels_list_response.json")
+        return CallbackResult(payload={**response, "payload": self.labels})
 
     async def _assign(self, url: Any, **kw: Any) -> CallbackResult:
         return await self._gate("assign", kw) or CallbackResult(
@@ -163,6 +176,18 @@ class FakeChatwoot:
 @pytest.fixture
 def chatwoot(http_mock: aioresponses) -> FakeChatwoot:
     return FakeChatwoot(http_mock)
+
+
+def multipart_fields(form: aiohttp.FormData) -> dict[str, Any]:
+    """The fields of a multipart body as Chatwoot reads them; files as (name, bytes, type)."""
+    out: dict[str, Any] = {}
+    for options, headers, value in form._fields:
+        name = options["name"]
+        if "filename" in options:
+            out.setdefault(name, []).append((options["filename"], value, headers.get("Content-Type")))
+        else:
+            out[name] = {"true": True, "false": False}.get(value, value) if name == "private" else value
+    return out
 
 
 def rows(bot: TestClient, sql: str) -> list[tuple]:
@@ -399,7 +424,13 @@ async def test_a_voice_note_is_mirrored_with_its_transcript(
     assert len(chatwoot.public()) == 2
     incoming = chatwoot.public()[0]
     assert incoming[0] == "incoming" and "quinhentos por dia" in incoming[1]
-    assert payload["audio"]["audioUrl"] in incoming[1]
+    # The recording itself: a Chatwoot attachment when the mirror is given the channels'
+    # media (runtime/routes.py), else its link under the transcript.
+    files = chatwoot.messages[0].get("attachments[]")
+    assert (
+        files == [("3EB0A1B2C3D4E5F60002.ogg", b"OggS-fake", "audio/ogg")]
+        or payload["audio"]["audioUrl"] in incoming[1]
+    )
 
 
 async def test_a_conversation_update_that_does_not_change_the_status_keeps_the_bot_paused(

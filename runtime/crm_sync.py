@@ -1,5 +1,6 @@
-"""Outbox handler that puts a hot (or handed-off) lead in PipeRun, and keeps its deal
-note current afterwards.
+"""Outbox handlers that put a hot (or handed-off) lead in PipeRun, keep its deal note
+current afterwards, and post the lead's quote requests and technical questions on the
+deal.
 
 Items of one lead share the `crm:<contact key>` order key, so they run one at a time
 across every instance; each id PipeRun gives back is saved at once (on the item and on
@@ -14,9 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.logging import get_logger
-from core.outbox import PipeRunSync
+from core.outbox import PipeRunNote, PipeRunSync
 from core.records import LeadRecord, OutboxItem
-from integrations.piperun import CrmLink, LeadCard, PipeRunClient, PipeRunTexts, sync_lead
+from integrations.piperun import (
+    CrmLink,
+    LeadCard,
+    PipeRunClient,
+    PipeRunTexts,
+    external_code_for,
+    post_deal_note,
+    sync_lead,
+)
 from runtime.erasure import late_piperun_item
 from store.base import Store
 
@@ -120,3 +129,26 @@ class CrmSync:
             log.info("piperun_sync_stopped", reason="lead_erased")
             return
         log.info("piperun_synced", reason=payload.reason, deal_id=final.deal_id)
+
+    async def note(self, item: OutboxItem, payload: PipeRunNote) -> None:
+        """The note on the lead's deal, once: a retry after a lost answer finds the note
+        it posted (by the item's idempotency key) instead of posting a second one.
+
+        Without a deal (the lead never became hot, or its sync has not run: enqueue on
+        the lead's `crm:` lane so a pending sync runs first) or without the lead
+        (erased), there is nowhere to write: skipped, not failed."""
+        lead = await self.store.get_lead(payload.contact_key)
+        if lead is None:
+            log.info("piperun_note_skipped", reason="lead_erased")
+            return
+        if lead.crm_deal_id is None:
+            log.info("piperun_note_skipped", reason="no_deal")
+            return
+        note_id = await post_deal_note(
+            self.client,
+            lead.crm_deal_id,
+            payload.text,
+            reference=external_code_for(lead.contact_key),
+            key=item.idempotency_key or f"item-{item.id}",
+        )
+        log.info("piperun_note_posted", deal_id=lead.crm_deal_id, note_id=note_id)

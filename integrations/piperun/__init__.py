@@ -2,31 +2,36 @@
 deal" sync. One module per role:
 
 - `schema`: PipeRun's records (frozen) and the bodies we send;
-- `identity`: who a lead is in the CRM (phone spellings, our external code), PII redaction;
+- `identity`: which CRM records are the lead's own (our reference), phones, PII redaction;
 - `client`: one HTTP attempt per call, typed errors (`errors`), the doctor's probe (`probe`);
 - `card` and `texts`: what the sellers read (lead card, deal title, note);
-- `sync`: `sync_lead`, step by step.
+- `sync`: `sync_lead`, step by step;
+- `deal_notes`: one more note on the lead's deal (a quote request), posted once.
 
 Standalone building block for the CRM issue: persisting the ids, ordering per lead and
 retrying belong to the caller (the outbox).
 """
 
 from integrations.piperun.card import CrmLink, LeadCard
-from integrations.piperun.client import DEFAULT_API_URL, PipeRunClient, PipeRunConfig
+from integrations.piperun.client import DEFAULT_API_URL, Pace, PipeRunClient, PipeRunConfig
+from integrations.piperun.deal_notes import post_deal_note, render_deal_note
 from integrations.piperun.errors import PipeRunAuthFailed, PipeRunError, PipeRunRejected, PipeRunUnavailable
-from integrations.piperun.identity import EXTERNAL_CODE_PREFIX, external_code_for, phone_key, phone_variants
+from integrations.piperun.identity import EXTERNAL_CODE_PREFIX, external_code_for, phone_key, reference_marker
 from integrations.piperun.schema import (
     DEAL_TEMPERATURE,
     CompanyCreate,
     DealCreate,
+    DealUpdate,
     NoteCreate,
+    NoteUpdate,
     PersonCreate,
+    PersonUpdate,
     PipeRunCompany,
     PipeRunDeal,
     PipeRunNote,
     PipeRunPerson,
 )
-from integrations.piperun.sync import ProgressCallback, sync_lead
+from integrations.piperun.sync import ProgressCallback, is_card_note, sync_lead
 from integrations.piperun.texts import (
     PipeRunTexts,
     PipeRunTextsError,
@@ -42,9 +47,13 @@ __all__ = [
     "CompanyCreate",
     "CrmLink",
     "DealCreate",
+    "DealUpdate",
     "LeadCard",
     "NoteCreate",
+    "NoteUpdate",
+    "Pace",
     "PersonCreate",
+    "PersonUpdate",
     "PipeRunAuthFailed",
     "PipeRunClient",
     "PipeRunConfig",
@@ -59,9 +68,12 @@ __all__ = [
     "PipeRunUnavailable",
     "ProgressCallback",
     "external_code_for",
+    "is_card_note",
     "load_piperun_texts",
     "phone_key",
-    "phone_variants",
+    "post_deal_note",
+    "reference_marker",
+    "render_deal_note",
     "render_deal_title",
     "render_note",
     "sync_lead",

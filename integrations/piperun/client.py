@@ -2,16 +2,21 @@
 
 Sources. PipeRun API v1 reference (https://developers.pipe.run/reference), read from the
 OpenAPI export kept in github.com/LesserWords/n8n-nodes-piperun-openapi
-`schemas/latest.Piperun.openapi.json` (fetched 2026-04-30); operationIds in brackets:
+`schemas/latest.Piperun.openapi.json`; operationIds in brackets. Every body we send is a
+model of `schema` holding only fields of that operation's request schema, and every query
+uses only documented parameters (tests/integrations/test_piperun_contract.py checks both
+against a copy of the schema):
 - base `https://api.pipe.run/v1`, auth header `token` (components.securitySchemes.sec0);
 - failures `{"success": false, "message": "Not Found"}` (404) and `{"success": false,
   "message": "Unprocessable Entity", "data": {"<field>": "O campo <field> é
   obrigatório."}}` (422);
-- [listar-pessoas] GET /persons: filters id, company_id, cpf, name, external_code, ...;
-  [adicionar-pessoa] POST /persons: `name` required, `contactEmails`/`contactPhones`
-  arrays of strings, 201 with the person in `data`;
-- [listar-empresas] GET /companies?cnpj= ("XXXXXXXX0001XX" or "XX.XXX.XXX/0001-XX") and
-  ?name=; [adicionar-empresa] POST /companies: `name` required, `cnpj`;
+- [listar-pessoas] GET /persons: filters id, company_id, cpf, name, observation,
+  external_code, ... but NO phone or e-mail filter and no `with`; [adicionar-pessoa]
+  POST /persons: `name` required, `contactEmails`/`contactPhones` arrays of strings,
+  `manager_id`, `observation` (no owner_id, no external_code); [atualizar-pessoa] PUT
+  and [deletar-pessoa] DELETE /persons/{person_id};
+- [listar-empresas] GET /companies?external_code=; [adicionar-empresa] POST /companies:
+  `name` required, `cnpj`, `external_code` (no owner_id);
 - [listar-oportunidades] GET /deals?person_id=&pipeline_id=&status= (0 open, 1 won,
   3 lost); [adicionar-oportunidade] POST /deals: pipeline_id, stage_id, title required;
   person_id, company_id, origin_id, owner_id, `reference` ("referência para integração
@@ -22,17 +27,9 @@ OpenAPI export kept in github.com/LesserWords/n8n-nodes-piperun-openapi
 - [ver-detalhes-do-funil] GET /pipelines/{id}, [ver-detalhes-da-etapa-de-funil]
   GET /stages/{stage_id} (the doctor's read-only probe).
 
-Not in that reference, so taken from public integrations and treated with suspicion:
-- GET /persons has no documented phone filter. n8n-nodes-piperun
-  (github.com/wallacevasques/n8n-nodes-piperun, nodes/Piperun/Piperun.node.ts) sends
-  `email=`; `phone=` is the same convention; `with=contactPhones` returns the person's
-  `contactPhones[].phone` (public scripts calling /persons/{id}?with=contactPhones). A
-  server that ignored an unknown filter would answer with unrelated people, so EVERY
-  hit is checked here against the number before it is used.
-- `external_code` on POST /persons is set by public integrations that dedupe on it
-  (GET /persons?external_code= is documented); we set a hash of the contact key, so a
-  person we created is found again even when the phone filter does not work.
-- Rate limit: ~100 requests/minute per account (n8n-nodes-piperun's notes) -> 429.
+Not in that reference: the rate limit (~100 requests/minute per account, answered with
+429, per public integrations). PIPERUN_RATE_PER_S paces us below it through the `pace`
+hook, awaited before every request.
 
 One attempt per call: every failure is a `PipeRunError` leaf, and only
 `PipeRunUnavailable` is worth retrying (the outbox does). The token, phone numbers and
@@ -42,7 +39,7 @@ e-mail addresses never appear in logs or error texts (phones are masked like `ma
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +48,6 @@ import structlog
 from pydantic import SecretStr, ValidationError
 
 from core.errors import is_retryable_status
-from core.lead_fields import fold, format_cnpj
 from core.probe import ProbeIO, ProbeResult
 from integrations.piperun.errors import (
     PipeRunAuthFailed,
@@ -59,14 +55,17 @@ from integrations.piperun.errors import (
     PipeRunRejected,
     PipeRunUnavailable,
 )
-from integrations.piperun.identity import another_leads_person, cnpj_key, phone_key, phone_variants, redact
+from integrations.piperun.identity import redact, reference_marker
 from integrations.piperun.probe import probe_pipeline
 from integrations.piperun.schema import (
     DEAL_STATUS_OPEN,
     CompanyCreate,
     DealCreate,
+    DealUpdate,
     NoteCreate,
+    NoteUpdate,
     PersonCreate,
+    PersonUpdate,
     PipeRunCompany,
     PipeRunDeal,
     PipeRunNote,
@@ -133,12 +132,23 @@ class PipeRunConfig:
         return bool(self.token and self.pipeline_id and self.stage_id)
 
 
-class PipeRunClient:
-    """Thin async client over PipeRun's REST API v1 for one account (one token)."""
+Pace = Callable[[], Awaitable[None]]
 
-    def __init__(self, config: PipeRunConfig, session: aiohttp.ClientSession) -> None:
+
+class PipeRunClient:
+    """Thin async client over PipeRun's REST API v1 for one account (one token).
+
+    `pace`, when given, is awaited before every request: the account's rate limit is
+    shared by every client of it, so the caller builds one pacer per account (a
+    runtime.ratelimit.RateLimiter from PIPERUN_RATE_PER_S, in web/configs) and hands it
+    to each client; integrations do not import runtime."""
+
+    def __init__(
+        self, config: PipeRunConfig, session: aiohttp.ClientSession, *, pace: Pace | None = None
+    ) -> None:
         self._config = config
         self._session = session
+        self._pace = pace
         self._base = (config.api_url or DEFAULT_API_URL).rstrip("/")
         self._token = (config.token.get_secret_value() if config.token is not None else "").strip()
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
@@ -178,6 +188,8 @@ class PipeRunClient:
             kwargs["params"] = {k: str(v) for k, v in params.items()}
         if json_body is not None:
             kwargs["json"] = json_body
+        if self._pace is not None:
+            await self._pace()
         try:
             async with self._session.request(method, self._base + path, **kwargs) as resp:
                 status = resp.status
@@ -278,39 +290,21 @@ class PipeRunClient:
 
     # -- persons --------------------------------------------------------------------
 
-    async def find_person_by_external_code(self, code: str) -> PipeRunPerson | None:
-        code = code.strip()
-        if not code:
+    async def find_person_by_reference(self, reference: str) -> PipeRunPerson | None:
+        """The oldest person we created for this lead (our reference in `observation`).
+
+        [listar-pessoas] documents no phone or e-mail filter, so no one else is ever
+        looked up; `observation` is a documented filter whose matching (exact or
+        partial) is not, so every hit is re-checked here and a server ignoring the filter
+        finds nobody."""
+        if not reference.strip():
             return None
-        records = await self._list("/persons", "person search", {"external_code": code, "show": 20})
-        matches = [p for p in self._parse_all(records, PipeRunPerson) if p.external_code == code]
+        marker = reference_marker(reference)
+        records = await self._list("/persons", "person search", {"observation": marker, "show": 20})
+        matches = [
+            p for p in self._parse_all(records, PipeRunPerson) if (p.observation or "").strip() == marker
+        ]
         return min(matches, key=lambda p: p.id) if matches else None
-
-    async def find_person_by_phone(self, phone: str, *, reference: str) -> PipeRunPerson | None:
-        """The oldest person holding this number (any spelling), else None.
-
-        Only ever called with a number the channel verified: a number the lead typed
-        could be anybody's. Each spelling of `phone_variants` is one request, in order,
-        until one gives a person whose stored number is the same number as the lead's;
-        persons we created for another lead (`reference` is this lead's code) are skipped.
-        There is deliberately no e-mail search: no channel verifies an address.
-        """
-        wanted = phone_key(phone)
-        if wanted is None:
-            return None
-        for variant in phone_variants(phone):
-            records = await self._list(
-                "/persons", "person search", {"phone": variant, "with": "contactPhones", "show": 20}
-            )
-            matches = [
-                p
-                for p in self._parse_all(records, PipeRunPerson)
-                if any(phone_key(stored) == wanted for stored in p.phones)
-                and not another_leads_person(p, reference)
-            ]
-            if matches:
-                return min(matches, key=lambda p: p.id)
-        return None
 
     async def create_person(self, person: PersonCreate) -> PipeRunPerson:
         payload = await self._request("POST", "/persons", "create person", json_body=person.body())
@@ -329,16 +323,10 @@ class PipeRunClient:
 
     async def anonymize_person(self, person_id: int, *, name: str) -> bool:
         """[atualizar-pessoa] `PUT /persons/{person_id}` with the personal fields blanked:
-        the name replaced, phones, e-mails and notes emptied, our external code cleared
-        (it is a plain hash of the lead's contact). The deals stay for the sales team.
+        the name replaced, phones, e-mails and the observation (our reference, a plain
+        hash of the lead's contact) emptied. The deals stay for the sales team.
         False when the person no longer exists (404)."""
-        body = {
-            "name": name,
-            "contactPhones": [],
-            "contactEmails": [],
-            "observation": "",
-            "external_code": "",
-        }
+        body = PersonUpdate(name=name, contact_phones=[], contact_emails=[], observation="").body()
         try:
             await self._request("PUT", f"/persons/{int(person_id)}", "anonymize person", json_body=body)
         except PipeRunError as exc:
@@ -349,32 +337,15 @@ class PipeRunClient:
 
     # -- companies ------------------------------------------------------------------
 
-    async def find_company_by_cnpj(self, cnpj: str) -> PipeRunCompany | None:
-        wanted = cnpj_key(cnpj)
-        if wanted is None:
+    async def find_company_by_reference(self, reference: str) -> PipeRunCompany | None:
+        """The oldest company we created for this lead ([listar-empresas] ?external_code=,
+        re-checked here). Never by the CNPJ or name the lead typed: anybody can type a
+        customer's CNPJ, and the lead would be filed under that customer's company."""
+        code = reference.strip()
+        if not code:
             return None
-        # Both formats are documented as accepted; companies are stored formatted.
-        for spelled in dict.fromkeys((format_cnpj(wanted), wanted)):
-            records = await self._list("/companies", "company search", {"cnpj": spelled, "show": 20})
-            matches = [c for c in self._parse_all(records, PipeRunCompany) if cnpj_key(c.cnpj) == wanted]
-            if matches:
-                return min(matches, key=lambda c: c.id)
-        return None
-
-    async def find_company_by_name(self, name: str) -> PipeRunCompany | None:
-        """Only an exact (case/accents/spacing-insensitive) name match counts."""
-        wanted = fold(" ".join(name.split()))
-        if not wanted:
-            return None
-        records = await self._list(
-            "/companies", "company search", {"name": " ".join(name.split()), "show": 20}
-        )
-        matches = [
-            c
-            for c in self._parse_all(records, PipeRunCompany)
-            if wanted
-            in {fold(" ".join((c.name or "").split())), fold(" ".join((c.company_name or "").split()))}
-        ]
+        records = await self._list("/companies", "company search", {"external_code": code, "show": 20})
+        matches = [c for c in self._parse_all(records, PipeRunCompany) if c.external_code == code]
         return min(matches, key=lambda c: c.id) if matches else None
 
     async def create_company(self, company: CompanyCreate) -> PipeRunCompany:
@@ -406,7 +377,8 @@ class PipeRunClient:
 
     async def update_deal(self, deal_id: int, fields: Mapping[str, Any]) -> PipeRunDeal | None:
         """PUT only the given fields: stage and owner are the sellers' to move, not ours."""
-        payload = await self._request("PUT", f"/deals/{int(deal_id)}", "update deal", json_body=dict(fields))
+        body = DealUpdate.model_validate(dict(fields)).body()
+        payload = await self._request("PUT", f"/deals/{int(deal_id)}", "update deal", json_body=body)
         records = self._parse_all(envelope_records(payload), PipeRunDeal)
         return records[0] if records else None
 
@@ -428,7 +400,11 @@ class PipeRunClient:
     async def update_note(self, note_id: int, text: str) -> PipeRunNote | None:
         """The updated note, or None when it no longer exists (a seller deleted it)."""
         payload = await self._request(
-            "PUT", f"/notes/{int(note_id)}", "update note", json_body={"text": text}, missing_ok=True
+            "PUT",
+            f"/notes/{int(note_id)}",
+            "update note",
+            json_body=NoteUpdate(text=text).body(),
+            missing_ok=True,
         )
         if payload is None:
             return None
@@ -448,4 +424,4 @@ class PipeRunClient:
         )
 
 
-__all__ = ["DEFAULT_API_URL", "PipeRunClient", "PipeRunConfig"]
+__all__ = ["DEFAULT_API_URL", "Pace", "PipeRunClient", "PipeRunConfig"]

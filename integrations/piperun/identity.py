@@ -1,25 +1,24 @@
 """Who a lead is in PipeRun, and how its personal data is kept out of errors and logs.
 
-Existing people (and through them their open deals) are matched only on identity nobody
-could type: our own external code, and the WhatsApp number the provider reported for the
-chat. What the lead TYPED (a phone, an e-mail, in the profile) is written onto the lead's
-own person as data and never looked up: a stranger who types a customer's phone must not
-be posted on that customer's deal, and a later "deal won" on it must not become the
-stranger's Purchase. A person we created for another lead (another `sdr-` code) is never
-matched by phone either, since its phones may be what that lead typed. The worst case is
-a duplicate person a seller can merge.
+A lead is linked to an existing PipeRun record only when it is provably the lead's own:
+the ids we stored when we created it (the caller's link, saved after every call), or
+our reference written on it at creation (the person's `observation`, the company's
+`external_code`, the deal's `reference`), found again after a crash lost an id. The
+published API ([listar-pessoas] GET /persons) documents no phone or e-mail filter, so
+the channel-verified WhatsApp number cannot be looked up either: an existing customer
+who writes to the bot gets a new person beside the old one, which a seller can merge.
+What the lead TYPED (a phone, an e-mail, a CNPJ, a company name) is written on the lead's
+own records as data and never looked up: a stranger who types a customer's phone or
+CNPJ must not be posted on that customer's deal or filed under that customer's company,
+and a later "deal won" on it must not become the stranger's Purchase.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING
 
 from core.models import mask_phone
-
-if TYPE_CHECKING:
-    from integrations.piperun.schema import PipeRunPerson
 
 
 def _digits(value: str | None) -> str:
@@ -37,7 +36,7 @@ def redact(text: str) -> str:
 
 
 def phone_key(value: str | None) -> str | None:
-    """One spelling per Brazilian number, to compare what the CRM stored with the lead's.
+    """One spelling per Brazilian number: the lead's phones are written to the CRM in it.
 
     `+55 (11) 98765-4321`, `011 98765-4321`, `11987654321` and the pre-2016 `1187654321`
     (mobile without the 9th digit) all give `5511987654321`. Foreign numbers keep their
@@ -67,33 +66,9 @@ def phone_key(value: str | None) -> str | None:
     return f"55{ddd}{local}"
 
 
-def phone_variants(value: str | None) -> list[str]:
-    """Spellings the same number may be stored under in the CRM, most likely first.
-
-    The person search is exact-match at best, so the lead's number is tried with and
-    without the country code, and for mobiles with and without the 9th digit (records
-    typed before 2016, or WhatsApp ids of some regions, lack it).
-    """
-    key = phone_key(value)
-    if key is None:
-        return []
-    if not (key.startswith("55") and len(key) in (12, 13)):
-        return [key]
-    ddd, local = key[2:4], key[4:]
-    variants = [f"55{ddd}{local}", f"{ddd}{local}"]
-    if len(local) == 9 and local[0] == "9" and local[1] in "6789":
-        variants += [f"55{ddd}{local[1:]}", f"{ddd}{local[1:]}"]
-    return variants
-
-
 def email_key(value: str | None) -> str | None:
     text = (value or "").strip().lower().removeprefix("mailto:")
     return text if "@" in text else None
-
-
-def cnpj_key(value: str | None) -> str | None:
-    raw = re.sub(r"[\s./\-]", "", (value or "").upper())
-    return raw or None
 
 
 EXTERNAL_CODE_PREFIX = "sdr-"
@@ -102,25 +77,23 @@ EXTERNAL_CODE_PREFIX = "sdr-"
 def external_code_for(contact_key: str) -> str:
     """Our id for a lead inside PipeRun: stable, unique, and not personal data.
 
-    Stored as the person's `external_code`, the deal's `reference` and a line of the
-    note, so anything we created is found again after a crash lost its id.
+    Written on the person's `observation` (as `reference_marker`), the company's
+    `external_code`, the deal's `reference` and a line of each note, so anything we
+    created is found again after a crash lost its id.
     """
     return EXTERNAL_CODE_PREFIX + hashlib.sha256(contact_key.encode("utf-8")).hexdigest()[:20]
 
 
-def another_leads_person(person: PipeRunPerson, reference: str) -> bool:
-    """We created this person for a different lead: its phones may be what that lead typed."""
-    code = (person.external_code or "").strip()
-    return code.startswith(EXTERNAL_CODE_PREFIX) and code != reference
+def reference_marker(reference: str) -> str:
+    """What a person we created carries in its `observation` (searched for exactly)."""
+    return f"Ref. SDR: {reference.strip()}"
 
 
 __all__ = [
     "EXTERNAL_CODE_PREFIX",
-    "another_leads_person",
-    "cnpj_key",
     "email_key",
     "external_code_for",
     "phone_key",
-    "phone_variants",
     "redact",
+    "reference_marker",
 ]

@@ -48,8 +48,11 @@ class PipeRunPerson(_Model):
     id: int
     name: str | None = None
     owner_id: int | None = None
+    manager_id: int | None = None
     company_id: int | None = None
     external_code: str | None = None
+    # Where we write our reference (see PersonCreate): re-checked on every search hit.
+    observation: str | None = None
     # Filled from `contactPhones` (with=contactPhones), `contact_phones` (documented list
     # example: one object) or a flat `phone`.
     phones: list[str] = Field(default_factory=list)
@@ -78,6 +81,12 @@ class PipeRunCompany(_Model):
     name: str | None = None
     company_name: str | None = None
     cnpj: str | None = None
+    external_code: str | None = None
+
+    @field_validator("external_code", mode="before")
+    @classmethod
+    def _code(cls, value: Any) -> Any:
+        return None if value is None else str(value)
 
 
 class PipeRunDeal(_Model):
@@ -117,21 +126,37 @@ class _Payload(BaseModel):
 
 
 class PersonCreate(_Payload):
-    # [adicionar-pessoa] types contactPhones/contactEmails as arrays of strings (its
-    # example shows objects; public integrations send strings). `external_code` is not in
-    # that body schema but is a documented filter and public integrations set it.
+    """[adicionar-pessoa] POST /persons: only fields of its body schema.
+
+    The schema has no owner: `manager_id` ("ID do CS Responsável da pessoa") is the
+    person's responsible user, so PIPERUN_OWNER_ID goes there. It has no
+    `external_code` either (only a filter of [listar-pessoas]), so our reference goes in
+    `observation`, which is both a body field and a documented filter.
+    contactPhones/contactEmails are arrays of strings."""
+
     name: str = Field(min_length=1)
     contact_phones: list[str] | None = Field(default=None, alias="contactPhones")
     contact_emails: list[str] | None = Field(default=None, alias="contactEmails")
     company_id: int | None = None
-    owner_id: int | None = None
-    external_code: str | None = None
+    manager_id: int | None = None
+    observation: str | None = None
+
+
+class PersonUpdate(_Payload):
+    """[atualizar-pessoa] PUT /persons/{person_id}: the fields the erasure blanks."""
+
+    name: str | None = None
+    contact_phones: list[str] | None = Field(default=None, alias="contactPhones")
+    contact_emails: list[str] | None = Field(default=None, alias="contactEmails")
+    observation: str | None = None
 
 
 class CompanyCreate(_Payload):
+    """[adicionar-empresa] POST /companies: no owner field at all (only a CS
+    `manager_id`), and `external_code` is documented both here and as a filter."""
+
     name: str = Field(min_length=1)
     cnpj: str | None = None
-    owner_id: int | None = None
     external_code: str | None = None
 
 
@@ -147,9 +172,21 @@ class DealCreate(_Payload):
     reference: str | None = None
 
 
+class DealUpdate(_Payload):
+    """[atualizar-oportunidade] PUT /deals/{deal_id}: only what we ever change."""
+
+    title: str | None = Field(default=None, min_length=1)
+
+
 class NoteCreate(_Payload):
     text: str = Field(min_length=1)
     deal_id: int
+
+
+class NoteUpdate(_Payload):
+    """[atualizar-nota] PUT /notes/{note_id}."""
+
+    text: str
 
 
 # --- envelope helpers -------------------------------------------------------------------
@@ -182,8 +219,11 @@ __all__ = [
     "DEAL_TEMPERATURE",
     "CompanyCreate",
     "DealCreate",
+    "DealUpdate",
     "NoteCreate",
+    "NoteUpdate",
     "PersonCreate",
+    "PersonUpdate",
     "PipeRunCompany",
     "PipeRunDeal",
     "PipeRunNote",

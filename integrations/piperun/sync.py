@@ -7,6 +7,7 @@ the records depend on each other: company, person, deal, note.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from core.models import mask_contact_key
 from integrations.piperun.card import CrmLink, LeadCard
 from integrations.piperun.client import PipeRunClient
 from integrations.piperun.errors import PipeRunRejected
-from integrations.piperun.identity import external_code_for, phone_key
+from integrations.piperun.identity import external_code_for, phone_key, reference_marker
 from integrations.piperun.schema import (
     DEAL_TEMPERATURE,
     CompanyCreate,
@@ -32,6 +33,12 @@ from integrations.piperun.texts import PipeRunTexts, default_texts, fill, render
 log = structlog.get_logger(__name__)
 
 ProgressCallback = Callable[[CrmLink], Awaitable[None]]
+
+
+def is_card_note(text: str | None, reference: str) -> bool:
+    """The lead-card note carries the bare reference; the other notes we post on the
+    deal (deal_notes) carry it followed by "/<key>", and are never the card."""
+    return re.search(re.escape(reference) + r"(?![/\w])", text or "") is not None
 
 
 async def sync_lead(
@@ -50,10 +57,11 @@ async def sync_lead(
 
     Safe to run any number of times, and to resume after a crash at any point:
     - ids already in `link` are used as they are (no lookup, no creation);
-    - otherwise the record is looked for first (person: our external code, then the
-      channel-verified WhatsApp number in all its spellings, never what the lead typed;
-      company: CNPJ, else exact name; deal: the person's open deal in the pipeline; note:
-      the one carrying our reference) and created only when not found;
+    - otherwise the record is looked for first, only among the lead's own (person: our
+      reference in its observation; company: our reference as its external code; deal:
+      the person's open deal in the pipeline; note: the one carrying our reference) and
+      created only when not found. Nothing the lead typed is ever searched (see
+      identity), and PipeRun documents no phone filter to search the verified number;
     - `on_progress(link)` is awaited right after every id that enters the link (created
       or found), before the next call, so a crash never loses a created record's id for
       long: the next run either has it or finds it again.
@@ -76,7 +84,9 @@ async def sync_lead(
     )
     # Company first, so a new person and the deal are created already linked to it.
     if run.current.company_id is None and (card.cnpj or card.company):
-        await run.advance(company_id=await run.company())
+        company_id = await run.company()
+        if company_id is not None:
+            await run.advance(company_id=company_id)
     if run.current.person_id is None:
         await run.advance(person_id=await run.person())
     if run.current.deal_id is None:
@@ -102,34 +112,37 @@ class _Sync:
         self.current = self.current.model_copy(update=ids)
         await self.on_progress(self.current)
 
-    async def company(self) -> int:
+    async def company(self) -> int | None:
+        """Ours (found by our reference) or a new one; None when PipeRun refuses it (a
+        CNPJ it already holds, say): the company is optional for the person and the
+        deal, and its name and CNPJ are still in the note."""
         card, client = self.card, self.client
-        company: PipeRunCompany | None = await client.find_company_by_cnpj(card.cnpj) if card.cnpj else None
-        if company is None and not card.cnpj and card.company:
-            company = await client.find_company_by_name(card.company)
+        company: PipeRunCompany | None = await client.find_company_by_reference(self.reference)
         if company is not None:
             log.info("piperun_company_found", contact=self.who, company_id=company.id)
             return company.id
         name = card.company or fill(self.texts.company_without_name, {"cnpj": format_cnpj(card.cnpj or "")})
-        company = await client.create_company(
-            CompanyCreate(
-                name=name,
-                cnpj=format_cnpj(card.cnpj) if card.cnpj else None,
-                owner_id=self.owner_id,
+        try:
+            company = await client.create_company(
+                CompanyCreate(
+                    name=name,
+                    cnpj=format_cnpj(card.cnpj) if card.cnpj else None,
+                    external_code=self.reference,
+                )
             )
-        )
+        except PipeRunRejected as refused:
+            if refused.auth_failed:
+                raise
+            log.warning("piperun_company_refused", contact=self.who, status=refused.status)
+            return None
         log.info("piperun_company_created", contact=self.who, company_id=company.id)
         return company.id
 
     async def person(self) -> int:
         card, client = self.card, self.client
-        person: PipeRunPerson | None = await client.find_person_by_external_code(self.reference)
-        found_by = "external_code"
-        if person is None and card.verified_phone:
-            person = await client.find_person_by_phone(card.verified_phone, reference=self.reference)
-            found_by = "verified_phone"
+        person: PipeRunPerson | None = await client.find_person_by_reference(self.reference)
         if person is not None:
-            log.info("piperun_person_found", contact=self.who, person_id=person.id, by=found_by)
+            log.info("piperun_person_found", contact=self.who, person_id=person.id, by="reference")
             return person.id
         # The verified number first: it is the one a seller (or a CRM automation) reaches.
         phones = [k for k in dict.fromkeys((phone_key(card.verified_phone), phone_key(card.phone))) if k]
@@ -139,8 +152,8 @@ class _Sync:
                 contact_phones=phones or None,
                 contact_emails=[card.email] if card.email else None,
                 company_id=self.current.company_id,
-                owner_id=self.owner_id,
-                external_code=self.reference,
+                manager_id=self.owner_id,
+                observation=reference_marker(self.reference),
             )
         )
         log.info("piperun_person_created", contact=self.who, person_id=person.id)
@@ -180,7 +193,7 @@ class _Sync:
                 return
             log.info("piperun_note_gone", contact=self.who, note_id=self.current.note_id)
         notes = await self.client.list_deal_notes(deal_id)
-        existing = [n for n in notes if self.reference in (n.text or "")]
+        existing = [n for n in notes if is_card_note(n.text, self.reference)]
         if existing:
             note_id = min(n.id for n in existing)
             if await self.client.update_note(note_id, text) is not None:
@@ -192,4 +205,4 @@ class _Sync:
         await self.advance(note_id=note.id)
 
 
-__all__ = ["ProgressCallback", "sync_lead"]
+__all__ = ["ProgressCallback", "is_card_note", "sync_lead"]

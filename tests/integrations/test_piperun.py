@@ -1,16 +1,17 @@
 """PipeRun client and lead sync: dedupe, resume after a crash, note updates, error mapping.
 
 Responses are built from fixtures under tests/fixtures/piperun/, copies of the examples
-of PipeRun's API v1 reference (each cites its operation in `_source`). `FakePipeRun`
-keeps persons/companies/deals/notes in memory behind aioresponses and filters them the
-way an exact-match server would, so a scenario runs end to end and a second run sees
-what the first one created.
+of PipeRun's API v1 reference (each cites its operation in `_source`). `SpecPipeRun`
+keeps persons/companies/deals/notes in memory behind aioresponses, filters them on
+documented parameters only, and holds every call to the reference's request schemas
+(test_piperun_contract), so a scenario runs end to end and a second run sees what the
+first one created.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -35,12 +36,13 @@ from integrations.piperun import (
     external_code_for,
     load_piperun_texts,
     phone_key,
-    phone_variants,
+    reference_marker,
     render_note,
     sync_lead,
 )
 from runtime.policies import is_transient
-from tests.helpers.fake_piperun import BASE, FakePipeRun, load, record
+from tests.helpers.fake_piperun import BASE, load, record
+from tests.integrations.test_piperun_contract import SpecPipeRun
 
 TOKEN = "pr-tok-SECRET-4f9a8b7c6d5e"
 PIPELINE, STAGE, ORIGIN, OWNER = 26447, 141473, 5501, 34970
@@ -49,6 +51,7 @@ EMAIL = "joao.silva@agrosouza.com.br"
 CNPJ = "11222333000181"
 CONTACT_KEY = f"whatsapp:{PHONE}"
 REF = external_code_for(CONTACT_KEY)
+MARKER = reference_marker(REF)
 
 
 # --- fixtures -------------------------------------------------------------------------
@@ -67,8 +70,10 @@ def mocked() -> Any:
 
 
 @pytest.fixture
-def fake(mocked: aioresponses) -> FakePipeRun:
-    return FakePipeRun(mocked, token=TOKEN)
+def fake(mocked: aioresponses) -> Iterator[SpecPipeRun]:
+    account = SpecPipeRun(mocked, token=TOKEN)
+    yield account
+    assert account.violations == []
 
 
 @pytest.fixture
@@ -138,33 +143,21 @@ async def run_sync(client: PipeRunClient, card: LeadCard, link: CrmLink, progres
 # --- dedupe ---------------------------------------------------------------------------
 
 
-async def test_existing_person_found_by_phone_is_reused(client: PipeRunClient, fake: FakePipeRun) -> None:
-    # Typed by a seller as "(11) 98765-4321": no country code in the CRM.
-    seeded = fake.add_person(phones=["(11) 98765-4321"], emails=[])
-    progress = Progress()
-
-    link = await run_sync(client, make_card(), CrmLink(), progress)
-
-    assert fake.posts("/persons") == []
-    assert link.person_id == seeded["id"]
-    assert [q["phone"] for q in fake.gets("/persons") if "phone" in q] == ["5511987654321", "11987654321"]
-    assert all(q["with"] == "contactPhones" for q in fake.gets("/persons") if "phone" in q)
-    [deal] = fake.posts("/deals")
-    assert deal["person_id"] == seeded["id"]
-    assert len(fake.posts("/notes")) == 1
-
-
-async def test_person_without_the_ninth_digit_is_the_same_person(
-    client: PipeRunClient, fake: FakePipeRun
+async def test_an_existing_person_with_the_leads_number_is_not_searched(
+    client: PipeRunClient, fake: SpecPipeRun
 ) -> None:
-    seeded = fake.add_person(phones=["11 8765-4321"], emails=[])
+    # [listar-pessoas] documents no phone filter: the lead gets its own person, a seller merges.
+    seeded = fake.add_person(phones=["(11) 98765-4321"], emails=[])
+
     link = await run_sync(client, make_card(), CrmLink(), Progress())
-    assert fake.posts("/persons") == []
-    assert link.person_id == seeded["id"]
+
+    assert link.person_id != seeded["id"]
+    assert fake.gets("/persons") == [{"observation": MARKER, "show": "20"}]
+    assert len(fake.posts("/persons")) == len(fake.posts("/deals")) == len(fake.posts("/notes")) == 1
 
 
 async def test_a_person_holding_the_same_email_is_not_the_lead(
-    client: PipeRunClient, fake: FakePipeRun
+    client: PipeRunClient, fake: SpecPipeRun
 ) -> None:
     # No channel verifies an e-mail: anybody can type a customer's address.
     seeded = fake.add_person(phones=["(21) 3333-4444"], emails=["Joao.Silva@AgroSouza.com.br"])
@@ -173,13 +166,10 @@ async def test_a_person_holding_the_same_email_is_not_the_lead(
 
     assert link.person_id != seeded["id"]
     assert [p["contactEmails"] for p in fake.posts("/persons")] == [[EMAIL]]
-    searches = fake.gets("/persons")
-    assert [sorted(q) for q in searches][0] == ["external_code", "show"]
-    assert [q["phone"] for q in searches[1:]] == phone_variants(PHONE)
-    assert not any("email" in q for q in searches)
+    assert not any("email" in q or "phone" in q for q in fake.gets("/persons"))
 
 
-async def test_nothing_found_creates_person_deal_and_note(client: PipeRunClient, fake: FakePipeRun) -> None:
+async def test_nothing_found_creates_person_deal_and_note(client: PipeRunClient, fake: SpecPipeRun) -> None:
     progress = Progress()
     card = make_card()
 
@@ -190,8 +180,8 @@ async def test_nothing_found_creates_person_deal_and_note(client: PipeRunClient,
         "name": "João Silva",
         "contactPhones": [PHONE],
         "contactEmails": [EMAIL],
-        "owner_id": OWNER,
-        "external_code": REF,
+        "manager_id": OWNER,
+        "observation": MARKER,
     }
     [deal] = fake.posts("/deals")
     assert deal == {
@@ -216,48 +206,55 @@ async def test_nothing_found_creates_person_deal_and_note(client: PipeRunClient,
     ]
 
 
-async def test_company_created_with_cnpj_and_linked(client: PipeRunClient, fake: FakePipeRun) -> None:
+async def test_company_created_with_cnpj_and_linked(client: PipeRunClient, fake: SpecPipeRun) -> None:
     card = make_card(company="Agro Souza", cnpj="11.222.333/0001-81")
 
     link = await run_sync(client, card, CrmLink(), Progress())
 
-    assert [q["cnpj"] for q in fake.gets("/companies")] == ["11.222.333/0001-81", CNPJ]
+    assert fake.gets("/companies") == [{"external_code": REF, "show": "20"}]
     [company] = fake.posts("/companies")
-    assert company == {"name": "Agro Souza", "cnpj": "11.222.333/0001-81", "owner_id": OWNER}
+    assert company == {"name": "Agro Souza", "cnpj": "11.222.333/0001-81", "external_code": REF}
     assert link.company_id == fake.companies[0]["id"]
     assert fake.posts("/persons")[0]["company_id"] == link.company_id
     assert fake.posts("/deals")[0]["company_id"] == link.company_id
     assert fake.posts("/deals")[0]["title"] == "João Silva (Agro Souza) — SDR WhatsApp"
 
 
-async def test_existing_company_found_by_cnpj(client: PipeRunClient, fake: FakePipeRun) -> None:
-    fake.companies.append(record("companies_list.json"))  # cnpj 11.222.333/0001-81
-    link = await run_sync(client, make_card(company="Agro Souza Ind.", cnpj=CNPJ), CrmLink(), Progress())
-    assert fake.posts("/companies") == []
-    assert link.company_id == 4557647
-
-
-async def test_company_by_name_only_on_exact_name(client: PipeRunClient, fake: FakePipeRun) -> None:
-    fake.companies.append(
-        {**record("companies_list.json"), "id": 1, "name": "Agro Souza Máquinas", "cnpj": None}
-    )
+async def test_a_typed_cnpj_or_name_never_files_the_lead_under_that_company(
+    client: PipeRunClient, fake: SpecPipeRun
+) -> None:
+    fake.companies.append(record("companies_list.json"))  # a customer: 11.222.333/0001-81
     fake.companies.append({**record("companies_list.json"), "id": 2, "name": "AGRO SOUZA", "cnpj": None})
-    link = await run_sync(client, make_card(company="  agro   souza "), CrmLink(), Progress())
-    assert fake.posts("/companies") == []
-    assert link.company_id == 2
+
+    link = await run_sync(client, make_card(company="Agro Souza", cnpj=CNPJ), CrmLink(), Progress())
+
+    assert link.company_id not in (4557647, 2)
+    assert not any("cnpj" in q or "name" in q for q in fake.gets("/companies"))
+    assert len(fake.posts("/companies")) == 1
 
 
-async def test_invalid_cnpj_is_not_pushed(client: PipeRunClient, fake: FakePipeRun) -> None:
+async def test_a_refused_company_does_not_stop_the_deal(client: PipeRunClient, fake: SpecPipeRun) -> None:
+    fake.fail_next("POST", "/companies", status=422, payload=load("error_422_person.json"))
+    card = make_card(company="Agro Souza", cnpj=CNPJ)
+
+    link = await run_sync(client, card, CrmLink(), Progress())
+
+    assert link.company_id is None and link.deal_id is not None
+    assert "company_id" not in fake.posts("/deals")[0]
+    assert "11.222.333/0001-81" in fake.posts("/notes")[0]["text"]
+
+
+async def test_invalid_cnpj_is_not_pushed(client: PipeRunClient, fake: SpecPipeRun) -> None:
     card = make_card(company="Agro Souza", cnpj="11.222.333/0001-99")
     assert card.cnpj is None
     await run_sync(client, card, CrmLink(), Progress())
-    assert fake.posts("/companies") == [{"name": "Agro Souza", "owner_id": OWNER}]
+    assert fake.posts("/companies") == [{"name": "Agro Souza", "external_code": REF}]
 
 
 async def test_ignored_search_filter_never_attaches_someone_else(
     client: PipeRunClient, mocked: aioresponses
 ) -> None:
-    fake = FakePipeRun(mocked, token=TOKEN, ignore_person_filters=True)
+    fake = SpecPipeRun(mocked, token=TOKEN, ignore_person_filters=True)
     fake.add_person(phones=["(48) 99111-2222"], emails=["maria@outra.com.br"], name="Maria")
 
     link = await run_sync(client, make_card(), CrmLink(), Progress())
@@ -266,13 +263,13 @@ async def test_ignored_search_filter_never_attaches_someone_else(
     assert link.person_id != fake.persons[0]["id"]
 
 
-async def test_person_search_404_means_none(client: PipeRunClient, fake: FakePipeRun) -> None:
+async def test_person_search_404_means_none(client: PipeRunClient, fake: SpecPipeRun) -> None:
     fake.fail_next("GET", "/persons", status=404, payload=load("error_404.json"))
-    assert await client.find_person_by_external_code(REF) is None
+    assert await client.find_person_by_reference(REF) is None
 
 
 async def test_lead_without_phone_or_email_is_deduped_by_our_code(
-    client: PipeRunClient, fake: FakePipeRun
+    client: PipeRunClient, fake: SpecPipeRun
 ) -> None:
     card = LeadCard(contact_key="instagram:17841400000000001", channel="instagram", temperature="morno")
     first = await run_sync(client, card, CrmLink(), Progress())
@@ -281,11 +278,11 @@ async def test_lead_without_phone_or_email_is_deduped_by_our_code(
     assert fake.posts("/persons") == [
         {
             "name": "Lead Instagram (sem nome)",
-            "owner_id": OWNER,
-            "external_code": external_code_for(card.contact_key),
+            "manager_id": OWNER,
+            "observation": reference_marker(external_code_for(card.contact_key)),
         }
     ]
-    assert [sorted(q) for q in fake.gets("/persons")] == [["external_code", "show"]] * 2
+    assert [sorted(q) for q in fake.gets("/persons")] == [["observation", "show"]] * 2
     assert len(fake.posts("/deals")) == len(fake.posts("/notes")) == 1
     assert fake.posts("/deals")[0]["temperature"] == 3
     assert again == first
@@ -319,7 +316,7 @@ def test_card_from_a_stored_lead() -> None:
 
 
 async def test_resume_with_person_known_creates_only_what_is_missing(
-    client: PipeRunClient, fake: FakePipeRun
+    client: PipeRunClient, fake: SpecPipeRun
 ) -> None:
     seeded = fake.add_person(phones=[PHONE], emails=[EMAIL])
 
@@ -333,7 +330,7 @@ async def test_resume_with_person_known_creates_only_what_is_missing(
 
 @pytest.mark.parametrize("crash_when", ["person_id", "deal_id", "note_id"])
 async def test_crash_before_saving_an_id_never_duplicates(
-    client: PipeRunClient, fake: FakePipeRun, crash_when: str
+    client: PipeRunClient, fake: SpecPipeRun, crash_when: str
 ) -> None:
     progress = Progress(crash_when=crash_when)
     with pytest.raises(RuntimeError):
@@ -350,7 +347,7 @@ async def test_crash_before_saving_an_id_never_duplicates(
 
 
 async def test_failed_note_resumes_without_new_person_or_deal(
-    client: PipeRunClient, fake: FakePipeRun
+    client: PipeRunClient, fake: SpecPipeRun
 ) -> None:
     progress = Progress()
     fake.fail_next("POST", "/notes", status=502, body="<html>Bad Gateway</html>")
@@ -365,7 +362,7 @@ async def test_failed_note_resumes_without_new_person_or_deal(
 
 
 async def test_second_sync_updates_the_note_and_creates_nothing(
-    client: PipeRunClient, fake: FakePipeRun
+    client: PipeRunClient, fake: SpecPipeRun
 ) -> None:
     progress = Progress()
     first = await run_sync(client, make_card(), CrmLink(), progress)
@@ -389,7 +386,7 @@ async def test_second_sync_updates_the_note_and_creates_nothing(
     assert len(fake.posts("/notes")) == len(fake.posts("/deals")) == len(fake.posts("/persons")) == 1
 
 
-async def test_note_deleted_by_a_seller_is_written_again(client: PipeRunClient, fake: FakePipeRun) -> None:
+async def test_note_deleted_by_a_seller_is_written_again(client: PipeRunClient, fake: SpecPipeRun) -> None:
     progress = Progress()
     first = await run_sync(client, make_card(), CrmLink(), progress)
     fake.notes.clear()
@@ -401,8 +398,9 @@ async def test_note_deleted_by_a_seller_is_written_again(client: PipeRunClient, 
     assert progress.last == second
 
 
-async def test_open_deal_of_the_person_is_reused(client: PipeRunClient, fake: FakePipeRun) -> None:
-    seeded = fake.add_person(phones=[PHONE], emails=[])
+async def test_open_deal_of_the_person_is_reused(client: PipeRunClient, fake: SpecPipeRun) -> None:
+    # Our person (its id lost in a crash): a seller's deal on it is the lead's.
+    seeded = fake.add_person(phones=[PHONE], emails=[], observation=MARKER)
     fake.deals.append(record("deals_list.json") | {"person_id": seeded["id"]})
     fake.deals.append(record("deals_list.json") | {"id": 5, "person_id": seeded["id"], "status": 3})
 
@@ -416,9 +414,9 @@ async def test_open_deal_of_the_person_is_reused(client: PipeRunClient, fake: Fa
 
 
 async def test_existing_note_with_our_reference_is_updated_not_duplicated(
-    client: PipeRunClient, fake: FakePipeRun
+    client: PipeRunClient, fake: SpecPipeRun
 ) -> None:
-    seeded = fake.add_person(phones=[PHONE], emails=[])
+    seeded = fake.add_person(phones=[PHONE], emails=[], observation=MARKER)
     fake.deals.append(record("deals_list.json") | {"person_id": seeded["id"]})
     fake.notes.append(record("notes_list.json"))  # a seller's note
     fake.notes.append(record("notes_list.json") | {"id": 55502, "text": f"antigo<br>Ref. SDR: {REF}"})
@@ -476,11 +474,6 @@ def test_texts_file_is_checked(tmp_path: Path) -> None:
 )
 def test_phone_key(raw: str, key: str | None) -> None:
     assert phone_key(raw) == key
-
-
-def test_phone_variants() -> None:
-    assert phone_variants(PHONE) == ["5511987654321", "11987654321", "551187654321", "1187654321"]
-    assert phone_variants("551133334444") == ["551133334444", "1133334444"]
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -551,7 +544,7 @@ async def test_missing_token_or_pipeline_is_permanent(session: aiohttp.ClientSes
     empty = PipeRunClient(PipeRunConfig(token=None), session)
     assert not empty.configured
     with pytest.raises(PipeRunError, match="PIPERUN_API_TOKEN") as info:
-        await empty.find_person_by_external_code(REF)
+        await empty.find_person_by_reference(REF)
     assert info.value.retryable is False
     with pytest.raises(PipeRunError, match="PIPERUN_PIPELINE_ID"):
         await sync_lead(empty, make_card(), CrmLink(), pipeline_id=0, stage_id=STAGE, on_progress=Progress())
@@ -560,7 +553,7 @@ async def test_missing_token_or_pipeline_is_permanent(session: aiohttp.ClientSes
 # --- logs -----------------------------------------------------------------------------
 
 
-async def test_logs_never_hold_the_token_or_personal_data(client: PipeRunClient, fake: FakePipeRun) -> None:
+async def test_logs_never_hold_the_token_or_personal_data(client: PipeRunClient, fake: SpecPipeRun) -> None:
     fake.add_person(phones=["(21) 3333-4444"], emails=[])
     with capture_logs() as logs:
         link = await run_sync(client, make_card(company="Agro Souza", cnpj=CNPJ), CrmLink(), Progress())
@@ -603,7 +596,7 @@ async def test_anonymize_person_blanks_every_personal_field(
     client: PipeRunClient, mocked: aioresponses
 ) -> None:
     """[atualizar-pessoa] PUT /persons/{person_id}: the documented fields name, contactPhones,
-    contactEmails and observation, plus the external code we set at creation."""
+    contactEmails and observation (which held our reference)."""
     url = f"{BASE}/persons/748"
     mocked.put(url, payload={"success": True, "message": "OK", "data": record("person_create_response.json")})
     mocked.put(url, status=404, payload=load("error_404.json"))
@@ -615,7 +608,6 @@ async def test_anonymize_person_blanks_every_personal_field(
         "contactPhones": [],
         "contactEmails": [],
         "observation": "",
-        "external_code": "",
     }
     assert await client.anonymize_person(748, name="x") is False
 

@@ -3,15 +3,17 @@
 The attack: lead A writes from WhatsApp 5544999990001 and types the phone and e-mail of
 customer B, who already has a person and an open deal in PipeRun. Matching on what A
 typed would post A's lead card on B's deal, and the CRM reporting B's deal won would
-send Meta a Purchase for A. Existing people are found only by our external code and by
-the number the WhatsApp provider reported; what A typed is written on A's own person.
+send Meta a Purchase for A. Existing people are found only by our own reference (written
+on the person we created, in a documented field searched by a documented filter); PipeRun
+documents no phone filter, so not even the number the WhatsApp provider reported is
+looked up. What A typed is written on A's own person.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,7 +30,7 @@ from integrations.piperun import (
     PipeRunClient,
     PipeRunConfig,
     external_code_for,
-    phone_variants,
+    reference_marker,
     sync_lead,
 )
 from tests.conftest import fast_settings, zapi_message
@@ -37,6 +39,7 @@ from tests.helpers.fake_piperun import BASE, FakePipeRun
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, load_fixture
 from tests.helpers.leads import HOT_LEAD
 from tests.helpers.settle import settled
+from tests.integrations.test_piperun_contract import SpecPipeRun
 from web.app import create_app
 from web.keys import STORE
 
@@ -66,8 +69,10 @@ def mocked() -> Any:
 
 
 @pytest.fixture
-def fake(mocked: aioresponses) -> FakePipeRun:
-    return FakePipeRun(mocked, token=TOKEN)
+def fake(mocked: aioresponses) -> Iterator[SpecPipeRun]:
+    account = SpecPipeRun(mocked, token=TOKEN)
+    yield account
+    assert account.violations == []
 
 
 @pytest.fixture
@@ -109,8 +114,8 @@ async def sync(client: PipeRunClient, card: LeadCard) -> CrmLink:
     )
 
 
-def phone_searches(fake: FakePipeRun) -> list[str]:
-    return [q["phone"] for q in fake.gets("/persons") if "phone" in q]
+def person_searches(fake: FakePipeRun) -> list[dict[str, str]]:
+    return fake.gets("/persons")
 
 
 async def test_a_customers_typed_phone_and_email_never_attach_the_lead_to_the_customers_deal(
@@ -121,14 +126,15 @@ async def test_a_customers_typed_phone_and_email_never_attach_the_lead_to_the_cu
     link = await sync(client, stranger_card())
 
     assert link.person_id != person_b["id"] and link.deal_id != deal_b["id"]
-    # Only A's verified number was looked up; B's phone and e-mail never were.
-    assert phone_searches(fake) == phone_variants(STRANGER)
-    assert not any("email" in q for q in fake.gets("/persons"))
+    # Only A's own reference was looked up; B's phone and e-mail never were.
+    assert person_searches(fake) == [
+        {"observation": reference_marker(external_code_for(STRANGER_KEY)), "show": "20"}
+    ]
     # What A typed is on A's own, new person, after the verified number.
     [person_a] = fake.posts("/persons")
     assert person_a["contactPhones"] == [STRANGER, CUSTOMER_PHONE_KEY]
     assert person_a["contactEmails"] == [CUSTOMER_EMAIL]
-    assert person_a["external_code"] == external_code_for(STRANGER_KEY)
+    assert person_a["observation"] == reference_marker(external_code_for(STRANGER_KEY))
     [deal_a] = fake.posts("/deals")
     assert deal_a["person_id"] == link.person_id
     # B's deal keeps only the seller's note; A's card went to A's deal.
@@ -137,10 +143,10 @@ async def test_a_customers_typed_phone_and_email_never_attach_the_lead_to_the_cu
     assert fake.puts("/") == []
 
 
-async def test_a_server_ignoring_the_phone_filter_still_gives_the_lead_its_own_person(
+async def test_a_server_ignoring_the_search_filter_still_gives_the_lead_its_own_person(
     client: PipeRunClient, mocked: aioresponses
 ) -> None:
-    fake = FakePipeRun(mocked, token=TOKEN, ignore_person_filters=True)
+    fake = SpecPipeRun(mocked, token=TOKEN, ignore_person_filters=True)
     person_b, deal_b = customer(fake)
 
     link = await sync(client, stranger_card())
@@ -162,7 +168,7 @@ async def test_an_instagram_lead_is_found_only_by_our_code(client: PipeRunClient
 
     link = await sync(client, card)
 
-    assert [sorted(q) for q in fake.gets("/persons")] == [["external_code", "show"]]
+    assert [sorted(q) for q in fake.gets("/persons")] == [["observation", "show"]]
     assert link.person_id != person_b["id"] and link.deal_id != deal_b["id"]
     [person] = fake.posts("/persons")
     assert (person["contactPhones"], person["contactEmails"]) == ([CUSTOMER_PHONE_KEY], [CUSTOMER_EMAIL])
@@ -180,30 +186,33 @@ async def test_a_number_typed_by_another_lead_does_not_hand_its_owner_to_that_le
     a_link = await sync(client, stranger_card(phone=STRANGER, email=None))  # as from_record builds it
 
     assert a_link.person_id != x_link.person_id and a_link.deal_id != x_link.deal_id
-    assert [p["external_code"] for p in fake.posts("/persons")] == [
-        external_code_for(x_card.contact_key),
-        external_code_for(STRANGER_KEY),
+    assert [p["observation"] for p in fake.posts("/persons")] == [
+        reference_marker(external_code_for(x_card.contact_key)),
+        reference_marker(external_code_for(STRANGER_KEY)),
     ]
     notes_on_x_deal = [n for n in fake.notes if n["deal_id"] == x_link.deal_id]
     assert len(notes_on_x_deal) == 1 and external_code_for(STRANGER_KEY) not in notes_on_x_deal[0]["text"]
 
 
-async def test_the_verified_number_still_finds_the_customer_it_belongs_to(
+async def test_a_customer_writing_from_their_own_number_gets_a_person_of_its_own(
     client: PipeRunClient, fake: FakePipeRun
 ) -> None:
+    # [listar-pessoas] documents no phone filter, so even the verified number finds no one:
+    # a duplicate person (and deal) a seller can merge, never a guess.
     person_b, deal_b = customer(fake)
     card = stranger_card(
         contact_key=f"whatsapp:{CUSTOMER_PHONE_KEY}",
         verified_phone=CUSTOMER_PHONE_KEY,
-        phone="(44) 3333-4444",  # B's office line, typed: written, not searched
+        phone="(44) 3333-4444",
         email=None,
     )
 
     link = await sync(client, card)
 
-    assert (link.person_id, link.deal_id) == (person_b["id"], deal_b["id"])
-    assert phone_searches(fake) == phone_variants(CUSTOMER_PHONE_KEY)[:2]  # stored without +55
-    assert fake.posts("/persons") == [] and fake.posts("/deals") == []
+    assert link.person_id != person_b["id"] and link.deal_id != deal_b["id"]
+    assert not any("phone" in q for q in person_searches(fake))
+    [person] = fake.posts("/persons")
+    assert person["contactPhones"] == [CUSTOMER_PHONE_KEY, "554433334444"]
 
 
 def lead_record(channel: str, contact_id: str, phone: str | None, profile: dict[str, Any]) -> Any:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
 from core.settings import Settings
 from integrations.chatwoot import ChatwootConfig
 from integrations.meta_capi import MetaCapiConfig
 from integrations.outbound_webhooks import Endpoint, load_endpoints
-from integrations.piperun import PipeRunConfig
+from integrations.piperun import Pace, PipeRunClient, PipeRunConfig
+from runtime.ratelimit import RateLimiter
 
 
 def chatwoot_config(settings: Settings) -> ChatwootConfig:
@@ -30,6 +37,31 @@ def piperun_config(settings: Settings) -> PipeRunConfig:
     )
 
 
+def piperun_pace(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Pace:
+    """PIPERUN_RATE_PER_S as the client's pacing hook: one RateLimiter, each request
+    takes the next slot and sleeps until it. PipeRun's limit is per account, so one pace
+    must be shared by every client of the account (piperun_clients)."""
+    limiter = RateLimiter(settings.piperun_rate_per_s)
+
+    async def pace() -> None:
+        delay = limiter.reserve(clock())
+        if delay > 0:
+            await sleep(delay)
+
+    return pace
+
+
+def piperun_clients(settings: Settings, session: aiohttp.ClientSession) -> Callable[[], PipeRunClient]:
+    """The outbox handlers' PipeRun clients (sync, note, erasure): one each, one pace."""
+    config, pace = piperun_config(settings), piperun_pace(settings)
+    return lambda: PipeRunClient(config, session, pace=pace)
+
+
 def meta_capi_config(settings: Settings) -> MetaCapiConfig:
     """The timeout is the config's own (CAPI's 30 s), not HTTP_TIMEOUT_S, as it always was."""
     return MetaCapiConfig(
@@ -38,6 +70,7 @@ def meta_capi_config(settings: Settings) -> MetaCapiConfig:
         pixel_id=settings.meta_pixel_id,
         access_token=settings.meta_access_token,
         test_event_code=settings.meta_test_event_code,
+        whatsapp_business_account_id=settings.whatsapp_business_account_id,
     )
 
 

@@ -69,6 +69,7 @@ class CapiDelivery:
                 referral=lead.referral,
                 page_scoped_user_id=lead.contact_id if lead.channel == "instagram" else None,
                 instagram_account_id=self.config.instagram_account_id,
+                whatsapp_business_account_id=self.client.whatsapp_business_account_id,
                 value=payload.value,
                 currency=payload.currency or "BRL",
                 qualified_event=self.config.qualified_event,

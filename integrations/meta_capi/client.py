@@ -58,6 +58,9 @@ class MetaCapiConfig:
     test_event_code: str | None = None
     # 30 s is the CAPI timeout of the CRM connections spec's retry table.
     timeout_s: float = 30.0
+    # WHATSAPP_BUSINESS_ACCOUNT_ID: the WABA a click-to-WhatsApp event is credited to
+    # (user_data.whatsapp_business_account_id beside ctwa_clid); None leaves it out.
+    whatsapp_business_account_id: str | None = None
 
     @property
     def configured(self) -> bool:
@@ -82,10 +85,16 @@ class MetaCapiClient:
         self._url = f"{self._node_url}/events"
         self._test_event_code = (config.test_event_code or "").strip() or None
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+        self._waba = (config.whatsapp_business_account_id or "").strip() or None
 
     @property
     def url(self) -> str:
         return self._url
+
+    @property
+    def whatsapp_business_account_id(self) -> str | None:
+        """The account's WABA, for the events built for this pixel (build_event)."""
+        return self._waba
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token.get_secret_value()}"}

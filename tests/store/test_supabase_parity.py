@@ -210,6 +210,8 @@ async def scenario(store: Store) -> list[Any]:
     found = await store.lead_by_chatwoot_conversation(78)
     note((found.contact_key, found.chatwoot_source_id, found.chatwoot_conversation_id) if found else None)
     note(await store.lead_by_chatwoot_conversation(77))
+    note(await store.lead_by_chatwoot_contact(42))
+    note(await store.lead_by_chatwoot_contact(43))
     bot_message = claimed[0].payload["message_id"]
     note(await store.is_own_chatwoot_message(900, conversation_id=78, text="Resposta t2"))
     await store.set_chatwoot_message_id(bot_message, 900)
@@ -225,6 +227,11 @@ async def scenario(store: Store) -> list[Any]:
     note(await store.get_lead(key(A)))
     await store.set_human_owned(key(A), until=None, resolved=True)
     note(await store.get_lead(key(A)))
+
+    # Back through an ad: the newest ad replaces the first; nothing for an unknown lead.
+    note(await store.record_referral(key(A), {"source_id": "120210000000000777", "source_type": "ad"}))
+    note(await store.record_referral(key(B), {"source_id": "120210000000000777"}))
+    note((await store.get_lead(key(A))).referral)  # type: ignore[union-attr]
 
     # Outbox outside a turn, CRM link, metrics.
     extra = OutboxItem(
@@ -246,6 +253,8 @@ async def scenario(store: Store) -> list[Any]:
     note(await store.quotes(key(A)))
     note([i.idempotency_key for i in await store.list_outbox()])
     note(await store.forget_lead(key(A)))
+    note(await store.record_referral(key(A), {"source_id": "120210000000000777"}))
+    note(await store.lead_by_chatwoot_contact(42))
     note(await store.pending_contacts())
     return [plain(v) for v in seen]
 

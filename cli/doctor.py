@@ -30,7 +30,6 @@ from agent.llm import LLMClient
 from channels.base import prober
 from channels.provider_http import scrub
 from channels.registry import build_channels
-from cli.probe_io import ProbeContext
 from cli.webhook_urls import webhook_lines
 from core.logging import Scrubber
 from core.probe import ProbeIO, ProbeResult, ProbeVerdict, problem
@@ -42,6 +41,7 @@ from store.supabase_probe import probe_supabase
 from web.configs.agent import llm_config
 from web.configs.channels import channels_config
 from web.configs.integrations import chatwoot_config, meta_capi_config, piperun_config
+from web.probe_io import ProbeContext
 
 DEFAULT_TIMEOUT_S = 10.0
 _LABEL_WIDTH = 10

@@ -8,7 +8,6 @@ first, so in-flight turns can still commit and deliveries can still be recorded.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,6 +45,7 @@ from web.configs.channels import channels_config
 from web.configs.integrations import chatwoot_config, meta_capi_config, piperun_config, webhook_endpoints
 from web.configs.runtime import delivery_config, lifecycle_config, route_config, runner_config
 from web.crm_webhook import handle_crm_webhook
+from web.health import health
 from web.keys import (
     BREAKERS,
     CHANNEL_HEALTH,
@@ -66,6 +66,7 @@ from web.keys import (
 )
 from web.middlewares import DRAINING, METRICS, Draining, json_error, request_middleware
 from web.operator_auth import operator_authorized
+from web.provider_checks import PROVIDER_CHECKS, ProviderChecks
 from web.webhooks import META_OBJECTS, handle_meta_verification, handle_meta_webhook, handle_webhook
 from web.worker_process import WorkerSupervisor, listen_for_nudges
 
@@ -230,6 +231,8 @@ def _base_app(settings: Settings, role: Role, worker: WorkerSupervisor | None) -
     if worker is not None:
         app[WORKER] = worker
     app[BREAKERS] = BreakerRegistry(reset_timeout_s=settings.circuit_reset_s)
+    app[PROVIDER_CHECKS] = checks = ProviderChecks(settings)  # /api/health's kept verdicts
+    app.on_shutdown.append(checks.close)
     return app
 
 
@@ -408,9 +411,6 @@ async def drain(app: web.Application) -> None:
         await worker.stop()
 
 
-WEBHOOK_SECRET_MISSING = "error: webhook secret missing"
-
-
 def _warn_unauthenticated_webhooks(channels: dict[str, Channel]) -> None:
     """Said at start, not discovered when the first lead goes unanswered."""
     for name, channel in channels.items():
@@ -469,78 +469,6 @@ async def metrics(request: web.Request) -> web.Response:
             return web.Response(status=503, text="# the turn worker is not answering\n")
         body += answer[1]
     return web.Response(body=body, headers={"Content-Type": Metrics.content_type})
-
-
-async def health(request: web.Request) -> web.Response:
-    app = request.app
-    settings = app[SETTINGS]
-    store = app[STORE]
-    services: dict[str, object] = {}
-    healthy = True
-    try:
-        await store.ping()
-        services[store.backend_name] = "connected"
-    except Exception as exc:  # noqa: BLE001 - health must answer, whatever the store raised
-        services[store.backend_name] = "error"
-        log.error("health_store_error", error=str(exc))
-        healthy = False
-    if store.backend_name != "supabase":
-        services["supabase"] = "configured" if settings.supabase_configured else "not_configured"
-
-    def flag(ok: bool) -> str:
-        return "configured" if ok else "not_configured"
-
-    services["openai"] = flag(settings.openai_configured)
-    for name, channel in app[CHANNELS].items():
-        if getattr(channel, "webhook", True):  # the terminal chat channel is not a service
-            state = app[CHANNEL_HEALTH].status(name, configured=channel.configured)
-            if channel.configured and channel.missing_webhook_secret:
-                state = WEBHOOK_SECRET_MISSING  # its webhook refuses everything
-            services[name] = state
-    services["chatwoot"] = app[CHANNEL_HEALTH].status("chatwoot", configured=settings.chatwoot_configured)
-    services["piperun"] = flag(settings.piperun_configured)
-    status = "healthy" if healthy else "degraded"
-    if app[DRAINING].active:  # load balancers take this instance out while it finishes
-        status, healthy = "draining", False
-    body: dict[str, object] = {"status": status, "services": services}
-    if healthy:
-        stats = await store.outbox_stats()
-        body["outbox"] = {"pending": stats.pending + stats.inflight, "dead": stats.dead}
-        runner = app.get(RUNNER)
-        body["active_contacts"] = runner.active_contacts if runner is not None else 0
-    circuits = app[BREAKERS].snapshot()
-    if circuits:
-        body["circuits"] = {name: c["state"] for name, c in circuits.items()}
-    worker = app.get(WORKER)
-    if worker is not None and not await _merge_worker_health(app, worker, body):
-        healthy = False
-        body["status"] = "degraded" if body["status"] == "healthy" else body["status"]
-    if not operator_authorized(request, settings):
-        # Liveness for load balancers; which provider failed is the operator's business.
-        body = {"status": body["status"]}
-    return web.json_response(body, status=200 if healthy else 503)
-
-
-async def _merge_worker_health(app: web.Application, worker: WorkerSupervisor, body: dict[str, Any]) -> bool:
-    """The worker sends the replies, so it knows a provider refusing our token; it also
-    holds the turns and the circuits. False when it is not answering."""
-    services: dict[str, object] = body["services"]
-    answer = await worker.fetch(app[HTTP], "/api/health")
-    if answer is None:
-        services["worker"] = "down"
-        return False
-    try:
-        theirs = json.loads(answer[1])
-    except ValueError:
-        theirs = {}
-    services["worker"] = "running" if answer[0] == 200 else "degraded"
-    for name, state in (theirs.get("services") or {}).items():
-        if state not in ("configured", "not_configured", "connected") and name in services:
-            services[name] = state  # e.g. auth_failed, seen by the worker when sending
-    for key in ("active_contacts", "circuits"):
-        if key in theirs:
-            body[key] = theirs[key]
-    return answer[0] == 200
 
 
 __all__ = ["create_app", "drain"]

@@ -1,5 +1,7 @@
 """`GET /api/health` as monitoring sees it: what is configured, whether the store really
-works, and how many deliveries are waiting or dead."""
+works, and how many deliveries are waiting or dead. OpenAI, PipeRun and Meta CAPI are
+checked with a real authenticated call (tests/web/test_health_providers.py): here OpenAI
+accepts the key, with the doctor's fixture, and nothing reaches the network."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from aioresponses import aioresponses
 
 from core.settings import Settings
 from store.sqlite import SqliteStore
@@ -23,14 +26,27 @@ from tests.conftest import (
     zapi_message,
 )
 from tests.helpers.clock import TestClock
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually, load_fixture
 from tests.helpers.logs import logging_for
 from tests.helpers.settle import settled
 from tests.web.support import WEBHOOK_SECRET, rows
 from web.app import create_app
 from web.keys import STORE
 
-INTEGRATIONS = ("openai", "zapi", "chatwoot", "supabase", "piperun")
+INTEGRATIONS = ("openai", "zapi", "chatwoot", "supabase", "piperun", "meta_capi")
+PIPELINE, STAGE = 26447, 141473  # the ids of tests/fixtures/doctor/piperun_*.json
+
+
+@pytest.fixture(autouse=True)
+def openai_accepts_the_key(http_mock: aioresponses) -> None:
+    http_mock.get(
+        "https://api.openai.com/v1/models", payload=load_fixture("doctor/openai_models.json"), repeat=True
+    )
+
+
+def status_of(service: object) -> object:
+    """A checked provider is {"status", "checked_at", "detail"}; the others a word."""
+    return service["status"] if isinstance(service, dict) else service
 
 
 @pytest.fixture
@@ -60,8 +76,8 @@ async def test_with_no_environment_at_all_the_bot_is_healthy_and_nothing_is_conf
     services = body["services"]
     assert services["sqlite"] == "connected"
     for name in INTEGRATIONS:
-        assert services[name] == "not_configured", name
-    assert set(services.values()) <= {"connected", "not_configured"}
+        assert status_of(services[name]) == "not_configured", name
+    assert {status_of(s) for s in services.values()} <= {"connected", "not_configured"}
     assert body["outbox"] == {"pending": 0, "dead": 0}
 
 
@@ -153,7 +169,7 @@ async def test_blank_variables_copied_from_env_example_mean_not_configured(
     body = await health(client)
     assert body["status"] == "healthy"
     for name in INTEGRATIONS:
-        assert body["services"][name] == "not_configured", name
+        assert status_of(body["services"][name]) == "not_configured", name
     # An empty ZAPI_WEBHOOK_SECRET is no secret: the route stays closed.
     response = await client.post("/webhooks/zapi", json=zapi_message(message_id="3EB0BLANK0000001"))
     assert response.status == 403
@@ -161,6 +177,7 @@ async def test_blank_variables_copied_from_env_example_mean_not_configured(
 
 async def test_integrations_configured_from_the_documented_variables(
     no_env: None,
+    http_mock: aioresponses,
     monkeypatch: pytest.MonkeyPatch,
     aiohttp_client: Callable[..., Any],
     tmp_path: Path,
@@ -174,11 +191,11 @@ async def test_integrations_configured_from_the_documented_variables(
         "CHATWOOT_API_TOKEN": "cw-tok-5d2e8f1a9b3c",
         "SUPABASE_SERVICE_ROLE_KEY": "eyJhbGciOi.service-role.8c1f",
         "PIPERUN_API_TOKEN": "pr-tok-77aa41b2c9",
-        "PIPERUN_PIPELINE_ID": "12",
-        "PIPERUN_STAGE_ID": "34",
     }
     for name, value in {
         **secrets,
+        "PIPERUN_PIPELINE_ID": str(PIPELINE),  # ids, not secrets: health names the pipeline
+        "PIPERUN_STAGE_ID": str(STAGE),
         "ZAPI_INSTANCE_ID": "3C01A9F0E1B2C3D4",
         "CHATWOOT_API_URL": "https://chatwoot.example.com",
         "CHATWOOT_ACCOUNT_ID": "1",
@@ -186,6 +203,9 @@ async def test_integrations_configured_from_the_documented_variables(
         "SQLITE_PATH": str(tmp_path / "configured.sqlite3"),
     }.items():
         monkeypatch.setenv(name, value)
+    piperun = "https://api.pipe.run/v1"
+    http_mock.get(f"{piperun}/pipelines/{PIPELINE}", payload=load_fixture("doctor/piperun_pipeline.json"))
+    http_mock.get(f"{piperun}/stages/{STAGE}", payload=load_fixture("doctor/piperun_stage.json"))
     # The embedded store on purpose: this checks what health reports, not Supabase itself.
     client = await aiohttp_client(
         create_app(Settings(_env_file=None), store_factory=lambda s: SqliteStore(s.sqlite_path), clock=clock)
@@ -195,8 +215,9 @@ async def test_integrations_configured_from_the_documented_variables(
     body = json.loads(text)
     assert response.status == 200
     assert body["services"]["sqlite"] == "connected"
+    checked = {"openai": "ok", "piperun": "ok", "meta_capi": "not_configured"}
     for name in INTEGRATIONS:
-        assert body["services"][name] == "configured", name
+        assert status_of(body["services"][name]) == checked.get(name, "configured"), name
     for name, secret in secrets.items():
         assert secret not in text, f"{name} leaked in /api/health"
 
@@ -228,7 +249,7 @@ async def test_half_configured_integrations_are_not_configured(
     client = await aiohttp_client(create_app(fast_settings(tmp_path, **overrides), clock=clock))
     body = await health(client)
     assert body["status"] == "healthy"
-    assert body["services"][service] == "not_configured"
+    assert status_of(body["services"][service]) == "not_configured"
 
 
 async def test_a_broken_store_makes_health_503_degraded_until_it_is_back(bot: TestClient) -> None:
@@ -238,7 +259,7 @@ async def test_a_broken_store_makes_health_503_degraded_until_it_is_back(bot: Te
         body = await health(bot, 503)
         assert body["status"] == "degraded"
         assert body["services"]["sqlite"] == "error"
-        assert body["services"]["openai"] == "configured"  # the rest of the report is still there
+        assert body["services"]["openai"]["status"] == "ok"  # the rest of the report is still there
     finally:
         await store.open()
     body = await health(bot)

@@ -1,4 +1,5 @@
-"""The one read-only GET the doctor lends each provider's probe (`core.probe.ProbeIO`).
+"""The one read-only GET lent to each provider's probe (`core.probe.ProbeIO`), by the
+doctor and by /api/health's credential checks (web/provider_checks.py).
 
 Transport failures, timeouts and answers no probe recognises are worded here once, for an
 operator, in pt-BR; a provider's probe only words what its own answers mean. Nothing it
@@ -26,7 +27,7 @@ _BAD_URL = (aiohttp.InvalidURL, getattr(aiohttp, "NonHttpUrlClientError", aiohtt
 
 @dataclass
 class ProbeContext:
-    """The doctor's side of `ProbeIO`: the shared HTTP session, the deadline, the setting
+    """The caller's side of `ProbeIO`: the shared HTTP session, the deadline, the setting
     that names the provider's address (quoted when it does not answer) and the scrubber."""
 
     session: aiohttp.ClientSession

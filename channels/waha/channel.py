@@ -3,8 +3,8 @@
 Shapes follow WAHA's published docs (waha.devlike.pro, source in
 github.com/devlikeapro/waha-docs: content/docs/how-to/events/index.md for the HMAC
 headers; send-messages/index.md and overview/how-to-avoid-blocking for
-sendSeen/startTyping/sendText; how-to/sessions for the doctor's probe) and the server's
-DTOs (github.com/devlikeapro/waha src/structures/*.dto.ts). Parsing lives in `parse` and
+sendSeen/startTyping/sendText; how-to/sessions for the doctor's probe), the OpenAPI spec
+(static/swagger/openapi.json: SendSeenRequest, Message*Request) and the server's DTOs (github.com/devlikeapro/waha src/structures/*.dto.ts). Parsing lives in `parse` and
 `content`, the payload models in `schema`; this module holds what needs the config (`WahaConfig`):
 webhook authentication, sending, media and the doctor's probe.
 """
@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from channels.base import ParsedWebhook, SentMessage
+from channels.base import OutgoingMedia, ParsedWebhook, SentMessage
 from channels.errors import (
     ChannelAuthFailed,
     ChannelError,
@@ -35,6 +36,7 @@ from channels.media_fetch import WAHA_FILES_PATH, Credentials, MediaFetcher, Ori
 from channels.provider_http import error_detail, scrub
 from channels.waha.config import WahaConfig
 from channels.waha.content import dig
+from channels.waha.media import media_request
 from channels.waha.parse import USER_SERVERS, chat_kind, parse_webhook, split_chat_id
 from channels.webhook_helpers import clean, json_or_none, token_matches
 from core.errors import WebhookRejected, is_retryable_status
@@ -193,6 +195,7 @@ class WahaChannel:
         *,
         typing_s: int,
         human_agent: bool = False,
+        seen_message_ids: Sequence[str] = (),
     ) -> SentMessage:
         """One attempt only: the outbox owns retries, so errors say whether to retry.
 
@@ -200,37 +203,67 @@ class WahaChannel:
         go out first and may fail without stopping the text; nothing here sleeps for
         `typing_s` (WAHA has no server-side typing delay and an outbox worker must not
         be parked for seconds), so a wish for typing only starts the indicator.
+
+        `seen_message_ids`: the lead's messages this reply answers. sendSeen names them
+        (`messageIds`, SendSeenRequest); without them WAHA marks the chat's unread
+        messages seen, which is what the spec does for a bare chatId.
         """
         c = self._config
         if not c.url:
             raise ChannelRejected("waha is not configured")
         chat_id = self._chat_id_for(contact_id)
         base = self._base_url()
-        body = {"chatId": chat_id, "session": c.session}
+        body: dict[str, Any] = {"chatId": chat_id, "session": c.session}
+        seen = dict(body)
+        ids = [i.strip() for i in seen_message_ids if isinstance(i, str) and i.strip()]
+        if ids:
+            seen["messageIds"] = ids
 
-        courtesy = [self._courtesy(session, f"{base}/api/sendSeen", body, contact_id)]
+        courtesy = [self._courtesy(session, f"{base}/api/sendSeen", seen, contact_id)]
         if typing_s and typing_s > 0:
             courtesy.append(self._courtesy(session, f"{base}/api/startTyping", body, contact_id))
         await asyncio.gather(*courtesy)
+        return await self._send(session, "sendText", body | {"text": text}, contact_id)
 
-        payload = {"chatId": chat_id, "text": text, "session": c.session}
-        timeout = aiohttp.ClientTimeout(total=c.http_timeout_s)
+    async def send_media(
+        self,
+        session: aiohttp.ClientSession,
+        contact_id: str,
+        media: OutgoingMedia,
+        *,
+        human_agent: bool = False,
+    ) -> SentMessage:
+        """A seller's file from Chatwoot: sendImage, sendVideo, sendVoice or sendFile
+        with the bytes inline (channels/waha/media.py); one attempt, like send_text."""
+        c = self._config
+        if not c.url:
+            raise ChannelRejected("waha is not configured")
+        op, body = media_request(self._chat_id_for(contact_id), c.session, media)
+        if media.kind == "audio" and media.caption and media.caption.strip():
+            log.warning("waha_audio_caption_dropped", contact=mask_phone(contact_id))
+        return await self._send(session, op, body, contact_id)
+
+    async def _send(
+        self, session: aiohttp.ClientSession, op: str, payload: dict[str, Any], contact_id: str
+    ) -> SentMessage:
+        """POST one send operation; every send reads errors and ids the same way."""
+        timeout = aiohttp.ClientTimeout(total=self._config.http_timeout_s)
         try:
             async with session.post(
-                f"{base}/api/sendText", json=payload, headers=self._headers(), timeout=timeout
+                f"{self._base_url()}/api/{op}", json=payload, headers=self._headers(), timeout=timeout
             ) as resp:
                 status = resp.status
                 raw = await resp.text(errors="replace")
                 wait = retry_after(resp.headers)
         except TimeoutError:  # asyncio.TimeoutError is the same class on 3.11
             self._log_send_failure(contact_id, None, "timeout")
-            raise ChannelUnavailable("waha sendText timed out") from None
+            raise ChannelUnavailable(f"waha {op} timed out") from None
         except aiohttp.ClientError as exc:
             self._log_send_failure(contact_id, None, type(exc).__name__)
-            raise ChannelUnavailable(f"waha sendText transport error: {type(exc).__name__}") from None
+            raise ChannelUnavailable(f"waha {op} transport error: {type(exc).__name__}") from None
 
         if not 200 <= status < 300:
-            raise self._send_error(status, raw, contact_id, wait)
+            raise self._send_error(op, status, raw, contact_id, wait)
 
         # Accepted but unidentified is still success: a resend would duplicate it.
         return SentMessage(provider_message_id=self._sent_id(json_or_none(raw)))
@@ -258,9 +291,11 @@ class WahaChannel:
                 "waha_courtesy_failed", call=what, contact=mask_phone(contact_id), error=type(exc).__name__
             )
 
-    def _send_error(self, status: int, raw: str, contact_id: str, wait: float | None) -> ChannelError:
+    def _send_error(
+        self, op: str, status: int, raw: str, contact_id: str, wait: float | None
+    ) -> ChannelError:
         detail = scrub(error_detail(raw, _ERROR_PATHS, join_lists=True), self._secrets())[:_ERROR_DETAIL_MAX]
-        message = f"waha sendText failed: HTTP {status}"
+        message = f"waha {op} failed: HTTP {status}"
         message = f"{message}: {detail}" if detail else message
         error: ChannelError
         if status in (401, 403):

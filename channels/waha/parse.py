@@ -105,6 +105,11 @@ def parse_webhook(payload: object, *, session_name: str) -> ParsedWebhook:
         return _parse_message(envelope, any_event=event == "message.any")
     if event == "message.ack":
         return _parse_ack(envelope)
+    if event == "message.ack.group":
+        # Group members reading a group message: we never write to groups.
+        return ParsedWebhook(
+            ignored=[IgnoredEvent(reason="group", provider_message_id=_payload_id(envelope))]
+        )
     if event == "session.status":
         body: WSessionStatus = validate(WSessionStatus, _payload_dict(envelope), LABEL)
         status = clean(body.status)
@@ -112,10 +117,13 @@ def parse_webhook(payload: object, *, session_name: str) -> ParsedWebhook:
             raise WebhookRejected(422, "invalid WAHA payload: session.status without status")
         return ParsedWebhook(connection=status.upper())
     # Reactions, revokes, presence, groups, calls, labels...: acknowledged, not answered.
-    message_id = None
-    if isinstance(envelope.payload, dict):
-        message_id = clean(envelope.payload.get("id"))
-    return ParsedWebhook(ignored=[IgnoredEvent(reason="not_a_message", provider_message_id=message_id)])
+    return ParsedWebhook(
+        ignored=[IgnoredEvent(reason="not_a_message", provider_message_id=_payload_id(envelope))]
+    )
+
+
+def _payload_id(envelope: WEnvelope) -> str | None:
+    return clean(envelope.payload.get("id")) if isinstance(envelope.payload, dict) else None
 
 
 def _payload_dict(envelope: WEnvelope) -> dict[str, Any]:
@@ -133,8 +141,10 @@ def _parse_ack(envelope: WEnvelope) -> ParsedWebhook:
     def ignored(reason: str) -> ParsedWebhook:
         return ParsedWebhook(ignored=[IgnoredEvent(reason=reason, provider_message_id=message_id)])
 
-    chat = clean(ack.from_) or clean(ack.to) or ""
-    if chat_kind(chat) == "group" or clean(ack.participant):
+    # A group is told by the chat id's server (@g.us), never by `participant`: the spec
+    # requires that field on every ack, and on 1:1 acks WAHA sends it null or equal to
+    # the chat (WAMessageAckBody, openapi.json).
+    if any(chat_kind(side) == "group" for side in (clean(ack.from_), clean(ack.to)) if side):
         return ignored("group")
     if ack.fromMe is False:
         # Receipts about the lead's own messages: nothing we sent.

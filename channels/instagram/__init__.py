@@ -1,7 +1,8 @@
 """Instagram Direct channel: `schema` (frozen payload models), `parse` (webhooks to
-messages and read receipts), `errors` (what Meta's codes mean) and `channel` (signature,
-sending with typing and the HUMAN_AGENT tag, profile names, media, the doctor's probe),
-built from `config`.
+messages, read receipts and ad referrals), `errors` (what Meta's codes mean), `text`
+(long texts cut to the Send API's limit), `media` (a seller's file as an attachment URL)
+and `channel` (signature, sending text and files with typing and the HUMAN_AGENT tag,
+profile names, media, the doctor's probe), built from `config`.
 
 `channels.instagram.InstagramChannel` stays the import path the registry, tests and
 runtime use.

@@ -2,9 +2,11 @@
 
 Sending follows .../instagram-platform/instagram-api-with-instagram-login/messaging-api
 (`/<IG_ID>/messages` or `/me/messages`, bearer token, `{"recipient": {"id"}, "message":
-{"text"}}`, answer `{"recipient_id", "message_id"}`) and .../messaging-api/sender-actions;
-the profile lookup .../messenger-platform/instagram/features/user-profile. Parsing lives
-in `parse`, the payload models in `schema`, the meaning of Meta's errors in `errors`.
+{"text"}}` or `{"attachment": {"type", "payload": {"url"}}}`, answer `{"recipient_id",
+"message_id"}`) and .../messaging-api/sender-actions; the profile lookup
+.../messenger-platform/instagram/features/user-profile. Parsing lives in `parse`, the
+payload models in `schema`, the meaning of Meta's errors in `errors`, texts cut to the
+Send API's limit in `text` and files as attachments in `media`.
 
 Instagram arrives on the same `/webhooks/meta` as the WhatsApp Cloud API (`object:
 "instagram"`), signed the same way, so authentication is `meta_common.verify_signature`.
@@ -21,11 +23,13 @@ import aiohttp
 from aiohttp import web
 
 from channels import meta_common
-from channels.base import ParsedWebhook, SentMessage
+from channels.base import OutgoingMedia, ParsedWebhook, SentMessage
 from channels.errors import ChannelInvalidRecipient, ChannelRejected, ChannelUnavailable
 from channels.instagram.config import InstagramConfig
 from channels.instagram.errors import int_or_none, send_error
+from channels.instagram.media import attachment_type, attachment_url
 from channels.instagram.parse import InstagramParser
+from channels.instagram.text import split_text
 from channels.media_fetch import MediaFetcher
 from channels.webhook_helpers import clean, json_object
 from core.logging import get_logger
@@ -103,6 +107,14 @@ class InstagramChannel:
         total = self._config.http_timeout_s
         return aiohttp.ClientTimeout(total=min(total, cap) if cap else total)
 
+    def _recipient(self, contact_id: str) -> str:
+        if not self.configured or self._token() is None:
+            raise ChannelRejected("instagram is not configured")
+        recipient = (contact_id or "").strip()
+        if not recipient:
+            raise ChannelInvalidRecipient("instagram recipient id is empty")
+        return recipient
+
     async def send_text(
         self,
         session: aiohttp.ClientSession,
@@ -114,20 +126,60 @@ class InstagramChannel:
     ) -> SentMessage:
         """One attempt only: the outbox owns retries, so errors say whether to retry.
 
+        Instagram refuses a text over 1,000 bytes, so a longer one (a seller's long reply
+        relayed from Chatwoot) goes as several messages cut at paragraph, sentence or word
+        boundaries (channels.instagram.text), in order; the last one's id is returned. A
+        piece that fails raises, and the outbox's retry sends the earlier pieces again.
+
         `human_agent`: a person wrote it, so it may use Meta's 7-day HUMAN_AGENT tag. The
         bot's own replies never carry it: Meta grants the tag for manual answers only.
         """
-        if not self.configured or self._token() is None:
-            raise ChannelRejected("instagram is not configured")
-        recipient = (contact_id or "").strip()
-        if not recipient:
-            raise ChannelInvalidRecipient("instagram recipient id is empty")
+        recipient = self._recipient(contact_id)
         url = self._messages_url()
 
         if typing_s and typing_s > 0 and await self._typing_on(session, url, recipient):
             await self._sleep(min(float(typing_s), TYPING_MAX_S))
 
-        body: dict[str, Any] = {"recipient": {"id": recipient}, "message": {"text": text}}
+        sent = SentMessage(provider_message_id=None)
+        for piece in split_text(text):
+            sent = await self._send(session, url, recipient, {"text": piece}, human_agent=human_agent)
+        return sent
+
+    async def send_media(
+        self,
+        session: aiohttp.ClientSession,
+        contact_id: str,
+        media: OutgoingMedia,
+        *,
+        human_agent: bool = False,
+    ) -> SentMessage:
+        """A file from a person at the company, as an attachment Meta fetches by URL.
+
+        Instagram's Send API takes attachments by link only (`message.attachment` with
+        `payload.url`), so the file goes as `media.url` (Chatwoot's attachment URL, which
+        must be reachable from Meta); without one nothing can be sent. The caption follows
+        as a text message (an attachment carries none); the file's message id is returned.
+        """
+        recipient = self._recipient(contact_id)
+        attachment = {"type": attachment_type(media), "payload": {"url": attachment_url(media)}}
+        url = self._messages_url()
+        sent = await self._send(session, url, recipient, {"attachment": attachment}, human_agent=human_agent)
+        caption = (media.caption or "").strip()
+        if caption:
+            await self.send_text(session, contact_id, caption, typing_s=0, human_agent=human_agent)
+        return sent
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        recipient: str,
+        message: dict[str, Any],
+        *,
+        human_agent: bool,
+    ) -> SentMessage:
+        """One Send API request; Meta's refusals become the typed errors the outbox reads."""
+        body: dict[str, Any] = {"recipient": {"id": recipient}, "message": message}
         if human_agent:
             body["messaging_type"] = "MESSAGE_TAG"
             body["tag"] = "HUMAN_AGENT"

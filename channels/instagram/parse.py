@@ -1,9 +1,11 @@
-"""Instagram Direct webhooks to `InboundMessage`s and read receipts.
+"""Instagram Direct webhooks to `InboundMessage`s, read receipts and ad referrals.
 
 One kind and one line of text per message, because that is what the agent reads:
 Instagram-only content (shares, reels, story mentions and replies) has no neutral kind
 and becomes OTHER with a pt-BR description the model can answer naturally. Our own sends
-come back as echoes, kept so the runtime can tell the bot's from a person's.
+come back as echoes, kept so the runtime can tell the bot's from a person's. A lead who
+comes back to the thread from an ad sends no message, only a `messaging_referrals` event:
+it becomes a `ReferralEvent`, so the lead's attribution follows the newest ad.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from channels.base import DeliveryStatus, ParsedWebhook
+from channels.base import DeliveryStatus, ParsedWebhook, ReferralEvent
 from channels.instagram.schema import (
     IGAttachment,
     IGEvent,
@@ -25,7 +27,7 @@ from channels.instagram.schema import (
 )
 from channels.webhook_helpers import clean, describe_validation_error, epoch_to_datetime
 from core.errors import WebhookRejected
-from core.models import AdReferral, IgnoredEvent, InboundMessage, MessageKind
+from core.models import MAX_CONTACT_ID_CHARS, AdReferral, IgnoredEvent, InboundMessage, MessageKind
 
 CHANNEL = "instagram"
 LABEL = "Instagram"
@@ -149,9 +151,7 @@ class InstagramParser:
             result.ignored.append(IgnoredEvent(reason="edit", provider_message_id=clean(mid)))
             return
         if event.referral is not None:
-            # An ig.me link opened in an existing thread: no words, no message id to
-            # store; ad clicks (CTD) come inside the first `message` instead.
-            result.ignored.append(IgnoredEvent(reason="referral"))
+            self._parse_referral(event.referral, sender, stamp, result)
             return
         result.ignored.append(IgnoredEvent(reason="not_a_message"))
 
@@ -190,6 +190,24 @@ class InstagramParser:
             result.ignored.append(IgnoredEvent(reason="echo", provider_message_id=mid, message=echo))
             return
         result.messages.append(self._to_inbound(message, mid, sender, stamp, from_me=False))
+
+    def _parse_referral(
+        self, referral: IGReferral, sender: str, stamp: datetime | None, result: ParsedWebhook
+    ) -> None:
+        """A lead already in a thread with us opened it again (`messaging_referrals`).
+
+        From an ad (source ADS) it is the lead's newest ad, which their attribution and
+        Meta CAPI's match (by IGSID) must follow, though no message comes with it. An
+        ig.me link (a `ref`, no ad) says nothing about ads and is only acknowledged; the
+        first click on an ad comes inside the lead's first `message` instead.
+        """
+        ad = self._referral(referral)
+        if ad is None or ad.source_type != "ad" or sender == self._our_account():
+            result.ignored.append(IgnoredEvent(reason="referral"))
+            return
+        if len(sender) > MAX_CONTACT_ID_CHARS:
+            raise WebhookRejected(422, "invalid Instagram payload: sender.id is too long")
+        result.referrals.append(ReferralEvent(contact_id=sender, referral=ad, timestamp=stamp))
 
     def _parse_postback(
         self, postback: IGPostback, sender: str, stamp: datetime | None, result: ParsedWebhook

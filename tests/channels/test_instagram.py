@@ -666,6 +666,8 @@ def _check_clean_outcome(
     for event in result.ignored:
         if event.message is not None:
             assert event.message.contact_id and event.message.from_me is True, label
+    for referral in result.referrals:
+        assert referral.contact_id and referral.referral.source_type == "ad", label
     outcomes["parsed"] += 1
 
 

@@ -1,6 +1,7 @@
-"""A hot lead lands in PipeRun once: person (found or created), one deal in the
-configured pipeline/stage/origin, a note with the lead card that later turns update.
-PipeRun failing for a while, or the sync dying half-way, never yields a duplicate."""
+"""A hot lead lands in PipeRun once: its own person, one deal in the configured
+pipeline/stage/origin, a note with the lead card that later turns update, and one more
+note per quote request or technical question (CrmSync.note). PipeRun failing for a
+while, or the sync dying half-way, never yields a duplicate."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
+from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from agent.prompts import load_prompt_bundle
+from core.outbox import PipeRunNote
+from core.records import OutboxItem, lane_key
+from integrations.piperun import PipeRunClient, PipeRunConfig, load_piperun_texts
+from runtime.crm_sync import CrmSync, CrmSyncConfig
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fake_piperun import FakePipeRun
@@ -105,17 +113,20 @@ async def test_a_lead_turning_hot_becomes_one_deal_and_later_turns_update_its_no
     assert "maria@boibom.com.br" in note["text"]
 
 
-async def test_a_person_already_in_the_crm_is_reused_not_duplicated(
+async def test_a_person_already_in_the_crm_is_not_looked_up_by_phone(
     bot: TestClient, openai_fake: FakeOpenAI, piperun: FakePipeRun
 ) -> None:
+    # PipeRun's GET /persons documents no phone filter: the lead gets a person of its own
+    # (a seller merges the two) instead of a guess.
     existing = piperun.add_person(phones=["(44) 99999-9999"], emails=[])
     openai_fake.then(reply="Perfeito!", lead=HOT)
     await say(bot, "3EB0CRMF00000011", "Sou a Maria, quero 3 mil por dia, urgente")
     await settled(bot)
     assert len(piperun.deals) == 1 and len(piperun.notes) == 1
     assert await crm_items_done(bot, 1)
-    assert piperun.posts("/persons") == []
-    assert piperun.deals[0]["person_id"] == existing["id"]
+    assert not any("phone" in q for q in piperun.gets("/persons"))
+    assert len(piperun.posts("/persons")) == 1
+    assert piperun.deals[0]["person_id"] != existing["id"]
 
 
 async def test_piperun_down_for_a_while_then_back_still_gives_exactly_one_deal(
@@ -181,3 +192,58 @@ async def test_a_dead_crm_push_replayed_by_the_operator_is_delivered_once(
         and replayed.idempotency_key == item.idempotency_key
     )
     assert len(piperun.persons) == 1  # the person created before the failure was reused
+
+
+# --- CrmSync.note: a quote request or a technical question on the deal ------------------
+
+QUOTE = "Pedido de orçamento: 2 secadores <3 mil sacas/dia>"
+
+
+def note_item(text: str, key: str, item_id: int) -> tuple[OutboxItem, PipeRunNote]:
+    payload = PipeRunNote(contact_key=KEY, text=text)
+    item = payload.item(order_key=lane_key("crm", KEY), idempotency_key=key)
+    item.id = item_id
+    return item, payload
+
+
+async def run_note(bot: TestClient, item: OutboxItem, payload: PipeRunNote) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = PipeRunClient(PipeRunConfig(token=SecretStr(TOKEN)), session)
+        crm = CrmSync(client, bot.app[STORE], CrmSyncConfig(PIPELINE, STAGE), load_piperun_texts())
+        await crm.note(item, payload)
+
+
+async def test_a_quote_request_is_one_note_on_the_leads_deal_even_when_retried(
+    bot: TestClient, openai_fake: FakeOpenAI, piperun: FakePipeRun
+) -> None:
+    openai_fake.then(reply="Perfeito!", lead=HOT)
+    await say(bot, "3EB0CRMF00000051", "Quero comprar")
+    await settled(bot)
+    lead = await bot.app[STORE].get_lead(KEY)
+    assert lead is not None and lead.crm_deal_id is not None
+
+    item, payload = note_item(QUOTE, "quote:turn-51", 9001)
+    await run_note(bot, item, payload)
+    await run_note(bot, item, payload)  # the answer was lost: the outbox runs it again
+
+    quote_notes = [n for n in piperun.posts("/notes") if n["text"].startswith("Pedido")]
+    assert quote_notes == [
+        {"text": quote_notes[0]["text"], "deal_id": lead.crm_deal_id},
+    ]
+    assert "2 secadores &lt;3 mil sacas/dia&gt;<br><br>Ref. SDR: sdr-" in quote_notes[0]["text"]
+    assert len(piperun.notes) == 2  # the lead card and the quote
+
+
+async def test_no_deal_or_an_erased_lead_skips_the_note(
+    bot: TestClient, openai_fake: FakeOpenAI, piperun: FakePipeRun
+) -> None:
+    openai_fake.then(reply="Olá!")
+    await say(bot, "3EB0CRMF00000061", "Oi")  # a cold lead: no deal
+    await settled(bot)
+    with capture_logs() as logs:
+        await run_note(bot, *note_item(QUOTE, "quote:turn-61", 9002))
+        erased = PipeRunNote(contact_key="whatsapp:5511900000000", text=QUOTE)
+        await run_note(bot, erased.item(order_key="crm:x", idempotency_key="k"), erased)
+    assert piperun.calls == []
+    reasons = [e.get("reason") for e in logs if e["event"] == "piperun_note_skipped"]
+    assert reasons == ["no_deal", "lead_erased"]

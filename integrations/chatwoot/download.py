@@ -98,7 +98,8 @@ async def download(
             raise ChatwootUnavailable(
                 f"chatwoot attachment download transport error: {type(exc).__name__}"
             ) from None
-        name = file_name_from(disposition, target) or file_name_from("", parse_url(url))
+        # Active Storage's URLs end with the uploaded name; a storage host's seldom do.
+        name = file_name_from(disposition) or file_name_from("", parse_url(url)) or file_name_from("", target)
         return Downloaded(data, mime, name or _fallback_name(mime))
     raise ChatwootRejected(f"chatwoot attachment redirected more than {MAX_REDIRECTS} times")
 
@@ -127,7 +128,7 @@ async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def file_name_from(disposition: str, url: URL) -> str | None:
+def file_name_from(disposition: str, url: URL | None = None) -> str | None:
     """Content-Disposition's file name (Active Storage sends one), else the URL's last
     path segment; only the base name, never a path."""
     raw: str | None = None
@@ -138,7 +139,7 @@ def file_name_from(disposition: str, url: URL) -> str | None:
         plain = _FILENAME.search(disposition or "")
         if plain:
             raw = plain.group(1) or plain.group(2)
-    if not raw:
+    if not raw and url is not None:
         raw = url.name  # yarl decodes it
     name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1].strip().strip(".")
     name = "".join(ch for ch in name if ch.isprintable())

@@ -264,3 +264,22 @@ def test_empty_interactive_blocks_still_make_one_message(channel: ZapiChannel) -
         payload = example("Exemplo de retorno de texto") | {"text": None} | block
         [message] = channel.parse(payload).messages
         assert message.kind is MessageKind.OTHER
+
+
+# --- at the route --------------------------------------------------------------------
+
+
+async def test_the_route_acknowledges_notifications_and_statuses_and_refuses_junk(bot: Any) -> None:
+    profile = example("Exemplo de retorno de alteração do Nome do Whatsapp conectado")
+    response = await bot.post("/webhooks/zapi", json=profile)
+    assert response.status == 200
+    assert (await response.json())["ignored"] == 1
+
+    response = await bot.post("/webhooks/zapi", json=STATUSES[2])
+    assert response.status == 200
+    assert (await response.json())["statuses"] == 1
+
+    junk = example("Exemplo de retorno de texto")
+    del junk["messageId"]
+    response = await bot.post("/webhooks/zapi", json=junk)
+    assert response.status == 422

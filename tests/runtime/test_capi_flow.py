@@ -148,6 +148,44 @@ async def test_an_ad_lead_with_a_click_id_is_a_business_messaging_event(
     assert event["action_source"] == "business_messaging" and event["messaging_channel"] == "whatsapp"
     assert event["event_name"] == "LeadSubmitted"  # Meta's name for a lead on that path
     assert event["user_data"]["ctwa_clid"] == clid
+    # WHATSAPP_BUSINESS_ACCOUNT_ID is not set: nothing stands in for it.
+    assert "whatsapp_business_account_id" not in event["user_data"]
+
+
+WABA = "102290129340398"
+
+
+async def test_the_whatsapp_business_account_goes_beside_the_click_id(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    meta: FakeMeta,
+    clock: TestClock,
+) -> None:
+    """Meta's business-messaging sample (fixture bm_whatsapp_purchase_example.json) puts
+    `whatsapp_business_account_id` next to `ctwa_clid` in user_data."""
+    settings = fast_settings(
+        tmp_path,
+        meta_pixel_id=PIXEL,
+        meta_access_token="EAAB-capi-token-0001",
+        whatsapp_business_account_id=WABA,
+    )
+    bot = await aiohttp_client(create_app(settings, clock=clock))
+    payload = zapi_message("received_text_from_ad.json", message_id="3EB0CAPI00000023", phone=LEAD)
+    clid = "ARAkLkA8rmlFeiCktEJQ-QTwRiyYHAFDLMNDBH0CD3qpjd0HR4irJ6LEkR7JwFF4XvnO2E4Nx0"
+    payload["externalAdReply"]["ctwaClid"] = clid
+    await bot.post("/webhooks/zapi", json=payload)
+    await settled(bot)
+
+    [event] = meta.events
+    sample = load_fixture("meta_capi/bm_whatsapp_purchase_example.json")["data"][0]
+    ids = {k: v for k, v in event["user_data"].items() if k in sample["user_data"]}
+    assert ids == {"whatsapp_business_account_id": WABA, "ctwa_clid": clid}
+    assert (event["action_source"], event["messaging_channel"]) == (
+        sample["action_source"],
+        sample["messaging_channel"],
+    )
 
 
 async def test_an_ad_lead_without_a_click_id_is_matched_on_hashed_data_only(

@@ -1,6 +1,6 @@
 """WAHA channel: `schema` (frozen payload models), `parse` and `content` (webhook events
-to messages, statuses and session states) and `channel` (authentication, sending, media,
-the doctor's probe), built from `config`.
+to messages, statuses and session states), `media` (the request that sends a file) and
+`channel` (authentication, sending, media, the doctor's probe), built from `config`.
 
 `channels.waha.WahaChannel` stays the import path the registry, tests and runtime use.
 """

@@ -1,5 +1,7 @@
-"""Z-API channel: `schema` (frozen payload models), `parse` (webhook to messages) and
-`channel` (authentication, sending, media, the doctor's probe), built from `config`.
+"""Z-API channel: `schema` (frozen payload models), `parse` (webhook to messages and
+delivery statuses), `content` and `interactive` (what a message says), `media` (the
+request that sends a file) and `channel` (authentication, sending, media, the doctor's
+probe), built from `config`.
 
 `channels.zapi.ZapiChannel` stays the import path the registry, tests and runtime use.
 """

@@ -14,6 +14,7 @@ import pytest
 from aioresponses import aioresponses
 
 from channels.base import OutgoingMedia, ReferralEvent, media_sender
+from channels.errors import MediaTooLarge
 from channels.instagram import InstagramChannel, OutsideWindow
 from channels.instagram.text import TEXT_MAX_BYTES, split_text
 from core.errors import ProviderError, WebhookRejected
@@ -154,6 +155,23 @@ async def test_send_media_errors_are_mapped_like_send_text(
     assert (err.retryable, err.auth_failed, err.invalid_recipient) == (retryable, auth, invalid)
     assert isinstance(err, OutsideWindow) is window
     assert TOKEN not in str(err)
+
+
+@pytest.mark.parametrize(("kind", "limit"), [("image", 8), ("video", 25), ("audio", 25), ("document", 25)])
+async def test_a_file_over_instagrams_size_limit_is_refused_for_good(
+    channel: InstagramChannel, kind: str, limit: int
+) -> None:
+    media = media_for(kind)
+    big = OutgoingMedia(
+        kind=media.kind, data=b"x" * (limit * 1024 * 1024 + 1), mime=media.mime, file_name=media.file_name,
+        url=media.url,
+    )  # fmt: skip
+    with aioresponses() as mocked:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(MediaTooLarge) as exc_info:
+                await channel.send_media(session, IGSID, big)
+        assert not mocked.requests
+    assert exc_info.value.retryable is False
 
 
 async def test_send_media_not_configured_is_permanent() -> None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
-from core.clock import Clock, utc_now
+from core.clock import Clock
 from store.base import Store
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -62,12 +62,13 @@ class SharedRateLimiter:
     """The meter in the store, drawn from by every instance sharing it.
 
     One store call per send reserves the slot (it is taken whether or not the send then
-    succeeds, so the meter never lets more through than the rate); the sender sleeps
-    until it, counted on its own clock from before the call, so the call's latency is
-    part of the wait rather than added to it. The slots are wall-clock instants: the
-    instances' clocks must agree (NTP) to within a fraction of one interval (50 ms at
-    20/s). A store that cannot be reached raises `StoreUnavailable`, which the outbox
-    retries: a send never goes out unmetered.
+    succeeds, so the meter never lets more through than the rate) and the sender sleeps
+    once, until it. By default the slots are on the store's clock (Supabase: the
+    database's), so the instances' own clocks never have to agree; the wait is then
+    counted from the store's answer, so a send goes a little after its slot (by the
+    answer's trip back), never before it. A test injects `clock`: slots are instants on
+    it and the sender sleeps until its own, exactly. A store that cannot be reached
+    raises `StoreUnavailable`, which the outbox retries: a send never goes out unmetered.
     """
 
     def __init__(
@@ -77,7 +78,7 @@ class SharedRateLimiter:
         rate_per_s: float,
         *,
         burst: int | None = None,
-        clock: Clock = utc_now,
+        clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         if rate_per_s <= 0:
@@ -89,17 +90,20 @@ class SharedRateLimiter:
         self.clock = clock
         self.sleep = sleep
 
-    async def reserve(self) -> datetime:
-        """Take the next slot in the shared meter; return when it is."""
-        now = self.clock()
-        wait = await self.store.take_rate_slot(
+    async def reserve(self, now: datetime | None = None) -> float:
+        """Take the next slot; return how long after `now` it is (0 when one is free).
+        No `now`: the injected clock's, else the store's own clock."""
+        if now is None and self.clock is not None:
+            now = self.clock()
+        return await self.store.take_rate_slot(
             self.name, rate_per_s=self.rate_per_s, burst=self.burst, now=now
         )
-        return now + timedelta(seconds=wait)
 
     async def acquire(self) -> None:
-        slot = await self.reserve()
-        delay = (slot - self.clock()).total_seconds()
+        asked = self.clock() if self.clock is not None else None
+        delay = await self.reserve(asked)
+        if asked is not None and self.clock is not None:  # the store's answer took part of it
+            delay -= (self.clock() - asked).total_seconds()
         if delay > 0:
             await self.sleep(delay)
 
@@ -111,11 +115,10 @@ def limiter_for(
     *,
     shared: bool,
     burst: int | None = None,
-    clock: Clock = utc_now,
 ) -> Limiter:
     """The composition root's one call: the store's meter when instances share the
     provider accounts (`store.shares_rate_limits`), else this process's own, which costs
     no store write per send."""
     if shared:
-        return SharedRateLimiter(store, name, rate_per_s, burst=burst, clock=clock)
+        return SharedRateLimiter(store, name, rate_per_s, burst=burst)
     return RateLimiter(rate_per_s, burst=burst)

@@ -162,8 +162,12 @@ class Store(Protocol):
     async def is_erased(self, contact_key: str) -> bool:
         """The contact's lead was erased: whatever still arrives for it is dropped."""
 
-    async def take_rate_slot(self, name: str, *, rate_per_s: float, burst: int, now: datetime) -> float:
+    async def take_rate_slot(
+        self, name: str, *, rate_per_s: float, burst: int, now: datetime | None = None
+    ) -> float:
         """Reserve the next send slot of the rate limit `name` (GCRA: `burst` sends free
         at once, then one every 1/`rate_per_s` s) in one atomic step, and return how many
         seconds after `now` it is (0.0: go now). Every instance sharing the store draws
-        from the same meter; a slot once returned is taken, so the caller sends in it."""
+        from the same meter; a slot once returned is taken, so the caller sends in it.
+        `now=None` is the store's own clock (Supabase: the database's, the one clock all
+        instances share, so their clocks' skew cannot stall or speed up the others)."""

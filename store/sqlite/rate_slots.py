@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from store.sqlite.connection import SqliteConnection
+from core.clock import utc_now
+from store.sqlite.connection import SqliteConnection, unavailable_on_error
 from store.timestamps import iso
 
 
@@ -22,9 +23,12 @@ def slot_interval(rate_per_s: float) -> timedelta:
 
 
 class RateSlots(SqliteConnection):
-    async def take_rate_slot(self, name: str, *, rate_per_s: float, burst: int, now: datetime) -> float:
+    @unavailable_on_error
+    async def take_rate_slot(
+        self, name: str, *, rate_per_s: float, burst: int, now: datetime | None = None
+    ) -> float:
         interval = slot_interval(rate_per_s)
-        now_text = iso(now)
+        now_text = iso(now or utc_now())  # one host: its clock is every process's
         at = datetime.fromisoformat(now_text)
         # Capacity left unused piles up to `burst` sends, no more.
         earliest = at - (max(1, burst) - 1) * interval

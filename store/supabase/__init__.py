@@ -419,8 +419,11 @@ class SupabaseStore(PostgrestRequests):
             await self._rpc("sdr_record_referral", p_contact_key=contact_key, p_referral=plain(referral))
         )
 
-    async def take_rate_slot(self, name: str, *, rate_per_s: float, burst: int, now: datetime) -> float:
-        """One rpc, one row lock: instances taking slots at once queue on the row."""
+    async def take_rate_slot(
+        self, name: str, *, rate_per_s: float, burst: int, now: datetime | None = None
+    ) -> float:
+        """One rpc, one row lock: instances taking slots at once queue on the row. No
+        `now`: the database's clock, the same for every instance."""
         if not rate_per_s > 0:
             raise ValueError("rate_per_s must be positive")
         wait = await self._rpc(
@@ -428,7 +431,7 @@ class SupabaseStore(PostgrestRequests):
             p_name=name,
             p_rate_per_s=rate_per_s,
             p_burst=max(1, burst),
-            p_now=iso(now),
+            p_now=iso(now) if now is not None else None,
         )
         return max(0.0, float(wait or 0.0))
 

@@ -89,12 +89,14 @@ $$;
 -- Reserve the next send slot of limit p_name and return the seconds from p_now until it
 -- (0: send now). GCRA: `p_burst` sends free at once, then one every 1/p_rate_per_s s;
 -- capacity left unused piles up to p_burst sends, no more. The slot is taken: the caller
--- sleeps until it and sends, it never asks again for the same send.
+-- sleeps until it and sends, it never asks again for the same send. p_now NULL (what
+-- the bot passes) is this database's clock, the one every instance shares: a host whose
+-- clock is off can then neither stall the others nor send ahead of them.
 CREATE OR REPLACE FUNCTION sdr_take_rate_slot(
     p_name text,
     p_rate_per_s double precision,
     p_burst integer,
-    p_now timestamptz
+    p_now timestamptz DEFAULT NULL
 ) RETURNS double precision
 LANGUAGE plpgsql AS $$
 DECLARE

@@ -110,11 +110,28 @@ async def test_a_burst_spent_by_one_instance_is_spent_for_the_other(
     assert first + second == pytest.approx([0.0] * 5 + [0.05])
 
 
-async def test_the_reserved_slots_are_wall_clock_instants(two_instances: tuple[Store, Store]) -> None:
+async def test_the_reserved_slots_are_instants_on_the_injected_clock(
+    two_instances: tuple[Store, Store],
+) -> None:
     time = FakeTime()
     one, two = (time.limiter(store, rate=10, burst=1) for store in two_instances)
-    slots = [await one.reserve(), await two.reserve(), await one.reserve()]
+    slots = [T0 + timedelta(seconds=await limiter.reserve()) for limiter in (one, two, one)]
     assert slots == [T0, T0 + timedelta(seconds=0.1), T0 + timedelta(seconds=0.2)]
+
+
+async def test_without_a_clock_the_slots_are_on_the_stores_clock(two_instances: tuple[Store, Store]) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    one, two = (SharedRateLimiter(store, "zapi", 1, burst=1, sleep=sleep) for store in two_instances)
+    await one.acquire()
+    assert slept == []  # the burst
+    await two.acquire()
+    # The next slot, one second after the first on the store's clock, minus the few
+    # milliseconds the two calls took; whatever the test machine's own clock says.
+    assert len(slept) == 1 and 0.5 < slept[0] <= 1.0
 
 
 async def test_the_time_the_store_took_to_answer_is_part_of_the_wait(tmp_path: Path) -> None:

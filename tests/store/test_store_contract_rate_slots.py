@@ -71,6 +71,13 @@ async def test_the_meter_survives_a_restart(open_store: OpenStore) -> None:
     assert await take(after, 1, rate=1, burst=1) == pytest.approx([2.0])
 
 
+async def test_without_a_now_the_stores_own_clock_meters(store: Store) -> None:
+    first = await store.take_rate_slot("zapi", rate_per_s=1, burst=1)
+    second = await store.take_rate_slot("zapi", rate_per_s=1, burst=1)
+    # One second after the first slot, less the moments between the two calls.
+    assert first == 0.0 and 0.5 < second <= 1.0
+
+
 async def test_a_non_positive_rate_is_refused(store: Store) -> None:
     with pytest.raises(ValueError):
         await store.take_rate_slot("zapi", rate_per_s=0, burst=1, now=T0)

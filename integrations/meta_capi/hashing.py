@@ -3,6 +3,30 @@
 `user_data` normalisation and hashing rules:
 https://developers.facebook.com/documentation/ads-commerce/conversions-api/parameters/customer-information-parameters
 Only hashes leave this module: personal data never reaches an event, a log or an error.
+
+The reference implementation is Meta's Python SDK
+(facebook-python-business-sdk facebook_business/adobjects/serverside/normalize.py):
+every field is `lower().strip()`ed there, and we give the same normal form wherever it
+follows the page above (tests/integrations/test_meta_capi_normalize.py runs both on one
+table). Deliberate differences, each where the SDK does less than the page asks:
+- ph: a Brazilian number typed without the country code gets 55 ("(11) 98765-4321" is
+  "5511987654321"; the SDK keeps "11987654321", which Meta reads as a +1 number), a
+  mobile without its ninth digit is sent in both forms, any non-digit is dropped and an
+  unusable number is left out (the SDK raises);
+- fn/ln and ct: punctuation goes ("no punctuation"): "D'Ávila" is "dávila", "Santa
+  Bárbara d'Oeste" "santabárbaradoeste" (the SDK only drops digits, spaces, ".", "-",
+  "(" and ")" from a city, nothing from a name);
+- st: a Brazilian state name becomes its UF ("São Paulo" -> "sp", "the 2-character ANSI
+  abbreviation code"); the SDK would send "sãopaulo";
+- zp: only a U.S. ZIP is cut to 5 digits; a CEP keeps its 8 ("01310-100" is "01310100",
+  "no dash"), where the SDK keeps what precedes the dash ("01310");
+- country: a name is mapped ("Brasil", "United States" -> the page's own "us"); the SDK
+  raises on anything but an ISO code;
+- em: an address with spaces or two "@" is left out; the SDK accepts any "x@y.z";
+- external_id: normalised and hashed (it is our contact key, which holds the phone);
+  the SDK sends it as given;
+- already-hashed values are not recognised (we never receive any); gender and date of
+  birth are never collected, so never sent.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from channels.base import DeliveryStatus, ParsedWebhook
 from channels.webhook_helpers import clean, describe_validation_error, epoch_to_datetime, format_coord
+from channels.whatsapp_cloud.commerce import order_text, product_question
 from channels.whatsapp_cloud.schema import (
     WContact,
     WEcho,
@@ -62,6 +63,7 @@ _CONTENT_BLOCKS = (
     "button",
     "interactive",
     "reaction",
+    "order",
 )
 _MEDIA_KINDS = {
     "audio": MessageKind.AUDIO,
@@ -417,7 +419,11 @@ def _content(message: WMessage, msg_type: str, where: str) -> dict[str, Any]:
     if msg_type in _MEDIA_KINDS:
         return _media_content(message, msg_type, where)
     if msg_type == "text":
-        return {"kind": MessageKind.TEXT, "text": clean(message.text.body) if message.text else None}
+        text = clean(message.text.body) if message.text else None
+        product = message.context.referred_product if message.context else None
+        return {"kind": MessageKind.TEXT, "text": product_question(text, product)}
+    if msg_type == "order":
+        return {"kind": MessageKind.OTHER, "text": order_text(message.order)}
     if msg_type == "button":
         button = message.button
         text = (clean(button.text) or clean(button.payload)) if button else None

@@ -83,11 +83,34 @@ class WReaction(ProviderModel):
     emoji: str | None = None
 
 
+class WReferredProduct(ProviderModel):
+    catalog_id: str | None = None
+    product_retailer_id: str | None = None
+
+
 class WContext(ProviderModel):
     id: str | None = None
     from_: str | None = Field(default=None, alias="from")
     forwarded: bool | None = None
     frequently_forwarded: bool | None = None
+    # The lead wrote from a product's page in the catalog ("Message Business").
+    referred_product: WReferredProduct | None = None
+
+
+class WOrderItem(ProviderModel):
+    product_retailer_id: str | None = None
+    # Numbers in Meta's examples; typed loosely and read by hand (channels.whatsapp_cloud.commerce).
+    quantity: Any = None
+    item_price: Any = None
+    currency: str | None = None
+
+
+class WOrder(ProviderModel):
+    """A cart the lead sent from the catalog (type "order")."""
+
+    catalog_id: str | None = None
+    text: str | None = None
+    product_items: list[WOrderItem] | None = None
 
 
 class WReferral(ProviderModel):
@@ -137,6 +160,7 @@ class WMessage(ProviderModel):
     button: WButton | None = None
     interactive: WInteractive | None = None
     reaction: WReaction | None = None
+    order: WOrder | None = None
 
 
 class WEcho(WMessage):

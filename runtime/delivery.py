@@ -24,7 +24,7 @@ from runtime.channel_health import ChannelHealth
 from runtime.handoff_card import HandoffCard
 from runtime.persist import until_stored
 from runtime.policies import PermanentDeliveryError
-from runtime.ratelimit import RateLimiter
+from runtime.ratelimit import Limiter, limiter_for
 from runtime.seller_notes import SellerNotes
 from runtime.templates import SELLER_START, Template, TemplateBook
 from store.base import Store
@@ -37,10 +37,6 @@ HUMAN_AGENT_WINDOW_HOURS = 7 * 24
 # (url, max bytes) -> (bytes, mime type, file name): a seller's Chatwoot attachment,
 # fetched from Chatwoot's own origin only (ChatwootClient.download_attachment).
 AttachmentFetcher = Callable[[str, int], Awaitable[tuple[bytes, str, str]]]
-
-
-class Limiter(Protocol):
-    async def acquire(self) -> None: ...
 
 
 class _ToLead(Protocol):
@@ -92,9 +88,12 @@ class Delivery:
         self.notes = notes
         self.attachments = attachments
         self.max_media_bytes = max_media_bytes
-        # Shared across instances when the store is (runtime.ratelimit.limiter_for).
+        # A provider's rate is its account's: metered in the store when instances share
+        # it (Supabase), so N instances do not send N times the rate. Never on `clock`,
+        # which the scenarios move: shared slots stay on the store's own clock.
         self.limiters: Mapping[str, Limiter] = limiters or {
-            name: RateLimiter(ch.rate_per_s) for name, ch in channels.items()
+            name: limiter_for(store, name, ch.rate_per_s, shared=store.shares_rate_limits)
+            for name, ch in channels.items()
         }
 
     async def reengage(self, _item: OutboxItem, payload: Reengage) -> None:

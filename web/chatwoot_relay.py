@@ -95,6 +95,7 @@ def relay_items(lead: LeadRecord, event: ChatwootWebhookEvent, *, message_id: in
             url=attachment.data_url or "",
             file_type=(attachment.file_type or "file").lower(),
             file_name=attachment_name(attachment, index),
+            human_agent=True,
             **given,
         )
         ref = attachment.id if attachment.id is not None else index

@@ -93,7 +93,7 @@ def mirror(
 
 
 def item(payload: Any, attempts: int = 1) -> OutboxItem:
-    out = payload.item(order_key=chatwoot_lane(KEY), idempotency_key="k")
+    out: OutboxItem = payload.item(order_key=chatwoot_lane(KEY), idempotency_key="k")
     out.attempts = attempts
     return out
 

@@ -7,8 +7,9 @@ S3/GCS URL otherwise). The URL arrives in a webhook, so it is fetched only when 
 the origin (scheme, host, port) of CHATWOOT_API_URL; a redirect is followed hop by hop,
 and the API token goes only to Chatwoot's origin, never to the storage host.
 
-One attempt: a refusal, a missing file or one over the size limit is permanent
-(`ChatwootRejected`); a timeout, a broken connection, 429 or 5xx is `ChatwootUnavailable`.
+One attempt: a refusal, a missing blob or a file over the size limit is permanent
+(`ChatwootRejected`); a timeout, a broken connection, 429, 5xx, or a 404 behind the
+redirect (the file not uploaded yet) is `ChatwootUnavailable`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import aiohttp
 from yarl import URL
 
 from integrations.chatwoot.errors import (
+    ChatwootError,
     ChatwootRejected,
     ChatwootUnavailable,
     chatwoot_error_for_status,
@@ -85,9 +87,7 @@ async def download(
                     target = _next_hop(target, resp.headers.get("Location"))
                     continue
                 if not 200 <= resp.status < 300:
-                    raise chatwoot_error_for_status(
-                        resp.status, f"chatwoot attachment download failed: HTTP {resp.status}"
-                    )
+                    raise _http_error(resp.status, redirected=_hop > 0)
                 data = await _read(resp, max_bytes)
                 mime = (resp.content_type or "").strip().lower() or "application/octet-stream"
                 disposition = resp.headers.get("Content-Disposition", "")
@@ -102,6 +102,16 @@ async def download(
         name = file_name_from(disposition) or file_name_from("", parse_url(url)) or file_name_from("", target)
         return Downloaded(data, mime, name or _fallback_name(mime))
     raise ChatwootRejected(f"chatwoot attachment redirected more than {MAX_REDIRECTS} times")
+
+
+def _http_error(status: int, *, redirected: bool) -> ChatwootError:
+    message = f"chatwoot attachment download failed: HTTP {status}"
+    if status == 404 and redirected:
+        # The blob exists (Chatwoot redirected to it) but its file is not stored yet:
+        # Chatwoot uploads after the commit that fires the webhook, and waits 2 s itself
+        # before sending a message with attachments (Message#send_reply). Later, then.
+        return ChatwootUnavailable(f"{message} (file not stored yet)", status=status)
+    return chatwoot_error_for_status(status, message)
 
 
 def _next_hop(current: URL, location: str | None) -> URL:

@@ -187,6 +187,16 @@ async def test_download_failures_say_whether_to_retry(
     assert TOKEN not in str(err.value)
 
 
+async def test_a_file_not_yet_stored_behind_the_redirect_is_retried_later(
+    client: ChatwootClient, mock: aioresponses
+) -> None:
+    mock.get(BLOB, status=302, headers={"Location": DISK})
+    mock.get(DISK, status=404, body="Not Found")
+    with pytest.raises(ProviderError) as err:
+        await client.download_attachment(BLOB, max_bytes=1024)
+    assert err.value.retryable is True
+
+
 async def test_a_download_timeout_is_retried_later(client: ChatwootClient, mock: aioresponses) -> None:
     mock.get(BLOB, exception=TimeoutError())
     with pytest.raises(ProviderError) as err:

@@ -37,6 +37,8 @@ def template_components(parameters: Sequence[str]) -> list[dict[str, Any]]:
     consecutive spaces", netflie/whatsapp-cloud-api#201), so whitespace is folded to single
     spaces: a lead's name or a product never needs a line break to read right.
     """
+    if isinstance(parameters, str):  # one value, not one parameter per character
+        parameters = (parameters,)
     values: list[dict[str, Any]] = []
     for position, value in enumerate(parameters, start=1):
         text = " ".join(str(value).split())

@@ -130,6 +130,15 @@ async def test_template_parameters_are_folded_to_what_meta_accepts(channel: What
     assert [p["text"] for p in params] == ["Maria da Silva", "Kit Verão"]
 
 
+async def test_a_single_string_is_one_parameter(channel: WhatsAppCloudChannel) -> None:
+    with aioresponses() as mocked:
+        mocked.post(SEND_URL, payload=load("send_template_response.json"))
+        async with aiohttp.ClientSession() as session:
+            await channel.send_template(session, LEAD, name="retomar_conversa", parameters="Maria")
+        params = _sent_request(mocked).kwargs["json"]["template"]["components"][0]["parameters"]
+    assert params == [{"type": "text", "text": "Maria"}]
+
+
 async def test_a_blank_template_parameter_is_refused_before_sending(channel: WhatsAppCloudChannel) -> None:
     with aioresponses() as mocked:
         async with aiohttp.ClientSession() as session:

@@ -637,10 +637,10 @@ async def test_media_urls_that_are_not_http_are_refused_for_good(case: Case, url
 @pytest.mark.parametrize(
     ("case", "capabilities"),
     [
-        (ZAPI, {"probe"}),
-        (WAHA, {"probe"}),
-        (CLOUD, {"probe", "templates", "read_receipts"}),
-        (INSTAGRAM, {"probe", "profile_lookup"}),
+        (ZAPI, {"probe", "media"}),
+        (WAHA, {"probe", "media"}),
+        (CLOUD, {"probe", "templates", "read_receipts", "media"}),
+        (INSTAGRAM, {"probe", "profile_lookup", "media"}),
         (None, set()),
     ],
     ids=lambda c: str(c) if isinstance(c, Case) else ("cli" if c is None else ""),
@@ -656,6 +656,7 @@ def test_optional_capabilities_are_found_by_protocol_not_by_name(
             ("templates", base.templates),
             ("read_receipts", base.read_receipts),
             ("profile_lookup", base.profile_lookup),
+            ("media", base.media_sender),
         )
         if lookup(channel) is channel
     }

@@ -194,7 +194,8 @@ class ProviderChecks:
         configured = self.configured()
         states = await asyncio.gather(*(self._state(p, app, clock) for p in configured))
         checked = dict(zip((p.name for p in configured), states, strict=True))
-        return {p.name: checked.get(p.name) or self.not_configured()[p.name] for p in self._providers}
+        off = self.not_configured()
+        return {p.name: checked[p.name] if p.name in checked else off[p.name] for p in self._providers}
 
     async def _state(self, provider: Provider, app: web.Application, clock: Clock) -> ProviderState:
         kept = self._kept.get(provider.name)

@@ -446,9 +446,10 @@ class ChatwootClient:
 
     # -- attachments ----------------------------------------------------------------
 
-    async def download_attachment(self, url: str, *, max_bytes: int) -> tuple[bytes, str, str]:
+    async def download_attachment(self, url: str, max_bytes: int) -> tuple[bytes, str, str]:
         """(bytes, mime type, file name) of an attachment's `data_url`, fetched only from
-        CHATWOOT_API_URL's origin (integrations/chatwoot/download.py)."""
+        CHATWOOT_API_URL's origin (integrations/chatwoot/download.py). Positional too, so
+        it is runtime.delivery's AttachmentFetcher as it stands."""
         if not self.configured:
             raise ChatwootRejected("chatwoot is not configured")
         got: Downloaded = await download(

@@ -132,7 +132,11 @@ def _chatwoot_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> None:
     if config.mirror is None or client is None:
         return
     breaker = deps.breakers.get("chatwoot")
-    mirror = ChatwootMirror(client(), deps.store, config.mirror, deps.health)
+    # The lead's files are fetched by the channel that received them (its credentials,
+    # the media rule) and posted to Chatwoot as attachments.
+    mirror = ChatwootMirror(
+        client(), deps.store, config.mirror, deps.health, media=deps.delivery.channels, session=deps.session
+    )
     policy = policy_for("chatwoot", config.outbox)
     dispatcher.register_typed(ChatwootMessage, mirror.message, policy, breaker)
     dispatcher.register_typed(ChatwootProfile, mirror.profile, policy, breaker)

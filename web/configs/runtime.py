@@ -94,6 +94,7 @@ def mirror_config(settings: Settings) -> MirrorConfig:
     return MirrorConfig(
         reopen_resolved=settings.chatwoot_reopen_resolved,
         handoff_team_id=settings.chatwoot_handoff_team_id,
+        media_max_bytes=settings.media_max_bytes,
     )
 
 

@@ -24,6 +24,7 @@ from agent.business_hours import load_business_hours
 from agent.prompts import load_prompt_bundle
 from integrations.meta_capi import capi_event_id
 from integrations.piperun import external_code_for
+from integrations.piperun.identity import reference_marker
 from runtime.capi_delivery import STAGES
 from tests.helpers.bot_process import BotProcess
 from tests.helpers.leads import HOT_LEAD
@@ -247,10 +248,10 @@ def check_piperun(provider: ProviderServer, hot: list[int], seed: int) -> None:
     crm = provider.state.piperun
     # PipeRun: one person, company, open deal and lead-card note per hot lead, nothing else.
     assert crm.unauthorized == 0
-    codes = {external_code_for(f"whatsapp:{phone(lead)}"): lead for lead in hot}
-    persons = Counter(p.get("external_code") for p in crm.persons)
+    codes = {reference_marker(external_code_for(f"whatsapp:{phone(lead)}")): lead for lead in hot}
+    persons = Counter(p.get("observation") for p in crm.persons)
     assert persons == Counter(dict.fromkeys(codes, 1)), f"seed {seed}: PipeRun persons {persons}"
-    person_of = {p["id"]: codes[p["external_code"]] for p in crm.persons}
+    person_of = {p["id"]: codes[p["observation"]] for p in crm.persons}
     companies = Counter(c["name"] for c in crm.companies)
     assert companies == Counter({hot_profile(lead)["company"]: 1 for lead in hot}), (
         f"seed {seed}: {companies}"

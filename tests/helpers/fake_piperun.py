@@ -118,13 +118,9 @@ class PipeRunAccount:
 
     def _get_persons(self, path: str, query: dict[str, str], body: Any) -> Response:
         found = list(self.persons)
-        if not self.ignore_person_filters:
-            if "external_code" in query:
-                found = [p for p in found if p.get("external_code") == query["external_code"]]
-            if "phone" in query:
-                found = [p for p in found if any(_digits(x) == _digits(query["phone"]) for x in p["_phones"])]
-            if "email" in query:
-                found = [p for p in found if query["email"] in [e.lower() for e in p["_emails"]]]
+        # The one documented filter the client uses: our reference in `observation`.
+        if not self.ignore_person_filters and "observation" in query:
+            found = [p for p in found if query["observation"] in (p.get("observation") or "")]
         return self._list("persons_list.json", [self._render_person(p, query.get("with", "")) for p in found])
 
     def _post_persons(self, path: str, query: dict[str, str], body: dict[str, Any]) -> Response:
@@ -132,9 +128,9 @@ class PipeRunAccount:
         person.update(
             id=next(self._ids),
             name=body["name"],
-            owner_id=body.get("owner_id"),
+            manager_id=body.get("manager_id"),
             company_id=body.get("company_id"),
-            external_code=body.get("external_code", ""),
+            observation=body.get("observation", ""),
         )
         person["_phones"], person["_emails"] = body.get("contactPhones", []), body.get("contactEmails", [])
         self.persons.append(person)
@@ -144,16 +140,17 @@ class PipeRunAccount:
 
     def _get_companies(self, path: str, query: dict[str, str], body: Any) -> Response:
         found = list(self.companies)
-        if "cnpj" in query:  # both formats are documented as accepted
-            found = [c for c in found if _digits(c.get("cnpj")) == _digits(query["cnpj"])]
-        if "name" in query:  # a LIKE, as users of the web app see it
-            found = [c for c in found if query["name"].lower() in (c.get("name") or "").lower()]
+        if "external_code" in query:  # documented; our reference for the company
+            found = [c for c in found if c.get("external_code") == query["external_code"]]
         return self._list("companies_list.json", copy.deepcopy(found))
 
     def _post_companies(self, path: str, query: dict[str, str], body: dict[str, Any]) -> Response:
         company = record("company_create_response.json")
         company.update(
-            id=next(self._ids), name=body["name"], cnpj=body.get("cnpj"), owner_id=body.get("owner_id")
+            id=next(self._ids),
+            name=body["name"],
+            cnpj=body.get("cnpj"),
+            external_code=body.get("external_code"),
         )
         self.companies.append(company)
         envelope = load("company_create_response.json")

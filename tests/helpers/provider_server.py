@@ -158,6 +158,7 @@ class ProviderServer:
         app.router.add_get(f"{cw}/conversations/{{conversation}}/messages", self._cw_list_messages)
         app.router.add_post(f"{cw}/conversations/{{conversation}}/toggle_status", self._cw_toggle)
         app.router.add_post(f"{cw}/conversations/{{conversation}}/labels", self._cw_labels)
+        app.router.add_get(f"{cw}/conversations/{{conversation}}/labels", self._cw_read_labels)
         app.router.add_post(f"{cw}/conversations/{{conversation}}/assignments", self._cw_assign)
         app.router.add_route("*", "/piperun/v1/{tail:.*}", self._piperun)
         app.router.add_post("/{version}/{pixel}/events", self._capi)
@@ -468,6 +469,14 @@ class ProviderServer:
         if conversation is not None:
             conversation["labels"] = list(body.get("labels", []))
         return web.json_response({"payload": list(body.get("labels", []))})
+
+    async def _cw_read_labels(self, request: web.Request) -> web.Response:
+        """GET .../labels (swagger: conversation labels): the list the bot merges into."""
+        if (gate := await self._cw_gate(request, False)) is not None:
+            return gate
+        conversation = self.state.chatwoot.conversations.get(int(request.match_info["conversation"]))
+        labels = list(conversation.get("labels", [])) if conversation is not None else []
+        return web.json_response({"payload": labels})
 
     async def _cw_assign(self, request: web.Request) -> web.Response:
         await request.read()

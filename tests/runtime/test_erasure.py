@@ -93,7 +93,7 @@ class ErasablePipeRun(FakePipeRun):
             return 404, load("error_404.json")
         person["name"] = body["name"]
         person["_phones"], person["_emails"] = list(body["contactPhones"]), list(body["contactEmails"])
-        person["external_code"] = body.get("external_code", person.get("external_code"))
+        person["observation"] = body.get("observation", person.get("observation"))
         return 200, {"success": True, "message": "OK", "data": self._render_person(person, "")}
 
     def _put_deals(self, path: str, query: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
@@ -235,7 +235,7 @@ async def test_forget_erases_the_lead_in_chatwoot_piperun_and_tells_subscribers_
     assert chatwoot.deleted == [f"{CW}/contacts/1042"]
     # PIPERUN_FORGET=anonymize (the default): the person stays, without who it was.
     assert (person["name"], person["_phones"], person["_emails"]) == (ANONYMOUS_PERSON, [], [])
-    assert person["external_code"] == ""
+    assert "Ref. SDR" not in (person["observation"] or "")
     assert deal["title"] == ANONYMOUS_DEAL_TITLE and note["text"] == ANONYMOUS_NOTE
     assert piperun.deleted_persons == []
     [erased] = [d for d in rec.deliveries if d["event"] == "lead.erased"]

@@ -122,8 +122,11 @@ class Channel(MediaSource, Protocol):
         *,
         typing_s: int,
         human_agent: bool = False,
+        seen_message_ids: Sequence[str] = (),
     ) -> SentMessage:
-        """`human_agent`: a person (not the bot) wrote it; Instagram tags it HUMAN_AGENT."""
+        """`human_agent`: a person (not the bot) wrote it; Instagram tags it HUMAN_AGENT.
+        `seen_message_ids`: the lead's messages this reply answers, for a provider whose
+        read receipt names them (WAHA's sendSeen); the others ignore them."""
 
 
 # --- optional capabilities ---------------------------------------------------------

@@ -11,6 +11,7 @@ import shutil
 import sys
 import textwrap
 import uuid
+from collections.abc import Sequence
 from typing import TextIO
 
 import aiohttp
@@ -65,6 +66,7 @@ class CliChannel:
         *,
         typing_s: int,
         human_agent: bool = False,
+        seen_message_ids: Sequence[str] = (),
     ) -> SentMessage:
         # `typing_s` is a WhatsApp nicety; in a terminal the seller wants the answer now.
         stream = self.output if self.output is not None else sys.stdout

@@ -72,6 +72,8 @@ class SendText(OutboxPayload):
     # A person's reply relayed from Chatwoot (Instagram: the HUMAN_AGENT tag).
     human_agent: bool = False
     lead_id: int | None = None
+    # The lead's messages the first bubble answers, for WAHA's sendSeen (its `messageIds`).
+    seen: list[str] | None = None
 
     @classmethod
     def bot_reply(
@@ -85,6 +87,7 @@ class SendText(OutboxPayload):
         message_ref: str,
         turn_id: str,
         purpose: str | None = None,
+        seen: list[str] | None = None,
     ) -> Self:
         return cls(
             channel=channel,
@@ -94,7 +97,7 @@ class SendText(OutboxPayload):
             typing_s=typing_s,
             message_ref=message_ref,
             turn_id=turn_id,
-            **_given(purpose=purpose),
+            **_given(purpose=purpose, seen=seen or None),
         )
 
     @classmethod

@@ -161,6 +161,7 @@ class CommitBuilder:
         """The reply as a person would send it: a few bubbles, each within the channel's
         size limit and with its typing pause; each bubble's message joins `messages`."""
         outbox: list[OutboxItem] = []
+        seen = [m.provider_message_id for m in messages if m.direction == "in" and m.provider_message_id]
         parts = fit_to_limit(
             split_reply(reply, max_parts=self.config.reply_max_parts), MAX_TEXT_BYTES.get(channel)
         )
@@ -178,6 +179,8 @@ class CommitBuilder:
                 message_ref=ref,
                 turn_id=turn_id,
                 purpose=purpose,
+                # Seen once, with the first bubble: the lead's messages of this burst.
+                seen=seen if index == 0 else None,
             )
             outbox.append(bubble.to_item(f"reply:{batch}:{index}"))
         return outbox

@@ -151,6 +151,7 @@ class Delivery:
                 payload.text,
                 typing_s=payload.typing_s,
                 human_agent=payload.human_agent,
+                seen_message_ids=payload.seen or (),
             )
         except ProviderError as exc:
             if await self._refused(channel, payload, exc):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -123,6 +123,7 @@ class InstagramChannel:
         *,
         typing_s: int,
         human_agent: bool = False,
+        seen_message_ids: Sequence[str] = (),
     ) -> SentMessage:
         """One attempt only: the outbox owns retries, so errors say whether to retry.
 

@@ -117,6 +117,7 @@ class WhatsAppCloudChannel:
         *,
         typing_s: int,
         human_agent: bool = False,
+        seen_message_ids: Sequence[str] = (),
     ) -> SentMessage:
         """One attempt only: the outbox owns retries, so errors say whether to retry.
 

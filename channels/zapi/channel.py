@@ -10,6 +10,7 @@ the doctor's probe.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -133,6 +134,7 @@ class ZapiChannel:
         *,
         typing_s: int,
         human_agent: bool = False,
+        seen_message_ids: Sequence[str] = (),
     ) -> SentMessage:
         """One attempt only: the outbox owns retries, so errors say whether to retry."""
         body: dict[str, Any] = {"phone": contact_id, "message": text}

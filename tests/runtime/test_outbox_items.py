@@ -134,11 +134,14 @@ def test_capi_price_only_when_given() -> None:
 def test_every_kind_is_registered_once() -> None:
     assert set(PAYLOADS) == {
         "send_text",
+        "send_media",
         "reengage",
         "chatwoot_message",
         "chatwoot_profile",
         "chatwoot_handoff",
+        "chatwoot_note",
         "piperun_sync",
+        "piperun_note",
         "meta_capi",
         "outbound_webhook",
         "lead_erasure",

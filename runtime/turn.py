@@ -57,6 +57,8 @@ class _Outcome:
     commit: TurnCommit
     llm_s: float = 0.0
     tokens: tuple[int, int] = (0, 0)
+    # The read receipt sent while the model thought; awaited once the turn committed.
+    courtesy: asyncio.Task[None] | None = None
 
 
 class Turn:
@@ -88,8 +90,6 @@ class Turn:
         self.metrics = metrics
         self.profile_name = profile_name
         self.read_receipt = read_receipt
-        # Courtesy calls in flight (read receipts): kept so they are not collected mid-way.
-        self._courtesy: set[asyncio.Task[None]] = set()
         self.completed = 0
 
     async def run(self, contact_key: str) -> bool:
@@ -115,6 +115,10 @@ class Turn:
             self.completed += 1
             self._report(outcome, len(records), time.perf_counter() - started)
             self.on_commit()
+            if outcome.courtesy is not None:
+                # Long done in practice (one HTTP call against a model call); awaited so a
+                # settled runner has nothing left in flight.
+                await outcome.courtesy
             return True
 
     async def _decide(
@@ -214,17 +218,15 @@ class Turn:
             log.warning("profile_name_lookup_failed")
             return None
 
-    def _acknowledge(self, message: InboundMessage) -> None:
+    def _acknowledge(self, message: InboundMessage) -> asyncio.Task[None] | None:
         """The lead sees their message read and the bot typing while the model thinks.
 
-        Only on the path where a reply will follow, and never awaited: Meta shows the
-        bubble for up to 25 s (about one model call), and a courtesy that fails or is slow
-        must not delay or cost the turn."""
+        Only on the path where a reply will follow, and beside the model call rather than
+        before it: Meta shows the bubble for up to 25 s (about one model call), and a
+        courtesy that fails or is slow must not delay or cost the turn."""
         if self.read_receipt is None:
-            return
-        task = asyncio.create_task(self._send_receipt(self.read_receipt, message))
-        self._courtesy.add(task)
-        task.add_done_callback(self._courtesy.discard)
+            return None
+        return asyncio.create_task(self._send_receipt(self.read_receipt, message))
 
     @staticmethod
     async def _send_receipt(receipt: ReadReceipt, message: InboundMessage) -> None:
@@ -236,10 +238,23 @@ class Turn:
     async def _think(
         self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
     ) -> _Outcome:
+        courtesy = self._acknowledge(records[-1].message)
+        try:
+            outcome = await self._answer(turn_id, contact_key, records, lead)
+        except BaseException:
+            if courtesy is not None:
+                courtesy.cancel()
+            raise
+        outcome.courtesy = courtesy
+        return outcome
+
+    async def _answer(
+        self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
+    ) -> _Outcome:
         from agent.graph import TurnInput
 
         now = self.clock()
-        self._acknowledge(records[-1].message)
+
         fetched_name = await self._sender_name(records, lead)
         if fetched_name:
             records = [

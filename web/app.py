@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiohttp
 from aiohttp import web
 
-from channels.base import Channel, profile_lookup
+from channels.base import Channel, profile_lookup, read_receipts
 from channels.registry import build_channels
 from core.clock import Clock
 from core.errors import ProviderError
@@ -26,23 +26,25 @@ from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
 from integrations.outbound_webhooks import Endpoint
-from integrations.piperun import PipeRunClient, PipeRunTexts, load_piperun_texts
+from integrations.piperun import PipeRunTexts, load_piperun_texts
 from runtime.breaker import BreakerRegistry
 from runtime.channel_health import ChannelHealth
-from runtime.delivery import Delivery
+from runtime.delivery import AttachmentFetcher, Delivery
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
 from runtime.handoff_card import HandoffCard, load_handoff_card
 from runtime.lifecycle import Lifecycle
 from runtime.notifier import ForwardingNotifier, LocalNotifier
 from runtime.routes import RouteDeps, register_outbox_routes
+from runtime.seller_notes import SellerNotes, load_seller_notes
+from runtime.templates import TemplateBook, load_templates
 from runtime.turns import TurnRunner
 from runtime.webhook_delivery import subscriptions
 from store.base import Store
 from store.sqlite import SqliteStore
 from web.chatwoot_webhook import handle_chatwoot_webhook
 from web.configs.channels import channels_config
-from web.configs.integrations import chatwoot_config, meta_capi_config, piperun_config, webhook_endpoints
+from web.configs.integrations import chatwoot_config, meta_capi_config, piperun_clients, webhook_endpoints
 from web.configs.runtime import delivery_config, lifecycle_config, route_config, runner_config
 from web.crm_webhook import handle_crm_webhook
 from web.health import health
@@ -164,7 +166,8 @@ def _client_factories(settings: Settings, session: aiohttp.ClientSession) -> dic
     if settings.chatwoot_configured:
         factories["chatwoot"] = lambda: ChatwootClient(chatwoot_config(settings), session)
     if settings.piperun_api_token is not None:
-        factories["piperun"] = lambda: PipeRunClient(piperun_config(settings), session)
+        # One pace (PIPERUN_RATE_PER_S) shared by the sync, note and erasure clients.
+        factories["piperun"] = piperun_clients(settings, session)
     if settings.meta_capi_configured:
         factories["capi"] = lambda: MetaCapiClient(meta_capi_config(settings), session)
     return factories
@@ -177,11 +180,37 @@ class _Texts:
 
     card: HandoffCard
     piperun: PipeRunTexts | None
+    notes: SellerNotes
+    templates: TemplateBook
 
 
 def _read_texts(settings: Settings) -> _Texts:
     piperun = load_piperun_texts() if settings.piperun_configured else None
-    return _Texts(card=load_handoff_card(), piperun=piperun)
+    templates = load_templates(
+        fallback_name=settings.whatsapp_reengage_template,
+        fallback_language=settings.whatsapp_template_language,
+    )
+    return _Texts(card=load_handoff_card(), piperun=piperun, notes=load_seller_notes(), templates=templates)
+
+
+def _read_receipt(
+    channels: dict[str, Channel], session: aiohttp.ClientSession
+) -> Callable[[InboundMessage], Awaitable[None]]:
+    """Blue ticks and "typing..." on the lead's last message, where the channel has them."""
+
+    async def receipt(message: InboundMessage) -> None:
+        channel = read_receipts(channels.get(message.channel))
+        if channel is not None:
+            await channel.mark_read(session, message.provider_message_id, typing=True)
+
+    return receipt
+
+
+def _attachment_fetcher(settings: Settings, session: aiohttp.ClientSession) -> AttachmentFetcher | None:
+    """Sellers' Chatwoot files, fetched from Chatwoot's own origin only."""
+    if not settings.chatwoot_configured:
+        return None
+    return ChatwootClient(chatwoot_config(settings), session).download_attachment
 
 
 Role = Literal["all", "web", "worker"]
@@ -207,7 +236,9 @@ def create_app(
     # Read once at build: a broken endpoint list or text file stops the bot with a clear message.
     endpoints = webhook_endpoints(settings)
     texts = _read_texts(settings) if role != "web" else None
-    app[LIFECYCLE] = Lifecycle(lifecycle_config(settings), subscriptions(endpoints))
+    app[LIFECYCLE] = Lifecycle(
+        lifecycle_config(settings), subscriptions(endpoints), texts.notes if texts is not None else None
+    )
     app.on_shutdown.append(_start_draining)
     runtime = _RuntimeCtx(
         settings, role, endpoints, worker=worker, worker_port=worker_port, clock=clock, texts=texts
@@ -333,6 +364,8 @@ class _RuntimeCtx:
             card=card,
             on_commit=dispatcher.wake,
             profile_name=_profile_name_lookup(channels, session),
+            read_receipt=_read_receipt(channels, session),
+            notes=self.texts.notes,
             lifecycle=app[LIFECYCLE],
             metrics=app[METRICS],
             # The worker hears of new messages only through the store: poll it for them.
@@ -347,6 +380,10 @@ class _RuntimeCtx:
             health=app[CHANNEL_HEALTH],
             card=card,
             clock=runner.now,  # one clock for "how long since the lead wrote"
+            templates=self.texts.templates,
+            notes=self.texts.notes,
+            attachments=_attachment_fetcher(settings, session),
+            max_media_bytes=settings.media_max_bytes,
         )
         deps = RouteDeps(
             route_config(settings),

@@ -137,11 +137,11 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
                 contact_key = await store.message_contact(status.provider_message_id)
                 if contact_key is not None:
                     await schedule_reengage(store, channel_name, contact_key)
-        for event in parsed.referrals:
+        for back in parsed.referrals:
             # A lead already in a thread came back through an ad: the newest ad gets the
             # credit (and Meta CAPI the match); a stranger's referral stores nothing.
-            key = contact_key_for(channel_name, event.contact_id)
-            if await store.record_referral(key, event.referral.model_dump(exclude_none=True)):
+            key = contact_key_for(channel_name, back.contact_id)
+            if await store.record_referral(key, back.referral.model_dump(exclude_none=True)):
                 log.info("lead_referral_recorded", channel=channel_name)
     except StoreUnavailable as exc:
         log.error("webhook_store_unavailable", channel=channel_name, error=str(exc))

@@ -84,6 +84,9 @@ class Recorder:
 
     def __init__(self, response: dict[str, Any], *, status: int = 200) -> None:
         self.bodies: list[dict[str, Any]] = []
+        # Cloud API read receipts (status: read) share the messages endpoint; kept apart
+        # so `bodies` are the messages the lead receives.
+        self.receipts: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.response = response
         self.status = status
@@ -92,7 +95,7 @@ class Recorder:
         data = kwargs.get("json")
         if data is None and kwargs.get("data") is not None:
             data = json.loads(kwargs["data"])
-        self.bodies.append(data)
+        (self.receipts if data.get("status") == "read" else self.bodies).append(data)
         self.headers.append(dict(kwargs.get("headers") or {}))
         return CallbackResult(status=self.status, payload=self.response)
 
@@ -116,14 +119,20 @@ async def test_waha_message_is_answered_through_waha(
 ) -> None:
     send = Recorder(load_fixture("waha/send_text_response_gows.json"), status=201)
     http_mock.post(f"{WAHA_URL}/api/sendText", callback=send.handle, repeat=True)
-    http_mock.post(f"{WAHA_URL}/api/sendSeen", payload={}, repeat=True)
+    seen = Recorder({}, status=200)
+    http_mock.post(f"{WAHA_URL}/api/sendSeen", callback=seen.handle, repeat=True)
     http_mock.post(f"{WAHA_URL}/api/startTyping", payload={}, repeat=True)
     openai_fake.then(reply="Oi! Sou da Seleto. Qual é o seu nome?")
 
-    body = json.dumps(load_fixture("waha/message_text.json")).encode()
+    inbound = load_fixture("waha/message_text.json")
+    body = json.dumps(inbound).encode()
     response = await bot.post("/webhooks/waha", data=body, headers=waha_signed(body))
     assert response.status == 200, await response.text()
     await settled(bot)
+    # Seen names the lead's message the reply answers (SendSeenRequest.messageIds).
+    assert seen.bodies == [
+        {"chatId": "5511999999999@c.us", "session": "default", "messageIds": [inbound["payload"]["id"]]}
+    ]
     assert send.bodies == [
         {
             "chatId": "5511999999999@c.us",
@@ -168,13 +177,24 @@ async def test_cloud_api_message_is_answered_and_statuses_are_stored(
     http_mock.post(f"{GRAPH}/{PHONE_NUMBER_ID}/messages", callback=send.handle, repeat=True)
     openai_fake.then(reply="Entregamos em todo o Brasil! Qual produto te interessa?")
 
-    body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
+    inbound = load_fixture("whatsapp_cloud/text.json")
+    body = json.dumps(inbound).encode()
     response = await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
     assert response.status == 200, await response.text()
     await settled(bot)
     assert send.texts() == ["Entregamos em todo o Brasil! Qual produto te interessa?"]
+    # While the model thought, the lead saw blue ticks and "typing..." on their message.
+    lead_message = inbound["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+    assert send.receipts == [
+        {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": lead_message,
+            "typing_indicator": {"type": "text"},
+        }
+    ]
     assert send.bodies[0]["to"] == "5511987654321"
-    assert send.headers[0]["Authorization"] == f"Bearer {WA_TOKEN}"
+    assert all(h["Authorization"] == f"Bearer {WA_TOKEN}" for h in send.headers)
     assert rows(bot, "SELECT status FROM messages WHERE direction = 'out'") == [("sent",)]
 
     # Meta reports the message read: stored on our message.
@@ -341,6 +361,33 @@ async def test_instagram_message_is_answered_through_the_graph_api(
     lead = rows(bot, "SELECT contact_key, name FROM leads")[0]
     assert lead[0] == "instagram:1254459154682919"
     assert lead[1]
+
+
+async def test_a_lead_back_in_the_thread_from_an_ad_is_credited_to_that_ad(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    http_mock.post(
+        f"{GRAPH}/me/messages", payload=load_fixture("instagram/send_text_response.json"), repeat=True
+    )
+    http_mock.get(
+        f"{GRAPH}/1254459154682919?fields=name,username",
+        payload=load_fixture("instagram/user_profile.json"),
+        repeat=True,
+    )
+    body = json.dumps(load_fixture("instagram/message_text.json")).encode()
+    assert (await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))).status == 200
+    await settled(bot)
+    assert rows(bot, "SELECT referral FROM leads") == [(None,)]
+
+    referral = load_fixture("instagram/messaging_referral_ad.json")
+    body = json.dumps(referral).encode()
+    response = await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
+    assert response.status == 200 and (await response.json())["referrals"] == 1
+    await settled(bot)
+    [(stored,)] = rows(bot, "SELECT referral FROM leads")
+    ad_id = referral["entry"][0]["messaging"][0]["referral"]["ad_id"]
+    assert json.loads(stored)["source_id"] == ad_id
+    assert openai_fake.chat_calls == 1  # an ad click is not a message to answer
 
 
 async def test_instagram_echo_is_recorded_and_never_answered(

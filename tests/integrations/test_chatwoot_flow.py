@@ -417,20 +417,19 @@ async def test_a_voice_note_is_mirrored_with_its_transcript(
     chatwoot: FakeChatwoot,
 ) -> None:
     payload = zapi_message("received_audio_ptt.json", phone=LEAD)
-    http_mock.get(payload["audio"]["audioUrl"], body=b"OggS-fake", content_type="audio/ogg")
+    # Fetched twice: once to transcribe, once to mirror the recording to Chatwoot.
+    http_mock.get(payload["audio"]["audioUrl"], body=b"OggS-fake", content_type="audio/ogg", repeat=True)
     response = await bot.post("/webhooks/zapi", json=payload)
     assert response.status == 200
     await settled(bot)
     assert len(chatwoot.public()) == 2
     incoming = chatwoot.public()[0]
     assert incoming[0] == "incoming" and "quinhentos por dia" in incoming[1]
-    # The recording itself: a Chatwoot attachment when the mirror is given the channels'
-    # media (runtime/routes.py), else its link under the transcript.
-    files = chatwoot.messages[0].get("attachments[]")
-    assert (
-        files == [("3EB0A1B2C3D4E5F60002.ogg", b"OggS-fake", "audio/ogg")]
-        or payload["audio"]["audioUrl"] in incoming[1]
-    )
+    # The recording itself, as a Chatwoot attachment the seller can play (not a link).
+    assert chatwoot.messages[0].get("attachments[]") == [
+        ("3EB0A1B2C3D4E5F60002.ogg", b"OggS-fake", "audio/ogg")
+    ]
+    assert payload["audio"]["audioUrl"] not in incoming[1]
 
 
 async def test_a_conversation_update_that_does_not_change_the_status_keeps_the_bot_paused(

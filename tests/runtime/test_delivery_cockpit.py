@@ -265,5 +265,7 @@ def test_reengage_and_seller_start_of_one_silence_are_separate_items() -> None:
         ("file", "text/csv", "document"),
     ],
 )
-def test_chatwoot_file_types_map_to_what_the_channel_sends(file_type: str | None, mime: str, kind: str) -> None:
+def test_chatwoot_file_types_map_to_what_the_channel_sends(
+    file_type: str | None, mime: str, kind: str
+) -> None:
     assert media_kind(file_type, mime) == kind

@@ -35,7 +35,9 @@ def builder(*, chatwoot: bool = True) -> CommitBuilder:
 def asking(*, quotes: int = 1, questions: int = 1) -> TurnResult:
     effects = ToolEffects()
     for _ in range(quotes):
-        effects.quotes.append(QuoteRequest(products=["FB300", "Esteira"], quantity=None, summary="Quer preço"))
+        effects.quotes.append(
+            QuoteRequest(products=["FB300", "Esteira"], quantity=None, summary="Quer preço")
+        )
     for _ in range(questions):
         effects.technical_questions.append(TechnicalQuestion(question="Aceita carne com osso?", context=None))
     return TurnResult(
@@ -59,7 +61,11 @@ def test_each_quote_and_question_is_a_labelled_private_note_in_chatwoot() -> Non
     commit = builder().from_agent("t1", KEY, [record(1, "Quanto custa?")], None, asking(), at=NOW)
     notes = payloads(commit.outbox, "chatwoot_note")
     assert [n["labels"] for n in notes] == [["orcamento"], ["duvida-tecnica"]]
-    assert notes[0]["note"].splitlines() == ["🧾 Pedido de orçamento", "Produtos: FB300, Esteira", "Resumo: Quer preço"]
+    assert notes[0]["note"].splitlines() == [
+        "🧾 Pedido de orçamento",
+        "Produtos: FB300, Esteira",
+        "Resumo: Quer preço",
+    ]
     assert "Pergunta: Aceita carne com osso?" in notes[1]["note"]
     assert "Contexto" not in notes[1]["note"]  # unknown values leave no empty line
     keys = [i.idempotency_key for i in commit.outbox if i.kind == "chatwoot_note"]
@@ -85,7 +91,11 @@ def test_the_deal_note_follows_the_crm_sync_of_the_same_turn_and_webhooks_hear_o
     assert "Pedido de orçamento" in crm[1].payload["text"]
     events = payloads(items, "outbound_webhook")
     assert [e["event"] for e in events] == ["quote.requested", "technical_question.created"]
-    assert events[0]["data"]["quote"] == {"products": ["FB300", "Esteira"], "quantity": None, "summary": "Quer preço"}
+    assert events[0]["data"]["quote"] == {
+        "products": ["FB300", "Esteira"],
+        "quantity": None,
+        "summary": "Quer preço",
+    }
     assert events[1]["data"]["question"]["question"] == "Aceita carne com osso?"
 
 

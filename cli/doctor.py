@@ -8,7 +8,7 @@ what to do; then it prints the webhook URLs to paste into each provider.
 
 The doctor only orchestrates and prints: each adapter and client carries its own probe
 (the provider's URL, headers and what its answers mean live with the code that calls the
-provider), and gets a `ProbeIO` (cli/probe_io.py) that words transport failures. Adding a
+provider), and gets a `ProbeIO` (web/probe_io.py) that words transport failures. Adding a
 provider is one `Check` in `CHECKS`: a name, the env vars that turn it on, the
 `*_configured` predicate of `Settings`, and how to reach its probe.
 

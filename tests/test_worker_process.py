@@ -68,7 +68,7 @@ async def test_the_deployed_layout_answers_and_reports_both_processes(
     try:
         assert bot.proc is not None and len(children(bot.proc.pid)) == 1
         await deliver(bot, "3EB0WORK00000001", "Oi, tudo bem?")
-        await bot.settled(timeout=10)
+        await bot.settled(timeout=45)
         assert replies(provider) == ["Resposta para: Oi, tudo bem?"]
         status, body = await get(bot, "/api/health")
         assert status == 200 and '"worker": "running"' in body
@@ -97,7 +97,7 @@ async def test_a_dead_worker_is_restarted_and_nothing_is_lost(
         os.kill(worker, signal.SIGKILL)
         # Webhooks are still acknowledged while the worker is down: the message waits, stored.
         await deliver(bot, "3EB0WORK00000002", "Alguém aí?")
-        await bot.settled(timeout=15)  # waits for the restarted worker: health is 503 without it
+        await bot.settled(timeout=45)  # waits for the restarted worker: health is 503 without it
         assert replies(provider) == ["Resposta para: Alguém aí?"]
         [again] = children(bot.proc.pid)
         assert again != worker
@@ -133,7 +133,7 @@ async def test_one_process_mode_still_works(tmp_path: Path, provider: ProviderSe
     try:
         assert bot.proc is not None and children(bot.proc.pid) == []
         await deliver(bot, "3EB0WORK00000003", "Oi")
-        await bot.settled(timeout=10)
+        await bot.settled(timeout=45)
         assert replies(provider) == ["Resposta para: Oi"]
         status, body = await get(bot, "/api/health")
         assert status == 200 and "worker" not in body
@@ -156,9 +156,9 @@ async def test_the_worker_hears_of_each_message_at_once_not_at_the_next_poll(
     try:
         started = asyncio.get_running_loop().time()
         await deliver(bot, "3EB0WORK00000004", "Oi, rápido?")
-        await eventually(lambda: provider.state.sent, timeout=5)  # the first reply: a monotone flag
+        await eventually(lambda: provider.state.sent, timeout=30)  # the first reply: a monotone flag
         assert asyncio.get_running_loop().time() - started < 3
-        await bot.settled(timeout=10)
+        await bot.settled(timeout=45)
         assert replies(provider) == ["Resposta para: Oi, rápido?"]
     finally:
         bot.terminate()

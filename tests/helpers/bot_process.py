@@ -72,7 +72,7 @@ class BotProcess:
         """The URL pasted into Z-API's "Ao receber", secret included."""
         return f"{self.url}/webhooks/zapi?token={WEBHOOK_TOKEN}"
 
-    async def start(self, timeout: float = 20.0) -> None:
+    async def start(self, timeout: float = 60.0) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             [sys.executable, "main.py"], cwd=REPO, env=self.env, stdout=log, stderr=log

@@ -148,12 +148,14 @@ async def test_from_me_group_and_status_events_are_never_answered(
         "received_group.json",
         "received_newsletter.json",
         "received_status_broadcast.json",
-        "message_status_read.json",
         "delivery_callback.json",
     ):
         ack = await post(bot, zapi_message(fixture))
         assert ack["accepted"] == 0, fixture
         assert ack["ignored"] == 1, fixture
+    # A read receipt is recorded as a delivery status, never answered.
+    ack = await post(bot, zapi_message("message_status_read.json"))
+    assert (ack["accepted"], ack["statuses"]) == (0, 1)
     await settled(bot)
     assert openai_fake.calls_started == 0
     assert zapi_fake.attempts == 0

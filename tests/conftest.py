@@ -142,3 +142,18 @@ def restore_logging() -> Iterator[None]:
     yield
     structlog.configure(**saved)
     root.handlers, root.level = handlers, level
+
+
+# Files whose tests run real bot processes for tens of seconds each. Collected first, so
+# xdist hands them out while the quick tests fill the other workers, instead of one of
+# them starting last and leaving three workers idle behind it.
+_LONG_RUNNING = (
+    "test_faults_sigkill.py",
+    "test_crash_restart.py",
+    "test_worker_process.py",
+    "test_shutdown.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in _LONG_RUNNING)  # stable: order kept otherwise

@@ -34,8 +34,9 @@ SECRET = "cw-webhook-secret-6c5b4a39"
 LEAD = "5544999999999"
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def chatwoot_settings(tmp_path: Path) -> Settings:
+    """Chatwoot account 7, API inbox 3, as the fake below answers for (shared with the
+    other files that drive the cockpit through the app)."""
     return fast_settings(
         tmp_path,
         chatwoot_api_url="https://chatwoot.example.com",
@@ -45,6 +46,11 @@ def settings(tmp_path: Path) -> Settings:
         chatwoot_webhook_secret=SECRET,
         chatwoot_handoff_team_id=4,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return chatwoot_settings(tmp_path)
 
 
 class FakeChatwoot:

@@ -14,10 +14,9 @@ from aiohttp.test_utils import TestClient
 from aioresponses import CallbackResult, aioresponses
 
 from core.settings import Settings
-from tests.conftest import fast_settings
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, load_fixture
 from tests.helpers.settle import settled
-from tests.integrations.test_chatwoot_flow import LEAD, FakeChatwoot, lead_says, signed
+from tests.integrations.test_chatwoot_flow import LEAD, FakeChatwoot, chatwoot_settings, lead_says, signed
 
 ZAPI = "https://api.z-api.io/instances/3C01A9F0E1B2C3D4/token/F0E1D2C3B4A5968778695A4B"
 FILES = "https://chatwoot.example.com/rails/active_storage/blobs/redirect"
@@ -25,14 +24,7 @@ FILES = "https://chatwoot.example.com/rails/active_storage/blobs/redirect"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return fast_settings(
-        tmp_path,
-        chatwoot_api_url="https://chatwoot.example.com",
-        chatwoot_api_token="cw-api-token-1f2e3d4c",
-        chatwoot_account_id="7",
-        chatwoot_inbox_id="3",
-        chatwoot_webhook_secret="cw-webhook-secret-6c5b4a39",
-    )
+    return chatwoot_settings(tmp_path)
 
 
 @pytest.fixture

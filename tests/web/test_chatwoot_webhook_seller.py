@@ -22,10 +22,16 @@ from aioresponses import aioresponses
 from core.records import LeadRecord
 from core.settings import Settings
 from integrations.chatwoot import parse_webhook_event
-from tests.conftest import fast_settings
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, load_fixture
 from tests.helpers.settle import settled
-from tests.integrations.test_chatwoot_flow import FakeChatwoot, chatwoot_event, lead_says, rows, signed
+from tests.integrations.test_chatwoot_flow import (
+    FakeChatwoot,
+    chatwoot_event,
+    chatwoot_settings,
+    lead_says,
+    rows,
+    signed,
+)
 from web.chatwoot_relay import relay_items
 from web.keys import STORE
 
@@ -36,16 +42,7 @@ FILES = "webhook_message_created_attachments.json"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """As tests/integrations/test_chatwoot_flow.py: account 7, inbox 3."""
-    return fast_settings(
-        tmp_path,
-        chatwoot_api_url="https://chatwoot.example.com",
-        chatwoot_api_token="cw-api-token-1f2e3d4c",
-        chatwoot_account_id="7",
-        chatwoot_inbox_id="3",
-        chatwoot_webhook_secret="cw-webhook-secret-6c5b4a39",
-        chatwoot_handoff_team_id=4,
-    )
+    return chatwoot_settings(tmp_path)
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from core.settings import Settings
@@ -105,3 +107,14 @@ def test_no_function_is_longer_than_80_lines() -> None:
                 if length > MAX_FUNCTION_LINES:
                     long_functions[f"{path.relative_to(REPO)}:{node.lineno} {node.name}"] = length
     assert long_functions == {}
+
+
+def test_the_web_process_does_not_load_the_model_client() -> None:
+    """The web role only takes webhooks; the worker thinks. The openai package (and the
+    agent graph) cost the web process ~20 MB it never uses, so nothing it imports at
+    start may pull them in (a fresh interpreter: this suite has long imported them)."""
+    probe = "import sys, web.app; print(sorted(m for m in ('openai', 'langgraph') if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"

@@ -33,7 +33,6 @@ from core.probe import ProbeReply, ProbeResult, ProbeVerdict, problem
 from core.settings import Settings
 from integrations.meta_capi import MetaCapiClient
 from integrations.piperun import PipeRunClient
-from web.configs.agent import llm_config
 from web.configs.integrations import meta_capi_config, piperun_config
 from web.keys import HTTP, LLM, SETTINGS
 from web.probe_io import ProbeContext
@@ -81,7 +80,10 @@ class Provider:
 async def _openai(app: web.Application, io: ProbeContext) -> ProbeResult:
     llm = app.get(LLM)
     if llm is None:  # a web process without a worker: nothing else loads the agent here
+        # Imported here, not at the top: the openai package costs the web process ~20 MB
+        # of memory it never needs when a worker does the thinking.
         from agent.llm import LLMClient
+        from web.configs.agent import llm_config
 
         llm = LLMClient(llm_config(app[SETTINGS]), app[HTTP])
     return await llm.probe(io)

@@ -1,7 +1,10 @@
 """`python main.py chat`: a seller talks to the real agent and store in a terminal.
 
 Same graph, same store, channel `cli`; the lead card (profile, score, reasons) is
-printed after every answer so prompt changes can be judged without WhatsApp.
+printed after every answer so prompt changes can be judged without WhatsApp. chat's own
+lines are English (the operator's language); the bot's words to the lead stay pt-BR.
+When the model cannot be reached, chat says why in one line (refused, timeout, bad key,
+provider busy), gives up after a bounded wait, and `/sair` still ends it at once.
 """
 
 from __future__ import annotations
@@ -10,39 +13,58 @@ import asyncio
 import codecs
 import contextlib
 import os
+import socket
 import stat
 import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, Literal, TextIO
 
+import openai
 from aiohttp import web
 
 from channels.cli import CliChannel
 from core.clock import utc_now
+from core.errors import LLMRefused
 from core.lead import LeadProfile, describe_lead, field_label, missing_fields
 from core.models import InboundMessage, MessageKind
 from core.records import LeadRecord, StoredMessage
 from core.settings import Settings
 from store.base import Store
 from web.app import create_app
-from web.keys import CHANNELS, RUNNER, STORE
+from web.keys import CHANNELS, LLM, RUNNER, STORE
 from web.serve import configure_process
 
 CHAT_DEFAULT_CONTACT = "terminal"
-CHAT_PROMPT = "você> "
+CHAT_PROMPT = "you> "
+# A healthy but slow model may take this long; failures are bounded by CHAT_GIVE_UP_S.
 CHAT_REPLY_TIMEOUT_S = 180.0
+# How long chat keeps retrying a model it cannot reach before it hands the prompt back.
+CHAT_GIVE_UP_S = 30.0
 CHAT_POLL_S = 0.02
+EXIT_FAILED = 1
 EXIT_NO_OPENAI = 2
 EXIT_INTERRUPTED = 130
+QUIT_COMMANDS = frozenset({"/sair", "/quit", "/exit"})
+GOODBYE = "Bye."
 
-NO_OPENAI_MESSAGE = (
-    "O chat conversa com o modelo de verdade: defina OPENAI_API_KEY (no ambiente ou no "
-    "arquivo .env) e rode de novo."
-)
+
+def endpoint_line(settings: Settings) -> str:
+    """Which model chat talks to, so a wrong OPENAI_BASE_URL is visible before the first turn."""
+    return f"Model: {settings.openai_model} at {settings.openai_base_url} (OPENAI_MODEL, OPENAI_BASE_URL)"
+
+
+def no_openai_message(settings: Settings) -> str:
+    return (
+        f"OPENAI_API_KEY is not set: chat talks to the real model ({settings.openai_model} at "
+        f"{settings.openai_base_url}). Put OPENAI_API_KEY=sk-... in the environment or in .env "
+        "and run chat again."
+    )
 
 
 def chat_settings(settings: Settings) -> Settings:
@@ -54,10 +76,104 @@ def chat_settings(settings: Settings) -> Settings:
         # A failed turn is retried soon, not minutes later, while the seller watches.
         "turn_retry_base_s": min(settings.turn_retry_base_s, 1.0),
         "turn_retry_max_s": min(settings.turn_retry_max_s, 5.0),
+        # /sair must end chat at once: a turn still talking to the model is cut after ~1 s
+        # and its message stays pending for the next session.
+        "shutdown_grace_s": min(settings.shutdown_grace_s, 1.0),
     }
     if "log_level" not in settings.model_fields_set:
-        update["log_level"] = "WARNING"
+        # chat explains failures in its own one-line words; the log's warnings and
+        # tracebacks would bury them (LOG_LEVEL=INFO brings the log back).
+        update["log_level"] = "CRITICAL"
     return settings.model_copy(update=update)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFailure:
+    """Why the last model call failed, as one English line; `fatal` when retrying cannot
+    help until the operator changes the configuration (key, URL, model)."""
+
+    text: str
+    fatal: bool = False
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def explain_model_failure(exc: BaseException, settings: Settings) -> ModelFailure:
+    """Read the root cause, not the SDK's label: the aiohttp transport reports a refused
+    connection as `APITimeoutError`, and a real timeout as `APIConnectionError`."""
+    url = settings.openai_base_url
+    chain = _causes(exc)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return ModelFailure(f"connection refused at {url}: nothing listens there; check OPENAI_BASE_URL")
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return ModelFailure(f"host not found for {url}: check OPENAI_BASE_URL and the network")
+    status = next((e.status_code for e in chain if isinstance(e, openai.APIStatusError)), None)
+    if status is not None:
+        return _status_failure(status, settings)
+    deepest = chain[-1]
+    if any(isinstance(e, TimeoutError) for e in chain) or isinstance(deepest, openai.APITimeoutError):
+        return ModelFailure(f"timeout: {url} did not answer within {settings.openai_timeout_s:g} s")
+    if any(isinstance(e, openai.APIConnectionError) for e in chain):
+        reason = str(deepest) or type(deepest).__name__
+        return ModelFailure(f"connection to {url} failed ({reason}); check OPENAI_BASE_URL and the network")
+    if isinstance(exc, LLMRefused):
+        return ModelFailure(f"the model answered without a usable reply ({exc})")
+    return ModelFailure(f"the model call failed ({type(exc).__name__})")
+
+
+# Statuses retrying cannot fix: the operator must change the configuration first.
+_FATAL_STATUSES = {
+    401: "{url} refused the key (HTTP 401): check OPENAI_API_KEY (keys: https://platform.openai.com/api-keys)",
+    403: "the key may not use {model} at {url} (HTTP 403): check the key's project permissions",
+    404: "{model} not found at {url} (HTTP 404): check OPENAI_BASE_URL and OPENAI_MODEL",
+}
+
+
+def _status_failure(status: int, settings: Settings) -> ModelFailure:
+    url, model = settings.openai_base_url, settings.openai_model
+    if status in _FATAL_STATUSES:
+        return ModelFailure(_FATAL_STATUSES[status].format(url=url, model=model), fatal=True)
+    if status == 429:
+        return ModelFailure(f"the provider at {url} is busy or the account is over its limit (HTTP 429)")
+    if status >= 500:
+        return ModelFailure(f"the provider at {url} is down (HTTP {status})")
+    return ModelFailure(f"{url} rejected the request (HTTP {status})")
+
+
+class ModelWatch:
+    """Sees every model call the agent makes in this process and keeps why the last one
+    failed. The turn runner only stores a summary in the database ("openai unavailable:
+    APITimeoutError"), which is exactly the mislabel chat must not repeat."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.failures = 0
+        self.last: ModelFailure | None = None
+
+    def watch(self, llm: Any) -> None:
+        call: Callable[..., Awaitable[Any]] = llm.structured
+
+        async def structured(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = await call(*args, **kwargs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last = explain_model_failure(exc, self.settings)
+                self.failures += 1
+                raise
+            self.last = None
+            return result
+
+        setattr(llm, "structured", structured)  # noqa: B010 - one instance, this process only
 
 
 def chat_contact_id(contact: str | None = None, *, fresh: bool = False) -> str:
@@ -179,24 +295,86 @@ def _settle(future: asyncio.Future[bytes], result: bytes | OSError) -> None:
         future.set_result(result)
 
 
+Outcome = Literal["answered", "gave_up", "fatal", "quit"]
+
+
+class _Input:
+    """The operator's lines. In a terminal they are read while a turn runs, so `/sair`,
+    `/quit` or Ctrl-D end chat at once even while the model is being retried; anything
+    else typed meanwhile is kept for after the turn. Piped input is a script: read in
+    turn, so `printf 'Oi\\n/sair\\n' | chat` still sees the reply before quitting."""
+
+    def __init__(self, reader: _LineReader, *, concurrent: bool) -> None:
+        self.reader = reader
+        self.concurrent = concurrent
+        self.typed_ahead: deque[str] = deque()
+        self._next: asyncio.Future[str] | None = None
+
+    def _pending_line(self) -> asyncio.Future[str]:
+        if self._next is None:
+            self._next = asyncio.ensure_future(self.reader.readline())
+        return self._next
+
+    async def readline(self) -> str:
+        if self.typed_ahead:
+            return self.typed_ahead.popleft()
+        line = self._pending_line()
+        try:
+            return await line
+        finally:
+            self._next = None
+
+    async def during(self, work: Awaitable[Outcome]) -> Outcome:
+        if not self.concurrent:
+            return await work
+        job = asyncio.ensure_future(work)
+        try:
+            while True:
+                line = self._pending_line()
+                racing: set[asyncio.Future[Any]] = {job, line}
+                done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+                if job in done:
+                    return job.result()
+                self._next = None
+                raw = line.result()
+                if not raw or raw.strip().lower() in QUIT_COMMANDS:
+                    return "quit"
+                self.typed_ahead.append(raw)
+        finally:
+            if not job.done():
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+
+    async def close(self) -> None:
+        if self._next is not None and not self._next.done():
+            self._next.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._next
+
+
 class _Chat:
     def __init__(
         self,
         store: Store,
         notify: Callable[..., None],
         out: TextIO,
+        watch: ModelWatch,
         *,
         contact_id: str,
         name: str | None,
         timeout_s: float,
+        give_up_s: float,
     ) -> None:
         self.store = store
         self.notify = notify
         self.out = out
+        self.watch = watch
         self.contact_id = contact_id
         self.name = name
         self.key = f"cli:{contact_id}"
         self.timeout_s = timeout_s
+        self.give_up_s = give_up_s
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -209,7 +387,9 @@ class _Chat:
         recent = await self.store.recent_messages(self.key, 1)
         return recent[-1].id if recent else 0
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str) -> int:
+        """Stores the line as the lead's message and wakes the runner; returns the id after
+        which this turn's replies will be."""
         baseline = await self.last_message_id()
         message = InboundMessage(
             channel="cli",
@@ -221,23 +401,20 @@ class _Chat:
         )
         await self.store.add_inbound(message)
         self.notify(message.contact_key, immediate=True)
-        await self.wait_for_reply(baseline)
+        return baseline
 
-    async def wait_for_reply(self, baseline: int) -> None:
+    async def wait_for_reply(self, baseline: int) -> Outcome:
+        """Until the reply is delivered, the configuration is wrong (fatal), or the model
+        stayed unreachable for `give_up_s` since its first failure."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
+        give_up_at: float | None = None
+        failures_before = self.watch.failures
+        reported: str | None = None
         reported_attempts = 0
         while True:
             pending = await self.store.pending_inbound(self.key)
-            if pending:
-                attempts = max(record.attempts for record in pending)
-                if attempts > reported_attempts:
-                    reported_attempts = attempts
-                    self.say(
-                        f"(o bot ainda não conseguiu responder, tentativa {attempts}; "
-                        "tentando de novo... Ctrl-C encerra)"
-                    )
-            else:
+            if not pending:
                 replies = [
                     m
                     for m in await self.store.recent_messages(self.key, 50)
@@ -245,14 +422,39 @@ class _Chat:
                 ]
                 if await self._delivered(replies):
                     if not replies:
-                        self.say("(o bot não respondeu a esta mensagem)")
-                    return
+                        self.say("(the bot did not reply to this message)")
+                    return "answered"
+            else:
+                failure = self.watch.last if self.watch.failures > failures_before else None
+                attempts = max(record.attempts for record in pending)
+                if failure is None and attempts > reported_attempts:
+                    reported_attempts = attempts
+                    failure = ModelFailure(
+                        f"the bot could not answer (attempt {attempts}); LOG_LEVEL=INFO shows why"
+                    )
+                if failure is not None:
+                    give_up_at = give_up_at if give_up_at is not None else loop.time() + self.give_up_s
+                    if failure.fatal:
+                        self.say(
+                            f"chat: {failure.text}. Your message is kept, not answered; fix this and run chat again."
+                        )
+                        return "fatal"
+                    if failure.text != reported:
+                        reported = failure.text
+                        self.say(
+                            f"chat: {failure.text}; retrying for up to {self.give_up_s:g} s (/sair ends chat)"
+                        )
+            if give_up_at is not None and loop.time() >= give_up_at:
+                self.say(
+                    f"chat: gave up after {self.give_up_s:g} s ({reported}). Your message is kept, not answered: "
+                    "the bot retries it in the background while chat runs, and the next chat session answers it."
+                )
+                return "gave_up"
             if loop.time() >= deadline:
                 self.say(
-                    f"(sem resposta em {self.timeout_s:.0f} s: a mensagem fica guardada e é "
-                    "respondida assim que o bot conseguir)"
+                    f"chat: no reply in {self.timeout_s:g} s; your message is kept and answered as soon as the bot can."
                 )
-                return
+                return "gave_up"
             await asyncio.sleep(CHAT_POLL_S)
 
     async def _delivered(self, replies: list[StoredMessage]) -> bool:
@@ -274,21 +476,25 @@ async def run_chat(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     reply_timeout_s: float = CHAT_REPLY_TIMEOUT_S,
+    give_up_s: float = CHAT_GIVE_UP_S,
+    interactive: bool | None = None,
 ) -> int:
     """A terminal conversation with the real agent and store; returns the exit code.
 
     Runs the app's runtime (store, turns, outbox dispatcher) without an HTTP server;
     the bot's replies reach the terminal through the `cli` channel's outbox deliveries,
-    exactly as WhatsApp replies go through Z-API.
+    exactly as WhatsApp replies go through Z-API. `interactive` (default: stdin is a
+    terminal) reads the operator's lines while a turn runs.
     """
     stdin = stdin if stdin is not None else sys.stdin
     out = stdout if stdout is not None else sys.stdout
     if not settings.openai_configured:
-        print(NO_OPENAI_MESSAGE, file=sys.stderr)
+        print(no_openai_message(settings), file=sys.stderr)
         return EXIT_NO_OPENAI
     settings = chat_settings(settings)
     contact_id = chat_contact_id(contact, fresh=fresh)
     display_name = (contact or "").strip() or None
+    concurrent = _isatty(stdin) if interactive is None else interactive
 
     configure_process(settings)  # create_app leaves the process's logging to its caller
     app = create_app(settings, clock=utc_now)
@@ -298,19 +504,24 @@ async def run_chat(
     channel.output = out
     app_runner = web.AppRunner(app, handle_signals=False)
     await app_runner.setup()
+    watch = ModelWatch(settings)
+    watch.watch(app[LLM])
+    lines = _Input(_LineReader(stdin), concurrent=concurrent)
     try:
         chat = _Chat(
             app[STORE],
             app[RUNNER].notify,
             out,
+            watch,
             contact_id=contact_id,
             name=display_name,
             timeout_s=reply_timeout_s,
+            give_up_s=give_up_s,
         )
-        await _chat_loop(chat, settings, _LineReader(stdin), echo=not _isatty(stdin))
+        return await _chat_loop(chat, settings, lines, echo=not _isatty(stdin))
     finally:
+        await lines.close()
         await app_runner.cleanup()
-    return 0
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -320,47 +531,66 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-async def _chat_loop(chat: _Chat, settings: Settings, reader: _LineReader, *, echo: bool) -> None:
-    chat.say(f"Conversa de teste com o bot (canal cli, contato {chat.contact_id!r}).")
-    chat.say(f"Banco: {settings.sqlite_path}")
-    chat.say("Escreva como se fosse o lead. /perfil mostra a ficha do lead, /sair encerra.")
+HELP_LINE = "/perfil shows the lead card; /sair, /quit or Ctrl-D ends chat. Anything else goes to the bot as the lead."
+
+
+async def _greet(chat: _Chat, settings: Settings, lines: _Input) -> Outcome:
+    chat.say(f"Test conversation with the bot (channel cli, contact {chat.contact_id!r}).")
+    chat.say(endpoint_line(settings))
+    chat.say(f"Database: {settings.sqlite_path}")
+    chat.say("Type as the lead would. " + HELP_LINE)
     lead = await chat.store.get_lead(chat.key)
     if lead is not None:
-        chat.say("Continuando a conversa deste contato (use --fresh para começar do zero).")
+        chat.say("Continuing this contact's conversation (--fresh starts a new one).")
         chat.say(format_lead_card(lead))
-    if await chat.store.pending_inbound(chat.key):
-        chat.say("(respondendo mensagens pendentes da sessão anterior...)")
-        await chat.wait_for_reply(await chat.last_message_id())
+    if not await chat.store.pending_inbound(chat.key):
+        return "answered"
+    chat.say("(answering the messages left from the last session...)")
+    outcome = await lines.during(chat.wait_for_reply(await chat.last_message_id()))
+    if outcome != "quit":
         await chat.show_card()
-    while True:
+    return outcome
+
+
+async def _chat_loop(chat: _Chat, settings: Settings, lines: _Input, *, echo: bool) -> int:
+    """The conversation; returns the exit code (1 when the configuration stops it)."""
+    outcome = await _greet(chat, settings, lines)
+    while outcome not in ("quit", "fatal"):
         chat.out.write(CHAT_PROMPT)
         chat.out.flush()
-        raw = await reader.readline()
+        raw = await lines.readline()
         if not raw:  # end of input (Ctrl-D)
             chat.say()
             break
         line = raw.strip()
         if echo:
             chat.say(line)
+        command = line.lower()
         if not line:
             continue
-        command = line.lower()
-        if command == "/sair":
+        if command in QUIT_COMMANDS:
             break
-        if command == "/perfil":
+        if command in ("/perfil", "/profile"):
             await chat.show_card()
             continue
         if command in ("/ajuda", "/help", "/?"):
-            chat.say("/perfil mostra a ficha do lead; /sair (ou Ctrl-D) encerra. O resto vai para o bot.")
+            chat.say(HELP_LINE)
             continue
-        await chat.send(line)
-        await chat.show_card()
-    chat.say("Até logo!")
+        outcome = await lines.during(chat.wait_for_reply(await chat.send(line)))
+        if outcome in ("answered", "gave_up"):
+            await chat.show_card()
+    if outcome == "quit":
+        chat.say()
+        chat.say(
+            "chat: stopped waiting; your message is kept and answered the next time chat runs for this contact."
+        )
+    chat.say(GOODBYE)
+    return EXIT_FAILED if outcome == "fatal" else 0
 
 
 def _chat(settings: Settings, contact: str | None, fresh: bool) -> int:
     try:
         return asyncio.run(run_chat(settings, contact=contact, fresh=fresh))
     except KeyboardInterrupt:
-        print("\nAté logo!")
+        print("\n" + GOODBYE)
         return EXIT_INTERRUPTED

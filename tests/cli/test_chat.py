@@ -64,7 +64,7 @@ async def test_a_conversation_in_the_terminal_shows_replies_and_the_lead_card(
     assert "Pontuação: " in last_card and "/100" in last_card
     assert any(f"Temperatura: {t}" in last_card for t in ("frio", "morno", "quente"))
     assert "Segmento-alvo" in last_card  # a score reason
-    assert "você> " in text and text.rstrip().endswith("Até logo!")
+    assert "you> " in text and text.rstrip().endswith("Bye.")
     # One LLM call per line, with the seller's words as the lead's.
     assert openai_fake.chat_calls == 2
     assert any(FIRST in content for content in openai_fake.user_contents(0))
@@ -113,7 +113,7 @@ async def test_the_same_contact_continues_and_fresh_starts_over(
     out = io.StringIO()
     openai_fake.then(reply="De onde você fala?", lead={})
     await main.run_chat(settings, contact="joao", stdin=script("Tudo bem?"), stdout=out)
-    assert "Continuando a conversa" in out.getvalue()
+    assert "Continuing this contact's conversation" in out.getvalue()
     assert "Nome: João" in out.getvalue()
     # The second session's prompt carried the first session's history.
     assert "Oi, sou o João" in json.dumps(openai_fake.chat_requests[-1]["messages"], ensure_ascii=False)
@@ -121,7 +121,7 @@ async def test_the_same_contact_continues_and_fresh_starts_over(
     fresh = io.StringIO()
     openai_fake.then(reply="Olá! Qual é o seu nome?", lead={})
     await main.run_chat(settings, contact="joao", fresh=True, stdin=script("Oi"), stdout=fresh)
-    assert "Continuando a conversa" not in fresh.getvalue()
+    assert "Continuing this contact's conversation" not in fresh.getvalue()
     assert "Nome: João" not in fresh.getvalue()
     keys = [k for (k,) in rows(settings.sqlite_path, "SELECT contact_key FROM leads ORDER BY id")]
     assert keys[0] == "cli:joao" and len(keys) == 2
@@ -134,7 +134,7 @@ async def test_without_openai_key_it_says_so_and_exits_2_before_starting(
     settings = fast_settings(tmp_path, openai_api_key=None)
     code = await main.run_chat(settings, stdin=script("Oi"), stdout=io.StringIO())
     assert code == 2
-    assert "defina OPENAI_API_KEY" in capsys.readouterr().err
+    assert "OPENAI_API_KEY is not set" in capsys.readouterr().err
     assert not settings.sqlite_path.exists()  # nothing was started
 
 
@@ -145,8 +145,9 @@ async def test_a_failed_turn_is_reported_then_answered(tmp_path: Path, openai_fa
     code = await main.run_chat(fast_settings(tmp_path), stdin=script("Oi", "/sair"), stdout=out)
     assert code == 0
     text = out.getvalue()
-    assert "tentativa 1" in text
-    assert text.index("tentativa 1") < text.index("bot> Agora sim, olá!") < text.index("--- Ficha do lead")
+    line = "chat: https://api.openai.com/v1 rejected the request (HTTP 400); retrying for up to 30 s (/sair ends chat)"
+    assert line in text.splitlines()
+    assert text.index(line) < text.index("bot> Agora sim, olá!") < text.index("--- Ficha do lead")
 
 
 async def test_no_answer_in_time_returns_to_the_prompt_and_keeps_the_message(
@@ -156,12 +157,16 @@ async def test_no_answer_in_time_returns_to_the_prompt_and_keeps_the_message(
         openai_fake.then(status=500)
     settings = fast_settings(tmp_path, openai_max_attempts=1, shutdown_grace_s=0.2)
     out = io.StringIO()
-    code = await main.run_chat(settings, stdin=script("Oi", "/sair"), stdout=out, reply_timeout_s=0.3)
+    code = await main.run_chat(settings, stdin=script("Oi", "/sair"), stdout=out, give_up_s=0.3)
     assert code == 0
     text = out.getvalue()
-    assert "sem resposta em" in text
+    assert (
+        "chat: the provider at https://api.openai.com/v1 is down (HTTP 500); retrying for up to 0.3 s" in text
+    )
+    assert "chat: gave up after 0.3 s (the provider at https://api.openai.com/v1 is down (HTTP 500))" in text
+    assert "Your message is kept, not answered" in text
     assert "bot>" not in text
-    assert text.rstrip().endswith("Até logo!")
+    assert text.rstrip().endswith("Bye.")
     assert rows(settings.sqlite_path, "SELECT status FROM inbound") == [("pending",)]
 
 
@@ -178,7 +183,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_main_chat_without_openai_key_exits_2(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert entry.main(["chat"]) == 2
     captured = capsys.readouterr()
-    assert "defina OPENAI_API_KEY" in captured.err
+    assert "OPENAI_API_KEY is not set" in captured.err
     assert "bot>" not in captured.out
     assert not (clean_env / "chat.sqlite3").exists()
 
@@ -205,6 +210,7 @@ def test_main_chat_runs_a_conversation_from_stdin(
 def test_chat_settings_answer_at_once_and_log_quietly(tmp_path: Path) -> None:
     settings = main.chat_settings(fast_settings(tmp_path))
     assert settings.debounce_quiet_s == 0 and settings.debounce_max_s == 0
-    assert settings.log_level == "WARNING"
+    assert settings.log_level == "CRITICAL"  # chat says what failed in one line
+    assert settings.shutdown_grace_s <= 1.0  # /sair is never held up by a turn
     # An explicit LOG_LEVEL is respected.
     assert main.chat_settings(fast_settings(tmp_path, log_level="DEBUG")).log_level == "DEBUG"

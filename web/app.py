@@ -47,7 +47,7 @@ from web.configs.channels import channels_config
 from web.configs.integrations import chatwoot_config, meta_capi_config, piperun_clients, webhook_endpoints
 from web.configs.runtime import delivery_config, lifecycle_config, route_config, runner_config
 from web.crm_webhook import handle_crm_webhook
-from web.health import health
+from web.health import health, starting_metrics
 from web.keys import (
     BREAKERS,
     CHANNEL_HEALTH,
@@ -494,6 +494,8 @@ async def metrics(request: web.Request) -> web.Response:
     app = request.app
     if not operator_authorized(request, app[SETTINGS]):
         return json_error(401, "metrics need Authorization: Bearer <METRICS_TOKEN>")
+    if (starting := await starting_metrics(app)) is not None:
+        return starting
     try:
         body = await app[METRICS].render(app[STORE], app[BREAKERS].snapshot)
     except Exception as exc:  # noqa: BLE001 - a scrape must say why it failed

@@ -102,6 +102,9 @@ class WorkerSupervisor:
         self._udp.setblocking(False)
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        # False until the worker first answers its parent: until then /api/health says
+        # `starting`, not that the worker is down (web/health.py).
+        self.reported = False
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -128,6 +131,14 @@ class WorkerSupervisor:
             env=os.environ.copy(),
         )
         log.info("worker_started", pid=self.proc.pid, port=self.port)
+
+    @property
+    def starting(self) -> bool:
+        """The first start-up only: the first child is alive and has not answered yet.
+        No child, a child that died, or one restarted after a crash is a failure."""
+        if self.reported or self.restarts or self._stopping:
+            return False
+        return self.proc is not None and self.proc.poll() is None
 
     async def _watch(self) -> None:
         backoff = 0.5
@@ -175,6 +186,8 @@ class WorkerSupervisor:
             async with session.get(
                 f"{self.url}{path}", headers=self.headers, timeout=aiohttp.ClientTimeout(total=2)
             ) as response:
-                return response.status, await response.read()
+                answer = response.status, await response.read()
         except (TimeoutError, aiohttp.ClientError):
             return None
+        self.reported = True
+        return answer

@@ -11,26 +11,30 @@ python main.py outbox replay --all-dead [--kind K]   resend every dead one
 python main.py forget CONTACT     erase a lead everywhere (LGPD): phone, 123@lid, Instagram id
 python main.py migrate [--apply]  print (or apply to DATABASE_URL) the Postgres schema
 python main.py doctor             check every configured integration, print the webhook URLs
+python main.py help [COMMAND]     the same as --help, or one command's help
+
+Any failure is one line on stderr (exit 1; a usage error exits 2); add --debug for the
+traceback. The command line itself lives in cli/parser.py, the failure lines in cli/errors.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
+from cli.errors import run_guarded
 from cli.forget import run_forget
 from cli.migrate import run_migrate
+from cli.outbox import run_outbox
+from cli.parser import build_parser, show_help
 from core.clock import utc_now
 from core.logging import configure_logging, get_logger
-from core.records import OutboxItem
 from core.settings import Settings
-from store.base import Store
 from web.app import create_app, default_store
 from web.operator_auth import operator_headers
 from web.serve import PortInUse, bind, configure_process, freeze_gc_once_started, serve
@@ -82,83 +86,7 @@ def _worker(settings: Settings, port: int, parent: int | None) -> int:
 
 
 async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
-    store = default_store(settings)
-    await store.open()
-    try:
-        return await _outbox_action(store, args)
-    finally:
-        await store.close()
-
-
-async def _outbox_action(store: Store, args: argparse.Namespace) -> int:
-    actions = {"stats": _outbox_stats, "list": _outbox_list, "show": _outbox_show, "replay": _outbox_replay}
-    return await actions[args.action](store, args)
-
-
-async def _outbox_stats(store: Store, _args: argparse.Namespace) -> int:
-    stats = await store.outbox_stats()
-    print(f"pending={stats.pending} inflight={stats.inflight} dead={stats.dead} done={stats.done}")
-    for kind, per in sorted((await store.outbox_stats_by_kind()).items()):
-        print(f"  {kind}: pending={per.pending} inflight={per.inflight} dead={per.dead}")
-    return 0
-
-
-async def _outbox_list(store: Store, args: argparse.Namespace) -> int:
-    items = await store.list_outbox(status=args.status, kind=args.kind, limit=args.limit)
-    if not items:
-        print("no side effects match")
-    for item in items:
-        error = f"  last_error={item.last_error[:80]!r}" if item.last_error else ""
-        when = item.updated_at.isoformat(timespec="seconds") if item.updated_at else "-"
-        print(f"{item.id:>7}  {item.status:<8} {item.kind:<18} attempts={item.attempts}  {when}{error}")
-    return 0
-
-
-async def _outbox_show(store: Store, args: argparse.Namespace) -> int:
-    if args.id is None:
-        print("usage: python main.py outbox show ID", file=sys.stderr)
-        return 2
-    item = await store.get_outbox(args.id)
-    if item is None:
-        print(f"no side effect with id {args.id}", file=sys.stderr)
-        return 1
-    print(json.dumps(_item_view(item), ensure_ascii=False, indent=2, default=str))
-    return 0
-
-
-async def _outbox_replay(store: Store, args: argparse.Namespace) -> int:
-    if args.id is not None:
-        if await store.replay_outbox(args.id):
-            print(
-                f"item {args.id} is back in the queue (same idempotency key); a running bot delivers it now."
-            )
-            return 0
-        item = await store.get_outbox(args.id)
-        reason = "does not exist" if item is None else f"is {item.status}, not dead"
-        print(f"item {args.id} {reason}: nothing replayed", file=sys.stderr)
-        return 1
-    if not args.all_dead:
-        print("say which: python main.py outbox replay ID, or --all-dead [--kind K]", file=sys.stderr)
-        return 2
-    count = await store.replay_dead(kind=args.kind)
-    print(f"{count} dead item(s) put back in the queue; a running bot delivers them now.")
-    return 0
-
-
-def _item_view(item: OutboxItem) -> dict[str, object]:
-    return {
-        "id": item.id,
-        "kind": item.kind,
-        "status": item.status,
-        "attempts": item.attempts,
-        "last_error": item.last_error,
-        "order_key": item.order_key,
-        "idempotency_key": item.idempotency_key,
-        "next_attempt_at": item.next_attempt_at,
-        "created_at": item.created_at,
-        "updated_at": item.updated_at,
-        "payload": item.payload,
-    }
+    return await run_outbox(default_store(settings), args)
 
 
 async def _forget(settings: Settings, contact: str, channel: str) -> int:
@@ -177,62 +105,9 @@ async def _doctor(settings: Settings) -> int:
         return await run_doctor(settings, session, sys.stdout)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python main.py", description="AI SDR bot")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", help="serve webhooks and run the bot (default)")
-    worker = sub.add_parser("worker", help=argparse.SUPPRESS)
-    worker.add_argument("--port", type=int, required=True)
-    worker.add_argument("--parent", type=int)
-    chat = sub.add_parser(
-        "chat",
-        help="conversar com o bot no terminal (canal cli)",
-        description="Conversa com o mesmo agente e o mesmo banco, sem WhatsApp: mostra a ficha "
-        "do lead (dados, pontuação e temperatura) depois de cada resposta.",
-    )
-    chat.add_argument(
-        "--contact",
-        metavar="NOME",
-        help="contato da conversa (padrão: terminal); o mesmo nome continua a conversa",
-    )
-    chat.add_argument("--fresh", action="store_true", help="começar uma conversa nova, com um contato novo")
-    outbox = sub.add_parser("outbox", help="inspect or replay side effects (dead letters)")
-    outbox.add_argument("action", choices=["stats", "list", "show", "replay"])
-    outbox.add_argument("id", nargs="?", type=int, help="the item id (show, replay)")
-    outbox.add_argument(
-        "--status", choices=["pending", "inflight", "done", "dead"], help="list: only this status"
-    )
-    outbox.add_argument("--kind", help="only items of this kind (e.g. send_text, piperun_sync, meta_capi)")
-    outbox.add_argument("--limit", type=int, default=50, help="list: how many, newest first")
-    outbox.add_argument("--all-dead", action="store_true", help="replay: every dead item (of --kind)")
-    forget = sub.add_parser(
-        "forget",
-        help="erase a lead everywhere (LGPD): store, Chatwoot, PipeRun, webhook subscribers",
-        description="Apaga o lead do banco (e do WAL), descarta o que ainda chegar dele e leva a "
-        "exclusão ao Chatwoot, ao PipeRun e aos webhooks de saída pela fila do bot.",
-    )
-    forget.add_argument(
-        "contact",
-        help="phone with country and area code (5511999999999), WhatsApp hidden id (123@lid), "
-        "Instagram id (with --channel instagram) or a contact key (whatsapp:..., instagram:...)",
-    )
-    forget.add_argument(
-        "--channel",
-        default="whatsapp",
-        help="whatsapp (Z-API, WAHA or Cloud API; default), instagram or cli",
-    )
-    migrate = sub.add_parser(
-        "migrate", help="print the Supabase/Postgres schema SQL, or --apply it to DATABASE_URL"
-    )
-    migrate.add_argument("--apply", action="store_true", help="apply to DATABASE_URL instead of printing")
-    sub.add_parser(
-        "doctor",
-        help="verificar cada integração configurada e mostrar as URLs de webhook",
-        description="Faz uma chamada só de leitura a cada integração configurada e diz o que está "
-        "errado (token, ID, URL) e o que fazer; depois mostra as URLs para colar em cada provedor.",
-    )
-    args = parser.parse_args(argv)
-
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "help":
+        return show_help(parser, args.topic)
     settings = Settings()
     if args.command == "worker":
         return _worker(settings, args.port, args.parent)
@@ -246,13 +121,28 @@ def main(argv: list[str] | None = None) -> int:
         # Library warnings would interleave with the report; errors still show, scrubbed.
         configure_logging(level="ERROR", fmt=settings.log_format, secrets=settings.secret_values())
         return asyncio.run(_doctor(settings))
+    # An operator's command prints its own result or one failure line: the store's warnings
+    # on the way (a retry, an unreachable host) would only repeat it, unless --debug.
+    quiet = settings.log_level if args.debug else "ERROR"
     if args.command == "forget":
-        configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
+        configure_logging(level=quiet, fmt=settings.log_format, secrets=settings.secret_values())
         return asyncio.run(_forget(settings, args.contact, args.channel))
     if args.command == "outbox":
-        configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
+        configure_logging(level=quiet, fmt=settings.log_format, secrets=settings.secret_values())
         return asyncio.run(_outbox(settings, args))
     return _serve(settings)
+
+
+def _secrets() -> list[str]:
+    return Settings().secret_values()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse (a usage error exits 2 with one line), then run the command: any failure is
+    one line on stderr and exit 1, or its traceback with --debug."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_guarded(lambda: _run(args, parser), debug=args.debug, secrets=_secrets)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 The operator types what they have (a phone in any formatting, a WhatsApp hidden id, an
 Instagram id, a contact key copied from a log); this turns it into the contact key the
-store erases, or says in pt-BR what to type instead.
+store erases, or says (in English, like the rest of the CLI) what to type instead.
 """
 
 from __future__ import annotations
@@ -36,34 +36,32 @@ def forget_contact_key(contact: str, channel: str) -> str:
     family = FORGET_CHANNELS.get(channel.strip().lower())
     if family is None:
         raise ForgetInputError(
-            f"Canal desconhecido: {channel!r}. Use whatsapp (Z-API, WAHA ou Cloud API), instagram ou cli."
+            f"unknown channel {channel!r}: use whatsapp (Z-API, WAHA or Cloud API), instagram or cli"
         )
     prefix, sep, rest = value.partition(":")
     if sep and prefix.lower() in FORGET_CHANNELS and rest.strip():
         family, value = FORGET_CHANNELS[prefix.lower()], rest.strip()
     if not value:
         raise ForgetInputError(
-            "Informe o contato do lead: telefone com DDI e DDD, id @lid ou id do Instagram."
+            "name the lead's contact: a phone with country and area code, a 123@lid id or an Instagram id"
         )
     if family == "cli":
         return contact_key_for("cli", value)
     if family == "instagram":
         if not value.isdigit():
             raise ForgetInputError(
-                "O id do Instagram é só números (o IGSID que aparece nos logs e no Chatwoot)."
+                "an Instagram id is digits only (the IGSID shown in the logs and in Chatwoot)"
             )
         return contact_key_for("instagram", value)
     if value.lower().endswith("@lid"):
         local = value[: -len("@lid")].strip()
         if not local.isdigit():
-            raise ForgetInputError(
-                "Um id @lid do WhatsApp é só números seguidos de @lid (ex.: 208573150634094@lid)."
-            )
+            raise ForgetInputError("a WhatsApp @lid id is digits followed by @lid (e.g. 208573150634094@lid)")
         return contact_key_for("whatsapp", f"{local}@lid")
     digits = "".join(ch for ch in value if ch.isdigit())
     if not set(value) <= _PHONE_CHARS or len(digits) < 8:
         raise ForgetInputError(
-            "Informe o telefone do lead, com DDI e DDD (ex.: 5511999999999), ou o id @lid."
+            "type the lead's phone with country and area code (e.g. 5511999999999), or its @lid id"
         )
     return contact_key_for("whatsapp", digits)
 
@@ -74,7 +72,7 @@ async def run_forget(store: Store, contact: str, channel: str) -> int:
     try:
         contact_key = forget_contact_key(contact, channel)
     except ForgetInputError as exc:
-        print(str(exc), file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     await store.open()
     try:
@@ -82,12 +80,16 @@ async def run_forget(store: Store, contact: str, channel: str) -> int:
     finally:
         await store.close()
     if not erased:
-        print(f"Nenhum lead com esse contato ({contact_key.partition(':')[0]}).")
+        print(
+            f"error: no {contact_key.partition(':')[0]} lead with that contact, nothing erased. "
+            "Check the number (country and area code) or try the contact's @lid id.",
+            file=sys.stderr,
+        )
         return 1
     print(
-        "Dados pessoais e mensagens do lead apagados; ficou só um registro anônimo da exclusão. "
-        "Mensagens que ainda chegarem desse contato serão descartadas.\n"
-        "Chatwoot, PipeRun e os webhooks de saída recebem a exclusão pela fila do bot assim que ele "
-        "estiver rodando: python main.py outbox list --kind lead_erasure"
+        "The lead's personal data and messages are erased; only an anonymous record of the "
+        "erasure remains. Messages that still arrive from this contact are dropped.\n"
+        "Chatwoot, PipeRun and the outgoing webhooks get the erasure through the bot's queue once "
+        "it is running: python main.py outbox list --kind lead_erasure"
     )
     return 0

@@ -36,7 +36,7 @@ async def test_forget_erases_the_lead_and_keeps_only_an_anonymous_audit_row(
     # Run the command while the app is still up: it opens its own connection (WAL).
     code = await main._forget(main.Settings(_env_file=None, sqlite_path=path), "+55 (44) 99999-9999", "zapi")
     assert code == 0
-    assert "apagados" in capsys.readouterr().out
+    assert "are erased" in capsys.readouterr().out
 
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM leads").fetchone() == (0,)
@@ -121,7 +121,7 @@ async def test_forget_accepts_every_contact_form_the_bot_stores(
     await _lead(path, stored_as, channel)
     settings = main.Settings(_env_file=None, sqlite_path=path)
     assert await main._forget(settings, typed, option) == 0
-    assert "apagados" in capsys.readouterr().out
+    assert "are erased" in capsys.readouterr().out
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM inbound").fetchone() == (0,)
         assert db.execute("SELECT COUNT(*) FROM erasures").fetchone() == (1,)
@@ -130,11 +130,11 @@ async def test_forget_accepts_every_contact_form_the_bot_stores(
 @pytest.mark.parametrize(
     ("typed", "channel", "says"),
     [
-        ("5544999999999", "telegram", "Canal desconhecido"),
-        ("maria", "instagram", "Instagram"),
+        ("5544999999999", "telegram", "unknown channel"),
+        ("maria", "instagram", "Instagram id"),
         ("abc@lid", "whatsapp", "@lid"),
-        ("5544 9999O-9999", "whatsapp", "telefone"),  # a letter O for a zero: not a phone
-        ("", "whatsapp", "contato"),
+        ("5544 9999O-9999", "whatsapp", "phone"),  # a letter O for a zero: not a phone
+        ("", "whatsapp", "contact"),
     ],
 )
 async def test_forget_refuses_what_names_no_contact_and_says_what_to_type(
@@ -158,14 +158,16 @@ def test_the_command_line_wires_contact_and_channel(
 ) -> None:
     path = tmp_path / "sdr.sqlite3"
     monkeypatch.setattr(main, "Settings", lambda: _settings(path))
-    assert main.main(["forget", "5544999999999", "--channel", "telegram"]) == 2
-    assert "Canal desconhecido" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # a usage error, before anything is opened
+        main.main(["forget", "5544999999999", "--channel", "telegram"])
+    assert refused.value.code == 2
+    assert "invalid choice: 'telegram'" in capsys.readouterr().err
     assert main.main(["forget", "208573150634094@lid"]) == 1  # valid form, unknown lead
-    assert "Nenhum lead" in capsys.readouterr().out
+    assert "no whatsapp lead with that contact" in capsys.readouterr().err
 
 
 async def test_forget_an_unknown_phone_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = main.Settings(_env_file=None, sqlite_path=tmp_path / "x.sqlite3")
     assert await main._forget(settings, "5511000000000", "zapi") == 1
-    assert "Nenhum lead" in capsys.readouterr().out
+    assert "no whatsapp lead with that contact" in capsys.readouterr().err
     assert await main._forget(settings, "abc", "zapi") == 2

@@ -411,7 +411,7 @@ class _Chat:
         give_up_at: float | None = None
         failures_before = self.watch.failures
         reported: str | None = None
-        reported_attempts = 0
+        reported_attempts: int | None = None  # attempts already made before this wait are old news
         while True:
             pending = await self.store.pending_inbound(self.key)
             if not pending:
@@ -427,7 +427,9 @@ class _Chat:
             else:
                 failure = self.watch.last if self.watch.failures > failures_before else None
                 attempts = max(record.attempts for record in pending)
-                if failure is None and attempts > reported_attempts:
+                if reported_attempts is None:
+                    reported_attempts = attempts
+                elif failure is None and attempts > reported_attempts:
                     reported_attempts = attempts
                     failure = ModelFailure(
                         f"the bot could not answer (attempt {attempts}); LOG_LEVEL=INFO shows why"

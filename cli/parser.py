@@ -44,9 +44,6 @@ class OneLineParser(argparse.ArgumentParser):
         super()._check_value(action, value)
 
 
-_Commands = argparse._SubParsersAction[OneLineParser]
-
-
 def _debug_flag() -> OneLineParser:
     """--debug before or after the command: SUPPRESS keeps a subcommand from resetting it."""
     common = OneLineParser(add_help=False)
@@ -94,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_chat(sub: _Commands) -> None:
+def _add_chat(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     chat = sub.add_parser(
         "chat",
         help="talk to the bot in the terminal (channel cli)",
@@ -109,7 +106,7 @@ def _add_chat(sub: _Commands) -> None:
     chat.add_argument("--fresh", action="store_true", help="start a new conversation with a new contact")
 
 
-def _add_outbox(sub: _Commands) -> None:
+def _add_outbox(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     outbox = sub.add_parser(
         "outbox",
         help="inspect or replay side effects (dead letters)",
@@ -124,7 +121,7 @@ def _add_outbox(sub: _Commands) -> None:
     outbox.add_argument("--all-dead", action="store_true", help="replay: every dead item (of --kind)")
 
 
-def _add_forget(sub: _Commands) -> None:
+def _add_forget(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     forget = sub.add_parser(
         "forget",
         help="erase a lead everywhere (LGPD): store, Chatwoot, PipeRun, webhook subscribers",
@@ -157,7 +154,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _hide(sub: _Commands, parser: argparse.ArgumentParser) -> None:
+def _hide(sub: argparse._SubParsersAction[OneLineParser], parser: argparse.ArgumentParser) -> None:
     """List only the public commands: in the usage line, and in `help`'s own choices text."""
     public = [name for name in sub.choices if name not in HIDDEN_COMMANDS]
     sub.metavar = "{" + ",".join(public) + "}"

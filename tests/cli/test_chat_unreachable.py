@@ -12,6 +12,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import httpx
+import openai
 import pytest
 from aioresponses import aioresponses
 
@@ -35,6 +38,7 @@ INVALID_KEY_401 = {
 }
 # Long enough that only the operator (or a failure that cannot pass) ends the wait.
 NEVER_S = 3600.0
+REQUEST = httpx.Request("POST", f"{OPENAI}/chat/completions")
 
 
 def script(*lines: str) -> io.StringIO:
@@ -209,3 +213,47 @@ async def test_sair_typed_in_a_terminal_mid_retry_is_honoured(tmp_path: Path) ->
     assert "chat: stopped waiting" in text
     # The line typed mid-wait was kept for after the turn, not sent or lost: chat quit first.
     assert inbound_statuses(settings) == [("pending",)]
+
+
+async def test_a_second_message_while_unreachable_names_the_cause_again(tmp_path: Path) -> None:
+    url = closed_port_url()
+    settings = fast_settings(tmp_path, openai_base_url=url)
+    out = io.StringIO()
+    code = await chat.run_chat(settings, stdin=script("Oi", "Alô?", "/sair"), stdout=out, give_up_s=0.2)
+    assert code == 0
+    text = out.getvalue()
+    # The runner's earlier attempts are not this message's news: the cause is named again.
+    assert text.count(f"chat: connection refused at {url}") == 2
+    assert text.count("chat: gave up after 0.2 s") == 2
+    assert "could not answer (attempt" not in text
+
+
+def chained(*errors: BaseException) -> BaseException:
+    """errors[0] raised from errors[1] raised from ...: the shape the SDK's transport gives."""
+    for outer, inner in zip(errors, errors[1:], strict=False):
+        outer.__cause__ = inner
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            chained(
+                openai.APIConnectionError(request=REQUEST), socket.gaierror(-2, "Name or service not known")
+            ),
+            f"host not found for {OPENAI}: check OPENAI_BASE_URL and the network",
+        ),
+        (
+            chained(openai.APITimeoutError(request=REQUEST), aiohttp.ServerDisconnectedError()),
+            f"connection to {OPENAI} failed (Server disconnected); check OPENAI_BASE_URL and the network",
+        ),
+        (openai.APITimeoutError(request=REQUEST), f"timeout: {OPENAI} did not answer within 30 s"),
+    ],
+    ids=["dns", "disconnected", "sdk-timeout"],
+)
+def test_other_transport_failures_are_named_by_their_root_cause(
+    tmp_path: Path, error: BaseException, line: str
+) -> None:
+    failure = chat.explain_model_failure(error, fast_settings(tmp_path, openai_timeout_s=30))
+    assert failure.text == line and not failure.fatal

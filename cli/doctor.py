@@ -3,8 +3,9 @@
 An operator sets the bot up by copying ids and tokens out of half a dozen dashboards. A
 wrong one stays silent until the first lead writes and nothing happens, or the CRM never
 gets the deal. The doctor makes one harmless, read-only call per configured integration,
-at the same time and with a short deadline, and says in plain pt-BR what is wrong and
-what to do; then it prints the webhook URLs to paste into each provider.
+at the same time and with a short deadline, and says in plain words what is wrong and
+what to do (the doctor's own words are English like the rest of the CLI; a probe's detail
+comes from the adapter that ran it); then it prints the webhook URLs to paste into each provider.
 
 The doctor only orchestrates and prints: each adapter and client carries its own probe
 (the provider's URL, headers and what its answers mean live with the code that calls the
@@ -91,8 +92,8 @@ async def _meta_capi(settings: Settings, session: aiohttp.ClientSession, io: Pro
         client = MetaCapiClient(meta_capi_config(settings), session)
     except ValueError:  # the client refuses a pixel id that is not digits: it goes in the URL path
         return problem(
-            "ID do pixel (conjunto de dados) inválido: META_PIXEL_ID deve ter só números",
-            "copie o ID do conjunto de dados (Gerenciador de Eventos → Configurações) para META_PIXEL_ID",
+            "invalid pixel (dataset) id: META_PIXEL_ID must be digits only",
+            "copy the dataset id (Events Manager → Settings) into META_PIXEL_ID",
         )
     return await client.probe(io)
 
@@ -184,7 +185,7 @@ _CHECK_CHANNELS = {
     "Instagram": "instagram",
 }
 # WAHA also takes a URL token when it cannot sign.
-_ALTERNATIVES = {"WAHA_WEBHOOK_HMAC_KEY": "WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK_SECRET"}
+_ALTERNATIVES = {"WAHA_WEBHOOK_HMAC_KEY": "WAHA_WEBHOOK_HMAC_KEY or WAHA_WEBHOOK_SECRET"}
 
 
 def _webhook_secret_problem(settings: Settings, check: Check) -> ProbeResult | None:
@@ -194,15 +195,15 @@ def _webhook_secret_problem(settings: Settings, check: Check) -> ProbeResult | N
         return None
     wanted = _ALTERNATIVES.get(missing, missing)
     return problem(
-        f"sem {wanted} o webhook recusa tudo: nenhuma mensagem de lead entra",
-        f"defina {wanted} (um segredo longo e aleatório) e use-o no endereço do webhook abaixo",
+        f"without {wanted} the webhook refuses everything: no lead message gets in",
+        f"set {wanted} (a long random secret) and use it in the webhook address below",
     )
 
 
 async def _run_check(
     settings: Settings, session: aiohttp.ClientSession, check: Check, io: ProbeContext
 ) -> ProbeResult:
-    """Never raises: whatever goes wrong becomes a PROBLEMA line, so one broken provider
+    """Never raises: whatever goes wrong becomes a PROBLEM line, so one broken provider
     cannot hide the verdicts on the others. A provider that answers but whose webhook has
     no secret is still a problem: the bot would refuse every message it sends."""
     result = await _probe(settings, session, check, io)
@@ -224,8 +225,8 @@ async def _probe(
         return io.timed_out()
     except Exception as exc:  # the text may carry a URL with a token: only the kind
         return problem(
-            f"erro inesperado ao verificar ({type(exc).__name__})",
-            "rode de novo; se continuar, abra um chamado com esta linha",
+            f"unexpected error while checking ({type(exc).__name__})",
+            "run it again; if it persists, open an issue with this line",
         )
 
 
@@ -235,9 +236,9 @@ def _missing(settings: Settings, check: Check) -> list[str]:
 
 
 def _not_configured_line(settings: Settings, check: Check) -> str:
-    line = f"{check.name}: não configurado; para usar, defina {', '.join(_missing(settings, check))}"
+    line = f"{check.name}: not configured; to use it, set {', '.join(_missing(settings, check))}"
     if check.optional:
-        line += f" (opcional: {', '.join(check.optional)})"
+        line += f" (optional: {', '.join(check.optional)})"
     return line
 
 
@@ -259,8 +260,7 @@ async def run_doctor(
 
     active = [c for c in checks if c.configured(settings)]
     emit(
-        f"Verificando {len(active)} integração(ões) configurada(s), "
-        f"cada uma com uma chamada só de leitura (limite {timeout_s:g} s)…"
+        f"Checking {len(active)} configured integration(s), one read-only call each (limit {timeout_s:g} s)…"
     )
     emit()
     results = await asyncio.gather(
@@ -279,15 +279,15 @@ async def run_doctor(
             emit(f"{'OK':<{_LABEL_WIDTH}}{check.name}: {result.detail}")
         else:
             failed.append(check.name)
-            what_to_do = f". O que fazer: {result.hint}" if result.hint else ""
-            emit(f"{'PROBLEMA':<{_LABEL_WIDTH}}{check.name}: {result.detail}{what_to_do}")
+            what_to_do = f". What to do: {result.hint}" if result.hint else ""
+            emit(f"{'PROBLEM':<{_LABEL_WIDTH}}{check.name}: {result.detail}{what_to_do}")
     emit()
     if failed:
-        emit(f"{len(failed)} problema(s): {', '.join(failed)}. Corrija e rode python main.py doctor de novo.")
+        emit(f"{len(failed)} problem(s): {', '.join(failed)}. Fix them and run python main.py doctor again.")
     elif active:
-        emit("Tudo certo com as integrações configuradas.")
+        emit("All configured integrations work.")
     else:
-        emit("Nenhuma integração configurada ainda: preencha o .env (veja .env.example).")
+        emit("No integration configured yet: fill in .env (see .env.example).")
     for line in webhook_lines(settings):
         emit(line)
     return 1 if failed else 0

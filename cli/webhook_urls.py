@@ -15,14 +15,14 @@ def public_base(settings: Settings) -> tuple[str, str | None]:
         if base.lower().startswith("https://"):
             return base, None
         return base, (
-            "Atenção: PUBLIC_URL não é HTTPS; Meta e a maioria dos provedores só chamam "
-            "endereços https://. Use um domínio com certificado (ex.: atrás de um proxy)."
+            "Warning: PUBLIC_URL is not HTTPS; Meta and most providers only call https:// "
+            "addresses. Use a domain with a certificate (e.g. behind a proxy)."
         )
     host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "localhost"
     return f"http://{host}:{settings.port}", (
-        "Atenção: PUBLIC_URL não está definido, então estes endereços só valem nesta máquina. "
-        "Os provedores precisam de uma URL pública HTTPS: defina PUBLIC_URL "
-        "(ex.: https://bot.suaempresa.com.br)."
+        "Warning: PUBLIC_URL is not set, so these addresses only work on this machine. "
+        "Providers need a public HTTPS URL: set PUBLIC_URL "
+        "(e.g. https://bot.yourcompany.com.br)."
     )
 
 
@@ -32,18 +32,20 @@ def webhook_lines(settings: Settings) -> list[str]:
     s = settings
     rows: list[tuple[str, str, str]] = []
     if s.zapi_webhook_secret is not None:
-        rows.append(("Z-API (Ao receber)", f"{base}/webhooks/zapi?token=<ZAPI_WEBHOOK_SECRET>", ""))
+        rows.append(
+            ("Z-API (Ao receber / On receive)", f"{base}/webhooks/zapi?token=<ZAPI_WEBHOOK_SECRET>", "")
+        )
     else:
         rows.append(
             (
-                "Z-API (Ao receber)",
+                "Z-API (Ao receber / On receive)",
                 f"{base}/webhooks/zapi",
-                "sem ZAPI_WEBHOOK_SECRET o bot recusa tudo que chega aqui; defina um segredo "
-                "e acrescente ?token=<ZAPI_WEBHOOK_SECRET>",
+                "without ZAPI_WEBHOOK_SECRET the bot refuses everything that arrives here; set a "
+                "secret and append ?token=<ZAPI_WEBHOOK_SECRET>",
             )
         )
     if s.waha_webhook_hmac_key is not None:
-        rows.append(("WAHA", f"{base}/webhooks/waha", "chave HMAC no WAHA: o valor de WAHA_WEBHOOK_HMAC_KEY"))
+        rows.append(("WAHA", f"{base}/webhooks/waha", "HMAC key in WAHA: the value of WAHA_WEBHOOK_HMAC_KEY"))
     elif s.waha_webhook_secret is not None:
         rows.append(("WAHA", f"{base}/webhooks/waha?token=<WAHA_WEBHOOK_SECRET>", ""))
     else:
@@ -51,38 +53,38 @@ def webhook_lines(settings: Settings) -> list[str]:
             (
                 "WAHA",
                 f"{base}/webhooks/waha",
-                "defina WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK_SECRET: sem eles o WAHA é recusado",
+                "set WAHA_WEBHOOK_HMAC_KEY or WAHA_WEBHOOK_SECRET: without them WAHA is refused",
             )
         )
-    meta_note = "token de verificação: o valor de META_VERIFY_TOKEN"
+    meta_note = "verify token: the value of META_VERIFY_TOKEN"
     if s.meta_app_secret is None:
-        meta_note += "; defina META_APP_SECRET, sem ele a Meta é recusada"
-    rows.append(("Meta (WhatsApp Cloud e Instagram)", f"{base}/webhooks/meta", meta_note))
+        meta_note += "; set META_APP_SECRET, without it Meta is refused"
+    rows.append(("Meta (WhatsApp Cloud and Instagram)", f"{base}/webhooks/meta", meta_note))
     rows.append(
         (
             "Chatwoot",
             f"{base}/webhooks/chatwoot?token=<CHATWOOT_WEBHOOK_SECRET>",
             ""
             if s.chatwoot_webhook_secret is not None
-            else "defina CHATWOOT_WEBHOOK_SECRET: sem ele o Chatwoot é recusado",
+            else "set CHATWOOT_WEBHOOK_SECRET: without it Chatwoot is refused",
         )
     )
     rows.append(
         (
-            "CRM (ganho/perdido/reunião)",
+            "CRM (won/lost/meeting)",
             f"{base}/webhooks/crm?token=<CRM_WEBHOOK_SECRET>",
-            "ou o cabeçalho X-Webhook-Secret"
+            "or the X-Webhook-Secret header"
             + (
                 ""
                 if s.crm_webhook_secret is not None
-                else "; defina CRM_WEBHOOK_SECRET: sem ele tudo é recusado"
+                else "; set CRM_WEBHOOK_SECRET: without it everything is refused"
             ),
         )
     )
-    rows.append(("Saúde (monitoramento)", f"{base}/api/health", ""))
-    rows.append(("Métricas (Prometheus)", f"{base}/metrics", ""))
+    rows.append(("Health (monitoring)", f"{base}/api/health", ""))
+    rows.append(("Metrics (Prometheus)", f"{base}/metrics", ""))
     width = max(len(label) for label, _, _ in rows) + 2
-    lines = ["", "Endereços para colar em cada provedor:"]
+    lines = ["", "Addresses to paste into each provider:"]
     if warning:
         lines.append(warning)
     for label, url, note in rows:

@@ -106,7 +106,7 @@ def everything(**overrides: Any) -> Settings:
 
 def only(**values: Any) -> Settings:
     """Just these integrations, with their webhooks authenticated (a channel without its
-    webhook secret is a PROBLEMA of its own: see the test for it)."""
+    webhook secret is a PROBLEM of its own: see the test for it)."""
     return Settings(_env_file=None, **{**HOOK_SECRETS, **values})
 
 
@@ -192,7 +192,7 @@ async def test_all_configured_and_ok_exits_0_with_an_ok_line_each(
     assert code == 0
     for check in CHECKS:
         assert line_of(output, check.name).startswith("OK "), output
-    assert "PROBLEMA" not in output and "não configurado" not in output
+    assert "PROBLEM" not in output and "not configured" not in output
     assert "modelo gpt-4o disponível" in line_of(output, "OpenAI")
     assert "WhatsApp conectado" in line_of(output, "Z-API")
     assert "WORKING" in line_of(output, "WAHA")
@@ -278,10 +278,10 @@ async def test_bad_openai_key_is_token_invalido() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "OpenAI")
-    assert line.startswith("PROBLEMA") and "token inválido" in line
-    assert "OPENAI_API_KEY" in line and "O que fazer:" in line
+    assert line.startswith("PROBLEM ") and "token inválido" in line
+    assert "OPENAI_API_KEY" in line and "What to do:" in line
     assert "sk-test-" not in output  # not even OpenAI's masked echo of the key
-    assert "1 problema(s): OpenAI" in output
+    assert "1 problem(s): OpenAI" in output
 
 
 async def test_openai_model_not_available_to_the_key() -> None:
@@ -304,7 +304,7 @@ async def test_zapi_disconnected_phone() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "Z-API")
-    assert line.startswith("PROBLEMA") and "desconectado" in line and "You are not connected." in line
+    assert line.startswith("PROBLEM ") and "desconectado" in line and "You are not connected." in line
     assert "QR code" in line
     assert_no_secret(output, settings)
 
@@ -363,7 +363,7 @@ async def test_chatwoot_unknown_account_is_id_da_conta_errado() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "Chatwoot")
-    assert line.startswith("PROBLEMA") and "ID da conta errado" in line and "CHATWOOT_ACCOUNT_ID" in line
+    assert line.startswith("PROBLEM ") and "ID da conta errado" in line and "CHATWOOT_ACCOUNT_ID" in line
 
 
 async def test_chatwoot_unknown_inbox_lists_the_api_inboxes_of_the_account() -> None:
@@ -426,7 +426,7 @@ async def test_unreachable_url() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "WAHA")
-    assert line.startswith("PROBLEMA") and "URL inacessível" in line
+    assert line.startswith("PROBLEM ") and "URL inacessível" in line
     assert "waha.internal" in line and "WAHA_URL" in line
 
 
@@ -440,7 +440,7 @@ async def test_timeout() -> None:
     code, output = await doctor(settings, setup, timeout_s=3)
     assert code == 1
     line = line_of(output, "OpenAI")
-    assert line.startswith("PROBLEMA") and "timeout" in line and "3 s" in line
+    assert line.startswith("PROBLEM ") and "timeout" in line and "3 s" in line
     assert line_of(output, "Z-API").startswith("OK")  # one slow provider does not hide the others
 
 
@@ -482,7 +482,7 @@ async def test_piperun_stage_not_in_the_pipeline() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "PipeRun")
-    assert line.startswith("PROBLEMA")
+    assert line.startswith("PROBLEM ")
     assert f"a etapa {STAGE}" in line and "do funil 30001" in line and f"não do funil {PIPELINE}" in line
     assert "PIPERUN_STAGE_ID" in line
 
@@ -538,7 +538,7 @@ async def test_meta_graph_errors_say_token_or_id() -> None:
     assert "token inválido" in wa and "WHATSAPP_ACCESS_TOKEN" in wa
     assert "ID do pixel" in capi and "errado" in capi and "META_PIXEL_ID" in capi
     assert "sem permissão" in ig and "instagram_manage_messages" in ig
-    assert "3 problema(s)" in output
+    assert "3 problem(s)" in output
 
 
 async def test_unexpected_answer_is_quoted_short_and_scrubbed() -> None:
@@ -588,8 +588,8 @@ async def test_not_configured_integrations_list_the_env_vars_to_set() -> None:
 
     assert code == 0  # nothing configured, nothing wrong
     for check in CHECKS:
-        assert "não configurado" in line_of(output, check.name)
-    assert "defina OPENAI_API_KEY" in line_of(output, "OpenAI")
+        assert "not configured" in line_of(output, check.name)
+    assert "set OPENAI_API_KEY" in line_of(output, "OpenAI")
     assert "ZAPI_INSTANCE_ID, ZAPI_INSTANCE_TOKEN" in line_of(output, "Z-API")
     assert "CHATWOOT_API_URL, CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID" in line_of(output, "Chatwoot")
     assert "PIPERUN_API_TOKEN, PIPERUN_PIPELINE_ID, PIPERUN_STAGE_ID" in line_of(output, "PipeRun")
@@ -606,7 +606,7 @@ async def test_webhook_urls_are_built_from_public_url_and_name_secrets_without_v
     settings = everything(public_url=PUBLIC_URL + "/")
     code, output = await doctor(settings, all_ok)
     assert code == 0
-    webhooks = output.split("Endereços para colar em cada provedor:")[1]
+    webhooks = output.split("Addresses to paste into each provider:")[1]
     for path in (
         "/webhooks/zapi?token=<ZAPI_WEBHOOK_SECRET>",
         "/webhooks/waha",
@@ -618,7 +618,7 @@ async def test_webhook_urls_are_built_from_public_url_and_name_secrets_without_v
     ):
         assert f"{PUBLIC_URL}{path}" in webhooks, path
     assert "META_VERIFY_TOKEN" in webhooks and "WAHA_WEBHOOK_HMAC_KEY" in webhooks
-    assert "Atenção" not in webhooks
+    assert "Warning" not in webhooks
     assert_no_secret(output, settings)
     for value in HOOK_SECRETS.values():
         assert value not in output
@@ -627,18 +627,18 @@ async def test_webhook_urls_are_built_from_public_url_and_name_secrets_without_v
 async def test_without_public_url_local_urls_come_with_a_warning() -> None:
     settings = Settings(_env_file=None, port=9090)
     _, output = await doctor(settings, lambda mocked: None)
-    webhooks = output.split("Endereços para colar em cada provedor:")[1]
+    webhooks = output.split("Addresses to paste into each provider:")[1]
     assert "http://localhost:9090/webhooks/zapi" in webhooks
     assert "PUBLIC_URL" in webhooks and "HTTPS" in webhooks
     # No Z-API secret: the URL has no token and the operator is told the bot refuses it.
-    assert "sem ZAPI_WEBHOOK_SECRET o bot recusa tudo" in webhooks
+    assert "without ZAPI_WEBHOOK_SECRET the bot refuses everything" in webhooks
 
 
 async def test_plain_http_public_url_is_flagged() -> None:
     settings = only(public_url="http://bot.seleto.com.br")
     _, output = await doctor(settings, lambda mocked: None)
     assert "http://bot.seleto.com.br/webhooks/meta" in output
-    assert "não é HTTPS" in output
+    assert "is not HTTPS" in output
 
 
 # --- the CLI ------------------------------------------------------------------------------
@@ -646,7 +646,7 @@ async def test_plain_http_public_url_is_flagged() -> None:
 
 async def test_main_doctor_opens_a_session_and_prints(capsys: pytest.CaptureFixture[str]) -> None:
     assert await main._doctor(only()) == 0
-    assert "não configurado" in capsys.readouterr().out
+    assert "not configured" in capsys.readouterr().out
 
 
 def test_main_parses_the_doctor_subcommand(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> None:
@@ -720,7 +720,7 @@ async def test_url_without_scheme_is_url_invalida() -> None:
         (
             "WAHA",
             {"waha_url": WAHA, "waha_api_key": WAHA_KEY},
-            "WAHA_WEBHOOK_HMAC_KEY ou WAHA_WEBHOOK_SECRET",
+            "WAHA_WEBHOOK_HMAC_KEY or WAHA_WEBHOOK_SECRET",
         ),
     ],
 )
@@ -737,7 +737,7 @@ async def test_a_channel_that_answers_but_whose_webhook_has_no_secret_is_a_probl
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, channel)
-    assert line.startswith("PROBLEMA") and setting in line and "recusa tudo" in line
+    assert line.startswith("PROBLEM ") and setting in line and "refuses everything" in line
 
 
 async def test_a_pixel_id_that_is_not_digits_is_named_before_any_call() -> None:
@@ -746,4 +746,4 @@ async def test_a_pixel_id_that_is_not_digits_is_named_before_any_call() -> None:
     settings = only(meta_pixel_id="pixel-da-loja", meta_access_token="EAAB-token")
     code, output = await doctor(settings, lambda mocked: None)
     assert code == 1
-    assert "META_PIXEL_ID deve ter só números" in line_of(output, "Meta CAPI")
+    assert "META_PIXEL_ID must be digits only" in line_of(output, "Meta CAPI")

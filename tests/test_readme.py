@@ -145,3 +145,41 @@ def test_the_health_page_documents_every_key_the_health_body_has() -> None:
     keys = ["status", "starting", "services", "worker", "outbox", "active_contacts", "circuits"]
     states = ["healthy", "degraded", "starting", "draining", "Retry-After"]
     assert [k for k in keys + states if f"`{k}" not in operate and f".{k}`" not in operate] == []
+
+
+def _settings() -> set[str]:
+    from core.settings import Settings
+
+    return {name.upper() for name in Settings.model_fields}
+
+
+def test_the_configuration_page_lists_every_setting() -> None:
+    """docs/configuration.md is the map of .env.example: a new setting belongs on it."""
+    page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"[A-Z][A-Z0-9_]{3,}", page))
+    for stem, tails in re.findall(r"([A-Z][A-Z0-9_]+)\[([A-Z0-9_/]+)\]", page):  # FOO[_A/_B]
+        listed |= {stem} | {stem + tail for tail in tails.split("/")}
+    patterns = [
+        re.escape(p).replace(r"\*", "[A-Z0-9_]+")
+        for p in re.findall(r"[A-Z0-9_]*\*[A-Z0-9_]*", page)
+        if p.strip("*")  # FOO_* or *_RATE_PER_S, never markdown's bare ** (it would match all)
+    ]
+    unlisted = [n for n in _settings() if n not in listed and not any(re.fullmatch(p, n) for p in patterns)]
+    assert sorted(unlisted) == []
+
+
+def test_every_variable_the_docs_name_is_a_real_setting() -> None:
+    """The README's rule (tests/test_project.py) for the pages it links to."""
+    words = {
+        "POST",
+        "PROBLEMA",
+        "WORKING",
+        "TEST_DATABASE_URL",
+    }  # HTTP, doctor's word, WAHA's state, the suite's
+    named = {
+        name
+        for page in DOCS
+        for name in re.findall(r"`([A-Z][A-Z0-9_]{3,})=?[^`]*`", page.read_text(encoding="utf-8"))
+        if not name.endswith("_")
+    }
+    assert sorted(named - _settings() - words) == []

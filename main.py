@@ -46,7 +46,11 @@ def _serve(settings: Settings) -> int:
     try:
         sock = bind(settings.host, settings.port)
     except PortInUse as exc:
-        get_logger("main").error("port_in_use", error=str(exc), hint="set PORT or stop the other process")
+        get_logger("main").error(
+            "port_in_use",
+            error=str(exc),
+            hint=f"another process is listening on port {settings.port}: stop it, or set PORT to a free port",
+        )
         return 1
     worker = None
     if settings.worker_process:

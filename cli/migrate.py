@@ -22,7 +22,7 @@ def run_migrate(settings: Settings, *, apply: bool) -> int:
     """Print the schema SQL, or apply it to DATABASE_URL (every file is re-runnable)."""
     files = sorted(MIGRATIONS.glob("*.sql"))
     if not files:
-        print(f"no migrations found in {MIGRATIONS}", file=sys.stderr)
+        print(f"error: no migrations found in {MIGRATIONS}: is this a full checkout?", file=sys.stderr)
         return 2
     if not apply:
         for path in files:
@@ -30,7 +30,7 @@ def run_migrate(settings: Settings, *, apply: bool) -> int:
         return 0
     if settings.database_url is None:
         print(
-            "Set DATABASE_URL to apply the migrations (or run without --apply to print them).",
+            "error: set DATABASE_URL to apply the migrations (or run without --apply to print them).",
             file=sys.stderr,
         )
         return 2

@@ -49,11 +49,14 @@ async def _outbox_list(store: Store, args: argparse.Namespace) -> int:
 
 async def _outbox_show(store: Store, args: argparse.Namespace) -> int:
     if args.id is None:
-        print("usage: python main.py outbox show ID", file=sys.stderr)
+        print(
+            "error: say which item: python main.py outbox show ID (ids: python main.py outbox list)",
+            file=sys.stderr,
+        )
         return 2
     item = await store.get_outbox(args.id)
     if item is None:
-        print(f"no side effect with id {args.id}", file=sys.stderr)
+        print(f"error: no side effect with id {args.id} (ids: python main.py outbox list)", file=sys.stderr)
         return 1
     print(json.dumps(_item_view(item), ensure_ascii=False, indent=2, default=str))
     return 0
@@ -68,10 +71,10 @@ async def _outbox_replay(store: Store, args: argparse.Namespace) -> int:
             return 0
         item = await store.get_outbox(args.id)
         reason = "does not exist" if item is None else f"is {item.status}, not dead"
-        print(f"item {args.id} {reason}: nothing replayed", file=sys.stderr)
+        print(f"error: item {args.id} {reason}: nothing replayed", file=sys.stderr)
         return 1
     if not args.all_dead:
-        print("say which: python main.py outbox replay ID, or --all-dead [--kind K]", file=sys.stderr)
+        print("error: say which: python main.py outbox replay ID, or --all-dead [--kind K]", file=sys.stderr)
         return 2
     count = await store.replay_dead(kind=args.kind)
     print(f"{count} dead item(s) put back in the queue; a running bot delivers them now.")

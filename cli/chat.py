@@ -1,10 +1,9 @@
 """`python main.py chat`: a seller talks to the real agent and store in a terminal.
 
-Same graph, same store, channel `cli`; the lead card (profile, score, reasons) is
-printed after every answer so prompt changes can be judged without WhatsApp. chat's own
-lines are English (the operator's language); the bot's words to the lead stay pt-BR.
-When the model cannot be reached, chat says why in one line (refused, timeout, bad key,
-provider busy), gives up after a bounded wait, and `/sair` still ends it at once.
+Same graph, same store, channel `cli`; the lead card is printed after every answer so
+prompt changes can be judged without WhatsApp. chat's own lines are English; the bot's
+words stay pt-BR. An unreachable model is named in one line (refused, timeout, bad key,
+provider busy), chat gives up after a bounded wait, and `/sair` always ends it at once.
 """
 
 from __future__ import annotations
@@ -46,6 +45,13 @@ CHAT_PROMPT = "you> "
 CHAT_REPLY_TIMEOUT_S = 180.0
 # How long chat keeps retrying a model it cannot reach before it hands the prompt back.
 CHAT_GIVE_UP_S = 30.0
+# A model that neither answers nor fails this long gets a line (OPENAI_TIMEOUT_S is 30 s).
+CHAT_SLOW_NOTICE_S = 10.0
+KEPT_FIX = "Your message is kept, not answered; fix this and run chat again."
+KEPT_RETRIED = (
+    "Your message is kept, not answered: the bot retries it in the background while chat runs, "
+    "and the next chat session answers it."
+)
 CHAT_POLL_S = 0.02
 EXIT_FAILED = 1
 EXIT_NO_OPENAI = 2
@@ -149,14 +155,17 @@ def _status_failure(status: int, settings: Settings) -> ModelFailure:
 
 
 class ModelWatch:
-    """Sees every model call the agent makes in this process and keeps why the last one
-    failed. The turn runner only stores a summary in the database ("openai unavailable:
-    APITimeoutError"), which is exactly the mislabel chat must not repeat."""
+    """Why the agent's last model call failed. The runner keeps only a summary in the
+    database ("openai unavailable: APITimeoutError"), the very mislabel chat must avoid."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.failures = 0
         self.last: ModelFailure | None = None
+
+    def endpoint(self) -> str:
+        c = self.settings
+        return f"{c.openai_model} at {c.openai_base_url} (OPENAI_TIMEOUT_S={c.openai_timeout_s:g}); /sair ends chat"
 
     def watch(self, llm: Any) -> None:
         call: Callable[..., Awaitable[Any]] = llm.structured
@@ -164,9 +173,7 @@ class ModelWatch:
         async def structured(*args: Any, **kwargs: Any) -> Any:
             try:
                 result = await call(*args, **kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # not CancelledError: quitting is no model failure
                 self.last = explain_model_failure(exc, self.settings)
                 self.failures += 1
                 raise
@@ -185,7 +192,8 @@ CARD_WIDTH = 60
 
 
 def format_lead_card(lead: LeadRecord | None) -> str:
-    """What a seller looks at after each turn: known data, score, temperature and why."""
+    """What a seller looks at after each turn: known data, score, temperature and why; in
+    pt-BR, the words of the handoff card the team reads in Chatwoot and PipeRun."""
     lines = ["--- Ficha do lead ".ljust(CARD_WIDTH, "-")]
     if lead is None:
         lines.append("Ainda não há dados deste lead.")
@@ -353,28 +361,21 @@ class _Input:
                 await self._next
 
 
+@dataclass(kw_only=True)
 class _Chat:
-    def __init__(
-        self,
-        store: Store,
-        notify: Callable[..., None],
-        out: TextIO,
-        watch: ModelWatch,
-        *,
-        contact_id: str,
-        name: str | None,
-        timeout_s: float,
-        give_up_s: float,
-    ) -> None:
-        self.store = store
-        self.notify = notify
-        self.out = out
-        self.watch = watch
-        self.contact_id = contact_id
-        self.name = name
-        self.key = f"cli:{contact_id}"
-        self.timeout_s = timeout_s
-        self.give_up_s = give_up_s
+    store: Store
+    notify: Callable[..., None]
+    out: TextIO
+    watch: ModelWatch
+    contact_id: str
+    name: str | None
+    timeout_s: float
+    give_up_s: float
+    slow_notice_s: float = CHAT_SLOW_NOTICE_S
+
+    @property
+    def key(self) -> str:
+        return f"cli:{self.contact_id}"
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -408,6 +409,7 @@ class _Chat:
         stayed unreachable for `give_up_s` since its first failure."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
+        notice_at: float | None = loop.time() + self.slow_notice_s
         give_up_at: float | None = None
         failures_before = self.watch.failures
         reported: str | None = None
@@ -437,25 +439,22 @@ class _Chat:
                 if failure is not None:
                     give_up_at = give_up_at if give_up_at is not None else loop.time() + self.give_up_s
                     if failure.fatal:
-                        self.say(
-                            f"chat: {failure.text}. Your message is kept, not answered; fix this and run chat again."
-                        )
+                        self.say(f"chat: {failure.text}. {KEPT_FIX}")
                         return "fatal"
                     if failure.text != reported:
                         reported = failure.text
                         self.say(
-                            f"chat: {failure.text}; retrying for up to {self.give_up_s:g} s (/sair ends chat)"
+                            f"chat: {reported}; retrying for up to {self.give_up_s:g} s (/sair ends chat)"
                         )
-            if give_up_at is not None and loop.time() >= give_up_at:
-                self.say(
-                    f"chat: gave up after {self.give_up_s:g} s ({reported}). Your message is kept, not answered: "
-                    "the bot retries it in the background while chat runs, and the next chat session answers it."
-                )
+            now = loop.time()
+            if give_up_at is None and notice_at is not None and now >= notice_at:
+                notice_at = None
+                self.say(f"chat: no answer yet after {self.slow_notice_s:g} s from {self.watch.endpoint()}")
+            if give_up_at is not None and now >= give_up_at:
+                self.say(f"chat: gave up after {self.give_up_s:g} s ({reported}). {KEPT_RETRIED}")
                 return "gave_up"
-            if loop.time() >= deadline:
-                self.say(
-                    f"chat: no reply in {self.timeout_s:g} s; your message is kept and answered as soon as the bot can."
-                )
+            if now >= deadline:
+                self.say(f"chat: no reply in {self.timeout_s:g} s. {KEPT_RETRIED}")
                 return "gave_up"
             await asyncio.sleep(CHAT_POLL_S)
 
@@ -479,6 +478,7 @@ async def run_chat(
     stdout: TextIO | None = None,
     reply_timeout_s: float = CHAT_REPLY_TIMEOUT_S,
     give_up_s: float = CHAT_GIVE_UP_S,
+    slow_notice_s: float = CHAT_SLOW_NOTICE_S,
     interactive: bool | None = None,
 ) -> int:
     """A terminal conversation with the real agent and store; returns the exit code.
@@ -511,14 +511,15 @@ async def run_chat(
     lines = _Input(_LineReader(stdin), concurrent=concurrent)
     try:
         chat = _Chat(
-            app[STORE],
-            app[RUNNER].notify,
-            out,
-            watch,
+            store=app[STORE],
+            notify=app[RUNNER].notify,
+            out=out,
+            watch=watch,
             contact_id=contact_id,
             name=display_name,
             timeout_s=reply_timeout_s,
             give_up_s=give_up_s,
+            slow_notice_s=slow_notice_s,
         )
         return await _chat_loop(chat, settings, lines, echo=not _isatty(stdin))
     finally:

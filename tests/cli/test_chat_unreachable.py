@@ -5,7 +5,9 @@ and `/sair`, `/quit` or Ctrl-D always ending chat, even mid-retry."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
+import json
 import os
 import socket
 import sqlite3
@@ -16,12 +18,12 @@ import aiohttp
 import httpx
 import openai
 import pytest
-from aioresponses import aioresponses
+from aioresponses import CallbackResult, aioresponses
 
 from cli import chat
 from core.settings import Settings
 from tests.conftest import fast_settings
-from tests.helpers.fakes import FakeOpenAI
+from tests.helpers.fakes import FakeOpenAI, load_fixture
 
 OPENAI = "https://api.openai.com/v1"
 # OpenAI's documented body for a wrong key ("401 - Invalid Authentication: Incorrect API
@@ -257,3 +259,41 @@ def test_other_transport_failures_are_named_by_their_root_cause(
 ) -> None:
     failure = chat.explain_model_failure(error, fast_settings(tmp_path, openai_timeout_s=30))
     assert failure.text == line and not failure.fatal
+
+
+async def test_a_model_that_neither_answers_nor_fails_gets_one_waiting_line(
+    tmp_path: Path, http_mock: aioresponses
+) -> None:
+    released = asyncio.Event()
+    completion = copy.deepcopy(load_fixture("openai/chat_completion_structured.json"))
+    completion["choices"][0]["message"]["content"] = json.dumps(
+        {
+            "reply": "Oi! Demorei, mas cheguei.",
+            "lead": {},
+            "tool_calls": [],
+            "summary": "Lead disse oi.",
+            "image_description": None,
+        }
+    )
+
+    async def slow_model(url: Any, **kwargs: Any) -> CallbackResult:
+        await released.wait()
+        return CallbackResult(status=200, payload=completion)
+
+    http_mock.post(f"{OPENAI}/chat/completions", callback=slow_model, repeat=True)
+    out = io.StringIO()
+    session = asyncio.create_task(
+        chat.run_chat(fast_settings(tmp_path), stdin=script("Oi", "/sair"), stdout=out, slow_notice_s=0.05)
+    )
+    waiting = (
+        f"chat: no answer yet after 0.05 s from gpt-4o at {OPENAI} (OPENAI_TIMEOUT_S=30); /sair ends chat"
+    )
+    async with asyncio.timeout(30):  # a hang guard, not a timing
+        while waiting not in out.getvalue():
+            await asyncio.sleep(0.01)
+        released.set()
+        assert await session == 0
+    text = out.getvalue()
+    assert text.count(waiting) == 1
+    assert text.index(waiting) < text.index("bot> Oi! Demorei, mas cheguei.")
+    assert "gave up" not in text and "retrying" not in text

@@ -14,6 +14,7 @@ import argparse
 from typing import NoReturn
 
 from cli.forget import FORGET_CHANNELS
+from core.outbox import PAYLOADS
 
 PROG = "python main.py"
 # Accepted, never listed: the worker child process `python main.py` starts itself.
@@ -116,7 +117,12 @@ def _add_outbox(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     outbox.add_argument("action", choices=OUTBOX_ACTIONS)
     outbox.add_argument("id", nargs="?", type=int, help="the item id (show, replay)")
     outbox.add_argument("--status", choices=OUTBOX_STATUSES, help="list: only this status")
-    outbox.add_argument("--kind", help="only items of this kind (e.g. send_text, piperun_sync, meta_capi)")
+    outbox.add_argument(
+        "--kind",
+        choices=sorted(PAYLOADS),
+        metavar="KIND",
+        help=f"only items of this kind: {', '.join(sorted(PAYLOADS))}",
+    )
     outbox.add_argument("--limit", type=_positive_int, default=50, help="list: how many, newest first")
     outbox.add_argument("--all-dead", action="store_true", help="replay: every dead item (of --kind)")
 

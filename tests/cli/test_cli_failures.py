@@ -118,6 +118,7 @@ def test_a_taken_port_is_one_line_before_anything_starts(tmp_path: Path) -> None
         (("forget", "5511999999999", "--channel", "telegram"), "invalid choice: 'telegram'"),
         (("outbox", "stats", "--limit", "0"), "--limit: '0' must be 1 or more"),
         (("outbox", "explode"), "invalid choice: 'explode'"),
+        (("outbox", "list", "--kind", "piperun"), "invalid choice: 'piperun'"),
         (("launch",), "no command 'launch'; choose from serve, chat"),
         (("help", "launch"), "no command 'launch'"),
     ],

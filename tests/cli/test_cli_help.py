@@ -77,6 +77,15 @@ def test_debug_is_accepted_before_or_after_the_command() -> None:
     assert not parser.parse_args(["doctor"]).debug
 
 
+def test_outbox_kind_takes_every_kind_the_queue_holds() -> None:
+    from core.outbox import PAYLOADS
+
+    parser = build_parser()
+    for kind in ("send_text", "piperun_sync", "meta_capi", "lead_erasure"):
+        assert kind in PAYLOADS
+        assert parser.parse_args(["outbox", "list", "--kind", kind]).kind == kind
+
+
 def test_forget_channel_is_case_insensitive() -> None:
     assert build_parser().parse_args(["forget", "5511999999999", "--channel", "ZAPI"]).channel == "zapi"
 

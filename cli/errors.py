@@ -90,6 +90,12 @@ def describe(exc: BaseException) -> tuple[str, int]:
         )
     if isinstance(exc, CONFIG_FILE_ERRORS):
         return f"configuration problem: {_first_line(str(exc))}. Fix it and run again.", EXIT_FAILURE
+    if isinstance(exc, OSError) and exc.filename:
+        return (
+            f"cannot use {exc.filename}: {exc.strerror or type(exc).__name__}. "
+            "Check the path (e.g. SQLITE_PATH) exists and is writable.",
+            EXIT_FAILURE,
+        )
     if isinstance(exc, SDRError):
         return (
             f"{type(exc).__name__}: {_first_line(str(exc))}. Run `python main.py doctor` to check "

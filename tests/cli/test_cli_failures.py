@@ -52,6 +52,14 @@ def test_supabase_unreachable_is_one_line_naming_what_to_check(tmp_path: Path, a
     assert KEY not in result.stderr + result.stdout
 
 
+def test_a_store_path_that_cannot_exist_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = run(tmp_path, "outbox", "stats", SQLITE_PATH=str(tmp_path / "a-file" / "sdr.sqlite3"))
+    assert result.returncode == 1
+    line = one_line(result)
+    assert line.startswith("error: cannot use ") and "SQLITE_PATH" in line
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = run(
         tmp_path, "--debug", "outbox", "stats", SUPABASE_URL=UNREACHABLE, SUPABASE_SERVICE_ROLE_KEY=KEY

@@ -266,6 +266,9 @@ def check_piperun(provider: ProviderServer, hot: list[int], seed: int) -> None:
         assert external_code_for(f"whatsapp:{phone(person_of[deal['person_id']])}") in note["text"]
 
 
+# Ten real bot processes, each starting a web process and its worker: on a loaded 2-core
+# runner that is minutes, not the suite's default 180 s (a bound on a hang, not a timing).
+@pytest.mark.timeout(480)
 async def test_sigkill_at_random_points_of_turns_answers_every_message_exactly_once(
     tmp_path: Path, provider: ProviderServer
 ) -> None:

@@ -172,7 +172,7 @@ def test_every_variable_the_docs_name_is_a_real_setting() -> None:
     """The README's rule (tests/test_project.py) for the pages it links to."""
     words = {
         "POST",
-        "PROBLEMA",
+        "PROBLEM",
         "WORKING",
         "TEST_DATABASE_URL",
     }  # HTTP, doctor's word, WAHA's state, the suite's

@@ -12,13 +12,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first: this layer is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python - <<'PY' > /tmp/requirements.txt
-import tomllib
-print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
-PY
-RUN pip install -r /tmp/requirements.txt
+# Dependencies first, at the locked versions (hash-checked): this layer is rebuilt only
+# when the lock changes, and two builds a month apart run the same code.
+COPY requirements/app.lock ./requirements/app.lock
+RUN pip install --require-hashes -r requirements/app.lock
 
 COPY . .
 RUN useradd --create-home --uid 10001 sdr \

@@ -227,7 +227,9 @@ async def test_a_second_message_while_unreachable_names_the_cause_again(tmp_path
     # The runner's earlier attempts are not this message's news: the cause is named again.
     assert text.count(f"chat: connection refused at {url}") == 2
     assert text.count("chat: gave up after 0.2 s") == 2
-    assert "could not answer (attempt" not in text
+    # A background retry of the first message may also fail between the two (the generic
+    # "could not answer (attempt N)" line): whether it lands inside the second wait is a
+    # race of the runner's retry timer, so its absence is not asserted.
 
 
 def chained(*errors: BaseException) -> BaseException:

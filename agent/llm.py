@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import socket
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -85,8 +86,25 @@ def openai_retry_policy(config: LLMConfig) -> AsyncRetrying:
 def _unavailable(what: str, exc: openai.OpenAIError) -> Exception:
     """A retryable SDK error as the tree's `LLMUnavailable`; any other stays as it is."""
     if is_retryable_openai_error(exc):
-        return LLMUnavailable(f"{what} unavailable: {type(exc).__name__}")
+        return LLMUnavailable(f"{what} unavailable: {transport_cause(exc)}")
     return exc
+
+
+def transport_cause(exc: BaseException) -> str:
+    """What really failed, for the log and the turn's stored error: the aiohttp transport
+    labels a refused connection `APITimeoutError`, which sent operators after a slow
+    model when nothing was listening at OPENAI_BASE_URL."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    label = type(exc).__name__
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return f"connection refused ({label})"
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return f"host not found ({label})"
+    return label
 
 
 def _aiohttp_transport() -> Any:
@@ -188,16 +206,16 @@ class Usage:
 # quotes part of the key ("Incorrect API key provided: sk-..."), so it is never quoted.
 _PROBE_REFUSALS = {
     401: problem(
-        "token inválido: a OpenAI recusou a chave",
-        "crie uma chave em https://platform.openai.com/api-keys e coloque em OPENAI_API_KEY",
+        "invalid token: OpenAI refused the key",
+        "create a key at https://platform.openai.com/api-keys and put it in OPENAI_API_KEY",
     ),
     429: problem(
-        "sem crédito ou acima do limite da conta (HTTP 429)",
-        "confira créditos e limites em https://platform.openai.com/settings/organization/billing",
+        "out of credit or over the account's rate limit (HTTP 429)",
+        "check credits and limits at https://platform.openai.com/settings/organization/billing",
     ),
     404: problem(
-        "URL errada: o endereço não tem a lista de modelos",
-        "confira OPENAI_BASE_URL (o padrão é https://api.openai.com/v1)",
+        "wrong URL: the address has no model list",
+        "check OPENAI_BASE_URL (the default is https://api.openai.com/v1)",
     ),
 }
 
@@ -239,8 +257,8 @@ class LLMClient:
             return refused
         if reply.status == 403:
             return problem(
-                f"a chave não tem permissão ({io.provider_words(reply, ('error', 'message'))})",
-                "confira as permissões do projeto da chave no painel da OpenAI",
+                f"the key lacks permission ({io.provider_words(reply, ('error', 'message'))})",
+                "check the permissions of the key's project in the OpenAI dashboard",
             )
         models = reply.data.get("data") if isinstance(reply.data, dict) else None
         if not reply.ok or not isinstance(models, list):
@@ -248,10 +266,10 @@ class LLMClient:
         ids = {m.get("id") for m in models if isinstance(m, dict)}
         if ids and c.model not in ids:
             return problem(
-                f"chave aceita, mas o modelo {c.model} não está liberado para ela",
-                "troque OPENAI_MODEL por um modelo da sua conta (ex.: gpt-4o) ou libere-o no projeto da chave",
+                f"key accepted, but model {c.model} is not available to it",
+                "set OPENAI_MODEL to a model of your account (e.g. gpt-4o) or allow it in the key's project",
             )
-        return ok(f"chave aceita; modelo {c.model} disponível")
+        return ok(f"key accepted; model {c.model} available")
 
     def _require(self) -> AsyncOpenAI:
         if self._client is None:

@@ -21,21 +21,21 @@ def graph_probe_problem(
     code, subcode = error.get("code"), error.get("error_subcode")
     if code == 190 or reply.status == 401:
         return problem(
-            "token inválido: a Meta diz que o token expirou ou foi revogado",
-            f"gere um token de usuário do sistema (sem validade) no Business Manager e coloque em {token_env}",
+            "invalid token: Meta says the token expired or was revoked",
+            f"generate a system user token (never expiring) in Business Manager and put it in {token_env}",
         )
     if (code == 100 and subcode == 33) or code == 803:
         # "Unsupported get request. Object with ID '…' does not exist, cannot be loaded
         # due to missing permissions, or does not support this operation" (400).
         return problem(
-            f"{id_label} errado, ou o token não tem acesso a ele",
-            f"confira {id_env} e se o token de {token_env} foi gerado com acesso a esse ativo",
+            f"wrong {id_label}, or the token has no access to it",
+            f"check {id_env} and that the token in {token_env} was generated with access to this asset",
         )
     if code == 10 or (isinstance(code, int) and 200 <= code <= 299):
         return problem(
-            "token sem permissão para ler este ativo",
-            f"dê ao token de {token_env} a permissão {permission}",
+            "the token lacks permission to read this asset",
+            f"give the token in {token_env} the permission {permission}",
         )
     if code in (4, 17, 32, 613):
-        return problem("limite de chamadas da Meta atingido", "espere alguns minutos e rode o doctor de novo")
+        return problem("Meta's call limit reached", "wait a few minutes and run the doctor again")
     return io.unexpected(reply, ("error", "message"))

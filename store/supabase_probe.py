@@ -47,23 +47,23 @@ async def probe_supabase(url: str | None, key: SecretStr | None, io: ProbeIO) ->
         return _rejected(exc)
     except Exception as exc:  # client construction: bad URL or key format
         return problem(
-            f"não deu para abrir o cliente do Supabase ({type(exc).__name__})",
-            "confira SUPABASE_URL (https://<projeto>.supabase.co) e SUPABASE_SERVICE_ROLE_KEY",
+            f"could not open the Supabase client ({type(exc).__name__})",
+            "check SUPABASE_URL (https://<project>.supabase.co) and SUPABASE_SERVICE_ROLE_KEY",
         )
     finally:
         await store.close()
-    return ok("banco acessível com a chave service_role; tabelas do bot presentes")
+    return ok("database reachable with the service_role key; the bot's tables are present")
 
 
 def _not_installed(exc: ImportError) -> ProbeResult:
     if exc.name and exc.name.startswith("store"):
         return problem(
-            "esta versão do bot não tem o módulo do Supabase",
-            "atualize o bot; enquanto isso, deixe SUPABASE_URL vazio para usar o SQLite embutido",
+            "this version of the bot has no Supabase module",
+            "update the bot; meanwhile, leave SUPABASE_URL empty to use the built-in SQLite",
         )
     return problem(
-        f"falta a biblioteca '{exc.name}' usada pelo Supabase",
-        "instale as dependências do bot de novo: pip install -e .",
+        f"the library '{exc.name}' used by Supabase is missing",
+        "reinstall the bot's dependencies: pip install -e .",
     )
 
 
@@ -71,28 +71,28 @@ def _unavailable(exc: StoreUnavailable, url: str, io: ProbeIO) -> ProbeResult:
     said = str(exc).lower()
     if "key was refused" in said:
         return problem(
-            "token inválido: o Supabase recusou a chave service_role",
-            "copie a chave service_role (Supabase → Project Settings → API) para SUPABASE_SERVICE_ROLE_KEY",
+            "invalid token: Supabase refused the service_role key",
+            "copy the service_role key (Supabase → Project Settings → API) into SUPABASE_SERVICE_ROLE_KEY",
         )
     if "timeout" in said or "no answer" in said:
         return io.timed_out()
     if "connection error" in said:
         return io.unreachable(_host(url))
     return problem(
-        f"o Supabase não respondeu direito ({io.scrub(str(exc))[:_QUOTE_MAX]})",
-        "veja o status do projeto no painel do Supabase e rode de novo",
+        f"Supabase did not answer properly ({io.scrub(str(exc))[:_QUOTE_MAX]})",
+        "check the project's status in the Supabase dashboard and run again",
     )
 
 
 def _rejected(exc: SupabaseRequestError) -> ProbeResult:
     if exc.status == 404 or exc.code in MISSING_SCHEMA:
         return problem(
-            "o banco do Supabase ainda não tem as tabelas do bot",
-            "aplique o schema: defina DATABASE_URL e rode python main.py migrate --apply",
+            "the Supabase database does not have the bot's tables yet",
+            "apply the schema: set DATABASE_URL and run python main.py migrate --apply",
         )
     return problem(
-        f"o Supabase recusou a leitura (HTTP {exc.status}{' ' + exc.code if exc.code else ''})",
-        "aplique o schema mais recente: python main.py migrate --apply",
+        f"Supabase refused the read (HTTP {exc.status}{' ' + exc.code if exc.code else ''})",
+        "apply the latest schema: python main.py migrate --apply",
     )
 
 

@@ -57,15 +57,15 @@ class ProbeContext:
         except _BAD_URL:
             raise ProbeVerdict(
                 problem(
-                    "URL inválida",
-                    f"confira {self.url_env or 'a URL'}: use o endereço completo, com http:// ou https://",
+                    "invalid URL",
+                    f"check {self.url_env or 'the URL'}: use the full address, with http:// or https://",
                 )
             ) from None
         except aiohttp.ClientConnectorCertificateError:
             raise ProbeVerdict(
                 problem(
-                    f"certificado HTTPS inválido em {host}",
-                    f"confira {self.url_env or 'a URL'} e o certificado do servidor",
+                    f"invalid HTTPS certificate at {host}",
+                    f"check {self.url_env or 'the URL'} and the server's certificate",
                 )
             ) from None
         except aiohttp.ClientConnectorError:
@@ -74,8 +74,8 @@ class ProbeContext:
             # Only the kind: the exception text can carry the URL (and the Z-API token).
             raise ProbeVerdict(
                 problem(
-                    f"falha de conexão com {host} ({type(exc).__name__})",
-                    f"rode de novo; se continuar, confira a rede e {self.url_env or 'a URL configurada'}",
+                    f"connection to {host} failed ({type(exc).__name__})",
+                    f"run again; if it persists, check the network and {self.url_env or 'the configured URL'}",
                 )
             ) from None
         try:
@@ -86,16 +86,16 @@ class ProbeContext:
 
     def timed_out(self) -> ProbeResult:
         return problem(
-            f"timeout: sem resposta em {self.timeout_s:g} s",
-            "o serviço está lento ou fora do ar; rode de novo em alguns minutos"
-            + (f" e confira {self.url_env}" if self.url_env else ""),
+            f"timeout: no answer within {self.timeout_s:g} s",
+            "the service is slow or down; run again in a few minutes"
+            + (f" and check {self.url_env}" if self.url_env else ""),
         )
 
     def unreachable(self, host: str) -> ProbeResult:
-        where = f"confira {self.url_env}, " if self.url_env else ""
+        where = f"check {self.url_env}, " if self.url_env else "check "
         return problem(
-            f"URL inacessível ({host} não responde)",
-            f"{where}se o servidor está no ar e se esta máquina consegue acessá-lo (DNS, firewall)",
+            f"URL unreachable ({host} does not answer)",
+            f"{where}that the server is up and that this machine can reach it (DNS, firewall)",
         )
 
     def provider_words(self, reply: ProbeReply, *paths: tuple[str, ...]) -> str:
@@ -107,17 +107,15 @@ class ProbeContext:
     def unexpected(self, reply: ProbeReply, *paths: tuple[str, ...]) -> ProbeResult:
         said = self.provider_words(reply, *paths) if not reply.ok else ""
         if reply.status == 429:
-            return problem(
-                "limite de requisições atingido (HTTP 429)", "espere um minuto e rode o doctor de novo"
-            )
+            return problem("request limit reached (HTTP 429)", "wait a minute and run the doctor again")
         if reply.status >= 500:
             return problem(
-                f"o serviço respondeu com erro (HTTP {reply.status}{': ' + said if said else ''})",
-                "é do lado do provedor; rode de novo em alguns minutos",
+                f"the service answered with an error (HTTP {reply.status}{': ' + said if said else ''})",
+                "the fault is on the provider's side; run again in a few minutes",
             )
         return problem(
-            f"resposta inesperada (HTTP {reply.status}{': ' + said if said else ''})",
-            f"confira {self.url_env or 'a configuração'}; se estiver certo, rode de novo mais tarde",
+            f"unexpected answer (HTTP {reply.status}{': ' + said if said else ''})",
+            f"check {self.url_env or 'the configuration'}; if it is right, run again later",
         )
 
     def scrub(self, text: str) -> str:

@@ -97,7 +97,7 @@ async def _meta_capi(app: web.Application, io: ProbeContext) -> ProbeResult:
     try:
         client = MetaCapiClient(meta_capi_config(app[SETTINGS]), app[HTTP])
     except ValueError:  # a pixel id that is not digits: the client refuses to put it in a URL
-        return problem("ID do pixel (conjunto de dados) inválido: META_PIXEL_ID deve ter só números", "")
+        return problem("invalid pixel (dataset) ID: META_PIXEL_ID must be digits only", "")
     return await client.probe(io)
 
 
@@ -139,10 +139,10 @@ class _HealthIO(ProbeContext):
 
     def unexpected(self, reply: ProbeReply, *paths: tuple[str, ...]) -> ProbeResult:
         if reply.status == 429:
-            return problem("limite de requisições atingido (HTTP 429)", "")
+            return problem("request limit reached (HTTP 429)", "")
         if reply.status >= 500:
-            return problem(f"o serviço respondeu com erro (HTTP {reply.status})", "")
-        return problem(f"resposta inesperada (HTTP {reply.status})", "")
+            return problem(f"the service answered with an error (HTTP {reply.status})", "")
+        return problem(f"unexpected answer (HTTP {reply.status})", "")
 
 
 def _graph_code(reply: ProbeReply) -> object:
@@ -179,7 +179,7 @@ class ProviderChecks:
 
     def not_configured(self) -> dict[str, ProviderState]:
         return {
-            p.name: ProviderState("not_configured", detail=f"não configurado; para usar, defina {p.required}")
+            p.name: ProviderState("not_configured", detail=f"not configured; to use it, set {p.required}")
             for p in self._providers
             if not p.configured(self._settings)
         }
@@ -187,7 +187,7 @@ class ProviderChecks:
     def left_to_the_worker(self) -> dict[str, ProviderState]:
         """The web process of a split deployment: the worker, which holds the OpenAI
         client, checks and reports them; this is what stays if it does not answer."""
-        waiting = ProviderState("unknown", detail="verificado pelo worker, que não respondeu")
+        waiting = ProviderState("unknown", detail="checked by the worker, which did not answer")
         return {p.name: self.not_configured().get(p.name, waiting) for p in self._providers}
 
     async def report(self, app: web.Application, clock: Clock) -> dict[str, ProviderState]:
@@ -248,7 +248,7 @@ async def _probe(provider: Provider, app: web.Application, io: _HealthIO) -> tup
         return io.timed_out(), "unreachable"
     except Exception as exc:  # noqa: BLE001 - health must answer, whatever a probe raised
         # Only the kind: the text may carry a URL with a token.
-        return problem(f"erro inesperado ao verificar ({type(exc).__name__})", ""), "unreachable"
+        return problem(f"unexpected error while checking ({type(exc).__name__})", ""), "unreachable"
     return result, classify(result, io.replies)
 
 

@@ -300,11 +300,11 @@ class InstagramChannel:
             return graph_probe_problem(
                 io,
                 reply,
-                id_label="ID da conta do Instagram",
+                id_label="Instagram account ID",
                 id_env="INSTAGRAM_ACCOUNT_ID",
                 token_env="INSTAGRAM_ACCESS_TOKEN",
-                permission="instagram_manage_messages (ou instagram_business_manage_messages)",
+                permission="instagram_manage_messages (or instagram_business_manage_messages)",
             )
         if not data.get("username"):
             return io.unexpected(reply)
-        return ok(f"conta @{data['username']}")
+        return ok(f"account @{data['username']}")

@@ -73,12 +73,12 @@ _INVALID_RECIPIENT = re.compile(
 _SESSION_NOT_READY = re.compile(r"session status is not as expected", re.IGNORECASE)
 
 
-# What to do about a session that is not WORKING (the doctor's hint, pt-BR).
+# What to do about a session that is not WORKING (the doctor's hint).
 _SESSION_HINTS = {
-    "SCAN_QR_CODE": "abra o painel do WAHA (/dashboard) e leia o QR code com o WhatsApp do celular da empresa",
-    "STARTING": "a sessão está iniciando; espere um minuto e rode o doctor de novo",
-    "STOPPED": "inicie a sessão no painel do WAHA (Start)",
-    "FAILED": "reinicie a sessão no painel do WAHA (Restart); se não voltar, faça logout e leia o QR code de novo",
+    "SCAN_QR_CODE": "open the WAHA dashboard (/dashboard) and scan the QR code with the company phone's WhatsApp",
+    "STARTING": "the session is starting; wait a minute and run the doctor again",
+    "STOPPED": "start the session in the WAHA dashboard (Start)",
+    "FAILED": "restart the session in the WAHA dashboard (Restart); if it does not come back, log out and scan the QR code again",
 }
 # Where WAHA's error bodies keep the human part: Nest errors carry `message` (string or
 # list), the 500 filter nests it in `exception.message`, the 422 session error and file
@@ -403,13 +403,13 @@ class WahaChannel:
         )
         if reply.status in (401, 403):
             return problem(
-                "token inválido: o WAHA recusou a chave de API",
-                "coloque em WAHA_API_KEY a mesma chave configurada no servidor WAHA",
+                "invalid token: WAHA refused the API key",
+                "put in WAHA_API_KEY the same key configured on the WAHA server",
             )
         if reply.status == 404:
             return problem(
-                f"a sessão '{name}' não existe neste WAHA",
-                "crie a sessão no painel do WAHA ou ponha o nome certo em WAHA_SESSION",
+                f"session '{name}' does not exist on this WAHA",
+                "create the session in the WAHA dashboard or put the right name in WAHA_SESSION",
             )
         data = reply.data if isinstance(reply.data, dict) else {}
         status = data.get("status")
@@ -419,8 +419,8 @@ class WahaChannel:
         if status == "WORKING":
             me = data.get("me")
             number = str((me.get("id") if isinstance(me, dict) else None) or "").split("@")[0]
-            return ok(f"sessão '{name}' WORKING" + (f", número {mask_phone(number)}" if number else ""))
+            return ok(f"session '{name}' WORKING" + (f", number {mask_phone(number)}" if number else ""))
         return problem(
-            f"a sessão '{name}' não está pronta ({status})",
-            _SESSION_HINTS.get(status, "confira a sessão no painel do WAHA"),
+            f"session '{name}' is not ready ({status})",
+            _SESSION_HINTS.get(status, "check the session in the WAHA dashboard"),
         )

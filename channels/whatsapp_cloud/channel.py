@@ -398,13 +398,13 @@ class WhatsAppCloudChannel:
             return graph_probe_problem(
                 io,
                 reply,
-                id_label="ID do número (phone number id)",
+                id_label="phone number ID",
                 id_env="WHATSAPP_PHONE_NUMBER_ID",
                 token_env="WHATSAPP_ACCESS_TOKEN",
-                permission="whatsapp_business_messaging (e whatsapp_business_management)",
+                permission="whatsapp_business_messaging (and whatsapp_business_management)",
             )
         if "display_phone_number" not in data and "verified_name" not in data:
             return io.unexpected(reply)
         number = mask_phone(str(data.get("display_phone_number") or ""))
         name = data.get("verified_name")
-        return ok(f"número {number}" + (f", nome verificado '{name}'" if name else ""))
+        return ok(f"number {number}" + (f", verified name '{name}'" if name else ""))

@@ -244,14 +244,14 @@ class ZapiChannel:
             # https://developer.z-api.io/en/security/client-token: every request of an account
             # with the security token on must carry it; the 403 body echoes the token sent.
             return problem(
-                "token inválido: a Z-API recusou o Client-Token",
-                "copie o token de segurança da conta (painel Z-API → Segurança) para ZAPI_CLIENT_TOKEN",
+                "invalid token: Z-API refused the Client-Token",
+                "copy the account's security token (Z-API panel → Security) into ZAPI_CLIENT_TOKEN",
             )
         if reply.status == 404 or ("instance" in text and "not found" in text):
             return problem(
-                "ID ou token da instância errado: a Z-API não encontrou a instância",
-                "copie o ID e o token da instância (painel Z-API → Instâncias) para "
-                "ZAPI_INSTANCE_ID e ZAPI_INSTANCE_TOKEN",
+                "wrong instance ID or token: Z-API did not find the instance",
+                "copy the instance's ID and token (Z-API panel → Instances) into "
+                "ZAPI_INSTANCE_ID and ZAPI_INSTANCE_TOKEN",
             )
         data = reply.data if isinstance(reply.data, dict) else {}
         if not reply.ok or not isinstance(data.get("connected"), bool):
@@ -259,9 +259,9 @@ class ZapiChannel:
         if not data["connected"]:
             said = io.provider_words(reply, ("error",))
             return problem(
-                "instância encontrada, mas o WhatsApp está desconectado" + (f" ({said})" if said else ""),
-                "no painel da Z-API abra a instância e leia o QR code com o WhatsApp do celular da empresa",
+                "instance found, but WhatsApp is disconnected" + (f" ({said})" if said else ""),
+                "in the Z-API panel open the instance and scan the QR code with the company phone's WhatsApp",
             )
         if data.get("smartphoneConnected") is False:
-            return ok("WhatsApp conectado (atenção: o celular está sem internet agora)")
-        return ok("WhatsApp conectado")
+            return ok("WhatsApp connected (warning: the phone has no internet right now)")
+        return ok("WhatsApp connected")

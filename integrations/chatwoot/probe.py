@@ -24,13 +24,13 @@ def _inbox_list(data: Any) -> list[dict[str, Any]]:
 
 def _api_inboxes(inboxes: list[dict[str, Any]]) -> str:
     names = [f"{i.get('id')} ({i.get('name')})" for i in inboxes if i.get("channel_type") == "Channel::Api"]
-    return ", ".join(names) if names else "nenhuma; crie uma em Configurações → Caixas de entrada → API"
+    return ", ".join(names) if names else "none; create one in Settings → Inboxes → API"
 
 
 def _wrong_account(account: str | None) -> ProbeResult:
     return problem(
-        f"ID da conta errado: a conta {account} não existe neste Chatwoot",
-        "confira CHATWOOT_ACCOUNT_ID (o número depois de /app/accounts/ na URL do Chatwoot)",
+        f"wrong account ID: account {account} does not exist on this Chatwoot",
+        "check CHATWOOT_ACCOUNT_ID (the number after /app/accounts/ in the Chatwoot URL)",
     )
 
 
@@ -39,15 +39,15 @@ def _refused(reply: ProbeReply, account: str | None) -> ProbeResult:
     said = reply.text.lower()
     if "not authorized to access this account" in said:
         return problem(
-            f"ID da conta errado: o usuário do token não faz parte da conta {account}",
-            "confira CHATWOOT_ACCOUNT_ID (o número depois de /app/accounts/ na URL) e se o "
-            "token é de um usuário dessa conta",
+            f"wrong account ID: the token's user is not a member of account {account}",
+            "check CHATWOOT_ACCOUNT_ID (the number after /app/accounts/ in the URL) and that the "
+            "token belongs to a user of that account",
         )
     if "suspended" in said:
-        return problem(f"a conta {account} está suspensa no Chatwoot", "reative a conta no Chatwoot")
+        return problem(f"account {account} is suspended on Chatwoot", "reactivate the account on Chatwoot")
     return problem(
-        "token inválido: o Chatwoot recusou o token de acesso",
-        "copie o token de acesso (Perfil → Token de acesso) para CHATWOOT_API_TOKEN",
+        "invalid token: Chatwoot refused the access token",
+        "copy the access token (Profile → Access Token) into CHATWOOT_API_TOKEN",
     )
 
 
@@ -64,8 +64,8 @@ async def _not_found(
     if the account exists."""
     if not isinstance(reply.data, dict):
         return problem(
-            "URL errada: o endereço não respondeu como um Chatwoot",
-            "confira CHATWOOT_API_URL (ex.: https://app.chatwoot.com)",
+            "wrong URL: the address did not answer like a Chatwoot",
+            "check CHATWOOT_API_URL (e.g. https://app.chatwoot.com)",
         )
     if not inbox:
         return _wrong_account(account)
@@ -74,8 +74,8 @@ async def _not_found(
         return _wrong_account(account)
     if listing.ok:
         return problem(
-            f"ID da caixa de entrada errado: a caixa {inbox} não existe na conta {account}",
-            f"ponha em CHATWOOT_INBOX_ID uma caixa do tipo API desta conta: {_api_inboxes(_inbox_list(listing.data))}",
+            f"wrong inbox ID: inbox {inbox} does not exist in account {account}",
+            f"put in CHATWOOT_INBOX_ID an API-type inbox of this account: {_api_inboxes(_inbox_list(listing.data))}",
         )
     return io.unexpected(listing, ("error",), ("message",))
 
@@ -85,8 +85,8 @@ async def probe_inbox(
 ) -> ProbeResult:
     if inbox and not inbox.isdigit():
         return problem(
-            "CHATWOOT_INBOX_ID não é um número",
-            "use o número da caixa de entrada do tipo API (aparece na URL dela no Chatwoot)",
+            "CHATWOOT_INBOX_ID is not a number",
+            "use the number of the API-type inbox (it shows in its URL on Chatwoot)",
         )
     reply = await io.get(
         f"{account_url}/inboxes/{inbox}" if inbox else f"{account_url}/inboxes", headers=headers
@@ -101,16 +101,16 @@ async def probe_inbox(
         return io.unexpected(reply, ("error",), ("message",))
     if not inbox:
         return problem(
-            f"conta {account} acessível, mas falta CHATWOOT_INBOX_ID (o bot cria os contatos nela)",
-            f"ponha em CHATWOOT_INBOX_ID o ID de uma caixa do tipo API: {_api_inboxes(_inbox_list(reply.data))}",
+            f"account {account} reachable, but CHATWOOT_INBOX_ID is missing (the bot creates the contacts in it)",
+            f"put in CHATWOOT_INBOX_ID the ID of an API-type inbox: {_api_inboxes(_inbox_list(reply.data))}",
         )
     name, kind = reply.data.get("name"), reply.data.get("channel_type")
     if kind and kind != "Channel::Api":
         return problem(
-            f"a caixa {inbox} ('{name}') é do tipo {kind}, não API",
-            "crie uma caixa do tipo API (Configurações → Caixas de entrada → API) e use o ID dela em CHATWOOT_INBOX_ID",
+            f"inbox {inbox} ('{name}') is of type {kind}, not API",
+            "create an API-type inbox (Settings → Inboxes → API) and put its ID in CHATWOOT_INBOX_ID",
         )
-    return ok(f"conta {account}, caixa '{name}' ({inbox}, API)")
+    return ok(f"account {account}, inbox '{name}' ({inbox}, API)")
 
 
 __all__ = ["probe_inbox"]

@@ -22,10 +22,10 @@ async def probe_pixel(io: ProbeIO, *, node_url: str, headers: dict[str, str]) ->
         return graph_probe_problem(
             io,
             reply,
-            id_label="ID do pixel (conjunto de dados)",
+            id_label="pixel (dataset) ID",
             id_env="META_PIXEL_ID",
             token_env=_TOKEN_ENV,
-            permission="ads_management (ou acesso ao pixel no Business Manager)",
+            permission="ads_management (or access to the pixel in Business Manager)",
         )
     if "name" not in data and "id" not in data:
         return io.unexpected(reply)

@@ -48,10 +48,10 @@ async def probe_pipeline(
     owner = stage.get("pipeline_id")
     if owner is not None and str(owner) != str(pipeline_id):
         return problem(
-            f"a etapa {stage_id} ('{sname}') é do funil {owner}, não do funil {pipeline_id} ('{pname}')",
-            f"use em PIPERUN_STAGE_ID uma etapa do funil {pipeline_id}, ou corrija PIPERUN_PIPELINE_ID",
+            f"stage {stage_id} ('{sname}') belongs to pipeline {owner}, not to pipeline {pipeline_id} ('{pname}')",
+            f"put in PIPERUN_STAGE_ID a stage of pipeline {pipeline_id}, or fix PIPERUN_PIPELINE_ID",
         )
-    return ok(f"funil '{pname}' ({pipeline_id}), etapa '{sname}' ({stage_id})")
+    return ok(f"pipeline '{pname}' ({pipeline_id}), stage '{sname}' ({stage_id})")
 
 
 def _refused(
@@ -61,23 +61,23 @@ def _refused(
     statuses = (pipeline_reply.status, stage_reply.status)
     if 401 in statuses:
         return problem(
-            "token inválido: o PipeRun recusou o token da API",
-            "copie o token da API (PipeRun → Meu perfil → Token) para PIPERUN_API_TOKEN",
+            "invalid token: PipeRun refused the API token",
+            "copy the API token (PipeRun → My profile → Token) into PIPERUN_API_TOKEN",
         )
     if 403 in statuses:
         return problem(
-            "o usuário do token não pode ver este funil ou etapa",
-            "dê ao usuário do token acesso ao funil no PipeRun, ou use o token de outro usuário",
+            "the token's user may not see this pipeline or stage",
+            "give the token's user access to the pipeline in PipeRun, or use another user's token",
         )
     wrong: list[str] = []
     if pipeline_reply.status == 404:
-        wrong.append(f"ID do funil errado ({pipeline_id} não existe)")
+        wrong.append(f"wrong pipeline ID ({pipeline_id} does not exist)")
     if stage_reply.status == 404:
-        wrong.append(f"ID da etapa errado ({stage_id} não existe)")
+        wrong.append(f"wrong stage ID ({stage_id} does not exist)")
     if wrong:
         return problem(
             "; ".join(wrong),
-            "confira PIPERUN_PIPELINE_ID e PIPERUN_STAGE_ID (PipeRun → Configurações → Funis)",
+            "check PIPERUN_PIPELINE_ID and PIPERUN_STAGE_ID (PipeRun → Settings → Pipelines)",
         )
     return None
 

@@ -85,7 +85,7 @@ async def test_zapi_asks_the_instance_status_with_the_client_token(io: FakeProbe
     with aioresponses() as mocked:
         mocked.get(ZAPI_STATUS, payload=fixture("doctor/zapi_status_connected.json"))
         result = await zapi().probe(io)
-    assert result == ProbeResult(True, "WhatsApp conectado")
+    assert result == ProbeResult(True, "WhatsApp connected")
     assert io.calls == [
         {
             "url": ZAPI_STATUS,
@@ -107,7 +107,7 @@ async def test_zapi_phone_offline_is_ok_with_a_warning(io: FakeProbeIO) -> None:
     with aioresponses() as mocked:
         mocked.get(ZAPI_STATUS, payload=body)
         result = await zapi().probe(io)
-    assert result == ProbeResult(True, "WhatsApp conectado (atenção: o celular está sem internet agora)")
+    assert result == ProbeResult(True, "WhatsApp connected (warning: the phone has no internet right now)")
 
 
 async def test_zapi_disconnected_quotes_zapi(io: FakeProbeIO) -> None:
@@ -115,17 +115,17 @@ async def test_zapi_disconnected_quotes_zapi(io: FakeProbeIO) -> None:
         mocked.get(ZAPI_STATUS, payload=fixture("doctor/zapi_status_disconnected.json"))
         result = await zapi().probe(io)
     assert not result.ok
-    assert result.detail == "instância encontrada, mas o WhatsApp está desconectado (You are not connected.)"
+    assert result.detail == "instance found, but WhatsApp is disconnected (You are not connected.)"
     assert "QR code" in result.hint
 
 
 @pytest.mark.parametrize(
     ("status", "body", "detail", "env"),
     [
-        (403, {"error": f"Client-Token {ZAPI_CLIENT} not allowed"}, "token inválido", "ZAPI_CLIENT_TOKEN"),
-        (400, {"error": "your client-token is not configured"}, "token inválido", "ZAPI_CLIENT_TOKEN"),
-        (401, {}, "token inválido", "ZAPI_CLIENT_TOKEN"),
-        (404, {"error": "Instance not found"}, "ID ou token da instância errado", "ZAPI_INSTANCE_ID"),
+        (403, {"error": f"Client-Token {ZAPI_CLIENT} not allowed"}, "invalid token", "ZAPI_CLIENT_TOKEN"),
+        (400, {"error": "your client-token is not configured"}, "invalid token", "ZAPI_CLIENT_TOKEN"),
+        (401, {}, "invalid token", "ZAPI_CLIENT_TOKEN"),
+        (404, {"error": "Instance not found"}, "wrong instance ID or token", "ZAPI_INSTANCE_ID"),
     ],
 )
 async def test_zapi_refusals_name_the_setting(
@@ -143,7 +143,7 @@ async def test_zapi_odd_answers_go_back_to_the_doctor(io: FakeProbeIO, status: i
     with aioresponses() as mocked:
         mocked.get(ZAPI_STATUS, status=status, payload=body)
         result = await zapi().probe(io)
-    assert result == ProbeResult(False, f"resposta inesperada (HTTP {status})", "UNEXPECTED")
+    assert result == ProbeResult(False, f"unexpected answer (HTTP {status})", "UNEXPECTED")
 
 
 # --- WAHA -------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ async def test_waha_working_session_shows_its_masked_number(io: FakeProbeIO) -> 
     with aioresponses() as mocked:
         mocked.get(f"{WAHA}/api/sessions/default", payload=fixture("doctor/waha_session_working.json"))
         result = await waha().probe(io)
-    assert result.ok and result.detail.startswith("sessão 'default' WORKING, número ")
+    assert result.ok and result.detail.startswith("session 'default' WORKING, number ")
     assert "***" in result.detail
     assert io.calls[0]["headers"] == {"Accept": "application/json", "X-Api-Key": WAHA_KEY}
 
@@ -162,7 +162,7 @@ async def test_waha_session_name_is_quoted_into_the_path(io: FakeProbeIO) -> Non
     with aioresponses() as mocked:
         mocked.get(f"{WAHA}/api/sessions/vendas%2F1", payload={"status": "WORKING"})
         result = await waha(waha_session="vendas/1", waha_api_key=None).probe(io)
-    assert result == ProbeResult(True, "sessão 'vendas/1' WORKING")
+    assert result == ProbeResult(True, "session 'vendas/1' WORKING")
     assert io.calls[0]["headers"] == {"Accept": "application/json"}
 
 
@@ -170,10 +170,10 @@ async def test_waha_session_name_is_quoted_into_the_path(io: FakeProbeIO) -> Non
     ("status", "hint"),
     [
         ("SCAN_QR_CODE", "QR code"),
-        ("STARTING", "espere um minuto"),
+        ("STARTING", "wait a minute"),
         ("STOPPED", "Start"),
         ("FAILED", "Restart"),
-        ("SOMETHING_NEW", "confira a sessão no painel do WAHA"),
+        ("SOMETHING_NEW", "check the session in the WAHA dashboard"),
     ],
 )
 async def test_waha_session_not_ready_says_what_to_do(io: FakeProbeIO, status: str, hint: str) -> None:
@@ -181,17 +181,17 @@ async def test_waha_session_not_ready_says_what_to_do(io: FakeProbeIO, status: s
     with aioresponses() as mocked:
         mocked.get(f"{WAHA}/api/sessions/default", payload=body)
         result = await waha().probe(io)
-    assert not result.ok and result.detail == f"a sessão 'default' não está pronta ({status})"
+    assert not result.ok and result.detail == f"session 'default' is not ready ({status})"
     assert hint in result.hint
 
 
 @pytest.mark.parametrize(
     ("status", "detail"),
     [
-        (401, "token inválido: o WAHA recusou a chave de API"),
-        (403, "token inválido: o WAHA recusou a chave de API"),
-        (404, "a sessão 'default' não existe neste WAHA"),
-        (502, "resposta inesperada (HTTP 502)"),
+        (401, "invalid token: WAHA refused the API key"),
+        (403, "invalid token: WAHA refused the API key"),
+        (404, "session 'default' does not exist on this WAHA"),
+        (502, "unexpected answer (HTTP 502)"),
     ],
 )
 async def test_waha_refusals(io: FakeProbeIO, status: int, detail: str) -> None:
@@ -209,7 +209,7 @@ async def test_cloud_reads_the_phone_number_node_with_the_bearer(io: FakeProbeIO
     with aioresponses() as mocked:
         mocked.get(WA_URL, payload=body)
         result = await cloud().probe(io)
-    assert result.ok and result.detail.startswith("número ") and "nome verificado" in result.detail
+    assert result.ok and result.detail.startswith("number ") and "verified name" in result.detail
     assert str(body["display_phone_number"]) not in result.detail
     assert io.calls[0]["headers"] == {"Authorization": f"Bearer {WA_TOKEN}"}
     assert io.calls[0]["params"] == {"fields": "display_phone_number,verified_name"}
@@ -218,16 +218,16 @@ async def test_cloud_reads_the_phone_number_node_with_the_bearer(io: FakeProbeIO
 @pytest.mark.parametrize(
     ("status", "body", "detail", "hint"),
     [
-        (401, fixture("whatsapp_cloud/error_190.json"), "token inválido", "WHATSAPP_ACCESS_TOKEN"),
+        (401, fixture("whatsapp_cloud/error_190.json"), "invalid token", "WHATSAPP_ACCESS_TOKEN"),
         (
             400,
             fixture("doctor/graph_error_100_33.json"),
-            "ID do número (phone number id) errado",
+            "wrong phone number ID",
             "WHATSAPP_PHONE_NUMBER_ID",
         ),
-        (403, {"error": {"code": 10}}, "token sem permissão", "whatsapp_business_messaging"),
-        (400, {"error": {"code": 4}}, "limite de chamadas da Meta atingido", "espere"),
-        (418, {"error": {"code": 1}}, "resposta inesperada (HTTP 418)", "UNEXPECTED"),
+        (403, {"error": {"code": 10}}, "the token lacks permission", "whatsapp_business_messaging"),
+        (400, {"error": {"code": 4}}, "Meta's call limit reached", "wait"),
+        (418, {"error": {"code": 1}}, "unexpected answer (HTTP 418)", "UNEXPECTED"),
     ],
 )
 async def test_cloud_graph_refusals_say_token_or_id(
@@ -243,14 +243,14 @@ async def test_cloud_answer_without_the_fields_is_unexpected(io: FakeProbeIO) ->
     with aioresponses() as mocked:
         mocked.get(WA_URL, payload={"id": PHONE_ID})
         result = await cloud().probe(io)
-    assert result.detail == "resposta inesperada (HTTP 200)"
+    assert result.detail == "unexpected answer (HTTP 200)"
 
 
 async def test_instagram_reads_the_account_username(io: FakeProbeIO) -> None:
     with aioresponses() as mocked:
         mocked.get(IG_URL, payload=fixture("doctor/instagram_user.json"))
         result = await instagram().probe(io)
-    assert result == ProbeResult(True, "conta @seletoindustrial")
+    assert result == ProbeResult(True, "account @seletoindustrial")
     assert io.calls[0]["headers"] == {"Authorization": f"Bearer {IG_TOKEN}"}
 
 
@@ -258,7 +258,7 @@ async def test_instagram_without_permission_names_it(io: FakeProbeIO) -> None:
     with aioresponses() as mocked:
         mocked.get(IG_URL, status=403, payload=fixture("meta_capi/error_200_permission.json"))
         result = await instagram().probe(io)
-    assert not result.ok and result.detail == "token sem permissão para ler este ativo"
+    assert not result.ok and result.detail == "the token lacks permission to read this asset"
     assert "instagram_manage_messages" in result.hint and "INSTAGRAM_ACCESS_TOKEN" in result.hint
 
 
@@ -266,7 +266,7 @@ async def test_instagram_without_username_is_unexpected(io: FakeProbeIO) -> None
     with aioresponses() as mocked:
         mocked.get(IG_URL, payload={"id": IG_ID})
         result = await instagram().probe(io)
-    assert result.detail == "resposta inesperada (HTTP 200)"
+    assert result.detail == "unexpected answer (HTTP 200)"
 
 
 # --- transport ----------------------------------------------------------------------------
@@ -279,4 +279,4 @@ async def test_a_transport_failure_is_the_ios_verdict(io: FakeProbeIO, make: Any
             mocked.get(url, exception=aiohttp.ClientConnectionError())
         with pytest.raises(ProbeVerdict) as verdict:
             await make().probe(io)
-    assert verdict.value.result.detail == "URL inacessível (host não responde)"
+    assert verdict.value.result.detail == "URL unreachable (host does not answer)"

@@ -193,8 +193,8 @@ async def test_all_configured_and_ok_exits_0_with_an_ok_line_each(
     for check in CHECKS:
         assert line_of(output, check.name).startswith("OK "), output
     assert "PROBLEM" not in output and "not configured" not in output
-    assert "modelo gpt-4o disponível" in line_of(output, "OpenAI")
-    assert "WhatsApp conectado" in line_of(output, "Z-API")
+    assert "model gpt-4o available" in line_of(output, "OpenAI")
+    assert "WhatsApp connected" in line_of(output, "Z-API")
     assert "WORKING" in line_of(output, "WAHA")
     assert "Seleto Industrial" in line_of(output, "WhatsApp Cloud")
     assert "@seletoindustrial" in line_of(output, "Instagram")
@@ -278,7 +278,7 @@ async def test_bad_openai_key_is_token_invalido() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "OpenAI")
-    assert line.startswith("PROBLEM ") and "token inválido" in line
+    assert line.startswith("PROBLEM ") and "invalid token" in line
     assert "OPENAI_API_KEY" in line and "What to do:" in line
     assert "sk-test-" not in output  # not even OpenAI's masked echo of the key
     assert "1 problem(s): OpenAI" in output
@@ -304,7 +304,7 @@ async def test_zapi_disconnected_phone() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "Z-API")
-    assert line.startswith("PROBLEM ") and "desconectado" in line and "You are not connected." in line
+    assert line.startswith("PROBLEM ") and "disconnected" in line and "You are not connected." in line
     assert "QR code" in line
     assert_no_secret(output, settings)
 
@@ -318,19 +318,19 @@ async def test_zapi_connected_but_phone_offline_is_ok_with_a_warning() -> None:
 
     code, output = await doctor(settings, setup)
     assert code == 0
-    assert "celular está sem internet" in line_of(output, "Z-API")
+    assert "phone has no internet" in line_of(output, "Z-API")
 
 
 @pytest.mark.parametrize(
     ("status", "body", "expected", "env"),
     [
         # The 403 body echoes the Client-Token sent (tests/channels/test_zapi.py, same shapes).
-        (403, {"error": f"Client-Token {ZAPI_CLIENT} not allowed"}, "token inválido", "ZAPI_CLIENT_TOKEN"),
-        (400, {"error": "your client-token is not configured"}, "token inválido", "ZAPI_CLIENT_TOKEN"),
+        (403, {"error": f"Client-Token {ZAPI_CLIENT} not allowed"}, "invalid token", "ZAPI_CLIENT_TOKEN"),
+        (400, {"error": "your client-token is not configured"}, "invalid token", "ZAPI_CLIENT_TOKEN"),
         (
             404,
             {"error": f"Instance {ZAPI_ID} with token {ZAPI_TOKEN} not found"},
-            "ID ou token da instância errado",
+            "wrong instance ID or token",
             "ZAPI_INSTANCE_ID",
         ),
     ],
@@ -350,7 +350,7 @@ async def test_zapi_refusals_name_the_setting_and_never_echo_it(
     assert ZAPI_CLIENT not in output and ZAPI_TOKEN not in output
 
 
-async def test_chatwoot_unknown_account_is_id_da_conta_errado() -> None:
+async def test_chatwoot_unknown_account_is_a_wrong_account_id() -> None:
     settings = everything(
         openai_api_key=None, zapi_instance_id=None, waha_url=None, whatsapp_phone_number_id=None,
         instagram_account_id=None, supabase_url=None, piperun_api_token=None, meta_pixel_id=None,
@@ -363,7 +363,7 @@ async def test_chatwoot_unknown_account_is_id_da_conta_errado() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "Chatwoot")
-    assert line.startswith("PROBLEM ") and "ID da conta errado" in line and "CHATWOOT_ACCOUNT_ID" in line
+    assert line.startswith("PROBLEM ") and "wrong account ID" in line and "CHATWOOT_ACCOUNT_ID" in line
 
 
 async def test_chatwoot_unknown_inbox_lists_the_api_inboxes_of_the_account() -> None:
@@ -378,15 +378,15 @@ async def test_chatwoot_unknown_inbox_lists_the_api_inboxes_of_the_account() -> 
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "Chatwoot")
-    assert "ID da caixa de entrada errado" in line and "CHATWOOT_INBOX_ID" in line
+    assert "wrong inbox ID" in line and "CHATWOOT_INBOX_ID" in line
     assert "5 (Bot SDR)" in line and "Site" not in line  # only API inboxes are suggested
 
 
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("chatwoot/error_401.json", "token inválido"),
-        ("doctor/chatwoot_error_401_account.json", "ID da conta errado"),
+        ("chatwoot/error_401.json", "invalid token"),
+        ("doctor/chatwoot_error_401_account.json", "wrong account ID"),
     ],
 )
 async def test_chatwoot_401_tells_a_bad_token_from_a_foreign_account(body: str, expected: str) -> None:
@@ -414,7 +414,7 @@ async def test_chatwoot_without_inbox_id_suggests_one() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "Chatwoot")
-    assert "falta CHATWOOT_INBOX_ID" in line and "5 (Bot SDR)" in line
+    assert "CHATWOOT_INBOX_ID is missing" in line and "5 (Bot SDR)" in line
 
 
 async def test_unreachable_url() -> None:
@@ -426,7 +426,7 @@ async def test_unreachable_url() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "WAHA")
-    assert line.startswith("PROBLEM ") and "URL inacessível" in line
+    assert line.startswith("PROBLEM ") and "URL unreachable" in line
     assert "waha.internal" in line and "WAHA_URL" in line
 
 
@@ -483,16 +483,16 @@ async def test_piperun_stage_not_in_the_pipeline() -> None:
     assert code == 1
     line = line_of(output, "PipeRun")
     assert line.startswith("PROBLEM ")
-    assert f"a etapa {STAGE}" in line and "do funil 30001" in line and f"não do funil {PIPELINE}" in line
+    assert f"stage {STAGE}" in line and "to pipeline 30001" in line and f"not to pipeline {PIPELINE}" in line
     assert "PIPERUN_STAGE_ID" in line
 
 
 @pytest.mark.parametrize(
     ("pipeline_status", "stage_status", "expected"),
     [
-        (401, 401, "token inválido"),
-        (404, 200, "ID do funil errado"),
-        (200, 404, "ID da etapa errado"),
+        (401, 401, "invalid token"),
+        (404, 200, "wrong pipeline ID"),
+        (200, 404, "wrong stage ID"),
     ],
 )
 async def test_piperun_refusals(pipeline_status: int, stage_status: int, expected: str) -> None:
@@ -535,9 +535,9 @@ async def test_meta_graph_errors_say_token_or_id() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     wa, capi, ig = (line_of(output, n) for n in ("WhatsApp Cloud", "Meta CAPI", "Instagram"))
-    assert "token inválido" in wa and "WHATSAPP_ACCESS_TOKEN" in wa
-    assert "ID do pixel" in capi and "errado" in capi and "META_PIXEL_ID" in capi
-    assert "sem permissão" in ig and "instagram_manage_messages" in ig
+    assert "invalid token" in wa and "WHATSAPP_ACCESS_TOKEN" in wa
+    assert "pixel (dataset) ID" in capi and "wrong" in capi and "META_PIXEL_ID" in capi
+    assert "lacks permission" in ig and "instagram_manage_messages" in ig
     assert "3 problem(s)" in output
 
 
@@ -551,7 +551,7 @@ async def test_unexpected_answer_is_quoted_short_and_scrubbed() -> None:
     code, output = await doctor(settings, setup)
     assert code == 1
     line = line_of(output, "OpenAI")
-    assert "resposta inesperada (HTTP 418" in line
+    assert "unexpected answer (HTTP 418" in line
     assert OPENAI_KEY not in output and "5511987654321" not in output
     assert "x" * 200 not in line
 
@@ -567,7 +567,7 @@ async def test_supabase_refused_key(fake_supabase: type[FakeSupabaseStore]) -> N
     code, output = await doctor(settings, lambda mocked: None)
     assert code == 1
     line = line_of(output, "Supabase")
-    assert "token inválido" in line and "SUPABASE_SERVICE_ROLE_KEY" in line
+    assert "invalid token" in line and "SUPABASE_SERVICE_ROLE_KEY" in line
     assert fake_supabase.instances[0].closed
 
 
@@ -576,7 +576,7 @@ async def test_supabase_module_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = only(supabase_url=SUPABASE_URL, supabase_service_role_key=SUPABASE_KEY)
     code, output = await doctor(settings, lambda mocked: None)
     assert code == 1
-    assert "não tem o módulo do Supabase" in line_of(output, "Supabase")
+    assert "has no Supabase module" in line_of(output, "Supabase")
 
 
 # --- not configured, webhook URLs -----------------------------------------------------------
@@ -666,7 +666,7 @@ def test_main_parses_the_doctor_subcommand(monkeypatch: pytest.MonkeyPatch, rest
     ("status", "body", "expected"),
     [
         (200, [], "OK"),
-        (401, {"message": "Invalid API key"}, "token inválido"),
+        (401, {"message": "Invalid API key"}, "invalid token"),
         # PostgREST's answer for a table that is not there (PGRST205, "schema cache").
         (
             404,
@@ -710,7 +710,7 @@ async def test_url_without_scheme_is_url_invalida() -> None:
         code = await run_doctor(only(waha_url="waha:3000"), session, out)
     assert code == 1
     line = line_of(out.getvalue(), "WAHA")
-    assert "URL inválida" in line and "WAHA_URL" in line
+    assert "invalid URL" in line and "WAHA_URL" in line
 
 
 @pytest.mark.parametrize(

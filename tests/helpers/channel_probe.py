@@ -44,16 +44,16 @@ class FakeProbeIO:
         return ProbeReply(status, text, data)
 
     def timed_out(self) -> ProbeResult:
-        return problem(f"timeout: sem resposta em {self.timeout_s:g} s", "rode de novo")
+        return problem(f"timeout: no answer within {self.timeout_s:g} s", "run again")
 
     def unreachable(self, host: str) -> ProbeResult:
-        return problem(f"URL inacessível ({host} não responde)", "confira a URL")
+        return problem(f"URL unreachable ({host} does not answer)", "check the URL")
 
     def provider_words(self, reply: ProbeReply, *paths: tuple[str, ...]) -> str:
         return self.scrub(error_detail(reply.text, paths or (("error",), ("message",))))[:120]
 
     def unexpected(self, reply: ProbeReply, *paths: tuple[str, ...]) -> ProbeResult:
-        return problem(f"resposta inesperada (HTTP {reply.status})", "UNEXPECTED")
+        return problem(f"unexpected answer (HTTP {reply.status})", "UNEXPECTED")
 
     def scrub(self, text: str) -> str:
         return scrub(text, self.secrets)

@@ -98,7 +98,7 @@ async def test_chatwoot_probe_reads_the_inbox_with_the_clients_own_url_and_token
     # CHATWOOT_API_URL given with its /api/v1 suffix is the same account URL.
     result = await chatwoot(session, chatwoot_api_url=f"{CHATWOOT}/api/v1/").probe(io)
 
-    assert result.ok and result.detail == "conta 7, caixa 'Bot SDR' (5, API)"
+    assert result.ok and result.detail == "account 7, inbox 'Bot SDR' (5, API)"
     [(url, headers, _)] = io.calls
     assert url == f"{CW_ACCOUNT}/inboxes/5"
     assert headers == {"api_access_token": CW_TOKEN, "Accept": "application/json"}
@@ -113,7 +113,7 @@ async def test_chatwoot_unknown_account(
     result = await chatwoot(session).probe(io)
 
     assert not result.ok
-    assert result.detail == "ID da conta errado: a conta 7 não existe neste Chatwoot"
+    assert result.detail == "wrong account ID: account 7 does not exist on this Chatwoot"
     assert "CHATWOOT_ACCOUNT_ID" in result.hint
 
 
@@ -125,17 +125,17 @@ async def test_chatwoot_unknown_inbox_lists_the_api_inboxes(
 
     result = await chatwoot(session, chatwoot_inbox_id="9").probe(io)
 
-    assert result.detail == "ID da caixa de entrada errado: a caixa 9 não existe na conta 7"
-    assert result.hint.endswith("desta conta: 5 (Bot SDR)")  # the web widget is not offered
+    assert result.detail == "wrong inbox ID: inbox 9 does not exist in account 7"
+    assert result.hint.endswith("of this account: 5 (Bot SDR)")  # the web widget is not offered
 
 
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("chatwoot/error_401.json", "token inválido: o Chatwoot recusou o token de acesso"),
+        ("chatwoot/error_401.json", "invalid token: Chatwoot refused the access token"),
         (
             "doctor/chatwoot_error_401_account.json",
-            "ID da conta errado: o usuário do token não faz parte da conta 7",
+            "wrong account ID: the token's user is not a member of account 7",
         ),
     ],
 )
@@ -154,8 +154,8 @@ async def test_chatwoot_without_inbox_id_suggests_one(
 
     result = await chatwoot(session, chatwoot_inbox_id=None).probe(io)
 
-    assert not result.ok and "falta CHATWOOT_INBOX_ID" in result.detail
-    assert result.hint.endswith("do tipo API: 5 (Bot SDR)")
+    assert not result.ok and "CHATWOOT_INBOX_ID is missing" in result.detail
+    assert result.hint.endswith("an API-type inbox: 5 (Bot SDR)")
 
 
 async def test_chatwoot_inbox_id_that_is_not_a_number_is_refused_without_a_call(
@@ -163,7 +163,7 @@ async def test_chatwoot_inbox_id_that_is_not_a_number_is_refused_without_a_call(
 ) -> None:
     result = await chatwoot(session, chatwoot_inbox_id="abc").probe(io)
 
-    assert result.detail == "CHATWOOT_INBOX_ID não é um número" and io.calls == []
+    assert result.detail == "CHATWOOT_INBOX_ID is not a number" and io.calls == []
 
 
 async def test_chatwoot_404_without_json_is_the_wrong_url(
@@ -173,7 +173,7 @@ async def test_chatwoot_404_without_json_is_the_wrong_url(
 
     result = await chatwoot(session).probe(io)
 
-    assert result.detail == "URL errada: o endereço não respondeu como um Chatwoot"
+    assert result.detail == "wrong URL: the address did not answer like a Chatwoot"
     assert "CHATWOOT_API_URL" in result.hint
 
 
@@ -186,7 +186,7 @@ async def test_chatwoot_inbox_of_another_type(
 
     result = await chatwoot(session).probe(io)
 
-    assert result.detail == "a caixa 5 ('Zap') é do tipo Channel::Whatsapp, não API"
+    assert result.detail == "inbox 5 ('Zap') is of type Channel::Whatsapp, not API"
 
 
 async def test_chatwoot_server_error_is_handed_to_the_doctor_scrubbed(
@@ -221,7 +221,7 @@ async def test_piperun_probe_reads_pipeline_and_stage_with_the_clients_token(
     result = await piperun(session).probe(io)
 
     assert result.ok
-    assert result.detail == f"funil 'Entradas' ({PIPELINE}), etapa 'Lead quente (bot)' ({STAGE})"
+    assert result.detail == f"pipeline 'Entradas' ({PIPELINE}), stage 'Lead quente (bot)' ({STAGE})"
     assert sorted(url for url, _, _ in io.calls) == [
         f"{PIPERUN}/pipelines/{PIPELINE}",
         f"{PIPERUN}/stages/{STAGE}",
@@ -239,7 +239,7 @@ async def test_piperun_stage_of_another_pipeline(
 
     assert (
         result.detail
-        == f"a etapa {STAGE} ('Lead quente (bot)') é do funil {PIPELINE}, não do funil 11 ('Entradas')"
+        == f"stage {STAGE} ('Lead quente (bot)') belongs to pipeline {PIPELINE}, not to pipeline 11 ('Entradas')"
     )
     assert "PIPERUN_STAGE_ID" in result.hint
 
@@ -247,10 +247,10 @@ async def test_piperun_stage_of_another_pipeline(
 @pytest.mark.parametrize(
     ("pipeline_status", "stage_status", "expected"),
     [
-        (401, 200, "token inválido: o PipeRun recusou o token da API"),
-        (200, 403, "o usuário do token não pode ver este funil ou etapa"),
-        (404, 200, f"ID do funil errado ({PIPELINE} não existe)"),
-        (404, 404, f"ID do funil errado ({PIPELINE} não existe); ID da etapa errado ({STAGE} não existe)"),
+        (401, 200, "invalid token: PipeRun refused the API token"),
+        (200, 403, "the token's user may not see this pipeline or stage"),
+        (404, 200, f"wrong pipeline ID ({PIPELINE} does not exist)"),
+        (404, 404, f"wrong pipeline ID ({PIPELINE} does not exist); wrong stage ID ({STAGE} does not exist)"),
     ],
 )
 async def test_piperun_refusals(
@@ -314,15 +314,15 @@ async def test_meta_capi_probe_reads_the_pixel_node_not_its_events_edge(
         (
             400,
             "doctor/graph_error_100_33.json",
-            "ID do pixel (conjunto de dados) errado, ou o token não tem acesso a ele",
+            "wrong pixel (dataset) ID, or the token has no access to it",
         ),
         (
             400,
             "meta_capi/error_190_token_expired.json",
-            "token inválido: a Meta diz que o token expirou ou foi revogado",
+            "invalid token: Meta says the token expired or was revoked",
         ),
-        (403, "meta_capi/error_200_permission.json", "token sem permissão para ler este ativo"),
-        (400, "meta_capi/error_4_rate_limit.json", "limite de chamadas da Meta atingido"),
+        (403, "meta_capi/error_200_permission.json", "the token lacks permission to read this asset"),
+        (400, "meta_capi/error_4_rate_limit.json", "Meta's call limit reached"),
         (500, "meta_capi/error_2_transient.json", "UNEXPECTED 500"),
     ],
 )
@@ -339,9 +339,9 @@ async def test_meta_capi_graph_errors(
     result = await meta_capi(session).probe(io)
 
     assert not result.ok and result.detail == expected
-    if "permissão" in expected:
+    if "permission" in expected:
         assert result.hint == (
-            "dê ao token de META_ACCESS_TOKEN a permissão ads_management (ou acesso ao pixel no Business Manager)"
+            "give the token in META_ACCESS_TOKEN the permission ads_management (or access to the pixel in Business Manager)"
         )
 
 

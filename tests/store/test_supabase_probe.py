@@ -99,7 +99,9 @@ async def probe(error: Exception | None = None, *, on_open: bool = False) -> Pro
 
 async def test_a_readable_store_is_ok_and_read_once_with_the_service_role_key() -> None:
     result = await probe()
-    assert result == ProbeResult(True, "banco acessível com a chave service_role; tabelas do bot presentes")
+    assert result == ProbeResult(
+        True, "database reachable with the service_role key; the bot's tables are present"
+    )
     assert FakeStore.built[0].args == (URL, KEY, 3.0, 1)
 
 
@@ -110,32 +112,32 @@ async def test_a_readable_store_is_ok_and_read_once_with_the_service_role_key() 
             StoreUnavailable(
                 "supabase select inbound unavailable: the service role key was refused (HTTP 401)"
             ),
-            "token inválido: o Supabase recusou a chave service_role",
+            "invalid token: Supabase refused the service_role key",
             "SUPABASE_SERVICE_ROLE_KEY",
         ),
         (
             StoreUnavailable(f"supabase select inbound unavailable: HTTP 503 {KEY}"),
-            "o Supabase não respondeu direito (supabase select inbound unavailable: HTTP 503 ***)",
-            "painel do Supabase",
+            "Supabase did not answer properly (supabase select inbound unavailable: HTTP 503 ***)",
+            "Supabase dashboard",
         ),
         (
             SupabaseRequestError("select inbound", 404, "PGRST205", "Could not find the table"),
-            "o banco do Supabase ainda não tem as tabelas do bot",
+            "the Supabase database does not have the bot's tables yet",
             "migrate --apply",
         ),
         (
             SupabaseRequestError("select inbound", 400, "42883", "function does not exist"),
-            "o banco do Supabase ainda não tem as tabelas do bot",
+            "the Supabase database does not have the bot's tables yet",
             "DATABASE_URL",
         ),
         (
             SupabaseRequestError("select inbound", 400, "22P02", "invalid input"),
-            "o Supabase recusou a leitura (HTTP 400 22P02)",
-            "schema mais recente",
+            "Supabase refused the read (HTTP 400 22P02)",
+            "latest schema",
         ),
         (
             httpx.InvalidURL("no scheme"),
-            "não deu para abrir o cliente do Supabase (InvalidURL)",
+            "could not open the Supabase client (InvalidURL)",
             "SUPABASE_URL",
         ),
     ],
@@ -163,7 +165,7 @@ async def test_timeouts_and_unreachable_hosts_take_the_doctors_own_words() -> No
 
 async def test_a_failure_on_open_still_closes_the_store() -> None:
     result = await probe(ValueError("bad key format"), on_open=True)
-    assert result.detail == "não deu para abrir o cliente do Supabase (ValueError)"
+    assert result.detail == "could not open the Supabase client (ValueError)"
 
 
 async def test_without_the_store_module_the_probe_says_to_update_the_bot(
@@ -171,8 +173,8 @@ async def test_without_the_store_module_the_probe_says_to_update_the_bot(
 ) -> None:
     monkeypatch.setitem(sys.modules, "store.supabase", None)
     result = await probe_supabase(*url_and_key(settings()), FakeIO())
-    assert result.detail == "esta versão do bot não tem o módulo do Supabase"
-    assert "SUPABASE_URL vazio" in result.hint
+    assert result.detail == "this version of the bot has no Supabase module"
+    assert "SUPABASE_URL empty" in result.hint
 
 
 async def test_without_the_supabase_library_the_probe_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,5 +189,5 @@ async def test_without_the_supabase_library_the_probe_names_it(monkeypatch: pyte
 
     monkeypatch.setattr(builtins, "__import__", no_store)
     result = await probe_supabase(*url_and_key(settings()), FakeIO())
-    assert result.detail == "falta a biblioteca 'supabase' usada pelo Supabase"
-    assert result.hint == "instale as dependências do bot de novo: pip install -e ."
+    assert result.detail == "the library 'supabase' used by Supabase is missing"
+    assert result.hint == "reinstall the bot's dependencies: pip install -e ."

@@ -90,15 +90,21 @@ def _unavailable(what: str, exc: openai.OpenAIError) -> Exception:
     return exc
 
 
-def transport_cause(exc: BaseException) -> str:
-    """What really failed, for the log and the turn's stored error: the aiohttp transport
-    labels a refused connection `APITimeoutError`, which sent operators after a slow
-    model when nothing was listening at OPENAI_BASE_URL."""
+def cause_chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what it was raised from, outermost first (cycles cut)."""
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and all(current is not seen for seen in chain):
         chain.append(current)
         current = current.__cause__ or current.__context__
+    return chain
+
+
+def transport_cause(exc: BaseException) -> str:
+    """What really failed, for the log and the turn's stored error: the aiohttp transport
+    labels a refused connection `APITimeoutError`, which sent operators after a slow
+    model when nothing was listening at OPENAI_BASE_URL."""
+    chain = cause_chain(exc)
     label = type(exc).__name__
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
         return f"connection refused ({label})"

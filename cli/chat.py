@@ -27,6 +27,7 @@ from typing import Any, Literal, TextIO
 import openai
 from aiohttp import web
 
+from agent.llm import cause_chain
 from channels.cli import CliChannel
 from core.clock import utc_now
 from core.errors import LLMRefused
@@ -102,21 +103,11 @@ class ModelFailure:
     fatal: bool = False
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    """The exception and what it was raised from, outermost first."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
 def explain_model_failure(exc: BaseException, settings: Settings) -> ModelFailure:
     """Read the root cause, not the SDK's label: the aiohttp transport reports a refused
     connection as `APITimeoutError`, and a real timeout as `APIConnectionError`."""
     url = settings.openai_base_url
-    chain = _causes(exc)
+    chain = cause_chain(exc)
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
         return ModelFailure(f"connection refused at {url}: nothing listens there; check OPENAI_BASE_URL")
     if any(isinstance(e, socket.gaierror) for e in chain):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -231,6 +232,7 @@ class LLMClient:
         self.config = config
         self._client: AsyncOpenAI | None = None
         self._formats: dict[type[BaseModel], dict[str, Any]] = {}
+        self._observers: list[Callable[[BaseException | None], None]] = []
         if config.api_key is not None:
             self._client = AsyncOpenAI(
                 api_key=config.api_key.get_secret_value(),
@@ -247,6 +249,16 @@ class LLMClient:
     async def close(self) -> None:
         # The transport would close the shared session with it; the app owns that.
         self._client = None
+
+    def observe(self, observer: Callable[[BaseException | None], None]) -> None:
+        """Tell `observer` how each structured call ended (None: it answered), with the
+        real exception: the turn keeps only a one-line summary, and `chat` must name the
+        root cause (a refused connection is not a timeout)."""
+        self._observers.append(observer)
+
+    def _notify(self, outcome: BaseException | None) -> None:
+        for observer in self._observers:
+            observer(outcome)
 
     def retry_policy(self) -> AsyncRetrying:
         return openai_retry_policy(self.config)
@@ -302,6 +314,24 @@ class LLMClient:
         *,
         temperature: float = 0.4,
         max_completion_tokens: int = MAX_COMPLETION_TOKENS,
+    ) -> tuple[T, Usage]:
+        try:
+            result = await self._structured(
+                messages, schema, temperature=temperature, max_completion_tokens=max_completion_tokens
+            )
+        except Exception as exc:  # not CancelledError: a cut-off call is no model failure
+            self._notify(exc)
+            raise
+        self._notify(None)
+        return result
+
+    async def _structured(
+        self,
+        messages: list[dict[str, Any]],
+        schema: type[T],
+        *,
+        temperature: float,
+        max_completion_tokens: int,
     ) -> tuple[T, Usage]:
         client = self._require()
         # Byte for byte what `chat.completions.create(..., extra_body={"response_format":

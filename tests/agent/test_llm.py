@@ -458,3 +458,21 @@ def test_the_completion_limit_holds_the_largest_answer_a_turn_may_give() -> None
     needed = count_tokens(longest.model_dump_json())
     assert needed > 900  # the old limit cut this answer in half
     assert needed <= MAX_COMPLETION_TOKENS
+
+
+async def test_an_observer_hears_each_call_end_with_its_real_exception(
+    settings: Settings, session: aiohttp.ClientSession, openai_fake: FakeOpenAI
+) -> None:
+    # chat names the root cause of a failed turn from this hook; the turn keeps a summary only.
+    heard: list[BaseException | None] = []
+    llm = LLMClient(llm_config(settings), session)
+    llm.observe(heard.append)
+    agent = SdrAgent(
+        AgentDeps(llm=llm, fetch_media=no_media, prompts=load_prompt_bundle(), rules=load_scoring_rules())
+    )
+    openai_fake.then(status=429).then(reply="Olá!")
+    result = await agent.run(a_turn())
+    assert result.reply == "Olá!"
+    assert len(heard) == 2
+    assert isinstance(heard[0], LLMUnavailable) and isinstance(heard[0].__cause__, openai.RateLimitError)
+    assert heard[1] is None

@@ -20,7 +20,7 @@ import openai
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from cli import chat
+from cli import chat, model_failure
 from core.settings import Settings
 from tests.conftest import fast_settings
 from tests.helpers.fakes import FakeOpenAI, load_fixture
@@ -259,7 +259,7 @@ def chained(*errors: BaseException) -> BaseException:
 def test_other_transport_failures_are_named_by_their_root_cause(
     tmp_path: Path, error: BaseException, line: str
 ) -> None:
-    failure = chat.explain_model_failure(error, fast_settings(tmp_path, openai_timeout_s=30))
+    failure = model_failure.explain_model_failure(error, fast_settings(tmp_path, openai_timeout_s=30))
     assert failure.text == line and not failure.fatal
 
 

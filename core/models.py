@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.forms import FormSubmission
+
 
 class MessageKind(StrEnum):
     TEXT = "text"
@@ -24,6 +26,8 @@ class MessageKind(StrEnum):
     BUTTON_REPLY = "button_reply"
     LIST_REPLY = "list_reply"
     REACTION = "reaction"
+    # A filled form (Lead Ads, website, RD Station): the lead's answers, not their words.
+    FORM = "form"
     OTHER = "other"
 
 
@@ -37,6 +41,10 @@ class AdReferral(BaseModel):
     source_url: str | None = None
     source_type: str | None = None
     headline: str | None = None
+    # Meta Lead Ads: the lead's id is what the Conversions API for CRM matches on.
+    leadgen_id: str | None = None
+    form_id: str | None = None
+    campaign_id: str | None = None
 
 
 # Bounds on identifiers from a webhook, far above any provider's real ones: phone digits
@@ -74,6 +82,7 @@ class InboundMessage(BaseModel):
     from_me: bool = False
     is_group: bool = False
     reply_to_provider_id: str | None = Field(default=None, max_length=MAX_MESSAGE_ID_CHARS)
+    form: FormSubmission | None = None
 
     @field_validator("name")
     @classmethod

@@ -150,6 +150,25 @@ class Settings(BaseSettings):
     # Shared secret for POST /webhooks/crm (a CRM reporting won/lost deals and meetings).
     crm_webhook_secret: SecretStr | None = None
 
+    # --- form leads (Meta Lead Ads, website forms, RD Station) ------------------------
+    # A Page access token with `leads_retrieval` (and `pages_manage_metadata` to subscribe
+    # the Page's `leadgen` field): reads each Lead Ads lead from the Graph API.
+    meta_page_access_token: SecretStr | None = None
+    # POST /api/leads: `Authorization: Bearer LEADS_API_KEY`, or the body signed with it
+    # (`X-Signature-256: sha256=<hex HMAC-SHA256>`).
+    leads_api_key: SecretStr | None = None
+    # POST /webhooks/rdstation?token=RDSTATION_WEBHOOK_SECRET (RD Station Marketing's
+    # conversion webhook carries no signature of its own).
+    rdstation_webhook_secret: SecretStr | None = None
+    # The WhatsApp provider a form lead's first message goes out on.
+    lead_first_touch_channel: Literal["zapi", "waha", "whatsapp_cloud"] = "zapi"
+    # WhatsApp Cloud API: the approved template of a first touch (the lead never wrote,
+    # so no 24-hour window is open); its variables are in prompts/whatsapp_templates.toml.
+    whatsapp_first_touch_template: str | None = None
+    # A form older than this (a backlog replay, a webhook retried for hours) is answered
+    # in business hours, not at 3 a.m.
+    lead_first_touch_max_age_min: float = 60.0
+
     # --- conversation runtime -----------------------------------------------------
     debounce_quiet_s: float = 3.0
     debounce_max_s: float = 15.0
@@ -221,6 +240,10 @@ class Settings(BaseSettings):
         "outbound_webhooks",
         "outbound_webhooks_file",
         "crm_webhook_secret",
+        "meta_page_access_token",
+        "leads_api_key",
+        "rdstation_webhook_secret",
+        "whatsapp_first_touch_template",
         mode="before",
     )
     @classmethod

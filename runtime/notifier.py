@@ -13,8 +13,9 @@ from typing import Protocol
 
 
 class Notifier(Protocol):
-    def notify(self, contact_key: str) -> None:
-        """A message of this lead was stored: its turn should start (after the debounce)."""
+    def notify(self, contact_key: str, *, immediate: bool = False) -> None:
+        """A message of this lead was stored: its turn should start (after the debounce,
+        or at once when `immediate`: a filled form is complete as it arrives)."""
 
     def wake(self) -> None:
         """Something was enqueued outside a turn: the outbox should look now."""
@@ -35,8 +36,8 @@ class LocalNotifier:
         self.runner = runner
         self.dispatcher = dispatcher
 
-    def notify(self, contact_key: str) -> None:
-        self.runner.notify(contact_key)
+    def notify(self, contact_key: str, *, immediate: bool = False) -> None:
+        self.runner.notify(contact_key, immediate=immediate)
 
     def wake(self) -> None:
         self.dispatcher.wake()
@@ -47,14 +48,14 @@ class ForwardingNotifier:
     when nobody listens (the pollers there find the work anyway)."""
 
     def __init__(
-        self, nudge: Callable[[str], None] | None = None, wake: Callable[[], None] | None = None
+        self, nudge: Callable[[str, bool], None] | None = None, wake: Callable[[], None] | None = None
     ) -> None:
         self._nudge = nudge
         self._wake = wake
 
-    def notify(self, contact_key: str) -> None:
+    def notify(self, contact_key: str, *, immediate: bool = False) -> None:
         if self._nudge is not None:
-            self._nudge(contact_key)
+            self._nudge(contact_key, immediate)
 
     def wake(self) -> None:
         if self._wake is not None:

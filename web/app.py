@@ -66,9 +66,11 @@ from web.keys import (
     STORE,
     WORKER,
 )
+from web.leads_api import handle_leads_api
 from web.middlewares import DRAINING, METRICS, Draining, json_error, request_middleware
 from web.operator_auth import operator_authorized
 from web.provider_checks import PROVIDER_CHECKS, ProviderChecks
+from web.rdstation_webhook import handle_rdstation_webhook
 from web.webhooks import META_OBJECTS, handle_meta_verification, handle_meta_webhook, handle_webhook
 from web.worker_process import WorkerSupervisor, listen_for_nudges
 
@@ -479,6 +481,8 @@ def _add_routes(app: web.Application, *, webhooks: bool = True) -> None:
     app.router.add_post("/webhooks/waha", waha)
     app.router.add_post("/webhooks/chatwoot", handle_chatwoot_webhook)
     app.router.add_post("/webhooks/crm", handle_crm_webhook)
+    app.router.add_post("/webhooks/rdstation", handle_rdstation_webhook)
+    app.router.add_post("/api/leads", handle_leads_api)
     app.router.add_get("/webhooks/meta", handle_meta_verification)
     app.router.add_post("/webhooks/meta", handle_meta_webhook)
     # The earlier Seleto bot's Z-API panel pointed here; keep existing setups working.

@@ -62,6 +62,8 @@ async def watch_parent(parent_pid: int) -> None:
 
 
 WAKE = b"!wake"
+# Prefix of a lead whose work is complete as stored (a filled form): no quiet window.
+NOW = b"!now "
 _MAX_DATAGRAM = 512
 
 
@@ -70,7 +72,7 @@ class _Nudges(asyncio.DatagramProtocol):
     turn starts as promptly as in one process; WAKE asks the dispatcher to look now.
     Lost datagrams cost nothing but latency: the ready-contact poller finds the rest."""
 
-    def __init__(self, on_contact: Callable[[str], None], on_wake: Callable[[], None]) -> None:
+    def __init__(self, on_contact: Callable[..., None], on_wake: Callable[[], None]) -> None:
         self.on_contact = on_contact
         self.on_wake = on_wake
 
@@ -78,13 +80,16 @@ class _Nudges(asyncio.DatagramProtocol):
         if data == WAKE:
             self.on_wake()
             return
+        immediate = data.startswith(NOW)
+        if immediate:
+            data = data[len(NOW) :]
         if 0 < len(data) <= _MAX_DATAGRAM:
             with contextlib.suppress(UnicodeDecodeError):
-                self.on_contact(data.decode("utf-8"))
+                self.on_contact(data.decode("utf-8"), immediate=immediate)
 
 
 async def listen_for_nudges(
-    port: int, on_contact: Callable[[str], None], on_wake: Callable[[], None]
+    port: int, on_contact: Callable[..., None], on_wake: Callable[[], None]
 ) -> asyncio.DatagramTransport:
     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
         lambda: _Nudges(on_contact, on_wake), local_addr=("127.0.0.1", port)
@@ -112,9 +117,9 @@ class WorkerSupervisor:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def nudge(self, contact_key: str) -> None:
+    def nudge(self, contact_key: str, immediate: bool = False) -> None:
         """A message of this lead was stored (a few microseconds; never blocks the ack)."""
-        self._send(contact_key.encode("utf-8"))
+        self._send((NOW if immediate else b"") + contact_key.encode("utf-8"))
 
     def wake(self) -> None:
         """Something was enqueued outside a turn (a Chatwoot agent's reply...)."""

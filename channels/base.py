@@ -5,7 +5,7 @@ through that provider. Adding a channel is one package implementing `Channel` pl
 registration in `channels.registry`.
 
 Optional capabilities are small Protocols (`SendsTemplates`, `SendsMedia`,
-`LooksUpProfiles`, `MarksRead`, `Probes`): a caller asks `templates(channel)` (or `isinstance(channel,
+`LooksUpProfiles`, `MarksRead`, `Probes`, `ChecksNumbers`): a caller asks `templates(channel)` (or `isinstance(channel,
 SendsTemplates)`) instead of fishing for a method with `getattr`, so a renamed method is
 a type error rather than a feature that silently stops.
 """
@@ -37,6 +37,9 @@ class DeliveryStatus:
     # The provider took the message, then refused it because the lead's 24-hour window
     # had closed (WhatsApp Cloud error 131047): the runtime re-engages instead.
     outside_window: bool = False
+    # The provider took the message, then found no WhatsApp account behind the number
+    # (WhatsApp Cloud error 131026): the runtime hands the lead to a seller instead.
+    not_on_whatsapp: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,16 @@ class Probes(Protocol):
     async def probe(self, io: ProbeIO) -> ProbeResult: ...
 
 
+@runtime_checkable
+class ChecksNumbers(Protocol):
+    """Whether a phone number has a WhatsApp account, asked before a first message to a
+    lead who only filled a form. True or False when the provider said so; None when it
+    cannot tell (timeout, 5xx, an answer of another shape): the caller then just sends.
+    Never raises for the provider's failures."""
+
+    async def on_whatsapp(self, session: aiohttp.ClientSession, phone: str) -> bool | None: ...
+
+
 def templates(channel: object) -> SendsTemplates | None:
     return channel if isinstance(channel, SendsTemplates) else None
 
@@ -205,3 +218,7 @@ def read_receipts(channel: object) -> MarksRead | None:
 
 def prober(channel: object) -> Probes | None:
     return channel if isinstance(channel, Probes) else None
+
+
+def number_checker(channel: object) -> ChecksNumbers | None:
+    return channel if isinstance(channel, ChecksNumbers) else None

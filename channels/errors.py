@@ -43,6 +43,13 @@ class ChannelInvalidRecipient(ChannelError, InvalidRecipient):
     """The contact cannot receive messages through this channel."""
 
 
+class RecipientNotOnWhatsApp(ChannelInvalidRecipient):
+    """The number has no WhatsApp account (WhatsApp Cloud error 131026 "Message
+    undeliverable", or a gateway saying the number does not exist): the runtime records
+    it and hands the lead to a seller instead of trying again. An `InvalidRecipient`, so
+    it is `Permanent` and never retried; a distinct type so a first touch can catch it."""
+
+
 class MediaTooLarge(ChannelRejected):
     """The media is bigger than we are willing to hold in memory; retrying cannot help."""
 
@@ -82,6 +89,7 @@ __all__ = [
     "ChannelUnavailable",
     "MediaRefused",
     "MediaTooLarge",
+    "RecipientNotOnWhatsApp",
     "error_for_status",
     "retry_after",
 ]

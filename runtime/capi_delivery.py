@@ -73,6 +73,7 @@ class CapiDelivery:
                 value=payload.value,
                 currency=payload.currency or "BRL",
                 qualified_event=self.config.qualified_event,
+                lead_event_source=self.client.lead_event_source,
             )
         except ValueError as exc:
             raise PermanentDeliveryError(f"cannot build the CAPI event: {exc}") from exc

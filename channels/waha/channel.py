@@ -343,6 +343,53 @@ class WahaChannel:
     def _log_send_failure(contact_id: str, status: int | None, what: str) -> None:
         log.warning("waha_send_failed", contact=mask_phone(contact_id), status=status, error=what)
 
+    # -- number check ---------------------------------------------------------------
+
+    async def on_whatsapp(self, session: aiohttp.ClientSession, phone: str) -> bool | None:
+        """Whether `phone` has WhatsApp: GET /api/contacts/check-exists?phone=<digits>&session=<name>
+        with X-Api-Key; 200 WANumberExistResult {"numberExists": bool, "chatId"?: str}
+        (OpenAPI operation ContactsController_checkExists, static/swagger/openapi.json in
+        github.com/devlikeapro/waha-docs).
+
+        None when WAHA cannot tell (not configured, timeout, session not ready, another
+        shape): the caller then sends and the send's own error decides. Never raises.
+        """
+        c = self._config
+        local, server = split_chat_id(phone) if "@" in phone else (phone, "c.us")
+        # A @lid (or a group) is no phone number: there is nothing to ask.
+        digits = re.sub(r"\D", "", local.split(":", 1)[0]) if server in USER_SERVERS else ""
+        if not c.url or not digits:
+            return None
+        timeout = aiohttp.ClientTimeout(total=self._config.http_timeout_s)
+        try:
+            async with session.get(
+                f"{self._base_url()}/api/contacts/check-exists",
+                params={"phone": digits, "session": c.session},
+                headers=self._headers(content_type=False),
+                timeout=timeout,
+            ) as resp:
+                status = resp.status
+                raw = await resp.text(errors="replace")
+        except TimeoutError:
+            self._check_failed(digits, None, "timeout")
+            return None
+        except Exception as exc:  # noqa: BLE001 - a check that fails must never stop the send
+            self._check_failed(digits, None, type(exc).__name__)
+            return None
+        if not 200 <= status < 300:
+            self._check_failed(digits, status, "auth_failed" if status in (401, 403) else "refused")
+            return None
+        data = json_or_none(raw)
+        exists = data.get("numberExists") if isinstance(data, dict) else None
+        if not isinstance(exists, bool):
+            self._check_failed(digits, status, "unexpected_body")
+            return None
+        return exists
+
+    @staticmethod
+    def _check_failed(phone: str, status: int | None, what: str) -> None:
+        log.warning("waha_phone_check_failed", contact=mask_phone(phone), status=status, error=what)
+
     def _media_target(self, parsed: URL) -> URL:
         """Where to really fetch a media URL.
 

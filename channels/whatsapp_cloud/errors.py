@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from channels import meta_common
+from channels.errors import RecipientNotOnWhatsApp
 from channels.meta_common import (
     MetaApiError,
     MetaAuthFailed,
@@ -19,7 +20,7 @@ from channels.meta_common import (
     OutsideWindow,
 )
 from channels.provider_http import scrub
-from channels.whatsapp_cloud.parse import WINDOW_CODE
+from channels.whatsapp_cloud.parse import NOT_ON_WHATSAPP_CODE, WINDOW_CODE
 from core.errors import is_retryable_status
 
 # Throttling and Meta-side trouble: the same request can succeed later.
@@ -38,6 +39,12 @@ INVALID_RECIPIENT_CODES = frozenset({131021, 131026, 131030})
 # as spam lowers the number's quality further.
 
 _ERROR_DETAIL_MAX = 300
+
+
+class MetaNotOnWhatsApp(MetaInvalidRecipient, RecipientNotOnWhatsApp):
+    """131026 "Message undeliverable": the number has no WhatsApp account (or an old
+    client, or one that has not accepted the terms; Meta does not say which). Meta
+    gives no lookup, so this refusal is how the runtime learns it."""
 
 
 def as_int(value: Any) -> int | None:
@@ -92,6 +99,11 @@ def graph_error(op: str, status: int, raw: str, data: Any, secrets: list[str]) -
                 f"whatsapp_cloud {op} refused: outside the 24-hour customer-service window "
                 f"(HTTP {status}{code_text}); send an approved template instead"
             ),
+            **meta,
+        )
+    if code == NOT_ON_WHATSAPP_CODE:
+        return MetaNotOnWhatsApp(
+            text(f"whatsapp_cloud {op} refused: the recipient is not on WhatsApp (HTTP {status}{code_text})"),
             **meta,
         )
     leaf = _leaf(graph, status, detail.lower())

@@ -41,6 +41,9 @@ OBJECT = "whatsapp_business_account"
 MEDIA_SCHEME = "whatsapp-media:"
 # Free text outside the 24-hour customer-service window (Meta error code).
 WINDOW_CODE = 131047
+# "Message undeliverable": no WhatsApp account behind the number, an outdated client or
+# terms not accepted (support/error-codes). Meta has no lookup, so this is the answer.
+NOT_ON_WHATSAPP_CODE = 131026
 
 # Media ids are numeric strings; anything else would end up in a Graph URL path.
 MEDIA_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
@@ -459,7 +462,11 @@ def _status(status: WStatus, status_id: str, where: str) -> DeliveryStatus | Ign
         status=state,  # type: ignore[arg-type]  # checked against _DELIVERY_STATES
         error=_status_error(status.errors),
         timestamp=stamp,
-        outside_window=status.errors is not None
-        and bool(status.errors)
-        and status.errors[0].code == WINDOW_CODE,
+        outside_window=_first_code(status.errors) == WINDOW_CODE,
+        not_on_whatsapp=state == "failed"
+        and any(error.code == NOT_ON_WHATSAPP_CODE for error in status.errors or ()),
     )
+
+
+def _first_code(errors: list[WError] | None) -> int | None:
+    return errors[0].code if errors else None

@@ -27,7 +27,7 @@ from channels.errors import (
 )
 from channels.media_fetch import MediaFetcher
 from channels.provider_http import error_detail, scrub
-from channels.webhook_helpers import json_object, token_matches
+from channels.webhook_helpers import json_object, json_or_none, token_matches
 from channels.zapi.config import ZapiConfig
 from channels.zapi.media import media_request
 from channels.zapi.parse import parse_webhook
@@ -232,6 +232,50 @@ class ZapiChannel:
             url, max_bytes=max_bytes, timeout=self._timeout()
         )
 
+    # -- number check ---------------------------------------------------------------
+
+    async def on_whatsapp(self, session: aiohttp.ClientSession, phone: str) -> bool | None:
+        """Whether `phone` has WhatsApp: GET /instances/{id}/token/{token}/phone-exists/{phone}
+        (digits only, DDI DDD NUMBER) with the account's Client-Token header; 200
+        {"exists": bool}. https://developer.z-api.io/en/contacts/get-iswhatsapp
+        (docs/contacts/get-iswhatsapp.md in github.com/Z-API/z-api-docs, whose example
+        wraps the object in a list: both are read).
+
+        None when Z-API cannot tell (not configured, timeout, refused, another shape):
+        the caller then sends and the send's own error decides. Never raises.
+        """
+        c = self._config
+        digits = "".join(ch for ch in phone if ch.isdigit())
+        if not (c.instance_id and c.instance_token) or not digits:
+            return None
+        try:
+            async with session.get(
+                self._instance_url(f"phone-exists/{digits}"),
+                headers=self._headers(Accept="application/json"),
+                timeout=self._timeout(),
+            ) as resp:
+                status = resp.status
+                raw = await resp.text(errors="replace")
+        except TimeoutError:
+            self._check_failed(digits, None, "timeout")
+            return None
+        except Exception as exc:  # noqa: BLE001 - a check that fails must never stop the send
+            # The exception text can carry the URL, which embeds the instance token.
+            self._check_failed(digits, None, type(exc).__name__)
+            return None
+        if not 200 <= status < 300:
+            self._check_failed(digits, status, "auth_failed" if status in (401, 403) else "refused")
+            return None
+        exists = _exists(json_or_none(raw))
+        if exists is None:
+            self._check_failed(digits, status, "unexpected_body")
+            return None
+        return exists
+
+    @staticmethod
+    def _check_failed(phone: str, status: int | None, what: str) -> None:
+        log.warning("zapi_phone_check_failed", contact=mask_phone(phone), status=status, error=what)
+
     # -- doctor ---------------------------------------------------------------------
 
     async def probe(self, io: ProbeIO) -> ProbeResult:
@@ -265,3 +309,15 @@ class ZapiChannel:
         if data.get("smartphoneConnected") is False:
             return ok("WhatsApp connected (warning: the phone has no internet right now)")
         return ok("WhatsApp connected")
+
+
+def _exists(data: Any) -> bool | None:
+    """`exists` of phone-exists' answer: an object, or the docs' one-element list of it."""
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    value = data.get("exists") if isinstance(data, dict) else None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None

@@ -20,10 +20,12 @@ from integrations.meta_capi.errors import (
 )
 from integrations.meta_capi.event import (
     BUSINESS_MESSAGING_EVENTS,
+    DEFAULT_LEAD_EVENT_SOURCE,
     LEAD_LOST_EVENT,
     STAGE_SETTING_NAMES,
     build_event,
     capi_event_id,
+    crm_lead_id,
     messaging_channel_for,
     stage_enabled,
 )
@@ -41,6 +43,8 @@ from integrations.meta_capi.hashing import (
     split_name,
 )
 from integrations.meta_capi.models import (
+    CRM_EVENT_SOURCE,
+    LEAD_ID,
     ActionSource,
     CapiCustomData,
     CapiEvent,
@@ -55,7 +59,10 @@ from integrations.meta_capi.models import (
 __all__ = [
     "AUTH_CODES",
     "BUSINESS_MESSAGING_EVENTS",
+    "CRM_EVENT_SOURCE",
+    "DEFAULT_LEAD_EVENT_SOURCE",
     "INVALID_PARAMETER_CODES",
+    "LEAD_ID",
     "LEAD_LOST_EVENT",
     "RETRYABLE_CODES",
     "STAGE_SETTING_NAMES",
@@ -76,6 +83,7 @@ __all__ = [
     "QualifiedEventName",
     "build_event",
     "capi_event_id",
+    "crm_lead_id",
     "hash_user_data",
     "messaging_channel_for",
     "normalize_city",

@@ -28,6 +28,7 @@ from pydantic import SecretStr, ValidationError
 from core.logging import get_logger
 from core.probe import ProbeIO, ProbeResult
 from integrations.meta_capi.errors import CapiError, CapiRejected, CapiUnavailable, capi_error_for
+from integrations.meta_capi.event import DEFAULT_LEAD_EVENT_SOURCE
 from integrations.meta_capi.models import CapiEvent, CapiRequest, CapiResult, as_int, clean_text
 from integrations.meta_capi.probe import probe_pixel
 
@@ -61,6 +62,9 @@ class MetaCapiConfig:
     # WHATSAPP_BUSINESS_ACCOUNT_ID: the WABA a click-to-WhatsApp event is credited to
     # (user_data.whatsapp_business_account_id beside ctwa_clid); None leaves it out.
     whatsapp_business_account_id: str | None = None
+    # custom_data.lead_event_source of a Lead Ads lead's events (Conversions API for CRM):
+    # "the name of the tool where the leads are coming from".
+    lead_event_source: str = DEFAULT_LEAD_EVENT_SOURCE
 
     @property
     def configured(self) -> bool:
@@ -86,6 +90,7 @@ class MetaCapiClient:
         self._test_event_code = (config.test_event_code or "").strip() or None
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
         self._waba = (config.whatsapp_business_account_id or "").strip() or None
+        self._lead_event_source = (config.lead_event_source or "").strip() or DEFAULT_LEAD_EVENT_SOURCE
 
     @property
     def url(self) -> str:
@@ -95,6 +100,11 @@ class MetaCapiClient:
     def whatsapp_business_account_id(self) -> str | None:
         """The account's WABA, for the events built for this pixel (build_event)."""
         return self._waba
+
+    @property
+    def lead_event_source(self) -> str:
+        """The CRM name a Lead Ads lead's events carry (build_event's lead_event_source)."""
+        return self._lead_event_source
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token.get_secret_value()}"}

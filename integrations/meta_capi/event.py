@@ -6,6 +6,9 @@ Conversions API for Business Messaging"):
 https://developers.facebook.com/documentation/ads-commerce/conversions-api/business-messaging
 Custom event names: strings of at most 50 characters:
 https://developers.facebook.com/documentation/meta-pixel/implementation/conversion-tracking
+Conversions API for CRM (a Meta Lead Ads lead: every stage `system_generated`, with the
+lead id and `custom_data.event_source`/`lead_event_source`):
+https://developers.facebook.com/documentation/ads-commerce/conversions-api/conversion-leads-integration/payload-specification
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from core.logging import get_logger
 from integrations.meta_capi.hashing import hash_user_data
 from integrations.meta_capi.models import (
+    CRM_EVENT_SOURCE,
+    LEAD_ID,
     ActionSource,
     CapiCustomData,
     CapiEvent,
@@ -29,7 +35,11 @@ from integrations.meta_capi.models import (
     QualifiedEventName,
 )
 
+log = get_logger(__name__)
+
 LEAD_LOST_EVENT = "lead_lost"
+# custom_data.lead_event_source when the operator names no CRM (MetaCapiConfig).
+DEFAULT_LEAD_EVENT_SOURCE = "SDR Agent"
 # The names in META_CAPI_EVENTS that switch each stage on or off.
 STAGE_SETTING_NAMES: dict[str, str] = {
     "lead": "Lead",
@@ -115,6 +125,21 @@ def _clean_id(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def _leadgen_id(ref: Mapping[str, Any]) -> str | None:
+    """The referral's Lead Ads `leadgen_id` as text (a stored dict may hold it as a number)."""
+    value = ref.get("leadgen_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _clean_id(value)
+
+
+def crm_lead_id(referral: Mapping[str, Any] | BaseModel | None) -> int | None:
+    """The `user_data.lead_id` of a Meta Lead Ads lead: its `leadgen_id` when that is the
+    15-17 digit number Meta generates; None for any other lead or any other value."""
+    leadgen = _leadgen_id(_referral_dict(referral))
+    return int(leadgen) if leadgen is not None and LEAD_ID.fullmatch(leadgen) else None
+
+
 def _epoch(event_time: datetime | int | float | None) -> int:
     if event_time is None:
         return int(datetime.now(UTC).timestamp())
@@ -149,6 +174,7 @@ def build_event(
     currency: str = "BRL",
     qualified_event: QualifiedEventName = "QualifiedLead",
     occurrence: str | None = None,
+    lead_event_source: str = DEFAULT_LEAD_EVENT_SOURCE,
 ) -> CapiEvent:
     """The CAPI event for a lead reaching `stage`, from what the store already has.
 
@@ -164,24 +190,44 @@ def build_event(
     does not accept, are sent as `system_generated` events matched on the hashed
     contact data. Without an ad, every event is `system_generated`.
 
+    A lead whose referral has a `leadgen_id` filled a Meta Lead Ads form: every one of
+    its stages, the first included, goes the Conversions API for CRM way instead
+    (`system_generated`, `custom_data.event_source` "crm" and `lead_event_source`, the
+    CRM's name), with `user_data.lead_id` when the id is the 15-17 digit number Meta
+    generates. Any other value is left out (logged) and the event matches on the hashed
+    contact data alone.
+
     `contact_key` is our contact key: it seeds the deterministic `event_id` and is sent
     hashed as `external_id`. Raises ValueError for an unknown stage, a won deal without
     a value, or an invalid currency.
     """
     if stage not in STAGE_SETTING_NAMES:
         raise ValueError(f"unknown lead stage {stage!r}")
-    messaging = messaging_channel_for(channel)
-    ad_ids = _ad_ids(
-        messaging,
-        _referral_dict(referral),
-        page_scoped_user_id=page_scoped_user_id,
-        instagram_account_id=instagram_account_id,
-        whatsapp_business_account_id=whatsapp_business_account_id,
-    )
-    event_name, action_source, channel_field, ad_ids = _path(
-        _event_name(stage, qualified_event), messaging, ad_ids
-    )
+    ref = _referral_dict(referral)
+    base_name = _event_name(stage, qualified_event)
     custom = _purchase(value, currency) if stage == "won" else None
+    leadgen = _leadgen_id(ref)
+    crm_ids: dict[str, Any] = {}
+    if leadgen is not None:
+        # Conversions API for CRM: one shape for every stage of a Lead Ads lead.
+        event_name, action_source, channel_field = base_name, "system_generated", None
+        ad_ids: dict[str, str] = {}
+        custom = _crm_custom(custom, lead_event_source)
+        lead_id = crm_lead_id(ref)
+        if lead_id is not None:
+            crm_ids["lead_id"] = lead_id
+        else:
+            log.warning("meta_capi_lead_id_dropped", reason="not a 15-17 digit leadgen_id", stage=stage)
+    else:
+        messaging = messaging_channel_for(channel)
+        ad_ids = _ad_ids(
+            messaging,
+            ref,
+            page_scoped_user_id=page_scoped_user_id,
+            instagram_account_id=instagram_account_id,
+            whatsapp_business_account_id=whatsapp_business_account_id,
+        )
+        event_name, action_source, channel_field, ad_ids = _path(base_name, messaging, ad_ids)
     user_data = hash_user_data(
         phone=phone,
         email=email,
@@ -194,6 +240,7 @@ def build_event(
         external_id=contact_key,
     )
     user_data.update(ad_ids)
+    user_data.update(crm_ids)
     return CapiEvent(
         event_name=event_name,
         event_time=_epoch(event_time),
@@ -243,6 +290,18 @@ def _path(
     return base_name, "system_generated", None, {}
 
 
+def _crm_custom(purchase: CapiCustomData | None, lead_event_source: str) -> CapiCustomData:
+    """custom_data of a Conversion Leads event: the purchase's value and currency (when
+    won) beside event_source "crm" and the CRM's name."""
+    name = (lead_event_source or "").strip() or DEFAULT_LEAD_EVENT_SOURCE
+    return CapiCustomData(
+        value=purchase.value if purchase else None,
+        currency=purchase.currency if purchase else None,
+        event_source=CRM_EVENT_SOURCE,
+        lead_event_source=name,
+    )
+
+
 def _purchase(value: float | Decimal | None, currency: str) -> CapiCustomData:
     if value is None:
         raise ValueError("a won deal (Purchase) needs a value")
@@ -252,10 +311,12 @@ def _purchase(value: float | Decimal | None, currency: str) -> CapiCustomData:
 
 __all__ = [
     "BUSINESS_MESSAGING_EVENTS",
+    "DEFAULT_LEAD_EVENT_SOURCE",
     "LEAD_LOST_EVENT",
     "STAGE_SETTING_NAMES",
     "build_event",
     "capi_event_id",
+    "crm_lead_id",
     "messaging_channel_for",
     "stage_enabled",
 ]

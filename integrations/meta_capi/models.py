@@ -3,6 +3,11 @@
 Event fields (`event_name`, `event_time` in seconds and at most 7 days old, `event_id`
 for deduplication, `action_source` incl. `business_messaging` and `system_generated`):
 https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/server-event/
+Conversions API for CRM (Conversion Leads: a Lead Ads lead's CRM stages): `action_source`
+`system_generated`, `user_data.lead_id` (the Lead Ads `leadgen_id`, an integer of 15-17
+digits, not hashed), `custom_data.event_source` = "crm" and `custom_data.lead_event_source`
+= the name of the tool the leads come from:
+https://developers.facebook.com/documentation/ads-commerce/conversions-api/conversion-leads-integration/payload-specification
 Return type `{events_received: integer, messages: [string], fbtrace_id: string}`:
 https://developers.facebook.com/documentation/ads-commerce/marketing-api/reference/ads-pixel/events
 Every model is frozen: an event is built once and replayed unchanged, an answer is read.
@@ -30,10 +35,16 @@ ActionSource = Literal[
     "other",
 ]
 QualifiedEventName = Literal["QualifiedLead", "CompleteRegistration"]
+# custom_data.event_source of every Conversion Leads (CRM) event.
+CRM_EVENT_SOURCE = "crm"
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _EVENT_NAME_MAX = 50
+# "The Facebook generated ID for every lead. It is a 15-17 digit number obtained from the
+# leadgen_id field in the lead generation Webhook" (payload specification).
+LEAD_ID = re.compile(r"[1-9][0-9]{14,16}")
+_LEAD_EVENT_SOURCE_MAX = 100
 
 
 class CapiUserData(BaseModel):
@@ -51,6 +62,8 @@ class CapiUserData(BaseModel):
     zp: str | None = None
     country: str | None = None
     external_id: list[str] | None = None
+    # Conversion Leads: the Lead Ads leadgen_id, an integer, "Do not hash".
+    lead_id: int | None = None
     # Messaging ids: "Do not hash" (customer-information-parameters).
     ctwa_clid: str | None = None
     whatsapp_business_account_id: str | None = None
@@ -73,6 +86,16 @@ class CapiUserData(BaseModel):
             raise ValueError("must be a lowercase SHA-256 hex digest")
         return value
 
+    @field_validator("lead_id", mode="before")
+    @classmethod
+    def _lead_id(cls, value: object) -> object:
+        # An int of 15-17 digits; bool and float (an id rounded by a JSON reader) are refused.
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not LEAD_ID.fullmatch(str(value)):
+            raise ValueError("lead_id must be the Lead Ads leadgen_id: an integer of 15-17 digits")
+        return value
+
     @field_validator("ctwa_clid", "whatsapp_business_account_id", "ig_account_id", "ig_sid")
     @classmethod
     def _id(cls, value: str | None) -> str | None:
@@ -92,6 +115,9 @@ class CapiCustomData(BaseModel):
 
     value: float | None = Field(default=None, ge=0)
     currency: str | None = None
+    # Conversion Leads (CRM) events only: "crm", and the name of the CRM/tool.
+    event_source: Literal["crm"] | None = None
+    lead_event_source: str | None = Field(default=None, min_length=1, max_length=_LEAD_EVENT_SOURCE_MAX)
 
     @field_validator("currency")
     @classmethod
@@ -99,6 +125,24 @@ class CapiCustomData(BaseModel):
         if value is not None and not _CURRENCY.fullmatch(value):
             raise ValueError("currency must be an ISO 4217 code in uppercase, e.g. BRL")
         return value
+
+    @field_validator("lead_event_source")
+    @classmethod
+    def _source_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("lead_event_source must name the CRM")
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _crm_pair(self) -> CapiCustomData:
+        # The payload specification requires both on every Conversion Leads event.
+        if (self.event_source is None) != (self.lead_event_source is None):
+            raise ValueError("event_source and lead_event_source go together (Conversion Leads)")
+        return self
+
+    @property
+    def crm(self) -> bool:
+        return self.event_source == CRM_EVENT_SOURCE
 
 
 class CapiEvent(BaseModel):
@@ -127,6 +171,14 @@ class CapiEvent(BaseModel):
                 raise ValueError("instagram business_messaging events need user_data.ig_sid")
         elif self.messaging_channel is not None:
             raise ValueError("messaging_channel is only for action_source business_messaging")
+        crm = self.custom_data is not None and self.custom_data.crm
+        if crm and self.action_source != "system_generated":
+            raise ValueError("Conversion Leads (CRM) events need action_source system_generated")
+        if ud.lead_id is not None and not crm:
+            raise ValueError(
+                "user_data.lead_id is for Conversion Leads events: custom_data.event_source crm "
+                "and lead_event_source"
+            )
         if self.event_name == "Purchase" and (
             self.custom_data is None or self.custom_data.value is None or not self.custom_data.currency
         ):
@@ -191,6 +243,8 @@ def clean_text(value: object) -> str | None:
 
 
 __all__ = [
+    "CRM_EVENT_SOURCE",
+    "LEAD_ID",
     "ActionSource",
     "CapiCustomData",
     "CapiEvent",

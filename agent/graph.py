@@ -39,7 +39,7 @@ from agent.llm import LLMClient, LLMTruncated, Usage
 from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle, render_system_prompt_counted
 from agent.scoring import ScoreResult, ScoringRules, score_lead
 from agent.tools import ToolCall, ToolEffects, run_tools
-from core.lead import LeadProfile, LeadUpdate, describe_lead, merge_lead, missing_fields
+from core.lead import LeadProfile, LeadUpdate, describe_lead, field_label, merge_lead, missing_fields
 from core.logging import get_logger
 from core.models import InboundMessage, MessageKind
 from core.records import Handoff, StoredMessage
@@ -74,6 +74,7 @@ class OpeningHours(Protocol):
     def is_open(self, at: datetime) -> bool: ...
     def handoff_promise(self, at: datetime) -> str | None: ...
     def describe_next_opening(self, at: datetime) -> str: ...
+    def next_opening(self, at: datetime) -> datetime: ...
 
 
 class AgentTurnOutput(BaseModel):
@@ -172,8 +173,30 @@ _KIND_LABEL = {
 }
 
 
+_FORM_ORIGINS = {
+    "meta_lead_ads": "anúncio de cadastro do Facebook/Instagram",
+    "api": "formulário do site",
+    "rdstation": "formulário (RD Station)",
+}
+
+
+def describe_form(msg: InboundMessage) -> str:
+    """A filled form as the model and the history see it: the lead's answers, as data."""
+    form = msg.form
+    if form is None:
+        return "[o lead preencheu um formulário]"
+    lines = [f"[o lead preencheu um {_FORM_ORIGINS.get(form.source.value, 'formulário')}; respostas:]"]
+    lines += [f"{field_label(name)}: {value}" for name, value in form.profile.items() if value.strip()]
+    lines += [f"{a.question}: {a.answer}" for a in form.answers if a.answer.strip()]
+    if form.message and form.message.strip():
+        lines.append(f"Mensagem: {form.message.strip()}")
+    return "\n".join(lines)
+
+
 def describe_inbound(msg: InboundMessage, transcript: str | None = None) -> str:
     """The text the model (and the stored history) sees for one inbound message."""
+    if msg.kind is MessageKind.FORM:
+        return describe_form(msg)
     if msg.kind is MessageKind.AUDIO:
         if transcript:
             return f"[áudio transcrito] {transcript}"
@@ -296,13 +319,14 @@ def build_messages(
         for past in turn.history
         if past.text
     ]
-    if turn.nudge is not None:
-        tail: list[dict[str, Any]] = [{"role": "system", "content": turn.nudge}]
-        tail_tokens = message_tokens(tail[0])
-    else:
+    tail: list[dict[str, Any]] = []
+    tail_tokens = 0
+    nudge = [{"role": "system", "content": turn.nudge}] if turn.nudge is not None else []
+    nudge_tokens = message_tokens(nudge[0]) if nudge else 0
+    if lead_texts:
         text = "\n".join(clip_text(t, max_chars) for t in lead_texts)
         # A burst of many long messages is over budget by itself: cut it to what is left.
-        room = deps.prompt_max_tokens - head_tokens - TOKENS_PER_MESSAGE
+        room = deps.prompt_max_tokens - head_tokens - TOKENS_PER_MESSAGE - nudge_tokens
         room -= TOKENS_PER_LOW_DETAIL_IMAGE * len(images or ())
         if room < MIN_TURN_TOKENS:
             # The knowledge alone fills the budget: the lead's words still go, history does not.
@@ -316,6 +340,10 @@ def build_messages(
         else:
             tail = [{"role": "user", "content": text}]
         tail_tokens = TOKENS_PER_MESSAGE + text_tokens + TOKENS_PER_LOW_DETAIL_IMAGE * len(images or ())
+    # A follow-up has no lead words, only the instruction; a form's first touch has both:
+    # the answers (data, as the lead's) and then the instruction.
+    tail += nudge
+    tail_tokens += nudge_tokens
     available = deps.prompt_max_tokens - head_tokens - tail_tokens
     window = fit_history(history, available=available)
     if len(window) < len(history):

@@ -44,6 +44,7 @@ REQUIRED_MESSAGES = (
     "commercial_guard",
     "handoff_now",
     "follow_up_instruction",
+    "form_first_touch_instruction",
 )
 # The rolling summary is capped: it replaces old messages, it must not grow like them.
 MAX_SUMMARY_CHARS = 1200

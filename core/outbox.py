@@ -74,6 +74,11 @@ class SendText(OutboxPayload):
     lead_id: int | None = None
     # The lead's messages the first bubble answers, for WAHA's sendSeen (its `messageIds`).
     seen: list[str] | None = None
+    # The first message to a lead who filled a form: the number is checked on WhatsApp
+    # first (where the provider can tell), and one that is not goes to the sellers.
+    first_touch: bool = False
+    # Held until then (ISO time): a stale form's first touch waits for business hours.
+    not_before: str | None = None
 
     @classmethod
     def bot_reply(
@@ -167,6 +172,8 @@ class Reengage(OutboxPayload):
     contact_id: str
     contact_key: str
     purpose: str | None = None
+    # As SendText's: a form lead's first touch may wait for business hours.
+    not_before: str | None = None
 
     def to_item(self, *, since: str) -> OutboxItem:
         # Once per silence of the lead and purpose: the key names when the lead last wrote.
@@ -175,6 +182,28 @@ class Reengage(OutboxPayload):
             order_key=lane_key("reply", self.contact_key),
             idempotency_key=f"reengage:{purpose}{self.contact_key}:{since}",
         )
+
+
+# --- form leads -----------------------------------------------------------------------
+class LeadAdsFetch(OutboxPayload):
+    """A Meta Lead Ads lead announced by the Page webhook, to be read from the Graph API.
+
+    Through the outbox so a Graph outage delays the lead but never loses it; `lead` keeps
+    what the Graph API returned once read, so an item that cannot become a conversation
+    (no phone on the form) still holds the lead's answers for the operator."""
+
+    KIND: ClassVar[str] = "meta_lead_fetch"
+
+    leadgen_id: str
+    page_id: str | None = None
+    form_id: str | None = None
+    ad_id: str | None = None
+    adgroup_id: str | None = None
+    created_time: int | None = None
+    lead: dict[str, Any] | None = None
+
+    def to_item(self) -> OutboxItem:
+        return self.item(order_key=f"leadgen:{self.leadgen_id}", idempotency_key=f"leadgen:{self.leadgen_id}")
 
 
 # --- Chatwoot -------------------------------------------------------------------------
@@ -343,6 +372,7 @@ PAYLOADS: Mapping[str, type[OutboxPayload]] = {
         SendText,
         SendMedia,
         Reengage,
+        LeadAdsFetch,
         ChatwootMessage,
         ChatwootProfile,
         ChatwootHandoff,

@@ -123,7 +123,7 @@ class CommitBuilder:
             purpose=purpose,
         )
         if self.config.chatwoot:
-            outbox += self._mirror(contact_key, batch, messages, purpose, inbound)
+            outbox += self._mirror(contact_key, batch, messages, purpose, inbound, notes=self.notes)
         return TurnCommit(
             turn_id=turn_id,
             contact_key=contact_key,
@@ -192,12 +192,22 @@ class CommitBuilder:
         messages: list[NewMessage],
         purpose: str | None,
         inbound: list[InboundMessage],
+        *,
+        notes: SellerNotes | None = None,
     ) -> list[OutboxItem]:
         """The team sees every message, the lead's and the bot's, in order; the lead's
-        files (a photo, a PDF, the voice note under its transcript) as real attachments."""
+        files (a photo, a PDF, the voice note under its transcript) as real attachments;
+        a filled form as a private note with its answers, ad and campaign."""
         items = []
         for index, message in enumerate(messages):
             source = inbound[index] if message.direction == "in" and index < len(inbound) else None
+            key = f"cw:{batch}:{message.ref}"
+            if source is not None and source.form is not None and notes is not None:
+                form_note = ChatwootNote(
+                    contact_key=contact_key, note=notes.form(source.form), labels=[notes.form_label]
+                )
+                items.append(form_note.item(order_key=chatwoot_lane(contact_key), idempotency_key=key))
+                continue
             mirrored = ChatwootMessage(
                 contact_key=contact_key,
                 direction=message.direction,
@@ -206,11 +216,7 @@ class CommitBuilder:
                 **({"purpose": purpose} if purpose is not None else {}),
                 **_media_of(source),
             )
-            items.append(
-                mirrored.item(
-                    order_key=chatwoot_lane(contact_key), idempotency_key=f"cw:{batch}:{message.ref}"
-                )
-            )
+            items.append(mirrored.item(order_key=chatwoot_lane(contact_key), idempotency_key=key))
         return items
 
     def from_agent(

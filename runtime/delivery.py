@@ -15,7 +15,16 @@ from typing import Protocol
 
 import aiohttp
 
-from channels.base import Channel, OutgoingMedia, OutgoingMediaKind, SentMessage, media_sender, templates
+from channels.base import (
+    Channel,
+    OutgoingMedia,
+    OutgoingMediaKind,
+    SentMessage,
+    media_sender,
+    number_checker,
+    templates,
+)
+from channels.errors import RecipientNotOnWhatsApp
 from core.errors import OutsideWindow, ProviderError
 from core.logging import get_logger
 from core.outbox import ChatwootHandoff, ChatwootNote, Reengage, SendMedia, SendText, chatwoot_lane
@@ -23,10 +32,10 @@ from core.records import OutboxItem
 from runtime.channel_health import ChannelHealth
 from runtime.handoff_card import HandoffCard
 from runtime.persist import until_stored
-from runtime.policies import PermanentDeliveryError
+from runtime.policies import HeldUntil, PermanentDeliveryError
 from runtime.ratelimit import Limiter, limiter_for
 from runtime.seller_notes import SellerNotes
-from runtime.templates import SELLER_START, Template, TemplateBook
+from runtime.templates import FIRST_TOUCH, SELLER_START, Template, TemplateBook
 from store.base import Store
 
 log = get_logger(__name__)
@@ -97,6 +106,7 @@ class Delivery:
         }
 
     async def reengage(self, _item: OutboxItem, payload: Reengage) -> None:
+        self._hold(payload.not_before)
         channel = self.channels.get(payload.channel)
         if channel is None or not channel.configured:
             raise PermanentDeliveryError(f"cannot re-engage through {payload.channel!r}")
@@ -104,9 +114,54 @@ class Delivery:
         if lead is None or lead.opted_out:
             log.info("reengage_skipped", reason="opted_out" if lead else "lead_gone")
             return
-        await self._window_closed(
-            channel, payload.contact_id, payload.contact_key, message_id=None, purpose=payload.purpose
+        try:
+            await self._window_closed(
+                channel, payload.contact_id, payload.contact_key, message_id=None, purpose=payload.purpose
+            )
+        except RecipientNotOnWhatsApp as exc:
+            await self._not_on_whatsapp(channel, payload.contact_key, None, str(exc))
+
+    def _hold(self, not_before: str | None) -> None:
+        """A stale form's first touch waits for business hours (runtime/first_touch.py)."""
+        if not_before is None:
+            return
+        until = datetime.fromisoformat(not_before)
+        if until > self.clock():
+            raise HeldUntil(until, "first touch waits for business hours")
+
+    async def _on_whatsapp(self, channel: Channel, payload: SendText) -> bool:
+        """False only when the provider says the number has no WhatsApp; a provider that
+        cannot tell (or fails to) lets the send decide."""
+        checker = number_checker(channel)
+        if checker is None:
+            return True
+        await self.limiters[channel.name].acquire()
+        return await checker.on_whatsapp(self.session, payload.contact_id) is not False
+
+    async def _not_on_whatsapp(
+        self, channel: Channel, contact_key: str | None, message_id: int | None, detail: str
+    ) -> None:
+        """Recorded on the message and the lead, and handed to the sellers: a call or an
+        e-mail can still reach this lead; retrying WhatsApp cannot."""
+        log.warning("lead_not_on_whatsapp", channel=channel.name, detail=detail[:200])
+        if message_id is not None:
+            await self.store.mark_message_failed(message_id, f"not on WhatsApp: {detail}"[:500])
+        if contact_key is None:
+            return
+        card = self.card
+        await self.store.request_handoff(
+            contact_key, reason=card.not_on_whatsapp_reason, summary=card.not_on_whatsapp_summary
         )
+        if self.config.chatwoot:
+            note = ChatwootHandoff(
+                contact_key=contact_key,
+                card=card.situation(card.not_on_whatsapp_reason, card.not_on_whatsapp_note),
+            )
+            await self.store.enqueue(
+                note.item(
+                    order_key=chatwoot_lane(contact_key), idempotency_key=f"cw-not-on-whatsapp:{contact_key}"
+                )
+            )
 
     async def _silenced(self, payload: SendText) -> str | None:
         """Why this bot message must not go out now, checked at the last moment: a lead
@@ -133,6 +188,7 @@ class Delivery:
         return channel
 
     async def send_text(self, _item: OutboxItem, payload: SendText) -> None:
+        self._hold(payload.not_before)
         channel = self._channel_for(payload)
         message_id = payload.message_id
         reason = await self._silenced(payload)
@@ -142,6 +198,8 @@ class Delivery:
                 await self.store.mark_message_failed(message_id, f"not sent: {reason}")
             return
         if await self._held_by_window(channel, payload):
+            return
+        if payload.first_touch and not await self._first_touch_reachable(channel, payload):
             return
         await self.limiters[channel.name].acquire()
         try:
@@ -153,11 +211,28 @@ class Delivery:
                 human_agent=payload.human_agent,
                 seen_message_ids=payload.seen or (),
             )
+        except RecipientNotOnWhatsApp as exc:
+            await self._not_on_whatsapp(channel, payload.contact_key, message_id, str(exc))
+            return
         except ProviderError as exc:
             if await self._refused(channel, payload, exc):
                 return
             raise
         await self._sent(channel, message_id, sent)
+
+    async def _first_touch_reachable(self, channel: Channel, payload: SendText) -> bool:
+        """Asked once per lead: the first bubble's answer is the lead's record (a handoff
+        for "not on WhatsApp"), and the later bubbles of the same touch follow it."""
+        if payload.contact_key is not None:
+            lead = await self.store.get_lead(payload.contact_key)
+            if lead is not None and lead.handoff_reason == self.card.not_on_whatsapp_reason:
+                if payload.message_id is not None:
+                    await self.store.mark_message_failed(payload.message_id, "not on WhatsApp")
+                return False
+        if await self._on_whatsapp(channel, payload):
+            return True
+        await self._not_on_whatsapp(channel, payload.contact_key, payload.message_id, "the provider says so")
+        return False
 
     async def send_media(self, _item: OutboxItem, payload: SendMedia) -> None:
         """A file a seller sent from Chatwoot: fetched from Chatwoot, sent by the channel."""
@@ -254,6 +329,28 @@ class Delivery:
         if template is not None and sender is not None:
             await self._send_template(channel, contact_id, contact_key, template)
             outcome = f"outside the {channel.window_hours} h window: template {template.name!r} sent instead"
+        elif purpose == FIRST_TOUCH:
+            # A form lead on the official API: without the template nobody may write first.
+            card = self.card
+            await self.store.request_handoff(
+                contact_key,
+                reason=card.first_touch_no_template_reason,
+                summary=card.first_touch_no_template_summary,
+            )
+            if self.config.chatwoot:
+                note = ChatwootHandoff(
+                    contact_key=contact_key,
+                    card=card.situation(
+                        card.first_touch_no_template_reason, card.first_touch_no_template_note
+                    ),
+                )
+                await self.store.enqueue(
+                    note.item(
+                        order_key=chatwoot_lane(contact_key),
+                        idempotency_key=f"cw-first-touch:{contact_key}",
+                    )
+                )
+            outcome = "a form lead and no first_touch template: handed off to a person"
         elif purpose == SELLER_START:
             # A person is already on it: tell them their words did not go out, no handoff.
             await self._tell_seller(contact_key)

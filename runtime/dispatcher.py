@@ -32,7 +32,7 @@ from core.outbox import OutboxPayload, log_fields
 from core.records import OutboxItem
 from runtime.breaker import CircuitBreaker, Permit
 from runtime.persist import until_stored
-from runtime.policies import DeliveryPolicy, PermanentDeliveryError, is_transient
+from runtime.policies import DeliveryPolicy, HeldUntil, PermanentDeliveryError, is_transient
 from store.base import Store
 
 log = get_logger(__name__)
@@ -213,6 +213,17 @@ class OutboxDispatcher:
                 if breaker is not None and permit is not None:
                     breaker.release(permit)
                 raise  # shutdown: left in flight, released on next start
+            except HeldUntil as held:
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)
+                item_id, until, reason = item.id, held.until, held.reason
+                await until_stored(
+                    lambda: self.store.defer_outbox(item_id, next_attempt_at=until, reason=reason),
+                    what="defer_outbox",
+                )
+                self.deferred += 1
+                log.info("outbox_held", until=held.until.isoformat(), reason=held.reason)
+                return
             except Exception as exc:
                 try:
                     await self._failed(item, route.policy, exc, breaker, permit)

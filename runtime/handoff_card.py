@@ -31,6 +31,12 @@ class HandoffCard:
     window_closed_reason: str
     window_closed_note: str
     window_closed_summary: str
+    not_on_whatsapp_reason: str
+    not_on_whatsapp_note: str
+    not_on_whatsapp_summary: str
+    first_touch_no_template_reason: str
+    first_touch_no_template_note: str
+    first_touch_no_template_summary: str
 
     def render(
         self,
@@ -53,9 +59,11 @@ class HandoffCard:
         return "\n".join(lines)
 
     def window_closed(self) -> str:
-        return "\n".join(
-            [self.title, _fill(self.reason, motivo=self.window_closed_reason), self.window_closed_note]
-        )
+        return self.situation(self.window_closed_reason, self.window_closed_note)
+
+    def situation(self, reason: str, note: str) -> str:
+        """A handoff the delivery decided (no window, no WhatsApp): title, reason, note."""
+        return "\n".join([self.title, _fill(self.reason, motivo=reason), note])
 
 
 def _fill(template: str, **values: str) -> str:

@@ -16,6 +16,7 @@ import asyncio
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -31,6 +32,16 @@ from core.errors import Permanent, ProviderError, Retryable, is_retryable_status
 class PermanentDeliveryError(Permanent):
     """The item can never succeed as it is (bad payload, unknown channel...): a runtime
     concept, so it lives here, on the core tree's Permanent branch."""
+
+
+class HeldUntil(Exception):  # noqa: N818 - not an error: the item is not due yet
+    """The item must not go out before `until` (a stale form's first touch waits for
+    business hours): back to pending, due then, the claim not counted as an attempt."""
+
+    def __init__(self, until: datetime, reason: str) -> None:
+        super().__init__(reason)
+        self.until = until
+        self.reason = reason
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -21,7 +21,11 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / "prompts" / "whatsapp_te
 
 REENGAGE = "reengage"
 SELLER_START = "seller_start"
-PURPOSES = (REENGAGE, SELLER_START)
+# A lead who filled a form never wrote: no window is open, only a template reaches them.
+FIRST_TOUCH = "first_touch"
+PURPOSES = (REENGAGE, SELLER_START, FIRST_TOUCH)
+# Purposes that never borrow [reengage]'s template: "can I still help?" is no greeting.
+OWN_TEMPLATE_ONLY = frozenset({FIRST_TOUCH})
 VARIABLES = ("primeiro_nome", "nome", "produto", "empresa")
 
 
@@ -45,7 +49,9 @@ class TemplateBook:
 
     def for_purpose(self, purpose: str | None) -> Template | None:
         chosen = self.templates.get(purpose or REENGAGE)
-        return chosen if chosen is not None else self.templates.get(REENGAGE)
+        if chosen is not None or purpose in OWN_TEMPLATE_ONLY:
+            return chosen
+        return self.templates.get(REENGAGE)
 
     def parameters(self, template: Template, lead: LeadRecord | None) -> list[str]:
         values = _lead_values(lead)
@@ -66,10 +72,15 @@ def _lead_values(lead: LeadRecord | None) -> dict[str, str]:
 
 
 def load_templates(
-    *, fallback_name: str | None, fallback_language: str, path: Path | None = None
+    *,
+    fallback_name: str | None,
+    fallback_language: str,
+    path: Path | None = None,
+    first_touch_name: str | None = None,
 ) -> TemplateBook:
     """The book; `fallback_name`/`fallback_language`: WHATSAPP_REENGAGE_TEMPLATE and
-    WHATSAPP_TEMPLATE_LANGUAGE, for a purpose whose name/language the file leaves empty."""
+    WHATSAPP_TEMPLATE_LANGUAGE, for a purpose whose name/language the file leaves empty;
+    `first_touch_name`: WHATSAPP_FIRST_TOUCH_TEMPLATE, for an empty [first_touch]."""
     source = path or DEFAULT_PATH
     data = read_toml(source, what="WhatsApp templates", error=TemplatesError)
     templates: dict[str, Template] = {}
@@ -80,6 +91,8 @@ def load_templates(
         name = str(section.get("name") or "").strip()
         if purpose == REENGAGE:
             name = name or (fallback_name or "").strip()
+        if purpose == FIRST_TOUCH:
+            name = name or (first_touch_name or "").strip()
         # Any other purpose left empty takes [reengage]'s template (`for_purpose`).
         if not name:
             continue

@@ -25,9 +25,21 @@ from core.errors import LLMUnavailable
 from core.lead import LeadProfile
 from core.logging import get_logger
 from core.metrics import Metrics
-from core.models import InboundMessage, mask_contact_key
+from core.models import InboundMessage, MessageKind, mask_contact_key
 from core.records import InboundRecord, LeadRecord, TurnCommit
 from runtime.commit import OPT_OUT_CONFIRMATION, CommitBuilder
+from runtime.first_touch import (
+    TEMPLATE_ONLY_CHANNELS,
+    FirstTouchConfig,
+    forms_of,
+    hold_until,
+    in_conversation,
+    mark_first_touch,
+    merged_profile,
+    only_forms,
+    rescored,
+    template_touch,
+)
 from runtime.lifecycle import Lifecycle
 from runtime.scheduler import ScheduleConfig
 from store.base import Store
@@ -77,7 +89,9 @@ class Turn:
         metrics: Metrics | None = None,
         profile_name: ProfileName | None = None,
         read_receipt: ReadReceipt | None = None,
+        first_touch: FirstTouchConfig | None = None,
     ) -> None:
+        self.first_touch = first_touch or FirstTouchConfig()
         self.store = store
         self.agent = agent
         self.builder = builder
@@ -131,7 +145,7 @@ class Turn:
                 # Recorded, never answered automatically.
                 commit = build(turn_id, contact_key, records, lead, reply="", at=self.clock())
                 return _Outcome("silent_opted_out", commit)
-            if any(is_opt_out(r.message.text) for r in records):
+            if any(is_opt_out(r.message.text) for r in records if r.message.kind is not MessageKind.FORM):
                 # Before the pause check: "SAIR" must be honoured even while a person talks.
                 goodbye = self.agent.deps.prompts.message("opt_out_confirmation")
                 commit = build(
@@ -145,6 +159,8 @@ class Turn:
                     purpose=OPT_OUT_CONFIRMATION,
                 )
                 return _Outcome("opt_out", commit)
+            if forms_of(records):
+                return await self._form_turn(turn_id, contact_key, records, lead)
             if lead is not None and lead.paused_until is not None and lead.paused_until > self.clock():
                 # A person at the company is answering.
                 commit = build(turn_id, contact_key, records, lead, reply="", at=self.clock())
@@ -235,12 +251,75 @@ class Turn:
         except Exception as exc:  # a courtesy: logged, never raised
             log.warning("read_receipt_failed", error=type(exc).__name__)
 
-    async def _think(
+    async def _form_turn(
         self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
     ) -> _Outcome:
-        courtesy = self._acknowledge(records[-1].message)
+        """A filled form (see runtime/first_touch.py): its answers first, then at most one
+        first touch; a lead already in a conversation is never greeted twice."""
+        now = self.clock()
+        forms = forms_of(records)
+        base = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
+        profile = merged_profile(base, forms, now)
+        if lead is not None:
+            # The newest ad gets the credit (and Meta the lead id), as for an ad click.
+            for record in records:
+                if record.message.referral is not None:
+                    await self.store.record_referral(
+                        contact_key, record.message.referral.model_dump(exclude_none=True)
+                    )
+        if not only_forms(records):
+            # The lead also wrote: an ordinary turn, with the answers already known.
+            return await self._think(turn_id, contact_key, records, lead, profile=profile)
+        count = lead.lead_message_count if lead else 0
+        rules = self.agent.deps.rules
+        if in_conversation(lead, now, self.first_touch):
+            commit = self._form_commit(turn_id, contact_key, records, lead, now)
+            rescored(commit, profile, rules, count)
+            return _Outcome("form_merged", commit)
+        hold = hold_until(forms, now, self.first_touch, self.agent.deps.hours)
+        if records[-1].message.channel in TEMPLATE_ONLY_CHANNELS:
+            commit = self._form_commit(turn_id, contact_key, records, lead, now)
+            rescored(commit, profile, rules, count)
+            commit.outbox.append(template_touch(commit, hold))
+            return _Outcome("form_template", commit)
+        instruction = self.agent.deps.prompts.message("form_first_touch_instruction")
+        outcome = await self._think(
+            turn_id, contact_key, records, lead, profile=profile, nudge=instruction, receipt=False
+        )
+        # The form is not the lead writing: no window opens, no message is counted.
+        outcome.commit.lead_wrote = False
+        outcome.commit.lead_messages_added = 0
+        mark_first_touch(outcome.commit.outbox, hold)
+        outcome.kind = "form_first_touch"
+        return outcome
+
+    def _form_commit(
+        self,
+        turn_id: str,
+        contact_key: str,
+        records: list[InboundRecord],
+        lead: LeadRecord | None,
+        now: datetime,
+    ) -> TurnCommit:
+        commit = self.builder.build(turn_id, contact_key, records, lead, reply="", at=now)
+        commit.lead_wrote = False
+        commit.lead_messages_added = 0
+        return commit
+
+    async def _think(
+        self,
+        turn_id: str,
+        contact_key: str,
+        records: list[InboundRecord],
+        lead: LeadRecord | None,
+        *,
+        profile: LeadProfile | None = None,
+        nudge: str | None = None,
+        receipt: bool = True,
+    ) -> _Outcome:
+        courtesy = self._acknowledge(records[-1].message) if receipt else None
         try:
-            outcome = await self._answer(turn_id, contact_key, records, lead)
+            outcome = await self._answer(turn_id, contact_key, records, lead, profile=profile, nudge=nudge)
         except BaseException:
             if courtesy is not None:
                 courtesy.cancel()
@@ -249,7 +328,14 @@ class Turn:
         return outcome
 
     async def _answer(
-        self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
+        self,
+        turn_id: str,
+        contact_key: str,
+        records: list[InboundRecord],
+        lead: LeadRecord | None,
+        *,
+        profile: LeadProfile | None = None,
+        nudge: str | None = None,
     ) -> _Outcome:
         from agent.graph import TurnInput
 
@@ -267,7 +353,8 @@ class Turn:
         history = (
             [] if new_session else await self.store.recent_messages(contact_key, self.config.history_window)
         )
-        profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
+        if profile is None:
+            profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
         result = await self.agent.run(
             TurnInput(
                 contact_key=contact_key,
@@ -278,6 +365,7 @@ class Turn:
                 summary=None if new_session or lead is None else lead.summary,
                 handed_off=bool(lead and lead.handoff_state),
                 now=now,
+                nudge=nudge,
             )
         )
         commit = self.builder.from_agent(

@@ -14,7 +14,7 @@ finds it pending and answers it then.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from core.clock import Clock, utc_now
 from core.metrics import Metrics
 from core.records import DueFollowUp
 from runtime.commit import CommitBuilder, CommitConfig
+from runtime.first_touch import FirstTouchConfig
 from runtime.followups import FollowUpConfig, FollowUpTurn
 from runtime.handoff_card import HandoffCard
 from runtime.lifecycle import Lifecycle
@@ -45,6 +46,7 @@ class RunnerConfig:
     turn: TurnConfig
     follow_up: FollowUpConfig
     owner: str
+    first_touch: FirstTouchConfig = field(default_factory=FirstTouchConfig)
 
 
 class TurnRunner:
@@ -91,6 +93,7 @@ class TurnRunner:
             metrics=metrics,
             profile_name=profile_name,
             read_receipt=read_receipt,
+            first_touch=config.first_touch,
         )
         self.follow_up = FollowUpTurn(
             store=store,

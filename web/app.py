@@ -191,6 +191,7 @@ def _read_texts(settings: Settings) -> _Texts:
     templates = load_templates(
         fallback_name=settings.whatsapp_reengage_template,
         fallback_language=settings.whatsapp_template_language,
+        first_touch_name=settings.whatsapp_first_touch_template,
     )
     return _Texts(card=load_handoff_card(), piperun=piperun, notes=load_seller_notes(), templates=templates)
 

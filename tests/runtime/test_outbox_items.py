@@ -136,6 +136,7 @@ def test_every_kind_is_registered_once() -> None:
         "send_text",
         "send_media",
         "reengage",
+        "meta_lead_fetch",
         "chatwoot_message",
         "chatwoot_profile",
         "chatwoot_handoff",

@@ -4,6 +4,7 @@ variable feeds which turn, delivery or outbox knob, so the runtime never reads S
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 
 from core.settings import Settings
 from runtime.capi_delivery import CapiConfig
@@ -12,6 +13,7 @@ from runtime.commit import CommitConfig
 from runtime.crm_sync import CrmSyncConfig
 from runtime.delivery import DeliveryConfig
 from runtime.erasure import ErasureConfig
+from runtime.first_touch import FirstTouchConfig
 from runtime.followups import FollowUpConfig
 from runtime.lifecycle import LifecycleConfig
 from runtime.policies import OutboxKnobs
@@ -71,6 +73,10 @@ def runner_config(settings: Settings) -> RunnerConfig:
         ),
         follow_up=FollowUpConfig(history_window=settings.history_window),
         owner=settings.instance_id or socket.gethostname(),
+        first_touch=FirstTouchConfig(
+            max_age=timedelta(minutes=settings.lead_first_touch_max_age_min),
+            active_within=timedelta(hours=settings.session_idle_hours),
+        ),
     )
 
 

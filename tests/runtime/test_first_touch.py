@@ -1,0 +1,240 @@
+"""A lead who filled a form hears from the bot once, on WhatsApp, already known.
+
+The form enters as the edges store it (web/form_intake.py); the app runs on the test
+clock with Z-API and OpenAI faked at the HTTP boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from aioresponses import aioresponses
+
+from core.forms import FormAnswer, FormAttribution, FormSource, FormSubmission
+from core.settings import Settings
+from tests.conftest import ZAPI_INSTANCE, ZAPI_TOKEN, fast_settings, zapi_message
+from tests.helpers.clock import WEEKDAY_3AM, TestClock
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.settle import settled
+from web.app import create_app
+from web.form_intake import store_form_lead
+from web.keys import DISPATCHER, RUNNER, STORE
+
+PHONE = "5511987654321"
+KEY = f"whatsapp:{PHONE}"
+EXISTS_URL = re.compile(
+    rf"https://api\.z-api\.io/instances/{ZAPI_INSTANCE}/token/{ZAPI_TOKEN}/phone-exists/\d+"
+)
+
+
+def a_form(clock: TestClock, *, ident: str = "lead-1", age: timedelta = timedelta(0)) -> FormSubmission:
+    return FormSubmission(
+        source=FormSource.META_LEAD_ADS,
+        external_id=ident,
+        submitted_at=clock() - age,
+        phone="+55 (11) 98765-4321",
+        profile={
+            "name": "Joana Prado",
+            "company": "Frigorífico Serra Azul",
+            "city": "Campinas",
+            "state": "SP",
+        },
+        answers=[FormAnswer(question="Qual equipamento procura?", answer="Moedor industrial")],
+        attribution=FormAttribution(
+            leadgen_id="444444444444", form_id="1234567890", ad_id="6789", campaign_name="Black Friday"
+        ),
+    )
+
+
+def on_whatsapp(mock: aioresponses, exists: bool) -> list[str]:
+    asked: list[str] = []
+
+    def answer(url: Any, **_kwargs: Any) -> Any:
+        from aioresponses import CallbackResult
+
+        asked.append(str(url))
+        return CallbackResult(status=200, payload={"exists": exists})
+
+    mock.get(EXISTS_URL, callback=answer, repeat=True)
+    return asked
+
+
+@pytest.fixture
+def make_bot(
+    aiohttp_client: Callable[..., Any], tmp_path: Any, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> Callable[..., Any]:
+    async def make(clock: TestClock, **overrides: Any) -> TestClient:
+        settings: Settings = fast_settings(tmp_path, **overrides)
+        return await aiohttp_client(create_app(settings, clock=clock))
+
+    return make
+
+
+@pytest.fixture
+async def bot(make_bot: Callable[..., Any], clock: TestClock) -> AsyncIterator[TestClient]:
+    yield await make_bot(clock)
+
+
+async def test_a_fresh_form_gets_one_first_message_written_from_its_answers(
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, http_mock: aioresponses
+) -> None:
+    asked = on_whatsapp(http_mock, True)
+    openai_fake.then(reply="Oi Joana! Recebi seu cadastro sobre o moedor industrial. Quantos kg por dia?")
+
+    stored = await store_form_lead(bot.app, a_form(clock))
+    await settled(bot)
+
+    assert stored.lead_id == KEY and not stored.duplicate
+    assert zapi_fake.texts_to(PHONE) == [
+        "Oi Joana! Recebi seu cadastro sobre o moedor industrial. Quantos kg por dia?"
+    ]
+    assert len(asked) == 1  # the number was checked before the first message
+    request = openai_fake.chat_requests[0]["messages"]
+    form_text = "\n".join(m["content"] for m in request if m["role"] == "user")
+    assert "Qual equipamento procura?: Moedor industrial" in form_text
+    instruction = request[-1]
+    assert instruction["role"] == "system" and "PRIMEIRA mensagem" in instruction["content"]
+    lead = await bot.app[STORE].get_lead(KEY)
+    assert lead is not None
+    assert lead.profile["company"] == "Frigorífico Serra Azul" and lead.profile["state"] == "SP"
+    # The source of each answer is the form, so a seller can see where it came from.
+    assert lead.profile["provenance"]["company"]["message_id"] == "form:meta_lead_ads:lead-1"
+    # The form is not the lead writing: no 24-hour window opened, no message counted.
+    assert lead.last_inbound_at is None and lead.lead_message_count == 0
+    assert lead.referral is not None and lead.referral["leadgen_id"] == "444444444444"
+
+
+async def test_the_same_form_twice_is_one_lead_and_one_message(
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, http_mock: aioresponses
+) -> None:
+    on_whatsapp(http_mock, True)
+    await store_form_lead(bot.app, a_form(clock))
+    await settled(bot)
+    again = await store_form_lead(bot.app, a_form(clock))
+    await settled(bot)
+
+    assert again.duplicate and again.lead_id == KEY
+    assert openai_fake.chat_calls == 1
+    assert len(zapi_fake.texts_to(PHONE)) == 1
+
+
+async def test_the_model_sees_the_form_answers_as_known_data(
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, http_mock: aioresponses
+) -> None:
+    on_whatsapp(http_mock, True)
+    await store_form_lead(bot.app, a_form(clock))
+    await settled(bot)
+
+    system = openai_fake.chat_requests[0]["messages"][0]["content"]
+    # Known data in the prompt's lead card, so the model does not ask for it again.
+    assert "Frigorífico Serra Azul" in system and "Campinas" in system
+
+
+async def test_an_opted_out_number_is_never_contacted(
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, http_mock: aioresponses
+) -> None:
+    on_whatsapp(http_mock, True)
+    response = await bot.post(
+        "/webhooks/zapi", json=zapi_message(message_id="3EB0OPT0001", phone=PHONE, text="SAIR")
+    )
+    assert response.status == 200
+    await settled(bot)
+    sent_before = list(zapi_fake.texts_to(PHONE))
+    calls_before = openai_fake.chat_calls
+
+    clock.advance(days=3)
+    await store_form_lead(bot.app, a_form(clock))
+    await settled(bot)
+
+    assert zapi_fake.texts_to(PHONE) == sent_before
+    assert openai_fake.chat_calls == calls_before
+
+
+async def test_a_lead_already_talking_is_merged_not_greeted_again(
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, http_mock: aioresponses
+) -> None:
+    on_whatsapp(http_mock, True)
+    openai_fake.then(reply="Olá! Como posso ajudar?")
+    response = await bot.post(
+        "/webhooks/zapi", json=zapi_message(message_id="3EB0TALK0001", phone=PHONE, text="Oi, bom dia")
+    )
+    assert response.status == 200
+    await settled(bot)
+
+    clock.advance(hours=1)
+    await store_form_lead(bot.app, a_form(clock))
+    await settled(bot)
+
+    assert zapi_fake.texts_to(PHONE) == ["Olá! Como posso ajudar?"]
+    assert openai_fake.chat_calls == 1
+    lead = await bot.app[STORE].get_lead(KEY)
+    assert lead is not None and lead.profile["company"] == "Frigorífico Serra Azul"
+
+
+async def test_a_number_without_whatsapp_goes_to_the_sellers_instead_of_being_retried(
+    bot: TestClient, clock: TestClock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, http_mock: aioresponses
+) -> None:
+    asked = on_whatsapp(http_mock, False)
+    openai_fake.then(reply="Oi Joana! Tudo bem?\n\nQuantos kg por dia vocês processam?")
+
+    await store_form_lead(bot.app, a_form(clock))
+    await settled(bot)
+
+    assert zapi_fake.texts_to(PHONE) == []
+    assert zapi_fake.attempts == 0
+    assert len(asked) == 1  # asked once; the second bubble followed the answer
+    lead = await bot.app[STORE].get_lead(KEY)
+    assert lead is not None
+    assert lead.handoff_state == "requested" and lead.handoff_reason == "numero_sem_whatsapp"
+    dead = await bot.app[STORE].list_outbox(status="dead")
+    assert dead == []  # recorded and handed off, not a failure to retry
+
+
+async def test_a_stale_form_at_night_waits_for_business_hours(
+    make_bot: Callable[..., Any], openai_fake: FakeOpenAI, zapi_fake: FakeZapi, http_mock: aioresponses
+) -> None:
+    on_whatsapp(http_mock, True)
+    clock = TestClock(WEEKDAY_3AM)
+    bot = await make_bot(clock)
+    openai_fake.then(reply="Oi Joana! Recebemos seu cadastro.")
+
+    await store_form_lead(bot.app, a_form(clock, age=timedelta(hours=5)))
+
+    async def held_for_the_morning() -> bool:
+        # A settled state, not a count: the dispatcher tried the item once and put it back.
+        items = await bot.app[STORE].list_outbox(kind="send_text")
+        return len(items) == 1 and items[0].last_error == "first touch waits for business hours"
+
+    await asyncio.wait_for(bot.app[RUNNER].idle.wait(), timeout=10)
+    await eventually(held_for_the_morning)
+    [held] = await bot.app[STORE].list_outbox(kind="send_text")
+    assert held.status == "pending" and held.attempts == 0 and zapi_fake.attempts == 0
+    assert held.next_attempt_at is not None
+    opening = held.next_attempt_at.astimezone(WEEKDAY_3AM.tzinfo)
+    assert (opening.date(), opening.hour, opening.minute) == (WEEKDAY_3AM.date(), 8, 0)
+
+    clock.advance(hours=5, minutes=1)
+    await bot.app[STORE].defer_outbox(held.id or 0, next_attempt_at=clock(), reason="test: due now")
+    bot.app[DISPATCHER].wake()
+    await settled(bot)
+    assert zapi_fake.texts_to(PHONE) == ["Oi Joana! Recebemos seu cadastro."]
+
+
+async def test_a_fresh_form_at_night_is_answered_at_once(
+    make_bot: Callable[..., Any], openai_fake: FakeOpenAI, zapi_fake: FakeZapi, http_mock: aioresponses
+) -> None:
+    on_whatsapp(http_mock, True)
+    clock = TestClock(WEEKDAY_3AM)
+    bot = await make_bot(clock)
+    openai_fake.then(reply="Oi Joana!")
+
+    await store_form_lead(bot.app, a_form(clock, age=timedelta(minutes=2)))
+    await settled(bot)
+
+    assert zapi_fake.texts_to(PHONE) == ["Oi Joana!"]

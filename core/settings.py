@@ -140,6 +140,9 @@ class Settings(BaseSettings):
         "Purchase",
         "lead_lost",
     ]
+    # The system name Meta's Conversions API for CRM is told form leads are tracked in
+    # (`custom_data.lead_event_source`).
+    meta_capi_lead_event_source: str = "SDR Agent"
     # Meta's standard name for a qualified lead, or the custom "QualifiedLead".
     meta_capi_qualified_event: Literal["QualifiedLead", "CompleteRegistration"] = "QualifiedLead"
 

@@ -149,6 +149,11 @@ INTEGRATIONS: Mapping[str, IntegrationSpec] = MappingProxyType(
         "chatwoot": IntegrationSpec(
             12, 2.0, 15.0, max_delay_s=300.0, failure_threshold=3, reset_timeout_s=30.0
         ),
+        # Not in the spec: reading a Lead Ads lead from the Graph API. Patient like the
+        # mirror (Page throttling lasts minutes; a lead must arrive late, never be lost).
+        "meta_leads": IntegrationSpec(
+            12, 2.0, 15.0, max_delay_s=300.0, failure_threshold=5, reset_timeout_s=60.0
+        ),
         # Not in the spec: a CRM like CAPI (nobody waiting, the lead card must land).
         "piperun": IntegrationSpec(5, 2.0, 15.0, failure_threshold=3, reset_timeout_s=60.0),
     }

@@ -23,6 +23,7 @@ from core.outbox import (
     ChatwootMessage,
     ChatwootNote,
     ChatwootProfile,
+    LeadAdsFetch,
     LeadErasure,
     OutboundWebhook,
     PipeRunErase,
@@ -52,6 +53,7 @@ from runtime.erasure import (
     erasure_policy,
     fanout_policy,
 )
+from runtime.lead_ads import LeadAdsIntake
 from runtime.policies import OutboxKnobs, policy_for
 from runtime.webhook_delivery import WebhookDelivery, subscriptions
 from store.base import Store
@@ -86,6 +88,8 @@ class RouteDeps:
     capi: Callable[[], MetaCapiClient] | None = None
     # Read at start by the composition root; required when the PipeRun sync is routed.
     piperun_texts: PipeRunTexts | None = None
+    # Meta Lead Ads (META_PAGE_ACCESS_TOKEN): announced leads read from the Graph API.
+    lead_ads: LeadAdsIntake | None = None
 
 
 def _breaker_key(item: OutboxItem, field: str) -> str | None:
@@ -112,6 +116,10 @@ def register_outbox_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> Non
     dispatcher.register_typed(SendText, deps.delivery.send_text, send_policy, per_channel)
     dispatcher.register_typed(SendMedia, deps.delivery.send_media, send_policy, per_channel)
     dispatcher.register_typed(Reengage, deps.delivery.reengage, send_policy, per_channel)
+    if deps.lead_ads is not None:
+        dispatcher.register_typed(
+            LeadAdsFetch, deps.lead_ads.fetch, policy_for("meta_leads", knobs), breakers.get("meta_leads")
+        )
     _chatwoot_routes(dispatcher, deps)
     _piperun_routes(dispatcher, deps)
     if config.capi is not None and deps.capi is not None:

@@ -19,12 +19,14 @@ from channels.base import Channel, profile_lookup, read_receipts
 from channels.registry import build_channels
 from core.clock import Clock
 from core.errors import ProviderError
+from core.form_fields import FormFieldMap, load_form_field_map
 from core.logging import get_logger
 from core.metrics import Metrics
 from core.models import InboundMessage
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
+from integrations.meta_leads import MetaLeadsClient
 from integrations.outbound_webhooks import Endpoint
 from integrations.piperun import PipeRunTexts, load_piperun_texts
 from runtime.breaker import BreakerRegistry
@@ -33,6 +35,7 @@ from runtime.delivery import AttachmentFetcher, Delivery
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
 from runtime.handoff_card import HandoffCard, load_handoff_card
+from runtime.lead_ads import LeadAdsIntake
 from runtime.lifecycle import Lifecycle
 from runtime.notifier import ForwardingNotifier, LocalNotifier
 from runtime.routes import RouteDeps, register_outbox_routes
@@ -44,7 +47,13 @@ from store.base import Store
 from store.sqlite import SqliteStore
 from web.chatwoot_webhook import handle_chatwoot_webhook
 from web.configs.channels import channels_config
-from web.configs.integrations import chatwoot_config, meta_capi_config, piperun_clients, webhook_endpoints
+from web.configs.integrations import (
+    chatwoot_config,
+    meta_capi_config,
+    meta_leads_config,
+    piperun_clients,
+    webhook_endpoints,
+)
 from web.configs.runtime import delivery_config, lifecycle_config, route_config, runner_config
 from web.crm_webhook import handle_crm_webhook
 from web.health import health, starting_metrics
@@ -175,6 +184,21 @@ def _client_factories(settings: Settings, session: aiohttp.ClientSession) -> dic
     return factories
 
 
+def _lead_ads(
+    settings: Settings, session: aiohttp.ClientSession, store: Store, forms: FormFieldMap, runner: TurnRunner
+) -> LeadAdsIntake | None:
+    if settings.meta_page_access_token is None:
+        return None
+    return LeadAdsIntake(
+        MetaLeadsClient(meta_leads_config(settings), session),
+        store,
+        forms,
+        channel=settings.lead_first_touch_channel,
+        # A form is complete as it arrives: its turn starts without a quiet window.
+        notify=lambda key: runner.notify(key, immediate=True),
+    )
+
+
 @dataclass(frozen=True)
 class _Texts:
     """The text files the runtime renders from (the agent reads its own prompts when it
@@ -184,6 +208,7 @@ class _Texts:
     piperun: PipeRunTexts | None
     notes: SellerNotes
     templates: TemplateBook
+    forms: FormFieldMap
 
 
 def _read_texts(settings: Settings) -> _Texts:
@@ -193,7 +218,13 @@ def _read_texts(settings: Settings) -> _Texts:
         fallback_language=settings.whatsapp_template_language,
         first_touch_name=settings.whatsapp_first_touch_template,
     )
-    return _Texts(card=load_handoff_card(), piperun=piperun, notes=load_seller_notes(), templates=templates)
+    return _Texts(
+        card=load_handoff_card(),
+        piperun=piperun,
+        notes=load_seller_notes(),
+        templates=templates,
+        forms=load_form_field_map(),
+    )
 
 
 def _read_receipt(
@@ -398,6 +429,7 @@ class _RuntimeCtx:
             self.endpoints,
             **_client_factories(settings, session),
             piperun_texts=self.texts.piperun,
+            lead_ads=_lead_ads(settings, session, store, self.texts.forms, runner),
         )
         register_outbox_routes(dispatcher, deps)
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)

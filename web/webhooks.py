@@ -17,6 +17,8 @@ from channels.meta_common import verify_signature, verify_subscription
 from core.errors import StoreUnavailable, WebhookRejected
 from core.logging import get_logger
 from core.models import InboundMessage, contact_key_for
+from core.outbox import LeadAdsFetch
+from integrations.meta_leads import LeadgenEvent, parse_leadgen_webhook
 from runtime.delivery import schedule_reengage
 from web.keys import CHANNEL_HEALTH, CHANNELS, CLOCK, NOTIFIER, SETTINGS, STORE
 from web.middlewares import json_error
@@ -75,8 +77,8 @@ async def handle_meta_webhook(request: web.Request) -> web.Response:
         kind = payload.get("object") if isinstance(payload, dict) else None
         name = META_OBJECTS.get(kind) if isinstance(kind, str) else None
         if name is None:
-            if kind == "page":  # Lead Ads and Messenger: not handled by this bot (yet)
-                return web.json_response({"status": "ok", "accepted": 0, "duplicates": 0, "ignored": 1})
+            if kind == "page":  # Lead Ads (`leadgen`); Messenger's fields are acknowledged
+                return await _lead_ads(request, parse_leadgen_webhook(payload))
             raise WebhookRejected(422, f"unsupported Meta webhook object: {str(kind)[:40]!r}")
         channel = request.app[CHANNELS].get(name)
         if channel is None:
@@ -86,6 +88,37 @@ async def handle_meta_webhook(request: web.Request) -> web.Response:
         log.info("webhook_rejected", channel="meta", status=exc.status, reason=exc.message)
         return json_error(exc.status, exc.message)
     return await _store(request, name, parsed)
+
+
+async def _lead_ads(request: web.Request, events: list[LeadgenEvent]) -> web.Response:
+    """Each announced lead becomes an outbox item that reads it from the Graph API: stored
+    before the 200, idempotent on its leadgen_id (Meta retries and replays)."""
+    store = request.app[STORE]
+    accepted = duplicates = 0
+    try:
+        for event in events:
+            fetch = LeadAdsFetch(
+                leadgen_id=event.leadgen_id,
+                page_id=event.page_id,
+                form_id=event.form_id,
+                ad_id=event.ad_id,
+                adgroup_id=event.adgroup_id,
+                created_time=int(event.created_time.timestamp()),
+            )
+            if await store.enqueue(fetch.to_item()):
+                accepted += 1
+            else:
+                duplicates += 1
+    except StoreUnavailable as exc:
+        log.error("webhook_store_unavailable", channel="meta_leads", error=str(exc))
+        return json_error(503, "store unavailable, retry later")
+    if accepted:
+        request.app[NOTIFIER].wake()
+        log.info("lead_ads_announced", leads=accepted, duplicates=duplicates)
+    ignored = 0 if events else 1
+    return web.json_response(
+        {"status": "ok", "accepted": accepted, "duplicates": duplicates, "ignored": ignored}
+    )
 
 
 async def handle_meta_verification(request: web.Request) -> web.Response:

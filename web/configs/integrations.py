@@ -11,6 +11,7 @@ import aiohttp
 from core.settings import Settings
 from integrations.chatwoot import ChatwootConfig
 from integrations.meta_capi import MetaCapiConfig
+from integrations.meta_leads import MetaLeadsConfig
 from integrations.outbound_webhooks import Endpoint, load_endpoints
 from integrations.piperun import Pace, PipeRunClient, PipeRunConfig
 from runtime.ratelimit import RateLimiter
@@ -71,6 +72,16 @@ def meta_capi_config(settings: Settings) -> MetaCapiConfig:
         access_token=settings.meta_access_token,
         test_event_code=settings.meta_test_event_code,
         whatsapp_business_account_id=settings.whatsapp_business_account_id,
+        lead_event_source=settings.meta_capi_lead_event_source,
+    )
+
+
+def meta_leads_config(settings: Settings) -> MetaLeadsConfig:
+    return MetaLeadsConfig(
+        page_access_token=settings.meta_page_access_token,
+        graph_url=settings.meta_graph_url,
+        graph_version=settings.meta_graph_version,
+        timeout_s=settings.http_timeout_s,
     )
 
 

@@ -40,6 +40,10 @@ DRAINING = web.AppKey("draining", Draining)
 METRICS = web.AppKey("metrics", Metrics)
 
 
+# Where leads come in: refused with Retry-After while draining, like every webhook.
+_INTAKE_PATHS = ("/webhooks/", "/webhook/", "/api/leads")
+
+
 @web.middleware
 async def request_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
     """One middleware, not two: it runs on every webhook, so each frame counts."""
@@ -52,7 +56,7 @@ async def request_middleware(request: web.Request, handler):  # type: ignore[no-
             if (
                 draining is not None
                 and draining.active
-                and request.path.startswith(("/webhooks/", "/webhook/"))
+                and request.path.startswith(_INTAKE_PATHS)
             ):
                 response = json_error(503, "shutting down, retry shortly")
                 response.headers["Retry-After"] = "5"

@@ -178,9 +178,8 @@ def build_event(
 ) -> CapiEvent:
     """The CAPI event for a lead reaching `stage`, from what the store already has.
 
-    Stages: lead (first contact) -> Lead, qualified -> QualifiedLead or
-    CompleteRegistration, scheduled -> Schedule, won -> Purchase (needs `value`), lost
-    -> the custom `lead_lost`.
+    Stages: lead -> Lead, qualified -> QualifiedLead or CompleteRegistration, scheduled
+    -> Schedule, won -> Purchase (needs `value`), lost -> the custom `lead_lost`.
 
     `action_source` is `business_messaging` only when the lead came from an ad and Meta
     can tie the event to the click: WhatsApp needs the referral's `ctwa_clid`, Instagram
@@ -190,44 +189,28 @@ def build_event(
     does not accept, are sent as `system_generated` events matched on the hashed
     contact data. Without an ad, every event is `system_generated`.
 
-    A lead whose referral has a `leadgen_id` filled a Meta Lead Ads form: every one of
-    its stages, the first included, goes the Conversions API for CRM way instead
-    (`system_generated`, `custom_data.event_source` "crm" and `lead_event_source`, the
-    CRM's name), with `user_data.lead_id` when the id is the 15-17 digit number Meta
-    generates. Any other value is left out (logged) and the event matches on the hashed
-    contact data alone.
-
-    `contact_key` is our contact key: it seeds the deterministic `event_id` and is sent
-    hashed as `external_id`. Raises ValueError for an unknown stage, a won deal without
-    a value, or an invalid currency.
+    A Meta Lead Ads lead (a `leadgen_id` in the referral) goes the CRM way (`_crm_route`).
+    `contact_key` seeds the deterministic `event_id` and is sent hashed as `external_id`.
+    ValueError: an unknown stage, a won deal without a value, an invalid currency.
     """
     if stage not in STAGE_SETTING_NAMES:
         raise ValueError(f"unknown lead stage {stage!r}")
     ref = _referral_dict(referral)
     base_name = _event_name(stage, qualified_event)
     custom = _purchase(value, currency) if stage == "won" else None
-    leadgen = _leadgen_id(ref)
-    crm_ids: dict[str, Any] = {}
-    if leadgen is not None:
-        # Conversions API for CRM: one shape for every stage of a Lead Ads lead.
+    if _leadgen_id(ref) is not None:
         event_name, action_source, channel_field = base_name, "system_generated", None
-        ad_ids: dict[str, str] = {}
-        custom = _crm_custom(custom, lead_event_source)
-        lead_id = crm_lead_id(ref)
-        if lead_id is not None:
-            crm_ids["lead_id"] = lead_id
-        else:
-            log.warning("meta_capi_lead_id_dropped", reason="not a 15-17 digit leadgen_id", stage=stage)
+        custom, ids = _crm_route(stage, ref, custom, lead_event_source)
     else:
         messaging = messaging_channel_for(channel)
-        ad_ids = _ad_ids(
+        ids = _ad_ids(
             messaging,
             ref,
             page_scoped_user_id=page_scoped_user_id,
             instagram_account_id=instagram_account_id,
             whatsapp_business_account_id=whatsapp_business_account_id,
         )
-        event_name, action_source, channel_field, ad_ids = _path(base_name, messaging, ad_ids)
+        event_name, action_source, channel_field, ids = _path(base_name, messaging, ids)
     user_data = hash_user_data(
         phone=phone,
         email=email,
@@ -239,8 +222,7 @@ def build_event(
         country=country,
         external_id=contact_key,
     )
-    user_data.update(ad_ids)
-    user_data.update(crm_ids)
+    user_data.update(ids)
     return CapiEvent(
         event_name=event_name,
         event_time=_epoch(event_time),
@@ -250,6 +232,23 @@ def build_event(
         user_data=CapiUserData(**user_data),
         custom_data=custom,
     )
+
+
+def _crm_route(
+    stage: LeadStage, ref: dict[str, Any], custom: CapiCustomData | None, lead_event_source: str
+) -> tuple[CapiCustomData, dict[str, Any]]:
+    """Conversions API for CRM: every stage of a lead who filled a Meta Lead Ads form,
+    the first included, is `system_generated` with `custom_data.event_source` "crm" and
+    `lead_event_source` (the CRM's name), and `user_data.lead_id` when the id is the
+    15-17 digit number Meta generates. Any other value is left out (logged) and the
+    event matches on the hashed contact data alone."""
+    ids: dict[str, Any] = {}
+    lead_id = crm_lead_id(ref)
+    if lead_id is not None:
+        ids["lead_id"] = lead_id
+    else:
+        log.warning("meta_capi_lead_id_dropped", reason="not a 15-17 digit leadgen_id", stage=stage)
+    return _crm_custom(custom, lead_event_source), ids
 
 
 def _ad_ids(

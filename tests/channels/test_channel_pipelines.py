@@ -322,7 +322,7 @@ async def test_an_invalid_recipient_is_recorded_on_the_message(
     http_mock.post(
         f"{GRAPH}/{PHONE_NUMBER_ID}/messages",
         status=400,
-        payload=load_fixture("whatsapp_cloud/error_131026.json"),
+        payload=load_fixture("whatsapp_cloud/error_131030.json"),
         repeat=True,
     )
     body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
@@ -331,6 +331,25 @@ async def test_an_invalid_recipient_is_recorded_on_the_message(
     assert rows(bot, "SELECT status FROM outbox") == [("dead",)]
     status, error = rows(bot, "SELECT status, error FROM messages WHERE direction = 'out'")[0]
     assert status == "failed" and "invalid recipient" in error
+
+
+async def test_a_recipient_not_on_whatsapp_is_recorded_and_handed_to_the_sellers(
+    bot: TestClient, http_mock: aioresponses, openai_fake: FakeOpenAI
+) -> None:
+    # 131026 "Message undeliverable": retrying cannot help, a person can call instead.
+    http_mock.post(
+        f"{GRAPH}/{PHONE_NUMBER_ID}/messages",
+        status=400,
+        payload=load_fixture("whatsapp_cloud/error_131026.json"),
+        repeat=True,
+    )
+    body = json.dumps(load_fixture("whatsapp_cloud/text.json")).encode()
+    await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
+    await settled(bot)
+    assert rows(bot, "SELECT status FROM outbox") == [("done",)]
+    status, error = rows(bot, "SELECT status, error FROM messages WHERE direction = 'out'")[0]
+    assert status == "failed" and "not on WhatsApp" in error
+    assert rows(bot, "SELECT handoff_state, handoff_reason FROM leads") == [("requested", "numero_sem_whatsapp")]
 
 
 # --- Instagram ----------------------------------------------------------------------------------

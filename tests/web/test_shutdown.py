@@ -26,6 +26,9 @@ async def test_after_sigterm_webhooks_get_503_and_health_says_draining(bot: Test
     assert await bot.app[STORE].pending_contacts() == []  # nothing half-accepted
     health = await bot.get("/api/health")
     assert health.status == 503 and (await health.json())["status"] == "draining"
+    # A website form too: the sender retries it once the bot is back.
+    form = await bot.post("/api/leads", json={"name": "Ana", "phone": "11987654321"})
+    assert form.status == 503 and form.headers["Retry-After"] == "5"
 
 
 async def test_a_turn_in_flight_at_sigterm_still_answers_its_lead(

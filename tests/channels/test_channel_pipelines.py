@@ -349,7 +349,9 @@ async def test_a_recipient_not_on_whatsapp_is_recorded_and_handed_to_the_sellers
     assert rows(bot, "SELECT status FROM outbox") == [("done",)]
     status, error = rows(bot, "SELECT status, error FROM messages WHERE direction = 'out'")[0]
     assert status == "failed" and "not on WhatsApp" in error
-    assert rows(bot, "SELECT handoff_state, handoff_reason FROM leads") == [("requested", "numero_sem_whatsapp")]
+    assert rows(bot, "SELECT handoff_state, handoff_reason FROM leads") == [
+        ("requested", "numero_sem_whatsapp")
+    ]
 
 
 # --- Instagram ----------------------------------------------------------------------------------

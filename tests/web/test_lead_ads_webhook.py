@@ -42,7 +42,9 @@ class FakeGraph:
         self.requests.append((str(url), dict(kwargs.get("headers") or {})))
         status = self.script.pop(0) if self.script else 200
         if status != 200:
-            return CallbackResult(status=status, payload=load_fixture("meta_leads/graph_error_4_app_limit.json"))
+            return CallbackResult(
+                status=status, payload=load_fixture("meta_leads/graph_error_4_app_limit.json")
+            )
         return CallbackResult(status=200, payload=self.lead)
 
 
@@ -129,7 +131,9 @@ async def test_a_graph_outage_delays_the_lead_and_loses_nothing(
     assert len(zapi_fake.texts_to(PHONE)) == 1
 
 
-async def test_a_forged_signature_is_refused_and_nothing_is_fetched(bot: TestClient, graph: FakeGraph) -> None:
+async def test_a_forged_signature_is_refused_and_nothing_is_fetched(
+    bot: TestClient, graph: FakeGraph
+) -> None:
     response = await post(bot, SAMPLE, secret="not-the-app-secret")
     assert response.status == 403
     assert graph.requests == []
@@ -153,7 +157,10 @@ async def test_a_form_without_a_phone_is_kept_for_the_operator_not_lost(
 
 
 async def test_a_malformed_leadgen_body_is_a_clear_422(bot: TestClient) -> None:
-    payload = {"object": "page", "entry": [{"id": "1", "time": 1, "changes": [{"field": "leadgen", "value": {}}]}]}
+    payload = {
+        "object": "page",
+        "entry": [{"id": "1", "time": 1, "changes": [{"field": "leadgen", "value": {}}]}],
+    }
     response = await post(bot, payload)
     assert response.status == 422
     assert "leadgen_id" in (await response.json())["error"]

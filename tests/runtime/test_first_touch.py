@@ -16,11 +16,16 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
 
+from core.form_inbound import form_inbound
 from core.forms import FormAnswer, FormAttribution, FormSource, FormSubmission
+from core.records import InboundRecord
 from core.settings import Settings
+from runtime.commit import CommitBuilder, CommitConfig
+from runtime.handoff_card import load_handoff_card
+from runtime.seller_notes import load_seller_notes
 from tests.conftest import ZAPI_INSTANCE, ZAPI_TOKEN, fast_settings, zapi_message
 from tests.helpers.clock import WEEKDAY_3AM, TestClock
-from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually, load_fixture
 from tests.helpers.settle import settled
 from web.app import create_app
 from web.form_intake import store_form_lead
@@ -238,3 +243,114 @@ async def test_a_fresh_form_at_night_is_answered_at_once(
     await settled(bot)
 
     assert zapi_fake.texts_to(PHONE) == ["Oi Joana!"]
+
+
+# --- WhatsApp Cloud API: the lead never wrote, only a template reaches them ------------
+
+CLOUD_ID = "106540352242922"
+CLOUD_MESSAGES = f"https://graph.facebook.com/v21.0/{CLOUD_ID}/messages"
+
+
+def cloud(**overrides: Any) -> dict[str, Any]:
+    return {
+        "lead_first_touch_channel": "whatsapp_cloud",
+        "whatsapp_phone_number_id": CLOUD_ID,
+        "whatsapp_access_token": "EAAGwhatsapp-token-1234567890",
+        "meta_app_secret": "meta-app-secret-1a2b3c4d5e6f7a8b",
+        **overrides,
+    }
+
+
+def cloud_sends(mock: aioresponses, *, status: int = 200, payload: dict[str, Any] | None = None) -> list[Any]:
+    from aioresponses import CallbackResult
+
+    sent: list[Any] = []
+
+    async def answer(url: Any, **kwargs: Any) -> Any:
+        sent.append(kwargs.get("json"))
+        if status != 200:
+            return CallbackResult(status=status, payload=payload)
+        return CallbackResult(
+            status=200,
+            payload={
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": PHONE, "wa_id": PHONE}],
+                "messages": [{"id": "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEjQ0"}],
+            },
+        )
+
+    mock.post(CLOUD_MESSAGES, callback=answer, repeat=True)
+    return sent
+
+
+async def test_on_the_cloud_api_the_first_touch_is_the_approved_template_with_the_leads_name(
+    make_bot: Callable[..., Any], clock: TestClock, openai_fake: FakeOpenAI, http_mock: aioresponses
+) -> None:
+    sent = cloud_sends(http_mock)
+    bot = await make_bot(clock, **cloud(whatsapp_first_touch_template="boas_vindas_cadastro"))
+
+    await store_form_lead(bot.app, a_form(clock))
+    await settled(bot)
+
+    assert openai_fake.chat_calls == 0  # a template, not a model-written text
+    [body] = sent
+    assert body["type"] == "template" and body["to"] == PHONE
+    assert body["template"]["name"] == "boas_vindas_cadastro"
+    lead = await bot.app[STORE].get_lead(KEY)
+    assert lead is not None and lead.profile["company"] == "Frigorífico Serra Azul"
+    assert lead.score > 0  # scored from the answers, without a model call
+
+
+async def test_on_the_cloud_api_without_a_template_the_sellers_get_the_lead(
+    make_bot: Callable[..., Any], clock: TestClock, openai_fake: FakeOpenAI, http_mock: aioresponses
+) -> None:
+    sent = cloud_sends(http_mock)
+    bot = await make_bot(clock, **cloud())
+
+    await store_form_lead(bot.app, a_form(clock))
+    await settled(bot)
+
+    assert sent == [] and openai_fake.chat_calls == 0
+    lead = await bot.app[STORE].get_lead(KEY)
+    assert lead is not None and lead.handoff_reason == "primeiro_contato_sem_template"
+
+
+async def test_on_the_cloud_api_error_131026_hands_the_lead_to_the_sellers_once(
+    make_bot: Callable[..., Any], clock: TestClock, http_mock: aioresponses
+) -> None:
+    error = load_fixture("whatsapp_cloud/error_131026.json")
+    sent = cloud_sends(
+        http_mock, status=400, payload={k: v for k, v in error.items() if not k.startswith("_")}
+    )
+    bot = await make_bot(clock, **cloud(whatsapp_first_touch_template="boas_vindas_cadastro"))
+
+    await store_form_lead(bot.app, a_form(clock))
+    await settled(bot)
+
+    assert len(sent) == 1  # not retried: WhatsApp cannot reach this number
+    lead = await bot.app[STORE].get_lead(KEY)
+    assert lead is not None and lead.handoff_reason == "numero_sem_whatsapp"
+    assert await bot.app[STORE].list_outbox(status="dead") == []
+
+
+def test_the_sellers_see_the_form_its_ad_and_campaign_as_a_private_note(clock: TestClock) -> None:
+    notes = load_seller_notes()
+    builder = CommitBuilder(
+        CommitConfig(
+            reply_max_parts=3, typing_chars_per_s=30, typing_max_s=8, chatwoot=True, follow_up_delays_h=()
+        ),
+        load_handoff_card(),
+        notes,
+    )
+    message = form_inbound(a_form(clock), channel="zapi")
+    commit = builder.build("t1", KEY, [InboundRecord(1, message, 0, clock())], None, reply="", at=clock())
+
+    [note] = [item for item in commit.outbox if item.kind == "chatwoot_note"]
+    assert note.payload["labels"] == ["formulario"]
+    text = note.payload["note"]
+    assert text.splitlines()[0] == "📝 Formulário preenchido: anúncio de cadastro (Facebook/Instagram)"
+    assert "Empresa: Frigorífico Serra Azul" in text
+    assert "Qual equipamento procura?: Moedor industrial" in text
+    assert "Anúncio: 6789" in text and "Campanha: Black Friday" in text
+    # Not mirrored as if the lead had typed it.
+    assert [item for item in commit.outbox if item.kind == "chatwoot_message"] == []

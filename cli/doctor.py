@@ -37,11 +37,12 @@ from core.probe import ProbeIO, ProbeResult, ProbeVerdict, problem
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
 from integrations.meta_capi import MetaCapiClient
+from integrations.meta_leads import MetaLeadsClient
 from integrations.piperun import PipeRunClient
 from store.supabase_probe import probe_supabase
 from web.configs.agent import llm_config
 from web.configs.channels import channels_config
-from web.configs.integrations import chatwoot_config, meta_capi_config, piperun_config
+from web.configs.integrations import chatwoot_config, meta_capi_config, meta_leads_config, piperun_config
 from web.probe_io import ProbeContext
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -96,6 +97,10 @@ async def _meta_capi(settings: Settings, session: aiohttp.ClientSession, io: Pro
             "copy the dataset id (Events Manager → Settings) into META_PIXEL_ID",
         )
     return await client.probe(io)
+
+
+async def _meta_leads(settings: Settings, session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
+    return await MetaLeadsClient(meta_leads_config(settings), session).probe(io)
 
 
 async def _supabase(settings: Settings, _session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
@@ -168,6 +173,13 @@ CHECKS: tuple[Check, ...] = (
         lambda s: s.meta_capi_configured,
         _meta_capi,
         ("META_PIXEL_ID", "META_ACCESS_TOKEN"),
+        url_env="META_GRAPH_URL",
+    ),
+    Check(
+        "Meta Lead Ads",
+        lambda s: s.meta_page_access_token is not None,
+        _meta_leads,
+        ("META_PAGE_ACCESS_TOKEN",),
         url_env="META_GRAPH_URL",
     ),
 )

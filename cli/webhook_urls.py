@@ -59,7 +59,7 @@ def webhook_lines(settings: Settings) -> list[str]:
     meta_note = "verify token: the value of META_VERIFY_TOKEN"
     if s.meta_app_secret is None:
         meta_note += "; set META_APP_SECRET, without it Meta is refused"
-    rows.append(("Meta (WhatsApp Cloud and Instagram)", f"{base}/webhooks/meta", meta_note))
+    rows.append(("Meta (WhatsApp Cloud, Instagram, Lead Ads)", f"{base}/webhooks/meta", meta_note))
     rows.append(
         (
             "Chatwoot",
@@ -79,6 +79,25 @@ def webhook_lines(settings: Settings) -> list[str]:
                 if s.crm_webhook_secret is not None
                 else "; set CRM_WEBHOOK_SECRET: without it everything is refused"
             ),
+        )
+    )
+    rows.append(
+        (
+            "Website forms",
+            f"{base}/api/leads",
+            "Authorization: Bearer <LEADS_API_KEY>"
+            + (
+                "" if s.leads_api_key is not None else "; set LEADS_API_KEY: without it everything is refused"
+            ),
+        )
+    )
+    rows.append(
+        (
+            "RD Station (conversion)",
+            f"{base}/webhooks/rdstation?token=<RDSTATION_WEBHOOK_SECRET>",
+            ""
+            if s.rdstation_webhook_secret is not None
+            else "set RDSTATION_WEBHOOK_SECRET: without it RD Station is refused",
         )
     )
     rows.append(("Health (monitoring)", f"{base}/api/health", ""))

@@ -46,6 +46,7 @@ IG_URL = f"{GRAPH}/{IG_ID}?fields=username"
 PIXEL = "1234567890123456"
 CAPI_TOKEN = "EAAGcapi-doctor-token-6d5e4f3a2b1c"
 PIXEL_URL = f"{GRAPH}/{PIXEL}?fields=name"
+PAGE_TOKEN = "EAAGpage-doctor-token-7a6b5c4d3e2f"
 CHATWOOT = "https://chat.example.com"
 CW_TOKEN = "cw-doctor-token-5e4d3c2b1a"
 CW_ACCOUNT = f"{CHATWOOT}/api/v1/accounts/7"
@@ -98,6 +99,7 @@ def everything(**overrides: Any) -> Settings:
         piperun_stage_id=STAGE,
         meta_pixel_id=PIXEL,
         meta_access_token=CAPI_TOKEN,
+        meta_page_access_token=PAGE_TOKEN,
         **HOOK_SECRETS,
     )
     values.update(overrides)
@@ -117,6 +119,7 @@ def all_ok(mocked: aioresponses) -> None:
     mocked.get(WA_URL, payload=fixture("doctor/whatsapp_phone_number.json"))
     mocked.get(IG_URL, payload=fixture("doctor/instagram_user.json"))
     mocked.get(PIXEL_URL, payload=fixture("doctor/meta_pixel.json"))
+    mocked.get(f"{GRAPH}/me?fields=id,name", payload=fixture("doctor/meta_page_me.json"))
     mocked.get(f"{CW_ACCOUNT}/inboxes/5", payload=fixture("doctor/chatwoot_inbox.json"))
     mocked.get(f"{PIPERUN}/pipelines/{PIPELINE}", payload=fixture("doctor/piperun_pipeline.json"))
     mocked.get(f"{PIPERUN}/stages/{STAGE}", payload=fixture("doctor/piperun_stage.json"))
@@ -198,6 +201,7 @@ async def test_all_configured_and_ok_exits_0_with_an_ok_line_each(
     assert "WORKING" in line_of(output, "WAHA")
     assert "Seleto Industrial" in line_of(output, "WhatsApp Cloud")
     assert "@seletoindustrial" in line_of(output, "Instagram")
+    assert "Page 'Seleto Industrial'" in line_of(output, "Meta Lead Ads")
     assert "'Bot SDR'" in line_of(output, "Chatwoot")
     assert "'Entradas'" in line_of(output, "PipeRun") and "'Lead quente (bot)'" in line_of(output, "PipeRun")
     assert "Seleto Industrial - Leads WhatsApp" in line_of(output, "Meta CAPI")
@@ -595,6 +599,7 @@ async def test_not_configured_integrations_list_the_env_vars_to_set() -> None:
     assert "PIPERUN_API_TOKEN, PIPERUN_PIPELINE_ID, PIPERUN_STAGE_ID" in line_of(output, "PipeRun")
     assert "SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY" in line_of(output, "Supabase")
     assert "META_PIXEL_ID, META_ACCESS_TOKEN" in line_of(output, "Meta CAPI")
+    assert "META_PAGE_ACCESS_TOKEN" in line_of(output, "Meta Lead Ads")
     # Only what is still missing is asked for.
     cloud = line_of(output, "WhatsApp Cloud")
     assert "WHATSAPP_ACCESS_TOKEN" in cloud and "WHATSAPP_PHONE_NUMBER_ID" not in cloud

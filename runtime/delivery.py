@@ -135,7 +135,7 @@ class Delivery:
         checker = number_checker(channel)
         if checker is None:
             return True
-        await self.limiters[channel.name].acquire()
+        # A lookup, not a message: it does not spend the channel's send rate.
         return await checker.on_whatsapp(self.session, payload.contact_id) is not False
 
     async def _not_on_whatsapp(

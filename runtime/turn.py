@@ -61,6 +61,12 @@ class TurnConfig:
     max_failures: int
 
 
+def _burst_times(records: list[InboundRecord]) -> list[datetime]:
+    """When the lead's own messages arrived: a filled form is complete as it arrives and
+    never waits for a quiet window (the lead is holding the phone)."""
+    return [r.received_at for r in records if r.message.kind is not MessageKind.FORM]
+
+
 @dataclass
 class _Outcome:
     """A committed turn's kind and costs, for its log line and metrics."""
@@ -109,7 +115,7 @@ class Turn:
     async def run(self, contact_key: str) -> bool:
         """True when the turn committed (or there was nothing to do)."""
         records = await self.store.pending_inbound(contact_key)
-        while self.shared and (wait := self.schedule.quiet_left([r.received_at for r in records])) > 0:
+        while self.shared and (wait := self.schedule.quiet_left(_burst_times(records))) > 0:
             await asyncio.sleep(wait)
             records = await self.store.pending_inbound(contact_key)
         if not records:

@@ -354,3 +354,23 @@ def test_the_sellers_see_the_form_its_ad_and_campaign_as_a_private_note(clock: T
     assert "Anúncio: 6789" in text and "Campanha: Black Friday" in text
     # Not mirrored as if the lead had typed it.
     assert [item for item in commit.outbox if item.kind == "chatwoot_message"] == []
+
+
+async def test_in_the_worker_a_form_never_waits_for_the_quiet_window(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Any,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    http_mock: aioresponses,
+) -> None:
+    # The worker re-checks the burst's quiet window (its arrivals may come through the
+    # store, not its debounce); a form is complete as stored and must not wait 30 s.
+    on_whatsapp(http_mock, True)
+    settings = fast_settings(tmp_path, debounce_quiet_s=30.0, debounce_max_s=60.0)
+    bot: TestClient = await aiohttp_client(create_app(settings, clock=clock, role="worker"))
+
+    await store_form_lead(bot.app, a_form(clock))
+    await settled(bot, timeout=10.0)
+
+    assert len(zapi_fake.texts_to(PHONE)) == 1

@@ -81,6 +81,21 @@ def webhook_lines(settings: Settings) -> list[str]:
             ),
         )
     )
+    rows += _form_rows(base, s)
+    rows.append(("Health (monitoring)", f"{base}/api/health", ""))
+    rows.append(("Metrics (Prometheus)", f"{base}/metrics", ""))
+    width = max(len(label) for label, _, _ in rows) + 2
+    lines = ["", "Addresses to paste into each provider:"]
+    if warning:
+        lines.append(warning)
+    for label, url, note in rows:
+        lines.append(f"  {label + ':':<{width}}{url}" + (f"  ({note})" if note else ""))
+    return lines
+
+
+def _form_rows(base: str, s: Settings) -> list[tuple[str, str, str]]:
+    """Where form leads come in (Lead Ads shares the Meta URL)."""
+    rows: list[tuple[str, str, str]] = []
     rows.append(
         (
             "Website forms",
@@ -100,12 +115,4 @@ def webhook_lines(settings: Settings) -> list[str]:
             else "set RDSTATION_WEBHOOK_SECRET: without it RD Station is refused",
         )
     )
-    rows.append(("Health (monitoring)", f"{base}/api/health", ""))
-    rows.append(("Metrics (Prometheus)", f"{base}/metrics", ""))
-    width = max(len(label) for label, _, _ in rows) + 2
-    lines = ["", "Addresses to paste into each provider:"]
-    if warning:
-        lines.append(warning)
-    for label, url, note in rows:
-        lines.append(f"  {label + ':':<{width}}{url}" + (f"  ({note})" if note else ""))
-    return lines
+    return rows

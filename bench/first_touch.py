@@ -42,7 +42,7 @@ Scenarios (same bot, fresh leads each):
    when its own POST is sent;
 3. burst, unmetered (informational, a second bot with ZAPI_RATE_PER_S=100000; skip with
    `--no-unmetered`): how much of the burst's delay is the default 20/s Z-API rate
-   meter (each first touch takes two slots: phone-exists and send-text).
+   meter (the anti-blocking pace of sends; the phone-exists lookup does not use it).
 """
 
 from __future__ import annotations
@@ -371,9 +371,10 @@ def report(
         "our own delay: from sending POST /api/leads to the fake Z-API receiving that lead's first"
         " send-text, minus the time the fake OpenAI held that lead's requests. Z-API's typing pause"
         " comes after the send-text (the provider's, from delayTyping) and is not in it. A form must skip"
-        " the 3 s quiet window (web/form_intake.py: notify immediate): a delay near 3 s says it did not. The unmetered burst (a second"
+        " the 3 s quiet window (web/form_intake.py: notify immediate): a delay near 3 s says it did not."
+        " The unmetered burst (a second"
         " bot, ZAPI_RATE_PER_S=100000) is not judged: it shows how much of the burst is the default"
-        " 20/s Z-API meter, which each first touch uses twice (phone-exists, then send-text)."
+        " 20/s Z-API send meter (the anti-blocking pace; the phone-exists lookup is not metered)."
     )
 
 

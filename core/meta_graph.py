@@ -7,6 +7,9 @@ one wording of Graph's error codes lives here, on the ground floor (pure, no I/O
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from core.probe import ProbeIO, ProbeReply, ProbeResult, problem
 
 
@@ -39,3 +42,69 @@ def graph_probe_problem(
     if code in (4, 17, 32, 613):
         return problem("Meta's call limit reached", "wait a few minutes and run the doctor again")
     return io.unexpected(reply, ("error", "message"))
+
+
+def graph_int(value: object) -> int | None:
+    """A Graph id or code, sent as a number or a string of digits (never a bool)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def graph_text(value: object) -> str | None:
+    return " ".join(value.split()) or None if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class GraphError:
+    """Graph's `{"error": {message, code, error_subcode, is_transient, fbtrace_id}}`,
+    read once for every client that calls Graph, as one line an operator can act on."""
+
+    code: int | None
+    subcode: int | None
+    trace: str | None
+    transient: bool
+    detail: str
+
+    def summary(self, head: str, status: int) -> str:
+        """`<head>: HTTP 400, code 100/33: <Meta's words> (fbtrace_id X)`."""
+        code_text = ""
+        if self.code is not None:
+            code_text = f", code {self.code}" + (f"/{self.subcode}" if self.subcode is not None else "")
+        message = f"{head}: HTTP {status}{code_text}"
+        if self.detail:
+            message += f": {self.detail}"
+        if self.trace:
+            message += f" (fbtrace_id {self.trace})"
+        return message
+
+
+def read_graph_error(
+    data: object,
+    raw: str,
+    *,
+    header_trace: str | None,
+    user_key: str,
+    scrub: Callable[[str], str],
+    max_detail: int = 300,
+) -> GraphError:
+    """`user_key`: the second text Meta adds for this API (`error_user_msg`,
+    `error_user_title`); `scrub` takes the caller's token out of Meta's words. A body
+    that is not Graph's JSON (a proxy's text) is quoted briefly; an HTML page never."""
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        err = {}
+    parts = [p for p in (graph_text(err.get("message")), graph_text(err.get(user_key))) if p]
+    if not err and raw.strip() and not raw.lstrip().startswith("<"):
+        parts = [raw.strip()[:120]]
+    return GraphError(
+        code=graph_int(err.get("code")),
+        subcode=graph_int(err.get("error_subcode")),
+        trace=graph_text(err.get("fbtrace_id")) or header_trace,
+        transient=err.get("is_transient") is True,
+        detail=scrub(" - ".join(dict.fromkeys(parts)))[:max_detail],
+    )

@@ -26,10 +26,11 @@ import aiohttp
 from pydantic import SecretStr, ValidationError
 
 from core.logging import get_logger
+from core.meta_graph import read_graph_error
 from core.probe import ProbeIO, ProbeResult
 from integrations.meta_capi.errors import CapiError, CapiRejected, CapiUnavailable, capi_error_for
 from integrations.meta_capi.event import DEFAULT_LEAD_EVENT_SOURCE
-from integrations.meta_capi.models import CapiEvent, CapiRequest, CapiResult, as_int, clean_text
+from integrations.meta_capi.models import CapiEvent, CapiRequest, CapiResult, clean_text
 from integrations.meta_capi.probe import probe_pixel
 
 log = get_logger(__name__)
@@ -231,32 +232,21 @@ class MetaCapiClient:
         self, event_name: str, status: int, raw: str, data: Any, header_trace: str | None
     ) -> CapiError:
         """Graph error JSON -> the leaf the outbox acts on (see `capi_error_for`)."""
-        err = data.get("error") if isinstance(data, dict) else None
-        if not isinstance(err, dict):
-            err = {}
-        code = as_int(err.get("code"))
-        subcode = as_int(err.get("error_subcode"))
-        trace = clean_text(err.get("fbtrace_id")) or header_trace
-
-        parts = [p for p in (clean_text(err.get("message")), clean_text(err.get("error_user_title"))) if p]
-        if not err:
-            parts = [raw.strip()[:120]] if raw.strip() and not raw.lstrip().startswith("<") else []
-        detail = self._scrub(" - ".join(dict.fromkeys(parts)))[:_ERROR_DETAIL_MAX]
-        code_text = (
-            f", code {code}" + (f"/{subcode}" if subcode is not None else "") if code is not None else ""
+        err = read_graph_error(
+            data,
+            raw,
+            header_trace=header_trace,
+            user_key="error_user_title",
+            scrub=self._scrub,
+            max_detail=_ERROR_DETAIL_MAX,
         )
-        message = f"meta_capi {event_name} failed: HTTP {status}{code_text}"
-        if detail:
-            message += f": {detail}"
-        if trace:
-            message += f" (fbtrace_id {trace})"
         return capi_error_for(
-            message,
+            err.summary(f"meta_capi {event_name} failed", status),
             status=status,
-            code=code,
-            transient=err.get("is_transient") is True,
-            subcode=subcode,
-            fbtrace_id=trace,
+            code=err.code,
+            transient=err.transient,
+            subcode=err.subcode,
+            fbtrace_id=err.trace,
         )
 
     # -- doctor ---------------------------------------------------------------------

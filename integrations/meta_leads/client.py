@@ -22,6 +22,7 @@ import aiohttp
 from pydantic import SecretStr, ValidationError
 
 from core.logging import get_logger
+from core.meta_graph import graph_text, read_graph_error
 from core.probe import ProbeIO, ProbeResult
 from integrations.meta_leads.errors import (
     TOKEN_ENV,
@@ -63,20 +64,6 @@ def _loads(raw: str) -> Any:
         return json.loads(raw) if raw.strip() else None
     except ValueError:
         return None
-
-
-def _as_int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
-def _text(value: object) -> str | None:
-    return " ".join(value.split()) or None if isinstance(value, str) else None
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -169,7 +156,7 @@ class MetaLeadsClient:
                 status = resp.status
                 raw = await resp.text(errors="replace")
                 wait = retry_after_s(resp.headers)
-                header_trace = _text(resp.headers.get("x-fb-trace-id"))
+                header_trace = graph_text(resp.headers.get("x-fb-trace-id"))
         except TimeoutError:  # asyncio.TimeoutError is the same class on 3.11
             log.warning("meta_leads_failed", leadgen_id=lead_id, status=None, error="timeout", retryable=True)
             raise MetaLeadsUnavailable(
@@ -227,32 +214,22 @@ class MetaLeadsClient:
     def _error(
         self, lead_id: str, status: int, *, raw: str, data: Any, wait: float | None, header_trace: str | None
     ) -> MetaLeadsError:
-        err = data.get("error") if isinstance(data, dict) else None
-        if not isinstance(err, dict):
-            err = {}
-        code = _as_int(err.get("code"))
-        subcode = _as_int(err.get("error_subcode"))
-        trace = _text(err.get("fbtrace_id")) or header_trace
-        parts = [p for p in (_text(err.get("message")), _text(err.get("error_user_msg"))) if p]
-        if not err and raw.strip() and not raw.lstrip().startswith("<"):
-            parts = [raw.strip()[:120]]
-        detail = self._scrub(" - ".join(dict.fromkeys(parts)))[:_ERROR_DETAIL_MAX]
-        code_text = (
-            f", code {code}" + (f"/{subcode}" if subcode is not None else "") if code is not None else ""
+        err = read_graph_error(
+            data,
+            raw,
+            header_trace=header_trace,
+            user_key="error_user_msg",
+            scrub=self._scrub,
+            max_detail=_ERROR_DETAIL_MAX,
         )
-        message = f"meta_leads: reading lead {lead_id} failed: HTTP {status}{code_text}"
-        if detail:
-            message += f": {detail}"
-        if trace:
-            message += f" (fbtrace_id {trace})"
         return graph_error_for(
-            message,
+            err.summary(f"meta_leads: reading lead {lead_id} failed", status),
             status=status,
-            code=code,
-            subcode=subcode,
-            transient=err.get("is_transient") is True,
+            code=err.code,
+            subcode=err.subcode,
+            transient=err.transient,
             retry_after=wait,
-            fbtrace_id=trace,
+            fbtrace_id=err.trace,
         )
 
     # -- doctor ---------------------------------------------------------------------

@@ -9,8 +9,10 @@ in channels/media_fetch.py, where the address policy is.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import aiohttp
 
 from channels.errors import MediaTooLarge
 
@@ -54,8 +56,42 @@ def error_detail(raw: str, paths: Sequence[Sequence[str]], *, join_lists: bool =
     return raw.strip()
 
 
+async def lookup(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeout: aiohttp.ClientTimeout,
+    failed: Callable[[int | None, str], None],
+    params: Mapping[str, str] | None = None,
+) -> object | None:
+    """A read-only question to the provider whose answer is only a nicety (is this number
+    on WhatsApp?): the JSON body of a 2xx, else None after `failed(status, what)`. Never
+    raises; the exception's text is not reported, since it can carry the URL's token."""
+    try:
+        async with session.get(url, params=params, headers=headers, timeout=timeout) as resp:
+            status = resp.status
+            raw = await resp.text(errors="replace")
+    except TimeoutError:
+        failed(None, "timeout")
+        return None
+    except Exception as exc:  # noqa: BLE001 - a lookup that fails must never stop the caller
+        failed(None, type(exc).__name__)
+        return None
+    if not 200 <= status < 300:
+        failed(status, "auth_failed" if status in (401, 403) else "refused")
+        return None
+    try:
+        data: object = json.loads(raw)
+    except ValueError:
+        failed(status, "unexpected_body")
+        return None
+    return data
+
+
 __all__ = [
     "MediaTooLarge",
+    "lookup",
     "error_detail",
     "scrub",
 ]

@@ -33,7 +33,7 @@ from channels.errors import (
     retry_after,
 )
 from channels.media_fetch import WAHA_FILES_PATH, Credentials, MediaFetcher, Origin, parse_media_url
-from channels.provider_http import error_detail, scrub
+from channels.provider_http import error_detail, lookup, scrub
 from channels.waha.config import WahaConfig
 from channels.waha.content import dig
 from channels.waha.media import media_request
@@ -360,29 +360,19 @@ class WahaChannel:
         digits = re.sub(r"\D", "", local.split(":", 1)[0]) if server in USER_SERVERS else ""
         if not c.url or not digits:
             return None
-        timeout = aiohttp.ClientTimeout(total=self._config.http_timeout_s)
-        try:
-            async with session.get(
-                f"{self._base_url()}/api/contacts/check-exists",
-                params={"phone": digits, "session": c.session},
-                headers=self._headers(content_type=False),
-                timeout=timeout,
-            ) as resp:
-                status = resp.status
-                raw = await resp.text(errors="replace")
-        except TimeoutError:
-            self._check_failed(digits, None, "timeout")
+        data = await lookup(
+            session,
+            f"{self._base_url()}/api/contacts/check-exists",
+            params={"phone": digits, "session": c.session},
+            headers=self._headers(content_type=False),
+            timeout=aiohttp.ClientTimeout(total=self._config.http_timeout_s),
+            failed=lambda status, what: self._check_failed(digits, status, what),
+        )
+        if data is None:
             return None
-        except Exception as exc:  # noqa: BLE001 - a check that fails must never stop the send
-            self._check_failed(digits, None, type(exc).__name__)
-            return None
-        if not 200 <= status < 300:
-            self._check_failed(digits, status, "auth_failed" if status in (401, 403) else "refused")
-            return None
-        data = json_or_none(raw)
         exists = data.get("numberExists") if isinstance(data, dict) else None
         if not isinstance(exists, bool):
-            self._check_failed(digits, status, "unexpected_body")
+            self._check_failed(digits, 200, "unexpected_body")
             return None
         return exists
 

@@ -26,8 +26,8 @@ from channels.errors import (
     retry_after,
 )
 from channels.media_fetch import MediaFetcher
-from channels.provider_http import error_detail, scrub
-from channels.webhook_helpers import json_object, json_or_none, token_matches
+from channels.provider_http import error_detail, lookup, scrub
+from channels.webhook_helpers import json_object, token_matches
 from channels.zapi.config import ZapiConfig
 from channels.zapi.media import media_request
 from channels.zapi.parse import parse_webhook
@@ -248,27 +248,18 @@ class ZapiChannel:
         digits = "".join(ch for ch in phone if ch.isdigit())
         if not (c.instance_id and c.instance_token) or not digits:
             return None
-        try:
-            async with session.get(
-                self._instance_url(f"phone-exists/{digits}"),
-                headers=self._headers(Accept="application/json"),
-                timeout=self._timeout(),
-            ) as resp:
-                status = resp.status
-                raw = await resp.text(errors="replace")
-        except TimeoutError:
-            self._check_failed(digits, None, "timeout")
+        data = await lookup(
+            session,
+            self._instance_url(f"phone-exists/{digits}"),
+            headers=self._headers(Accept="application/json"),
+            timeout=self._timeout(),
+            failed=lambda status, what: self._check_failed(digits, status, what),
+        )
+        if data is None:
             return None
-        except Exception as exc:  # noqa: BLE001 - a check that fails must never stop the send
-            # The exception text can carry the URL, which embeds the instance token.
-            self._check_failed(digits, None, type(exc).__name__)
-            return None
-        if not 200 <= status < 300:
-            self._check_failed(digits, status, "auth_failed" if status in (401, 403) else "refused")
-            return None
-        exists = _exists(json_or_none(raw))
+        exists = _exists(data)
         if exists is None:
-            self._check_failed(digits, status, "unexpected_body")
+            self._check_failed(digits, 200, "unexpected_body")
             return None
         return exists
 

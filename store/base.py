@@ -171,3 +171,20 @@ class Store(Protocol):
         from the same meter; a slot once returned is taken, so the caller sends in it.
         `now=None` is the store's own clock (Supabase: the database's, the one clock all
         instances share, so their clocks' skew cannot stall or speed up the others)."""
+
+    # --- which seller takes a lead (prompts/sellers.toml, runtime/seller_routing.py) ---
+    async def assign_seller(
+        self, contact_key: str, candidates: list[str], *, now: datetime | None = None
+    ) -> str:
+        """The seller key of the lead among `candidates` (seller keys, in the file's
+        order), in one atomic step: the lead's assignment if it is one of them (sticky);
+        else the candidate assigned least recently (never assigned first; ties in list
+        order), recorded for the lead and moved to the back of the rotation. Every
+        instance sharing the store draws from one rotation, so two leads assigned at
+        once never get the same "least recent" seller. The rotation's order is the
+        store's own sequence, not a clock; `now` (None: the store's clock) is only
+        written down. An erased contact gets an answer and nothing recorded; no
+        candidate is a ValueError."""
+
+    async def lead_seller(self, contact_key: str) -> str | None:
+        """The seller key the lead was assigned to; None before any (or after erasure)."""

@@ -12,6 +12,7 @@ a full disk):
 - `messages`: delivery reports and messages the business sent itself;
 - `people`: handoff, Chatwoot links, human replies, the bot's pause;
 - `rate_slots`: provider rate limits metered in the file (GCRA), for processes sharing it;
+- `sellers`: which seller takes a lead (round-robin kept in the file, sticky per lead);
 - `erasure`: LGPD erasure and its tombstones (keyed by `erasure_key`, a file beside
   the database);
 - `schema`: the DDL and the in-place upgrade of older databases.
@@ -27,10 +28,13 @@ from store.sqlite.outbox import Outbox
 from store.sqlite.people import People
 from store.sqlite.rate_slots import RateSlots
 from store.sqlite.schedule import Schedule
+from store.sqlite.sellers import Sellers
 from store.sqlite.turns import Turns
 
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(Inbox, People, Turns, Schedule, Outbox, Messages, Erasure, RateSlots, SqliteConnection):
+class SqliteStore(
+    Inbox, People, Turns, Schedule, Outbox, Messages, Erasure, RateSlots, Sellers, SqliteConnection
+):
     """The `store.base.Store` protocol on one embedded database file."""

@@ -158,6 +158,18 @@ CREATE TABLE IF NOT EXISTS rate_slots (
     next_slot_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 ) WITHOUT ROWID;
+-- The sellers' round-robin (prompts/sellers.toml): the order of each one's latest lead.
+CREATE TABLE IF NOT EXISTS seller_rotation (
+    seller_key TEXT PRIMARY KEY,
+    rotation_seq INTEGER,
+    last_assigned_at TEXT
+) WITHOUT ROWID;
+-- The seller of each lead; erased with the lead.
+CREATE TABLE IF NOT EXISTS seller_assignments (
+    contact_key TEXT PRIMARY KEY,
+    seller_key TEXT NOT NULL,
+    assigned_at TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 # Columns added after the first release: an existing database gets them on open.

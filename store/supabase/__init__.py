@@ -435,6 +435,27 @@ class SupabaseStore(PostgrestRequests):
         )
         return max(0.0, float(wait or 0.0))
 
+    async def assign_seller(
+        self, contact_key: str, candidates: list[str], *, now: datetime | None = None
+    ) -> str:
+        """One rpc: the contact lock and the candidates' rotation rows, locked in one order,
+        queue instances assigning at once, so none hands the same seller two leads."""
+        if not candidates or not all(isinstance(c, str) and c for c in candidates):
+            raise ValueError("assign_seller needs at least one candidate seller key")
+        seller = await self._rpc(
+            "sdr_assign_seller",
+            p_contact_key=contact_key,
+            p_candidates=list(candidates),
+            p_now=iso(now) if now is not None else None,
+        )
+        return str(seller)
+
+    async def lead_seller(self, contact_key: str) -> str | None:
+        rows = await self._select(
+            "seller_assignments", "seller_key", eq={"contact_key": contact_key}, limit=1
+        )
+        return str(rows[0]["seller_key"]) if rows else None
+
     async def record_human_reply(
         self, contact_key: str, *, text: str, chatwoot_message_id: int
     ) -> int | None:

@@ -67,12 +67,14 @@ MESSAGE_COLUMNS = (
     "chatwoot_message_id",
 )
 FOLLOWUP_COLUMNS = ("id", "contact_key", "attempt", "due_at", "scheduled_at", "status", "reason")
+SELLER_ASSIGNMENT_COLUMNS = ("contact_key", "seller_key")
 TABLES: dict[str, tuple[str, ...]] = {
     "leads": LEAD_COLUMNS,
     "inbound": INBOUND_COLUMNS,
     "outbox": OUTBOX_COLUMNS,
     "messages": MESSAGE_COLUMNS,
     "followups": FOLLOWUP_COLUMNS,
+    "seller_assignments": SELLER_ASSIGNMENT_COLUMNS,
 }
 
 # Every rpc function this store calls, with the parameters it passes.
@@ -122,4 +124,5 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "sdr_lead_by_chatwoot_contact": ("p_chatwoot_contact_id",),
     "sdr_record_referral": ("p_contact_key", "p_referral"),
     "sdr_take_rate_slot": ("p_name", "p_rate_per_s", "p_burst", "p_now"),
+    "sdr_assign_seller": ("p_contact_key", "p_candidates", "p_now"),
 }

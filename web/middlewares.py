@@ -53,11 +53,7 @@ async def request_middleware(request: web.Request, handler):  # type: ignore[no-
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             draining = request.app.get(DRAINING)
-            if (
-                draining is not None
-                and draining.active
-                and request.path.startswith(_INTAKE_PATHS)
-            ):
+            if draining is not None and draining.active and request.path.startswith(_INTAKE_PATHS):
                 response = json_error(503, "shutting down, retry shortly")
                 response.headers["Retry-After"] = "5"
             else:

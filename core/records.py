@@ -168,6 +168,36 @@ class Handoff:
 
 
 @dataclass(frozen=True)
+class MeetingRecord:
+    """A meeting the calendar accepted for a lead, keyed by our own event id (the one we
+    gave Google), so saving it again after a retry or a crash changes nothing.
+
+    `reminders_sent` names the reminders already sent ("24h", "1h"); a cancelled or
+    moved meeting keeps its row with `status` saying so."""
+
+    event_id: str
+    contact_key: str
+    seller_key: str
+    calendar_id: str
+    starts_at: datetime
+    ends_at: datetime
+    status: Literal["scheduled", "cancelled"] = "scheduled"
+    meet_url: str | None = None
+    html_link: str | None = None
+    reminders_sent: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DueReminder:
+    """A reminder of `meeting` due now: `which` is the offset's name ("24h", "1h")."""
+
+    meeting: MeetingRecord
+    which: str
+
+
+@dataclass(frozen=True)
 class FollowUp:
     """A nudge due at `due_at` unless the lead writes first. `attempt` counts from 1."""
 

@@ -7,15 +7,17 @@ stated once here and proven by one contract suite per backend.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from core.models import InboundMessage
 from core.records import (
     DueFollowUp,
+    DueReminder,
     InboundRecord,
     InboundStatus,
     LeadRecord,
+    MeetingRecord,
     OutboxItem,
     OutboxStats,
     OutboxStatus,
@@ -188,3 +190,48 @@ class Store(Protocol):
 
     async def lead_seller(self, contact_key: str) -> str | None:
         """The seller key the lead was assigned to; None before any (or after erasure)."""
+
+    # --- meetings booked on a seller's calendar (issue 17) -----------------------------
+    async def save_meeting(self, meeting: MeetingRecord) -> bool:
+        """Store a meeting the calendar accepted, keyed by its `event_id` (ours, given to
+        Google): saving the same event again (a retry, a crash, a reschedule, a cancel)
+        keeps one row and its first `contact_key`, `seller_key`, `calendar_id` and
+        `created_at`, and updates `status`, `starts_at`, `ends_at`, the links (a None
+        link keeps the one stored) and `updated_at` (the store's clock). A new
+        `starts_at` clears `reminders_sent`: those reminders were for the old time.
+        `reminders_sent` of the record is not written (see `mark_reminder_sent`). False,
+        and nothing stored, when the contact belongs to an erased lead (the tombstone)."""
+
+    async def lead_meetings(self, contact_key: str) -> list[MeetingRecord]:
+        """The lead's meetings, every status, soonest first (ties by event id)."""
+
+    async def due_reminders(self, *, now: datetime, offsets: dict[str, float]) -> list[DueReminder]:
+        """The reminders to send now, soonest meeting first: for each scheduled meeting
+        not yet started (`starts_at > now`), the closest of the `offsets` (name: hours
+        before the start) whose time has come (`starts_at - hours <= now`), unless that
+        one is already in `reminders_sent`. Only the closest counts: the larger ones due
+        too are skipped for good (a "24h" reminder is pointless 50 minutes before), so
+        once "1h" is sent nothing more is due for the meeting. See `due_reminder`."""
+
+    async def mark_reminder_sent(self, event_id: str, which: str) -> None:
+        """Add `which` to the meeting's `reminders_sent`; idempotent, and a no-op for an
+        unknown event. Only `which` is recorded: larger offsets need no mark, since
+        `due_reminders` only ever offers the closest due one."""
+
+
+def due_reminder(meeting: MeetingRecord, *, now: datetime, offsets: dict[str, float]) -> DueReminder | None:
+    """The rule of `Store.due_reminders` for one meeting, shared by every backend."""
+    if meeting.status != "scheduled" or meeting.starts_at <= now:
+        return None
+    due = [
+        (hours, name) for name, hours in offsets.items() if meeting.starts_at - timedelta(hours=hours) <= now
+    ]
+    if not due:
+        return None
+    _hours, closest = min(due)
+    return None if closest in meeting.reminders_sent else DueReminder(meeting, closest)
+
+
+def reminder_horizon(now: datetime, offsets: dict[str, float]) -> datetime | None:
+    """The latest start a meeting can have and still have a reminder due at `now`."""
+    return now + timedelta(hours=max(offsets.values())) if offsets else None

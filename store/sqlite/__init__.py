@@ -13,6 +13,7 @@ a full disk):
 - `people`: handoff, Chatwoot links, human replies, the bot's pause;
 - `rate_slots`: provider rate limits metered in the file (GCRA), for processes sharing it;
 - `sellers`: which seller takes a lead (round-robin kept in the file, sticky per lead);
+- `meetings`: meetings booked on a seller's calendar, their reminders;
 - `erasure`: LGPD erasure and its tombstones (keyed by `erasure_key`, a file beside
   the database);
 - `schema`: the DDL and the in-place upgrade of older databases.
@@ -23,6 +24,7 @@ from __future__ import annotations
 from store.sqlite.connection import SqliteConnection
 from store.sqlite.erasure import Erasure
 from store.sqlite.inbox import Inbox
+from store.sqlite.meetings import Meetings
 from store.sqlite.messages import Messages
 from store.sqlite.outbox import Outbox
 from store.sqlite.people import People
@@ -35,6 +37,16 @@ __all__ = ["SqliteStore"]
 
 
 class SqliteStore(
-    Inbox, People, Turns, Schedule, Outbox, Messages, Erasure, RateSlots, Sellers, SqliteConnection
+    Inbox,
+    People,
+    Turns,
+    Schedule,
+    Outbox,
+    Messages,
+    Erasure,
+    RateSlots,
+    Sellers,
+    Meetings,
+    SqliteConnection,
 ):
     """The `store.base.Store` protocol on one embedded database file."""

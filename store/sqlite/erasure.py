@@ -58,6 +58,7 @@ class Erasure(SqliteConnection):
             outbox = _delete_lead_outbox(db, contact_key, traces.lead_id)
             db.execute("DELETE FROM turn_leases WHERE contact_key = ?", (contact_key,))
             db.execute("DELETE FROM seller_assignments WHERE contact_key = ?", (contact_key,))
+            db.execute("DELETE FROM meetings WHERE contact_key = ?", (contact_key,))
             known = traces.lead is not None or inbound > 0
             if known:
                 counts = {"inbound": inbound, "outbox": outbox} | _delete_lead_rows(db, traces.lead_id)

@@ -170,6 +170,25 @@ CREATE TABLE IF NOT EXISTS seller_assignments (
     seller_key TEXT NOT NULL,
     assigned_at TEXT NOT NULL
 ) WITHOUT ROWID;
+-- Meetings booked on a seller's calendar, keyed by our own event id; erased with the lead.
+-- (WITHOUT ROWID, as every table after `tombstones`: tests/store/test_postgres_schema.py
+-- reads the tables that end in a bare ");" and compares them with Postgres.)
+CREATE TABLE IF NOT EXISTS meetings (
+    event_id TEXT PRIMARY KEY,
+    contact_key TEXT NOT NULL,
+    seller_key TEXT NOT NULL,
+    calendar_id TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    ends_at TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('scheduled', 'cancelled')),
+    meet_url TEXT,
+    html_link TEXT,
+    reminders_sent TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS meetings_lead ON meetings(contact_key, starts_at);
+CREATE INDEX IF NOT EXISTS meetings_upcoming ON meetings(starts_at) WHERE status = 'scheduled';
 """
 
 # Columns added after the first release: an existing database gets them on open.

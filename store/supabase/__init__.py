@@ -26,9 +26,11 @@ from core.models import InboundMessage
 from core.records import (
     OUTBOX_LANES,
     DueFollowUp,
+    DueReminder,
     InboundRecord,
     InboundStatus,
     LeadRecord,
+    MeetingRecord,
     OutboxItem,
     OutboxStats,
     OutboxStatus,
@@ -36,8 +38,9 @@ from core.records import (
     TurnCommit,
     lane_key,
 )
+from store.base import due_reminder, reminder_horizon
 from store.supabase.errors import SupabaseRequestError
-from store.supabase.names import FUNCTIONS, MESSAGE_COLUMNS, OUTBOX_COLUMNS, TABLES
+from store.supabase.names import FUNCTIONS, MEETING_COLUMNS, MESSAGE_COLUMNS, OUTBOX_COLUMNS, TABLES
 from store.supabase.requests import PostgrestRequests
 from store.supabase.rows import (
     commit_body,
@@ -53,6 +56,7 @@ from store.timestamps import iso
 
 __all__ = [
     "FUNCTIONS",
+    "MEETING_COLUMNS",
     "MESSAGE_COLUMNS",
     "OUTBOX_COLUMNS",
     "TABLES",
@@ -456,6 +460,45 @@ class SupabaseStore(PostgrestRequests):
         )
         return str(rows[0]["seller_key"]) if rows else None
 
+    # --- meetings booked on a seller's calendar --------------------------------------
+    async def save_meeting(self, meeting: MeetingRecord) -> bool:
+        """One rpc under the contact lock: the tombstone check and the upsert in one
+        transaction, so an erasure running at the same time cannot be undone by it."""
+        return bool(
+            await self._rpc(
+                "sdr_save_meeting",
+                p_event_id=meeting.event_id,
+                p_contact_key=meeting.contact_key,
+                p_seller_key=meeting.seller_key,
+                p_calendar_id=meeting.calendar_id,
+                p_starts_at=iso(meeting.starts_at),
+                p_ends_at=iso(meeting.ends_at),
+                p_status=meeting.status,
+                p_meet_url=meeting.meet_url,
+                p_html_link=meeting.html_link,
+            )
+        )
+
+    async def lead_meetings(self, contact_key: str) -> list[MeetingRecord]:
+        rows = await self._select(
+            "meetings",
+            ",".join(MEETING_COLUMNS),
+            eq={"contact_key": contact_key},
+            order=("starts_at", "event_id"),
+        )
+        return [_meeting(r) for r in rows]
+
+    async def due_reminders(self, *, now: datetime, offsets: dict[str, float]) -> list[DueReminder]:
+        horizon = reminder_horizon(now, offsets)
+        if horizon is None:
+            return []
+        rows = await self._rpc("sdr_due_meetings", p_now=iso(now), p_horizon=iso(horizon))
+        due = (due_reminder(_meeting(r), now=now, offsets=offsets) for r in rows)
+        return [reminder for reminder in due if reminder is not None]
+
+    async def mark_reminder_sent(self, event_id: str, which: str) -> None:
+        await self._rpc("sdr_mark_reminder_sent", p_event_id=event_id, p_which=which)
+
     async def record_human_reply(
         self, contact_key: str, *, text: str, chatwoot_message_id: int
     ) -> int | None:
@@ -484,3 +527,20 @@ class SupabaseStore(PostgrestRequests):
             if resolved:  # the id is kept: late events of that conversation still find the lead
                 values["chatwoot_conversation_resolved"] = True
         await self._update("leads", values, eq={"contact_key": contact_key})
+
+
+def _meeting(row: dict[str, Any]) -> MeetingRecord:
+    return MeetingRecord(
+        event_id=row["event_id"],
+        contact_key=row["contact_key"],
+        seller_key=row["seller_key"],
+        calendar_id=row["calendar_id"],
+        starts_at=parse_dt(row["starts_at"]),
+        ends_at=parse_dt(row["ends_at"]),
+        status=row["status"],
+        meet_url=row["meet_url"],
+        html_link=row["html_link"],
+        reminders_sent=tuple(row["reminders_sent"] or ()),
+        created_at=parse_optional_dt(row["created_at"]),
+        updated_at=parse_optional_dt(row["updated_at"]),
+    )

@@ -68,6 +68,20 @@ MESSAGE_COLUMNS = (
 )
 FOLLOWUP_COLUMNS = ("id", "contact_key", "attempt", "due_at", "scheduled_at", "status", "reason")
 SELLER_ASSIGNMENT_COLUMNS = ("contact_key", "seller_key")
+MEETING_COLUMNS = (
+    "event_id",
+    "contact_key",
+    "seller_key",
+    "calendar_id",
+    "starts_at",
+    "ends_at",
+    "status",
+    "meet_url",
+    "html_link",
+    "reminders_sent",
+    "created_at",
+    "updated_at",
+)
 TABLES: dict[str, tuple[str, ...]] = {
     "leads": LEAD_COLUMNS,
     "inbound": INBOUND_COLUMNS,
@@ -75,6 +89,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "messages": MESSAGE_COLUMNS,
     "followups": FOLLOWUP_COLUMNS,
     "seller_assignments": SELLER_ASSIGNMENT_COLUMNS,
+    "meetings": MEETING_COLUMNS,
 }
 
 # Every rpc function this store calls, with the parameters it passes.
@@ -125,4 +140,17 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "sdr_record_referral": ("p_contact_key", "p_referral"),
     "sdr_take_rate_slot": ("p_name", "p_rate_per_s", "p_burst", "p_now"),
     "sdr_assign_seller": ("p_contact_key", "p_candidates", "p_now"),
+    "sdr_save_meeting": (
+        "p_event_id",
+        "p_contact_key",
+        "p_seller_key",
+        "p_calendar_id",
+        "p_starts_at",
+        "p_ends_at",
+        "p_status",
+        "p_meet_url",
+        "p_html_link",
+    ),
+    "sdr_due_meetings": ("p_now", "p_horizon"),
+    "sdr_mark_reminder_sent": ("p_event_id", "p_which"),
 }

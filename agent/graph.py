@@ -113,6 +113,8 @@ class TurnInput:
     handed_off: bool = False
     # Set for a follow-up turn: the lead went silent and the bot writes first.
     nudge: str | None = None
+    # The seller's free meeting times (or booking link), numbered for `book_meeting`.
+    meeting_note: str | None = None
 
 
 @dataclass
@@ -344,6 +346,11 @@ def build_messages(
     # the answers (data, as the lead's) and then the instruction.
     tail += nudge
     tail_tokens += nudge_tokens
+    if turn.meeting_note is not None:
+        # Just before this turn's words: fresh facts, not the cacheable prefix.
+        note = {"role": "system", "content": turn.meeting_note}
+        tail = [note, *tail]
+        tail_tokens += message_tokens(note)
     available = deps.prompt_max_tokens - head_tokens - tail_tokens
     window = fit_history(history, available=available)
     if len(window) < len(history):

@@ -63,8 +63,15 @@ class OptOut(_Strict):
     confirmed: bool = Field(description="true quando o lead pediu claramente para sair.")
 
 
-ToolCall = RequestQuote | RegisterTechnicalQuestion | HandoffToHuman | OptOut
-TOOL_NAMES = ("request_quote", "register_technical_question", "handoff_to_human", "opt_out")
+class BookMeeting(_Strict):
+    """Agenda a reunião no horário que o lead escolheu entre as opções numeradas dadas a você."""
+
+    tool: Literal["book_meeting"]
+    option: int = Field(description="O número da opção escolhida pelo lead (ex.: 2).")
+
+
+ToolCall = RequestQuote | RegisterTechnicalQuestion | HandoffToHuman | OptOut | BookMeeting
+TOOL_NAMES = ("request_quote", "register_technical_question", "handoff_to_human", "opt_out", "book_meeting")
 
 
 class ToolError(ValueError):
@@ -79,6 +86,9 @@ class ToolEffects:
     technical_questions: list[TechnicalQuestion] = field(default_factory=list)
     handoff: Handoff | None = None
     opt_out: bool = False
+    # The option the lead chose among the meeting times given this turn (booked by the
+    # runtime before the turn commits).
+    meeting_option: int | None = None
     called: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -112,6 +122,11 @@ def apply_tool(call: ToolCall, effects: ToolEffects) -> None:
     elif isinstance(call, OptOut):
         if call.confirmed:
             effects.opt_out = True
+    elif isinstance(call, BookMeeting):
+        if call.option < 1:
+            raise ToolError("book_meeting precisa do número de uma das opções oferecidas (1, 2, 3...)")
+        if effects.meeting_option is None:
+            effects.meeting_option = call.option
     else:  # pragma: no cover - the union is closed
         raise ToolError(f"ferramenta desconhecida: {call!r}")
     effects.called.append(call.tool)

@@ -248,6 +248,8 @@ class TurnCommit:
     at: datetime | None = None
     # The ad that brought the lead (Click-to-WhatsApp, Instagram ads); the first one wins.
     referral: dict[str, Any] | None = None
+    # A meeting the calendar accepted during this turn (already saved by the store).
+    meeting: MeetingRecord | None = None
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,17 @@ class Settings(BaseSettings):
     # in business hours, not at 3 a.m.
     lead_first_touch_max_age_min: float = 60.0
 
+    # --- meetings (issue 17: Google Calendar) ---------------------------------------
+    # Off until a company turns it on: the bot then offers the right seller's free times
+    # (prompts/sellers.toml, prompts/meetings.toml) and books the one the lead chooses.
+    meetings_enabled: bool = False
+    google_calendar_api_url: str = "https://www.googleapis.com/calendar/v3"
+    google_token_url: str = "https://oauth2.googleapis.com/token"
+    # A service account with domain-wide delegation, acting as each seller (its JSON key,
+    # or the path of the key file).
+    google_service_account_json: SecretStr | None = None
+    google_service_account_file: Path | None = None
+
     # --- conversation runtime -----------------------------------------------------
     debounce_quiet_s: float = 3.0
     debounce_max_s: float = 15.0
@@ -247,6 +258,8 @@ class Settings(BaseSettings):
         "leads_api_key",
         "rdstation_webhook_secret",
         "whatsapp_first_touch_template",
+        "google_service_account_json",
+        "google_service_account_file",
         mode="before",
     )
     @classmethod

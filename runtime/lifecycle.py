@@ -163,6 +163,8 @@ class Lifecycle:
             stages.append("QualifiedLead")
         if change.lost:
             stages.append("lead_lost")
+        if commit.meeting is not None:
+            stages.append("Schedule")
         return [
             self.capi_item(commit.contact_key, stage, at=commit.at)
             for stage in stages
@@ -231,6 +233,16 @@ class Lifecycle:
                     {"lead": card, "question": {"question": question.question, "context": question.context}},
                 )
             )
+        if commit.meeting is not None:
+            m = commit.meeting
+            meeting = {
+                "event_id": m.event_id,
+                "seller": m.seller_key,
+                "starts_at": m.starts_at.isoformat(),
+                "ends_at": m.ends_at.isoformat(),
+                "meet_url": m.meet_url,
+            }
+            events.append(("meeting.scheduled", {"lead": card, "meeting": meeting}))
         for n, text in enumerate(change.messages_in):
             events.append(("message.received", {"lead": _who(card), "message": {"text": text, "index": n}}))
         for n, text in enumerate(change.messages_out):

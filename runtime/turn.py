@@ -13,7 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from core.logging import get_logger
 from core.metrics import Metrics
 from core.models import InboundMessage, MessageKind, mask_contact_key
 from core.records import InboundRecord, LeadRecord, TurnCommit
+from integrations.google_calendar import GoogleCalendarUnavailable
 from runtime.commit import OPT_OUT_CONFIRMATION, CommitBuilder
 from runtime.first_touch import (
     TEMPLATE_ONLY_CHANNELS,
@@ -41,6 +42,7 @@ from runtime.first_touch import (
     template_touch,
 )
 from runtime.lifecycle import Lifecycle
+from runtime.meetings import Booked, MeetingDesk, MeetingOffer, meeting_note
 from runtime.scheduler import ScheduleConfig
 from store.base import Store
 
@@ -96,8 +98,10 @@ class Turn:
         profile_name: ProfileName | None = None,
         read_receipt: ReadReceipt | None = None,
         first_touch: FirstTouchConfig | None = None,
+        meetings: MeetingDesk | None = None,
     ) -> None:
         self.first_touch = first_touch or FirstTouchConfig()
+        self.meetings = meetings
         self.store = store
         self.agent = agent
         self.builder = builder
@@ -172,8 +176,9 @@ class Turn:
                 commit = build(turn_id, contact_key, records, lead, reply="", at=self.clock())
                 return _Outcome("silent_human_talking", commit)
             return await self._think(turn_id, contact_key, records, lead)
-        except LLMUnavailable as exc:
-            # The model is down or rate-limited: the messages wait, however long it takes.
+        except (LLMUnavailable, GoogleCalendarUnavailable) as exc:
+            # The model (or the calendar a booking needs) is down or rate-limited: the
+            # messages wait, however long it takes; nothing is confirmed meanwhile.
             log.warning("turn_deferred", reason=str(exc), messages=len(records))
             await self.store.record_turn_failure([r.id for r in records], str(exc))
             return None
@@ -299,6 +304,21 @@ class Turn:
         outcome.kind = "form_first_touch"
         return outcome
 
+    async def _meeting_offer(
+        self, contact_key: str, lead: LeadRecord | None, profile: LeadProfile, records: list[InboundRecord]
+    ) -> MeetingOffer | None:
+        """The seller's free times for the model, when meetings are on and wanted. A
+        calendar that cannot answer costs the offer, never the turn."""
+        if self.meetings is None:
+            return None
+        try:
+            return await self.meetings.offer(
+                contact_key, lead, profile, [r.message.text or "" for r in records]
+            )
+        except Exception as exc:  # noqa: BLE001 - an offer is a nicety of this turn
+            log.warning("meeting_offer_failed", error=type(exc).__name__)
+            return None
+
     def _form_commit(
         self,
         turn_id: str,
@@ -361,6 +381,7 @@ class Turn:
         )
         if profile is None:
             profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
+        offer = await self._meeting_offer(contact_key, lead, profile, records) if nudge is None else None
         result = await self.agent.run(
             TurnInput(
                 contact_key=contact_key,
@@ -372,10 +393,26 @@ class Turn:
                 handed_off=bool(lead and lead.handoff_state),
                 now=now,
                 nudge=nudge,
+                meeting_note=offer.note if offer is not None else None,
             )
         )
+        booked: Booked | None = None
+        if offer is not None and result.effects.meeting_option is not None and self.meetings is not None:
+            outcome = await self.meetings.book(
+                contact_key, lead, result.profile, offer, result.effects.meeting_option
+            )
+            if isinstance(outcome, Booked):
+                booked = outcome
+                # Confirmed only now that the calendar accepted it.
+                result = replace(result, reply=f"{result.reply}\n\n{outcome.text}".strip())
+            else:
+                result = replace(result, reply=outcome.text)
         commit = self.builder.from_agent(
             turn_id, contact_key, records, lead, result, at=self.clock(), new_session=new_session
         )
+        if booked is not None:
+            commit.meeting = booked.meeting
+            if self.builder.config.chatwoot:
+                commit.outbox += meeting_note(commit, booked)
         usage = (result.usage.prompt_tokens, result.usage.completion_tokens)
         return _Outcome("agent", commit, result.llm_seconds, usage)

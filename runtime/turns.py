@@ -26,6 +26,7 @@ from runtime.first_touch import FirstTouchConfig
 from runtime.followups import FollowUpConfig, FollowUpTurn
 from runtime.handoff_card import HandoffCard
 from runtime.lifecycle import Lifecycle
+from runtime.meetings import MeetingDesk
 from runtime.scheduler import ContactScheduler, ScheduleConfig
 from runtime.seller_notes import SellerNotes
 from runtime.turn import ProfileName, ReadReceipt, Turn, TurnConfig
@@ -65,6 +66,7 @@ class TurnRunner:
         shared: bool | None = None,
         lifecycle: Lifecycle | None = None,
         metrics: Metrics | None = None,
+        meetings: MeetingDesk | None = None,
     ) -> None:
         self.store = store
         self.agent = agent
@@ -94,6 +96,7 @@ class TurnRunner:
             profile_name=profile_name,
             read_receipt=read_receipt,
             first_touch=config.first_touch,
+            meetings=meetings,
         )
         self.follow_up = FollowUpTurn(
             store=store,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiohttp
 from aiohttp import web
 
+from agent.business_hours import load_business_hours
 from channels.base import Channel, profile_lookup, read_receipts
 from channels.registry import build_channels
 from core.clock import Clock
@@ -25,6 +26,7 @@ from core.metrics import Metrics
 from core.models import InboundMessage
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
+from integrations.google_calendar import GoogleCalendarClient
 from integrations.meta_capi import MetaCapiClient
 from integrations.meta_leads import MetaLeadsClient
 from integrations.outbound_webhooks import Endpoint
@@ -37,9 +39,12 @@ from runtime.followups import FollowUpScheduler
 from runtime.handoff_card import HandoffCard, load_handoff_card
 from runtime.lead_ads import LeadAdsIntake
 from runtime.lifecycle import Lifecycle
+from runtime.meeting_rules import load_meeting_rules
+from runtime.meetings import MeetingDesk, MeetingTexts
 from runtime.notifier import ForwardingNotifier, LocalNotifier
 from runtime.routes import RouteDeps, register_outbox_routes
 from runtime.seller_notes import SellerNotes, load_seller_notes
+from runtime.sellers import load_sellers
 from runtime.templates import TemplateBook, load_templates
 from runtime.turns import TurnRunner
 from runtime.webhook_delivery import subscriptions
@@ -49,6 +54,7 @@ from web.chatwoot_webhook import handle_chatwoot_webhook
 from web.configs.channels import channels_config
 from web.configs.integrations import (
     chatwoot_config,
+    google_calendar_config,
     meta_capi_config,
     meta_leads_config,
     piperun_clients,
@@ -182,6 +188,26 @@ def _client_factories(settings: Settings, session: aiohttp.ClientSession) -> dic
     if settings.meta_capi_configured:
         factories["capi"] = lambda: MetaCapiClient(meta_capi_config(settings), session)
     return factories
+
+
+def _meetings(
+    settings: Settings, session: aiohttp.ClientSession, store: Store, clock: Clock
+) -> MeetingDesk | None:
+    """MEETINGS_ENABLED: the sellers, rules and texts read at start (a broken file stops
+    the start), the calendar reached over the app's session."""
+    if not settings.meetings_enabled:
+        return None
+    config = google_calendar_config(settings)
+    return MeetingDesk(
+        store=store,
+        calendar=GoogleCalendarClient(config, session),
+        config=config,
+        sellers=load_sellers(),
+        rules=load_meeting_rules(),
+        hours=load_business_hours(),
+        texts=MeetingTexts.load(),
+        clock=clock,
+    )
 
 
 def _lead_ads(
@@ -405,6 +431,7 @@ class _RuntimeCtx:
             # The worker hears of new messages only through the store: poll it for them.
             shared=True if self.role == "worker" else None,
             clock=self.clock,
+            meetings=_meetings(settings, session, store, self.clock),
         )
         delivery = Delivery(
             channels=channels,

@@ -20,6 +20,7 @@ from agent.tools import (
     MAX_QUOTES_PER_TURN,
     MAX_TECHNICAL_QUESTIONS_PER_TURN,
     TOOL_NAMES,
+    BookMeeting,
     HandoffToHuman,
     OptOut,
     RegisterTechnicalQuestion,
@@ -187,6 +188,7 @@ def test_the_model_output_parses_each_tool_by_its_name() -> None:
                 {"tool": "register_technical_question", "question": "q", "context": None},
                 {"tool": "handoff_to_human", "reason": "outro", "summary": "s"},
                 {"tool": "opt_out", "confirmed": True},
+                {"tool": "book_meeting", "option": 2},
             ],
             "summary": "resumo",
             "image_description": None,
@@ -197,6 +199,7 @@ def test_the_model_output_parses_each_tool_by_its_name() -> None:
         RegisterTechnicalQuestion,
         HandoffToHuman,
         OptOut,
+        BookMeeting,
     ]
     assert tuple(c.tool for c in output.tool_calls) == TOOL_NAMES
 
@@ -421,3 +424,12 @@ async def test_a_turn_asking_for_fifty_quotes_stores_three(
         ("Dúvida 1?",),
         ("Dúvida 2?",),
     ]
+
+
+def test_book_meeting_keeps_the_first_option_and_refuses_a_non_option() -> None:
+    effects = run_tools(
+        [BookMeeting(tool="book_meeting", option=2), BookMeeting(tool="book_meeting", option=3)]
+    )
+    assert effects.meeting_option == 2
+    refused = run_tools([BookMeeting(tool="book_meeting", option=0)])
+    assert refused.meeting_option is None and refused.failures

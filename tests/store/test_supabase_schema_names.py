@@ -26,6 +26,7 @@ ROWS_OF = {
     "sdr_recent_messages": "messages",
     "sdr_lead_quotes": "orcamentos",
     "sdr_lead_technical_questions": "technical_questions",
+    "sdr_due_meetings": "meetings",
 }
 
 

@@ -10,6 +10,7 @@ import aiohttp
 
 from core.settings import Settings
 from integrations.chatwoot import ChatwootConfig
+from integrations.google_calendar import GoogleCalendarConfig, service_account_info
 from integrations.meta_capi import MetaCapiConfig
 from integrations.meta_leads import MetaLeadsConfig
 from integrations.outbound_webhooks import Endpoint, load_endpoints
@@ -89,3 +90,20 @@ def webhook_endpoints(settings: Settings) -> list[Endpoint]:
     """OUTBOUND_WEBHOOKS / OUTBOUND_WEBHOOKS_FILE read once, when the app is built: a bad
     file stops the start instead of the first delivery."""
     return load_endpoints(settings.outbound_webhooks, settings.outbound_webhooks_file)
+
+
+def google_calendar_config(settings: Settings) -> GoogleCalendarConfig:
+    """Read once at start: a key that cannot be read stops the start with the next step."""
+    secret = settings.google_service_account_json
+    info = None
+    if secret is not None or settings.google_service_account_file is not None:
+        info = service_account_info(
+            json_text=secret.get_secret_value() if secret is not None else None,
+            file=settings.google_service_account_file,
+        )
+    return GoogleCalendarConfig(
+        api_url=settings.google_calendar_api_url,
+        token_url=settings.google_token_url,
+        service_account_info=info,
+        timeout_s=settings.http_timeout_s,
+    )

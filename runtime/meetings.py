@@ -1,0 +1,260 @@
+"""Meetings: the right seller's real free times offered to a lead, and the one the lead
+chose booked on the seller's calendar before anyone says it is confirmed.
+
+The turn still costs one model call: the times are gathered before the model is called
+(only when the lead is qualified enough or asks to meet, cached briefly) and given to it
+as numbered options; the model calls `book_meeting` with the option the lead chose, and
+the booking happens before the turn commits. The event id is ours and deterministic
+(lead + slot), so a retried or crashed turn finds its own event instead of booking twice;
+a slot taken meanwhile is answered with an apology and fresh options.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from agent.business_hours import BusinessHours
+from core.config_files import read_toml
+from core.lead import LeadProfile
+from core.logging import get_logger
+from core.outbox import ChatwootNote, chatwoot_lane
+from core.records import LeadRecord, MeetingRecord, OutboxItem, TurnCommit
+from core.timezones_br import timezone_for, zone_name
+from integrations.google_calendar import (
+    CalendarCredentials,
+    GoogleCalendarClient,
+    GoogleCalendarConfig,
+    SlotTaken,
+    event_id_for,
+)
+from runtime.meeting_rules import DEFAULT_MEETINGS_PATH, MeetingRules
+from runtime.meeting_slots import Slot, free_slots, label
+from runtime.seller_routing import choose_seller
+from runtime.sellers import Seller, Sellers
+from store.base import Store
+
+log = get_logger(__name__)
+
+# Words that mean "let's meet" in a lead's message, accents and case ignored.
+_MEET_WORDS = re.compile(
+    r"\b(reuniao|reunir|agendar|agenda|marcar|visita|call|videochamada|conversar com (um|o|a) vendedor"
+    r"|falar com (um|o|a) vendedor|demonstracao|horario)\b"
+)
+# Free/busy is asked once per lead and this long at most: a lead choosing among the
+# options in the next message sees the same numbers.
+OFFER_TTL = timedelta(minutes=5)
+
+
+class MeetingTextsError(ValueError):
+    """prompts/meetings.toml lacks a [mensagens] text."""
+
+
+@dataclass(frozen=True)
+class MeetingTexts:
+    """What the bot tells the model and the lead (pt-BR, [mensagens] in meetings.toml)."""
+
+    options_note: str
+    booking_link_note: str
+    confirmed: str
+    meet_link: str
+    taken: str
+    summary: str
+    seller_note: str
+
+    @classmethod
+    def load(cls, path: str | None = None) -> MeetingTexts:
+        source = path or DEFAULT_MEETINGS_PATH
+        data = read_toml(source, what="meeting texts", error=MeetingTextsError)  # type: ignore[arg-type]
+        texts = data.get("mensagens")
+        if not isinstance(texts, dict):
+            raise MeetingTextsError(f"{source}: [mensagens] is required")
+        values: dict[str, str] = {}
+        for name in (
+            "options_note",
+            "booking_link_note",
+            "confirmed",
+            "meet_link",
+            "taken",
+            "summary",
+            "seller_note",
+        ):
+            value = texts.get(name)
+            if not isinstance(value, str) or not value.strip():
+                raise MeetingTextsError(f"{source}: '[mensagens] {name}' (a text) is required")
+            values[name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class MeetingOffer:
+    """What the model is told this turn: numbered free times of `seller` (or the seller's
+    booking link when there is no calendar to read)."""
+
+    seller: Seller
+    slots: tuple[Slot, ...]
+    made_at: datetime
+    note: str
+
+    def slot(self, option: int) -> Slot | None:
+        return self.slots[option - 1] if 1 <= option <= len(self.slots) else None
+
+
+MEETING_LABEL = "reuniao-agendada"
+
+
+@dataclass(frozen=True)
+class Booked:
+    meeting: MeetingRecord
+    text: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Taken:
+    offer: MeetingOffer | None
+    text: str
+
+
+@dataclass
+class MeetingDesk:
+    store: Store
+    calendar: GoogleCalendarClient
+    config: GoogleCalendarConfig
+    sellers: Sellers
+    rules: MeetingRules
+    hours: BusinessHours
+    texts: MeetingTexts
+    clock: Callable[[], datetime]
+    _offers: dict[str, MeetingOffer] = field(default_factory=dict)
+
+    def wanted(self, lead: LeadRecord | None, profile: LeadProfile, texts: list[str]) -> bool:
+        """Offer times when the lead is warm or hot, or asks to meet."""
+        if lead is not None and lead.temperature in ("morno", "quente"):
+            return True
+        return any(_MEET_WORDS.search(_plain(text)) for text in texts)
+
+    async def offer(
+        self, contact_key: str, lead: LeadRecord | None, profile: LeadProfile, texts: list[str]
+    ) -> MeetingOffer | None:
+        """The options for this turn, or None (no seller, nothing wanted, a full calendar)."""
+        now = self.clock()
+        cached = self._offers.get(contact_key)
+        if cached is not None and now - cached.made_at < OFFER_TTL:
+            return cached
+        if not self.sellers or not self.wanted(lead, profile, texts):
+            return None
+        seller = await choose_seller(self.store, self.sellers, profile, contact_key=contact_key, now=now)
+        if seller is None:
+            return None
+        lead_tz = timezone_for(profile.state, lead.phone if lead else None)
+        if not self.config.configured:
+            if seller.booking_url is None:
+                return None
+            note = self.texts.booking_link_note.replace("{vendedor}", seller.name)
+            offer = MeetingOffer(seller, (), now, note.replace("{link}", seller.booking_url))
+        else:
+            horizon = now + timedelta(days=self.rules.horizon_business_days * 7 // 5 + 4)
+            busy = await self.calendar.busy(
+                seller.calendar_id or seller.email,
+                start=now,
+                end=horizon,
+                credentials=self._credentials(seller),
+            )
+            slots = free_slots(
+                busy=list(busy),
+                now=now,
+                rules=self.rules,
+                hours=self.hours,
+                seller_hours=seller.hours,
+                lead_tz=lead_tz,
+            )
+            if not slots:
+                return None
+            listed = "\n".join(f"[{n}] {slot.label}" for n, slot in enumerate(slots, 1))
+            note = self.texts.options_note.replace("{vendedor}", seller.name).replace("{opcoes}", listed)
+            offer = MeetingOffer(seller, tuple(slots), now, note)
+        self._offers[contact_key] = offer
+        return offer
+
+    async def book(
+        self,
+        contact_key: str,
+        lead: LeadRecord | None,
+        profile: LeadProfile,
+        offer: MeetingOffer,
+        option: int,
+    ) -> Booked | Taken:
+        """The chosen option booked (and stored), or the apology with fresh options."""
+        slot = offer.slot(option)
+        seller = offer.seller
+        if slot is None:
+            return Taken(offer, self.texts.taken.replace("{opcoes}", _listed(offer.slots)))
+        calendar_id = seller.calendar_id or seller.email
+        event_id = event_id_for(contact_key, seller.key, slot.start.isoformat())
+        name = profile.name or (lead.name if lead else None) or "lead"
+        summary = self.texts.summary.replace("{lead}", name).replace("{empresa}", profile.company or "")
+        lead_tz = timezone_for(profile.state, lead.phone if lead else None)
+        try:
+            event = await self.calendar.book_meeting(
+                calendar_id,
+                event_id=event_id,
+                start=slot.start,
+                end=slot.end,
+                summary=summary.strip(" -"),
+                attendee_email=profile.email,
+                time_zone=zone_name(lead_tz) if lead_tz is not None else None,
+                credentials=self._credentials(seller),
+            )
+        except SlotTaken:
+            self._offers.pop(contact_key, None)
+            fresh = await self.offer(contact_key, lead, profile, ["agendar"])
+            listed = _listed(fresh.slots) if fresh is not None else ""
+            return Taken(fresh, self.texts.taken.replace("{opcoes}", listed))
+        meeting = MeetingRecord(
+            event_id=event_id,
+            contact_key=contact_key,
+            seller_key=seller.key,
+            calendar_id=calendar_id,
+            starts_at=slot.start,
+            ends_at=slot.end,
+            meet_url=event.meet_url,
+            html_link=event.html_link,
+        )
+        await self.store.save_meeting(meeting)
+        self._offers.pop(contact_key, None)
+        when = label(slot.start, now=self.clock(), company_tz=self.hours.zone, lead_tz=lead_tz)
+        text = self.texts.confirmed.replace("{quando}", when).replace("{vendedor}", seller.name)
+        if event.meet_url:
+            text += "\n" + self.texts.meet_link.replace("{link}", event.meet_url)
+        log.info("meeting_booked", seller=seller.key, event_id=event_id)
+        company_when = label(slot.start, now=self.clock(), company_tz=self.hours.zone)
+        note = self.texts.seller_note.replace("{quando}", company_when).replace("{vendedor}", seller.name)
+        note = note.replace("{link}", event.html_link or event.meet_url or event_id)
+        return Booked(meeting, text.strip(), note)
+
+    def _credentials(self, seller: Seller) -> CalendarCredentials:
+        return self.config.credentials_for(subject=seller.email)
+
+
+def meeting_note(commit: TurnCommit, booked: Booked) -> list[OutboxItem]:
+    """The team sees the meeting in the lead's Chatwoot conversation, labelled."""
+    note = ChatwootNote(contact_key=commit.contact_key, note=booked.note, labels=[MEETING_LABEL])
+    return [
+        note.item(
+            order_key=chatwoot_lane(commit.contact_key),
+            idempotency_key=f"cw-meeting:{booked.meeting.event_id}",
+        )
+    ]
+
+
+def _listed(slots: tuple[Slot, ...]) -> str:
+    return "\n".join(f"{n}) {slot.label}" for n, slot in enumerate(slots, 1))
+
+
+def _plain(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))

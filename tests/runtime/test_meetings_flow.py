@@ -1,0 +1,151 @@
+"""A lead books a meeting with the right seller, on a Google Calendar faked at the HTTP
+boundary: offered real free times, booked before anyone says "confirmed", never twice."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from aioresponses import aioresponses
+
+from core.errors import StoreUnavailable
+from tests.conftest import fast_settings, zapi_message
+from tests.helpers.clock import TestClock
+from tests.helpers.fake_calendar import FakeGoogleCalendar, service_account_json
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import settled
+from web.app import create_app
+from web.keys import STORE
+
+LEAD = "5511987654321"
+KEY = f"whatsapp:{LEAD}"
+BOOK_2 = [{"tool": "book_meeting", "option": 2}]
+
+
+@pytest.fixture
+def calendar(http_mock: aioresponses) -> FakeGoogleCalendar:
+    return FakeGoogleCalendar(http_mock)
+
+
+@pytest.fixture
+async def bot(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Any,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    calendar: FakeGoogleCalendar,
+) -> TestClient:
+    settings = fast_settings(
+        tmp_path, meetings_enabled=True, google_service_account_json=service_account_json()
+    )
+    client: TestClient = await aiohttp_client(create_app(settings, clock=clock))
+    return client
+
+
+async def say(bot: TestClient, message_id: str, text: str) -> None:
+    response = await bot.post(
+        "/webhooks/zapi", json=zapi_message(message_id=message_id, phone=LEAD, text=text)
+    )
+    assert response.status == 200
+    await settled(bot)
+
+
+def offered(openai_fake: FakeOpenAI, call: int) -> list[str]:
+    """The options the model was given in that call (the system note before the lead's words)."""
+    notes = [m["content"] for m in openai_fake.chat_requests[call]["messages"] if m["role"] == "system"]
+    return re.findall(r"^\[\d\] (.+)$", "\n".join(notes), flags=re.MULTILINE)
+
+
+async def test_a_lead_who_asks_to_meet_is_offered_free_times_and_booked_on_the_one_chosen(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, calendar: FakeGoogleCalendar
+) -> None:
+    openai_fake.then(reply="Claro! Tenho estes horários: ...").then(reply="Perfeito!", tools=BOOK_2)
+    await say(bot, "3EB0MEET0001", "Oi, quero agendar uma reunião para ver a moedora")
+    options = offered(openai_fake, 0)
+    assert len(options) == 3 and calendar.inserts == []
+
+    await say(bot, "3EB0MEET0002", "Pode ser a segunda opção")
+
+    [event] = calendar.inserts
+    assert offered(openai_fake, 1) == options  # the same numbers the lead chose from
+    replies = zapi_fake.texts_to(LEAD)
+    assert replies[-1].startswith(f"Reunião confirmada: {options[1]}")
+    assert "meet.google.com" in replies[-1]
+    [meeting] = await bot.app[STORE].lead_meetings(KEY)
+    assert meeting.event_id == event["id"] and meeting.status == "scheduled"
+
+
+async def test_a_slot_taken_meanwhile_gets_an_apology_and_fresh_times_never_a_confirmation(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, calendar: FakeGoogleCalendar
+) -> None:
+    openai_fake.then(reply="Tenho estes horários.").then(reply="Perfeito, agendado!", tools=BOOK_2)
+    await say(bot, "3EB0MEET0011", "Quero marcar uma reunião")
+    options = offered(openai_fake, 0)
+
+    # Someone books the chosen time on the seller's calendar before the lead answers.
+    calendar.taken_next = [(s, e) for s, e in _slot_span(bot, options[1])]
+    await say(bot, "3EB0MEET0012", "A 2")
+
+    assert calendar.inserts == []
+    last = zapi_fake.texts_to(LEAD)[-1]
+    assert last.startswith("Poxa, esse horário acabou de ser ocupado.")
+    assert "agendado" not in last and options[1] not in last
+    assert await bot.app[STORE].lead_meetings(KEY) == []
+
+
+async def test_a_calendar_outage_mid_booking_waits_and_then_confirms_once(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, calendar: FakeGoogleCalendar
+) -> None:
+    openai_fake.then(reply="Tenho estes horários.")
+    openai_fake.then(reply="Perfeito!", tools=BOOK_2).then(reply="Perfeito!", tools=BOOK_2)
+    await say(bot, "3EB0MEET0021", "Vamos agendar uma reunião?")
+    calendar.insert_script.extend([503])
+
+    await say(bot, "3EB0MEET0022", "A segunda")
+
+    assert len(calendar.inserts) == 1
+    confirmations = [t for t in zapi_fake.texts_to(LEAD) if t.startswith("Reunião confirmada")]
+    assert len(confirmations) == 1
+
+
+async def test_a_crash_between_the_booking_and_the_commit_never_books_twice(
+    bot: TestClient,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    calendar: FakeGoogleCalendar,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    openai_fake.then(reply="Tenho estes horários.")
+    openai_fake.then(reply="Perfeito!", tools=BOOK_2).then(reply="Perfeito!", tools=BOOK_2)
+    await say(bot, "3EB0MEET0031", "Quero agendar uma reunião")
+    store = bot.app[STORE]
+    real_save = store.save_meeting
+    failures = [StoreUnavailable("disk I/O error")]
+
+    async def save_once_failing(meeting: Any) -> bool:
+        if failures:
+            raise failures.pop()
+        return await real_save(meeting)
+
+    monkeypatch.setattr(store, "save_meeting", save_once_failing)
+    await say(bot, "3EB0MEET0032", "A 2")
+
+    assert len(calendar.inserts) == 1  # the retried turn found its own event
+    assert len(await store.lead_meetings(KEY)) == 1
+    confirmations = [t for t in zapi_fake.texts_to(LEAD) if t.startswith("Reunião confirmada")]
+    assert len(confirmations) == 1
+
+
+def _slot_span(bot: TestClient, label: str) -> list[tuple[Any, Any]]:
+    """The offered slot with that label, from the runner's meeting desk cache."""
+    from web.keys import RUNNER
+
+    desk = bot.app[RUNNER].turn.meetings
+    assert desk is not None
+    offer = desk._offers[KEY]
+    [slot] = [s for s in offer.slots if s.label == label]
+    return [(slot.start, slot.end)]

@@ -70,8 +70,38 @@ class BookMeeting(_Strict):
     option: int = Field(description="O número da opção escolhida pelo lead (ex.: 2).")
 
 
-ToolCall = RequestQuote | RegisterTechnicalQuestion | HandoffToHuman | OptOut | BookMeeting
-TOOL_NAMES = ("request_quote", "register_technical_question", "handoff_to_human", "opt_out", "book_meeting")
+class RescheduleMeeting(_Strict):
+    """Remarca a reunião já marcada para o horário que o lead escolheu entre as opções numeradas."""
+
+    tool: Literal["reschedule_meeting"]
+    option: int = Field(description="O número da nova opção escolhida pelo lead.")
+
+
+class CancelMeeting(_Strict):
+    """Desmarca a reunião já marcada, quando o lead pediu claramente para desmarcar."""
+
+    tool: Literal["cancel_meeting"]
+    confirmed: bool = Field(description="true quando o lead pediu claramente para desmarcar.")
+
+
+ToolCall = (
+    RequestQuote
+    | RegisterTechnicalQuestion
+    | HandoffToHuman
+    | OptOut
+    | BookMeeting
+    | RescheduleMeeting
+    | CancelMeeting
+)
+TOOL_NAMES = (
+    "request_quote",
+    "register_technical_question",
+    "handoff_to_human",
+    "opt_out",
+    "book_meeting",
+    "reschedule_meeting",
+    "cancel_meeting",
+)
 
 
 class ToolError(ValueError):
@@ -89,6 +119,8 @@ class ToolEffects:
     # The option the lead chose among the meeting times given this turn (booked by the
     # runtime before the turn commits).
     meeting_option: int | None = None
+    reschedule_option: int | None = None
+    cancel_meeting: bool = False
     called: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -122,14 +154,24 @@ def apply_tool(call: ToolCall, effects: ToolEffects) -> None:
     elif isinstance(call, OptOut):
         if call.confirmed:
             effects.opt_out = True
-    elif isinstance(call, BookMeeting):
-        if call.option < 1:
-            raise ToolError("book_meeting precisa do número de uma das opções oferecidas (1, 2, 3...)")
-        if effects.meeting_option is None:
-            effects.meeting_option = call.option
+    elif isinstance(call, (BookMeeting, RescheduleMeeting, CancelMeeting)):
+        _apply_meeting(call, effects)
     else:  # pragma: no cover - the union is closed
         raise ToolError(f"ferramenta desconhecida: {call!r}")
     effects.called.append(call.tool)
+
+
+def _apply_meeting(call: BookMeeting | RescheduleMeeting | CancelMeeting, effects: ToolEffects) -> None:
+    """Meetings: the first choice of the turn counts (the runtime books or moves it)."""
+    if isinstance(call, CancelMeeting):
+        effects.cancel_meeting = effects.cancel_meeting or call.confirmed
+        return
+    if call.option < 1:
+        raise ToolError(f"{call.tool} precisa do número de uma das opções oferecidas (1, 2, 3...)")
+    if isinstance(call, BookMeeting):
+        effects.meeting_option = effects.meeting_option or call.option
+    else:
+        effects.reschedule_option = effects.reschedule_option or call.option
 
 
 def _over_cap(call: ToolCall, effects: ToolEffects) -> bool:

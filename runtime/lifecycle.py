@@ -163,7 +163,7 @@ class Lifecycle:
             stages.append("QualifiedLead")
         if change.lost:
             stages.append("lead_lost")
-        if commit.meeting is not None:
+        if commit.meeting is not None and commit.meeting.status == "scheduled":
             stages.append("Schedule")
         return [
             self.capi_item(commit.contact_key, stage, at=commit.at)
@@ -242,7 +242,8 @@ class Lifecycle:
                 "ends_at": m.ends_at.isoformat(),
                 "meet_url": m.meet_url,
             }
-            events.append(("meeting.scheduled", {"lead": card, "meeting": meeting}))
+            name: WebhookEvent = "meeting.scheduled" if m.status == "scheduled" else "meeting.cancelled"
+            events.append((name, {"lead": card, "meeting": meeting}))
         for n, text in enumerate(change.messages_in):
             events.append(("message.received", {"lead": _who(card), "message": {"text": text, "index": n}}))
         for n, text in enumerate(change.messages_out):

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta, tzinfo
 
 from agent.business_hours import BusinessHours
 from core.config_files import read_toml
@@ -42,7 +42,7 @@ log = get_logger(__name__)
 # Words that mean "let's meet" in a lead's message, accents and case ignored.
 _MEET_WORDS = re.compile(
     r"\b(reuniao|reunir|agendar|agenda|marcar|visita|call|videochamada|conversar com (um|o|a) vendedor"
-    r"|falar com (um|o|a) vendedor|demonstracao|horario)\b"
+    r"|falar com (um|o|a) vendedor|demonstracao|horario|remarcar|desmarcar|cancelar|adiar)\b"
 )
 # Free/busy is asked once per lead and this long at most: a lead choosing among the
 # options in the next message sees the same numbers.
@@ -64,6 +64,9 @@ class MeetingTexts:
     taken: str
     summary: str
     seller_note: str
+    existing_note: str
+    rescheduled: str
+    cancelled: str
 
     @classmethod
     def load(cls, path: str | None = None) -> MeetingTexts:
@@ -73,15 +76,7 @@ class MeetingTexts:
         if not isinstance(texts, dict):
             raise MeetingTextsError(f"{source}: [mensagens] is required")
         values: dict[str, str] = {}
-        for name in (
-            "options_note",
-            "booking_link_note",
-            "confirmed",
-            "meet_link",
-            "taken",
-            "summary",
-            "seller_note",
-        ):
+        for name in (f.name for f in fields(cls)):
             value = texts.get(name)
             if not isinstance(value, str) or not value.strip():
                 raise MeetingTextsError(f"{source}: '[mensagens] {name}' (a text) is required")
@@ -98,6 +93,8 @@ class MeetingOffer:
     slots: tuple[Slot, ...]
     made_at: datetime
     note: str
+    # The lead's upcoming meeting: the options (if any) are for moving it.
+    existing: MeetingRecord | None = None
 
     def slot(self, option: int) -> Slot | None:
         return self.slots[option - 1] if 1 <= option <= len(self.slots) else None
@@ -131,54 +128,144 @@ class MeetingDesk:
     clock: Callable[[], datetime]
     _offers: dict[str, MeetingOffer] = field(default_factory=dict)
 
-    def wanted(self, lead: LeadRecord | None, profile: LeadProfile, texts: list[str]) -> bool:
-        """Offer times when the lead is warm or hot, or asks to meet."""
-        if lead is not None and lead.temperature in ("morno", "quente"):
-            return True
-        return any(_MEET_WORDS.search(_plain(text)) for text in texts)
-
     async def offer(
         self, contact_key: str, lead: LeadRecord | None, profile: LeadProfile, texts: list[str]
     ) -> MeetingOffer | None:
-        """The options for this turn, or None (no seller, nothing wanted, a full calendar)."""
+        """The options for this turn, or None (no seller, nothing wanted, a full calendar).
+        A lead with a meeting ahead is reminded of it to the model, and given times to
+        move it to only when the lead talks about meetings."""
         now = self.clock()
         cached = self._offers.get(contact_key)
         if cached is not None and now - cached.made_at < OFFER_TTL:
             return cached
-        if not self.sellers or not self.wanted(lead, profile, texts):
+        if not self.sellers:
+            return None
+        existing = await self.upcoming(contact_key)
+        asked = any(_MEET_WORDS.search(_plain(text)) for text in texts)
+        if existing is not None:
+            return await self._existing(contact_key, lead, profile, existing, asked=asked)
+        if not (asked or (lead is not None and lead.temperature in ("morno", "quente"))):
             return None
         seller = await choose_seller(self.store, self.sellers, profile, contact_key=contact_key, now=now)
         if seller is None:
             return None
-        lead_tz = timezone_for(profile.state, lead.phone if lead else None)
         if not self.config.configured:
             if seller.booking_url is None:
                 return None
             note = self.texts.booking_link_note.replace("{vendedor}", seller.name)
             offer = MeetingOffer(seller, (), now, note.replace("{link}", seller.booking_url))
         else:
-            horizon = now + timedelta(days=self.rules.horizon_business_days * 7 // 5 + 4)
-            busy = await self.calendar.busy(
-                seller.calendar_id or seller.email,
-                start=now,
-                end=horizon,
-                credentials=self._credentials(seller),
-            )
-            slots = free_slots(
-                busy=list(busy),
-                now=now,
-                rules=self.rules,
-                hours=self.hours,
-                seller_hours=seller.hours,
-                lead_tz=lead_tz,
-            )
+            slots = await self._slots(seller, lead, profile)
             if not slots:
                 return None
-            listed = "\n".join(f"[{n}] {slot.label}" for n, slot in enumerate(slots, 1))
-            note = self.texts.options_note.replace("{vendedor}", seller.name).replace("{opcoes}", listed)
-            offer = MeetingOffer(seller, tuple(slots), now, note)
+            note = self.texts.options_note.replace("{vendedor}", seller.name)
+            offer = MeetingOffer(seller, tuple(slots), now, note.replace("{opcoes}", _numbered(slots)))
         self._offers[contact_key] = offer
         return offer
+
+    async def upcoming(self, contact_key: str) -> MeetingRecord | None:
+        now = self.clock()
+        meetings = await self.store.lead_meetings(contact_key)
+        return next((m for m in meetings if m.status == "scheduled" and m.starts_at > now), None)
+
+    async def _existing(
+        self,
+        contact_key: str,
+        lead: LeadRecord | None,
+        profile: LeadProfile,
+        existing: MeetingRecord,
+        *,
+        asked: bool,
+    ) -> MeetingOffer | None:
+        seller = self.sellers.get(existing.seller_key)
+        if seller is None:
+            return None
+        now = self.clock()
+        when = label(
+            existing.starts_at, now=now, company_tz=self.hours.zone, lead_tz=self._lead_tz(lead, profile)
+        )
+        note = self.texts.existing_note.replace("{quando}", when).replace("{vendedor}", seller.name)
+        slots = await self._slots(seller, lead, profile) if asked and self.config.configured else []
+        listed = _numbered(slots) if slots else "-"
+        offer = MeetingOffer(seller, tuple(slots), now, note.replace("{opcoes}", listed), existing=existing)
+        if asked:
+            self._offers[contact_key] = offer
+        return offer
+
+    async def _slots(self, seller: Seller, lead: LeadRecord | None, profile: LeadProfile) -> list[Slot]:
+        now = self.clock()
+        horizon = now + timedelta(days=self.rules.horizon_business_days * 7 // 5 + 4)
+        busy = await self.calendar.busy(
+            seller.calendar_id or seller.email, start=now, end=horizon, credentials=self._credentials(seller)
+        )
+        return free_slots(
+            busy=list(busy),
+            now=now,
+            rules=self.rules,
+            hours=self.hours,
+            seller_hours=seller.hours,
+            lead_tz=self._lead_tz(lead, profile),
+        )
+
+    @staticmethod
+    def _lead_tz(lead: LeadRecord | None, profile: LeadProfile) -> tzinfo | None:
+        return timezone_for(profile.state, lead.phone if lead else None)
+
+    async def move(
+        self,
+        contact_key: str,
+        lead: LeadRecord | None,
+        profile: LeadProfile,
+        offer: MeetingOffer,
+        option: int,
+    ) -> Booked | Taken:
+        """The lead's meeting moved to the chosen option, on the calendar first."""
+        slot = offer.slot(option)
+        existing = offer.existing
+        if slot is None or existing is None:
+            return Taken(offer, self.texts.taken.replace("{opcoes}", _listed(offer.slots)))
+        try:
+            event = await self.calendar.move_meeting(
+                existing.calendar_id,
+                existing.event_id,
+                start=slot.start,
+                end=slot.end,
+                credentials=self._credentials(offer.seller),
+            )
+        except SlotTaken:
+            self._offers.pop(contact_key, None)
+            fresh = await self.offer(contact_key, lead, profile, ["remarcar"])
+            listed = _listed(fresh.slots) if fresh is not None else ""
+            return Taken(fresh, self.texts.taken.replace("{opcoes}", listed))
+        moved = replace(
+            existing, starts_at=slot.start, ends_at=slot.end, meet_url=event.meet_url or existing.meet_url
+        )
+        await self.store.save_meeting(moved)
+        self._offers.pop(contact_key, None)
+        when = label(
+            slot.start, now=self.clock(), company_tz=self.hours.zone, lead_tz=self._lead_tz(lead, profile)
+        )
+        text = self.texts.rescheduled.replace("{quando}", when).replace("{vendedor}", offer.seller.name)
+        company_when = label(slot.start, now=self.clock(), company_tz=self.hours.zone)
+        note = self.texts.seller_note.replace("{quando}", company_when).replace(
+            "{vendedor}", offer.seller.name
+        )
+        log.info("meeting_moved", seller=offer.seller.key, event_id=existing.event_id)
+        return Booked(moved, text, note.replace("{link}", event.html_link or existing.event_id))
+
+    async def cancel(self, contact_key: str, offer: MeetingOffer) -> Booked | None:
+        """The lead's meeting cancelled on the calendar (everyone told), then stored."""
+        existing = offer.existing
+        if existing is None:
+            return None
+        await self.calendar.cancel_meeting(
+            existing.calendar_id, existing.event_id, credentials=self._credentials(offer.seller)
+        )
+        cancelled = replace(existing, status="cancelled")
+        await self.store.save_meeting(cancelled)
+        self._offers.pop(contact_key, None)
+        log.info("meeting_cancelled", seller=offer.seller.key, event_id=existing.event_id)
+        return Booked(cancelled, self.texts.cancelled, self.texts.cancelled)
 
     async def book(
         self,
@@ -197,7 +284,7 @@ class MeetingDesk:
         event_id = event_id_for(contact_key, seller.key, slot.start.isoformat())
         name = profile.name or (lead.name if lead else None) or "lead"
         summary = self.texts.summary.replace("{lead}", name).replace("{empresa}", profile.company or "")
-        lead_tz = timezone_for(profile.state, lead.phone if lead else None)
+        lead_tz = self._lead_tz(lead, profile)
         try:
             event = await self.calendar.book_meeting(
                 calendar_id,
@@ -241,14 +328,22 @@ class MeetingDesk:
 
 
 def meeting_note(commit: TurnCommit, booked: Booked) -> list[OutboxItem]:
-    """The team sees the meeting in the lead's Chatwoot conversation, labelled."""
-    note = ChatwootNote(contact_key=commit.contact_key, note=booked.note, labels=[MEETING_LABEL])
+    """The team sees the meeting in the lead's Chatwoot conversation: booked or moved
+    (labelled reuniao-agendada), or cancelled; once per state of the meeting."""
+    m = booked.meeting
+    labels = [MEETING_LABEL] if m.status == "scheduled" else []
+    note = ChatwootNote(contact_key=commit.contact_key, note=booked.note, labels=labels)
     return [
         note.item(
             order_key=chatwoot_lane(commit.contact_key),
-            idempotency_key=f"cw-meeting:{booked.meeting.event_id}",
+            idempotency_key=f"cw-meeting:{m.event_id}:{m.status}:{m.starts_at.isoformat()}",
         )
     ]
+
+
+def _numbered(slots: list[Slot]) -> str:
+    """The options as the model sees them: "[1] amanhã às 10h", one per line."""
+    return "\n".join(f"[{n}] {slot.label}" for n, slot in enumerate(slots, 1))
 
 
 def _listed(slots: tuple[Slot, ...]) -> str:

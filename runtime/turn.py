@@ -42,12 +42,12 @@ from runtime.first_touch import (
     template_touch,
 )
 from runtime.lifecycle import Lifecycle
-from runtime.meetings import Booked, MeetingDesk, MeetingOffer, meeting_note
+from runtime.meetings import Booked, MeetingDesk, MeetingOffer, Taken, meeting_note
 from runtime.scheduler import ScheduleConfig
 from store.base import Store
 
 if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns run
-    from agent.graph import SdrAgent
+    from agent.graph import SdrAgent, TurnResult
 
 log = get_logger(__name__)
 
@@ -304,6 +304,27 @@ class Turn:
         outcome.kind = "form_first_touch"
         return outcome
 
+    async def _meeting_effects(
+        self, contact_key: str, lead: LeadRecord | None, offer: MeetingOffer, result: TurnResult
+    ) -> tuple[Booked | None, TurnResult]:
+        """What the model asked of the calendar, done before the turn commits: the lead is
+        told a meeting is booked, moved or cancelled only once the calendar did it."""
+        assert self.meetings is not None
+        effects, desk = result.effects, self.meetings
+        done: Booked | Taken | None
+        if effects.cancel_meeting and offer.existing is not None:
+            done = await desk.cancel(contact_key, offer)
+        elif effects.reschedule_option is not None and offer.existing is not None:
+            done = await desk.move(contact_key, lead, result.profile, offer, effects.reschedule_option)
+        elif effects.meeting_option is not None and offer.existing is None:
+            done = await desk.book(contact_key, lead, result.profile, offer, effects.meeting_option)
+        else:
+            return None, result
+        if isinstance(done, Booked):
+            return done, replace(result, reply=f"{result.reply}\n\n{done.text}".strip())
+        # The slot went meanwhile: the apology and fresh times replace the model's words.
+        return None, replace(result, reply=done.text if done is not None else result.reply)
+
     async def _meeting_offer(
         self, contact_key: str, lead: LeadRecord | None, profile: LeadProfile, records: list[InboundRecord]
     ) -> MeetingOffer | None:
@@ -397,16 +418,8 @@ class Turn:
             )
         )
         booked: Booked | None = None
-        if offer is not None and result.effects.meeting_option is not None and self.meetings is not None:
-            outcome = await self.meetings.book(
-                contact_key, lead, result.profile, offer, result.effects.meeting_option
-            )
-            if isinstance(outcome, Booked):
-                booked = outcome
-                # Confirmed only now that the calendar accepted it.
-                result = replace(result, reply=f"{result.reply}\n\n{outcome.text}".strip())
-            else:
-                result = replace(result, reply=outcome.text)
+        if offer is not None and self.meetings is not None:
+            booked, result = await self._meeting_effects(contact_key, lead, offer, result)
         commit = self.builder.from_agent(
             turn_id, contact_key, records, lead, result, at=self.clock(), new_session=new_session
         )

@@ -28,8 +28,9 @@ WebhookEvent = Literal[
     # A quote request or a technical question the bot registered, for the people who answer them.
     "quote.requested",
     "technical_question.created",
-    # A meeting the bot booked on a seller's calendar.
+    # A meeting the bot booked (or moved) on a seller's calendar, or cancelled.
     "meeting.scheduled",
+    "meeting.cancelled",
     # An LGPD erasure: sent to every enabled endpoint, whatever it subscribed to (each may
     # hold the lead's data), carrying no personal data (runtime/lifecycle.py).
     "lead.erased",

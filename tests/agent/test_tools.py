@@ -21,10 +21,12 @@ from agent.tools import (
     MAX_TECHNICAL_QUESTIONS_PER_TURN,
     TOOL_NAMES,
     BookMeeting,
+    CancelMeeting,
     HandoffToHuman,
     OptOut,
     RegisterTechnicalQuestion,
     RequestQuote,
+    RescheduleMeeting,
     run_tools,
 )
 from core.records import Handoff, QuoteRequest, TechnicalQuestion
@@ -189,6 +191,8 @@ def test_the_model_output_parses_each_tool_by_its_name() -> None:
                 {"tool": "handoff_to_human", "reason": "outro", "summary": "s"},
                 {"tool": "opt_out", "confirmed": True},
                 {"tool": "book_meeting", "option": 2},
+                {"tool": "reschedule_meeting", "option": 1},
+                {"tool": "cancel_meeting", "confirmed": True},
             ],
             "summary": "resumo",
             "image_description": None,
@@ -200,6 +204,8 @@ def test_the_model_output_parses_each_tool_by_its_name() -> None:
         HandoffToHuman,
         OptOut,
         BookMeeting,
+        RescheduleMeeting,
+        CancelMeeting,
     ]
     assert tuple(c.tool for c in output.tool_calls) == TOOL_NAMES
 

@@ -73,6 +73,11 @@ class FakeGoogleCalendar:
         mock.post(
             re.compile(rf"{re.escape(API)}/calendars/[^/]+/events\?.*"), callback=self._insert, repeat=True
         )
+        event_url = re.compile(rf"{re.escape(API)}/calendars/[^/]+/events/[^/?]+.*")
+        mock.patch(event_url, callback=self._patch, repeat=True)
+        mock.delete(event_url, callback=self._delete, repeat=True)
+        self.patches: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
 
     async def _token(self, url: Any, **kwargs: Any) -> CallbackResult:
         return CallbackResult(status=200, payload=_fixture("token_response.json"))
@@ -108,6 +113,38 @@ class FakeGoogleCalendar:
             return CallbackResult(status=200, payload=self.events[event_id])
         return CallbackResult(status=404, payload=_fixture("error_404_not_found.json"))
 
+    def _calendar_of(self, url: Any) -> str:
+        return str(url.path).split("/calendars/", 1)[1].split("/", 1)[0]
+
+    def _free(self, calendar_id: str, event: dict[str, Any]) -> None:
+        span = (_parse(event["start"]["dateTime"]), _parse(event["end"]["dateTime"]))
+        if span in self.busy.get(calendar_id, []):
+            self.busy[calendar_id].remove(span)
+
+    async def _patch(self, url: Any, **kwargs: Any) -> CallbackResult:
+        event_id = str(url.path).rsplit("/", 1)[-1]
+        if event_id not in self.events:
+            return CallbackResult(status=404, payload=_fixture("error_404_not_found.json"))
+        body = kwargs.get("json") or json.loads(kwargs.get("data") or "{}")
+        calendar_id = self._calendar_of(url)
+        event = self.events[event_id]
+        self._free(calendar_id, event)
+        event.update(start=body["start"], end=body["end"])
+        self.busy.setdefault(calendar_id, []).append(
+            (_parse(body["start"]["dateTime"]), _parse(body["end"]["dateTime"]))
+        )
+        self.patches.append(body)
+        return CallbackResult(status=200, payload=event)
+
+    async def _delete(self, url: Any, **kwargs: Any) -> CallbackResult:
+        event_id = str(url.path).rsplit("/", 1)[-1]
+        event = self.events.pop(event_id, None)
+        if event is None:
+            return CallbackResult(status=410, payload=_fixture("error_410_deleted.json"))
+        self._free(self._calendar_of(url), event)
+        self.deleted.append(event_id)
+        return CallbackResult(status=204)
+
     async def _insert(self, url: Any, **kwargs: Any) -> CallbackResult:
         if self.insert_script:
             status = self.insert_script.popleft()
@@ -115,7 +152,7 @@ class FakeGoogleCalendar:
         body = kwargs.get("json") or json.loads(kwargs.get("data") or "{}")
         if body["id"] in self.events:
             return CallbackResult(status=409, payload=_fixture("error_409_duplicate.json"))
-        calendar_id = str(url.path).split("/calendars/", 1)[1].split("/", 1)[0]
+        calendar_id = self._calendar_of(url)
         event = copy.deepcopy(_fixture("event_meet.json"))
         event.update(id=body["id"], start=body["start"], end=body["end"], summary=body.get("summary"))
         self.events[body["id"]] = event

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
 
 from core.errors import StoreUnavailable
+from runtime.sellers import load_sellers
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fake_calendar import FakeGoogleCalendar, service_account_json
@@ -23,6 +25,7 @@ from web.keys import STORE
 LEAD = "5511987654321"
 KEY = f"whatsapp:{LEAD}"
 BOOK_2 = [{"tool": "book_meeting", "option": 2}]
+SELLERS = {s.key: s.name for s in load_sellers()}
 
 
 @pytest.fixture
@@ -138,6 +141,60 @@ async def test_a_crash_between_the_booking_and_the_commit_never_books_twice(
     assert len(await store.lead_meetings(KEY)) == 1
     confirmations = [t for t in zapi_fake.texts_to(LEAD) if t.startswith("Reunião confirmada")]
     assert len(confirmations) == 1
+
+
+async def book_option_2(bot: TestClient, openai_fake: FakeOpenAI, prefix: str) -> list[str]:
+    openai_fake.then(reply="Tenho estes horários.").then(reply="Perfeito!", tools=BOOK_2)
+    await say(bot, f"{prefix}1", "Quero agendar uma reunião")
+    options = offered(openai_fake, len(openai_fake.chat_requests) - 1)
+    await say(bot, f"{prefix}2", "A 2")
+    return options
+
+
+async def test_the_lead_moves_the_meeting_by_conversation_and_the_calendar_moves_first(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, calendar: FakeGoogleCalendar
+) -> None:
+    await book_option_2(bot, openai_fake, "3EB0MOVE000")
+    [before] = await bot.app[STORE].lead_meetings(KEY)
+
+    openai_fake.then(reply="Claro, posso remarcar. Tenho estes horários.")
+    await say(bot, "3EB0MOVE0003", "Preciso remarcar, pode ser outro dia?")
+    system = "\n".join(
+        m["content"] for m in openai_fake.chat_requests[-1]["messages"] if m["role"] == "system"
+    )
+    assert "O lead já tem reunião marcada" in system
+    new_options = offered(openai_fake, len(openai_fake.chat_requests) - 1)
+    assert new_options
+
+    openai_fake.then(reply="Combinado!", tools=[{"tool": "reschedule_meeting", "option": 1}])
+    await say(bot, "3EB0MOVE0004", "Pode ser a 1")
+
+    [patch] = calendar.patches
+    [after] = await bot.app[STORE].lead_meetings(KEY)
+    assert after.event_id == before.event_id and after.starts_at != before.starts_at
+    assert datetime.fromisoformat(patch["start"]["dateTime"]) == after.starts_at
+    seller = SELLERS[after.seller_key]
+    assert zapi_fake.texts_to(LEAD)[-1].endswith(
+        f"Pronto, reunião remarcada para {new_options[0]}, com {seller}. O convite foi atualizado."
+    )
+    assert len(calendar.inserts) == 1  # moved, never booked a second time
+
+
+async def test_the_lead_cancels_the_meeting_by_conversation(
+    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi, calendar: FakeGoogleCalendar
+) -> None:
+    await book_option_2(bot, openai_fake, "3EB0CANC000")
+    [booked] = await bot.app[STORE].lead_meetings(KEY)
+
+    openai_fake.then(reply="Sem problemas.", tools=[{"tool": "cancel_meeting", "confirmed": True}])
+    await say(bot, "3EB0CANC0003", "Preciso desmarcar a reunião")
+
+    assert calendar.deleted == [booked.event_id]
+    [after] = await bot.app[STORE].lead_meetings(KEY)
+    assert after.status == "cancelled"
+    assert zapi_fake.texts_to(LEAD)[-1].endswith(
+        "Reunião desmarcada. Quando quiser marcar de novo, é só me chamar por aqui."
+    )
 
 
 def _slot_span(bot: TestClient, label: str) -> list[tuple[Any, Any]]:

@@ -35,7 +35,7 @@ from runtime.persist import until_stored
 from runtime.policies import HeldUntil, PermanentDeliveryError
 from runtime.ratelimit import Limiter, limiter_for
 from runtime.seller_notes import SellerNotes
-from runtime.templates import FIRST_TOUCH, SELLER_START, Template, TemplateBook
+from runtime.templates import FIRST_TOUCH, MEETING_REMINDER, SELLER_START, Template, TemplateBook
 from store.base import Store
 
 log = get_logger(__name__)
@@ -187,7 +187,7 @@ class Delivery:
             )
         return channel
 
-    async def send_text(self, _item: OutboxItem, payload: SendText) -> None:
+    async def send_text(self, item: OutboxItem, payload: SendText) -> None:
         self._hold(payload.not_before)
         channel = self._channel_for(payload)
         message_id = payload.message_id
@@ -197,7 +197,7 @@ class Delivery:
             if message_id is not None:
                 await self.store.mark_message_failed(message_id, f"not sent: {reason}")
             return
-        if await self._held_by_window(channel, payload):
+        if await self._held_by_window(channel, payload, occasion=item.idempotency_key):
             return
         if payload.first_touch and not await self._first_touch_reachable(channel, payload):
             return
@@ -215,7 +215,7 @@ class Delivery:
             await self._not_on_whatsapp(channel, payload.contact_key, message_id, str(exc))
             return
         except ProviderError as exc:
-            if await self._refused(channel, payload, exc):
+            if await self._refused(channel, payload, exc, occasion=item.idempotency_key):
                 return
             raise
         await self._sent(channel, message_id, sent)
@@ -273,21 +273,37 @@ class Delivery:
                 what="mark_message_sent",
             )
 
-    async def _held_by_window(self, channel: Channel, payload: SendText | SendMedia) -> bool:
+    async def _held_by_window(
+        self, channel: Channel, payload: SendText | SendMedia, *, occasion: str | None = None
+    ) -> bool:
         """Outside the channel's window nothing free-form goes out: the purpose's template
-        is queued instead (a seller's own words: the seller_start template)."""
+        is queued instead (a seller's own words: the seller_start template; a meeting
+        reminder: the meeting_reminder template, once per reminder: `occasion`)."""
         if not await self._outside_window(channel, payload):
             return False
         assert payload.contact_key is not None
-        purpose = SELLER_START if payload.human_agent else None
-        await schedule_reengage(self.store, channel.name, payload.contact_key, purpose=purpose)
+        purpose = _template_purpose(payload)
+        await schedule_reengage(
+            self.store,
+            channel.name,
+            payload.contact_key,
+            purpose=purpose,
+            occasion=_occasion(purpose, occasion),
+        )
         if payload.message_id is not None:
             await self.store.mark_message_failed(
                 payload.message_id, f"not sent: outside the {channel.window_hours} h window"
             )
         return True
 
-    async def _refused(self, channel: Channel, payload: _ToLead, exc: ProviderError) -> bool:
+    async def _refused(
+        self,
+        channel: Channel,
+        payload: SendText | SendMedia,
+        exc: ProviderError,
+        *,
+        occasion: str | None = None,
+    ) -> bool:
         """Record what the provider's refusal means; True when it is handled (a closed
         window: re-engage instead), False when the outbox should decide (retry or dead)."""
         if exc.auth_failed:
@@ -297,8 +313,14 @@ class Delivery:
             await self.store.mark_message_failed(message_id, f"invalid recipient: {exc}")
         if channel.window_hours is not None and isinstance(exc, OutsideWindow) and payload.contact_key:
             # The provider knows better than our clock.
-            purpose = SELLER_START if payload.human_agent else None
-            await schedule_reengage(self.store, channel.name, payload.contact_key, purpose=purpose)
+            purpose = _template_purpose(payload)
+            await schedule_reengage(
+                self.store,
+                channel.name,
+                payload.contact_key,
+                purpose=purpose,
+                occasion=_occasion(purpose, occasion),
+            )
             if message_id is not None:
                 await self.store.mark_message_failed(message_id, f"refused: {exc}")
             return True
@@ -351,6 +373,10 @@ class Delivery:
                     )
                 )
             outcome = "a form lead and no first_touch template: handed off to a person"
+        elif purpose == MEETING_REMINDER:
+            # A reminder is no conversation to hand over: without its template it is
+            # simply not sent (the lead has the confirmation and the calendar invite).
+            outcome = f"outside the {channel.window_hours} h window and no meeting_reminder template: reminder dropped"
         elif purpose == SELLER_START:
             # A person is already on it: tell them their words did not go out, no handoff.
             await self._tell_seller(contact_key)
@@ -410,6 +436,22 @@ def media_kind(file_type: str | None, mime: str) -> OutgoingMediaKind:
     return "document"
 
 
+def _template_purpose(payload: SendText | SendMedia) -> str | None:
+    """Which template a message held by the closed window becomes: a seller's words the
+    seller_start one, a meeting reminder its own, any bot reply [reengage]'s."""
+    if payload.human_agent:
+        return SELLER_START
+    if isinstance(payload, SendText) and payload.purpose == MEETING_REMINDER:
+        return MEETING_REMINDER
+    return None
+
+
+def _occasion(purpose: str | None, occasion: str | None) -> str | None:
+    """A meeting's 24 h and 1 h reminders may fall in one silence of the lead: each is its
+    own template (the others keep one per silence and purpose)."""
+    return occasion if purpose == MEETING_REMINDER else None
+
+
 def _env_only(config: DeliveryConfig) -> TemplateBook:
     """WHATSAPP_REENGAGE_TEMPLATE alone, without variables (no prompts file given)."""
     if not config.reengage_template:
@@ -419,15 +461,22 @@ def _env_only(config: DeliveryConfig) -> TemplateBook:
 
 
 async def schedule_reengage(
-    store: Store, channel_name: str, contact_key: str, *, purpose: str | None = None
+    store: Store,
+    channel_name: str,
+    contact_key: str,
+    *,
+    purpose: str | None = None,
+    occasion: str | None = None,
 ) -> None:
-    """Once per silence of the lead and purpose: however many replies hit the closed
-    window (a split answer, a late failed status per bubble), one template or one handoff
-    results."""
+    """Once per silence of the lead and purpose (and `occasion`, when given: one meeting
+    reminder): however many replies hit the closed window (a split answer, a late failed
+    status per bubble), one template or one handoff results."""
     lead = await store.get_lead(contact_key)
     if lead is None:
         return
     since = lead.last_inbound_at.isoformat() if lead.last_inbound_at else "never"
+    if occasion is not None:
+        since = f"{since}:{occasion}"
     given = {"purpose": purpose} if purpose is not None else {}
     reengage = Reengage(channel=channel_name, contact_id=lead.contact_id, contact_key=contact_key, **given)
     await store.enqueue(reengage.to_item(since=since))

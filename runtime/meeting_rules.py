@@ -68,8 +68,11 @@ def load_meeting_rules(path: Path | str | None = None) -> MeetingRules:
     rules_path = Path(path) if path is not None else DEFAULT_MEETINGS_PATH
     data = read_toml(rules_path, what="meeting rules", error=MeetingRulesError)
     try:
-        # [mensagens] holds the texts (runtime/meetings.py reads them), not rules.
-        return MeetingRules.model_validate({k: v for k, v in data.items() if k != "mensagens"})
+        # [mensagens] and [lembretes] hold texts (runtime/meetings.py and
+        # runtime/meeting_reminders.py read them), not rules.
+        return MeetingRules.model_validate(
+            {k: v for k, v in data.items() if k not in ("mensagens", "lembretes")}
+        )
     except ValidationError as exc:
         problems = "; ".join(f"{_where(err['loc'])}: {_explain(err)}" for err in exc.errors())
         raise MeetingRulesError(f"invalid meeting rules in {rules_path}: {problems}") from exc

@@ -2,9 +2,10 @@
 variables, from prompts/whatsapp_templates.toml.
 
 Outside Meta's 24-hour window only an approved template is delivered. Each purpose (the
-bot's reply hit the closed window; a seller writes first) has its own template, and its
-{{1}}, {{2}}... are filled from what the bot knows of the lead, with the file's defaults
-where it knows nothing (Meta refuses an empty parameter).
+bot's reply hit the closed window; a seller writes first; a form lead's first touch; a
+meeting reminder) has its own template, and its {{1}}, {{2}}... are filled from what the
+bot knows of the lead, with the file's defaults where it knows nothing (Meta refuses an
+empty parameter).
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ REENGAGE = "reengage"
 SELLER_START = "seller_start"
 # A lead who filled a form never wrote: no window is open, only a template reaches them.
 FIRST_TOUCH = "first_touch"
-PURPOSES = (REENGAGE, SELLER_START, FIRST_TOUCH)
-# Purposes that never borrow [reengage]'s template: "can I still help?" is no greeting.
-OWN_TEMPLATE_ONLY = frozenset({FIRST_TOUCH})
+# A meeting reminder (runtime/meeting_reminders.py) to a lead whose window is closed.
+MEETING_REMINDER = "meeting_reminder"
+PURPOSES = (REENGAGE, SELLER_START, FIRST_TOUCH, MEETING_REMINDER)
+# Purposes that never borrow [reengage]'s template: "can I still help?" is no greeting,
+# nor a reminder of a meeting.
+OWN_TEMPLATE_ONLY = frozenset({FIRST_TOUCH, MEETING_REMINDER})
 VARIABLES = ("primeiro_nome", "nome", "produto", "empresa")
 
 

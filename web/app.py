@@ -39,6 +39,7 @@ from runtime.followups import FollowUpScheduler
 from runtime.handoff_card import HandoffCard, load_handoff_card
 from runtime.lead_ads import LeadAdsIntake
 from runtime.lifecycle import Lifecycle
+from runtime.meeting_reminders import MeetingReminders
 from runtime.meeting_rules import load_meeting_rules
 from runtime.meetings import MeetingDesk, MeetingTexts
 from runtime.notifier import ForwardingNotifier, LocalNotifier
@@ -73,6 +74,7 @@ from web.keys import (
     HTTP,
     LIFECYCLE,
     LLM,
+    MEETING_REMINDERS,
     NOTIFIER,
     ROLE,
     RUNNER,
@@ -208,6 +210,18 @@ def _meetings(
         texts=MeetingTexts.load(),
         clock=clock,
     )
+
+
+def _meeting_reminders(
+    app: web.Application, clock: Clock, wake: Callable[[], None]
+) -> MeetingReminders | None:
+    """MEETINGS_ENABLED: the 24 h and 1 h reminders, polled as often as the follow-ups."""
+    settings = app[SETTINGS]
+    if not settings.meetings_enabled:
+        return None
+    poll_s = settings.follow_up_poll_s
+    app[MEETING_REMINDERS] = MeetingReminders.from_files(app[STORE], clock=clock, poll_s=poll_s, wake=wake)
+    return app[MEETING_REMINDERS]
 
 
 def _lead_ads(
@@ -461,11 +475,14 @@ class _RuntimeCtx:
         register_outbox_routes(dispatcher, deps)
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)
         app[DISPATCHER], app[RUNNER], app[FOLLOW_UPS] = dispatcher, runner, follow_ups
+        reminders = _meeting_reminders(app, runner.now, dispatcher.wake)
         app[NOTIFIER] = LocalNotifier(runner, dispatcher)
         app[CLOCK] = runner.now  # the scenarios move the runner's clock
         await dispatcher.start()
         await runner.start()
         await follow_ups.start()
+        if reminders is not None:
+            await reminders.start()
         if self.role == "worker" and self.worker_port is not None:
             try:
                 self.nudges = await listen_for_nudges(self.worker_port, runner.notify, dispatcher.wake)
@@ -479,6 +496,8 @@ class _RuntimeCtx:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + settings.shutdown_grace_s
             await follow_ups.stop()
+            if reminders is not None:
+                await reminders.stop()
             await runner.close(timeout=settings.shutdown_grace_s * 0.7)
             await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
             await llm.close()

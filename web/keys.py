@@ -15,6 +15,7 @@ from runtime.channel_health import ChannelHealth
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
 from runtime.lifecycle import Lifecycle
+from runtime.meeting_reminders import MeetingReminders
 from runtime.notifier import Notifier
 from runtime.turns import TurnRunner
 from store.base import Store
@@ -32,6 +33,8 @@ LLM: web.AppKey[LLMClient] = web.AppKey("llm")
 RUNNER = web.AppKey("runner", TurnRunner)
 DISPATCHER = web.AppKey("dispatcher", OutboxDispatcher)
 FOLLOW_UPS = web.AppKey("follow_ups", FollowUpScheduler)
+# MEETINGS_ENABLED only: the 24 h and 1 h reminders of booked meetings.
+MEETING_REMINDERS = web.AppKey("meeting_reminders", MeetingReminders)
 # What the webhooks need of the runtime, in every role: how to say there is work, what
 # time it is (the runner's clock where it runs), and the lifecycle's outbox items.
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")

@@ -11,6 +11,7 @@ a slot taken meanwhile is answered with an apology and fresh options.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 from collections.abc import Callable
@@ -127,6 +128,9 @@ class MeetingDesk:
     texts: MeetingTexts
     clock: Callable[[], datetime]
     _offers: dict[str, MeetingOffer] = field(default_factory=dict)
+    # One booking at a time per calendar in this process: two leads choosing the same
+    # time at once must not both pass the free/busy check before either inserts.
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     async def offer(
         self, contact_key: str, lead: LeadRecord | None, profile: LeadProfile, texts: list[str]
@@ -285,17 +289,19 @@ class MeetingDesk:
         name = profile.name or (lead.name if lead else None) or "lead"
         summary = self.texts.summary.replace("{lead}", name).replace("{empresa}", profile.company or "")
         lead_tz = self._lead_tz(lead, profile)
+        lock = self._locks.setdefault(calendar_id, asyncio.Lock())
         try:
-            event = await self.calendar.book_meeting(
-                calendar_id,
-                event_id=event_id,
-                start=slot.start,
-                end=slot.end,
-                summary=summary.strip(" -"),
-                attendee_email=profile.email,
-                time_zone=zone_name(lead_tz) if lead_tz is not None else None,
-                credentials=self._credentials(seller),
-            )
+            async with lock:
+                event = await self.calendar.book_meeting(
+                    calendar_id,
+                    event_id=event_id,
+                    start=slot.start,
+                    end=slot.end,
+                    summary=summary.strip(" -"),
+                    attendee_email=profile.email,
+                    time_zone=zone_name(lead_tz) if lead_tz is not None else None,
+                    credentials=self._credentials(seller),
+                )
         except SlotTaken:
             self._offers.pop(contact_key, None)
             fresh = await self.offer(contact_key, lead, profile, ["agendar"])

@@ -5,6 +5,7 @@ freeBusy, events.get and events.insert with client-supplied ids (409 when the id
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import json
@@ -97,7 +98,7 @@ class FakeGoogleCalendar:
             }
             for item in body["items"]
         }
-        return CallbackResult(
+        answer = CallbackResult(
             status=200,
             payload={
                 "kind": "calendar#freeBusy",
@@ -106,6 +107,9 @@ class FakeGoogleCalendar:
                 "calendars": calendars,
             },
         )
+        # The answer travels back while other requests run (the booking race's window).
+        await asyncio.sleep(0.01)
+        return answer
 
     async def _get(self, url: Any, **kwargs: Any) -> CallbackResult:
         event_id = str(url.path).rsplit("/", 1)[-1]

@@ -3,17 +3,26 @@ boundary: offered real free times, booked before anyone says "confirmed", never 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
 
+from agent.business_hours import load_business_hours
 from core.errors import StoreUnavailable
-from runtime.sellers import load_sellers
+from core.lead import LeadProfile
+from integrations.google_calendar import GoogleCalendarClient, GoogleCalendarConfig
+from runtime.meeting_rules import load_meeting_rules
+from runtime.meetings import MeetingDesk, MeetingTexts
+from runtime.sellers import Sellers, load_sellers
+from store.sqlite import SqliteStore
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fake_calendar import FakeGoogleCalendar, service_account_json
@@ -206,3 +215,39 @@ def _slot_span(bot: TestClient, label: str) -> list[tuple[Any, Any]]:
     offer = desk._offers[KEY]
     [slot] = [s for s in offer.slots if s.label == label]
     return [(slot.start, slot.end)]
+
+
+async def test_two_leads_choosing_the_same_time_at_once_book_it_once(
+    tmp_path: Any, clock: TestClock, calendar: FakeGoogleCalendar
+) -> None:
+    store = SqliteStore(tmp_path / "race.sqlite3")
+    await store.open()
+    one_seller = Sellers([next(iter(load_sellers()))])
+    config = GoogleCalendarConfig(service_account_info=json.loads(service_account_json()))
+    async with aiohttp.ClientSession() as session:
+        desk = MeetingDesk(
+            store=store,
+            calendar=GoogleCalendarClient(config, session),
+            config=config,
+            sellers=one_seller,
+            rules=load_meeting_rules(),
+            hours=load_business_hours(),
+            texts=MeetingTexts.load(),
+            clock=clock,
+        )
+        profile = LeadProfile(name="Joana")
+        offers = [
+            await desk.offer(key, None, profile, ["quero agendar uma reunião"])
+            for key in ("whatsapp:5511900000001", "whatsapp:5511900000002")
+        ]
+        assert offers[0] is not None and offers[1] is not None
+        assert offers[0].slots[1] == offers[1].slots[1]  # both were offered the same time
+
+        outcomes = await asyncio.gather(
+            desk.book("whatsapp:5511900000001", None, profile, offers[0], 2),
+            desk.book("whatsapp:5511900000002", None, profile, offers[1], 2),
+        )
+    await store.close()
+
+    assert sorted(type(o).__name__ for o in outcomes) == ["Booked", "Taken"]
+    assert len(calendar.inserts) == 1

@@ -265,6 +265,8 @@ class ChatwootNote(OutboxPayload):
     note: str
     labels: list[str] = []
     purpose: str | None = None
+    # The seller the conversation is assigned to (a booked meeting's seller).
+    assignee_id: int | None = None
     lead_id: int | None = None
 
 

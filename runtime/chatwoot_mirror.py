@@ -245,6 +245,8 @@ class ChatwootMirror:
             )
         if payload.labels:
             await self._guard(self.client.merge_labels(conversation_id, add=list(payload.labels)))
+        if payload.assignee_id is not None:
+            await self._guard(self.client.assign_agent(conversation_id, payload.assignee_id))
 
     async def handoff(self, _item: OutboxItem, payload: ChatwootHandoff) -> None:
         found = await self._conversation_unless_erased(payload.contact_key)

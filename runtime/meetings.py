@@ -333,12 +333,18 @@ class MeetingDesk:
         return self.config.credentials_for(subject=seller.email)
 
 
-def meeting_note(commit: TurnCommit, booked: Booked) -> list[OutboxItem]:
+def meeting_note(commit: TurnCommit, booked: Booked, *, assignee_id: int | None = None) -> list[OutboxItem]:
     """The team sees the meeting in the lead's Chatwoot conversation: booked or moved
-    (labelled reuniao-agendada), or cancelled; once per state of the meeting."""
+    (labelled reuniao-agendada, the conversation assigned to the seller), or cancelled;
+    once per state of the meeting."""
     m = booked.meeting
-    labels = [MEETING_LABEL] if m.status == "scheduled" else []
-    note = ChatwootNote(contact_key=commit.contact_key, note=booked.note, labels=labels)
+    scheduled = m.status == "scheduled"
+    note = ChatwootNote(
+        contact_key=commit.contact_key,
+        note=booked.note,
+        labels=[MEETING_LABEL] if scheduled else [],
+        **({"assignee_id": assignee_id} if scheduled and assignee_id is not None else {}),
+    )
     return [
         note.item(
             order_key=chatwoot_lane(commit.contact_key),

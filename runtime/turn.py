@@ -425,7 +425,9 @@ class Turn:
         )
         if booked is not None:
             commit.meeting = booked.meeting
-            if self.builder.config.chatwoot:
-                commit.outbox += meeting_note(commit, booked)
+            if self.builder.config.chatwoot and self.meetings is not None:
+                seller = self.meetings.sellers.get(booked.meeting.seller_key)
+                agent = seller.chatwoot_agent_id if seller is not None else None
+                commit.outbox += meeting_note(commit, booked, assignee_id=agent)
         usage = (result.usage.prompt_tokens, result.usage.completion_tokens)
         return _Outcome("agent", commit, result.llm_seconds, usage)

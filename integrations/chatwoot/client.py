@@ -444,6 +444,15 @@ class ChatwootClient:
             json_body={"team_id": int(team_id)},
         )
 
+    async def assign_agent(self, conversation_id: int, agent_id: int) -> None:
+        """The conversation's assignee (swagger conversation/assignments.yml: `assignee_id`)."""
+        await self._request(
+            "POST",
+            f"/conversations/{int(conversation_id)}/assignments",
+            "assign agent",
+            json_body={"assignee_id": int(agent_id)},
+        )
+
     # -- attachments ----------------------------------------------------------------
 
     async def download_attachment(self, url: str, max_bytes: int) -> tuple[bytes, str, str]:

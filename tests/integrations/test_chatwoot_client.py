@@ -775,3 +775,16 @@ def test_every_fixture_cites_its_source() -> None:
     for path in sorted(FIXTURES.glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         assert isinstance(data, dict) and data.get("_source"), path.name
+
+
+async def test_assign_agent(client: ChatwootClient, mock: aioresponses) -> None:
+    # A booked meeting's seller becomes the conversation's assignee (`assignee_id`).
+    url = f"{BASE}/conversations/318/assignments"
+    mock.post(url, payload=load("assignment_agent_response.json"))
+
+    await client.assign_agent(318, 12)
+
+    call = only_call(mock, "POST", url)
+    assert_auth_headers(call)
+    assert call.kwargs["json"] == {"assignee_id": 12}
+    assert_matches_schema(call.kwargs["json"], "schema_assignment.json")

@@ -7,7 +7,8 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -251,3 +252,27 @@ async def test_two_leads_choosing_the_same_time_at_once_book_it_once(
 
     assert sorted(type(o).__name__ for o in outcomes) == ["Booked", "Taken"]
     assert len(calendar.inserts) == 1
+
+
+def test_the_meeting_note_assigns_the_seller_and_a_cancellation_does_not() -> None:
+    from types import SimpleNamespace
+
+    from core.records import MeetingRecord
+    from runtime.meetings import Booked, meeting_note
+
+    start = datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
+    meeting = MeetingRecord(
+        event_id="abc123def456",
+        contact_key=KEY,
+        seller_key="exemplo-ana",
+        calendar_id="ana@x",
+        starts_at=start,
+        ends_at=start + timedelta(minutes=30),
+    )
+    commit = SimpleNamespace(contact_key=KEY)
+    [booked] = meeting_note(commit, Booked(meeting, "ok", "📅 nota"), assignee_id=12)  # type: ignore[arg-type]
+    assert booked.payload["assignee_id"] == 12 and booked.payload["labels"] == ["reuniao-agendada"]
+    cancelled = replace(meeting, status="cancelled")
+    [note] = meeting_note(commit, Booked(cancelled, "ok", "desmarcada"), assignee_id=12)  # type: ignore[arg-type]
+    assert "assignee_id" not in note.payload and note.payload["labels"] == []
+    assert note.idempotency_key != booked.idempotency_key

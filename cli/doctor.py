@@ -33,16 +33,24 @@ from channels.provider_http import scrub
 from channels.registry import build_channels
 from cli.webhook_urls import webhook_lines
 from core.logging import Scrubber
-from core.probe import ProbeIO, ProbeResult, ProbeVerdict, problem
+from core.probe import ProbeIO, ProbeResult, ProbeVerdict, ok, problem
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
+from integrations.google_calendar import GoogleCalendarClient, GoogleCalendarError
 from integrations.meta_capi import MetaCapiClient
 from integrations.meta_leads import MetaLeadsClient
 from integrations.piperun import PipeRunClient
+from runtime.sellers import Seller, SellersError, load_sellers
 from store.supabase_probe import probe_supabase
 from web.configs.agent import llm_config
 from web.configs.channels import channels_config
-from web.configs.integrations import chatwoot_config, meta_capi_config, meta_leads_config, piperun_config
+from web.configs.integrations import (
+    chatwoot_config,
+    google_calendar_config,
+    meta_capi_config,
+    meta_leads_config,
+    piperun_config,
+)
 from web.probe_io import ProbeContext
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -101,6 +109,44 @@ async def _meta_capi(settings: Settings, session: aiohttp.ClientSession, io: Pro
 
 async def _meta_leads(settings: Settings, session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
     return await MetaLeadsClient(meta_leads_config(settings), session).probe(io)
+
+
+async def _google_calendar(settings: Settings, session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
+    """Every seller's calendar in prompts/sellers.toml, as the booking reaches it: a token
+    minted for the seller (the service account acting as their e-mail), then the calendar
+    read. One line for all of them: OK only when every seller's calendar answers, else
+    the first seller whose calendar does not, by name, with the probe's own words."""
+    try:
+        sellers = list(load_sellers())
+        config = google_calendar_config(settings)
+    except SellersError as exc:
+        return problem(f"prompts/sellers.toml cannot be read: {exc}", "fix the file and run the doctor again")
+    except GoogleCalendarError as exc:
+        detail, _, hint = io.scrub(str(exc)).partition(". ")
+        return problem(detail, hint)
+    if not sellers:
+        return problem(
+            "MEETINGS_ENABLED is on but prompts/sellers.toml names no seller: no calendar to book in",
+            "add the sellers ([[sellers]] with name, email and calendar_id) to prompts/sellers.toml",
+        )
+    client = GoogleCalendarClient(config, session)
+
+    async def one(seller: Seller) -> ProbeResult:
+        return await client.probe(
+            io, calendar_id=seller.calendar_id, credentials=config.credentials_for(subject=seller.email)
+        )
+
+    results = await asyncio.gather(*(one(seller) for seller in sellers))
+    failed = [(seller, result) for seller, result in zip(sellers, results, strict=True) if not result.ok]
+    if failed:
+        seller, result = failed[0]
+        others = f" (and {len(failed) - 1} more seller(s))" if len(failed) > 1 else ""
+        return problem(
+            f"seller {seller.name} ({seller.key}): {result.detail}{others}",
+            result.hint or "check the seller's calendar_id in prompts/sellers.toml",
+        )
+    names = ", ".join(seller.name for seller in sellers)
+    return ok(f"{len(sellers)} seller calendar(s) reachable ({names})")
 
 
 async def _supabase(settings: Settings, _session: aiohttp.ClientSession, io: ProbeIO) -> ProbeResult:
@@ -167,6 +213,17 @@ CHECKS: tuple[Check, ...] = (
         _piperun,
         ("PIPERUN_API_TOKEN", "PIPERUN_PIPELINE_ID", "PIPERUN_STAGE_ID"),
         url_env="PIPERUN_API_URL",
+    ),
+    Check(
+        "Google Calendar",
+        lambda s: (
+            s.meetings_enabled
+            and (s.google_service_account_json is not None or s.google_service_account_file is not None)
+        ),
+        _google_calendar,
+        ("MEETINGS_ENABLED", "GOOGLE_SERVICE_ACCOUNT_JSON"),
+        ("GOOGLE_SERVICE_ACCOUNT_FILE",),
+        "GOOGLE_CALENDAR_API_URL",
     ),
     Check(
         "Meta CAPI",
@@ -243,7 +300,8 @@ async def _probe(
 
 
 def _missing(settings: Settings, check: Check) -> list[str]:
-    missing = [env for env in check.required if getattr(settings, env.lower(), None) in (None, "")]
+    # A switch that is off (MEETINGS_ENABLED) is missing too.
+    missing = [env for env in check.required if getattr(settings, env.lower(), None) in (None, "", False)]
     return missing or list(check.required)
 
 

@@ -8,8 +8,10 @@ a fake store for Supabase (its client speaks httpx, not aiohttp).
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +21,14 @@ import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from aioresponses import CallbackResult, aioresponses
+from yarl import URL
 
 import main
 from cli.doctor import CHECKS, run_doctor
 from core.errors import StoreUnavailable
 from core.settings import Settings
+from runtime.sellers import Seller, Sellers
+from tests.helpers.fake_calendar import service_account_json
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -56,6 +61,21 @@ PIPELINE, STAGE = 26447, 141473
 SUPABASE_URL = "https://abcdefgh.supabase.co"
 SUPABASE_KEY = "sb-service-role-doctor-abcdef123456"
 PUBLIC_URL = "https://bot.seleto.com.br"
+CALENDAR = "https://www.googleapis.com/calendar/v3"
+GOOGLE_TOKEN = "https://oauth2.googleapis.com/token"
+SERVICE_ACCOUNT = service_account_json()
+SELLERS = Sellers(
+    (
+        Seller(key="ana", name="Ana Ribeiro", email="ana@acme.com.br", piperun_user_id=1001),
+        Seller(
+            key="carlos",
+            name="Carlos Menezes",
+            email="carlos@acme.com.br",
+            calendar_id="vendas-carlos@acme.com.br",
+        ),
+    )
+)
+CALENDAR_URL = re.compile(rf"{re.escape(CALENDAR)}/calendars/([^/?]+)$")
 HOOK_SECRETS = {
     "zapi_webhook_secret": "zapi-hook-secret-doctor-11223344",
     "meta_app_secret": "meta-app-secret-doctor-55667788",
@@ -100,6 +120,8 @@ def everything(**overrides: Any) -> Settings:
         meta_pixel_id=PIXEL,
         meta_access_token=CAPI_TOKEN,
         meta_page_access_token=PAGE_TOKEN,
+        meetings_enabled=True,
+        google_service_account_json=SERVICE_ACCOUNT,
         **HOOK_SECRETS,
     )
     values.update(overrides)
@@ -123,6 +145,28 @@ def all_ok(mocked: aioresponses) -> None:
     mocked.get(f"{CW_ACCOUNT}/inboxes/5", payload=fixture("doctor/chatwoot_inbox.json"))
     mocked.get(f"{PIPERUN}/pipelines/{PIPELINE}", payload=fixture("doctor/piperun_pipeline.json"))
     mocked.get(f"{PIPERUN}/stages/{STAGE}", payload=fixture("doctor/piperun_stage.json"))
+    google_calendars(mocked)
+
+
+def google_calendars(mocked: aioresponses, *, not_shared: frozenset[str] = frozenset()) -> None:
+    """Google's token endpoint, and calendars.get for each calendar (404 for `not_shared`)."""
+    mocked.post(GOOGLE_TOKEN, payload=fixture("google_calendar/token_response.json"), repeat=True)
+
+    async def calendar(url: Any, **kwargs: Any) -> CallbackResult:
+        calendar_id = str(url.path).rsplit("/", 1)[-1]
+        if calendar_id in not_shared:
+            return CallbackResult(status=404, payload=fixture("google_calendar/error_404_not_found.json"))
+        body = fixture("google_calendar/calendar_get.json")
+        return CallbackResult(payload={**body, "id": calendar_id, "summary": calendar_id})
+
+    mocked.get(CALENDAR_URL, callback=calendar, repeat=True)
+
+
+@pytest.fixture(autouse=True)
+def sellers(monkeypatch: pytest.MonkeyPatch) -> Sellers:
+    """The doctor reads prompts/sellers.toml; these tests use their own two sellers."""
+    monkeypatch.setattr("cli.doctor.load_sellers", lambda: SELLERS)
+    return SELLERS
 
 
 class FakeSupabaseStore:
@@ -205,6 +249,9 @@ async def test_all_configured_and_ok_exits_0_with_an_ok_line_each(
     assert "'Bot SDR'" in line_of(output, "Chatwoot")
     assert "'Entradas'" in line_of(output, "PipeRun") and "'Lead quente (bot)'" in line_of(output, "PipeRun")
     assert "Seleto Industrial - Leads WhatsApp" in line_of(output, "Meta CAPI")
+    assert "2 seller calendar(s) reachable (Ana Ribeiro, Carlos Menezes)" in line_of(
+        output, "Google Calendar"
+    )
     # Phone numbers are masked like everywhere else in the bot.
     assert "5511***34" in line_of(output, "WAHA") and "5511***34" in line_of(output, "WhatsApp Cloud")
     store = fake_supabase.instances[0]
@@ -226,6 +273,9 @@ async def test_each_call_carries_the_providers_own_auth(fake_supabase: type[Fake
         async with aiohttp.ClientSession() as session:
             assert await run_doctor(settings, session, out) == 0
         for (method, url), calls in mocked.requests.items():
+            if str(url) == GOOGLE_TOKEN:  # minting the seller's token: the doctor's one POST
+                assert method == "POST"
+                continue
             assert method == "GET"
             seen[str(url)] = dict(calls[0].kwargs["headers"] or {})
 
@@ -238,6 +288,9 @@ async def test_each_call_carries_the_providers_own_auth(fake_supabase: type[Fake
     assert seen[f"{CW_ACCOUNT}/inboxes/5"]["api_access_token"] == CW_TOKEN
     assert seen[f"{PIPERUN}/pipelines/{PIPELINE}"]["token"] == PR_TOKEN
     assert seen[f"{PIPERUN}/stages/{STAGE}"]["token"] == PR_TOKEN
+    bearer = f"Bearer {fixture('google_calendar/token_response.json')['access_token']}"
+    assert seen[f"{CALENDAR}/calendars/ana@acme.com.br"]["Authorization"] == bearer
+    assert seen[f"{CALENDAR}/calendars/vendas-carlos@acme.com.br"]["Authorization"] == bearer
 
 
 async def test_checks_run_at_the_same_time() -> None:
@@ -600,6 +653,7 @@ async def test_not_configured_integrations_list_the_env_vars_to_set() -> None:
     assert "SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY" in line_of(output, "Supabase")
     assert "META_PIXEL_ID, META_ACCESS_TOKEN" in line_of(output, "Meta CAPI")
     assert "META_PAGE_ACCESS_TOKEN" in line_of(output, "Meta Lead Ads")
+    assert "MEETINGS_ENABLED, GOOGLE_SERVICE_ACCOUNT_JSON" in line_of(output, "Google Calendar")
     # Only what is still missing is asked for.
     cloud = line_of(output, "WhatsApp Cloud")
     assert "WHATSAPP_ACCESS_TOKEN" in cloud and "WHATSAPP_PHONE_NUMBER_ID" not in cloud
@@ -752,3 +806,61 @@ async def test_a_pixel_id_that_is_not_digits_is_named_before_any_call() -> None:
     code, output = await doctor(settings, lambda mocked: None)
     assert code == 1
     assert "META_PIXEL_ID must be digits only" in line_of(output, "Meta CAPI")
+
+
+# --- Google Calendar: every seller's calendar -------------------------------------------
+
+
+def calendar_only(**overrides: Any) -> Settings:
+    return only(meetings_enabled=True, google_service_account_json=SERVICE_ACCOUNT, **overrides)
+
+
+async def test_a_seller_whose_calendar_is_not_shared_is_a_problem_naming_the_seller() -> None:
+    settings = calendar_only()
+    code, output = await doctor(
+        settings, lambda mocked: google_calendars(mocked, not_shared=frozenset({"vendas-carlos@acme.com.br"}))
+    )
+
+    assert code == 1
+    line = line_of(output, "Google Calendar")
+    assert line.startswith("PROBLEM ")
+    assert "seller Carlos Menezes (carlos)" in line
+    assert "'vendas-carlos@acme.com.br' does not exist or is not shared" in line
+    assert "Ana Ribeiro" not in line
+    assert "1 problem(s): Google Calendar" in output
+    assert_no_secret(output, settings)
+
+
+async def test_every_seller_gets_a_token_of_their_own_and_a_calendar_read() -> None:
+    settings = calendar_only()
+    out = io.StringIO()
+    with aioresponses() as mocked:
+        google_calendars(mocked)
+        async with aiohttp.ClientSession() as session:
+            assert await run_doctor(settings, session, out) == 0
+        token_calls = mocked.requests[("POST", URL(GOOGLE_TOKEN))]
+
+    def subject(call: Any) -> str:
+        claims = call.kwargs["data"]["assertion"].split(".")[1]
+        return str(json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["sub"])
+
+    # The service account acts as each seller: the JWT names the seller's e-mail as `sub`.
+    assert sorted(subject(call) for call in token_calls) == ["ana@acme.com.br", "carlos@acme.com.br"]
+    assert line_of(out.getvalue(), "Google Calendar").startswith("OK ")
+
+
+async def test_meetings_on_without_sellers_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cli.doctor.load_sellers", lambda: Sellers(()))
+    code, output = await doctor(calendar_only(), lambda mocked: None)
+
+    assert code == 1
+    assert "names no seller" in line_of(output, "Google Calendar")
+
+
+async def test_meetings_on_without_a_service_account_is_not_checked() -> None:
+    code, output = await doctor(only(meetings_enabled=True), lambda mocked: None)
+
+    assert code == 0
+    line = line_of(output, "Google Calendar")
+    assert "not configured" in line and "GOOGLE_SERVICE_ACCOUNT_JSON" in line
+    assert "MEETINGS_ENABLED" not in line.split("set ", 1)[1].split(" (optional")[0]

@@ -301,6 +301,24 @@ class PipeRunNote(OutboxPayload):
     lead_id: int | None = None
 
 
+class PipeRunActivity(OutboxPayload):
+    """A booked, moved or cancelled meeting as an activity on the lead's PipeRun deal,
+    owned by the seller (`owner_id`: their piperun_user_id; None: PIPERUN_OWNER_ID, and
+    without either a deal note instead). In the CRM lane after the sync; no deal, nothing."""
+
+    KIND: ClassVar[str] = "piperun_activity"
+
+    contact_key: str
+    title: str
+    starts_at: str
+    ends_at: str
+    owner_id: int | None = None
+    meet_url: str | None = None
+    event_id: str
+    status: str = "scheduled"
+    lead_id: int | None = None
+
+
 class CapiEvent(OutboxPayload):
     """One Conversions API event: the stage and when; the lead is read at delivery time."""
 
@@ -381,6 +399,7 @@ PAYLOADS: Mapping[str, type[OutboxPayload]] = {
         ChatwootNote,
         PipeRunSync,
         PipeRunNote,
+        PipeRunActivity,
         CapiEvent,
         OutboundWebhook,
         LeadErasure,
@@ -424,6 +443,7 @@ __all__ = [
     "LeadErasure",
     "OutboundWebhook",
     "OutboxPayload",
+    "PipeRunActivity",
     "PipeRunErase",
     "PipeRunNote",
     "PipeRunSync",

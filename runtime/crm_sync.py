@@ -13,18 +13,23 @@ is caught at the next saved id: what the sync created is handed to the erasure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from core.logging import get_logger
-from core.outbox import PipeRunNote, PipeRunSync
+from core.outbox import PipeRunActivity, PipeRunNote, PipeRunSync
 from core.records import LeadRecord, OutboxItem
 from integrations.piperun import (
     CrmLink,
     LeadCard,
+    MeetingActivity,
     PipeRunClient,
     PipeRunTexts,
     external_code_for,
+    pick_meeting_type,
     post_deal_note,
     sync_lead,
+    upsert_meeting_activity,
 )
 from runtime.erasure import late_piperun_item
 from store.base import Store
@@ -52,6 +57,10 @@ class CrmSyncConfig:
     origin_id_whatsapp: int | None = None
     chatwoot_api_url: str | None = None
     chatwoot_account_id: str | None = None
+    # The meeting activity's type; None: the account's type named "Reunião" (looked up once).
+    activity_type_id: int | None = None
+    # PipeRun takes activity times without a zone: the account's local time.
+    activity_zone: str = "America/Sao_Paulo"
 
     def origin_for(self, channel: str) -> int | None:
         if channel == "instagram" and self.origin_id_instagram:
@@ -71,6 +80,7 @@ class CrmSync:
         self.store = store
         self.config = config
         self.texts = texts
+        self._activity_type: int | None = config.activity_type_id
 
     def _chatwoot_url(self, lead: LeadRecord) -> str | None:
         c = self.config
@@ -152,3 +162,68 @@ class CrmSync:
             key=item.idempotency_key or f"item-{item.id}",
         )
         log.info("piperun_note_posted", deal_id=lead.crm_deal_id, note_id=note_id)
+
+    async def activity(self, item: OutboxItem, payload: PipeRunActivity) -> None:
+        """The meeting as an activity on the lead's deal, owned by the seller; a move
+        updates it, a cancel closes it as "Cancelada" (integrations/piperun/activities.py).
+
+        Product choices: the sync runs first in the lead's `crm:` lane, so a lead the
+        CRM triggers put there has its deal; one without a deal (not hot, not handed off:
+        never sent to PipeRun) or erased has nowhere to hold it, and it is skipped like a
+        note (the seller has the calendar event and the Chatwoot note). PipeRun requires an
+        owner and a type: without the seller's piperun_user_id the deal owner
+        (PIPERUN_OWNER_ID) owns it, and with neither, or no meeting type in the account,
+        the meeting is written as a deal note instead, once (by the item's key)."""
+        lead = await self.store.get_lead(payload.contact_key)
+        if lead is None:
+            log.info("piperun_activity_skipped", reason="lead_erased")
+            return
+        if lead.crm_deal_id is None:
+            log.info("piperun_activity_skipped", reason="no_deal")
+            return
+        reference = external_code_for(lead.contact_key)
+        key = item.idempotency_key or f"item-{item.id}"
+        owner = payload.owner_id or self.config.owner_id
+        activity_type = await self._meeting_type() if owner is not None else None
+        if owner is None or activity_type is None:
+            reason = "no_owner" if owner is None else "no_activity_type"
+            note_id = await post_deal_note(
+                self.client, lead.crm_deal_id, self._meeting_note(payload), reference=reference, key=key
+            )
+            log.info("piperun_activity_as_note", reason=reason, deal_id=lead.crm_deal_id, note_id=note_id)
+            return
+        meeting = MeetingActivity(
+            event_id=payload.event_id,
+            title=payload.title,
+            starts_at=datetime.fromisoformat(payload.starts_at),
+            ends_at=datetime.fromisoformat(payload.ends_at),
+            owner_id=owner,
+            cancelled=payload.status == "cancelled",
+            meet_url=payload.meet_url,
+        )
+        activity_id = await upsert_meeting_activity(
+            self.client,
+            lead.crm_deal_id,
+            meeting,
+            reference=reference,
+            activity_type_id=activity_type,
+            zone=ZoneInfo(self.config.activity_zone),
+        )
+        log.info("piperun_activity_done", deal_id=lead.crm_deal_id, activity_id=activity_id)
+
+    async def _meeting_type(self) -> int | None:
+        if self._activity_type is None:
+            self._activity_type = pick_meeting_type(await self.client.list_activity_types())
+            if self._activity_type is None:
+                log.warning("piperun_activity_type_missing", hint="create an activity type named Reunião")
+        return self._activity_type
+
+    def _meeting_note(self, payload: PipeRunActivity) -> str:
+        zone = ZoneInfo(self.config.activity_zone)
+        starts = datetime.fromisoformat(payload.starts_at).astimezone(zone)
+        ends = datetime.fromisoformat(payload.ends_at).astimezone(zone)
+        state = "cancelada" if payload.status == "cancelled" else "agendada"
+        lines = [f"{payload.title}: reunião {state} pelo bot SDR", f"{starts:%d/%m/%Y %H:%M}–{ends:%H:%M}"]
+        if payload.meet_url:
+            lines.append(f"Google Meet: {payload.meet_url}")
+        return "\n".join(lines)

@@ -12,14 +12,16 @@ go through `external_event`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from core.outbox import CapiEvent, OutboundWebhook, PipeRunNote, PipeRunSync
+from core.outbox import CapiEvent, OutboundWebhook, PipeRunActivity, PipeRunNote, PipeRunSync
 from core.records import LeadRecord, OutboxItem, TurnCommit, erasure_lane, lane_key
 from integrations.outbound_webhooks import WebhookEvent
 from runtime.seller_notes import SellerNotes
+from runtime.sellers import Sellers
 
 CapiStage = Literal["Lead", "QualifiedLead", "Schedule", "Purchase", "lead_lost"]
 
@@ -92,12 +94,16 @@ class Lifecycle:
         config: LifecycleConfig,
         subscriptions: list[Subscription] | None = None,
         notes: SellerNotes | None = None,
+        seller_owner: Callable[[str], int | None] | None = None,
     ) -> None:
         self.config = config
         self.subscriptions = subscriptions or []
         # The texts of the PipeRun deal notes (quotes, technical questions); None where no
         # turn runs (the web role), so no note is written there.
         self.notes = notes
+        # A seller's key -> their PipeRun user (the meeting activity's owner); None: no
+        # seller is known to PipeRun, the activity falls back to PIPERUN_OWNER_ID.
+        self.seller_owner = seller_owner
 
     # --- from a turn ------------------------------------------------------------------
     def items_for(self, lead: LeadRecord | None, commit: TurnCommit) -> list[OutboxItem]:
@@ -105,6 +111,7 @@ class Lifecycle:
         items: list[OutboxItem] = []
         items += self._piperun(lead, commit, change)
         items += self._deal_notes(commit)
+        items += self._meeting_activity(lead, commit)
         items += self._capi(commit, change)
         items += self._webhooks(lead, commit, change)
         return items
@@ -144,6 +151,33 @@ class Lifecycle:
                 idempotency_key=f"piperun-note:{commit.contact_key}:{commit.turn_id}:{key}",
             )
             for key, text in texts
+        ]
+
+    def _meeting_activity(self, lead: LeadRecord | None, commit: TurnCommit) -> list[OutboxItem]:
+        """The turn's booked, moved or cancelled meeting on the PipeRun deal, owned by its
+        seller. In the CRM lane after this commit's sync (runtime/crm_sync.py: no deal,
+        nothing). One item per state of the meeting: a move or a cancel is a new item."""
+        meeting = commit.meeting
+        if not self.config.piperun or meeting is None:
+            return []
+        name = commit.name or (lead.name if lead is not None else None)
+        owner = self.seller_owner(meeting.seller_key) if self.seller_owner is not None else None
+        starts_at = meeting.starts_at.isoformat()
+        activity = PipeRunActivity(
+            contact_key=commit.contact_key,
+            title=f"Reunião com {name}" if name else "Reunião com lead do bot SDR",
+            starts_at=starts_at,
+            ends_at=meeting.ends_at.isoformat(),
+            owner_id=owner,
+            meet_url=meeting.meet_url,
+            event_id=meeting.event_id,
+            status=meeting.status,
+        )
+        return [
+            activity.item(
+                order_key=lane_key("crm", commit.contact_key),
+                idempotency_key=f"piperun-activity:{meeting.event_id}:{meeting.status}:{starts_at}",
+            )
         ]
 
     def _already_in_crm(self, lead: LeadRecord) -> bool:
@@ -305,6 +339,17 @@ class Lifecycle:
                 )
             )
         return items
+
+
+def piperun_owners(sellers: Sellers) -> Callable[[str], int | None]:
+    """`seller_owner` for Lifecycle: a seller's key -> their piperun_user_id (None when
+    the seller has none or left prompts/sellers.toml)."""
+
+    def owner(seller_key: str) -> int | None:
+        seller = sellers.get(seller_key)
+        return seller.piperun_user_id if seller is not None else None
+
+    return owner
 
 
 def erased_items(

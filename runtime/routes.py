@@ -26,6 +26,7 @@ from core.outbox import (
     LeadAdsFetch,
     LeadErasure,
     OutboundWebhook,
+    PipeRunActivity,
     PipeRunErase,
     PipeRunNote,
     PipeRunSync,
@@ -176,3 +177,5 @@ def _piperun_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> None:
         dispatcher.register_typed(PipeRunSync, crm.sync, policy, breaker)
         # After the sync in the lead's CRM lane: a deal the same turn created gets its notes.
         dispatcher.register_typed(PipeRunNote, crm.note, policy, breaker)
+        # The same lane: a booked meeting's activity on the deal the sync created.
+        dispatcher.register_typed(PipeRunActivity, crm.activity, policy, breaker)

@@ -6,12 +6,14 @@ deal" sync. One module per role:
 - `client`: one HTTP attempt per call, typed errors (`errors`), the doctor's probe (`probe`);
 - `card` and `texts`: what the sellers read (lead card, deal title, note);
 - `sync`: `sync_lead`, step by step;
-- `deal_notes`: one more note on the lead's deal (a quote request), posted once.
+- `deal_notes`: one more note on the lead's deal (a quote request), posted once;
+- `activities`: a booked meeting as an activity on the deal, owned by the seller.
 
 Standalone building block for the CRM issue: persisting the ids, ordering per lead and
 retrying belong to the caller (the outbox).
 """
 
+from integrations.piperun.activities import MeetingActivity, pick_meeting_type, upsert_meeting_activity
 from integrations.piperun.card import CrmLink, LeadCard
 from integrations.piperun.client import DEFAULT_API_URL, Pace, PipeRunClient, PipeRunConfig
 from integrations.piperun.deal_notes import post_deal_note, render_deal_note
@@ -49,6 +51,7 @@ __all__ = [
     "DealCreate",
     "DealUpdate",
     "LeadCard",
+    "MeetingActivity",
     "NoteCreate",
     "NoteUpdate",
     "Pace",
@@ -71,10 +74,12 @@ __all__ = [
     "is_card_note",
     "load_piperun_texts",
     "phone_key",
+    "pick_meeting_type",
     "post_deal_note",
     "reference_marker",
     "render_deal_note",
     "render_deal_title",
     "render_note",
     "sync_lead",
+    "upsert_meeting_activity",
 ]

@@ -49,6 +49,13 @@ from pydantic import SecretStr, ValidationError
 
 from core.errors import is_retryable_status
 from core.probe import ProbeIO, ProbeResult
+from integrations.piperun.activities import (
+    ACTIVITY_OPEN,
+    ActivityCreate,
+    ActivityUpdate,
+    PipeRunActivityRecord,
+    PipeRunActivityType,
+)
 from integrations.piperun.errors import (
     PipeRunAuthFailed,
     PipeRunError,
@@ -410,6 +417,69 @@ class PipeRunClient:
             return None
         records = self._parse_all(envelope_records(payload), PipeRunNote)
         return records[0] if records else PipeRunNote(id=int(note_id), text=text)
+
+    # -- activities (integrations/piperun/activities.py) -------------------------------
+
+    async def list_deal_activities(self, deal_id: int) -> list[PipeRunActivityRecord]:
+        """[listar-atividades] GET /activities?deal_id= (filter re-checked here)."""
+        records = await self._list(
+            "/activities",
+            "activity search",
+            {"deal_id": int(deal_id), "show": _NOTES_PAGE},
+            max_pages=_NOTES_MAX_PAGES,
+        )
+        return [
+            a for a in self._parse_all(records, PipeRunActivityRecord) if a.deal_id in (int(deal_id), None)
+        ]
+
+    async def create_activity(
+        self,
+        *,
+        deal_id: int,
+        title: str,
+        start_at: str,
+        end_at: str,
+        owner_id: int,
+        description: str,
+        activity_type_id: int,
+        meet_url: str | None = None,
+        duration: int | None = None,
+    ) -> PipeRunActivityRecord:
+        """[adicionar-atividade] POST /activities, open (status 0); times as PipeRun's
+        "AAAA-MM-DD HH:MM:SS" in the account's zone (activities.piperun_time)."""
+        body = ActivityCreate(
+            activity_type_id=activity_type_id,
+            status=ACTIVITY_OPEN,
+            owner_id=owner_id,
+            deal_id=int(deal_id),
+            title=title,
+            description=description,
+            appearin_link=meet_url,
+            duration=duration,
+            start_at=start_at,
+            end_at=end_at,
+        ).body()
+        payload = await self._request("POST", "/activities", "create activity", json_body=body)
+        return self._one(payload, PipeRunActivityRecord, "create activity")
+
+    async def update_activity(self, activity_id: int, update: ActivityUpdate) -> PipeRunActivityRecord | None:
+        """[atualizar-1] PUT /activities/{id}; None when a seller deleted it (404)."""
+        payload = await self._request(
+            "PUT",
+            f"/activities/{int(activity_id)}",
+            "update activity",
+            json_body=update.body(),
+            missing_ok=True,
+        )
+        if payload is None:
+            return None
+        records = self._parse_all(envelope_records(payload), PipeRunActivityRecord)
+        return records[0] if records else None
+
+    async def list_activity_types(self) -> list[PipeRunActivityType]:
+        """[listar-2] GET /activityTypes?active=1: the account's activity types."""
+        records = await self._list("/activityTypes", "activity type search", {"active": 1, "show": 200})
+        return self._parse_all(records, PipeRunActivityType)
 
     # -- doctor ---------------------------------------------------------------------
 

@@ -143,6 +143,7 @@ def test_every_kind_is_registered_once() -> None:
         "chatwoot_note",
         "piperun_sync",
         "piperun_note",
+        "piperun_activity",
         "meta_capi",
         "outbound_webhook",
         "lead_erasure",

@@ -125,6 +125,9 @@ class Lifecycle:
             reason = "hot"
         elif change.handoff and "handoff" in triggers:
             reason = "handoff"
+        elif commit.meeting is not None and commit.meeting.status == "scheduled" and lead_deal_missing(lead):
+            # A booked meeting is a sales opportunity: the deal exists before its activity.
+            reason = "meeting"
         elif change.updated and lead is not None and self._already_in_crm(lead):
             reason = "update"
         if reason is None:
@@ -339,6 +342,10 @@ class Lifecycle:
                 )
             )
         return items
+
+
+def lead_deal_missing(lead: LeadRecord | None) -> bool:
+    return lead is None or lead.crm_deal_id is None
 
 
 def piperun_owners(sellers: Sellers) -> Callable[[str], int | None]:

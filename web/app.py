@@ -38,7 +38,7 @@ from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
 from runtime.handoff_card import HandoffCard, load_handoff_card
 from runtime.lead_ads import LeadAdsIntake
-from runtime.lifecycle import Lifecycle
+from runtime.lifecycle import Lifecycle, piperun_owners
 from runtime.meeting_reminders import MeetingReminders
 from runtime.meeting_rules import load_meeting_rules
 from runtime.meetings import MeetingDesk, MeetingTexts
@@ -311,7 +311,10 @@ def create_app(
     endpoints = webhook_endpoints(settings)
     texts = _read_texts(settings) if role != "web" else None
     app[LIFECYCLE] = Lifecycle(
-        lifecycle_config(settings), subscriptions(endpoints), texts.notes if texts is not None else None
+        lifecycle_config(settings),
+        subscriptions(endpoints),
+        texts.notes if texts is not None else None,
+        seller_owner=piperun_owners(load_sellers()) if settings.meetings_enabled else None,
     )
     app.on_shutdown.append(_start_draining)
     runtime = _RuntimeCtx(

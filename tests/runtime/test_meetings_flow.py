@@ -276,3 +276,29 @@ def test_the_meeting_note_assigns_the_seller_and_a_cancellation_does_not() -> No
     [note] = meeting_note(commit, Booked(cancelled, "ok", "desmarcada"), assignee_id=12)  # type: ignore[arg-type]
     assert "assignee_id" not in note.payload and note.payload["labels"] == []
     assert note.idempotency_key != booked.idempotency_key
+
+
+async def test_without_calendar_access_the_sellers_booking_link_is_given_to_the_model(
+    tmp_path: Any, clock: TestClock, calendar: FakeGoogleCalendar
+) -> None:
+    store = SqliteStore(tmp_path / "link.sqlite3")
+    await store.open()
+    seller = next(iter(load_sellers())).model_copy(update={"booking_url": "https://cal.exemplo.com.br/ana"})
+    config = GoogleCalendarConfig()  # no service account: the calendar cannot be read
+    async with aiohttp.ClientSession() as session:
+        desk = MeetingDesk(
+            store=store,
+            calendar=GoogleCalendarClient(config, session),
+            config=config,
+            sellers=Sellers([seller]),
+            rules=load_meeting_rules(),
+            hours=load_business_hours(),
+            texts=MeetingTexts.load(),
+            clock=clock,
+        )
+        offer = await desk.offer(KEY, None, LeadProfile(), ["dá para marcar uma reunião?"])
+    await store.close()
+
+    assert offer is not None and offer.slots == ()
+    assert "https://cal.exemplo.com.br/ana" in offer.note and seller.name in offer.note
+    assert calendar.freebusy_calls == 0

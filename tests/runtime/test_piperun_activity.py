@@ -149,3 +149,23 @@ async def test_without_any_owner_the_meeting_is_a_deal_note_and_the_deal_owner_i
 async def test_no_deal_or_an_erased_lead_sends_nothing() -> None:
     assert await deliver(lead(), activity_payload()) == []
     assert await deliver(None, activity_payload()) == []
+
+
+def test_a_meeting_with_a_lead_not_yet_in_the_crm_syncs_the_deal_before_the_activity() -> None:
+    # A warm lead books a meeting: the sync ("meeting") goes first in the CRM lane, so
+    # the activity that follows finds the deal.
+    items = Lifecycle(PIPERUN, seller_owner=piperun_owners(SELLERS)).items_for(
+        lead(), commit(meeting=MEETING)
+    )
+    crm = [i for i in items if i.order_key == lane_key("crm", KEY)]
+    assert [i.kind for i in crm] == ["piperun_sync", "piperun_activity"]
+    assert crm[0].payload["reason"] == "meeting"
+
+    # Already in the CRM: no extra sync for the meeting.
+    with_deal = replace(lead(), crm_deal_id=DEAL)
+    kinds = [i.kind for i in Lifecycle(PIPERUN).items_for(with_deal, commit(meeting=MEETING))]
+    assert "piperun_activity" in kinds
+    assert all(
+        i.payload.get("reason") != "meeting"
+        for i in Lifecycle(PIPERUN).items_for(with_deal, commit(meeting=MEETING))
+    )

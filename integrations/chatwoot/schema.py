@@ -9,13 +9,18 @@ keys are ignored.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ConversationStatus = Literal["open", "pending", "resolved", "snoozed"]
 MessageType = Literal["incoming", "outgoing"]
 CONVERSATION_STATUSES = ("open", "pending", "resolved", "snoozed")
+
+
+# Chatwoot's ids are PostgreSQL bigints: a larger number is not an id but a forged body,
+# refused at the edge (422) before it reaches a store column (SQLite: OverflowError).
+ChatwootId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class ChatwootModel(BaseModel):
@@ -25,7 +30,7 @@ class ChatwootModel(BaseModel):
 
 
 class ChatwootInboxRef(ChatwootModel):
-    id: int | None = None
+    id: ChatwootId | None = None
     name: str | None = None
     channel_type: str | None = None
 
@@ -34,8 +39,8 @@ class ChatwootContactInbox(ChatwootModel):
     source_id: str | None = None
     inbox: ChatwootInboxRef | None = None
     # Webhook payloads flatten the inbox to `inbox_id`.
-    inbox_id: int | None = None
-    contact_id: int | None = None
+    inbox_id: ChatwootId | None = None
+    contact_id: ChatwootId | None = None
 
     @property
     def resolved_inbox_id(self) -> int | None:
@@ -45,7 +50,7 @@ class ChatwootContactInbox(ChatwootModel):
 
 
 class ChatwootContact(ChatwootModel):
-    id: int
+    id: ChatwootId
     name: str | None = None
     phone_number: str | None = None
     identifier: str | None = None
@@ -73,9 +78,9 @@ class ChatwootContact(ChatwootModel):
 
 class ChatwootConversation(ChatwootModel):
     # `id` is the conversation's display id: the one every /conversations/{id} URL takes.
-    id: int
+    id: ChatwootId
     status: str | None = None
-    inbox_id: int | None = None
+    inbox_id: ChatwootId | None = None
     contact_inbox: ChatwootContactInbox | None = None
     labels: list[str] = Field(default_factory=list)
 
@@ -86,17 +91,17 @@ class ChatwootConversation(ChatwootModel):
 
 
 class ChatwootMessage(ChatwootModel):
-    id: int
+    id: ChatwootId
     content: str | None = None
     message_type: int | str | None = None
     private: bool | None = None
-    conversation_id: int | None = None
+    conversation_id: ChatwootId | None = None
 
 
 class ChatwootToggleResult(ChatwootModel):
     success: bool | None = None
     current_status: str | None = None
-    conversation_id: int | None = None
+    conversation_id: ChatwootId | None = None
 
 
 def unwrap_payload(data: Any) -> Any:

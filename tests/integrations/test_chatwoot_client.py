@@ -788,3 +788,13 @@ async def test_assign_agent(client: ChatwootClient, mock: aioresponses) -> None:
     assert_auth_headers(call)
     assert call.kwargs["json"] == {"assignee_id": 12}
     assert_matches_schema(call.kwargs["json"], "schema_assignment.json")
+
+
+def test_an_id_beyond_a_bigint_is_a_422_not_a_store_error() -> None:
+    # Found by the webhook fuzzer: a forged contact_inbox.contact_id of 80 digits reached
+    # the SQLite lookup and overflowed (a 500). Chatwoot's ids are bigints.
+    payload = load("webhook_message_created_account.json")
+    payload["conversation"]["contact_inbox"]["contact_id"] = int("9" * 80)
+    with pytest.raises(WebhookRejected) as refused:
+        parse_webhook_event(payload)
+    assert refused.value.status == 422

@@ -12,6 +12,7 @@ is caught at the next saved id: what the sync created is handed to the erasure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -72,15 +73,32 @@ class CrmSyncConfig:
 
 class CrmSync:
     def __init__(
-        self, client: PipeRunClient, store: Store, config: CrmSyncConfig, texts: PipeRunTexts
+        self,
+        client: PipeRunClient,
+        store: Store,
+        config: CrmSyncConfig,
+        texts: PipeRunTexts,
+        seller_owner: Callable[[str], int | None] | None = None,
     ) -> None:
         """`texts` (prompts/piperun.toml) are read at start, so a broken file stops the bot
-        there instead of failing the first hot lead's sync."""
+        there instead of failing the first hot lead's sync. `seller_owner`: a seller's
+        PipeRun user (prompts/sellers.toml), so the lead's routed seller owns the deal."""
         self.client = client
         self.store = store
         self.config = config
         self.texts = texts
+        self.seller_owner = seller_owner
         self._activity_type: int | None = config.activity_type_id
+
+    async def _owner(self, contact_key: str) -> int | None:
+        """The lead's routed seller owns a new deal; else PIPERUN_OWNER_ID. (An existing
+        deal's owner is the sellers' to change, never ours.)"""
+        if self.seller_owner is not None:
+            seller = await self.store.lead_seller(contact_key)
+            owner = self.seller_owner(seller) if seller is not None else None
+            if owner is not None:
+                return owner
+        return self.config.owner_id
 
     def _chatwoot_url(self, lead: LeadRecord) -> str | None:
         c = self.config
@@ -128,7 +146,7 @@ class CrmSync:
                 pipeline_id=self.config.pipeline_id,
                 stage_id=self.config.stage_id,
                 origin_id=self.config.origin_for(lead.channel),
-                owner_id=self.config.owner_id,
+                owner_id=await self._owner(contact_key),
                 texts=self.texts,
                 on_progress=progress,
             )

@@ -91,6 +91,9 @@ class RouteDeps:
     piperun_texts: PipeRunTexts | None = None
     # Meta Lead Ads (META_PAGE_ACCESS_TOKEN): announced leads read from the Graph API.
     lead_ads: LeadAdsIntake | None = None
+    # A seller's PipeRun user (prompts/sellers.toml, with MEETINGS_ENABLED): the lead's
+    # routed seller owns the deal.
+    seller_owner: Callable[[str], int | None] | None = None
 
 
 def _breaker_key(item: OutboxItem, field: str) -> str | None:
@@ -172,7 +175,7 @@ def _piperun_routes(dispatcher: OutboxDispatcher, deps: RouteDeps) -> None:
     if config.crm is not None:
         if deps.piperun_texts is None:
             raise ValueError("the PipeRun sync needs its texts (prompts/piperun.toml), read at start")
-        crm = CrmSync(client(), deps.store, config.crm, deps.piperun_texts)
+        crm = CrmSync(client(), deps.store, config.crm, deps.piperun_texts, seller_owner=deps.seller_owner)
         policy, breaker = policy_for("piperun", config.outbox), deps.breakers.get("piperun")
         dispatcher.register_typed(PipeRunSync, crm.sync, policy, breaker)
         # After the sync in the lead's CRM lane: a deal the same turn created gets its notes.

@@ -474,6 +474,7 @@ class _RuntimeCtx:
             **_client_factories(settings, session),
             piperun_texts=self.texts.piperun,
             lead_ads=_lead_ads(settings, session, store, self.texts.forms, runner),
+            seller_owner=piperun_owners(load_sellers()) if settings.meetings_enabled else None,
         )
         register_outbox_routes(dispatcher, deps)
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)

@@ -247,3 +247,32 @@ async def test_no_deal_or_an_erased_lead_skips_the_note(
     assert piperun.calls == []
     reasons = [e.get("reason") for e in logs if e["event"] == "piperun_note_skipped"]
     assert reasons == ["no_deal", "lead_erased"]
+
+
+async def test_the_leads_routed_seller_owns_the_new_deal(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    piperun: FakePipeRun,
+    clock: TestClock,
+) -> None:
+    # With meetings on, a lead routed to a seller (prompts/sellers.toml) gets a deal owned
+    # by that seller's PipeRun user, not the default PIPERUN_OWNER_ID.
+    settings = fast_settings(
+        tmp_path,
+        piperun_api_token=TOKEN,
+        piperun_pipeline_id=PIPELINE,
+        piperun_stage_id=STAGE,
+        piperun_owner_id=OWNER,
+        meetings_enabled=True,
+    )
+    bot = await aiohttp_client(create_app(settings, clock=clock))
+    assert await bot.app[STORE].assign_seller(KEY, ["exemplo-carlos"]) == "exemplo-carlos"
+
+    openai_fake.then(reply="Perfeito, Maria! Vou chamar nosso time.", lead=HOT)
+    await say(bot, "3EB0CRMO00000001", "Sou a Maria, do Frigorífico Boi Bom...")
+    await settled(bot)
+
+    [deal] = piperun.posts("/deals")
+    assert deal["owner_id"] == 1002  # exemplo-carlos's piperun_user_id

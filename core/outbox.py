@@ -253,6 +253,8 @@ class ChatwootHandoff(OutboxPayload):
     card: str
     purpose: str | None = None
     lead_id: int | None = None
+    # The lead's routed seller (prompts/sellers.toml), who gets the conversation.
+    assignee_id: int | None = None
 
 
 class ChatwootNote(OutboxPayload):

@@ -259,6 +259,8 @@ class ChatwootMirror:
         await self._guard(self.client.toggle_status(conversation_id, "open"))
         if self.config.handoff_team_id:
             await self._guard(self.client.assign_team(conversation_id, self.config.handoff_team_id))
+        if payload.assignee_id is not None:
+            await self._guard(self.client.assign_agent(conversation_id, payload.assignee_id))
 
 
 def _with_link(payload: ChatwootMessage) -> str:

@@ -26,6 +26,7 @@ from core.lead import LeadProfile
 from core.logging import get_logger
 from core.metrics import Metrics
 from core.models import InboundMessage, MessageKind, mask_contact_key
+from core.outbox import ChatwootHandoff
 from core.records import InboundRecord, LeadRecord, TurnCommit
 from integrations.google_calendar import GoogleCalendarUnavailable
 from runtime.commit import OPT_OUT_CONFIRMATION, CommitBuilder
@@ -44,6 +45,7 @@ from runtime.first_touch import (
 from runtime.lifecycle import Lifecycle
 from runtime.meetings import Booked, MeetingDesk, MeetingOffer, Taken, meeting_note
 from runtime.scheduler import ScheduleConfig
+from runtime.seller_routing import choose_seller
 from store.base import Store
 
 if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns run
@@ -325,6 +327,20 @@ class Turn:
         # The slot went meanwhile: the apology and fresh times replace the model's words.
         return None, replace(result, reply=done.text if done is not None else result.reply)
 
+    async def _route_handoff(self, contact_key: str, profile: LeadProfile, commit: TurnCommit) -> None:
+        """A lead handed to a person goes to the right seller (territory, products, then
+        round-robin), who gets the Chatwoot conversation: the same routing as meetings."""
+        if self.meetings is None or not self.meetings.sellers:
+            return
+        seller = await choose_seller(
+            self.store, self.meetings.sellers, profile, contact_key=contact_key, now=self.clock()
+        )
+        if seller is None or seller.chatwoot_agent_id is None:
+            return
+        for item in commit.outbox:
+            if item.kind == ChatwootHandoff.KIND:
+                item.payload["assignee_id"] = seller.chatwoot_agent_id
+
     async def _meeting_offer(
         self, contact_key: str, lead: LeadRecord | None, profile: LeadProfile, records: list[InboundRecord]
     ) -> MeetingOffer | None:
@@ -423,6 +439,8 @@ class Turn:
         commit = self.builder.from_agent(
             turn_id, contact_key, records, lead, result, at=self.clock(), new_session=new_session
         )
+        if result.effects.handoff is not None:
+            await self._route_handoff(contact_key, result.profile, commit)
         if booked is not None:
             commit.meeting = booked.meeting
             if self.builder.config.chatwoot and self.meetings is not None:

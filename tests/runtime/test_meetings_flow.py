@@ -27,7 +27,7 @@ from store.sqlite import SqliteStore
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fake_calendar import FakeGoogleCalendar, service_account_json
-from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
 from tests.helpers.settle import settled
 from web.app import create_app
 from web.keys import STORE
@@ -302,3 +302,40 @@ async def test_without_calendar_access_the_sellers_booking_link_is_given_to_the_
     assert offer is not None and offer.slots == ()
     assert "https://cal.exemplo.com.br/ana" in offer.note and seller.name in offer.note
     assert calendar.freebusy_calls == 0
+
+
+async def test_a_handed_off_lead_goes_to_the_routed_seller_in_chatwoot(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Any,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    calendar: FakeGoogleCalendar,
+) -> None:
+    settings = fast_settings(
+        tmp_path,
+        meetings_enabled=True,
+        google_service_account_json=service_account_json(),
+        chatwoot_api_url="https://chat.example.com",
+        chatwoot_api_token="cw-token",
+        chatwoot_account_id="7",
+        chatwoot_inbox_id="5",
+    )
+    bot: TestClient = await aiohttp_client(create_app(settings, clock=clock))
+    await bot.app[STORE].assign_seller(KEY, ["exemplo-carlos"])
+    handoff = [{"tool": "handoff_to_human", "reason": "pediu_humano", "summary": "Quer falar com alguém."}]
+    openai_fake.then(reply="Vou chamar nosso time.", tools=handoff)
+
+    response = await bot.post(
+        "/webhooks/zapi",
+        json=zapi_message(message_id="3EB0HAND0001", phone=LEAD, text="Quero falar com um vendedor"),
+    )
+    assert response.status == 200
+
+    async def handoff_queued() -> bool:
+        return bool(await bot.app[STORE].list_outbox(kind="chatwoot_handoff"))
+
+    await eventually(handoff_queued)
+    [item] = await bot.app[STORE].list_outbox(kind="chatwoot_handoff")
+    carlos = next(s for s in load_sellers() if s.key == "exemplo-carlos")
+    assert item.payload["assignee_id"] == carlos.chatwoot_agent_id

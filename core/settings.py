@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     # or the path of the key file).
     google_service_account_json: SecretStr | None = None
     google_service_account_file: Path | None = None
+    # Or each seller's own Google account: the OAuth client that issued the refresh tokens,
+    # and the tokens as JSON {"<seller key>": "<refresh token>"}.
+    google_oauth_client_id: str | None = None
+    google_oauth_client_secret: SecretStr | None = None
+    google_seller_refresh_tokens: SecretStr | None = None
 
     # --- conversation runtime -----------------------------------------------------
     debounce_quiet_s: float = 3.0
@@ -260,6 +265,9 @@ class Settings(BaseSettings):
         "whatsapp_first_touch_template",
         "google_service_account_json",
         "google_service_account_file",
+        "google_oauth_client_id",
+        "google_oauth_client_secret",
+        "google_seller_refresh_tokens",
         mode="before",
     )
     @classmethod

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, tzinfo
+
+from pydantic import SecretStr
 
 from agent.business_hours import BusinessHours
 from core.config_files import read_toml
@@ -127,6 +129,8 @@ class MeetingDesk:
     hours: BusinessHours
     texts: MeetingTexts
     clock: Callable[[], datetime]
+    # Sellers who connected their own Google account: their refresh tokens, by seller key.
+    refresh_tokens: Mapping[str, SecretStr] = field(default_factory=dict)
     _offers: dict[str, MeetingOffer] = field(default_factory=dict)
     # One booking at a time per calendar in this process: two leads choosing the same
     # time at once must not both pass the free/busy check before either inserts.
@@ -330,7 +334,9 @@ class MeetingDesk:
         return Booked(meeting, text.strip(), note)
 
     def _credentials(self, seller: Seller) -> CalendarCredentials:
-        return self.config.credentials_for(subject=seller.email)
+        return self.config.credentials_for(
+            subject=seller.email, refresh_token=self.refresh_tokens.get(seller.key)
+        )
 
 
 def meeting_note(commit: TurnCommit, booked: Booked, *, assignee_id: int | None = None) -> list[OutboxItem]:

@@ -59,6 +59,7 @@ from web.configs.integrations import (
     meta_capi_config,
     meta_leads_config,
     piperun_clients,
+    seller_refresh_tokens,
     webhook_endpoints,
 )
 from web.configs.runtime import delivery_config, lifecycle_config, route_config, runner_config
@@ -209,6 +210,7 @@ def _meetings(
         hours=load_business_hours(),
         texts=MeetingTexts.load(),
         clock=clock,
+        refresh_tokens=seller_refresh_tokens(settings),
     )
 
 

@@ -62,6 +62,7 @@ class FakeGoogleCalendar:
         self.events: dict[str, dict[str, Any]] = {}
         self.inserts: list[dict[str, Any]] = []
         self.freebusy_calls = 0
+        self.token_requests: list[dict[str, Any]] = []
         # Statuses the next insert(s) answer with before succeeding (an outage).
         self.insert_script: deque[int] = deque()
         # Busy periods that appear at the next freeBusy (a slot taken meanwhile).
@@ -81,6 +82,7 @@ class FakeGoogleCalendar:
         self.deleted: list[str] = []
 
     async def _token(self, url: Any, **kwargs: Any) -> CallbackResult:
+        self.token_requests.append(dict(kwargs.get("data") or {}))
         return CallbackResult(status=200, payload=_fixture("token_response.json"))
 
     async def _freebusy(self, url: Any, **kwargs: Any) -> CallbackResult:

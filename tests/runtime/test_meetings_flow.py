@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
+from pydantic import SecretStr
 
 from agent.business_hours import load_business_hours
 from core.errors import StoreUnavailable
@@ -339,3 +340,32 @@ async def test_a_handed_off_lead_goes_to_the_routed_seller_in_chatwoot(
     [item] = await bot.app[STORE].list_outbox(kind="chatwoot_handoff")
     carlos = next(s for s in load_sellers() if s.key == "exemplo-carlos")
     assert item.payload["assignee_id"] == carlos.chatwoot_agent_id
+
+
+async def test_a_seller_who_connected_their_google_account_is_read_with_their_refresh_token(
+    tmp_path: Any, clock: TestClock, calendar: FakeGoogleCalendar
+) -> None:
+    store = SqliteStore(tmp_path / "oauth.sqlite3")
+    await store.open()
+    seller = next(iter(load_sellers()))
+    config = GoogleCalendarConfig(
+        oauth_client_id="123.apps.googleusercontent.com", oauth_client_secret=SecretStr("cs")
+    )
+    async with aiohttp.ClientSession() as session:
+        desk = MeetingDesk(
+            store=store,
+            calendar=GoogleCalendarClient(config, session),
+            config=config,
+            sellers=Sellers([seller]),
+            rules=load_meeting_rules(),
+            hours=load_business_hours(),
+            texts=MeetingTexts.load(),
+            clock=clock,
+            refresh_tokens={seller.key: SecretStr("1//seller-refresh-token")},
+        )
+        offer = await desk.offer(KEY, None, LeadProfile(), ["quero marcar uma reunião"])
+    await store.close()
+
+    assert offer is not None and offer.slots
+    [token] = calendar.token_requests
+    assert token["grant_type"] == "refresh_token" and token["refresh_token"] == "1//seller-refresh-token"

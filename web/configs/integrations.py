@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+from pydantic import SecretStr
 
 from core.settings import Settings
 from integrations.chatwoot import ChatwootConfig
@@ -105,5 +107,26 @@ def google_calendar_config(settings: Settings) -> GoogleCalendarConfig:
         api_url=settings.google_calendar_api_url,
         token_url=settings.google_token_url,
         service_account_info=info,
+        oauth_client_id=settings.google_oauth_client_id,
+        oauth_client_secret=settings.google_oauth_client_secret,
         timeout_s=settings.http_timeout_s,
     )
+
+
+def seller_refresh_tokens(settings: Settings) -> dict[str, SecretStr]:
+    """GOOGLE_SELLER_REFRESH_TOKENS: {"<seller key>": "<refresh token>"}; a malformed value
+    stops the start with what is wrong (never the tokens themselves)."""
+    raw = settings.google_seller_refresh_tokens
+    if raw is None:
+        return {}
+    try:
+        data = json.loads(raw.get_secret_value())
+    except ValueError:
+        raise ValueError(
+            'GOOGLE_SELLER_REFRESH_TOKENS is not JSON: use {"<seller key>": "<refresh token>"}'
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ValueError("GOOGLE_SELLER_REFRESH_TOKENS must map each seller key to its refresh token (text)")
+    return {key: SecretStr(token) for key, token in data.items() if token.strip()}

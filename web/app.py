@@ -26,9 +26,7 @@ from core.metrics import Metrics
 from core.models import InboundMessage
 from core.settings import Settings
 from integrations.chatwoot import ChatwootClient
-from integrations.google_calendar import GoogleCalendarClient
 from integrations.meta_capi import MetaCapiClient
-from integrations.meta_leads import MetaLeadsClient
 from integrations.outbound_webhooks import Endpoint
 from integrations.piperun import PipeRunTexts, load_piperun_texts
 from runtime.breaker import BreakerRegistry
@@ -37,11 +35,7 @@ from runtime.delivery import AttachmentFetcher, Delivery
 from runtime.dispatcher import OutboxDispatcher
 from runtime.followups import FollowUpScheduler
 from runtime.handoff_card import HandoffCard, load_handoff_card
-from runtime.lead_ads import LeadAdsIntake
 from runtime.lifecycle import Lifecycle, piperun_owners
-from runtime.meeting_reminders import MeetingReminders
-from runtime.meeting_rules import load_meeting_rules
-from runtime.meetings import MeetingDesk, MeetingTexts
 from runtime.notifier import ForwardingNotifier, LocalNotifier
 from runtime.routes import RouteDeps, register_outbox_routes
 from runtime.seller_notes import SellerNotes, load_seller_notes
@@ -55,11 +49,8 @@ from web.chatwoot_webhook import handle_chatwoot_webhook
 from web.configs.channels import channels_config
 from web.configs.integrations import (
     chatwoot_config,
-    google_calendar_config,
     meta_capi_config,
-    meta_leads_config,
     piperun_clients,
-    seller_refresh_tokens,
     webhook_endpoints,
 )
 from web.configs.runtime import delivery_config, lifecycle_config, route_config, runner_config
@@ -75,7 +66,6 @@ from web.keys import (
     HTTP,
     LIFECYCLE,
     LLM,
-    MEETING_REMINDERS,
     NOTIFIER,
     ROLE,
     RUNNER,
@@ -87,6 +77,7 @@ from web.keys import (
 from web.leads_api import handle_leads_api
 from web.middlewares import DRAINING, METRICS, Draining, json_error, request_middleware
 from web.operator_auth import operator_authorized
+from web.optional_parts import lead_ads_intake, meeting_desk, meeting_reminders
 from web.provider_checks import PROVIDER_CHECKS, ProviderChecks
 from web.rdstation_webhook import handle_rdstation_webhook
 from web.webhooks import META_OBJECTS, handle_meta_verification, handle_meta_webhook, handle_webhook
@@ -142,7 +133,6 @@ def _media_fetcher(
 def _build_agent(
     settings: Settings, session: aiohttp.ClientSession, channels: dict[str, Channel]
 ) -> tuple[LLMClient, SdrAgent]:
-    from agent.business_hours import load_business_hours
     from agent.graph import AgentDeps, SdrAgent
     from agent.llm import LLMClient
     from agent.prompts import load_prompt_bundle
@@ -191,54 +181,6 @@ def _client_factories(settings: Settings, session: aiohttp.ClientSession) -> dic
     if settings.meta_capi_configured:
         factories["capi"] = lambda: MetaCapiClient(meta_capi_config(settings), session)
     return factories
-
-
-def _meetings(
-    settings: Settings, session: aiohttp.ClientSession, store: Store, clock: Clock
-) -> MeetingDesk | None:
-    """MEETINGS_ENABLED: the sellers, rules and texts read at start (a broken file stops
-    the start), the calendar reached over the app's session."""
-    if not settings.meetings_enabled:
-        return None
-    config = google_calendar_config(settings)
-    return MeetingDesk(
-        store=store,
-        calendar=GoogleCalendarClient(config, session),
-        config=config,
-        sellers=load_sellers(),
-        rules=load_meeting_rules(),
-        hours=load_business_hours(),
-        texts=MeetingTexts.load(),
-        clock=clock,
-        refresh_tokens=seller_refresh_tokens(settings),
-    )
-
-
-def _meeting_reminders(
-    app: web.Application, clock: Clock, wake: Callable[[], None]
-) -> MeetingReminders | None:
-    """MEETINGS_ENABLED: the 24 h and 1 h reminders, polled as often as the follow-ups."""
-    settings = app[SETTINGS]
-    if not settings.meetings_enabled:
-        return None
-    poll_s = settings.follow_up_poll_s
-    app[MEETING_REMINDERS] = MeetingReminders.from_files(app[STORE], clock=clock, poll_s=poll_s, wake=wake)
-    return app[MEETING_REMINDERS]
-
-
-def _lead_ads(
-    settings: Settings, session: aiohttp.ClientSession, store: Store, forms: FormFieldMap, runner: TurnRunner
-) -> LeadAdsIntake | None:
-    if settings.meta_page_access_token is None:
-        return None
-    return LeadAdsIntake(
-        MetaLeadsClient(meta_leads_config(settings), session),
-        store,
-        forms,
-        channel=settings.lead_first_touch_channel,
-        # A form is complete as it arrives: its turn starts without a quiet window.
-        notify=lambda key: runner.notify(key, immediate=True),
-    )
 
 
 @dataclass(frozen=True)
@@ -450,7 +392,7 @@ class _RuntimeCtx:
             # The worker hears of new messages only through the store: poll it for them.
             shared=True if self.role == "worker" else None,
             clock=self.clock,
-            meetings=_meetings(settings, session, store, self.clock),
+            meetings=meeting_desk(settings, session, store, self.clock),
         )
         delivery = Delivery(
             channels=channels,
@@ -475,13 +417,13 @@ class _RuntimeCtx:
             self.endpoints,
             **_client_factories(settings, session),
             piperun_texts=self.texts.piperun,
-            lead_ads=_lead_ads(settings, session, store, self.texts.forms, runner),
+            lead_ads=lead_ads_intake(settings, session, store, self.texts.forms, runner),
             seller_owner=piperun_owners(load_sellers()) if settings.meetings_enabled else None,
         )
         register_outbox_routes(dispatcher, deps)
         follow_ups = FollowUpScheduler(store, runner, poll_s=settings.follow_up_poll_s)
         app[DISPATCHER], app[RUNNER], app[FOLLOW_UPS] = dispatcher, runner, follow_ups
-        reminders = _meeting_reminders(app, runner.now, dispatcher.wake)
+        reminders = meeting_reminders(app, runner.now, dispatcher.wake)
         app[NOTIFIER] = LocalNotifier(runner, dispatcher)
         app[CLOCK] = runner.now  # the scenarios move the runner's clock
         await dispatcher.start()

@@ -9,16 +9,20 @@ from datetime import datetime
 from typing import Any
 
 from core.clock import utc_now
+from core.outbox import PRIORITIES
 from core.records import OutboxItem, OutboxStats, OutboxStatus
 from store.sqlite.connection import SqliteConnection, unavailable_on_error
 from store.timestamps import iso
 
-# The heads of every open order key: only they can be claimed, so a later reply never
-# overtakes an earlier one that is still retrying.
-_HEADS = (
-    " JOIN (SELECT order_key, MIN(id) AS head FROM outbox"
-    "       WHERE status IN ('pending', 'inflight') GROUP BY order_key) h"
-    "   ON h.head = o.id"
+# Pending heads of one priority that are due, in claim order: the range of the
+# `outbox_claim` index a claim reads (store/sqlite/outbox_order.py keeps `head`).
+_CLAIMABLE = (
+    "SELECT * FROM outbox WHERE status = 'pending' AND head = 1 AND priority = ? AND next_attempt_at <= ?"
+    " ORDER BY next_attempt_at, id LIMIT ?"
+)
+_NEXT_DUE = (
+    "SELECT next_attempt_at FROM outbox WHERE status = 'pending' AND head = 1 AND priority = ?"
+    " ORDER BY next_attempt_at, id LIMIT 1"
 )
 
 
@@ -60,13 +64,15 @@ class Outbox(SqliteConnection):
 
     async def claim_outbox(self, *, limit: int, now: datetime) -> list[OutboxItem]:
         """Claim due items, at most one per order key, and only the head of each key:
-        a later reply never overtakes an earlier one that is still retrying."""
+        a later reply never overtakes an earlier one that is still retrying. Replies to
+        leads go before the Chatwoot mirror, and both before the CRM and the rest; each
+        priority is one index range, so a claim reads about as many rows as it claims."""
+        rows: list[sqlite3.Row] = []
         with self._tx() as db:
-            rows = db.execute(
-                "SELECT o.* FROM outbox o" + _HEADS + " WHERE o.status = 'pending' AND o.next_attempt_at <= ?"
-                " ORDER BY o.next_attempt_at, o.id LIMIT ?",
-                (iso(now), limit),
-            ).fetchall()
+            for priority in PRIORITIES:
+                if len(rows) >= limit:
+                    break
+                rows += db.execute(_CLAIMABLE, (priority, iso(now), limit - len(rows))).fetchall()
             if rows:
                 marks = ",".join("?" * len(rows))
                 db.execute(
@@ -122,10 +128,8 @@ class Outbox(SqliteConnection):
     async def next_outbox_due(self) -> datetime | None:
         # Only heads of their order key can be claimed: a follow-up waiting behind an
         # in-flight or backing-off reply is not "due", or the dispatcher would spin.
-        row = self.db.execute(
-            "SELECT MIN(o.next_attempt_at) FROM outbox o" + _HEADS + " WHERE o.status = 'pending'"
-        ).fetchone()
-        return datetime.fromisoformat(row[0]) if row and row[0] else None
+        due = [row[0] for p in PRIORITIES if (row := self.db.execute(_NEXT_DUE, (p,)).fetchone())]
+        return datetime.fromisoformat(min(due)) if due else None
 
     # --- what an operator and /metrics see ------------------------------------------
     async def outbox_stats(self) -> OutboxStats:

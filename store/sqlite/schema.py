@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from store.sqlite.outbox_order import apply_claim_order
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leads (
     id INTEGER PRIMARY KEY,
@@ -94,7 +96,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT,
     next_attempt_at TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 2
 );
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox(order_key, id) WHERE status IN ('pending', 'inflight');
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE status = 'pending';
@@ -211,6 +214,8 @@ ADDED_COLUMNS = {
         "crm_company_id": "INTEGER",
         "crm_deal_id": "INTEGER",
     },
+    # Claimed in this order under a flood (core/outbox.py; set by a trigger, outbox_order.py).
+    "outbox": {"priority": "INTEGER NOT NULL DEFAULT 2"},
 }
 
 
@@ -237,3 +242,4 @@ def apply_schema(db: sqlite3.Connection) -> None:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
     for statement in _LATE_INDEXES:
         db.execute(statement)
+    apply_claim_order(db)

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     openai_timeout_s: float = 30.0
     openai_max_attempts: int = 4
     openai_backoff_base_s: float = 1.0
+    # Knowledge (prompts/knowledge/) over this many tokens is not sent whole: each turn gets
+    # only its KNOWLEDGE_TOP_K most relevant chunks, found with EMBEDDING_MODEL's vectors
+    # (BM25 without a key). Under it, the knowledge stays whole in the cacheable prefix.
+    knowledge_max_tokens: int = 3000
+    knowledge_top_k: int = 3
+    embedding_model: str = "text-embedding-3-small"
     media_max_bytes: int = 16 * 1024 * 1024
     # Media is fetched only from public addresses or from these exact origins
     # (scheme://host:port), besides each configured provider's own base URL.

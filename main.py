@@ -11,6 +11,8 @@ python main.py outbox replay --all-dead [--kind K]   resend every dead one
 python main.py forget CONTACT     erase a lead everywhere (LGPD): phone, 123@lid, Instagram id
 python main.py migrate [--apply]  print (or apply to DATABASE_URL) the Postgres schema
 python main.py doctor             check every configured integration, print the webhook URLs
+python main.py knowledge index    embed a big catalogue once (prompts/knowledge/.index/); `knowledge search Q` tries it
+python main.py eval [--baseline R] grade the bot on simulated leads before a prompts/ change ships
 python main.py help [COMMAND]     the same as --help, or one command's help
 
 Any failure is one line on stderr (exit 1; a usage error exits 2); add --debug for the
@@ -125,16 +127,33 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # Library warnings would interleave with the report; errors still show, scrubbed.
         configure_logging(level="ERROR", fmt=settings.log_format, secrets=settings.secret_values())
         return asyncio.run(_doctor(settings))
+    if args.command == "knowledge":
+        from cli.knowledge import run_knowledge  # the knowledge code and the OpenAI client, only here
+
+        configure_logging(
+            level=settings.log_level if args.debug else "WARNING",
+            fmt=settings.log_format,
+            secrets=settings.secret_values(),
+        )
+        return asyncio.run(run_knowledge(settings, args, sys.stdout))
     # An operator's command prints its own result or one failure line: the store's warnings
     # on the way (a retry, an unreachable host) would only repeat it, unless --debug.
     quiet = settings.log_level if args.debug else "ERROR"
-    if args.command == "forget":
+    if args.command in ("forget", "outbox", "eval"):
         configure_logging(level=quiet, fmt=settings.log_format, secrets=settings.secret_values())
+        return _operator_command(settings, args)
+    return _serve(settings)
+
+
+def _operator_command(settings: Settings, args: argparse.Namespace) -> int:
+    """The commands that print their own result (logging already quiet)."""
+    if args.command == "forget":
         return asyncio.run(_forget(settings, args.contact, args.channel))
     if args.command == "outbox":
-        configure_logging(level=quiet, fmt=settings.log_format, secrets=settings.secret_values())
         return asyncio.run(_outbox(settings, args))
-    return _serve(settings)
+    from cli.evaluation.command import run_eval  # the agent and its model client, only here
+
+    return run_eval(settings, args, clock=utc_now)
 
 
 def _secrets() -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from cli.evaluation.options import add_eval
 from cli.forget import FORGET_CHANNELS
 from core.outbox import PAYLOADS
 
@@ -21,6 +22,7 @@ PROG = "python main.py"
 HIDDEN_COMMANDS = frozenset({"worker"})
 OUTBOX_ACTIONS = ("stats", "list", "show", "replay")
 OUTBOX_STATUSES = ("pending", "inflight", "done", "dead")
+KNOWLEDGE_ACTIONS = ("index", "search")
 
 _EPILOG = (
     "Run `python main.py help COMMAND` (or `python main.py COMMAND --help`) for one command. "
@@ -73,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chat(sub)
     _add_outbox(sub)
     _add_forget(sub)
+    _add_knowledge(sub)
+    add_eval(sub)
     migrate = sub.add_parser(
         "migrate",
         help="print the Supabase/Postgres schema SQL, or --apply it to DATABASE_URL",
@@ -147,6 +151,23 @@ def _add_forget(sub: argparse._SubParsersAction[OneLineParser]) -> None:
         choices=sorted(FORGET_CHANNELS),
         help="whatsapp (Z-API, WAHA or Cloud API; the default), instagram or cli; "
         "zapi, waha and whatsapp_cloud mean whatsapp",
+    )
+
+
+def _add_knowledge(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    knowledge = sub.add_parser(
+        "knowledge",
+        help="build the catalogue's search index, or see what a question would find",
+        description="index: embed the knowledge's chunks once and cache the vectors in "
+        "prompts/knowledge/.index/ (only needed above KNOWLEDGE_MAX_TOKENS); search QUESTION: the "
+        "chunks a lead's question brings into the prompt, and which search served it.",
+    )
+    knowledge.add_argument("action", choices=KNOWLEDGE_ACTIONS)
+    knowledge.add_argument(
+        "query", nargs="?", metavar="QUESTION", help="search: the question, as a lead writes it"
+    )
+    knowledge.add_argument(
+        "--prompts-dir", metavar="DIR", help="the prompts folder whose knowledge/ is read (default: prompts/)"
     )
 
 

@@ -1,7 +1,8 @@
-"""Settings -> the agent's own configs (the OpenAI client, the prompt bounds)."""
+"""Settings -> the agent's own configs (the OpenAI client, the prompt bounds, the knowledge)."""
 
 from __future__ import annotations
 
+from agent.knowledge.base import KnowledgeConfig
 from agent.llm import LLMConfig
 from core.settings import Settings
 
@@ -15,4 +16,12 @@ def llm_config(settings: Settings) -> LLMConfig:
         timeout_s=settings.openai_timeout_s,
         max_attempts=settings.openai_max_attempts,
         backoff_base_s=settings.openai_backoff_base_s,
+    )
+
+
+def knowledge_config(settings: Settings) -> KnowledgeConfig:
+    return KnowledgeConfig(
+        max_tokens=settings.knowledge_max_tokens,
+        top_k=settings.knowledge_top_k,
+        embedding_model=settings.embedding_model,
     )

@@ -25,7 +25,7 @@ import structlog
 from pydantic import ValidationError
 
 from core.clock import Clock, utc_now
-from core.errors import Permanent
+from core.errors import Permanent, StoreUnavailable
 from core.logging import get_logger
 from core.models import mask_contact_key
 from core.outbox import OutboxPayload, log_fields
@@ -151,6 +151,10 @@ class OutboxDispatcher:
             if free > 0:
                 try:
                     items = await self.store.claim_outbox(limit=free, now=self._clock())
+                except StoreUnavailable as exc:
+                    # Busy (another writer kept the lock through the wait, as under a
+                    # flood) or briefly down: the next pass claims; no traceback per pass.
+                    log.warning("outbox_claim_unavailable", error=str(exc))
                 except Exception:
                     log.exception("outbox_claim_failed")
             if items:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from core.errors import StoreUnavailable
 from core.models import InboundMessage
 from core.records import (
     DueFollowUp,
@@ -26,6 +27,12 @@ from core.records import (
 )
 
 
+class StoreBusy(StoreUnavailable):
+    """The store works, but another writer held it for the whole probe (SQLite's write
+    lock under a flood). /api/health reports it busy and still up: another instance
+    would wait on the same file, and every write retries meanwhile."""
+
+
 class Store(Protocol):
     backend_name: str
     # Several instances may send through the same provider accounts at once (Supabase):
@@ -34,7 +41,8 @@ class Store(Protocol):
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
-    async def ping(self) -> None: ...
+    async def ping(self) -> None:
+        """Prove the store takes a write; `StoreBusy` when it only could not right now."""
 
     async def add_inbound(
         self, message: InboundMessage, *, status: InboundStatus = "pending", reason: str | None = None

@@ -9,7 +9,10 @@ provider refusing our token or down (a channel, Chatwoot, OpenAI, PipeRun, Meta 
 does not make it 503: another instance would fare no better and the messages are kept
 for later. Such a provider is named under `services` and the overall `status` says
 `degraded` for OpenAI, PipeRun and Meta CAPI, whose credentials are checked for real
-(web/provider_checks.py); the store's `connected`/`error` is left to the store.
+(web/provider_checks.py); the store's `connected`/`error` is left to the store. A store
+that is merely busy (SQLite's write lock held by another writer through the probe's
+short wait, as under a flood) is `busy` and `degraded`, still 200: only a store that
+fails is down.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from core.logging import get_logger
+from store.base import StoreBusy
 from web.keys import (
     BREAKERS,
     CHANNEL_HEALTH,
@@ -41,6 +45,7 @@ from web.worker_process import WorkerSupervisor
 log = get_logger(__name__)
 
 WEBHOOK_SECRET_MISSING = "error: webhook secret missing"
+STORE_BUSY = "busy"
 RETRY_AFTER = {"Retry-After": "1"}
 
 
@@ -67,7 +72,7 @@ async def health(request: web.Request) -> web.Response:
         body["starting"] = starting
         body.pop("active_contacts", None)  # the worker holds them, and it has not said yet
     status = _status(store_ok=store_ok, worker_ok=worker_ok, draining=draining, starting=bool(starting))
-    if status == "healthy" and _a_provider_fails(services):
+    if status == "healthy" and (_a_provider_fails(services) or STORE_BUSY in services.values()):
         status = "degraded"  # still 200: see the module's docstring
     body = {"status": status, **body}
     if not operator_authorized(request, app[SETTINGS]):
@@ -122,6 +127,11 @@ async def _store_state(app: web.Application, services: dict[str, object]) -> boo
     try:
         await store.ping()
         services[store.backend_name] = "connected"
+    except StoreBusy as exc:
+        # Up, and merely busy (another writer held the lock through the probe's wait):
+        # webhooks still get stored (their writes wait longer), so no 503.
+        services[store.backend_name] = STORE_BUSY
+        log.warning("health_store_busy", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - health must answer, whatever the store raised
         services[store.backend_name] = "error"
         log.error("health_store_error", error=str(exc))
@@ -187,4 +197,11 @@ async def _merge_worker_health(app: web.Application, worker: WorkerSupervisor, b
     return answer[0] == 200
 
 
-__all__ = ["RETRY_AFTER", "WEBHOOK_SECRET_MISSING", "health", "starting_parts", "starting_metrics"]
+__all__ = [
+    "RETRY_AFTER",
+    "STORE_BUSY",
+    "WEBHOOK_SECRET_MISSING",
+    "health",
+    "starting_parts",
+    "starting_metrics",
+]

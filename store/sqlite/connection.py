@@ -22,6 +22,7 @@ from core.clock import utc_now
 from core.errors import StoreUnavailable
 from core.logging import get_logger
 from core.records import contact_tombstone
+from store.base import StoreBusy
 from store.sqlite.erasure_key import KEY_BYTES, erasure_key_path, load_erasure_key
 from store.sqlite.schema import apply_schema
 from store.timestamps import iso
@@ -32,6 +33,10 @@ log = get_logger("store.sqlite")
 # request: wait a little (writers hold it for well under a millisecond), then report the
 # store unavailable (webhooks answer 503, turns and deliveries retry) instead of freezing.
 BUSY_TIMEOUT_MS = 250
+# The health probe waits less for the write lock than a write would: a load balancer
+# asks every few seconds and must be answered, and a lock held that long under a flood
+# is "busy" (still up), not a failure.
+PROBE_BUSY_TIMEOUT_MS = 50
 # After a checkpoint the WAL file keeps its largest size unless this caps it: a burst
 # (the worker down for an hour, an erasure) would otherwise hold that disk forever.
 # About one autocheckpoint's worth (1000 pages), so normal cycles do not shrink and regrow it.
@@ -48,6 +53,14 @@ WEB_WAL_AUTOCHECKPOINT_PAGES = 4000
 LOW_DISK_WAL_AUTOCHECKPOINT_PAGES = 64
 
 _S = TypeVar("_S", bound="SqliteConnection")
+
+
+def _busy(exc: BaseException | None) -> bool:
+    """Another connection holds the lock (SQLITE_BUSY, SQLITE_LOCKED): nothing is broken."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return isinstance(exc, sqlite3.Error) and code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -209,14 +222,26 @@ class SqliteConnection:
 
     async def ping(self) -> None:
         """Prove the store can take a write, not just a read: a full disk or a read-only
-        file would otherwise look healthy while every webhook is refused."""
+        file would otherwise look healthy while every webhook is refused. A write lock
+        another connection holds for the whole (short) wait is `StoreBusy`: the store is
+        up, and merely busy."""
+        db = self.db
+        db.execute(f"PRAGMA busy_timeout={PROBE_BUSY_TIMEOUT_MS}")
         try:
-            with self._tx() as db:
-                db.execute("CREATE TABLE IF NOT EXISTS health_probe (at TEXT)")
-                db.execute("INSERT INTO health_probe (at) VALUES (?)", (iso(utc_now()),))
-                db.execute("DELETE FROM health_probe")
+            with self._tx() as tx:
+                tx.execute("CREATE TABLE IF NOT EXISTS health_probe (at TEXT)")
+                tx.execute("INSERT INTO health_probe (at) VALUES (?)", (iso(utc_now()),))
+                tx.execute("DELETE FROM health_probe")
+        except StoreUnavailable as exc:
+            if _busy(exc.__cause__):
+                raise StoreBusy(str(exc)) from exc
+            raise
         except sqlite3.Error as exc:
+            if _busy(exc):
+                raise StoreBusy(str(exc)) from exc
             raise StoreUnavailable(str(exc)) from exc
+        finally:
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if self._disk_full:
             # A probe's few bytes still fit in the WAL's tail while a webhook's do not.
             raise StoreUnavailable("database or disk is full: the WAL could not be checkpointed yet")

@@ -20,6 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.budget import SPLIT_MARGIN_TOKENS, count_fixed_text, count_tokens
+from agent.knowledge.sources import read_documents
 from core.config_files import read_toml
 from core.lead import LeadProfile, describe_lead, field_label
 from core.paths import PROJECT_ROOT
@@ -30,6 +31,9 @@ PLACEHOLDERS: frozenset[str] = frozenset(
     {
         "company_name",
         "knowledge",
+        # A big catalogue's chunks for this turn (agent/knowledge/); empty when the
+        # knowledge goes whole into `{knowledge}`.
+        "relevant_knowledge",
         "lead_profile",
         "missing_fields",
         "now",
@@ -50,9 +54,6 @@ REQUIRED_MESSAGES = (
 MAX_SUMMARY_CHARS = 1200
 # Without these the bot would answer blind (no knowledge) or re-ask known data.
 REQUIRED_PLACEHOLDERS: frozenset[str] = frozenset({"knowledge", "lead_profile", "missing_fields"})
-
-# Knowledge files in the order they read best; any other *.md a user adds comes after.
-KNOWLEDGE_ORDER: tuple[str, ...] = ("company.md", "products.md", "faq.md")
 
 _PLACEHOLDER_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
@@ -83,6 +84,9 @@ class PromptBundle:
     prompts_dir: Path
     turn_failed_reply: str
     messages: dict[str, str]
+    # This turn's retrieved chunks, set on a per-turn copy (agent/graph.py) when the
+    # knowledge is over KNOWLEDGE_MAX_TOKENS; the bundle read at start has none.
+    relevant_knowledge: str = ""
 
     def message(self, key: str) -> str:
         return self.messages[key]
@@ -128,17 +132,11 @@ def load_prompt_bundle(prompts_dir: Path | str | None = None) -> PromptBundle:
         raise PromptError(f"{company_path}: 'timezone' must be text, e.g. \"America/Sao_Paulo\"")
 
     knowledge_dir = base / "knowledge"
-    files = sorted(
-        knowledge_dir.glob("*.md"),
-        key=lambda p: (
-            KNOWLEDGE_ORDER.index(p.name) if p.name in KNOWLEDGE_ORDER else len(KNOWLEDGE_ORDER),
-            p.name,
-        ),
-    )
-    parts = [p.read_text(encoding="utf-8").strip() for p in files]
-    parts = [part for part in parts if part]
+    # .md, .txt and PDF datasheets in the house order (agent/knowledge/sources.py); over
+    # KNOWLEDGE_MAX_TOKENS the composition keeps only the overview here (agent/knowledge/base.py).
+    parts = [doc.text for doc in read_documents(knowledge_dir)]
     if not parts:
-        raise PromptError(f"no knowledge found: add at least one .md file to {knowledge_dir}")
+        raise PromptError(f"no knowledge found: add at least one .md, .txt or .pdf file to {knowledge_dir}")
 
     messages_path = base / "messages.toml"
     messages = read_toml(messages_path, what="fixed messages", error=PromptError)
@@ -198,6 +196,7 @@ def _system_values(
     return {
         "company_name": bundle.company_name,
         "knowledge": bundle.knowledge,
+        "relevant_knowledge": bundle.relevant_knowledge,
         "lead_profile": render_lead_profile(profile),
         "missing_fields": render_missing_fields(missing),
         "now": format_now(now, bundle.timezone),

@@ -19,8 +19,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 import aiohttp
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.models import AdReferral, IgnoredEvent, InboundMessage
+from core.models import MAX_CONTACT_ID_CHARS, AdReferral, IgnoredEvent, InboundMessage
 from core.probe import ProbeIO, ProbeResult
 
 DeliveryState = Literal["sent", "delivered", "read", "played", "failed"]
@@ -53,12 +54,30 @@ class ReferralEvent:
     timestamp: datetime | None = None
 
 
+# What a lead's phone says they are doing in our chat, in one vocabulary for every
+# provider (Z-API COMPOSING/RECORDING/PAUSED/AVAILABLE/UNAVAILABLE, WAHA typing/recording/
+# paused/online/offline).
+PresenceState = Literal["typing", "recording", "paused", "online", "offline"]
+
+
+class PresenceEvent(BaseModel):
+    """A lead's chat presence: a hint for when to answer, never a message. It is not
+    stored, never starts a turn, and only moves the quiet window of one already pending
+    (runtime/scheduler.py), within DEBOUNCE_MAX_S."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    contact_id: str = Field(min_length=1, max_length=MAX_CONTACT_ID_CHARS)
+    state: PresenceState
+
+
 @dataclass
 class ParsedWebhook:
     messages: list[InboundMessage] = field(default_factory=list)
     ignored: list[IgnoredEvent] = field(default_factory=list)
     statuses: list[DeliveryStatus] = field(default_factory=list)
     referrals: list[ReferralEvent] = field(default_factory=list)
+    presences: list[PresenceEvent] = field(default_factory=list)
     # Connection state of the provider session when the event reports it (WAHA
     # `session.status`: WORKING, SCAN_QR_CODE, FAILED...); shown in /api/health.
     connection: str | None = None

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from channels.base import DeliveryState, DeliveryStatus, ParsedWebhook
+from channels.base import DeliveryState, DeliveryStatus, ParsedWebhook, PresenceEvent, PresenceState
 from channels.waha.content import as_number, content_fields, dig, referral
-from channels.waha.schema import WAck, WEnvelope, WMessage, WSessionStatus
+from channels.waha.schema import WAck, WEnvelope, WMessage, WPresenceUpdate, WSessionStatus
 from channels.webhook_helpers import clean, describe_validation_error, epoch_to_datetime, validate
 from core.errors import WebhookRejected
 from core.models import IgnoredEvent, InboundMessage
@@ -35,6 +35,17 @@ _ACK_BY_NAME: dict[str, DeliveryState | None] = {
     "PLAYED": "played",
 }
 _ACK_NAME_BY_NUMBER = {-1: "ERROR", 0: "PENDING", 1: "SERVER", 2: "DEVICE", 3: "READ", 4: "PLAYED"}
+
+# presence.update's lastKnownPresence (content/docs/how-to/presence/index.md); some
+# engine builds say "composing" for typing.
+_PRESENCE: dict[str, PresenceState] = {
+    "typing": "typing",
+    "composing": "typing",
+    "recording": "recording",
+    "paused": "paused",
+    "online": "online",
+    "offline": "offline",
+}
 
 # Chat id servers from the docs' "chatId, from, to, participant" list.
 USER_SERVERS = frozenset({"c.us", "s.whatsapp.net"})
@@ -116,7 +127,9 @@ def parse_webhook(payload: object, *, session_name: str) -> ParsedWebhook:
         if status is None:
             raise WebhookRejected(422, "invalid WAHA payload: session.status without status")
         return ParsedWebhook(connection=status.upper())
-    # Reactions, revokes, presence, groups, calls, labels...: acknowledged, not answered.
+    if event == "presence.update":
+        return _parse_presence(validate(WPresenceUpdate, _payload_dict(envelope), LABEL))
+    # Reactions, revokes, groups, calls, labels...: acknowledged, not answered.
     return ParsedWebhook(
         ignored=[IgnoredEvent(reason="not_a_message", provider_message_id=_payload_id(envelope))]
     )
@@ -130,6 +143,29 @@ def _payload_dict(envelope: WEnvelope) -> dict[str, Any]:
     if not isinstance(envelope.payload, dict):
         raise WebhookRejected(422, f"invalid WAHA payload: '{envelope.event}' payload must be an object")
     return envelope.payload
+
+
+def _parse_presence(body: WPresenceUpdate) -> ParsedWebhook:
+    """A hint for the quiet window, so nothing is lost by dropping one: a presence
+    without its chat, a group's, or a state we do not know is only acknowledged; a
+    payload of the wrong shape or types is still a 422."""
+    chat = clean(body.id)
+    if chat is None:
+        return ParsedWebhook(ignored=[IgnoredEvent(reason="presence_without_chat")])
+    kind = chat_kind(chat)
+    if kind not in ("user", "lid"):
+        return ParsedWebhook(ignored=[IgnoredEvent(reason=kind if kind != "unknown" else "unsupported_chat")])
+    # A direct chat has one participant, the lead; the newest entry wins if a build sends more.
+    states = [_PRESENCE.get((clean(p.lastKnownPresence) or "").lower()) for p in body.presences or []]
+    state = next((s for s in reversed(states) if s is not None), None)
+    if state is None:
+        return ParsedWebhook(ignored=[IgnoredEvent(reason="presence_unknown")])
+    contact_id, _phone = _contact_identity(chat)
+    try:
+        presence = PresenceEvent(contact_id=contact_id, state=state)
+    except ValidationError as exc:
+        raise WebhookRejected(422, describe_validation_error(LABEL, exc)) from None
+    return ParsedWebhook(presences=[presence])
 
 
 def _parse_ack(envelope: WEnvelope) -> ParsedWebhook:

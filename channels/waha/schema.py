@@ -89,3 +89,17 @@ class WAck(ProviderModel):
 class WSessionStatus(ProviderModel):
     status: str | None = None
     name: str | None = None
+
+
+class WPresence(ProviderModel):
+    participant: str | None = None
+    lastKnownPresence: str | None = None
+    lastSeen: Any = None
+
+
+class WPresenceUpdate(ProviderModel):
+    """`presence.update` (content/docs/how-to/presence/index.md): `id` is the chat, and
+    a direct chat has one participant, the lead."""
+
+    id: str | None = None
+    presences: list[WPresence] | None = None

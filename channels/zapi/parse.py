@@ -11,21 +11,20 @@ import re
 
 from pydantic import ValidationError
 
-from channels.base import DeliveryState, DeliveryStatus, ParsedWebhook
+from channels.base import DeliveryState, DeliveryStatus, ParsedWebhook, PresenceEvent, PresenceState
 from channels.webhook_helpers import clean, describe_validation_error, epoch_to_datetime, validate
 from channels.zapi.content import content_fields
-from channels.zapi.schema import ZReceivedCallback, ZStatusCallback
+from channels.zapi.schema import ZPresenceCallback, ZReceivedCallback, ZStatusCallback
 from core.errors import WebhookRejected
 from core.models import AdReferral, IgnoredEvent, InboundMessage
 
 CHANNEL = "zapi"
 LABEL = "Z-API"
 
-# Event types Z-API posts besides received messages and statuses; none of them is
-# something to answer, but each is acknowledged (2xx) so the provider does not retry.
+# Event types Z-API posts besides received messages, statuses and presence; none of
+# them is something to answer, but each is acknowledged (2xx) so the provider does not retry.
 _NON_MESSAGE_REASONS = {
     "deliverycallback": "delivery",
-    "presencechatcallback": "presence",
     "connectedcallback": "connection",
     "disconnectedcallback": "connection",
 }
@@ -36,6 +35,14 @@ _STATUS_BY_NAME: dict[str, DeliveryState] = {
     "RECEIVED": "delivered",
     "READ": "read",
     "PLAYED": "played",
+}
+# docs/webhooks/on-chat-presence.md; PAUSED follows a COMPOSING or RECORDING that stopped.
+_PRESENCE_BY_STATUS: dict[str, PresenceState] = {
+    "COMPOSING": "typing",
+    "RECORDING": "recording",
+    "PAUSED": "paused",
+    "AVAILABLE": "online",
+    "UNAVAILABLE": "offline",
 }
 
 
@@ -51,6 +58,8 @@ def parse_webhook(payload: object) -> ParsedWebhook:
     normalized = event_type.strip().lower()
     if normalized == "messagestatuscallback":
         return _parse_status(validate(ZStatusCallback, payload, LABEL))
+    if normalized == "presencechatcallback":
+        return _parse_presence(validate(ZPresenceCallback, payload, LABEL))
     if normalized != "receivedcallback":
         reason = _NON_MESSAGE_REASONS.get(normalized, "not_a_message")
         message_id = payload.get("messageId")
@@ -81,6 +90,27 @@ def _parse_status(event: ZStatusCallback) -> ParsedWebhook:
     return ParsedWebhook(
         statuses=[DeliveryStatus(provider_message_id=i, status=state, timestamp=stamp) for i in ids]
     )
+
+
+def _parse_presence(event: ZPresenceCallback) -> ParsedWebhook:
+    """A hint for the quiet window, so nothing is lost by dropping one: a presence
+    without a phone, a group's, or a status we do not know is only acknowledged (a
+    retry would not make it more useful); a field of the wrong type is still a 422."""
+    raw_phone = clean(event.phone)
+    if raw_phone is None:
+        return ParsedWebhook(ignored=[IgnoredEvent(reason="presence_without_phone")])
+    lowered = raw_phone.lower()
+    state = _PRESENCE_BY_STATUS.get((clean(event.status) or "").upper())
+    if lowered.endswith(("-group", "@g.us", "@broadcast", "@newsletter")):
+        return ParsedWebhook(ignored=[IgnoredEvent(reason="group")])
+    if state is None:
+        return ParsedWebhook(ignored=[IgnoredEvent(reason="presence_unknown")])
+    contact_id, _phone = contact_identity(raw_phone)
+    try:
+        presence = PresenceEvent(contact_id=contact_id, state=state)
+    except ValidationError as exc:
+        raise WebhookRejected(422, describe_validation_error(LABEL, exc)) from None
+    return ParsedWebhook(presences=[presence])
 
 
 def _ignored_reason(event: ZReceivedCallback, lowered_phone: str) -> str | None:

@@ -254,6 +254,17 @@ class ZStatusCallback(ProviderModel):
     isGroup: bool | None = None
 
 
+class ZPresenceCallback(ProviderModel):
+    """docs/webhooks/on-chat-presence.md: what the lead is doing in our chat (COMPOSING,
+    RECORDING, PAUSED after either, AVAILABLE in the chat, UNAVAILABLE gone)."""
+
+    type: str
+    phone: str | None = None
+    status: str | None = None
+    lastSeen: float | None = None
+    instanceId: str | None = None
+
+
 class ZReceivedCallback(ProviderModel):
     type: str
     messageId: str | None = None

@@ -347,7 +347,6 @@ def test_other_session_is_ignored(channel: WahaChannel) -> None:
         "message.revoked",
         "message.edited",
         "message.waiting",
-        "presence.update",
         "state.change",
         "call.received",
     ],

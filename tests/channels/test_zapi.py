@@ -244,7 +244,6 @@ def test_from_me_is_ignored_but_keeps_the_message(channel: ZapiChannel) -> None:
         ("received_status_broadcast.json", "broadcast"),
         ("received_missed_call.json", "notification"),
         ("delivery_callback.json", "delivery"),
-        ("presence_chat.json", "presence"),
         ("connected.json", "connection"),
         ("disconnected.json", "connection"),
     ],

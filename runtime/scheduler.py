@@ -2,7 +2,9 @@
 
 Per contact there is at most one driver task: it waits for a quiet window (debounce,
 capped so a chatty lead still gets an answer), calls `run(contact_key)` once for every
-pending burst, and loops if more arrived meanwhile. Runs of one contact therefore never
+pending burst, and loops if more arrived meanwhile. The window adapts to the burst's last
+message and to the lead's chat presence when the provider reports it
+(runtime/quiet_window.py); presence only moves the window of a pending burst. Runs of one contact therefore never
 overlap, and state for idle contacts is dropped so memory does not grow with them.
 
 This module knows nothing of turns: `run` says whether the work was done (True) or must
@@ -15,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Protocol, TypeVar
 
 from core.logging import get_logger
 from core.models import mask_contact_key
+from runtime.presence import PresenceBoard
+from runtime.quiet_window import Windows, deadline
 
 log = get_logger(__name__)
 
@@ -45,6 +49,7 @@ class LeaseStore(Protocol):
 
 @dataclass(frozen=True)
 class ScheduleConfig:
+    # The window after a fragment, and whenever the content cannot tell (DEBOUNCE_QUIET_S).
     quiet_s: float
     max_wait_s: float
     max_concurrent: int
@@ -52,14 +57,36 @@ class ScheduleConfig:
     retry_base_s: float
     retry_max_s: float
     poll_s: float
+    # After a message that ends a thought; None: `quiet_s` (one fixed window).
+    complete_s: float | None = None
+    # After the lead's phone says they stopped typing; None: the complete window.
+    presence_s: float | None = None
+    # How long a "typing"/"recording" signal holds the turn without a refresh.
+    typing_s: float = 10.0
 
-    def quiet_left(self, received_at: list[datetime]) -> float:
+    @cached_property
+    def windows(self) -> Windows:
+        """The windows, each at most the one before: a complete message never waits
+        longer than a fragment (DEBOUNCE_QUIET_S=0 answers everything at once)."""
+        complete = self.quiet_s if self.complete_s is None else min(self.complete_s, self.quiet_s)
+        return Windows(
+            fragment_s=self.quiet_s,
+            complete_s=complete,
+            presence_s=complete if self.presence_s is None else min(self.presence_s, complete),
+            typing_s=self.typing_s,
+            max_wait_s=self.max_wait_s,
+        )
+
+    def quiet_left(self, received_at: list[datetime], *, complete: bool | None = None) -> float:
         """Seconds a burst stored by several instances still needs to be quiet (their
-        arrivals never reached our local debounce)."""
+        arrivals never reached our local debounce). `complete`: whether the last message
+        ends a thought; its shortest window counts, since the local debounce may already
+        have waited on presence."""
         if not received_at:
             return 0.0
         now = datetime.now(UTC)
-        quiet_left = self.quiet_s - (now - max(received_at)).total_seconds()
+        window = self.windows.after(complete, presence=True)
+        quiet_left = window - (now - max(received_at)).total_seconds()
         max_left = self.max_wait_s - (now - min(received_at)).total_seconds()
         return max(0.0, min(quiet_left, max_left))
 
@@ -72,6 +99,16 @@ class _Contact:
     dirty: bool = False
     failures: int = 0
     in_run: bool = False
+    # Whether the burst's last message ends a thought (None: not known, a fragment's window).
+    complete: bool | None = None
+    # Set when a message or a presence signal may have moved the deadline.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _now() -> float:
+    """The event loop's clock (time.monotonic on a normal loop): tests and the bench run
+    the scheduler on a loop whose clock is virtual."""
+    return asyncio.get_running_loop().time()
 
 
 class ContactScheduler:
@@ -96,6 +133,7 @@ class ContactScheduler:
         self.shared = shared
         self.on_debounced = on_debounced
         self._contacts: dict[str, _Contact] = {}
+        self.presence_board = PresenceBoard()
         # Set while no contact has a run, a debounce or an exclusive section under way:
         # what an operator's drain and the tests' "settled" wait for instead of a delay.
         self.idle = asyncio.Event()
@@ -105,18 +143,21 @@ class ContactScheduler:
         self.closing = False
 
     # --- waking contacts ----------------------------------------------------------------
-    def notify(self, contact_key: str, *, immediate: bool = False) -> None:
-        """Work for this contact was stored: (re)start its quiet window."""
+    def notify(self, contact_key: str, *, immediate: bool = False, complete: bool | None = None) -> None:
+        """Work for this contact was stored: (re)start its quiet window. `complete`: the
+        message ends a thought (a shorter window) or not; None when not known."""
         if self.closing:
             return
-        now = time.monotonic()
+        now = _now()
         state = self._contacts.get(contact_key)
         if state is None:
             state = self._track(contact_key, _Contact())
         if state.first_at is None:
             state.first_at = now - (self.config.max_wait_s if immediate else 0.0)
         state.last_at = now - (self.config.quiet_s if immediate else 0.0)
+        state.complete = complete
         state.dirty = True
+        state.changed.set()  # a complete message may bring the deadline forward
         if state.task is None:
             # A fresh context: the driver outlives the webhook that woke it, and its
             # log lines must not carry that request's id.
@@ -125,6 +166,17 @@ class ContactScheduler:
                 name=f"turn:{mask_contact_key(contact_key)}",
                 context=contextvars.Context(),
             )
+
+    def presence(self, contact_key: str, state: str) -> None:
+        """The lead's phone says what they are doing in the chat. Remembered (a "typing"
+        usually comes before the message); a pending burst's driver looks again. Never
+        starts a turn."""
+        if self.closing:
+            return
+        self.presence_board.record(contact_key, state, _now())
+        contact = self._contacts.get(contact_key)
+        if contact is not None:
+            contact.changed.set()
 
     async def resume_pending(self) -> int:
         keys = await self.store.pending_contacts()
@@ -185,7 +237,7 @@ class ContactScheduler:
             # letting go of the contact, so the scheduler never looks idle here).
             if self._contacts.get(contact_key) is state:
                 del self._contacts[contact_key]
-            self.notify(contact_key)
+            self.notify(contact_key, complete=state.complete)
         self._untrack(contact_key, state)
 
     async def close(self, timeout: float = 10.0) -> None:
@@ -212,9 +264,9 @@ class ContactScheduler:
     async def _drive(self, contact_key: str, state: _Contact) -> None:
         try:
             while state.dirty and not self.closing:
-                await self._debounce(state)
+                await self._debounce(contact_key, state)
                 if self.on_debounced is not None and state.first_at is not None:
-                    self.on_debounced(time.monotonic() - state.first_at)
+                    self.on_debounced(_now() - state.first_at)
                 state.dirty = False
                 state.first_at = None
                 async with self._slots:
@@ -252,14 +304,30 @@ class ContactScheduler:
         await asyncio.sleep(delay)
         state.dirty = True
 
-    async def _debounce(self, state: _Contact) -> None:
+    def deadline(self, contact_key: str, state: _Contact) -> float:
+        first = state.first_at if state.first_at is not None else state.last_at
+        return deadline(
+            self.config.windows,
+            first_at=first,
+            last_at=state.last_at,
+            complete=state.complete,
+            seen=self.presence_board.get(contact_key, _now()),
+        )
+
+    async def _debounce(self, contact_key: str, state: _Contact) -> None:
+        """Wait until the deadline, looking again whenever a message or a presence signal
+        may have moved it."""
+        loop = asyncio.get_running_loop()
         while True:
-            first = state.first_at if state.first_at is not None else state.last_at
-            deadline = min(state.last_at + self.config.quiet_s, first + self.config.max_wait_s)
-            delay = deadline - time.monotonic()
+            delay = self.deadline(contact_key, state) - _now()
             if delay <= 0:
                 return
-            await asyncio.sleep(delay)
+            state.changed.clear()
+            timer = loop.call_later(delay, state.changed.set)
+            try:
+                await state.changed.wait()
+            finally:
+                timer.cancel()
 
     # --- leases -------------------------------------------------------------------------
     async def lease(self, contact_key: str, lease_s: float) -> bool:

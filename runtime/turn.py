@@ -44,6 +44,7 @@ from runtime.first_touch import (
 )
 from runtime.lifecycle import Lifecycle
 from runtime.meetings import Booked, MeetingDesk, MeetingOffer, Taken, meeting_note
+from runtime.quiet_window import ends_thought
 from runtime.scheduler import ScheduleConfig
 from runtime.seller_routing import choose_seller
 from store.base import Store
@@ -65,10 +66,16 @@ class TurnConfig:
     max_failures: int
 
 
-def _burst_times(records: list[InboundRecord]) -> list[datetime]:
-    """When the lead's own messages arrived: a filled form is complete as it arrives and
-    never waits for a quiet window (the lead is holding the phone)."""
-    return [r.received_at for r in records if r.message.kind is not MessageKind.FORM]
+def _quiet_left(schedule: ScheduleConfig, records: list[InboundRecord]) -> float:
+    """What a burst stored by several instances still needs: the window of its last
+    message (a complete question waits less than a fragment). Only the lead's own
+    messages count: a filled form is complete as it arrives and never waits for a quiet
+    window (the lead is holding the phone)."""
+    said = [r for r in records if r.message.kind is not MessageKind.FORM]
+    if not said:
+        return 0.0
+    last = max(said, key=lambda r: r.received_at).message
+    return schedule.quiet_left([r.received_at for r in said], complete=ends_thought(last))
 
 
 @dataclass
@@ -121,7 +128,7 @@ class Turn:
     async def run(self, contact_key: str) -> bool:
         """True when the turn committed (or there was nothing to do)."""
         records = await self.store.pending_inbound(contact_key)
-        while self.shared and (wait := self.schedule.quiet_left(_burst_times(records))) > 0:
+        while self.shared and (wait := _quiet_left(self.schedule, records)) > 0:
             await asyncio.sleep(wait)
             records = await self.store.pending_inbound(contact_key)
         if not records:

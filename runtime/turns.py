@@ -127,9 +127,13 @@ class TurnRunner:
         self.on_commit()
 
     # --- scheduling (see runtime/scheduler.py) -----------------------------------------
-    def notify(self, contact_key: str, *, immediate: bool = False) -> None:
+    def notify(self, contact_key: str, *, immediate: bool = False, complete: bool | None = None) -> None:
         """A message for this contact was stored: (re)start its quiet window."""
-        self.scheduler.notify(contact_key, immediate=immediate)
+        self.scheduler.notify(contact_key, immediate=immediate, complete=complete)
+
+    def presence(self, contact_key: str, state: str) -> None:
+        """The lead's phone reported their chat presence: a hint for the quiet window."""
+        self.scheduler.presence(contact_key, state)
 
     async def resume_pending(self) -> int:
         return await self.scheduler.resume_pending()

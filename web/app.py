@@ -77,7 +77,7 @@ from web.keys import (
 from web.leads_api import handle_leads_api
 from web.middlewares import DRAINING, METRICS, Draining, json_error, request_middleware
 from web.operator_auth import operator_authorized
-from web.optional_parts import lead_ads_intake, meeting_desk, meeting_reminders
+from web.optional_parts import lead_ads_intake, meeting_desk, meeting_reminders, prompts_and_knowledge
 from web.provider_checks import PROVIDER_CHECKS, ProviderChecks
 from web.rdstation_webhook import handle_rdstation_webhook
 from web.webhooks import META_OBJECTS, handle_meta_verification, handle_meta_webhook, handle_webhook
@@ -135,16 +135,17 @@ def _build_agent(
 ) -> tuple[LLMClient, SdrAgent]:
     from agent.graph import AgentDeps, SdrAgent
     from agent.llm import LLMClient
-    from agent.prompts import load_prompt_bundle
     from agent.scoring import load_scoring_rules
     from web.configs.agent import llm_config
 
     llm = LLMClient(llm_config(settings), session)
+    prompts, knowledge = prompts_and_knowledge(settings, session)
     agent = SdrAgent(
         AgentDeps(
             llm=llm,
             fetch_media=_media_fetcher(channels, session, settings),
-            prompts=load_prompt_bundle(),
+            prompts=prompts,
+            knowledge=knowledge,
             rules=load_scoring_rules(),
             hours=load_business_hours(),
             lead_message_max_chars=settings.lead_message_max_chars,
@@ -353,7 +354,11 @@ class _RuntimeCtx:
             # The web process of a split deployment never thinks: it does not even load
             # the agent (langgraph, openai), which keeps its memory small.
             worker = self.worker
-            app[NOTIFIER] = ForwardingNotifier(worker.nudge, worker.wake) if worker else ForwardingNotifier()
+            app[NOTIFIER] = (
+                ForwardingNotifier(worker.nudge, worker.wake, worker.presence)
+                if worker
+                else ForwardingNotifier()
+            )
             app[CLOCK] = self.clock
         else:
             await self._start_thinking(app)
@@ -433,7 +438,7 @@ class _RuntimeCtx:
             await reminders.start()
         if self.role == "worker" and self.worker_port is not None:
             try:
-                self.nudges = await listen_for_nudges(self.worker_port, runner.notify, dispatcher.wake)
+                self.nudges = await listen_for_nudges(self.worker_port, runner, dispatcher.wake)
             except OSError as exc:  # the UDP port is taken: the store poller still works
                 log.warning("worker_nudges_unavailable", error=str(exc))
 

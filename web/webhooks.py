@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.base import ParsedWebhook
+from channels.base import ParsedWebhook, PresenceEvent
 from channels.meta_common import verify_signature, verify_subscription
 from core.errors import StoreUnavailable, WebhookRejected
 from core.logging import get_logger
@@ -20,6 +20,8 @@ from core.models import InboundMessage, contact_key_for
 from core.outbox import LeadAdsFetch
 from integrations.meta_leads import LeadgenEvent, parse_leadgen_webhook
 from runtime.delivery import schedule_reengage
+from runtime.notifier import Notifier
+from runtime.quiet_window import ends_thought
 from web.keys import CHANNEL_HEALTH, CHANNELS, CLOCK, NOTIFIER, SETTINGS, STORE
 from web.middlewares import json_error
 
@@ -145,6 +147,13 @@ async def _business_wrote(request: web.Request, message: InboundMessage) -> None
         log.info("bot_paused_for_human", channel=message.channel, hours=hours)
 
 
+def _pass_presence(notifier: Notifier, channel_name: str, presences: list[PresenceEvent]) -> None:
+    """A hint for the quiet window of a burst that is pending (or about to be): never
+    stored, never a turn on its own (runtime/scheduler.py), so it needs no store."""
+    for presence in presences:
+        notifier.presence(contact_key_for(channel_name, presence.contact_id), presence.state)
+
+
 async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook) -> web.Response:
     store = request.app[STORE]
     notifier = request.app[NOTIFIER]
@@ -158,7 +167,7 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
         for message in parsed.messages:
             if await store.add_inbound(message):
                 accepted += 1
-                notifier.notify(message.contact_key)
+                notifier.notify(message.contact_key, complete=ends_thought(message))
             else:
                 duplicates += 1
         for status in parsed.statuses:
@@ -179,6 +188,7 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
     except StoreUnavailable as exc:
         log.error("webhook_store_unavailable", channel=channel_name, error=str(exc))
         return json_error(503, "store unavailable, retry later")
+    _pass_presence(notifier, channel_name, parsed.presences)
     if parsed.connection is not None:
         request.app[CHANNEL_HEALTH].set_connection(channel_name, parsed.connection)
     if parsed.ignored:
@@ -191,5 +201,6 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
             "ignored": len(parsed.ignored),
             "statuses": len(parsed.statuses),
             "referrals": len(parsed.referrals),
+            "presences": len(parsed.presences),
         }
     )

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -64,7 +65,21 @@ async def watch_parent(parent_pid: int) -> None:
 WAKE = b"!wake"
 # Prefix of a lead whose work is complete as stored (a filled form): no quiet window.
 NOW = b"!now "
+# Prefixes of a lead's message that ends a thought / is a fragment (the quiet window's
+# length, runtime/quiet_window.py); a bare key is a message of unknown shape.
+DONE = b"!done "
+FRAGMENT = b"!frag "
+# "!presence <state> <key>": the lead's chat presence, a hint for the quiet window.
+PRESENCE = b"!presence "
 _MAX_DATAGRAM = 512
+
+
+class _Contacts(Protocol):
+    """The worker's turn runner, as the datagrams reach it."""
+
+    def notify(self, contact_key: str, *, immediate: bool = False, complete: bool | None = None) -> None: ...
+
+    def presence(self, contact_key: str, state: str) -> None: ...
 
 
 class _Nudges(asyncio.DatagramProtocol):
@@ -72,27 +87,34 @@ class _Nudges(asyncio.DatagramProtocol):
     turn starts as promptly as in one process; WAKE asks the dispatcher to look now.
     Lost datagrams cost nothing but latency: the ready-contact poller finds the rest."""
 
-    def __init__(self, on_contact: Callable[..., None], on_wake: Callable[[], None]) -> None:
-        self.on_contact = on_contact
+    def __init__(self, contacts: _Contacts, on_wake: Callable[[], None]) -> None:
+        self.contacts = contacts
         self.on_wake = on_wake
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if data == WAKE:
             self.on_wake()
             return
+        if data.startswith(PRESENCE):
+            state, _, key = data[len(PRESENCE) :].partition(b" ")
+            if state and 0 < len(key) <= _MAX_DATAGRAM:
+                with contextlib.suppress(UnicodeDecodeError):
+                    self.contacts.presence(key.decode("utf-8"), state.decode("ascii"))
+            return
         immediate = data.startswith(NOW)
-        if immediate:
-            data = data[len(NOW) :]
+        complete = True if data.startswith(DONE) else False if data.startswith(FRAGMENT) else None
+        for prefix in (NOW, DONE, FRAGMENT):
+            data = data.removeprefix(prefix)
         if 0 < len(data) <= _MAX_DATAGRAM:
             with contextlib.suppress(UnicodeDecodeError):
-                self.on_contact(data.decode("utf-8"), immediate=immediate)
+                self.contacts.notify(data.decode("utf-8"), immediate=immediate, complete=complete)
 
 
 async def listen_for_nudges(
-    port: int, on_contact: Callable[..., None], on_wake: Callable[[], None]
+    port: int, contacts: _Contacts, on_wake: Callable[[], None]
 ) -> asyncio.DatagramTransport:
     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-        lambda: _Nudges(on_contact, on_wake), local_addr=("127.0.0.1", port)
+        lambda: _Nudges(contacts, on_wake), local_addr=("127.0.0.1", port)
     )
     return transport
 
@@ -117,9 +139,14 @@ class WorkerSupervisor:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def nudge(self, contact_key: str, immediate: bool = False) -> None:
+    def nudge(self, contact_key: str, immediate: bool = False, complete: bool | None = None) -> None:
         """A message of this lead was stored (a few microseconds; never blocks the ack)."""
-        self._send((NOW if immediate else b"") + contact_key.encode("utf-8"))
+        shape = b"" if complete is None else DONE if complete else FRAGMENT
+        self._send((NOW if immediate else shape) + contact_key.encode("utf-8"))
+
+    def presence(self, contact_key: str, state: str) -> None:
+        """The lead's chat presence, for the worker's quiet window (lost: no harm)."""
+        self._send(PRESENCE + state.encode("ascii") + b" " + contact_key.encode("utf-8"))
 
     def wake(self) -> None:
         """Something was enqueued outside a turn (a Chatwoot agent's reply...)."""

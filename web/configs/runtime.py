@@ -49,6 +49,9 @@ def schedule_config(settings: Settings) -> ScheduleConfig:
         retry_base_s=settings.turn_retry_base_s,
         retry_max_s=settings.turn_retry_max_s,
         poll_s=settings.pending_poll_s,
+        complete_s=settings.debounce_complete_s,
+        presence_s=settings.debounce_presence_s,
+        typing_s=settings.debounce_typing_s,
     )
 
 

@@ -1,0 +1,168 @@
+"""How long a lead's burst must be quiet before its turn starts: the adaptive window.
+
+A fixed window makes every lead wait as long as the slowest burst needs. What the lead
+just sent says more: "Quanto custa o plano anual?" ends a thought and is answered after
+a short window; "oi", "então," or a short line without punctuation is likely the first
+piece of a burst and waits longer. When the lead's phone reports presence (Z-API, WAHA),
+"typing"/"recording" holds the turn and "paused" releases it shortly after; the hold
+expires on its own and DEBOUNCE_MAX_S still caps the whole wait.
+
+Pure functions of times and texts, so the scheduler, the turn (a burst stored by several
+instances) and bench/first_reply.py all decide the same way.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from core.models import InboundMessage, MessageKind
+
+# A line this long reads as a whole message even without punctuation.
+LONG_CHARS = 60
+# Lone greetings and fillers: the lead is about to say what they want.
+_OPENERS = frozenset(
+    {
+        "oi",
+        "oie",
+        "oii",
+        "ola",
+        "opa",
+        "eai",
+        "e ai",
+        "salve",
+        "bom dia",
+        "boa tarde",
+        "boa noite",
+        "entao",
+        "tipo",
+        "assim",
+        "e",
+        "mas",
+        "hum",
+        "hmm",
+        "ah",
+        "olha",
+        "entao assim",
+        "oi tudo bem",
+        "ola tudo bem",
+        "tudo bem",
+    }
+)
+_ENDS_THOUGHT = ("?", ".", "!")
+_CONTINUES = ("...", "…", ",", ":", ";", "-")
+# Kinds that are whole on their own: a voice note, a file, a place, a tapped option.
+_WHOLE_KINDS = frozenset(
+    {
+        MessageKind.AUDIO,
+        MessageKind.DOCUMENT,
+        MessageKind.LOCATION,
+        MessageKind.CONTACT,
+        MessageKind.BUTTON_REPLY,
+        MessageKind.LIST_REPLY,
+        MessageKind.FORM,
+    }
+)
+
+
+def _plain(text: str) -> str:
+    """Lower case, no accents, no punctuation or emoji: "Olá!! 😊" -> "ola"."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    kept = "".join(
+        c if c.isalnum() or c.isspace() else " " for c in decomposed if not unicodedata.combining(c)
+    )
+    return " ".join(kept.split())
+
+
+def _trailing(text: str) -> str:
+    """The text without trailing emoji and spaces: "quanto custa? 🙏" ends with "?"."""
+    end = len(text)
+    while end and not (text[end - 1].isalnum() or text[end - 1] in "?.!,:;-…"):
+        end -= 1
+    return text[:end]
+
+
+def text_ends_thought(text: str | None) -> bool:
+    body = _trailing((text or "").strip())
+    if not body or _plain(body) in _OPENERS:
+        return False
+    if body.endswith(_CONTINUES):
+        return False
+    return body.endswith(_ENDS_THOUGHT) or len(body) >= LONG_CHARS
+
+
+def ends_thought(message: InboundMessage) -> bool:
+    """True when the message reads as complete (short window), False for a fragment."""
+    if message.kind in _WHOLE_KINDS:
+        return True
+    if message.kind in (MessageKind.IMAGE, MessageKind.VIDEO):
+        # With a caption the lead said what it is; without one the words usually follow.
+        return bool((message.media_caption or message.text or "").strip())
+    if message.kind is MessageKind.TEXT:
+        return text_ends_thought(message.text)
+    return False  # stickers, reactions, the unknown: wait as for a fragment
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Seconds of quiet per case (Settings: DEBOUNCE_QUIET_S, _COMPLETE_S, _PRESENCE_S,
+    _TYPING_S, _MAX_S)."""
+
+    fragment_s: float
+    complete_s: float
+    presence_s: float
+    typing_s: float
+    max_wait_s: float
+
+    def after(self, complete: bool | None, *, presence: bool = False) -> float:
+        """The window after the burst's last message. Unknown content waits as a
+        fragment; with presence reported, a complete message waits only for the phone
+        to say the lead is typing again."""
+        if not complete:
+            return self.fragment_s
+        return min(self.presence_s, self.complete_s) if presence else self.complete_s
+
+
+HOLDING = frozenset({"typing", "recording"})
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The lead's last presence signal and when it arrived (the scheduler's clock).
+    `after_recording`: it is the stop of a recording, so a voice note is still uploading."""
+
+    state: str
+    at: float
+    after_recording: bool = False
+
+    @property
+    def holding(self) -> bool:
+        return self.state in HOLDING
+
+    def then(self, state: str, at: float) -> Seen:
+        """The next signal, remembering whether the lead stopped recording."""
+        if state in HOLDING:
+            return Seen(state, at)
+        return Seen(state, at, after_recording=self.state == "recording" or self.after_recording)
+
+
+def deadline(
+    windows: Windows, *, first_at: float, last_at: float, complete: bool | None, seen: Seen | None
+) -> float:
+    """When the burst's turn may start.
+
+    Without presence: the content window after the last message. With it: a signal sent
+    after the last message moves the deadline to `typing_s` after a "typing"/"recording"
+    (it expires if nothing follows) or `presence_s` after a stop ("paused", "online",
+    "offline"); after a recording stops, a fragment's window, since the voice note is
+    still uploading. A signal older than the last message is over: the message is what
+    the lead was typing. Never past `first_at + max_wait_s`."""
+    cap = first_at + windows.max_wait_s
+    at = last_at + windows.after(complete, presence=seen is not None)
+    if seen is not None and seen.at > last_at:
+        if seen.holding:
+            hold = windows.typing_s
+        else:
+            hold = windows.fragment_s if seen.after_recording else windows.presence_s
+        at = max(at, seen.at + hold)
+    return min(at, cap)

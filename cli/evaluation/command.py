@@ -165,8 +165,9 @@ def verdict_lines(report: RunReport, paths: tuple[Path, Path]) -> list[str]:
 
 
 async def evaluate(
-    settings: Settings, options: EvalOptions, *, clock: Clock = utc_now, out: TextIO = sys.stdout
+    settings: Settings, options: EvalOptions, *, clock: Clock = utc_now, out: TextIO | None = None
 ) -> int:
+    out = out or sys.stdout  # looked up now: a test (or a caller) may have replaced it
     if not settings.openai_configured:
         print(NO_KEY, file=out)
         return 0

@@ -58,8 +58,16 @@ def _diff(diff: BaselineDiff) -> list[str]:
 
 
 def _tables(report: RunReport) -> list[str]:
-    lines = ["", "## Rubric items", "", "| Item | Pass rate | Passed |", "|---|---|---|"]
-    lines += [f"| {r.item} | {_pct(r.rate)} | {r.passed}/{r.total} |" for r in report.items]
+    before = report.diff.before if report.diff is not None else None
+    if before is None:
+        lines = ["", "## Rubric items", "", "| Item | Pass rate | Passed |", "|---|---|---|"]
+        lines += [f"| {r.item} | {_pct(r.rate)} | {r.passed}/{r.total} |" for r in report.items]
+    else:
+        lines = ["", "## Rubric items", "", "| Item | Pass rate | Passed | Baseline |", "|---|---|---|---|"]
+        lines += [
+            f"| {r.item} | {_pct(r.rate)} | {r.passed}/{r.total} | {_pct(before.get(r.item))} |"
+            for r in report.items
+        ]
     lines += [
         "",
         "## Personas",

@@ -73,6 +73,8 @@ class BaselineDiff(BaseModel):
     # "persona / item" that passed in the baseline and fail now, and the reverse.
     newly_failing: list[str] = Field(default_factory=list)
     newly_passing: list[str] = Field(default_factory=list)
+    # Every item's pass rate in the baseline, "overall" included.
+    before: dict[str, float] = Field(default_factory=dict)
 
 
 class Threshold(BaseModel):
@@ -187,7 +189,8 @@ def load_baseline(path: Path) -> RunReport:
 
 def diff_against(report: RunReport, baseline: RunReport, path: Path) -> BaselineDiff:
     diff = BaselineDiff(baseline=str(path), baseline_started_at=baseline.started_at)
-    before = {rate.item: rate.rate for rate in [*baseline.items, baseline.overall]}
+    before = {rate.item: rate.rate for rate in [*baseline.items, baseline.overall] if rate.total}
+    diff.before = {item: round(value, 4) for item, value in before.items()}
     for rate in [*report.items, report.overall]:
         if rate.item not in before or rate.total == 0:
             continue

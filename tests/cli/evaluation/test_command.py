@@ -114,6 +114,7 @@ def test_the_baseline_diff_lists_a_regression(fake: FakeEvalModel, personas: Pat
     assert second.diff.newly_failing == ["a / judge:tone"]
     assert "Regressed: judge:tone 100% -> 50%" in markdown
     assert "Now failing: a / judge:tone" in markdown
+    assert "| judge:tone | 50% | 1/2 | 100% |" in markdown
     assert "Regressed: judge:tone" in printed
 
 

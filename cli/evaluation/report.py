@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, computed_field
 
 from cli.evaluation.transcript import CheckResult, Tokens, Transcript, Turn
 
@@ -31,6 +31,7 @@ class ItemRate(BaseModel):
     passed: int
     total: int
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def rate(self) -> float:
         return self.passed / self.total if self.total else 0.0
@@ -54,6 +55,7 @@ class PersonaReport(BaseModel):
     total_usd: float = 0.0
     turns: list[Turn] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def pass_rate(self) -> float | None:
         return self.passed / self.total if self.total else None
@@ -100,6 +102,7 @@ class RunReport(BaseModel):
     passed: bool = True
     notes: list[str] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def errored(self) -> list[str]:
         return [p.name for p in self.personas if p.status == "errored"]

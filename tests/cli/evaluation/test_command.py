@@ -97,6 +97,8 @@ def test_pass_rates_per_item_and_per_persona(fake: FakeEvalModel, personas: Path
     assert rates["judge:tone"] == (2, 2)
     assert {p.name: p.status for p in report.personas} == {"a": "passed", "b": "failed"}
     assert "| captured | 50% | 1/2 |" in markdown
+    raw = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))
+    assert raw["overall"]["rate"] == 0.875 and raw["personas"][1]["pass_rate"] == 0.75
 
 
 def test_the_baseline_diff_lists_a_regression(fake: FakeEvalModel, personas: Path, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, TypeVar
 
@@ -35,6 +35,7 @@ from agent.budget import (
 )
 from agent.budget import warm as warm_token_counter
 from agent.guardrails import limit_questions, screen_reply
+from agent.knowledge.search import KnowledgeSearch, turn_query
 from agent.llm import LLMClient, LLMTruncated, Usage
 from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle, render_system_prompt_counted
 from agent.scoring import ScoreResult, ScoringRules, score_lead
@@ -145,6 +146,9 @@ class AgentDeps:
     # MEDIA_MAX_CONCURRENCY slots shared by every turn: a download and its transcription
     # hold one together, so a burst of voice notes never holds more than that many bodies.
     media_slots: asyncio.Semaphore | None = None
+    # A catalogue over KNOWLEDGE_MAX_TOKENS is searched per turn (agent/knowledge/); None:
+    # the knowledge went whole into the static prompt and nothing is searched.
+    knowledge: KnowledgeSearch | None = None
 
 
 @dataclass
@@ -380,8 +384,20 @@ async def ask_model(deps: AgentDeps, messages: list[dict[str, Any]]) -> tuple[Ag
         return output, exc.usage + usage, 2
 
 
+async def with_relevant_knowledge(deps: AgentDeps, turn: TurnInput, lead_texts: list[str]) -> AgentDeps:
+    """The turn's deps with the catalogue's chunks for what the lead said in its prompt
+    bundle (`{relevant_knowledge}`); the same deps, and no search, when the knowledge
+    went whole into the static prompt."""
+    if deps.knowledge is None:
+        return deps
+    earlier = [p.text for p in turn.history if p.direction == "in" and p.text]
+    found = await deps.knowledge.search(turn_query(lead_texts, earlier, turn.summary))
+    return replace(deps, prompts=replace(deps.prompts, relevant_knowledge=found.render()))
+
+
 async def think(deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images: list[str]) -> Draft:
     """One structured call; an invalid tool call goes back to the model once."""
+    deps = await with_relevant_knowledge(deps, turn, lead_texts)
     messages = build_messages(deps, turn, lead_texts, images)
     started = time.perf_counter()
     output, usage, calls = await ask_model(deps, messages)

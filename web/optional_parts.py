@@ -1,11 +1,13 @@
 """The runtime's optional parts, built from the settings when a company turns them on:
-meetings on the sellers' calendars (MEETINGS_ENABLED) and Meta Lead Ads
-(META_PAGE_ACCESS_TOKEN). Kept beside the app factory, which only calls them.
+meetings on the sellers' calendars (MEETINGS_ENABLED), Meta Lead Ads
+(META_PAGE_ACCESS_TOKEN) and a catalogue searched per turn (over KNOWLEDGE_MAX_TOKENS).
+Kept beside the app factory, which only calls them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -25,6 +27,10 @@ from runtime.turns import TurnRunner
 from store.base import Store
 from web.configs.integrations import google_calendar_config, meta_leads_config, seller_refresh_tokens
 from web.keys import MEETING_REMINDERS, SETTINGS, STORE
+
+if TYPE_CHECKING:
+    from agent.knowledge.search import KnowledgeSearch
+    from agent.prompts import PromptBundle
 
 
 def meeting_desk(
@@ -73,3 +79,27 @@ def lead_ads_intake(
         # A form is complete as it arrives: its turn starts without a quiet window.
         notify=lambda key: runner.notify(key, immediate=True),
     )
+
+
+def prompts_and_knowledge(
+    settings: Settings, session: aiohttp.ClientSession
+) -> tuple[PromptBundle, KnowledgeSearch | None]:
+    """The prompt files and the knowledge, read at start. Under KNOWLEDGE_MAX_TOKENS the
+    knowledge goes whole into the bundle and there is nothing to search. Above it the
+    bundle keeps the overview, and the search starts on the cached vectors, or on BM25
+    while a missing index is built in the background (with an OpenAI key)."""
+    from dataclasses import replace
+
+    from agent.knowledge.base import prepare_knowledge, start_indexing
+    from agent.knowledge.embeddings import OpenAIEmbedder
+    from agent.prompts import load_prompt_bundle
+    from web.configs.agent import knowledge_config, llm_config
+
+    bundle = load_prompt_bundle()
+    config = knowledge_config(settings)
+    embedder = OpenAIEmbedder(llm_config(settings), config.embedding_model, session)
+    usable = embedder if embedder.configured else None
+    knowledge = prepare_knowledge(bundle.prompts_dir / "knowledge", config, usable)
+    if knowledge.search is not None and usable is not None:
+        start_indexing(knowledge, usable)
+    return replace(bundle, knowledge=knowledge.static_text), knowledge.search

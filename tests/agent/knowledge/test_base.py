@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.budget import count_tokens
-from agent.knowledge import KnowledgeConfig, prepare_knowledge, turn_query
-from agent.knowledge.base import RETRIEVAL_NOTE
-from agent.knowledge.search import RELEVANT_HEADER
+from agent.knowledge.base import RETRIEVAL_NOTE, KnowledgeConfig, prepare_knowledge
+from agent.knowledge.search import RELEVANT_HEADER, turn_query
 from agent.prompts import DEFAULT_PROMPTS_DIR
 from tests.agent.knowledge.catalogue import BUDGET, COMPANY, write_catalogue
 

@@ -11,7 +11,7 @@ import pytest
 from aioresponses import aioresponses
 from structlog.testing import capture_logs
 
-from agent.knowledge import KnowledgeConfig, build_index, prepare_knowledge
+from agent.knowledge.base import KnowledgeConfig, build_index, prepare_knowledge
 from agent.knowledge.embeddings import MAX_INPUTS_PER_REQUEST, OpenAIEmbedder, batches
 from core.errors import LLMUnavailable
 from tests.agent.knowledge.catalogue import BUDGET, write_catalogue

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from agent.knowledge import KnowledgeConfig, build_index, prepare_knowledge
+from agent.knowledge.base import KnowledgeConfig, build_index, prepare_knowledge, start_indexing
 from agent.knowledge.embeddings import OpenAIEmbedder
 from tests.agent.knowledge.catalogue import BUDGET, write_catalogue
 from tests.conftest import fast_settings
@@ -76,3 +76,19 @@ async def test_a_read_only_folder_keeps_the_vectors_in_memory(
         report = await build_index(base, embedder)
     assert report.built and not report.saved
     assert base.search is not None and base.search.has_vectors
+
+
+async def test_a_missing_index_is_built_in_the_background_at_start(
+    tmp_path: Path, embeddings: FakeEmbeddings
+) -> None:
+    knowledge = tmp_path / "knowledge"
+    write_catalogue(knowledge)
+    async with aiohttp.ClientSession() as session:
+        embedder = OpenAIEmbedder(llm_config(fast_settings(tmp_path)), "text-embedding-3-small", session)
+        base = prepare_knowledge(knowledge, CONFIG, embedder)
+        start_indexing(base, embedder)
+        assert base.search is not None and not base.search.has_vectors  # BM25 serves meanwhile
+        assert base._indexing is not None
+        await base._indexing
+    assert base.search.has_vectors
+    assert len(list((knowledge / ".index").glob("*.npz"))) == 1

@@ -24,6 +24,7 @@ from openai.lib._parsing._completions import type_to_response_format_param
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from agent.compact_schema import compact_response_format
 from core.errors import LLMRefused, LLMUnavailable
 from core.logging import get_logger
 from core.probe import ProbeIO, ProbeResult, ok, problem
@@ -171,9 +172,16 @@ class _Choice(_Lenient):
     finish_reason: str | None = None
 
 
+class _PromptTokensDetails(_Lenient):
+    cached_tokens: int | None = None
+
+
 class _CompletionUsage(_Lenient):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Of the prompt tokens, those OpenAI served from its prompt cache (billed at the
+    # cached-input price): https://developers.openai.com/api/docs/guides/prompt-caching
+    prompt_tokens_details: _PromptTokensDetails | None = None
 
 
 class _Completion(_Lenient):
@@ -202,10 +210,25 @@ def _parse_completion(response: httpx.Response) -> _Completion:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Included in `prompt_tokens`: the part read from OpenAI's prompt cache.
+    cached_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+        )
+
+    @classmethod
+    def of(cls, usage: _CompletionUsage | None) -> Usage:
+        if usage is None:
+            return cls()
+        details = usage.prompt_tokens_details
+        return cls(
+            prompt_tokens=usage.prompt_tokens or 0,
+            completion_tokens=usage.completion_tokens or 0,
+            cached_tokens=(details.cached_tokens or 0) if details is not None else 0,
         )
 
 
@@ -295,17 +318,22 @@ class LLMClient:
         return self._client
 
     def _response_format(self, schema: type[BaseModel]) -> dict[str, Any]:
-        """The strict JSON schema for `schema`, built once per model class.
+        """The strict JSON schema for `schema`, compacted, built once per model class.
 
         `chat.completions.parse` rebuilds it (and walks it through the SDK's param
         transform) on every call: about 7 ms of CPU per turn on the event loop that
-        also acknowledges webhooks. Built once, it is sent verbatim.
+        also acknowledges webhooks. Built once, it is sent verbatim, the same bytes on
+        every call: it opens the prefix OpenAI's prompt cache reuses (agent/billing.py).
         """
         cached = self._formats.get(schema)
         if cached is None:
-            cached = cast(dict[str, Any], type_to_response_format_param(schema))
+            cached = compact_response_format(cast(dict[str, Any], type_to_response_format_param(schema)))
             self._formats[schema] = cached
         return cached
+
+    def response_format(self, schema: type[BaseModel]) -> dict[str, Any]:
+        """What `structured` sends as `response_format` for `schema` (to count it)."""
+        return self._response_format(schema)
 
     async def structured(
         self,
@@ -359,10 +387,7 @@ class LLMClient:
         if not completion.choices:
             raise LLMRefused("no complete structured output (no choices)")
         choice = completion.choices[0]
-        usage = Usage(
-            prompt_tokens=(completion.usage.prompt_tokens or 0) if completion.usage else 0,
-            completion_tokens=(completion.usage.completion_tokens or 0) if completion.usage else 0,
-        )
+        usage = Usage.of(completion.usage)
         if choice.message.refusal:
             raise LLMRefused(f"refusal: {choice.message.refusal}")
         if choice.finish_reason == "length":

@@ -31,57 +31,51 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RequestQuote(_Strict):
-    """Registra um pedido de orçamento para o time comercial (quem passa preço é o time)."""
+# The schema below is sent, and billed, on every call: descriptions say only what the
+# field's name and the system prompt's "Ações" section (when to call each tool, what to
+# tell the lead) do not. The tools are told apart by `tool`; the classes carry no
+# docstring because pydantic would send it as the tool's description.
 
+
+class RequestQuote(_Strict):
     tool: Literal["request_quote"]
-    products: list[str] = Field(description="Produtos de interesse, como o lead falou (ex.: FB300).")
-    quantity: str | None = Field(description="Quantidade/volume pedido, se dito; senão null.")
-    summary: str = Field(description="Resumo para o vendedor: necessidade, volume, urgência, cidade/UF.")
+    products: list[str] = Field(description="Como o lead falou (ex.: FB300).")
+    quantity: str | None
+    summary: str = Field(description="Para o vendedor: necessidade, volume, urgência, cidade/UF.")
 
 
 class RegisterTechnicalQuestion(_Strict):
-    """Registra uma dúvida técnica complexa para a engenharia responder."""
-
     tool: Literal["register_technical_question"]
-    question: str = Field(description="A dúvida técnica, com as palavras do lead.")
-    context: str | None = Field(description="Contexto útil para o engenheiro; null se nada a acrescentar.")
+    question: str = Field(description="Com as palavras do lead.")
+    context: str | None = Field(description="Para o engenheiro.")
 
 
 class HandoffToHuman(_Strict):
-    """Passa a conversa para uma pessoa do time comercial."""
-
     tool: Literal["handoff_to_human"]
     reason: HandoffReason
-    summary: str = Field(description="Resumo do lead e do que ele quer agora, para o vendedor.")
+    summary: str = Field(description="Para o vendedor: o lead e o que quer agora.")
 
 
 class OptOut(_Strict):
-    """O lead pediu para não receber mais mensagens."""
-
     tool: Literal["opt_out"]
-    confirmed: bool = Field(description="true quando o lead pediu claramente para sair.")
+    confirmed: bool = Field(description="true se o lead pediu claramente para sair.")
 
 
+# The meeting tools: the note that offers the numbered times says when to call which
+# (prompts/meetings.toml, options_note and existing_note).
 class BookMeeting(_Strict):
-    """Agenda a reunião no horário que o lead escolheu entre as opções numeradas dadas a você."""
-
     tool: Literal["book_meeting"]
-    option: int = Field(description="O número da opção escolhida pelo lead (ex.: 2).")
+    option: int
 
 
 class RescheduleMeeting(_Strict):
-    """Remarca a reunião já marcada para o horário que o lead escolheu entre as opções numeradas."""
-
     tool: Literal["reschedule_meeting"]
-    option: int = Field(description="O número da nova opção escolhida pelo lead.")
+    option: int
 
 
 class CancelMeeting(_Strict):
-    """Desmarca a reunião já marcada, quando o lead pediu claramente para desmarcar."""
-
     tool: Literal["cancel_meeting"]
-    confirmed: bool = Field(description="true quando o lead pediu claramente para desmarcar.")
+    confirmed: bool = Field(description="true se o lead pediu claramente para desmarcar.")
 
 
 ToolCall = (

@@ -134,40 +134,34 @@ def _lenient(normalizer: Callable[[Any], Any]) -> Callable[[Any], Any]:
 # nullable, no defaults, no free-form dicts, no `format`/range keywords. Validation is
 # done in code (merge_lead) instead, field by field, so one bad value never rejects the
 # rest. A missing key (a scripted fake, a non-strict model) is read as null for the same
-# reason. The class docstring and field descriptions are sent to the model as part of
-# the schema, hence in pt-BR and written as instructions.
+# reason. The field descriptions are sent to the model as part of the schema, hence in
+# pt-BR and written as instructions; they are billed on every call, so a field whose
+# name says it all (city, email, the urgency enum) has none (issue 18).
 class LeadUpdate(BaseModel):
     """Dados do lead ditos na conversa. Use null para o que o lead não informou; nunca invente."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(description="Nome da pessoa com quem falamos.")
-    company: str | None = Field(description="Nome da empresa do lead.")
-    cnpj: str | None = Field(description="CNPJ da empresa, se o lead informou.")
-    city: str | None = Field(description="Cidade do lead.")
-    state: str | None = Field(description="Estado, sigla UF com 2 letras (ex.: SP, MG).")
-    segment: str | None = Field(
-        description="Segmento do negócio (ex.: frigorífico, açougue, restaurante, hamburgueria, "
-        "fábrica de alimentos)."
-    )
-    product_interest: str | None = Field(description="Produto ou tipo de equipamento de interesse.")
-    volume: str | None = Field(
-        description="Volume/capacidade necessária, como o lead disse (ex.: '500 hambúrgueres/dia')."
-    )
+    name: str | None = Field(description="Da pessoa com quem falamos.")
+    company: str | None
+    cnpj: str | None
+    city: str | None
+    state: str | None = Field(description="Sigla UF (ex.: SP).")
+    segment: str | None = Field(description="Ex.: frigorífico, açougue, restaurante, hamburgueria.")
+    product_interest: str | None = Field(description="Produto ou tipo de equipamento.")
+    volume: str | None = Field(description="Como o lead disse (ex.: 500 hambúrgueres/dia).")
     volume_per_day: int | None = Field(
-        description="O mesmo volume em unidades (ou kg) por dia, quando dá para calcular; "
-        "por hora = x8 (um turno). null se não der."
+        description="O volume em unidades (ou kg) por dia; por hora = x8 (um turno); null se não der."
     )
-    urgency: Urgency | None = Field(description="Urgência da compra.")
-    timeline: str | None = Field(description="Prazo da compra como o lead disse.")
-    budget_signal: str | None = Field(description="Qualquer sinal de orçamento ou verba citado.")
+    urgency: Urgency | None
+    timeline: str | None = Field(description="Prazo da compra, como o lead disse.")
+    budget_signal: str | None = Field(description="Sinal de orçamento ou verba citado.")
     decision_role: DecisionRole | None = Field(
-        description="decisor = decide a compra; influenciador = participa/indica; "
-        "usuario = vai operar o equipamento."
+        description="decisor decide a compra; influenciador participa/indica; usuario vai operar."
     )
-    knows_company: bool | None = Field(description="Se o lead já conhecia a empresa.")
-    email: str | None = Field(description="E-mail informado pelo lead.")
-    phone: str | None = Field(description="Telefone informado pelo lead, se diferente do WhatsApp.")
+    knows_company: bool | None = Field(description="Se já conhecia a empresa.")
+    email: str | None
+    phone: str | None = Field(description="Se diferente do WhatsApp.")
 
     @model_validator(mode="before")
     @classmethod

@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from agent.budget import count_tokens  # noqa: E402
-from agent.knowledge import KnowledgeConfig, build_index, prepare_knowledge  # noqa: E402
+from agent.knowledge.base import KnowledgeConfig, build_index, prepare_knowledge  # noqa: E402
 from agent.knowledge.embeddings import Vectors, normalise  # noqa: E402
 from agent.knowledge.lexical import fold, terms  # noqa: E402
 from agent.knowledge.sources import read_documents  # noqa: E402

@@ -16,7 +16,7 @@ from typing import TextIO
 import aiohttp
 
 from agent.budget import count_tokens
-from agent.knowledge import KnowledgeBase, build_index, prepare_knowledge
+from agent.knowledge.base import KnowledgeBase, build_index, prepare_knowledge
 from agent.knowledge.embeddings import OpenAIEmbedder
 from agent.prompts import DEFAULT_PROMPTS_DIR
 from cli.errors import CliError

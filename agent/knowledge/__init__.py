@@ -3,26 +3,7 @@
 sources (.md/.txt/.pdf) -> chunking (heading paths) -> embeddings (OpenAI) and
 index_file (cached beside the knowledge) -> search (numpy cosine, BM25 fallback);
 base decides at start between the whole knowledge and retrieval.
+
+Nothing is imported here: agent/prompts.py reads the files through `sources` in the web
+process too, which must not load numpy or the OpenAI client (tests/test_project.py).
 """
-
-from agent.knowledge.base import (
-    IndexReport,
-    KnowledgeBase,
-    KnowledgeConfig,
-    build_index,
-    prepare_knowledge,
-    start_indexing,
-)
-from agent.knowledge.search import KnowledgeSearch, Retrieved, turn_query
-
-__all__ = [
-    "IndexReport",
-    "KnowledgeBase",
-    "KnowledgeConfig",
-    "KnowledgeSearch",
-    "Retrieved",
-    "build_index",
-    "prepare_knowledge",
-    "start_indexing",
-    "turn_query",
-]

@@ -118,8 +118,48 @@ def fit_history(history: Sequence[dict[str, Any]], *, available: int) -> list[di
     return kept
 
 
+# The history's start stays put for several turns, so the conversation's next request
+# repeats it byte for byte and OpenAI's prompt cache serves it at half price: once a
+# window is long, it starts at an "anchor" message (stored id divisible by this), not at
+# whatever message the runtime's sliding window or the token budget happened to cut at
+# (a start moving by one exchange per turn would make the whole history uncacheable on
+# every turn). Ids are the store's, shared by every conversation, so a lead's anchors
+# fall about every 8 messages; a start moves about every 4 turns, dropping fewer than 8
+# messages that the rolling summary already carries.
+HISTORY_ANCHOR_EVERY = 8
+# Shorter windows are kept whole: early in a conversation every message matters, and
+# its first message is a stable start anyway.
+HISTORY_ANCHOR_MIN_MESSAGES = 12
+
+
+def anchored_history(
+    history: Sequence[dict[str, Any]], *, ids: Sequence[int], available: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The newest messages of `history` that fit in `available` tokens, from a start that
+    will still be the start next turn, and their tokens.
+
+    `ids` are the stored messages' ids, one per message. Whole messages are dropped,
+    oldest first: the rolling summary carries what they said.
+    """
+    costs = [message_tokens(m) for m in history]
+    start, room = len(history), available
+    while start > 0 and costs[start - 1] <= room:
+        start -= 1
+        room -= costs[start]
+    if len(history) - start >= HISTORY_ANCHOR_MIN_MESSAGES:
+        anchor = next(
+            (i for i in range(start, start + HISTORY_ANCHOR_EVERY) if ids[i] % HISTORY_ANCHOR_EVERY == 0),
+            start,
+        )
+        start = anchor
+    return list(history[start:]), sum(costs[start:])
+
+
 __all__ = [
     "CUT_NOTE",
+    "HISTORY_ANCHOR_EVERY",
+    "HISTORY_ANCHOR_MIN_MESSAGES",
+    "anchored_history",
     "clip_text",
     "clip_tokens",
     "count_fixed_text",

@@ -24,23 +24,16 @@ import openai
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.budget import (
-    TOKENS_PER_LOW_DETAIL_IMAGE,
-    TOKENS_PER_MESSAGE,
-    TOKENS_REPLY_PRIMING,
-    clip_text,
-    clip_tokens,
-    fit_history,
-    message_tokens,
-)
+from agent.billing import format_tokens
 from agent.budget import warm as warm_token_counter
 from agent.guardrails import limit_questions, screen_reply
 from agent.knowledge.search import KnowledgeSearch, turn_query
 from agent.llm import LLMClient, LLMTruncated, Usage
-from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle, render_system_prompt_counted
+from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle
+from agent.request import build_messages, build_prompt
 from agent.scoring import ScoreResult, ScoringRules, score_lead
 from agent.tools import ToolCall, ToolEffects, run_tools
-from core.lead import LeadProfile, LeadUpdate, describe_lead, field_label, merge_lead, missing_fields
+from core.lead import LeadProfile, LeadUpdate, describe_lead, field_label, merge_lead
 from core.logging import get_logger
 from core.models import InboundMessage, MessageKind
 from core.records import Handoff, StoredMessage
@@ -51,15 +44,15 @@ T = TypeVar("T")
 # same; tests/agent/test_graph_rules.py holds the two together).
 DEFAULT_LEAD_MESSAGE_MAX_CHARS = 4000
 DEFAULT_PROMPT_MAX_TOKENS = 12000
+# Tokens of history a prompt carries at most, behind the rolling summary: every one of
+# them is billed again on each later turn (at the cached price when the prefix holds).
+DEFAULT_HISTORY_MAX_TOKENS = 2000
 
 log = get_logger(__name__)
 
 MediaFetcher = Callable[[InboundMessage], Awaitable[bytes]]
 # Images go to the model inline; beyond this they are described as "not viewable".
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
-# What this turn's own messages may always take, even when the system prompt alone is
-# over the token budget (a knowledge base grown too big must not silence the lead).
-MIN_TURN_TOKENS = 1000
 # Told to the model when its answer hit the completion limit and was cut mid-JSON.
 TRUNCATED_RETRY_NOTE = (
     "Sua resposta anterior passou do limite de tamanho e foi cortada. Responda de novo, mais curto: "
@@ -79,25 +72,22 @@ class OpeningHours(Protocol):
 
 
 class AgentTurnOutput(BaseModel):
-    """What the model returns for a turn, in one structured call."""
+    """What the model returns for a turn, in one structured call.
+
+    The descriptions are sent (and billed) on every call, so they say only what the
+    field's name and the system prompt do not (agent/compact_schema.py drops the rest).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    reply: str = Field(
-        description="Mensagem para o lead, em português do Brasil, no tom do WhatsApp. "
-        "Parágrafos separados por linha em branco viram mensagens separadas."
-    )
-    lead: LeadUpdate = Field(description="Dados do lead ditos nesta conversa; null para o que não foi dito.")
-    tool_calls: list[ToolCall] = Field(
-        description="Ferramentas a executar neste turno (lista vazia se nenhuma)."
-    )
+    reply: str = Field(description="Para o lead. Uma linha em branco separa mensagens do WhatsApp.")
+    lead: LeadUpdate = Field(description="Só o que o lead disse na conversa; null no resto.")
+    tool_calls: list[ToolCall]
     summary: str = Field(
-        description="Resumo atualizado da conversa inteira até agora, em até 6 frases: o que o lead "
-        "quer, o que já foi respondido, combinados e pendências."
+        description="Resumo atualizado da conversa inteira, até 6 frases: o que o lead quer, o que foi "
+        "respondido, combinados, pendências."
     )
-    image_description: str | None = Field(
-        description="Se o lead enviou imagem neste turno, descreva o que ela mostra em uma frase; senão null."
-    )
+    image_description: str | None = Field(description="A imagem enviada neste turno, em uma frase.")
 
 
 @dataclass
@@ -143,6 +133,7 @@ class AgentDeps:
     # Bounds on what one prompt may hold (LEAD_MESSAGE_MAX_CHARS, PROMPT_MAX_TOKENS).
     lead_message_max_chars: int = DEFAULT_LEAD_MESSAGE_MAX_CHARS
     prompt_max_tokens: int = DEFAULT_PROMPT_MAX_TOKENS
+    history_max_tokens: int = DEFAULT_HISTORY_MAX_TOKENS
     # MEDIA_MAX_CONCURRENCY slots shared by every turn: a download and its transcription
     # hold one together, so a burst of voice notes never holds more than that many bodies.
     media_slots: asyncio.Semaphore | None = None
@@ -291,82 +282,6 @@ async def perceive(deps: AgentDeps, turn: TurnInput) -> tuple[list[str], list[st
     return texts, images
 
 
-def build_messages(
-    deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images: list[str] | None = None
-) -> list[dict[str, Any]]:
-    """System prompt (bounded: knowledge + profile + summary), the window, then this turn.
-
-    Every message is cut to `lead_message_max_chars` (the model is told where), and the
-    window keeps only the newest messages that fit `prompt_max_tokens` with the rest.
-    """
-    hours_note = None
-    if deps.hours is not None:
-        hours_note = (
-            "Aberto agora: o time comercial está disponível."
-            if deps.hours.is_open(turn.now)
-            else f"Fora do horário: o time comercial volta {deps.hours.describe_next_opening(turn.now)}."
-        )
-    system, system_tokens = render_system_prompt_counted(
-        deps.prompts,
-        profile=turn.profile,
-        missing=missing_fields(turn.profile),
-        now=turn.now,
-        summary=turn.summary,
-        business_hours=hours_note,
-    )
-    max_chars = deps.lead_message_max_chars
-    head: list[dict[str, Any]] = [{"role": "system", "content": system}]
-    head_tokens = system_tokens + TOKENS_PER_MESSAGE + TOKENS_REPLY_PRIMING
-    history = [
-        {
-            "role": "user" if past.direction == "in" else "assistant",
-            "content": clip_text(past.text, max_chars),
-        }
-        for past in turn.history
-        if past.text
-    ]
-    tail: list[dict[str, Any]] = []
-    tail_tokens = 0
-    nudge = [{"role": "system", "content": turn.nudge}] if turn.nudge is not None else []
-    nudge_tokens = message_tokens(nudge[0]) if nudge else 0
-    if lead_texts:
-        text = "\n".join(clip_text(t, max_chars) for t in lead_texts)
-        # A burst of many long messages is over budget by itself: cut it to what is left.
-        room = deps.prompt_max_tokens - head_tokens - TOKENS_PER_MESSAGE - nudge_tokens
-        room -= TOKENS_PER_LOW_DETAIL_IMAGE * len(images or ())
-        if room < MIN_TURN_TOKENS:
-            # The knowledge alone fills the budget: the lead's words still go, history does not.
-            log.warning("system_prompt_over_budget", room=room, budget=deps.prompt_max_tokens)
-            room = MIN_TURN_TOKENS
-        text, text_tokens = clip_tokens(text, room)
-        if images:
-            content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-            content += [{"type": "image_url", "image_url": {"url": url, "detail": "low"}} for url in images]
-            tail = [{"role": "user", "content": content}]
-        else:
-            tail = [{"role": "user", "content": text}]
-        tail_tokens = TOKENS_PER_MESSAGE + text_tokens + TOKENS_PER_LOW_DETAIL_IMAGE * len(images or ())
-    # A follow-up has no lead words, only the instruction; a form's first touch has both:
-    # the answers (data, as the lead's) and then the instruction.
-    tail += nudge
-    tail_tokens += nudge_tokens
-    if turn.meeting_note is not None:
-        # Just before this turn's words: fresh facts, not the cacheable prefix.
-        note = {"role": "system", "content": turn.meeting_note}
-        tail = [note, *tail]
-        tail_tokens += message_tokens(note)
-    available = deps.prompt_max_tokens - head_tokens - tail_tokens
-    window = fit_history(history, available=available)
-    if len(window) < len(history):
-        log.info(
-            "history_trimmed",
-            kept=len(window),
-            dropped=len(history) - len(window),
-            budget=deps.prompt_max_tokens,
-        )
-    return head + window + tail
-
-
 async def ask_model(deps: AgentDeps, messages: list[dict[str, Any]]) -> tuple[AgentTurnOutput, Usage, int]:
     """One structured answer, and the number of calls it took.
 
@@ -398,10 +313,21 @@ async def with_relevant_knowledge(deps: AgentDeps, turn: TurnInput, lead_texts: 
 async def think(deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images: list[str]) -> Draft:
     """One structured call; an invalid tool call goes back to the model once."""
     deps = await with_relevant_knowledge(deps, turn, lead_texts)
-    messages = build_messages(deps, turn, lead_texts, images)
+    prompt = build_prompt(deps, turn, lead_texts, images)
+    messages = prompt.messages
     started = time.perf_counter()
     output, usage, calls = await ask_model(deps, messages)
     llm_seconds = time.perf_counter() - started
+    schema_tokens = format_tokens(deps.llm.response_format(AgentTurnOutput))
+    # Our count of what OpenAI bills (agent/billing.py) next to its own: the prefix the
+    # next turn may reuse, and what this call was actually served from the cache.
+    log.info(
+        "llm_tokens",
+        prompt_tokens_estimated=schema_tokens + prompt.tokens,
+        cacheable_tokens=schema_tokens + prompt.prefix_tokens,
+        prompt_tokens=usage.prompt_tokens,
+        cached_tokens=usage.cached_tokens,
+    )
     effects = run_tools(output.tool_calls)
     if not effects.failures:
         return Draft(lead_texts, output, usage, llm_seconds, effects, llm_calls=calls)
@@ -545,4 +471,12 @@ class SdrAgent:
         return result
 
 
-__all__ = ["AgentDeps", "AgentTurnOutput", "SdrAgent", "TurnInput", "TurnResult", "describe_inbound"]
+__all__ = [
+    "AgentDeps",
+    "AgentTurnOutput",
+    "SdrAgent",
+    "TurnInput",
+    "TurnResult",
+    "build_messages",
+    "describe_inbound",
+]

@@ -144,30 +144,47 @@ def test_cutting_to_tokens_keeps_the_start_and_says_so() -> None:
 
 def test_a_huge_history_stays_under_the_token_budget_and_keeps_the_newest(settings: Settings) -> None:
     history = past(200, chars=3000)  # ~120k tokens of conversation
-    budget = deps(settings, prompt_max_tokens=12_000)
+    budget = deps(settings, prompt_max_tokens=12_000, history_max_tokens=10**9)
     messages = build_messages(budget, turn("e a FB700?", history=history), ["e a FB700?"])
 
     assert prompt_tokens(messages) <= 12_000
     assert messages[0]["role"] == "system"
+    assert messages[-2]["role"] == "system"  # this turn's context, after the history
     assert messages[-1] == {"role": "user", "content": "e a FB700?"}
-    window = contents(messages[1:-1])
+    window = contents(messages[1:-2])
     # Oldest dropped first: what is left is the newest run of history, in order.
     assert 0 < len(window) < len(history)
     assert window == [m.text for m in history[-len(window) :]]
     assert window[-1].startswith("mensagem 0199")
-    # And not trimmed more than needed: one more message would not have fitted.
-    unbounded = deps(settings, prompt_max_tokens=10**9)
-    one_more_history = history[-len(window) - 1 :]
-    one_more = build_messages(unbounded, turn("e a FB700?", history=one_more_history), ["e a FB700?"])
-    assert prompt_tokens(one_more) > 12_000
+    # A long window starts at an anchor, a stored id divisible by 8 (agent/budget.py),
+    # so it starts there again next turn; it is not trimmed more than that: the 8
+    # messages before it would not all have fitted.
+    first_id = int(window[0].split()[1]) + 1  # past() tags each message with its index
+    assert len(window) >= 12 and first_id % 8 == 0
+    per_message = prompt_tokens([{"role": "user", "content": history[0].text}]) - 3
+    assert prompt_tokens(messages) + 8 * per_message > 12_000
 
 
 def test_the_budget_is_the_one_given(settings: Settings) -> None:
-    history = past(40, chars=1000)  # ~5,000 tokens of history over a ~3,000-token system prompt
-    small = build_messages(deps(settings, prompt_max_tokens=6000), turn(history=history), ["Oi"])
-    large = build_messages(deps(settings, prompt_max_tokens=50_000), turn(history=history), ["Oi"])
+    history = past(40, chars=1000)  # ~5,000 tokens of history over a ~2,700-token system prompt
+    unbounded = {"history_max_tokens": 10**9}
+    small = build_messages(deps(settings, prompt_max_tokens=6000, **unbounded), turn(history=history), ["Oi"])
+    large = build_messages(
+        deps(settings, prompt_max_tokens=50_000, **unbounded), turn(history=history), ["Oi"]
+    )
     assert prompt_tokens(small) <= 6000 < prompt_tokens(large)
-    assert len(small) < len(large) == 1 + 40 + 1  # within the larger budget nothing is dropped
+    # Within the larger budget only what precedes the window's anchor (id 8) is dropped.
+    assert len(small) < len(large) == 1 + 33 + 1 + 1
+
+
+def test_the_history_has_its_own_token_budget_and_keeps_the_newest(settings: Settings) -> None:
+    history = past(40, chars=1000)  # ~250 tokens a message
+    messages = build_messages(deps(settings, history_max_tokens=1000), turn(history=history), ["Oi"])
+    window = contents(messages[1:-2])
+    assert window == [m.text for m in history[-len(window) :]]  # the newest, in order
+    assert window[-1].startswith("mensagem 0039")
+    assert 0 < prompt_tokens([{"role": "user", "content": t} for t in window]) <= 1000
+    assert len(window) < 10
 
 
 def test_a_960k_character_message_reaches_the_model_cut_with_a_note(settings: Settings) -> None:
@@ -201,7 +218,7 @@ def test_the_lead_is_still_heard_when_the_system_prompt_alone_is_over_budget(set
     tiny = deps(settings, prompt_max_tokens=100)
     lead_turn = turn("Oi, quero a FB300", history=past(5, chars=100))
     messages = build_messages(tiny, lead_turn, ["Oi, quero a FB300"])
-    assert [m["role"] for m in messages] == ["system", "user"]
+    assert [m["role"] for m in messages] == ["system", "system", "user"]
     assert messages[-1]["content"] == "Oi, quero a FB300"
 
 

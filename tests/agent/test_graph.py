@@ -155,6 +155,11 @@ def request_chars(request: dict[str, Any]) -> int:
     return len(json.dumps(request["messages"], ensure_ascii=False))
 
 
+def context_of(request: dict[str, Any]) -> str:
+    """This turn's context: the system message after the history (agent/request.py)."""
+    return next(m["content"] for m in request["messages"][1:] if m["role"] == "system")
+
+
 # --- one call per turn -------------------------------------------------------------------
 
 
@@ -218,14 +223,17 @@ async def test_the_request_is_system_prompt_then_history_then_this_turn(
     assert messages[0]["role"] == "system"
     assert "Seleto Industrial" in messages[0]["content"]
     assert "FB300" in messages[0]["content"]  # the company knowledge
-    assert "segunda-feira, 10/03/2025 14:00" in messages[0]["content"]
     # The window as given, oldest first; a stored message without text is skipped.
     expected_history = [
         {"role": "user" if m.direction == "in" else "assistant", "content": m.text} for m in past if m.text
     ]
-    assert messages[1:-1] == expected_history
+    assert messages[1:-2] == expected_history
+    # This turn's context after the history, so the history stays in the cached prefix.
+    assert messages[-2]["role"] == "system"
+    assert "segunda-feira, 10/03/2025 14:00" in messages[-2]["content"]
+    assert "14:00" not in messages[0]["content"]
     assert messages[-1] == {"role": "user", "content": "E quanto custa?"}
-    assert len(messages) == 1 + 6 + 1
+    assert len(messages) == 1 + 6 + 1 + 1
 
 
 async def test_the_known_profile_and_missing_fields_are_in_the_system_prompt(
@@ -233,7 +241,7 @@ async def test_the_known_profile_and_missing_fields_are_in_the_system_prompt(
 ) -> None:
     profile = LeadProfile(name="João", city="Londrina", state="PR")
     await agent.run(turn(profile=profile))
-    system = openai_fake.chat_requests[0]["messages"][0]["content"]
+    system = context_of(openai_fake.chat_requests[0])
     known = system.split("# O que já sabemos do lead", 1)[1]
     assert "João" in known and "Londrina" in known
     missing = known.split("# Dados que ainda faltam", 1)[1]
@@ -245,10 +253,14 @@ async def test_the_graph_uses_exactly_the_history_it_is_given(
     agent: SdrAgent, openai_fake: FakeOpenAI
 ) -> None:
     # Windowing is the runtime's job (TurnRunner asks the store for `history_window`
-    # messages); within the token budget the graph neither drops nor adds any.
+    # messages); within the token budget the graph adds none, and drops none from a
+    # short window. A long one starts at its first anchor (a stored id divisible by 8,
+    # agent/budget.py), where it will start again next turn: ids 1-40 start at id 8.
     for count in (1, 10, 40):
         await agent.run(turn(past=history(count)))
-    assert [len(r["messages"]) for r in openai_fake.chat_requests] == [1 + 1 + 1, 1 + 10 + 1, 1 + 40 + 1]
+    sizes = [len(r["messages"]) for r in openai_fake.chat_requests]
+    assert sizes == [1 + 1 + 1 + 1, 1 + 10 + 1 + 1, 1 + 33 + 1 + 1]
+    assert openai_fake.chat_requests[2]["messages"][1]["content"].startswith("bot 007 ")
 
 
 async def test_prompt_size_is_bounded_by_the_window_as_the_conversation_grows(
@@ -265,11 +277,13 @@ async def test_prompt_size_is_bounded_by_the_window_as_the_conversation_grows(
         sizes[length] = request_chars(request)
         counts[length] = len(request["messages"])
 
-    assert counts == {1: 3, 10: 12, 20: 22, 40: 22, 100: 22}
-    assert sizes[1] < sizes[10] < sizes[20]
-    # 20 recent messages, or the same 20 with older ones before them: the same cost.
-    assert sizes[40] == sizes[20]
+    # Static system + history + this turn's context + the lead's words. A window of 20
+    # starts at its first anchor (ids 8, 24 and 88: 13, 17 and 13 messages kept).
+    assert counts == {1: 4, 10: 13, 20: 16, 40: 20, 100: 16}
+    assert sizes[1] < sizes[10] < sizes[40]
+    # 20 recent messages, or the same 20 with older ones before them: the same bound.
     assert sizes[100] == sizes[20]
+    assert sizes[40] <= sizes[10] + 10 * (80 + 40)  # at most 10 more messages of 80 characters
 
 
 async def test_the_runtime_window_from_the_store_keeps_the_last_20(
@@ -306,9 +320,10 @@ async def test_the_runtime_window_from_the_store_keeps_the_last_20(
 
     await agent.run(turn(text("e a FB700?"), past=window))
     messages = openai_fake.chat_requests[0]["messages"]
-    assert len(messages) == 1 + 20 + 1
-    assert messages[1] == {"role": "user", "content": "pergunta 10"}
-    assert messages[-2] == {"role": "assistant", "content": "resposta 19"}
+    # Ids 21-40 (pergunta 10 .. resposta 19): the window starts at its anchor, id 24.
+    assert len(messages) == 1 + 17 + 1 + 1
+    assert messages[1] == {"role": "assistant", "content": "resposta 11"}
+    assert messages[-3] == {"role": "assistant", "content": "resposta 19"}
     assert not any(m["content"] == "pergunta 09" for m in messages)
 
 
@@ -344,13 +359,13 @@ async def test_a_large_profile_adds_a_bounded_amount_to_the_system_prompt(
 ) -> None:
     await agent.run(turn(profile=LeadProfile()))
     await agent.run(turn(profile=full_profile()))
-    empty_system = openai_fake.chat_requests[0]["messages"][0]["content"]
-    full_system = openai_fake.chat_requests[1]["messages"][0]["content"]
+    empty_system = context_of(openai_fake.chat_requests[0])
+    full_system = context_of(openai_fake.chat_requests[1])
 
     assert len(full_system) - len(empty_system) <= PROFILE_PROMPT_BUDGET_CHARS
     # And it stays bounded however long the values are (provenance is never sent).
     await agent.run(turn(profile=full_profile(chars=4000)))
-    huge_system = openai_fake.chat_requests[2]["messages"][0]["content"]
+    huge_system = context_of(openai_fake.chat_requests[2])
     assert len(huge_system) == len(full_system)
     assert "provenance" not in huge_system
 
@@ -548,7 +563,7 @@ async def test_a_960k_character_message_is_stored_whole_but_every_prompt_sees_it
     first, second = openai_fake.chat_requests
     assert first["messages"][-1] == {"role": "user", "content": huge[:4000] + "\n" + note}
     # The next turn's history carries the same cut text, not the 960,000 characters.
-    assert second["messages"][-3] == {"role": "user", "content": huge[:4000] + "\n" + note}
+    assert second["messages"][1] == {"role": "user", "content": huge[:4000] + "\n" + note}
     assert second["messages"][-1] == {"role": "user", "content": "e o prazo?"}
     assert all(len(json.dumps(r["messages"], ensure_ascii=False)) < 30_000 for r in (first, second))
     # The team still reads the whole message (Chatwoot, the store).

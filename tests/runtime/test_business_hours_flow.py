@@ -62,7 +62,8 @@ async def test_the_model_is_told_whether_the_team_is_in(
     await say(bot, "3EB0HOURS0000002", "Oi, vocês têm formadora de hambúrguer?")
     await settled(bot)
 
-    [system] = [m["content"] for m in openai_fake.chat_requests[0]["messages"] if m["role"] == "system"]
+    # The static system prompt, then this turn's context (where the opening hours are).
+    _, system = [m["content"] for m in openai_fake.chat_requests[0]["messages"] if m["role"] == "system"]
     opening = NEXT_OPENING[instant]
     if opening is None:
         assert "Aberto agora: o time comercial está disponível." in system

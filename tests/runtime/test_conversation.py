@@ -117,8 +117,8 @@ async def test_the_bot_remembers_the_conversation_across_turns(
         {"role": "user", "content": "Sou o João"},
         {"role": "assistant", "content": "Prazer, João! De qual cidade você fala?"},
     ]
-    # The profile extracted in turn 1 is in the system prompt of turn 2.
-    assert "João" in second[0]["content"]
+    # The profile extracted in turn 1 is in the system context of turn 2 (after the history).
+    assert "João" in second[-2]["content"]
     lead = db_rows(bot, "SELECT name, profile FROM leads")
     assert lead[0][0] == "João"
     assert "Londrina" in lead[0][1]

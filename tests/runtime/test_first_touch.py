@@ -136,7 +136,9 @@ async def test_the_model_sees_the_form_answers_as_known_data(
     await store_form_lead(bot.app, a_form(clock))
     await settled(bot)
 
-    system = openai_fake.chat_requests[0]["messages"][0]["content"]
+    system = "\n".join(
+        m["content"] for m in openai_fake.chat_requests[0]["messages"] if m["role"] == "system"
+    )
     # Known data in the prompt's lead card, so the model does not ask for it again.
     assert "Frigorífico Serra Azul" in system and "Campinas" in system
 

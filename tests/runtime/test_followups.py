@@ -151,7 +151,7 @@ async def test_when_due_the_agent_writes_one_nudge_from_the_conversation_and_it_
         "role": "assistant",
         "content": "Prazer, Maria! Quantos hambúrgueres vocês fazem por dia?",
     } in messages
-    assert "Maria" in messages[0]["content"]  # the profile is in the system prompt
+    assert "Maria" in messages[-2]["content"]  # the profile is in the turn's context (system)
 
     # Stored as the bot's message; the lead did not write.
     assert db_rows(bot, "SELECT direction, text FROM messages ORDER BY id")[-1] == ("out", NUDGE_1)

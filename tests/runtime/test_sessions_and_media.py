@@ -72,14 +72,15 @@ async def test_after_the_idle_period_the_next_message_starts_a_fresh_conversatio
     await say(bot, zapi_fake, "3EB0SESSION000002", "Bom dia, voltei")
 
     messages = openai_fake.chat_requests[1]["messages"]
-    # No old turns in the request: the system prompt, then only today's message.
-    assert [m["role"] for m in messages] == ["system", "user"]
-    assert messages[1]["content"] == "Bom dia, voltei"
+    # No old turns in the request: the system prompt and this turn's context, then only
+    # today's message.
+    assert [m["role"] for m in messages] == ["system", "system", "user"]
+    assert messages[2]["content"] == "Bom dia, voltei"
     assert all("quero uma formadora" not in str(m["content"]) for m in messages)
     assert all("Para qual produção" not in str(m["content"]) for m in messages)
     # ...but the lead's profile is still known.
-    assert "Maria" in messages[0]["content"]
-    assert "Londrina" in messages[0]["content"]
+    assert "Maria" in messages[1]["content"]
+    assert "Londrina" in messages[1]["content"]
 
     conversations = db_rows(bot, "SELECT id FROM conversations ORDER BY id")
     assert len(conversations) == 2
@@ -105,12 +106,14 @@ async def test_within_the_idle_period_the_history_is_kept(
     await say(bot, zapi_fake, "3EB0SESSION000003", "para o meu açougue")
 
     messages = openai_fake.chat_requests[1]["messages"]
-    assert messages[1:] == [
+    assert messages[1:3] + messages[4:] == [
         {"role": "user", "content": "Sou a Maria, de Londrina, quero uma formadora"},
         {"role": "assistant", "content": "Prazer, Maria! Para qual produção seria a formadora?"},
         {"role": "user", "content": "para o meu açougue"},
     ]
-    assert "Maria, de Londrina/PR, quer uma formadora" in messages[0]["content"]  # the rolling summary
+    # The rolling summary, in the turn's context after the history.
+    assert messages[3]["role"] == "system"
+    assert "Maria, de Londrina/PR, quer uma formadora" in messages[3]["content"]
     assert len(db_rows(bot, "SELECT id FROM conversations")) == 1
 
 
@@ -131,7 +134,7 @@ async def test_the_idle_period_is_configurable(
     clock.advance(hours=3)
     await say(client, zapi_fake, "3EB0SESSION000005", "voltei")
     assert len(db_rows(client, "SELECT id FROM conversations")) == 2
-    assert [m["role"] for m in openai_fake.chat_requests[-1]["messages"]] == ["system", "user"]
+    assert [m["role"] for m in openai_fake.chat_requests[-1]["messages"]] == ["system", "system", "user"]
 
 
 # --- images --------------------------------------------------------------------------------------

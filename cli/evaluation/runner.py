@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import openai
+
 from agent.graph import SdrAgent, TurnInput, TurnResult
 from agent.guardrails import is_opt_out
 from cli.evaluation.bot import VOICE_MIME, VoiceNotes
@@ -52,6 +54,10 @@ class _Lead:
 
 
 def one_line(exc: BaseException) -> str:
+    """The failure as the report keeps it. OpenAI's own error bodies are left out: a 401
+    quotes part of the key ("Incorrect API key provided: sk-..."), and reports get shared."""
+    if isinstance(exc, openai.APIStatusError):
+        return f"{type(exc).__name__}: HTTP {exc.status_code}"
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 

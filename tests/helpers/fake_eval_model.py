@@ -84,7 +84,16 @@ class FakeEvalModel:
         step = script.popleft() if script else self._default(who, body)
         if isinstance(step, int):
             name = {429: "error_429.json", 400: "error_400.json"}.get(step, "error_500.json")
-            return CallbackResult(status=step, payload=load_fixture(f"openai/{name}"))
+            payload = load_fixture(f"openai/{name}")
+            if step == 401:  # OpenAI's words for a wrong key quote part of it
+                payload = {
+                    "error": {
+                        "message": "Incorrect API key provided: sk-test-****a0.",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                }
+            return CallbackResult(status=step, payload=payload)
         completion = copy.deepcopy(load_fixture("openai/chat_completion_structured.json"))
         completion["choices"][0]["message"]["content"] = json.dumps(step, ensure_ascii=False)
         completion["usage"]["prompt_tokens"], completion["usage"]["completion_tokens"] = 1000, 100

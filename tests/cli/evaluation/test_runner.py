@@ -138,3 +138,12 @@ async def test_a_model_that_keeps_failing_errors_the_persona(
     transcript = await play(session, tmp_path, persona(opening="oi"))
     assert transcript.end_reason == "errored"
     assert transcript.error is not None and "LLMUnavailable" in transcript.error
+
+
+async def test_a_refused_key_is_reported_without_the_words_that_quote_it(
+    fake: FakeEvalModel, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    fake.fail(BOT, 401)
+    transcript = await play(session, tmp_path, persona(opening="oi"))
+    assert transcript.end_reason == "errored"
+    assert transcript.error == "AuthenticationError: HTTP 401"

@@ -27,6 +27,7 @@ from cli.evaluation.checks import run_checks
 from cli.evaluation.judge import Judge
 from cli.evaluation.lead import SimulatedLead
 from cli.evaluation.markdown import render_markdown
+from cli.evaluation.options import DEFAULT_JUDGE_MODEL, DEFAULT_MIN_PASS_RATE
 from cli.evaluation.personas import DEFAULT_PERSONAS_DIR, Persona, PersonaError, load_personas
 from cli.evaluation.report import (
     EvalError,
@@ -60,10 +61,10 @@ class EvalOptions:
     names: tuple[str, ...] = ()
     turns: int | None = None
     model: str | None = None
-    judge_model: str = "gpt-4o"
+    judge_model: str = DEFAULT_JUDGE_MODEL
     baseline: Path | None = None
     out: Path | None = None
-    min_pass_rate: float | None = 0.8
+    min_pass_rate: float | None = DEFAULT_MIN_PASS_RATE
     required: tuple[tuple[str, float], ...] = ()
     concurrency: int = CONCURRENCY
 

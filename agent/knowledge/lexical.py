@@ -44,6 +44,11 @@ def _stem(word: str) -> str:
     return word[:-1] if word.endswith("s") else word
 
 
+def codes(text: str) -> set[str]:
+    """The model codes in `text`, written one way: "FB-300", "fb 300" and "FB300" are "fb300"."""
+    return {letters + digits for letters, digits in _CODE_RE.findall(fold(text))}
+
+
 def terms(text: str) -> list[str]:
     folded = fold(text)
     words = [_stem(w) for w in _WORD_RE.findall(folded) if w not in _STOPWORDS]
@@ -88,4 +93,4 @@ class Bm25:
         return ranked[:k]
 
 
-__all__ = ["Bm25", "fold", "terms"]
+__all__ = ["Bm25", "codes", "fold", "terms"]

@@ -1,10 +1,13 @@
-"""Which chunks of the catalogue a turn needs: cosine over the cached vectors, or BM25.
+"""Which chunks of the catalogue a turn needs: cosine over the cached vectors and BM25.
 
 The catalogue is the company's, not the lead's: a few thousand vectors in one numpy
 matrix answer a query in well under a millisecond, so there is no vector database.
-Embeddings serve when the index is built and the query can be embedded; otherwise
-(no key, a 429, a timeout, the index still building) BM25 serves the same turn, and
-the log says which one did (`knowledge_retrieved served_by=...`).
+When the index is built and the query can be embedded, the cosine ranking and BM25's
+are fused (reciprocal rank fusion): embeddings find "máquina de hambúrguer" for
+"formadora", BM25 finds the exact model code a lead types ("mb145"), which embeddings
+blur; a chunk whose heading names a code the lead wrote comes first whatever the
+fusion says. Otherwise (no key, a 429, a timeout, the index still building) BM25 alone serves
+the same turn. The log says which did (`knowledge_retrieved served_by=hybrid|lexical`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from agent.knowledge.chunking import Chunk
 from agent.knowledge.embeddings import Embedder, Vectors
-from agent.knowledge.lexical import Bm25
+from agent.knowledge.lexical import Bm25, codes
 from agent.llm import transport_cause
 from core.logging import get_logger
 
@@ -30,12 +33,16 @@ EMBEDDINGS_COOL_DOWN_S = 60.0
 # named before), cut to this.
 MAX_QUERY_CHARS = 1500
 RELEVANT_HEADER = "# Trechos do catálogo para esta conversa"
+# Reciprocal rank fusion (Cormack, Clarke and Büttcher, 2009): each ranking gives a chunk
+# 1 / (RRF_K + rank); 60 is the paper's constant. Each ranking is read FUSION_DEPTH x k deep.
+RRF_K = 60
+FUSION_DEPTH = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Retrieved:
     chunks: list[Chunk]
-    served_by: str  # "embeddings" or "lexical"
+    served_by: str  # "hybrid" (embeddings fused with BM25) or "lexical" (BM25 alone)
     seconds: float
 
     def render(self) -> str:
@@ -43,6 +50,14 @@ class Retrieved:
         if not self.chunks:
             return ""
         return "\n\n".join([RELEVANT_HEADER, *(chunk.text for chunk in self.chunks)])
+
+
+def fuse(rankings: Sequence[Sequence[int]], k: int) -> list[int]:
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, index in enumerate(ranking, 1):
+            scores[index] = scores.get(index, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(scores, key=lambda index: (-scores[index], index))[:k]
 
 
 def turn_query(
@@ -71,6 +86,10 @@ class KnowledgeSearch:
         self.embedder = embedder
         self.vectors = vectors
         self.bm25 = Bm25([chunk.text for chunk in chunks])
+        self._by_code: dict[str, list[int]] = {}
+        for index, chunk in enumerate(chunks):
+            for code in codes(chunk.label):
+                self._by_code.setdefault(code, []).append(index)
         self._cooling_until = 0.0
 
     @property
@@ -83,6 +102,10 @@ class KnowledgeSearch:
 
     def lexical(self, query: str, k: int) -> list[int]:
         return [index for index, _ in self.bm25.top(query, k)]
+
+    def named(self, query: str) -> list[int]:
+        """Chunks whose heading names a model code the query writes ("mb145" -> MB-145)."""
+        return sorted({i for code in codes(query) for i in self._by_code.get(code, ())})
 
     def semantic(self, query_vector: Vectors, k: int) -> list[int]:
         assert self.vectors is not None
@@ -112,10 +135,15 @@ class KnowledgeSearch:
         started = time.perf_counter()
         if not query.strip() or not self.chunks:
             return Retrieved([], "none", 0.0)
-        found = await self._semantic_or_none(query, k)
-        served_by = "embeddings"
-        if found is None:
+        depth = k * FUSION_DEPTH
+        semantic = await self._semantic_or_none(query, depth)
+        if semantic is None:
             found, served_by = self.lexical(query, k), "lexical"
+        else:
+            fused = fuse([semantic, self.lexical(query, depth)], depth)
+            named = self.named(query)
+            found = (named + [i for i in fused if i not in named])[:k]
+            served_by = "hybrid"
         seconds = time.perf_counter() - started
         log.info(
             "knowledge_retrieved",
@@ -126,4 +154,4 @@ class KnowledgeSearch:
         return Retrieved([self.chunks[i] for i in found], served_by, seconds)
 
 
-__all__ = ["RELEVANT_HEADER", "KnowledgeSearch", "Retrieved", "turn_query"]
+__all__ = ["RELEVANT_HEADER", "KnowledgeSearch", "Retrieved", "fuse", "turn_query"]

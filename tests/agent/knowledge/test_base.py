@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agent.budget import count_tokens
 from agent.knowledge.base import RETRIEVAL_NOTE, KnowledgeConfig, prepare_knowledge
-from agent.knowledge.search import RELEVANT_HEADER, turn_query
+from agent.knowledge.search import RELEVANT_HEADER, fuse, turn_query
 from agent.prompts import DEFAULT_PROMPTS_DIR
 from tests.agent.knowledge.catalogue import BUDGET, COMPANY, write_catalogue
 
@@ -40,3 +40,9 @@ async def test_a_big_catalogue_keeps_the_overview_static_and_retrieves_the_rest(
 def test_the_query_carries_the_product_named_before() -> None:
     assert turn_query(["quanto custa?"], ["Oi", "vi o moedor MB-22"]) == "quanto custa?\nvi o moedor MB-22"
     assert turn_query([], [], summary="Lead quer a SF-160.") == "Lead quer a SF-160."
+
+
+def test_fusion_keeps_what_either_ranking_is_sure_of() -> None:
+    # BM25 is sure of chunk 7 (an exact model code); the embeddings rank it lower.
+    assert fuse([[1, 2, 3, 7], [7, 9, 1]], 2) == [1, 7]
+    assert fuse([[4], []], 3) == [4]

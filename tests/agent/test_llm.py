@@ -476,3 +476,22 @@ async def test_an_observer_hears_each_call_end_with_its_real_exception(
     assert len(heard) == 2
     assert isinstance(heard[0], LLMUnavailable) and isinstance(heard[0].__cause__, openai.RateLimitError)
     assert heard[1] is None
+
+
+async def test_openais_cached_tokens_reach_the_usage_and_the_turns_log(
+    agent: SdrAgent, http_mock: aioresponses
+) -> None:
+    # usage.prompt_tokens_details.cached_tokens: what OpenAI served from its prompt cache
+    # (https://developers.openai.com/api/docs/guides/prompt-caching), next to our estimate.
+    from structlog.testing import capture_logs
+
+    completion = completion_with({"content": VALID_OUTPUT, "refusal": None})
+    completion["usage"].update(prompt_tokens=3900, prompt_tokens_details={"cached_tokens": 3584})
+    http_mock.post(CHAT_URL, payload=completion)
+    with capture_logs() as logs:
+        result = await agent.run(a_turn())
+    assert (result.usage.prompt_tokens, result.usage.cached_tokens) == (3900, 3584)
+    [line] = [entry for entry in logs if entry["event"] == "llm_tokens"]
+    assert (line["prompt_tokens"], line["cached_tokens"]) == (3900, 3584)
+    # Our count of the same request: schema + messages, and the prefix the next turn reuses.
+    assert 0 < line["cacheable_tokens"] < line["prompt_tokens_estimated"]

@@ -66,6 +66,7 @@ def save_vectors(index: IndexFile, vectors: Vectors, chunks: list[Chunk]) -> boo
         "chunker": CHUNKER_VERSION,
     }
     folder = index.path.parent
+    tmp: str | None = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".building-", suffix=".npz")
@@ -73,6 +74,8 @@ def save_vectors(index: IndexFile, vectors: Vectors, chunks: list[Chunk]) -> boo
             np.savez(out, vectors=vectors, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
         os.replace(tmp, index.path)
     except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)  # a full disk leaves no half file behind
         log.warning("knowledge_index_not_saved", path=str(index.path), error=str(exc))
         return False
     for old in folder.glob("*.npz"):

@@ -105,9 +105,21 @@ def _fixed_json_tokens(text: str) -> int:
     return count_tokens(text)
 
 
-def format_tokens(response_format: Mapping[str, Any]) -> int:
+# The same schema object comes back on every turn (LLMClient builds it once): its count
+# is kept by identity, saving a JSON dump per turn. The entry holds the object, so the
+# id cannot be reused while it is there.
+_BY_IDENTITY: dict[int, tuple[Any, int]] = {}
+
+
+def format_tokens(response_format: Mapping[str, Any] | Sequence[Any]) -> int:
     """The tokens of a `response_format` (or a `tools` list) as sent."""
-    return _fixed_json_tokens(_json(response_format))
+    hit = _BY_IDENTITY.get(id(response_format))
+    if hit is not None and hit[0] is response_format:
+        return hit[1]
+    tokens = _fixed_json_tokens(_json(response_format))
+    if len(_BY_IDENTITY) < 64:
+        _BY_IDENTITY[id(response_format)] = (response_format, tokens)
+    return tokens
 
 
 def _content_text(content: Any) -> tuple[str, int]:

@@ -1,6 +1,6 @@
 """Input tokens OpenAI bills per turn as a conversation grows, and what they cost.
 
-    python bench/tokens.py [--turns 20]
+    python bench/tokens.py [--turns 20] [--knowledge-max-tokens N]
 
 Needs the dev extra (`pip install -e '.[dev]'`): OpenAI and Z-API are faked with
 aioresponses and the suite's fakes (tests/helpers/fakes.py, tests/conftest.py).
@@ -16,6 +16,10 @@ conversation's. The lead's messages arrive two minutes apart, so "now" changes p
 
 Goal (issue 18): <= 2,000 billed-equivalent input tokens at turn 10, >= 80 % of the input
 in the cached prefix from turn 2 on, one LLM call per text turn.
+
+`--knowledge-max-tokens` below the shipped knowledge's size (1,838 tokens) shows the same
+conversation with the knowledge retrieved per turn instead of sent whole (BM25 here: the
+fake OpenAI has no embeddings).
 """
 
 from __future__ import annotations
@@ -91,10 +95,10 @@ def output_tokens(lead: dict[str, Any]) -> int:
     return count_tokens(json.dumps(content, ensure_ascii=False))
 
 
-async def converse(turns: int) -> tuple[list[dict[str, Any]], list[int], int, int]:
+async def converse(turns: int, **overrides: Any) -> tuple[list[dict[str, Any]], list[int], int, int]:
     """Play `turns` lead messages; the chat requests, output tokens, calls and replies."""
     tmp = Path(tempfile.mkdtemp(prefix="sdr-tokens-"))
-    settings = fast_settings(tmp, log_level="WARNING", debounce_quiet_s=0.0, debounce_max_s=0.0)
+    settings = fast_settings(tmp, log_level="ERROR", debounce_quiet_s=0.0, debounce_max_s=0.0, **overrides)
     clock = Clock()
     outputs: list[int] = []
     with aioresponses(passthrough=["http://127.0.0.1"]) as mock:
@@ -182,8 +186,12 @@ def report(requests: list[dict[str, Any]], outputs: list[int]) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--knowledge-max-tokens", type=int, default=None)
     args = parser.parse_args()
-    requests, outputs, calls, sent = await converse(args.turns)
+    overrides = (
+        {} if args.knowledge_max_tokens is None else {"knowledge_max_tokens": args.knowledge_max_tokens}
+    )
+    requests, outputs, calls, sent = await converse(args.turns, **overrides)
     print(f"input tokens per turn, one lead, {args.turns} text turns (o200k, whole request)")
     report(requests, outputs)
     print(f"replies sent: {sent}; LLM calls in total: {calls} for {args.turns} turns")

@@ -15,7 +15,7 @@ import base64
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, TypeVar
@@ -32,7 +32,7 @@ from agent.llm import LLMClient, LLMTruncated, Usage
 from agent.prompts import MAX_SUMMARY_CHARS, PromptBundle
 from agent.request import build_messages, build_prompt
 from agent.scoring import ScoreResult, ScoringRules, score_lead
-from agent.tools import ToolCall, ToolEffects, run_tools
+from agent.tools import LeadToolCall, ToolCall, ToolEffects, run_tools
 from core.lead import LeadProfile, LeadUpdate, describe_lead, field_label, merge_lead
 from core.logging import get_logger
 from core.models import InboundMessage, MessageKind
@@ -82,12 +82,20 @@ class AgentTurnOutput(BaseModel):
 
     reply: str = Field(description="Para o lead. Uma linha em branco separa mensagens do WhatsApp.")
     lead: LeadUpdate = Field(description="Só o que o lead disse na conversa; null no resto.")
-    tool_calls: list[ToolCall]
+    tool_calls: Sequence[ToolCall]
     summary: str = Field(
         description="Resumo atualizado da conversa inteira, até 6 frases: o que o lead quer, o que foi "
         "respondido, combinados, pendências."
     )
     image_description: str | None = Field(description="A imagem enviada neste turno, em uma frase.")
+
+
+class AgentTurnOutputWithoutMeetings(AgentTurnOutput):
+    """The schema sent on a turn that offers no meeting times: the meeting tools cannot be
+    called without them, and would cost their tokens on every call of every conversation
+    (meetings are off by default). The answer is still read as an `AgentTurnOutput`."""
+
+    tool_calls: Sequence[LeadToolCall]
 
 
 @dataclass
@@ -282,7 +290,14 @@ async def perceive(deps: AgentDeps, turn: TurnInput) -> tuple[list[str], list[st
     return texts, images
 
 
-async def ask_model(deps: AgentDeps, messages: list[dict[str, Any]]) -> tuple[AgentTurnOutput, Usage, int]:
+def response_schema(turn: TurnInput) -> type[AgentTurnOutput]:
+    """What the turn sends as its response format: the meeting tools only with meeting times."""
+    return AgentTurnOutput if turn.meeting_note is not None else AgentTurnOutputWithoutMeetings
+
+
+async def ask_model(
+    deps: AgentDeps, messages: list[dict[str, Any]], sent: type[AgentTurnOutput] = AgentTurnOutput
+) -> tuple[AgentTurnOutput, Usage, int]:
     """One structured answer, and the number of calls it took.
 
     An answer cut at the completion limit is never half used: the model is asked once
@@ -290,12 +305,16 @@ async def ask_model(deps: AgentDeps, messages: list[dict[str, Any]]) -> tuple[Ag
     apology) rather than sending the lead a broken reply.
     """
     try:
-        output, usage = await with_model_retries(deps, lambda: deps.llm.structured(messages, AgentTurnOutput))
+        output, usage = await with_model_retries(
+            deps, lambda: deps.llm.structured(messages, AgentTurnOutput, sent_as=sent)
+        )
         return output, usage, 1
     except LLMTruncated as exc:
         log.warning("llm_output_truncated", completion_tokens=exc.usage.completion_tokens)
         shorter = messages + [{"role": "system", "content": TRUNCATED_RETRY_NOTE}]
-        output, usage = await with_model_retries(deps, lambda: deps.llm.structured(shorter, AgentTurnOutput))
+        output, usage = await with_model_retries(
+            deps, lambda: deps.llm.structured(shorter, AgentTurnOutput, sent_as=sent)
+        )
         return output, exc.usage + usage, 2
 
 
@@ -315,10 +334,11 @@ async def think(deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images:
     deps = await with_relevant_knowledge(deps, turn, lead_texts)
     prompt = build_prompt(deps, turn, lead_texts, images)
     messages = prompt.messages
+    sent = response_schema(turn)
     started = time.perf_counter()
-    output, usage, calls = await ask_model(deps, messages)
+    output, usage, calls = await ask_model(deps, messages, sent)
     llm_seconds = time.perf_counter() - started
-    schema_tokens = format_tokens(deps.llm.response_format(AgentTurnOutput))
+    schema_tokens = format_tokens(deps.llm.response_format(sent))
     # Our count of what OpenAI bills (agent/billing.py) next to its own: the prefix the
     # next turn may reuse, and what this call was actually served from the cache.
     log.info(
@@ -342,7 +362,7 @@ async def think(deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images:
         },
     ]
     started = time.perf_counter()
-    fixed, retry_usage, retry_calls = await ask_model(deps, repair)
+    fixed, retry_usage, retry_calls = await ask_model(deps, repair, sent)
     retry_effects = run_tools(fixed.tool_calls)
     if retry_effects.failures:
         log.error("tool_calls_dropped", failures=retry_effects.failures)

@@ -340,12 +340,19 @@ class LLMClient:
         messages: list[dict[str, Any]],
         schema: type[T],
         *,
+        sent_as: type[BaseModel] | None = None,
         temperature: float = 0.4,
         max_completion_tokens: int = MAX_COMPLETION_TOKENS,
     ) -> tuple[T, Usage]:
+        """The answer to `messages`, read as `schema`. `sent_as`, when given, is the schema
+        sent instead: a narrower one (fewer tokens) whose answers `schema` also reads."""
         try:
             result = await self._structured(
-                messages, schema, temperature=temperature, max_completion_tokens=max_completion_tokens
+                messages,
+                schema,
+                sent_as=sent_as or schema,
+                temperature=temperature,
+                max_completion_tokens=max_completion_tokens,
             )
         except Exception as exc:  # not CancelledError: a cut-off call is no model failure
             self._notify(exc)
@@ -358,6 +365,7 @@ class LLMClient:
         messages: list[dict[str, Any]],
         schema: type[T],
         *,
+        sent_as: type[BaseModel],
         temperature: float,
         max_completion_tokens: int,
     ) -> tuple[T, Usage]:
@@ -374,7 +382,7 @@ class LLMClient:
             "model": self.config.model,
             "max_completion_tokens": max_completion_tokens,
             "temperature": temperature,
-            "response_format": self._response_format(schema),
+            "response_format": self._response_format(sent_as),
         }
         payload = _json_payload(body)
         try:  # one attempt: the turn retries (see openai_retry_policy)

@@ -7,6 +7,7 @@ rolling summary, keeping the newest messages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -219,3 +220,38 @@ def test_a_short_window_is_kept_whole() -> None:
     history = [{"role": "user", "content": f"m{i}"} for i in range(10)]
     window, tokens = anchored_history(history, ids=list(range(3, 13)), available=10**6)
     assert window == history and tokens == sum(message_tokens(m) for m in history)
+
+
+# --- the schema sent ---------------------------------------------------------------------------
+
+
+def tool_names(request: dict[str, Any]) -> list[str]:
+    items = request["response_format"]["json_schema"]["schema"]["properties"]["tool_calls"]["items"]
+    return [t["properties"]["tool"]["const"] for t in items["anyOf"]]
+
+
+async def test_the_meeting_tools_are_sent_only_with_meeting_times(
+    settings: Settings, openai_fake: FakeOpenAI
+) -> None:
+    import aiohttp
+
+    from agent.graph import SdrAgent
+
+    async with aiohttp.ClientSession() as session:
+        deps = agent_deps(settings)
+        deps.llm = LLMClient(llm_config(settings), session)
+        agent = SdrAgent(deps)
+        await agent.run(a_turn([]))
+        offer = "Horários livres: 1) terça 10h 2) quarta 15h. Quando o lead escolher, chame book_meeting."
+        openai_fake.then(reply="Marcado!", tools=[{"tool": "book_meeting", "option": 2}])
+        booked = await agent.run(dataclasses.replace(a_turn([]), meeting_note=offer))
+    without, with_times = openai_fake.chat_requests
+    assert tool_names(without) == [
+        "request_quote",
+        "register_technical_question",
+        "handoff_to_human",
+        "opt_out",
+    ]
+    assert tool_names(with_times)[4:] == ["book_meeting", "reschedule_meeting", "cancel_meeting"]
+    assert format_tokens(without["response_format"]) + 100 < format_tokens(with_times["response_format"])
+    assert booked.effects.meeting_option == 2

@@ -13,6 +13,10 @@ from core.records import DueFollowUp
 from store.sqlite.connection import SqliteConnection
 from store.timestamps import iso
 
+# Waiting messages in arrival order, a page at a time (the `inbound_waiting` index).
+_WAITING_PAGE = "SELECT id, contact_key FROM inbound WHERE status = 'pending' AND id > ? ORDER BY id LIMIT ?"
+_PAGE = 256
+
 
 class Schedule(SqliteConnection):
     # --- turn leases ----------------------------------------------------------------
@@ -42,27 +46,47 @@ class Schedule(SqliteConnection):
     async def claim_ready_contacts(
         self, *, owner: str, limit: int, quiet_s: float, max_wait_s: float, lease_s: float
     ) -> list[str]:
+        """Lease up to `limit` contacts whose burst is over (quiet for `quiet_s`, or
+        waiting for `max_wait_s`), oldest waiting message first. The waiting messages are
+        read in pages in arrival order and the walk stops once `limit` are leased: under
+        a flood (10,000 contacts waiting) a poll reads about the contacts it leases, not
+        every waiting message as a GROUP BY over them would."""
         now = utc_now()
-        rows = self.db.execute(
-            "SELECT i.contact_key FROM inbound i WHERE i.status = 'pending'"
-            " GROUP BY i.contact_key"
-            " HAVING MAX(i.received_at) <= ? OR MIN(i.received_at) <= ?"
-            " ORDER BY MIN(i.id)",
-            (iso(now - timedelta(seconds=quiet_s)), iso(now - timedelta(seconds=max_wait_s))),
-        ).fetchall()
+        quiet_cut = iso(now - timedelta(seconds=quiet_s))
+        wait_cut = iso(now - timedelta(seconds=max_wait_s))
         claimed: list[str] = []
-        for (contact_key,) in rows:
-            if len(claimed) >= limit:
+        seen: set[str] = set()
+        after = 0
+        while len(claimed) < limit:
+            page = self.db.execute(_WAITING_PAGE, (after, _PAGE)).fetchall()
+            for row_id, contact_key in page:
+                after = row_id
+                if contact_key in seen or len(claimed) >= limit:
+                    continue
+                seen.add(contact_key)  # its first waiting message: the group's MIN(id)
+                if self._burst_over(contact_key, quiet_cut, wait_cut) and await self._lease_free(
+                    contact_key, owner=owner, lease_s=lease_s, now=now
+                ):
+                    claimed.append(contact_key)
+            if len(page) < _PAGE:
                 break
-            held = self.db.execute(
-                "SELECT owner FROM turn_leases WHERE contact_key = ? AND expires_at > ?",
-                (contact_key, iso(now)),
-            ).fetchone()
-            if held is not None and held[0] != owner:
-                continue
-            if await self.claim_contact(contact_key, owner=owner, lease_s=lease_s):
-                claimed.append(contact_key)
         return claimed
+
+    def _burst_over(self, contact_key: str, quiet_cut: str, wait_cut: str) -> bool:
+        first, last = self.db.execute(
+            "SELECT MIN(received_at), MAX(received_at) FROM inbound WHERE contact_key = ? AND status = 'pending'",
+            (contact_key,),
+        ).fetchone()
+        return last is not None and (last <= quiet_cut or first <= wait_cut)
+
+    async def _lease_free(self, contact_key: str, *, owner: str, lease_s: float, now: datetime) -> bool:
+        held = self.db.execute(
+            "SELECT owner FROM turn_leases WHERE contact_key = ? AND expires_at > ?",
+            (contact_key, iso(now)),
+        ).fetchone()
+        if held is not None and held[0] != owner:
+            return False
+        return await self.claim_contact(contact_key, owner=owner, lease_s=lease_s)
 
     # --- follow-ups -------------------------------------------------------------------
     async def due_follow_ups(self, *, now: datetime, limit: int) -> list[DueFollowUp]:

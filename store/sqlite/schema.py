@@ -85,6 +85,8 @@ CREATE TABLE IF NOT EXISTS inbound (
     UNIQUE (channel, provider_message_id)
 );
 CREATE INDEX IF NOT EXISTS inbound_pending ON inbound(contact_key, id) WHERE status = 'pending';
+-- Waiting messages in arrival order, for the contacts ready for a turn (schedule.py).
+CREATE INDEX IF NOT EXISTS inbound_waiting ON inbound(id) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,

@@ -97,25 +97,8 @@ def message_tokens(message: dict[str, Any]) -> int:
 
 
 def prompt_tokens(messages: Sequence[dict[str, Any]]) -> int:
-    """Prompt tokens of a chat request as OpenAI bills them (the response schema aside)."""
+    """Prompt tokens of a request's messages (agent/billing.py counts the whole request)."""
     return sum(message_tokens(m) for m in messages) + TOKENS_REPLY_PRIMING
-
-
-def fit_history(history: Sequence[dict[str, Any]], *, available: int) -> list[dict[str, Any]]:
-    """The newest messages of `history` whose tokens fit in `available`, in their order.
-
-    Whole messages are dropped, oldest first: the rolling summary in the system prompt
-    already carries what they said.
-    """
-    kept: list[dict[str, Any]] = []
-    for message in reversed(history):
-        cost = message_tokens(message)
-        if cost > available:
-            break
-        available -= cost
-        kept.append(message)
-    kept.reverse()
-    return kept
 
 
 # The history's start stays put for several turns, so the conversation's next request
@@ -164,7 +147,6 @@ __all__ = [
     "clip_tokens",
     "count_fixed_text",
     "count_tokens",
-    "fit_history",
     "message_tokens",
     "prompt_tokens",
     "warm",

@@ -29,6 +29,8 @@ from core.outbox import BACK_OFFICE_PRIORITY, PAYLOADS
 
 _OPEN = "status IN ('pending', 'inflight')"
 
+UPGRADE_BUSY_TIMEOUT_MS = 30_000
+
 # The index a claim walks: pending heads only, in claim order within a priority.
 CLAIM_INDEX = (
     "CREATE INDEX IF NOT EXISTS outbox_claim ON outbox(priority, next_attempt_at, id)"
@@ -99,6 +101,17 @@ def apply_claim_order(db: sqlite3.Connection) -> None:
     if _up_to_date(db):
         db.execute(CLAIM_INDEX)
         return
+    # The other process of a split deployment may be upgrading the same file (a second
+    # or so for a large outbox): wait for it rather than fail to start.
+    busy_ms = db.execute("PRAGMA busy_timeout").fetchone()[0]
+    db.execute(f"PRAGMA busy_timeout={UPGRADE_BUSY_TIMEOUT_MS}")
+    try:
+        _upgrade(db)
+    finally:
+        db.execute(f"PRAGMA busy_timeout={busy_ms}")
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         if not _up_to_date(db):  # another process may have upgraded it meanwhile

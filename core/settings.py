@@ -196,13 +196,13 @@ class Settings(BaseSettings):
 
     # --- conversation runtime -----------------------------------------------------
     # The quiet window after a fragment ("oi", "então,", a short line without punctuation)...
-    debounce_quiet_s: float = 3.0
+    debounce_quiet_s: float = 4.0
     debounce_max_s: float = 15.0
     # ...after a message that ends a thought ("...?", "...", a long line, a voice note);
     debounce_complete_s: float = 1.0
-    # ...and, when the lead's phone reports presence (Z-API, WAHA), after they stop typing;
-    # a "typing"/"recording" signal holds the turn at most this long without a refresh.
-    debounce_presence_s: float = 0.6
+    # ...and after one when the lead's phone reports presence (Z-API, WAHA): it would say
+    # if they typed on; "typing"/"recording" holds the turn at most this long without news.
+    debounce_presence_s: float = 0.8
     debounce_typing_s: float = 10.0
     history_window: int = 20
     # A lead's message longer than this is cut (the model is told so) before any prompt.

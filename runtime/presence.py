@@ -32,7 +32,7 @@ class PresenceBoard:
 
     def record(self, contact_key: str, state: str, now: float) -> None:
         before = self.get(contact_key, now)
-        self._seen[contact_key] = before.then(state, now) if before is not None else Seen(state, now)
+        self._seen[contact_key] = before.then(state, now) if before is not None else Seen.first(state, now)
         self._seen.move_to_end(contact_key)
         while len(self._seen) > self.max_contacts:
             self._seen.popitem(last=False)

@@ -124,26 +124,37 @@ class Windows:
 
 
 HOLDING = frozenset({"typing", "recording"})
+# Webhooks are not ordered: the "paused" a phone sends with a message can reach us after
+# the "typing" of the next one. A stop this soon after a start is taken for such an
+# overtaken signal (a real stop comes after some seconds without a keystroke).
+OVERTAKEN_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """The lead's last presence signal and when it arrived (the scheduler's clock).
-    `after_recording`: it is the stop of a recording, so a voice note is still uploading."""
+    """The lead's last presence signal and when it arrived (the scheduler's clock), and
+    when they last started typing or recording (`active_at`)."""
 
     state: str
     at: float
-    after_recording: bool = False
+    active_at: float | None = None
 
     @property
     def holding(self) -> bool:
         return self.state in HOLDING
 
     def then(self, state: str, at: float) -> Seen:
-        """The next signal, remembering whether the lead stopped recording."""
+        """The next signal, remembering when the lead was last active; a stop that
+        overtook nothing but its own webhook leaves the lead typing."""
         if state in HOLDING:
-            return Seen(state, at)
-        return Seen(state, at, after_recording=self.state == "recording" or self.after_recording)
+            return Seen(state, at, at)
+        if self.holding and at - self.at < OVERTAKEN_S:
+            return self
+        return Seen(state, at, self.active_at)
+
+    @classmethod
+    def first(cls, state: str, at: float) -> Seen:
+        return cls(state, at, at if state in HOLDING else None)
 
 
 def deadline(
@@ -151,18 +162,19 @@ def deadline(
 ) -> float:
     """When the burst's turn may start.
 
-    Without presence: the content window after the last message. With it: a signal sent
-    after the last message moves the deadline to `typing_s` after a "typing"/"recording"
-    (it expires if nothing follows) or `presence_s` after a stop ("paused", "online",
-    "offline"); after a recording stops, a fragment's window, since the voice note is
-    still uploading. A signal older than the last message is over: the message is what
-    the lead was typing. Never past `first_at + max_wait_s`."""
+    Without presence: the content window after the last message. With it, a complete
+    message waits `presence_s` (the phone would say if the lead typed on), and a signal
+    sent after the last message moves the deadline: "typing"/"recording" holds it for
+    `typing_s` (it expires if nothing follows); a stop after such activity with no
+    message since ("paused" with text still in the box, or a voice note uploading) gives
+    a fragment's window from the stop. The "paused" that follows a sent message, or an
+    "online"/"offline" without activity, changes nothing: the message already said the
+    lead stopped. Never past `first_at + max_wait_s`."""
     cap = first_at + windows.max_wait_s
     at = last_at + windows.after(complete, presence=seen is not None)
     if seen is not None and seen.at > last_at:
         if seen.holding:
-            hold = windows.typing_s
-        else:
-            hold = windows.fragment_s if seen.after_recording else windows.presence_s
-        at = max(at, seen.at + hold)
+            at = max(at, seen.at + windows.typing_s)
+        elif seen.active_at is not None and seen.active_at > last_at:
+            at = max(at, seen.at + windows.fragment_s)
     return min(at, cap)

@@ -75,17 +75,20 @@ def test_the_board_forgets_stale_phones_and_keeps_a_bounded_number() -> None:
     assert len(board) == 2 and board.get("a", 100.0) is None
 
 
-def test_the_board_remembers_a_recording_stopped() -> None:
+def test_the_board_remembers_when_the_lead_was_last_active() -> None:
     board = PresenceBoard()
     board.record("a", "recording", 0.0)
     board.record("a", "paused", 5.0)
     board.record("a", "online", 5.1)
     seen = board.get("a", 6.0)
-    assert seen is not None and seen.after_recording
+    assert seen is not None and seen.active_at == 0.0
     board.record("a", "typing", 7.0)
     board.record("a", "paused", 8.0)
     seen = board.get("a", 8.0)
-    assert seen is not None and not seen.after_recording
+    assert seen is not None and seen.active_at == 7.0 and not seen.holding
+    board.record("b", "online", 1.0)
+    seen = board.get("b", 1.0)
+    assert seen is not None and seen.active_at is None
 
 
 def test_a_shared_burst_waits_the_window_of_its_last_message() -> None:

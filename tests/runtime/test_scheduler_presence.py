@@ -90,9 +90,11 @@ def test_no_window_is_longer_than_the_fragment_one() -> None:
 # --- with presence ----------------------------------------------------------------------
 
 
-def test_paused_right_after_the_message_releases_it_quickly() -> None:
+def test_a_complete_message_is_answered_quickly_when_the_phone_reports_presence() -> None:
+    # The "paused" after sending adds nothing: the message said the lead stopped.
     timeline: list[Event] = [(-4.0, "typing"), (0.0, COMPLETE), (0.2, "paused")]
-    assert replay([(t + 5, w) for t, w in timeline]) == [(5.8, 1)]  # 0.6 s after the pause
+    assert replay([(t + 5, w) for t, w in timeline]) == [(5.6, 1)]
+    assert replay([(1.0, "paused"), (5.0, COMPLETE)]) == [(5.6, 1)]  # crossed webhooks
 
 
 def test_a_message_ends_the_typing_it_was() -> None:
@@ -100,9 +102,25 @@ def test_a_message_ends_the_typing_it_was() -> None:
     assert replay([(0.0, "typing"), (3.0, COMPLETE)]) == [(3.6, 1)]
 
 
-def test_typing_holds_the_turn_until_the_lead_stops() -> None:
-    runs = replay([(0.0, COMPLETE), (0.3, "typing"), (6.0, "paused")])
-    assert runs == [(6.6, 1)]
+def test_typing_holds_the_turn_until_the_next_message() -> None:
+    runs = replay([(0.0, COMPLETE), (0.3, "typing"), (6.0, COMPLETE), (6.1, "paused")])
+    assert runs == [(6.6, 2)]
+
+
+@pytest.mark.parametrize("stop", ["paused", "online", "offline"])
+def test_a_stop_without_a_message_waits_a_fragments_window(stop: str) -> None:
+    # Text left in the box (or deleted): answered DEBOUNCE_QUIET_S after the stop, long
+    # before the typing signal would have expired (10.5).
+    assert replay([(0.0, COMPLETE), (0.5, "typing"), (4.0, stop)]) == [(7.0, 1)]
+    assert replay([(0.0, COMPLETE), (0.5, "typing"), (4.0, stop), (5.5, "typing"), (8.0, COMPLETE)]) == [
+        (8.6, 2)
+    ]
+
+
+def test_a_stop_overtaken_by_the_next_typing_does_not_end_it() -> None:
+    # The "paused" sent with "oi" reaches us 0.2 s after the "typing" of the next part.
+    timeline: list[Event] = [(0.0, FRAGMENT), (0.3, "typing"), (0.5, "paused"), (6.0, COMPLETE)]
+    assert replay(timeline) == [(6.6, 2)]
 
 
 def test_recording_holds_a_fragment_and_waits_for_the_upload() -> None:
@@ -138,7 +156,9 @@ def test_a_burst_of_three_with_typing_between_is_one_turn() -> None:
         (9.0, COMPLETE),  # "quanto custa o plano anual?"
         (9.1, "paused"),
     ]
-    assert replay(timeline) == [(9.7, 3)]
+    assert replay(timeline) == [(9.6, 3)]
+    # The same burst without presence: the windows alone split it in three.
+    assert replay([e for e in timeline if not isinstance(e[1], str)]) == [(4.5, 1), (6.0, 2), (10.0, 3)]
 
 
 def test_presence_alone_never_starts_a_turn() -> None:
@@ -152,8 +172,3 @@ def test_presence_does_not_hold_a_form() -> None:
 def test_presence_is_forgotten_once_stale() -> None:
     # A phone heard from long ago: the window without presence again.
     assert replay([(0.0, "paused"), (700.0, COMPLETE)]) == [(701.0, 1)]
-
-
-@pytest.mark.parametrize("stop", ["paused", "online", "offline"])
-def test_every_stop_state_releases(stop: str) -> None:
-    assert replay([(0.0, FRAGMENT), (0.5, "typing"), (4.0, stop)]) == [(4.6, 1)]

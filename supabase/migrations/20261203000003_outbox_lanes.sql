@@ -70,7 +70,11 @@ CREATE OR REPLACE FUNCTION sdr_claim_outbox_for(
     p_now timestamptz,
     p_lease_seconds double precision
 ) RETURNS SETOF outbox
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Planned for each priority's own count: a plan cached for the average one could walk
+-- outbox_due past a whole flood of other priorities to find the few replies.
+SET plan_cache_mode = force_custom_plan
+AS $$
 DECLARE
     -- "Due" at the caller's clock, which may look ahead but never lags the database
     -- clock that stamped new items (a skewed app clock must not hold replies back).
@@ -128,7 +132,9 @@ $$;
 -- When the next claimable item is due: the earliest pending head of an order key, or
 -- now for an inflight item whose lease expired. NULL when nothing can become due.
 CREATE OR REPLACE FUNCTION sdr_next_outbox_due() RETURNS timestamptz
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET plan_cache_mode = force_custom_plan
+AS $$
     SELECT least(
         (SELECT min(first.next_attempt_at)
          FROM generate_series(0, 2) AS pr(priority)

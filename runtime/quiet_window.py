@@ -4,8 +4,10 @@ A fixed window makes every lead wait as long as the slowest burst needs. What th
 just sent says more: "Quanto custa o plano anual?" ends a thought and is answered after
 a short window; "oi", "então," or a short line without punctuation is likely the first
 piece of a burst and waits longer. When the lead's phone reports presence (Z-API, WAHA),
-"typing"/"recording" holds the turn and "paused" releases it shortly after; the hold
-expires on its own and DEBOUNCE_MAX_S still caps the whole wait.
+a complete message waits even less (the phone would say if they typed on), while
+"typing"/"recording" holds the turn until the next message or a stop; the hold expires
+on its own and DEBOUNCE_MAX_S still caps the whole wait. bench/first_reply.py measures
+the trade-off (docs/performance.md, "First reply").
 
 Pure functions of times and texts, so the scheduler, the turn (a burst stored by several
 instances) and bench/first_reply.py all decide the same way.

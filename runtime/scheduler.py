@@ -2,10 +2,11 @@
 
 Per contact there is at most one driver task: it waits for a quiet window (debounce,
 capped so a chatty lead still gets an answer), calls `run(contact_key)` once for every
-pending burst, and loops if more arrived meanwhile. The window adapts to the burst's last
-message and to the lead's chat presence when the provider reports it
-(runtime/quiet_window.py); presence only moves the window of a pending burst. Runs of one contact therefore never
-overlap, and state for idle contacts is dropped so memory does not grow with them.
+pending burst, and loops if more arrived meanwhile. Runs of one contact therefore never
+overlap, and state for idle contacts is dropped so memory does not grow with them. The
+window adapts to the burst's last message and to the lead's chat presence when the
+provider reports it (runtime/quiet_window.py); presence only moves the window of a
+pending burst, never past `max_wait_s`.
 
 This module knows nothing of turns: `run` says whether the work was done (True) or must
 be tried again after a backoff (False). Durability comes from the store: what `run` did
@@ -59,7 +60,7 @@ class ScheduleConfig:
     poll_s: float
     # After a message that ends a thought; None: `quiet_s` (one fixed window).
     complete_s: float | None = None
-    # After the lead's phone says they stopped typing; None: the complete window.
+    # After a complete message when the lead's phone reports presence; None: the complete window.
     presence_s: float | None = None
     # How long a "typing"/"recording" signal holds the turn without a refresh.
     typing_s: float = 10.0

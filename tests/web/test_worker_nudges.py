@@ -4,9 +4,21 @@ one process."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from web.worker_process import DONE, FRAGMENT, NOW, PRESENCE, WAKE, _Nudges
+from runtime.notifier import ForwardingNotifier
+from web.worker_process import (
+    DONE,
+    FRAGMENT,
+    NOW,
+    PRESENCE,
+    WAKE,
+    WorkerSupervisor,
+    _Nudges,
+    free_port,
+    listen_for_nudges,
+)
 
 
 class Runner:
@@ -42,3 +54,25 @@ def test_each_datagram_reaches_the_runner_as_sent() -> None:
 
 def test_a_broken_presence_datagram_is_dropped() -> None:
     assert received(PRESENCE, PRESENCE + b"typing", PRESENCE + b"\xff\xfe k", PRESENCE + b" key") == []
+
+
+async def test_the_web_process_forwards_shape_and_presence_to_the_worker() -> None:
+    """ForwardingNotifier -> WorkerSupervisor -> UDP on loopback -> the worker's runner."""
+    port = free_port()
+    runner = Runner()
+    transport = await listen_for_nudges(port, runner, lambda: None)
+    supervisor = WorkerSupervisor(port=port, grace_s=1.0)
+    notifier = ForwardingNotifier(supervisor.nudge, supervisor.wake, supervisor.presence)
+    try:
+        notifier.presence("whatsapp:5511999999999", "typing")
+        notifier.notify("whatsapp:5511999999999", complete=True)
+        async with asyncio.timeout(5.0):
+            while len(runner.calls) < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        transport.close()
+        supervisor._udp.close()  # the parent's sending socket; it lives as long as the process otherwise
+    assert sorted(runner.calls, key=str) == [
+        ("notify", "whatsapp:5511999999999", False, True),
+        ("presence", "whatsapp:5511999999999", "typing"),
+    ]

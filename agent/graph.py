@@ -338,7 +338,8 @@ async def think(deps: AgentDeps, turn: TurnInput, lead_texts: list[str], images:
     started = time.perf_counter()
     output, usage, calls = await ask_model(deps, messages, sent)
     llm_seconds = time.perf_counter() - started
-    schema_tokens = format_tokens(deps.llm.response_format(sent))
+    name = None if sent is AgentTurnOutput else AgentTurnOutput.__name__  # as `structured` sends it
+    schema_tokens = format_tokens(deps.llm.response_format(sent, name=name))
     # Our count of what OpenAI bills (agent/billing.py) next to its own: the prefix the
     # next turn may reuse, and what this call was actually served from the cache.
     log.info(

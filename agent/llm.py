@@ -254,7 +254,7 @@ class LLMClient:
     def __init__(self, config: LLMConfig, session: aiohttp.ClientSession | None = None) -> None:
         self.config = config
         self._client: AsyncOpenAI | None = None
-        self._formats: dict[type[BaseModel], dict[str, Any]] = {}
+        self._formats: dict[tuple[type[BaseModel], str | None], dict[str, Any]] = {}
         self._observers: list[Callable[[BaseException | None], None]] = []
         if config.api_key is not None:
             self._client = AsyncOpenAI(
@@ -317,7 +317,7 @@ class LLMClient:
             raise LLMUnavailable("OPENAI_API_KEY is not set")
         return self._client
 
-    def _response_format(self, schema: type[BaseModel]) -> dict[str, Any]:
+    def _response_format(self, schema: type[BaseModel], name: str | None = None) -> dict[str, Any]:
         """The strict JSON schema for `schema`, compacted, built once per model class.
 
         `chat.completions.parse` rebuilds it (and walks it through the SDK's param
@@ -325,15 +325,17 @@ class LLMClient:
         also acknowledges webhooks. Built once, it is sent verbatim, the same bytes on
         every call: it opens the prefix OpenAI's prompt cache reuses (agent/billing.py).
         """
-        cached = self._formats.get(schema)
+        cached = self._formats.get((schema, name))
         if cached is None:
             cached = compact_response_format(cast(dict[str, Any], type_to_response_format_param(schema)))
-            self._formats[schema] = cached
+            if name is not None:  # a narrower view of the answer's model keeps the answer's name
+                cached["json_schema"]["name"] = name
+            self._formats[(schema, name)] = cached
         return cached
 
-    def response_format(self, schema: type[BaseModel]) -> dict[str, Any]:
+    def response_format(self, schema: type[BaseModel], *, name: str | None = None) -> dict[str, Any]:
         """What `structured` sends as `response_format` for `schema` (to count it)."""
-        return self._response_format(schema)
+        return self._response_format(schema, name)
 
     async def structured(
         self,
@@ -345,7 +347,8 @@ class LLMClient:
         max_completion_tokens: int = MAX_COMPLETION_TOKENS,
     ) -> tuple[T, Usage]:
         """The answer to `messages`, read as `schema`. `sent_as`, when given, is the schema
-        sent instead: a narrower one (fewer tokens) whose answers `schema` also reads."""
+        sent instead (under `schema`'s name): a narrower one (fewer tokens) whose answers
+        `schema` also reads."""
         try:
             result = await self._structured(
                 messages,
@@ -382,7 +385,7 @@ class LLMClient:
             "model": self.config.model,
             "max_completion_tokens": max_completion_tokens,
             "temperature": temperature,
-            "response_format": self._response_format(sent_as),
+            "response_format": self._response_format(sent_as, None if sent_as is schema else schema.__name__),
         }
         payload = _json_payload(body)
         try:  # one attempt: the turn retries (see openai_retry_policy)

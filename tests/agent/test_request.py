@@ -254,4 +254,7 @@ async def test_the_meeting_tools_are_sent_only_with_meeting_times(
     ]
     assert tool_names(with_times)[4:] == ["book_meeting", "reschedule_meeting", "cancel_meeting"]
     assert format_tokens(without["response_format"]) + 100 < format_tokens(with_times["response_format"])
+    # Both are the same answer to the same code (and to fakes that tell calls apart by it).
+    assert without["response_format"]["json_schema"]["name"] == "AgentTurnOutput"
+    assert with_times["response_format"]["json_schema"]["name"] == "AgentTurnOutput"
     assert booked.effects.meeting_option == 2

@@ -201,7 +201,8 @@ def build_prompt(
     ]
     available = min(deps.history_max_tokens, deps.prompt_max_tokens - fixed - tail_tokens)
     window, window_tokens = anchored_history(history, ids=[p.id for p in past], available=available)
-    if len(window) < len(history):
+    if len(window) < len(history) and sum(message_tokens(m) for m in history) > available:
+        # Over the token budget (not just started at its anchor, which is every long window).
         log.info("history_trimmed", kept=len(window), dropped=len(history) - len(window), budget=available)
     return Prompt(
         messages=head + window + context + tail,

@@ -125,9 +125,9 @@ class Delivery:
         """A stale form's first touch waits for business hours (runtime/first_touch.py)."""
         if not_before is None:
             return
-        until = datetime.fromisoformat(not_before)
-        if until > self.clock():
-            raise HeldUntil(until, "first touch waits for business hours")
+        until, now = datetime.fromisoformat(not_before), self.clock()
+        if until > now:
+            raise HeldUntil(until, "first touch waits for business hours", now=now)
 
     async def _on_whatsapp(self, channel: Channel, payload: SendText) -> bool:
         """False only when the provider says the number has no WhatsApp; a provider that

@@ -220,7 +220,7 @@ class OutboxDispatcher:
             except HeldUntil as held:
                 if breaker is not None and permit is not None:
                     breaker.release(permit)
-                item_id, until, reason = item.id, held.until, held.reason
+                item_id, until, reason = item.id, self._clock() + held.wait, held.reason
                 await until_stored(
                     lambda: self.store.defer_outbox(item_id, next_attempt_at=until, reason=reason),
                     what="defer_outbox",

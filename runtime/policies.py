@@ -16,7 +16,7 @@ import asyncio
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -36,12 +36,18 @@ class PermanentDeliveryError(Permanent):
 
 class HeldUntil(Exception):  # noqa: N818 - not an error: the item is not due yet
     """The item must not go out before `until` (a stale form's first touch waits for
-    business hours): back to pending, due then, the claim not counted as an attempt."""
+    business hours): back to pending, due then, the claim not counted as an attempt.
 
-    def __init__(self, until: datetime, reason: str) -> None:
+    `until` is read on the clock that decided it (business hours: the app's clock); the
+    outbox schedules on the store's clock. The wait between them is what is carried over,
+    so the two clocks never have to be the same one (they are in production, not in a
+    test that sets the app's clock to a chosen night)."""
+
+    def __init__(self, until: datetime, reason: str, *, now: datetime) -> None:
         super().__init__(reason)
         self.until = until
         self.reason = reason
+        self.wait = max(until - now, timedelta(0))
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -209,6 +209,9 @@ class Settings(BaseSettings):
     lead_message_max_chars: int = 4000
     # Tokens of prompt (system + history + this turn) the bot builds at most per call.
     prompt_max_tokens: int = 12000
+    # Tokens of history behind the rolling summary a prompt carries at most: each is billed
+    # again on every later turn (at the cached price while the prefix holds).
+    history_max_tokens: int = 2000
     max_concurrent_turns: int = 32
     turn_max_failures: int = 3
     bot_pause_hours: float = 12.0

@@ -150,6 +150,7 @@ def _build_agent(
             hours=load_business_hours(),
             lead_message_max_chars=settings.lead_message_max_chars,
             prompt_max_tokens=settings.prompt_max_tokens,
+            history_max_tokens=settings.history_max_tokens,
             media_slots=asyncio.Semaphore(max(1, settings.media_max_concurrency)),
         )
     )

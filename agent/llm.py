@@ -126,6 +126,21 @@ def _aiohttp_transport() -> Any:
     return None
 
 
+def openai_client(config: LLMConfig, session: aiohttp.ClientSession | None) -> AsyncOpenAI | None:
+    """One way to build the SDK client for every OpenAI call the bot makes (chat,
+    transcription, embeddings): our retry policy, not the SDK's (max_retries=0), on the
+    app's session. None without a key: the callers say what that means for them."""
+    if config.api_key is None:
+        return None
+    return AsyncOpenAI(
+        api_key=config.api_key.get_secret_value(),
+        base_url=config.base_url,
+        timeout=config.timeout_s,
+        max_retries=0,
+        http_client=_http_client(session, config.timeout_s),
+    )
+
+
 def _http_client(session: aiohttp.ClientSession | None, timeout: float) -> Any:
     """The SDK's aiohttp backend on the app's one ClientSession (closed with the app).
     The transport has lived in two places across SDK versions: openai's vendored copy,
@@ -253,17 +268,9 @@ _PROBE_REFUSALS = {
 class LLMClient:
     def __init__(self, config: LLMConfig, session: aiohttp.ClientSession | None = None) -> None:
         self.config = config
-        self._client: AsyncOpenAI | None = None
+        self._client = openai_client(config, session)
         self._formats: dict[tuple[type[BaseModel], str | None], dict[str, Any]] = {}
         self._observers: list[Callable[[BaseException | None], None]] = []
-        if config.api_key is not None:
-            self._client = AsyncOpenAI(
-                api_key=config.api_key.get_secret_value(),
-                base_url=config.base_url,
-                timeout=config.timeout_s,
-                max_retries=0,
-                http_client=_http_client(session, config.timeout_s),
-            )
 
     @property
     def configured(self) -> bool:

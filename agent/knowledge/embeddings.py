@@ -22,10 +22,9 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 import openai
-from openai import AsyncOpenAI
 
 from agent.budget import count_tokens
-from agent.llm import LLMConfig, _http_client, _unavailable, openai_retry_policy
+from agent.llm import LLMConfig, _unavailable, openai_client, openai_retry_policy
 from core.logging import get_logger
 
 log = get_logger(__name__)
@@ -86,15 +85,7 @@ class OpenAIEmbedder:
     def __init__(self, config: LLMConfig, model: str, session: aiohttp.ClientSession | None = None) -> None:
         self.config = config
         self._model = model
-        self._client: AsyncOpenAI | None = None
-        if config.api_key is not None:
-            self._client = AsyncOpenAI(
-                api_key=config.api_key.get_secret_value(),
-                base_url=config.base_url,
-                timeout=config.timeout_s,
-                max_retries=0,
-                http_client=_http_client(session, config.timeout_s),
-            )
+        self._client = openai_client(config, session)
 
     @property
     def model(self) -> str:

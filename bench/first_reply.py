@@ -65,6 +65,7 @@ from core.settings import Settings  # noqa: E402
 from runtime.quiet_window import ends_thought  # noqa: E402
 from runtime.scheduler import ContactScheduler, ScheduleConfig  # noqa: E402
 from tests.helpers.virtual_time import run_virtual  # noqa: E402
+from web.configs.runtime import schedule_config  # noqa: E402
 
 COMPLETE_TEXTS = [
     "Quanto custa o plano anual?",
@@ -301,18 +302,8 @@ def pct(values: Iterable[float], q: float) -> float:
 
 def configs(settings: Settings, leads: int) -> list[tuple[str, ScheduleConfig, bool, bool]]:
     """The three modes: (name, config, presence delivered, message shape known)."""
-    adaptive = ScheduleConfig(
-        quiet_s=settings.debounce_quiet_s,
-        max_wait_s=settings.debounce_max_s,
-        max_concurrent=leads,
-        lease_s=settings.turn_lease_s,
-        retry_base_s=settings.turn_retry_base_s,
-        retry_max_s=settings.turn_retry_max_s,
-        poll_s=settings.pending_poll_s,
-        complete_s=settings.debounce_complete_s,
-        presence_s=settings.debounce_presence_s,
-        typing_s=settings.debounce_typing_s,
-    )
+    # The bot's own config from the same settings: the bench measures what ships.
+    adaptive = replace(schedule_config(settings), max_concurrent=leads)
     # Today: one fixed window of 3 s (DEBOUNCE_QUIET_S's default before issue 18).
     fixed = replace(adaptive, quiet_s=TODAY_S, complete_s=None, presence_s=None)
     return [

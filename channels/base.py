@@ -5,7 +5,7 @@ through that provider. Adding a channel is one package implementing `Channel` pl
 registration in `channels.registry`.
 
 Optional capabilities are small Protocols (`SendsTemplates`, `SendsMedia`,
-`LooksUpProfiles`, `MarksRead`, `Probes`, `ChecksNumbers`): a caller asks `templates(channel)` (or `isinstance(channel,
+`LooksUpProfiles`, `MarksRead`, `Probes`, `ChecksNumbers`, `SubscribesPresence`): a caller asks `templates(channel)` (or `isinstance(channel,
 SendsTemplates)`) instead of fishing for a method with `getattr`, so a renamed method is
 a type error rather than a feature that silently stops.
 """
@@ -219,6 +219,19 @@ class ChecksNumbers(Protocol):
     async def on_whatsapp(self, session: aiohttp.ClientSession, phone: str) -> bool | None: ...
 
 
+@runtime_checkable
+class SubscribesPresence(Protocol):
+    """A provider that reports a chat's presence (typing, recording) only once the bot
+    subscribed to it (WAHA). `presence_due` is cheap and synchronous: True claims this
+    lead's subscription, and the caller then runs `subscribe_presence` in the background;
+    False when this process subscribed to it lately or the provider cannot. The call is
+    best effort, short, and never raises for the provider's failures."""
+
+    def presence_due(self, contact_id: str) -> bool: ...
+
+    async def subscribe_presence(self, session: aiohttp.ClientSession, contact_id: str) -> None: ...
+
+
 def templates(channel: object) -> SendsTemplates | None:
     return channel if isinstance(channel, SendsTemplates) else None
 
@@ -241,3 +254,7 @@ def prober(channel: object) -> Probes | None:
 
 def number_checker(channel: object) -> ChecksNumbers | None:
     return channel if isinstance(channel, ChecksNumbers) else None
+
+
+def presence_subscriber(channel: object) -> SubscribesPresence | None:
+    return channel if isinstance(channel, SubscribesPresence) else None

@@ -6,7 +6,8 @@ headers; send-messages/index.md and overview/how-to-avoid-blocking for
 sendSeen/startTyping/sendText; how-to/sessions for the doctor's probe), the OpenAPI spec
 (static/swagger/openapi.json: SendSeenRequest, Message*Request) and the server's DTOs (github.com/devlikeapro/waha src/structures/*.dto.ts). Parsing lives in `parse` and
 `content`, the payload models in `schema`; this module holds what needs the config (`WahaConfig`):
-webhook authentication, sending, media and the doctor's probe.
+webhook authentication, sending, media, presence subscriptions (`presence`) and the
+doctor's probe.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from channels.waha.config import WahaConfig
 from channels.waha.content import dig
 from channels.waha.media import media_request
 from channels.waha.parse import USER_SERVERS, chat_kind, parse_webhook, split_chat_id
+from channels.waha.presence import SUBSCRIBE_TIMEOUT_S, PresenceSubscriptions
 from channels.webhook_helpers import clean, json_or_none, token_matches
 from core.errors import WebhookRejected, is_retryable_status
 from core.logging import get_logger
@@ -93,6 +95,7 @@ class WahaChannel:
     def __init__(self, config: WahaConfig) -> None:
         self._config = config
         self.rate_per_s = config.rate_per_s
+        self._presence = PresenceSubscriptions(enabled=config.presence_subscribe and config.configured)
 
     @property
     def configured(self) -> bool:
@@ -149,7 +152,11 @@ class WahaChannel:
             raise WebhookRejected(401, "invalid or missing webhook token")
 
     def parse(self, payload: object) -> ParsedWebhook:
-        return parse_webhook(payload, session_name=self._config.session)
+        parsed = parse_webhook(payload, session_name=self._config.session)
+        if parsed.connection == "WORKING":
+            # The session (re)started: the chats it was subscribed to may be forgotten.
+            self._presence.forget()
+        return parsed
 
     # -- outbound -------------------------------------------------------------------
 
@@ -342,6 +349,37 @@ class WahaChannel:
     @staticmethod
     def _log_send_failure(contact_id: str, status: int | None, what: str) -> None:
         log.warning("waha_send_failed", contact=mask_phone(contact_id), status=status, error=what)
+
+    # -- presence subscription ------------------------------------------------------
+
+    def _presence_chat(self, contact_id: str) -> str | None:
+        try:
+            return self._chat_id_for(contact_id)
+        except ChannelInvalidRecipient:  # a group or a broadcast: no lead to watch
+            return None
+
+    def presence_due(self, contact_id: str) -> bool:
+        """Whether to subscribe to this lead's presence now; True claims it (for
+        channels/waha/presence.py's TTL), so the caller must then call `subscribe_presence`."""
+        chat_id = self._presence_chat(contact_id)
+        return chat_id is not None and self._presence.due(chat_id)
+
+    async def subscribe_presence(self, session: aiohttp.ClientSession, contact_id: str) -> None:
+        """POST /api/{session}/presence/{chatId}/subscribe (no body, X-Api-Key to WAHA_URL
+        only; 201): WAHA then sends this chat's presence.update. Never raises for WAHA's
+        failures; see channels/waha/presence.py."""
+        chat_id = self._presence_chat(contact_id)
+        if chat_id is None or not self._config.url:
+            return
+        session_name = quote(self._config.session, safe="")
+        await self._presence.subscribe(
+            session,
+            f"{self._base_url()}/api/{session_name}/presence/{quote(chat_id, safe='@')}/subscribe",
+            chat_id=chat_id,
+            headers=self._headers(content_type=False),
+            timeout_s=min(self._config.http_timeout_s, SUBSCRIBE_TIMEOUT_S),
+            secrets=self._secrets(),
+        )
 
     # -- number check ---------------------------------------------------------------
 

@@ -24,6 +24,8 @@ class WahaConfig:
     rate_per_s: float
     http_timeout_s: float
     media: MediaConfig
+    # Subscribe to each lead's chat presence (WAHA sends presence.update only then).
+    presence_subscribe: bool = True
 
     @property
     def configured(self) -> bool:

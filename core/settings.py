@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     waha_webhook_hmac_key: SecretStr | None = None
     waha_webhook_secret: SecretStr | None = None
     waha_rate_per_s: float = 10.0
+    # Subscribe to each new lead's chat presence (POST /api/{session}/presence/{chatId}/
+    # subscribe): WAHA sends presence.update only for subscribed chats.
+    waha_presence_subscribe: bool = True
 
     # --- Meta: WhatsApp Cloud API and Instagram Direct ------------------------------
     meta_graph_url: str = "https://graph.facebook.com"

@@ -80,7 +80,14 @@ from web.operator_auth import operator_authorized
 from web.optional_parts import lead_ads_intake, meeting_desk, meeting_reminders, prompts_and_knowledge
 from web.provider_checks import PROVIDER_CHECKS, ProviderChecks
 from web.rdstation_webhook import handle_rdstation_webhook
-from web.webhooks import META_OBJECTS, handle_meta_verification, handle_meta_webhook, handle_webhook
+from web.webhooks import (
+    BACKGROUND_CALLS,
+    META_OBJECTS,
+    BackgroundCalls,
+    handle_meta_verification,
+    handle_meta_webhook,
+    handle_webhook,
+)
 from web.worker_process import WorkerSupervisor, listen_for_nudges
 
 if TYPE_CHECKING:
@@ -287,6 +294,9 @@ def _base_app(settings: Settings, role: Role, worker: WorkerSupervisor | None) -
     app[BREAKERS] = BreakerRegistry(reset_timeout_s=settings.circuit_reset_s)
     app[PROVIDER_CHECKS] = checks = ProviderChecks(settings)  # /api/health's kept verdicts
     app.on_shutdown.append(checks.close)
+    # Webhooks' best-effort calls (WAHA presence subscriptions), cancelled at shutdown.
+    app[BACKGROUND_CALLS] = calls = BackgroundCalls()
+    app.on_shutdown.append(calls.close)
     return app
 
 

@@ -6,13 +6,15 @@ and the runtime takes it from there.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
-from channels.base import ParsedWebhook, PresenceEvent
+from channels.base import ParsedWebhook, PresenceEvent, presence_subscriber
 from channels.meta_common import verify_signature, verify_subscription
 from core.errors import StoreUnavailable, WebhookRejected
 from core.logging import get_logger
@@ -22,10 +24,59 @@ from integrations.meta_leads import LeadgenEvent, parse_leadgen_webhook
 from runtime.delivery import schedule_reengage
 from runtime.notifier import Notifier
 from runtime.quiet_window import ends_thought
-from web.keys import CHANNEL_HEALTH, CHANNELS, CLOCK, NOTIFIER, SETTINGS, STORE
+from web.keys import CHANNEL_HEALTH, CHANNELS, CLOCK, HTTP, NOTIFIER, SETTINGS, STORE
 from web.middlewares import json_error
 
 log = get_logger(__name__)
+
+
+class BackgroundCalls:
+    """Best-effort provider calls a webhook starts and never waits for (WAHA's presence
+    subscription): owned by the app, so shutdown cancels what is still running instead
+    of leaving it to a closed HTTP session. At most `limit` at once: past that a call is
+    not started (it is a hint, not a message)."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._limit = limit
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def full(self) -> bool:
+        return len(self._tasks) >= self._limit
+
+    def start(self, call: Coroutine[Any, Any, None], *, name: str) -> None:
+        if self.full:
+            call.close()
+            log.debug("background_call_skipped", call=name)
+            return
+        task = asyncio.create_task(self._guarded(call, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guarded(call: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            await call
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a hint's bug must not go unseen, nor further
+            log.warning("background_call_failed", call=name, error=type(exc).__name__)
+
+    async def settled(self) -> None:
+        """Wait for the calls under way (tests, and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self, _app: web.Application | None = None) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.settled()
+
+
+BACKGROUND_CALLS = web.AppKey("background_calls", BackgroundCalls)
 
 
 def _replace_lone_surrogates(value: Any) -> Any:
@@ -154,10 +205,25 @@ def _pass_presence(notifier: Notifier, channel_name: str, presences: list[Presen
         notifier.presence(contact_key_for(channel_name, presence.contact_id), presence.state)
 
 
+def _watch_presence(request: web.Request, channel_name: str, contact_ids: list[str]) -> None:
+    """A lead's first message (to this process, lately): subscribe to their chat presence
+    where the provider needs it (WAHA), in the background, so their next burst has it.
+    Never on the ack's path: the call only starts here."""
+    channel = presence_subscriber(request.app[CHANNELS].get(channel_name))
+    calls = request.app.get(BACKGROUND_CALLS)
+    if channel is None or calls is None:
+        return
+    for contact_id in dict.fromkeys(contact_ids):
+        if calls.full or not channel.presence_due(contact_id):
+            continue
+        calls.start(channel.subscribe_presence(request.app[HTTP], contact_id), name="presence-subscribe")
+
+
 async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook) -> web.Response:
     store = request.app[STORE]
     notifier = request.app[NOTIFIER]
     accepted = duplicates = 0
+    fresh: list[str] = []
     try:
         for event in parsed.ignored:
             if event.message is not None:
@@ -167,6 +233,7 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
         for message in parsed.messages:
             if await store.add_inbound(message):
                 accepted += 1
+                fresh.append(message.contact_id)
                 notifier.notify(message.contact_key, complete=ends_thought(message))
             else:
                 duplicates += 1
@@ -189,6 +256,7 @@ async def _store(request: web.Request, channel_name: str, parsed: ParsedWebhook)
         log.error("webhook_store_unavailable", channel=channel_name, error=str(exc))
         return json_error(503, "store unavailable, retry later")
     _pass_presence(notifier, channel_name, parsed.presences)
+    _watch_presence(request, channel_name, fresh)
     if parsed.connection is not None:
         request.app[CHANNEL_HEALTH].set_connection(channel_name, parsed.connection)
     if parsed.ignored:

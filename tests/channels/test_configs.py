@@ -27,6 +27,7 @@ VALUES: dict[str, Any] = {
     "waha_webhook_hmac_key": "WAHA-HMAC-KEY",
     "waha_webhook_secret": "WAHA-WEBHOOK-SECRET",
     "waha_rate_per_s": 2.5,
+    "waha_presence_subscribe": False,
     "meta_graph_url": "https://graph.example.com",
     "meta_graph_version": "v77.0",
     "meta_app_secret": "META-APP-SECRET",
@@ -55,6 +56,7 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "waha_webhook_hmac_key": {("waha", "webhook_hmac_key")},
     "waha_webhook_secret": {("waha", "webhook_secret")},
     "waha_rate_per_s": {("waha", "rate_per_s")},
+    "waha_presence_subscribe": {("waha", "presence_subscribe")},
     "meta_graph_url": {
         ("whatsapp_cloud", "graph_url"),
         ("instagram", "graph_url"),

@@ -47,6 +47,7 @@ def waha_config(settings: Settings) -> WahaConfig:
         rate_per_s=settings.waha_rate_per_s,
         http_timeout_s=settings.http_timeout_s,
         media=media_config(settings),
+        presence_subscribe=settings.waha_presence_subscribe,
     )
 
 

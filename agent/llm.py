@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from agent.compact_schema import compact_response_format
+from core.audio_length import audio_seconds
 from core.errors import LLMRefused, LLMUnavailable
 from core.logging import get_logger
 from core.probe import ProbeIO, ProbeResult, ok, problem
@@ -208,6 +211,8 @@ class _Completion(_Lenient):
 
     choices: list[_Choice]
     usage: _CompletionUsage | None = None
+    # The snapshot that answered ("gpt-4o-2024-08-06"): what the tokens are billed as.
+    model: str | None = None
 
 
 def _parse_completion(response: httpx.Response) -> _Completion:
@@ -221,29 +226,50 @@ def _parse_completion(response: httpx.Response) -> _Completion:
         ) from exc
 
 
+# The seconds of audio Whisper heard for the turn running in this context (None each for
+# a file whose length could not be told); `count_transcription` opens it around a turn.
+_heard: ContextVar[list[float | None] | None] = ContextVar("sdr_transcribed_seconds", default=None)
+
+
+@contextmanager
+def count_transcription() -> Iterator[list[float | None]]:
+    """Collect the audio seconds transcribed inside this block (the turn's nodes run in
+    tasks that copy the context, so they append to this same list)."""
+    heard: list[float | None] = []
+    token = _heard.set(heard)
+    try:
+        yield heard
+    finally:
+        _heard.reset(token)
+
+
 @dataclass(frozen=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     # Included in `prompt_tokens`: the part read from OpenAI's prompt cache.
     cached_tokens: int = 0
+    # The model that answered (the cost figures price the tokens by it); "" unknown.
+    model: str = ""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.cached_tokens + other.cached_tokens,
+            self.model or other.model,
         )
 
     @classmethod
-    def of(cls, usage: _CompletionUsage | None) -> Usage:
+    def of(cls, usage: _CompletionUsage | None, model: str = "") -> Usage:
         if usage is None:
-            return cls()
+            return cls(model=model)
         details = usage.prompt_tokens_details
         return cls(
             prompt_tokens=usage.prompt_tokens or 0,
             completion_tokens=usage.completion_tokens or 0,
             cached_tokens=(details.cached_tokens or 0) if details is not None else 0,
+            model=model,
         )
 
 
@@ -405,7 +431,7 @@ class LLMClient:
         if not completion.choices:
             raise LLMRefused("no complete structured output (no choices)")
         choice = completion.choices[0]
-        usage = Usage.of(completion.usage)
+        usage = Usage.of(completion.usage, completion.model or self.config.model)
         if choice.message.refusal:
             raise LLMRefused(f"refusal: {choice.message.refusal}")
         if choice.finish_reason == "length":
@@ -430,4 +456,7 @@ class LLMClient:
             )
         except openai.OpenAIError as exc:
             raise _unavailable("whisper", exc) from exc
+        heard = _heard.get()
+        if heard is not None:
+            heard.append(audio_seconds(audio))
         return (getattr(result, "text", None) or str(result)).strip()

@@ -93,7 +93,12 @@ class Metrics:
             buckets=_OWN_BUCKETS,
             registry=r,
         )
-        self.tokens = Counter("sdr_llm_tokens", "LLM tokens", ["direction"], registry=r)
+        self.tokens = Counter(
+            "sdr_llm_tokens",
+            "LLM tokens (in: prompt, cached included; cached; out)",
+            ["direction"],
+            registry=r,
+        )
         self.debounce = Histogram(
             "sdr_debounce_wait_seconds",
             "From a burst's first message to its turn starting",
@@ -120,7 +125,16 @@ class Metrics:
         if channel is not None and self.ingest:
             self.webhooks.labels(channel, _outcome(status)).inc()
 
-    def turn(self, kind: str, *, llm_s: float, own_s: float, tokens_in: int = 0, tokens_out: int = 0) -> None:
+    def turn(
+        self,
+        kind: str,
+        *,
+        llm_s: float,
+        own_s: float,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        tokens_cached: int = 0,
+    ) -> None:
         if not self.runtime:
             return
         self.turns.labels(kind).inc()
@@ -131,6 +145,8 @@ class Metrics:
             self.tokens.labels("in").inc(tokens_in)
         if tokens_out:
             self.tokens.labels("out").inc(tokens_out)
+        if tokens_cached:  # the part of "in" served from OpenAI's prompt cache
+            self.tokens.labels("cached").inc(tokens_cached)
 
     def debounced(self, wait_s: float) -> None:
         if self.runtime:

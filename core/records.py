@@ -214,6 +214,21 @@ class DueFollowUp:
     scheduled_at: datetime
 
 
+@dataclass(frozen=True)
+class TurnUsage:
+    """What one turn cost in model usage, recorded with the turn (issue 20's dashboard).
+
+    `cached_tokens` is the part of `prompt_tokens` read from OpenAI's prompt cache
+    (billed at half). `transcription_seconds` is the audio Whisper heard in the turn
+    (None: the turn had voice notes whose length could not be told)."""
+
+    model: str
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    transcription_seconds: float | None = 0.0
+
+
 @dataclass
 class TurnCommit:
     """Everything one turn changes, written all-or-nothing."""
@@ -250,6 +265,10 @@ class TurnCommit:
     referral: dict[str, Any] | None = None
     # A meeting the calendar accepted during this turn (already saved by the store).
     meeting: MeetingRecord | None = None
+    # The model usage of the turn (None: no model call, e.g. an opt-out or a silent turn).
+    usage: TurnUsage | None = None
+    # A website form's UTMs (utm_source, utm_medium, utm_campaign): the first one wins.
+    utm: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from core.records import (
     NewMessage,
     OutboxItem,
     TurnCommit,
+    TurnUsage,
 )
 from runtime.handoff_card import HandoffCard
 from runtime.replies import MAX_TEXT_BYTES, fit_to_limit, split_reply, typing_seconds
@@ -144,6 +145,7 @@ class CommitBuilder:
             referral=next(
                 (m.referral.model_dump(exclude_none=True) for m in inbound if m.referral is not None), None
             ),
+            utm=_utm_of(inbound),
         )
 
     def _bubbles(
@@ -268,6 +270,13 @@ class CommitBuilder:
             commit.lead_wrote = False
             commit.fired_follow_up_id = fired_follow_up.id
         commit.follow_up = self._next_follow_up(lead, result, at, fired_follow_up)
+        usage = result.usage
+        commit.usage = TurnUsage(
+            model=usage.model or "unknown",
+            prompt_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
         return commit
 
     def _next_follow_up(
@@ -352,6 +361,20 @@ def seller_notes(notes: SellerNotes, commit: TurnCommit) -> list[OutboxItem]:
         )
         for key, text, label in written
     ]
+
+
+_UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+
+def _utm_of(inbound: list[InboundMessage]) -> dict[str, str] | None:
+    """A website form's UTMs (the dashboard's source of a form lead without an ad)."""
+    for message in inbound:
+        if message.form is not None:
+            attribution = message.form.attribution
+            utm = {name: value for name in _UTM_FIELDS if (value := getattr(attribution, name))}
+            if utm:
+                return utm
+    return None
 
 
 def _media_of(message: InboundMessage | None) -> dict[str, Any]:

@@ -78,6 +78,15 @@ def _quiet_left(schedule: ScheduleConfig, records: list[InboundRecord]) -> float
     return schedule.quiet_left([r.received_at for r in said], complete=ends_thought(last))
 
 
+def heard_seconds(heard: list[float | None]) -> float | None:
+    """The audio seconds Whisper heard in a turn: the known lengths summed; None when
+    every voice note's length was unknown (a format that does not say)."""
+    known = [s for s in heard if s is not None]
+    if heard and not known:
+        return None
+    return round(sum(known), 3)
+
+
 @dataclass
 class _Outcome:
     """A committed turn's kind and costs, for its log line and metrics."""
@@ -85,7 +94,8 @@ class _Outcome:
     kind: str
     commit: TurnCommit
     llm_s: float = 0.0
-    tokens: tuple[int, int] = (0, 0)
+    # Prompt (cached included), completion, and the cached part of the prompt.
+    tokens: tuple[int, int, int] = (0, 0, 0)
     # The read receipt sent while the model thought; awaited once the turn committed.
     courtesy: asyncio.Task[None] | None = None
 
@@ -222,6 +232,7 @@ class Turn:
                 own_s=total_s - llm_s,
                 tokens_in=outcome.tokens[0],
                 tokens_out=outcome.tokens[1],
+                tokens_cached=outcome.tokens[2],
             )
 
     def add_lifecycle(self, lead: LeadRecord | None, commit: TurnCommit) -> None:
@@ -408,6 +419,7 @@ class Turn:
         nudge: str | None = None,
     ) -> _Outcome:
         from agent.graph import TurnInput
+        from agent.llm import count_transcription
 
         now = self.clock()
 
@@ -426,20 +438,21 @@ class Turn:
         if profile is None:
             profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
         offer = await self._meeting_offer(contact_key, lead, profile, records) if nudge is None else None
-        result = await self.agent.run(
-            TurnInput(
-                contact_key=contact_key,
-                inbound=[r.message for r in records],
-                profile=profile,
-                history=history,
-                lead_message_count=lead.lead_message_count if lead else 0,
-                summary=None if new_session or lead is None else lead.summary,
-                handed_off=bool(lead and lead.handoff_state),
-                now=now,
-                nudge=nudge,
-                meeting_note=offer.note if offer is not None else None,
+        with count_transcription() as heard:
+            result = await self.agent.run(
+                TurnInput(
+                    contact_key=contact_key,
+                    inbound=[r.message for r in records],
+                    profile=profile,
+                    history=history,
+                    lead_message_count=lead.lead_message_count if lead else 0,
+                    summary=None if new_session or lead is None else lead.summary,
+                    handed_off=bool(lead and lead.handoff_state),
+                    now=now,
+                    nudge=nudge,
+                    meeting_note=offer.note if offer is not None else None,
+                )
             )
-        )
         booked: Booked | None = None
         if offer is not None and self.meetings is not None:
             booked, result = await self._meeting_effects(contact_key, lead, offer, result)
@@ -454,5 +467,7 @@ class Turn:
                 seller = self.meetings.sellers.get(booked.meeting.seller_key)
                 agent = seller.chatwoot_agent_id if seller is not None else None
                 commit.outbox += meeting_note(commit, booked, assignee_id=agent)
-        usage = (result.usage.prompt_tokens, result.usage.completion_tokens)
+        if commit.usage is not None:
+            commit.usage = replace(commit.usage, transcription_seconds=heard_seconds(heard))
+        usage = (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.cached_tokens)
         return _Outcome("agent", commit, result.llm_seconds, usage)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from core.analytics import Funnel, GroupBy
 from core.errors import StoreUnavailable
 from core.models import InboundMessage
 from core.records import (
@@ -225,6 +226,25 @@ class Store(Protocol):
         """Add `which` to the meeting's `reminders_sent`; idempotent, and a no-op for an
         unknown event. Only `which` is recorded: larger offsets need no mark, since
         `due_reminders` only ever offers the closest due one."""
+
+    # --- the sales dashboard (issue 20, core/analytics.py) ----------------------------
+    async def funnel(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        group_by: GroupBy = "week",
+        timezone: str,
+        brl_per_usd: float,
+    ) -> Funnel:
+        """The funnel of the leads created in [since, until) by week (company time,
+        `timezone` as in prompts/company.toml) or by source, with time to first reply,
+        temperatures, handoff reasons, opt-outs, and the model cost of the turns
+        committed in the period (US$ at list prices, R$ at `brl_per_usd`)."""
+
+    async def mark_deal_won(self, contact_key: str, *, at: datetime | None = None) -> bool:
+        """The CRM said the lead's deal was won (the funnel's last stage); the first time
+        counts. False for an unknown lead."""
 
 
 def due_reminder(meeting: MeetingRecord, *, now: datetime, offsets: dict[str, float]) -> DueReminder | None:

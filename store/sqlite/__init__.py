@@ -14,6 +14,7 @@ a full disk):
 - `rate_slots`: provider rate limits metered in the file (GCRA), for processes sharing it;
 - `sellers`: which seller takes a lead (round-robin kept in the file, sticky per lead);
 - `meetings`: meetings booked on a seller's calendar, their reminders;
+- `analytics`: the sales dashboard's facts (funnel, costs), and deals won;
 - `erasure`: LGPD erasure and its tombstones (keyed by `erasure_key`, a file beside
   the database);
 - `schema`: the DDL and the in-place upgrade of older databases.
@@ -21,6 +22,7 @@ a full disk):
 
 from __future__ import annotations
 
+from store.sqlite.analytics import Analytics
 from store.sqlite.connection import SqliteConnection
 from store.sqlite.erasure import Erasure
 from store.sqlite.inbox import Inbox
@@ -47,6 +49,7 @@ class SqliteStore(
     RateSlots,
     Sellers,
     Meetings,
+    Analytics,
     SqliteConnection,
 ):
     """The `store.base.Store` protocol on one embedded database file."""

@@ -128,7 +128,7 @@ def _delete_lead_rows(db: sqlite3.Connection, lead_id: int | None) -> dict[str, 
     counts: dict[str, int] = {}
     if lead_id is None:
         return counts
-    for table in ("messages", "orcamentos", "technical_questions", "followups"):
+    for table in ("messages", "orcamentos", "technical_questions", "followups", "turn_usage"):
         counts[table] = db.execute(f"DELETE FROM {table} WHERE lead_id = ?", (lead_id,)).rowcount
     counts["conversations"] = db.execute("DELETE FROM conversations WHERE lead_id = ?", (lead_id,)).rowcount
     db.execute("DELETE FROM leads WHERE id = ?", (lead_id,))

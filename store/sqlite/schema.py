@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS leads (
     crm_company_id INTEGER,
     crm_deal_id INTEGER,
     referral TEXT,
+    utm TEXT,
+    won_at TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -139,6 +141,21 @@ CREATE TABLE IF NOT EXISTS followups (
 );
 CREATE INDEX IF NOT EXISTS followups_due ON followups(due_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS followups_lead ON followups(lead_id) WHERE status = 'pending';
+-- The model usage of each committed turn (issue 20's cost figures); goes with the lead.
+-- (Before `tombstones`: it has a rowid, see the note above `meetings`.)
+CREATE TABLE IF NOT EXISTS turn_usage (
+    id INTEGER PRIMARY KEY,
+    lead_id INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
+    turn_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    cached_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    transcription_seconds REAL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS turn_usage_created ON turn_usage(created_at);
+CREATE INDEX IF NOT EXISTS turn_usage_lead ON turn_usage(lead_id);
 CREATE TABLE IF NOT EXISTS turn_leases (
     contact_key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -215,6 +232,9 @@ ADDED_COLUMNS = {
         "crm_person_id": "INTEGER",
         "crm_company_id": "INTEGER",
         "crm_deal_id": "INTEGER",
+        # Issue 20's funnel: a website form's UTMs, and when the CRM said the deal was won.
+        "utm": "TEXT",
+        "won_at": "TEXT",
     },
     # Claimed in this order under a flood (core/outbox.py; set by a trigger, outbox_order.py).
     "outbox": {"priority": "INTEGER NOT NULL DEFAULT 2"},
@@ -232,6 +252,11 @@ _LATE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS leads_crm_deal ON leads(crm_deal_id) WHERE crm_deal_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS leads_chatwoot_contact ON leads(chatwoot_contact_id)"
     " WHERE chatwoot_contact_id IS NOT NULL",
+    # The dashboard's aggregates (store/sqlite/analytics.py) read a period of leads by
+    # creation time and each one's first messages either way.
+    "CREATE INDEX IF NOT EXISTS leads_created ON leads(created_at)",
+    "CREATE INDEX IF NOT EXISTS messages_lead_direction ON messages(lead_id, direction, id)",
+    "CREATE INDEX IF NOT EXISTS inbound_contact ON inbound(contact_key, received_at)",
 )
 
 

@@ -36,6 +36,7 @@ class Turns(SqliteConnection):
             _mark_inbound_done(db, commit.inbound_ids, now)
             _insert_requests(db, commit, lead_id=lead_id, conv_id=conv_id, now=now)
             _insert_outbox(db, commit.outbox, lead_id=lead_id, refs=refs, now=now)
+            _insert_usage(db, commit, lead_id=lead_id, turn_at=turn_at)
 
 
 def _upsert_lead(db: sqlite3.Connection, commit: TurnCommit, now: str) -> int:
@@ -78,6 +79,11 @@ def _apply_lead_changes(db: sqlite3.Connection, lead_id: int, commit: TurnCommit
         db.execute(
             "UPDATE leads SET referral = COALESCE(referral, ?) WHERE id = ?",
             (json.dumps(commit.referral, ensure_ascii=False), lead_id),
+        )
+    if commit.utm:
+        db.execute(
+            "UPDATE leads SET utm = COALESCE(utm, ?) WHERE id = ?",
+            (json.dumps(commit.utm, ensure_ascii=False), lead_id),
         )
     if commit.lead_wrote:
         db.execute("UPDATE leads SET last_inbound_at = ? WHERE id = ?", (now, lead_id))
@@ -226,3 +232,24 @@ def _insert_outbox(
                 now,
             ),
         )
+
+
+def _insert_usage(db: sqlite3.Connection, commit: TurnCommit, *, lead_id: int, turn_at: str) -> None:
+    """The turn's model usage, for the dashboard's cost figures (store/sqlite/analytics.py)."""
+    usage = commit.usage
+    if usage is None:
+        return
+    db.execute(
+        "INSERT INTO turn_usage (lead_id, turn_id, model, prompt_tokens, cached_tokens,"
+        " completion_tokens, transcription_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            lead_id,
+            commit.turn_id,
+            usage.model,
+            usage.prompt_tokens,
+            usage.cached_tokens,
+            usage.completion_tokens,
+            usage.transcription_seconds,
+            turn_at,
+        ),
+    )

@@ -39,6 +39,7 @@ from core.records import (
     lane_key,
 )
 from store.base import due_reminder, reminder_horizon
+from store.supabase.analytics import SupabaseAnalytics
 from store.supabase.errors import SupabaseRequestError
 from store.supabase.names import FUNCTIONS, MEETING_COLUMNS, MESSAGE_COLUMNS, OUTBOX_COLUMNS, TABLES
 from store.supabase.requests import PostgrestRequests
@@ -70,7 +71,7 @@ log = get_logger(__name__)
 _UNCLAIMED = {"claimed_by": None, "lease_expires_at": None}
 
 
-class SupabaseStore(PostgrestRequests):
+class SupabaseStore(SupabaseAnalytics, PostgrestRequests):
     backend_name = "supabase"
     # Every instance behind the load balancer sends through the same provider accounts.
     shares_rate_limits = True

@@ -153,4 +153,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     ),
     "sdr_due_meetings": ("p_now", "p_horizon"),
     "sdr_mark_reminder_sent": ("p_event_id", "p_which"),
+    "sdr_analytics_leads": ("p_since", "p_until"),
+    "sdr_analytics_usage": ("p_since", "p_until"),
+    "sdr_mark_deal_won": ("p_contact_key", "p_at"),
 }

@@ -100,7 +100,7 @@ def stats_of(counts: dict[str, int]) -> OutboxStats:
 
 def commit_body(commit: TurnCommit) -> dict[str, Any]:
     """The TurnCommit under its Python names, as sdr_commit_turn reads it."""
-    return {
+    body: dict[str, Any] = {
         "turn_id": commit.turn_id,
         "contact_key": commit.contact_key,
         "channel": commit.channel,
@@ -139,3 +139,9 @@ def commit_body(commit: TurnCommit) -> dict[str, Any]:
         "at": iso(commit.at) if commit.at else None,
         "referral": plain(commit.referral) if commit.referral is not None else None,
     }
+    # Issue 20's additions, sent only when there is something (sdr_record_turn_usage).
+    if commit.usage is not None:
+        body["usage"] = asdict(commit.usage)
+    if commit.utm:
+        body["utm"] = dict(commit.utm)
+    return body

@@ -1,0 +1,83 @@
+"""The sales dashboard's facts in SQLite (issue 20): one indexed pass over the period's
+leads and their first messages, and the period's model usage per UTC hour.
+
+The figures themselves are built by core.analytics, shared with Postgres
+(supabase/migrations/20261203000004_turn_costs.sql returns the same rows). Timestamps
+are ISO text in UTC with their offset (store/timestamps.py), so a period is a range scan
+on `leads_created` / `turn_usage_created`; each lead's first message either way is one
+probe of `inbound_contact` and `messages_lead_direction`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from core.analytics import Funnel, GroupBy, LeadFacts, UsageHour, build_funnel
+from core.clock import utc_now
+from store.sqlite.connection import SqliteConnection
+from store.timestamps import iso
+
+LEAD_FACTS = """
+SELECT l.channel, l.referral, l.utm, l.created_at, l.temperature, l.handoff_at,
+       l.handoff_reason, l.won_at, l.opted_out,
+       COALESCE(
+           (SELECT MIN(i.received_at) FROM inbound i
+            WHERE i.contact_key = l.contact_key AND i.status <> 'ignored'),
+           (SELECT m.created_at FROM messages m
+            WHERE m.lead_id = l.id AND m.direction = 'in' ORDER BY m.id LIMIT 1)),
+       (SELECT m.created_at FROM messages m
+        WHERE m.lead_id = l.id AND m.direction = 'out' AND m.turn_id IS NOT 'human'
+        ORDER BY m.id LIMIT 1),
+       EXISTS (SELECT 1 FROM meetings mt WHERE mt.contact_key = l.contact_key)
+FROM leads l
+WHERE l.created_at >= ? AND l.created_at < ?
+ORDER BY l.id
+"""
+
+# substr(created_at, 1, 13) is the UTC hour ("2026-12-03T14"): the text is always UTC.
+USAGE_HOURS = """
+SELECT substr(created_at, 1, 13) || ':00:00+00:00', model, COUNT(*), SUM(prompt_tokens),
+       SUM(cached_tokens), SUM(completion_tokens), COALESCE(SUM(transcription_seconds), 0)
+FROM turn_usage
+WHERE created_at >= ? AND created_at < ?
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
+
+
+class Analytics(SqliteConnection):
+    async def analytics_facts(
+        self, since: datetime, until: datetime
+    ) -> tuple[list[LeadFacts], list[UsageHour]]:
+        period = (iso(since), iso(until))
+        leads = [LeadFacts.from_row(tuple(row)) for row in self.db.execute(LEAD_FACTS, period)]
+        usage = [UsageHour.from_row(tuple(row)) for row in self.db.execute(USAGE_HOURS, period)]
+        return leads, usage
+
+    async def funnel(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        group_by: GroupBy = "week",
+        timezone: str,
+        brl_per_usd: float,
+    ) -> Funnel:
+        leads, usage = await self.analytics_facts(since, until)
+        return build_funnel(
+            leads,
+            usage,
+            since=since,
+            until=until,
+            timezone=timezone,
+            group_by=group_by,
+            brl_per_usd=brl_per_usd,
+        )
+
+    async def mark_deal_won(self, contact_key: str, *, at: datetime | None = None) -> bool:
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE leads SET won_at = COALESCE(won_at, ?) WHERE contact_key = ? RETURNING id",
+                (iso(at or utc_now()), contact_key),
+            ).fetchone()
+        return row is not None

@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     chatwoot_webhook_secret: SecretStr | None = None
     chatwoot_handoff_team_id: int | None = None
     chatwoot_reopen_resolved: bool = False
+    # The lead panel inside Chatwoot (a Dashboard App: Settings > Integrations > Dashboard
+    # Apps), opened at /chatwoot/panel?token=CHATWOOT_PANEL_TOKEN; unset: the panel is closed.
+    chatwoot_panel_token: SecretStr | None = None
+    # The address the sales team opens Chatwoot at, when it is not CHATWOOT_API_URL (the
+    # bot reaching Chatwoot internally): only its origin may frame the panel and hand it
+    # a conversation.
+    chatwoot_frontend_url: str | None = None
 
     # --- Supabase: the production store (unset: embedded SQLite) ------------------
     supabase_url: str | None = None
@@ -138,6 +145,8 @@ class Settings(BaseSettings):
     # What `forget` does to the lead's PipeRun person: delete it, or keep the deal history
     # with the personal fields blanked (name, phones, e-mails).
     piperun_forget: Literal["delete", "anonymize"] = "anonymize"
+    # A deal's page in PipeRun, linked from the lead panel in Chatwoot ({deal_id} filled in).
+    piperun_deal_url: str = "https://app.pipe.run/pipeline/gerenciador/visualizar/{deal_id}"
 
     # --- Meta Conversions API -------------------------------------------------------
     meta_pixel_id: str | None = None
@@ -262,6 +271,8 @@ class Settings(BaseSettings):
         "instagram_access_token",
         "chatwoot_api_token",
         "chatwoot_webhook_secret",
+        "chatwoot_panel_token",
+        "chatwoot_frontend_url",
         "supabase_service_role_key",
         "piperun_api_token",
         "database_url",

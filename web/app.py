@@ -45,6 +45,7 @@ from runtime.turns import TurnRunner
 from runtime.webhook_delivery import subscriptions
 from store.base import Store
 from store.sqlite import SqliteStore
+from web.chatwoot_panel import setup_chatwoot_panel
 from web.chatwoot_webhook import handle_chatwoot_webhook
 from web.configs.channels import channels_config
 from web.configs.integrations import (
@@ -526,6 +527,7 @@ def _add_routes(app: web.Application, *, webhooks: bool = True) -> None:
     app.router.add_post("/webhooks/crm", handle_crm_webhook)
     app.router.add_post("/webhooks/rdstation", handle_rdstation_webhook)
     app.router.add_post("/api/leads", handle_leads_api)
+    setup_chatwoot_panel(app, app[SETTINGS])  # the lead panel inside Chatwoot
     app.router.add_get("/webhooks/meta", handle_meta_verification)
     app.router.add_post("/webhooks/meta", handle_meta_webhook)
     # The earlier Seleto bot's Z-API panel pointed here; keep existing setups working.

@@ -8,7 +8,7 @@ questions and meetings); times are said on the company's clock (prompts/business
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -34,6 +34,8 @@ _WEEKDAYS = ("seg", "ter", "qua", "qui", "sex", "sáb", "dom")
 # How far back a field's message is looked for, to quote the lead's own words.
 _QUOTED_MESSAGES = 200
 _QUOTE_CHARS = 140
+# A pause longer than this is a conversation the team took (`open` in Chatwoot), not a timer.
+_OWNED_BY_THE_TEAM = timedelta(days=60)
 
 BotState = Literal["active", "paused", "opted_out"]
 
@@ -189,6 +191,8 @@ def bot_state(lead: LeadRecord, now: datetime, zone: tzinfo) -> CardBot:
             state="opted_out", label="Lead pediu para sair: o bot não escreve mais", handoff=handoff
         )
     if lead.paused_until is not None and lead.paused_until > now:
+        if lead.paused_until - now > _OWNED_BY_THE_TEAM:  # an `open` conversation: no end date
+            return CardBot(state="paused", label="Bot pausado: a conversa está com o time", handoff=handoff)
         until = when(lead.paused_until, zone)
         return CardBot(state="paused", label=f"Bot pausado até {until}", paused_until=until, handoff=handoff)
     return CardBot(state="active", label="Bot ativo", handoff=handoff)

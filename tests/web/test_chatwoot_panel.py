@@ -6,6 +6,7 @@ the runtime then honours. (The page itself, rendered by Chromium: test_chatwoot_
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,16 @@ async def test_pause_then_resume_change_the_bots_state_in_the_store(
     assert (await resumed.json())["bot"]["state"] == "active"
     lead = await panel.app[STORE].get_lead(KEY)
     assert lead is not None and lead.paused_until is None
+
+
+async def test_a_conversation_the_team_took_is_paused_without_an_end_date(
+    panel: TestClient, clock: TestClock
+) -> None:
+    # What the Chatwoot webhook does for an `open` conversation (web/chatwoot_webhook.py).
+    await panel.app[STORE].set_human_owned(KEY, until=clock() + timedelta(days=3650))
+    card = await (await panel.get(LEAD_URL, headers=AUTH)).json()
+    assert card["bot"]["state"] == "paused" and card["bot"]["paused_until"] is None
+    assert card["bot"]["label"] == "Bot pausado: a conversa está com o time"
 
 
 async def test_the_token_never_reaches_the_logs(

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, unused_port
 
@@ -177,3 +178,13 @@ async def test_the_panel_opened_outside_chatwoot_waits_for_a_conversation(
     dom = await chromium(f"{origin}/chatwoot/panel?token={PANEL_TOKEN}")
     assert "Abra uma conversa no Chatwoot para ver o lead." in dom
     assert "data-ready" not in dom and calls == []
+
+
+def test_without_chromium_the_browser_tests_skip_here_and_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tests.helpers.browser.shutil.which", lambda _name: None)
+    monkeypatch.delenv("SDR_REQUIRE_SERVICES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium"):
+        require_chromium()
+    monkeypatch.setenv("SDR_REQUIRE_SERVICES", "1")
+    with pytest.raises(pytest.fail.Exception, match="Chromium is not installed"):
+        require_chromium()

@@ -130,6 +130,7 @@
   }
 
   function link(href, text) {
+    if (!/^https?:\/\//i.test(String(href))) return el("span", null, text);
     var a = el("a", null, text);
     a.href = href;
     a.target = "_blank";

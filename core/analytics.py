@@ -22,7 +22,6 @@ new and qualified leads (0.0 when there were none).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,51 +43,43 @@ def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
-def _json(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        value = json.loads(value) if value else None
-    return value if isinstance(value, dict) else {}
+SourceKey = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None]
 
 
 @dataclass(frozen=True)
 class LeadFacts:
-    """What the funnel needs of one lead (positional rows from both stores)."""
+    """What the funnel needs of one lead, as both stores return it (positional rows:
+    the attribution already read out of the JSON, the first reply's delay already in
+    seconds, so a row costs one timestamp parse here)."""
 
-    channel: str
-    referral: dict[str, Any]
-    utm: dict[str, Any]
+    # channel, ad id, campaign id, form id (the referral), utm source, medium, campaign.
+    source: SourceKey
     created_at: datetime
     temperature: str
-    handoff_at: datetime | None
+    handed_off: bool
     handoff_reason: str | None
-    won_at: datetime | None
+    won: bool
     opted_out: bool
-    first_in_at: datetime | None
-    first_out_at: datetime | None
+    # From the lead's first message to the bot's first reply; None: no reply (yet).
+    first_reply_s: float | None
     booked: bool
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> LeadFacts:
-        (channel, referral, utm, created, temperature, handoff_at, reason, won_at, opted_out, first_in) = row[
-            :10
-        ]
-        first_out, booked = row[10], row[11]
-        created_at = _dt(created)
+        created_at = _dt(row[7])
         if created_at is None:
             raise ValueError("a lead without created_at")
+        delay = row[13]
         return cls(
-            channel=channel,
-            referral=_json(referral),
-            utm=_json(utm),
+            source=(row[0], row[1], row[2], row[3], row[4], row[5], row[6]),
             created_at=created_at,
-            temperature=temperature,
-            handoff_at=_dt(handoff_at),
-            handoff_reason=reason,
-            won_at=_dt(won_at),
-            opted_out=bool(opted_out),
-            first_in_at=_dt(first_in),
-            first_out_at=_dt(first_out),
-            booked=bool(booked),
+            temperature=row[8],
+            handed_off=bool(row[9]),
+            handoff_reason=row[10],
+            won=bool(row[11]),
+            opted_out=bool(row[12]),
+            first_reply_s=None if delay is None else max(round(float(delay), 3), 0.0),
+            booked=bool(row[14]),
         )
 
 
@@ -202,16 +193,16 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def source_of(lead: LeadFacts) -> Source:
-    ref, utm = lead.referral, lead.utm
+def source_of(key: SourceKey) -> Source:
+    channel, ad_id, campaign_id, form_id, utm_source, utm_medium, utm_campaign = key
     return Source(
-        channel=lead.channel,
-        ad_id=ref.get("source_id"),
-        campaign_id=ref.get("campaign_id"),
-        form_id=ref.get("form_id"),
-        utm_source=utm.get("utm_source"),
-        utm_medium=utm.get("utm_medium"),
-        utm_campaign=utm.get("utm_campaign"),
+        channel=channel,
+        ad_id=ad_id,
+        campaign_id=campaign_id,
+        form_id=form_id,
+        utm_source=utm_source,
+        utm_medium=utm_medium,
+        utm_campaign=utm_campaign,
     )
 
 
@@ -224,11 +215,11 @@ def week_of(moment: datetime, tz: ZoneInfo) -> date:
 def _stages(leads: Sequence[LeadFacts]) -> list[Stage]:
     reached = {
         "new": leads,
-        "answered": [x for x in leads if x.first_out_at is not None],
+        "answered": [x for x in leads if x.first_reply_s is not None],
         "qualified": [x for x in leads if x.temperature in QUALIFIED],
-        "handed_off": [x for x in leads if x.handoff_at is not None],
+        "handed_off": [x for x in leads if x.handed_off],
         "booked": [x for x in leads if x.booked],
-        "won": [x for x in leads if x.won_at is not None],
+        "won": [x for x in leads if x.won],
     }
     stages: list[Stage] = []
     previous: int | None = None
@@ -240,20 +231,14 @@ def _stages(leads: Sequence[LeadFacts]) -> list[Stage]:
     return stages
 
 
-def first_reply_seconds(lead: LeadFacts) -> float | None:
-    if lead.first_out_at is None or lead.first_in_at is None:
-        return None
-    return max((lead.first_out_at - lead.first_in_at).total_seconds(), 0.0)
-
-
 def summarize(
     key: str, leads: Sequence[LeadFacts], *, week: date | None = None, source: Source | None = None
 ) -> FunnelGroup:
-    delays = [d for d in map(first_reply_seconds, leads) if d is not None]
+    delays = [x.first_reply_s for x in leads if x.first_reply_s is not None]
     p50, p90 = percentile(delays, 0.5), percentile(delays, 0.9)
     temperatures = Counter({"frio": 0, "morno": 0, "quente": 0})
     temperatures.update(x.temperature for x in leads)
-    reasons = Counter(x.handoff_reason or "" for x in leads if x.handoff_at is not None)
+    reasons = Counter(x.handoff_reason or "" for x in leads if x.handed_off)
     return FunnelGroup(
         key=key,
         week=week,
@@ -284,12 +269,12 @@ def _groups(
         for lead in leads:
             by_week.setdefault(week_of(lead.created_at, tz), []).append(lead)
         return [summarize(w.isoformat(), by_week[w], week=w) for w in sorted(by_week)]
-    by_source: dict[str, tuple[Source, list[LeadFacts]]] = {}
+    by_key: dict[SourceKey, list[LeadFacts]] = {}
     for lead in leads:
-        src = source_of(lead)
-        by_source.setdefault(src.key, (src, []))[1].append(lead)
-    ordered = sorted(by_source.items(), key=lambda kv: (-len(kv[1][1]), kv[0]))
-    return [summarize(key, members, source=src) for key, (src, members) in ordered]
+        by_key.setdefault(lead.source, []).append(lead)
+    by_source = [(source_of(key), members) for key, members in by_key.items()]
+    ordered = sorted(by_source, key=lambda sm: (-len(sm[1]), sm[0].key))
+    return [summarize(src.key, members, source=src) for src, members in ordered]
 
 
 def _cost_of(rows: Iterable[UsageHour], brl_per_usd: float) -> Cost:

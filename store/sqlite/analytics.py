@@ -5,7 +5,7 @@ The figures themselves are built by core.analytics, shared with Postgres
 (supabase/migrations/20261203000004_turn_costs.sql returns the same rows). Timestamps
 are ISO text in UTC with their offset (store/timestamps.py), so a period is a range scan
 on `leads_created` / `turn_usage_created`; each lead's first message either way is one
-probe of `inbound_contact` and `messages_lead_direction`.
+probe of `inbound_contact_first` and `messages_lead_direction`.
 """
 
 from __future__ import annotations
@@ -17,21 +17,28 @@ from core.clock import utc_now
 from store.sqlite.connection import SqliteConnection
 from store.timestamps import iso
 
+# The row of core.analytics.LeadFacts.from_row. The lead's first message is its first
+# stored inbound (a form: when it was received), else its first incoming message; the
+# bot's first reply is its first outgoing message a person did not write ('human').
 LEAD_FACTS = """
-SELECT l.channel, l.referral, l.utm, l.created_at, l.temperature, l.handoff_at,
-       l.handoff_reason, l.won_at, l.opted_out,
-       COALESCE(
+SELECT l.channel, json_extract(l.referral, '$.source_id'), json_extract(l.referral, '$.campaign_id'),
+       json_extract(l.referral, '$.form_id'), json_extract(l.utm, '$.utm_source'),
+       json_extract(l.utm, '$.utm_medium'), json_extract(l.utm, '$.utm_campaign'),
+       l.created_at, l.temperature, l.handoff_at IS NOT NULL, l.handoff_reason, l.won_at IS NOT NULL,
+       l.opted_out,
+       round((julianday(
+           (SELECT m.created_at FROM messages m
+            WHERE m.lead_id = l.id AND m.direction = 'out' AND m.turn_id IS NOT 'human'
+            ORDER BY m.id LIMIT 1)
+       ) - julianday(COALESCE(
            (SELECT MIN(i.received_at) FROM inbound i
             WHERE i.contact_key = l.contact_key AND i.status <> 'ignored'),
            (SELECT m.created_at FROM messages m
-            WHERE m.lead_id = l.id AND m.direction = 'in' ORDER BY m.id LIMIT 1)),
-       (SELECT m.created_at FROM messages m
-        WHERE m.lead_id = l.id AND m.direction = 'out' AND m.turn_id IS NOT 'human'
-        ORDER BY m.id LIMIT 1),
+            WHERE m.lead_id = l.id AND m.direction = 'in' ORDER BY m.id LIMIT 1)
+       ))) * 86400, 3),
        EXISTS (SELECT 1 FROM meetings mt WHERE mt.contact_key = l.contact_key)
 FROM leads l
 WHERE l.created_at >= ? AND l.created_at < ?
-ORDER BY l.id
 """
 
 # substr(created_at, 1, 13) is the UTC hour ("2026-12-03T14"): the text is always UTC.

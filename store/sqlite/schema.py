@@ -256,7 +256,8 @@ _LATE_INDEXES = (
     # creation time and each one's first messages either way.
     "CREATE INDEX IF NOT EXISTS leads_created ON leads(created_at)",
     "CREATE INDEX IF NOT EXISTS messages_lead_direction ON messages(lead_id, direction, id)",
-    "CREATE INDEX IF NOT EXISTS inbound_contact ON inbound(contact_key, received_at)",
+    "CREATE INDEX IF NOT EXISTS inbound_contact_first ON inbound(contact_key, received_at)"
+    " WHERE status <> 'ignored'",
 )
 
 

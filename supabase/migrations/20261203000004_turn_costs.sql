@@ -43,7 +43,8 @@ CREATE INDEX IF NOT EXISTS turn_usage_created ON turn_usage (created_at);
 CREATE INDEX IF NOT EXISTS turn_usage_lead ON turn_usage (lead_id);
 CREATE INDEX IF NOT EXISTS leads_created ON leads (created_at);
 CREATE INDEX IF NOT EXISTS messages_lead_direction ON messages (lead_id, direction, id);
-CREATE INDEX IF NOT EXISTS inbound_contact_received ON inbound (contact_key, received_at);
+CREATE INDEX IF NOT EXISTS inbound_contact_first ON inbound (contact_key, received_at)
+    WHERE status <> 'ignored';
 
 DO $$
 DECLARE
@@ -150,22 +151,26 @@ $$;
 -- a single value so PostgREST's max-rows cap cannot cut it. The lead's first message is
 -- its first stored inbound (a form: when it was received), else its first incoming
 -- message; the bot's first reply is its first outgoing message a person did not write
--- (turn_id 'human').
+-- (turn_id 'human'); the delay between them in seconds.
 CREATE OR REPLACE FUNCTION sdr_analytics_leads(p_since timestamptz, p_until timestamptz) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(jsonb_agg(jsonb_build_array(
-               l.channel, l.referral, l.utm, l.created_at, l.temperature, l.handoff_at,
-               l.handoff_reason, l.won_at, l.opted_out,
-               coalesce(
-                   (SELECT min(i.received_at) FROM inbound i
-                    WHERE i.contact_key = l.contact_key AND i.status <> 'ignored'),
+               l.channel, l.referral ->> 'source_id', l.referral ->> 'campaign_id', l.referral ->> 'form_id',
+               l.utm ->> 'utm_source', l.utm ->> 'utm_medium', l.utm ->> 'utm_campaign',
+               l.created_at, l.temperature, l.handoff_at IS NOT NULL, l.handoff_reason,
+               l.won_at IS NOT NULL, l.opted_out,
+               round(extract(epoch FROM (
                    (SELECT m.created_at FROM messages m
-                    WHERE m.lead_id = l.id AND m.direction = 'in' ORDER BY m.id LIMIT 1)),
-               (SELECT m.created_at FROM messages m
-                WHERE m.lead_id = l.id AND m.direction = 'out' AND m.turn_id IS DISTINCT FROM 'human'
-                ORDER BY m.id LIMIT 1),
+                    WHERE m.lead_id = l.id AND m.direction = 'out' AND m.turn_id IS DISTINCT FROM 'human'
+                    ORDER BY m.id LIMIT 1)
+                   - coalesce(
+                       (SELECT min(i.received_at) FROM inbound i
+                        WHERE i.contact_key = l.contact_key AND i.status <> 'ignored'),
+                       (SELECT m.created_at FROM messages m
+                        WHERE m.lead_id = l.id AND m.direction = 'in' ORDER BY m.id LIMIT 1))
+               )), 3),
                EXISTS (SELECT 1 FROM meetings mt WHERE mt.contact_key = l.contact_key)
-           ) ORDER BY l.id), '[]'::jsonb)
+           )), '[]'::jsonb)
     FROM leads l
     WHERE l.created_at >= p_since AND l.created_at < p_until
 $$;

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 import struct
 import wave
+
+from aiohttp.test_utils import TestClient
 
 from agent import llm
 from core.audio_length import audio_seconds
 from runtime.turn import heard_seconds
+from tests.conftest import zapi_message
+from tests.helpers.fakes import FakeOpenAI, FakeZapi
+from tests.helpers.settle import settled
+from web.keys import STORE
 
 
 def ogg_page(granule: int, body: bytes) -> bytes:
@@ -63,3 +70,26 @@ def test_the_token_counter_has_a_cached_direction() -> None:
     assert read("sdr_llm_tokens_total", {"direction": "in"}) == 3000
     assert read("sdr_llm_tokens_total", {"direction": "cached"}) == 1000
     assert read("sdr_llm_tokens_total", {"direction": "out"}) == 200
+
+
+def opus_note(seconds: float) -> bytes:
+    head = b"OpusHead" + bytes([1, 1]) + struct.pack("<HI", 312, 48000)
+    return ogg_page(0, head) + ogg_page(0, b"OpusTags") + ogg_page(int(48000 * seconds) + 312, b"audio")
+
+
+async def test_a_voice_note_turn_commits_its_tokens_model_and_whisper_seconds(
+    bot: TestClient, http_mock, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    payload = zapi_message("received_audio_ptt.json")
+    http_mock.get(payload["audio"]["audioUrl"], body=opus_note(7.5), content_type="audio/ogg")
+    openai_fake.then(reply="Entendi!")
+    assert (await bot.post("/webhooks/zapi", json=payload)).status == 200
+    await settled(bot)
+
+    assert openai_fake.transcription_requests == 1
+    with sqlite3.connect(bot.app[STORE].path) as db:  # type: ignore[attr-defined]
+        rows = db.execute(
+            "SELECT model, prompt_tokens, cached_tokens, completion_tokens, transcription_seconds FROM turn_usage"
+        ).fetchall()
+    # tests/fixtures/openai/chat_completion_structured.json's usage and model.
+    assert rows == [("gpt-4o-2024-08-06", 1117, 0, 46, 7.5)]

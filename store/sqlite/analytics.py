@@ -24,7 +24,7 @@ LEAD_FACTS = """
 SELECT l.channel, json_extract(l.referral, '$.source_id'), json_extract(l.referral, '$.campaign_id'),
        json_extract(l.referral, '$.form_id'), json_extract(l.utm, '$.utm_source'),
        json_extract(l.utm, '$.utm_medium'), json_extract(l.utm, '$.utm_campaign'),
-       l.created_at, l.temperature, l.handoff_at IS NOT NULL, l.handoff_reason, l.won_at IS NOT NULL,
+       l.created_at, l.temperature, l.handed_off_at IS NOT NULL, l.handed_off_reason, l.won_at IS NOT NULL,
        l.opted_out,
        round((julianday(
            (SELECT m.created_at FROM messages m

@@ -18,8 +18,11 @@ class People(Leads):
         self.db.execute(
             "UPDATE leads SET handoff_state = COALESCE(handoff_state, 'requested'),"
             " handoff_reason = COALESCE(handoff_reason, ?), handoff_summary = COALESCE(handoff_summary, ?),"
-            " handoff_at = COALESCE(handoff_at, ?), updated_at = ? WHERE contact_key = ?",
-            (reason, summary, iso(utc_now()), iso(utc_now()), contact_key),
+            " handoff_at = COALESCE(handoff_at, ?), updated_at = ?,"
+            # The dashboard's first handoff, kept when the bot gets the lead back.
+            " handed_off_reason = CASE WHEN handed_off_at IS NULL THEN ? ELSE handed_off_reason END,"
+            " handed_off_at = COALESCE(handed_off_at, ?) WHERE contact_key = ?",
+            (reason, summary, iso(utc_now()), iso(utc_now()), reason, iso(utc_now()), contact_key),
         )
 
     async def save_chatwoot_link(

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS leads (
     referral TEXT,
     utm TEXT,
     won_at TEXT,
+    handed_off_at TEXT,
+    handed_off_reason TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -235,6 +237,10 @@ ADDED_COLUMNS = {
         # Issue 20's funnel: a website form's UTMs, and when the CRM said the deal was won.
         "utm": "TEXT",
         "won_at": "TEXT",
+        # The first handoff, kept when the bot gets the lead back (handoff_at is cleared):
+        # written beside handoff_at by turns.py and people.py (Postgres: a trigger).
+        "handed_off_at": "TEXT",
+        "handed_off_reason": "TEXT",
     },
     # Claimed in this order under a flood (core/outbox.py; set by a trigger, outbox_order.py).
     "outbox": {"priority": "INTEGER NOT NULL DEFAULT 2"},
@@ -263,11 +269,18 @@ _LATE_INDEXES = (
 
 def apply_schema(db: sqlite3.Connection) -> None:
     db.executescript(SCHEMA)
+    added: set[str] = set()
     for table, columns in ADDED_COLUMNS.items():
         existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         for name, decl in columns.items():
             if name not in existing:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                added.add(f"{table}.{name}")
+    if "leads.handed_off_at" in added:  # once: the handoffs still open when it was added
+        db.execute(
+            "UPDATE leads SET handed_off_at = handoff_at, handed_off_reason = handoff_reason"
+            " WHERE handoff_at IS NOT NULL"
+        )
     for statement in _LATE_INDEXES:
         db.execute(statement)
     apply_claim_order(db)

@@ -90,8 +90,11 @@ def _apply_lead_changes(db: sqlite3.Connection, lead_id: int, commit: TurnCommit
     if commit.handoff is not None:
         db.execute(
             "UPDATE leads SET handoff_state = 'requested', handoff_reason = ?, handoff_summary = ?,"
-            " handoff_at = ? WHERE id = ?",
-            (commit.handoff.reason, commit.handoff.summary, now, lead_id),
+            " handoff_at = ?,"
+            # The dashboard's first handoff, kept when the bot gets the lead back.
+            " handed_off_reason = CASE WHEN handed_off_at IS NULL THEN ? ELSE handed_off_reason END,"
+            " handed_off_at = COALESCE(handed_off_at, ?) WHERE id = ?",
+            (commit.handoff.reason, commit.handoff.summary, now, commit.handoff.reason, now, lead_id),
         )
     if commit.opt_out:
         db.execute(

@@ -37,6 +37,9 @@ class Dataset:
     usage: list[tuple[Any, ...]] = field(default_factory=list)
 
     def add_lead(self, *, channel: str, created_at: datetime, **fields: Any) -> tuple[int, str]:
+        # As the stores write it: the first handoff beside the current one.
+        fields.setdefault("handed_off_at", fields.get("handoff_at"))
+        fields.setdefault("handed_off_reason", fields.get("handoff_reason"))
         lead_id = len(self.leads) + 1
         key = f"{'whatsapp' if channel == 'zapi' else channel}:55119{lead_id:08d}"
         self.leads.append(
@@ -201,6 +204,8 @@ LEAD_COLUMNS = (
     "utm",
     "handoff_at",
     "handoff_reason",
+    "handed_off_at",
+    "handed_off_reason",
     "won_at",
     "opted_out",
 )

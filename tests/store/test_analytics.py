@@ -201,23 +201,44 @@ async def test_a_committed_turn_records_its_usage_and_the_deal_won(store: Store)
     assert stages((await funnel(store, "week", EVER)).total)[-1] == 1
 
 
+async def test_a_handoff_given_back_to_the_bot_still_counts(store: Store) -> None:
+    key = "whatsapp:5511987650001"
+    await store.commit_turn(costed_turn())
+    await store.request_handoff(key, reason="pediu orçamento", summary="quer 10 caixas")
+    await store.set_human_owned(key, until=None, resolved=True)  # handoff_at is cleared
+    await store.request_handoff(key, reason="de novo", summary="voltou")
+    await store.set_human_owned(key, until=None, resolved=True)
+    total = (await funnel(store, "week", EVER)).total
+    assert stages(total)[3] == 1
+    assert total.top_handoff_reasons == [("pediu orçamento", 1)]  # the first one
+
+
 async def test_an_old_sqlite_file_gets_the_cost_table_and_columns(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     store = SqliteStore(path)
     await store.open()
+    await store.commit_turn(costed_turn("turn0000"))
     await store.close()
     with sqlite3.connect(path) as db:  # the file as an earlier release left it
         db.execute("DROP TABLE turn_usage")
-        db.execute("ALTER TABLE leads DROP COLUMN utm")
-        db.execute("ALTER TABLE leads DROP COLUMN won_at")
+        for column in ("utm", "won_at", "handed_off_at", "handed_off_reason"):
+            db.execute(f"ALTER TABLE leads DROP COLUMN {column}")
+        db.execute(
+            "UPDATE leads SET handoff_at = '2026-11-20T15:00:00.000000+00:00', handoff_reason = 'antes'"
+        )
     store = SqliteStore(path)
     await store.open()
     try:
         columns = {row[1] for row in store.db.execute("PRAGMA table_info(leads)")}
-        assert {"utm", "won_at"} <= columns
+        assert {"utm", "won_at", "handed_off_at", "handed_off_reason"} <= columns
         await store.commit_turn(costed_turn())
-        assert [
+        usage = [
             tuple(r) for r in store.db.execute("SELECT prompt_tokens, transcription_seconds FROM turn_usage")
-        ] == [(3000, 12.5)]
+        ]
+        assert usage == [(3000, 12.5)]
+        # The handoff still open when the file was upgraded is the lead's first.
+        first = tuple(store.db.execute("SELECT handed_off_at, handed_off_reason FROM leads").fetchone())
+        assert first == ("2026-11-20T15:00:00.000000+00:00", "antes")
+        assert stages((await funnel(store, "week", EVER)).total)[3] == 1
     finally:
         await store.close()

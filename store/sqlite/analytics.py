@@ -1,11 +1,12 @@
 """The sales dashboard's facts in SQLite (issue 20): one indexed pass over the period's
-leads and their first messages, and the period's model usage per UTC hour.
+leads, and the period's model usage per UTC hour.
 
 The figures themselves are built by core.analytics, shared with Postgres
 (supabase/migrations/20261203000004_turn_costs.sql returns the same rows). Timestamps
 are ISO text in UTC with their offset (store/timestamps.py), so a period is a range scan
-on `leads_created` / `turn_usage_created`; each lead's first message either way is one
-probe of `inbound_contact_first` and `messages_lead_direction`.
+on `leads_created` / `turn_usage_created`. Each lead's first message and the bot's first
+reply are kept on its row by the turn's commit (turns.py `_note_first_messages`); the
+only probe per lead is `meetings_lead`.
 """
 
 from __future__ import annotations
@@ -17,25 +18,15 @@ from core.clock import utc_now
 from store.sqlite.connection import SqliteConnection
 from store.timestamps import iso
 
-# The row of core.analytics.LeadFacts.from_row. The lead's first message is its first
-# stored inbound (a form: when it was received), else its first incoming message; the
-# bot's first reply is its first outgoing message a person did not write ('human').
+# The row of core.analytics.LeadFacts.from_row (first_in_at unknown: an old lead whose
+# reply is all that is known; its delay counts as 0).
 LEAD_FACTS = """
 SELECT l.channel, json_extract(l.referral, '$.source_id'), json_extract(l.referral, '$.campaign_id'),
        json_extract(l.referral, '$.form_id'), json_extract(l.utm, '$.utm_source'),
        json_extract(l.utm, '$.utm_medium'), json_extract(l.utm, '$.utm_campaign'),
        l.created_at, l.temperature, l.handed_off_at IS NOT NULL, l.handed_off_reason, l.won_at IS NOT NULL,
        l.opted_out,
-       round((julianday(
-           (SELECT m.created_at FROM messages m
-            WHERE m.lead_id = l.id AND m.direction = 'out' AND m.turn_id IS NOT 'human'
-            ORDER BY m.id LIMIT 1)
-       ) - julianday(COALESCE(
-           (SELECT MIN(i.received_at) FROM inbound i
-            WHERE i.contact_key = l.contact_key AND i.status <> 'ignored'),
-           (SELECT m.created_at FROM messages m
-            WHERE m.lead_id = l.id AND m.direction = 'in' ORDER BY m.id LIMIT 1)
-       ))) * 86400, 3),
+       round((julianday(l.first_reply_at) - julianday(COALESCE(l.first_in_at, l.first_reply_at))) * 86400, 3),
        EXISTS (SELECT 1 FROM meetings mt WHERE mt.contact_key = l.contact_key)
 FROM leads l
 WHERE l.created_at >= ? AND l.created_at < ?

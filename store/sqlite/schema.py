@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS leads (
     won_at TEXT,
     handed_off_at TEXT,
     handed_off_reason TEXT,
+    first_in_at TEXT,
+    first_reply_at TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -241,6 +243,10 @@ ADDED_COLUMNS = {
         # written beside handoff_at by turns.py and people.py (Postgres: a trigger).
         "handed_off_at": "TEXT",
         "handed_off_reason": "TEXT",
+        # The lead's first message and the bot's first reply (time to first reply), kept
+        # by the turn's commit so the dashboard reads them without a probe per lead.
+        "first_in_at": "TEXT",
+        "first_reply_at": "TEXT",
     },
     # Claimed in this order under a flood (core/outbox.py; set by a trigger, outbox_order.py).
     "outbox": {"priority": "INTEGER NOT NULL DEFAULT 2"},
@@ -259,12 +265,24 @@ _LATE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS leads_chatwoot_contact ON leads(chatwoot_contact_id)"
     " WHERE chatwoot_contact_id IS NOT NULL",
     # The dashboard's aggregates (store/sqlite/analytics.py) read a period of leads by
-    # creation time and each one's first messages either way.
+    # creation time (their first messages are on the row: no probe of the big tables).
     "CREATE INDEX IF NOT EXISTS leads_created ON leads(created_at)",
-    "CREATE INDEX IF NOT EXISTS messages_lead_direction ON messages(lead_id, direction, id)",
-    "CREATE INDEX IF NOT EXISTS inbound_contact_first ON inbound(contact_key, received_at)"
-    " WHERE status <> 'ignored'",
 )
+
+
+# A lead's first message is its first inbound row that was not ignored (a form: when it
+# was received), else its first incoming message; the bot's first reply is its first
+# outgoing message a person did not write (turn_id 'human').
+FIRST_MESSAGES_BACKFILL = """
+UPDATE leads SET
+    first_in_at = COALESCE(
+        (SELECT f.received_at FROM temp.first_inbound f WHERE f.contact_key = leads.contact_key),
+        (SELECT m.created_at FROM messages m
+         WHERE m.lead_id = leads.id AND m.direction = 'in' ORDER BY m.id LIMIT 1)),
+    first_reply_at = (SELECT m.created_at FROM messages m
+        WHERE m.lead_id = leads.id AND m.direction = 'out' AND m.turn_id IS NOT 'human'
+        ORDER BY m.id LIMIT 1)
+"""
 
 
 def apply_schema(db: sqlite3.Connection) -> None:
@@ -281,6 +299,15 @@ def apply_schema(db: sqlite3.Connection) -> None:
             "UPDATE leads SET handed_off_at = handoff_at, handed_off_reason = handoff_reason"
             " WHERE handoff_at IS NOT NULL"
         )
+    if "leads.first_reply_at" in added:  # once: from the messages already stored
+        # One grouped pass over inbound (it has no index by contact for all rows).
+        db.execute("CREATE TEMP TABLE first_inbound (contact_key TEXT PRIMARY KEY, received_at TEXT)")
+        db.execute(
+            "INSERT INTO temp.first_inbound SELECT contact_key, MIN(received_at) FROM inbound"
+            " WHERE status <> 'ignored' GROUP BY contact_key"
+        )
+        db.execute(FIRST_MESSAGES_BACKFILL)
+        db.execute("DROP TABLE temp.first_inbound")
     for statement in _LATE_INDEXES:
         db.execute(statement)
     apply_claim_order(db)

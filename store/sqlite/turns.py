@@ -85,6 +85,7 @@ def _apply_lead_changes(db: sqlite3.Connection, lead_id: int, commit: TurnCommit
             "UPDATE leads SET utm = COALESCE(utm, ?) WHERE id = ?",
             (json.dumps(commit.utm, ensure_ascii=False), lead_id),
         )
+    _note_first_messages(db, lead_id, commit, now)
     if commit.lead_wrote:
         db.execute("UPDATE leads SET last_inbound_at = ? WHERE id = ?", (now, lead_id))
     if commit.handoff is not None:
@@ -100,6 +101,26 @@ def _apply_lead_changes(db: sqlite3.Connection, lead_id: int, commit: TurnCommit
         db.execute(
             "UPDATE leads SET opted_out = 1, opted_out_at = COALESCE(opted_out_at, ?) WHERE id = ?",
             (now, lead_id),
+        )
+
+
+def _note_first_messages(db: sqlite3.Connection, lead_id: int, commit: TurnCommit, now: str) -> None:
+    """The lead's first message (its inbound's arrival) and the bot's first reply (this
+    commit's time, as its messages'), once each: the dashboard's time to first reply."""
+    if any(m.direction == "in" for m in commit.messages):
+        marks = ",".join("?" * len(commit.inbound_ids))
+        arrived = (
+            f"(SELECT MIN(received_at) FROM inbound WHERE id IN ({marks}) AND status <> 'ignored')"
+            if commit.inbound_ids
+            else "NULL"
+        )
+        db.execute(
+            f"UPDATE leads SET first_in_at = COALESCE({arrived}, ?) WHERE id = ? AND first_in_at IS NULL",
+            (*commit.inbound_ids, now, lead_id),
+        )
+    if any(m.direction == "out" for m in commit.messages):
+        db.execute(
+            "UPDATE leads SET first_reply_at = ? WHERE id = ? AND first_reply_at IS NULL", (now, lead_id)
         )
 
 

@@ -56,6 +56,8 @@ class Dataset:
                 "handoff_reason": None,
                 "won_at": None,
                 "opted_out": False,
+                "first_in_at": None,
+                "first_reply_at": None,
                 **fields,
             }
         )
@@ -64,10 +66,18 @@ class Dataset:
 
     def message(self, lead_id: int, direction: str, at: datetime, *, turn_id: str | None = "t") -> None:
         self.messages.append((len(self.messages) + 1, lead_id, lead_id, direction, "text", "oi", turn_id, at))
+        lead = self.leads[lead_id - 1]
+        if direction == "out" and turn_id != "human" and lead["first_reply_at"] is None:
+            lead["first_reply_at"] = at  # as a turn's commit keeps it (store/sqlite/turns.py)
+        if direction == "in" and lead["first_in_at"] is None:
+            lead["first_in_at"] = at
 
     def received(self, key: str, at: datetime, *, status: str = "done") -> None:
         n = len(self.inbound) + 1
         self.inbound.append((n, "zapi", f"wamid.{n}", key, {"text": "oi"}, status, at))
+        lead = next(x for x in reversed(self.leads) if x["contact_key"] == key)
+        if status != "ignored" and (lead["first_in_at"] is None or at < lead["first_in_at"]):
+            lead["first_in_at"] = at
 
     def meeting(self, key: str, at: datetime) -> None:
         end = at + timedelta(minutes=30)
@@ -208,6 +218,8 @@ LEAD_COLUMNS = (
     "handed_off_reason",
     "won_at",
     "opted_out",
+    "first_in_at",
+    "first_reply_at",
 )
 TABLES = {
     "conversations": "id, lead_id, channel, started_at, last_message_at",

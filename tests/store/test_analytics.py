@@ -201,6 +201,36 @@ async def test_a_committed_turn_records_its_usage_and_the_deal_won(store: Store)
     assert stages((await funnel(store, "week", EVER)).total)[-1] == 1
 
 
+async def test_the_commit_keeps_the_first_message_and_the_first_reply(store: Store) -> None:
+    from core.models import InboundMessage, MessageKind
+
+    key = "whatsapp:5511987650001"
+    for n in (1, 2):
+        message = InboundMessage(
+            channel="zapi",
+            contact_id="5511987650001",
+            provider_message_id=f"w{n}",
+            kind=MessageKind.TEXT,
+            text="oi",
+            phone="5511987650001",
+        )
+        assert await store.add_inbound(message)
+    pending = await store.pending_inbound(key)
+    silent = costed_turn("turn0001")
+    silent.inbound_ids = [pending[0].id]
+    await store.commit_turn(silent)  # no reply yet (a person was talking)
+    assert stages((await funnel(store, "week", EVER)).total)[:2] == [1, 0]
+    answered = costed_turn("turn0002")
+    answered.inbound_ids = [pending[1].id]
+    answered.messages = [*answered.messages, NewMessage(direction="out", kind="text", text="Olá!")]
+    await store.commit_turn(answered)
+    total = (await funnel(store, "week", EVER)).total
+    assert stages(total)[:2] == [1, 1]
+    # From the first message's arrival to the reply's commit, both on the store's own
+    # clock: only the delay's sign and scale are known here.
+    assert total.first_reply_p50_s is not None and 0 <= total.first_reply_p50_s < 60
+
+
 async def test_a_handoff_given_back_to_the_bot_still_counts(store: Store) -> None:
     key = "whatsapp:5511987650001"
     await store.commit_turn(costed_turn())
@@ -221,16 +251,44 @@ async def test_an_old_sqlite_file_gets_the_cost_table_and_columns(tmp_path: Path
     await store.close()
     with sqlite3.connect(path) as db:  # the file as an earlier release left it
         db.execute("DROP TABLE turn_usage")
-        for column in ("utm", "won_at", "handed_off_at", "handed_off_reason"):
+        for column in (
+            "utm",
+            "won_at",
+            "handed_off_at",
+            "handed_off_reason",
+            "first_in_at",
+            "first_reply_at",
+        ):
             db.execute(f"ALTER TABLE leads DROP COLUMN {column}")
         db.execute(
             "UPDATE leads SET handoff_at = '2026-11-20T15:00:00.000000+00:00', handoff_reason = 'antes'"
+        )
+        db.execute(
+            "INSERT INTO inbound (channel, provider_message_id, contact_key, message, status, received_at)"
+            " VALUES ('zapi', 'w1', 'whatsapp:5511987650001', '{}', 'done', '2026-11-20T14:59:00.000000+00:00'),"
+            " ('zapi', 'w0', 'whatsapp:5511987650001', '{}', 'ignored', '2026-11-20T10:00:00.000000+00:00')"
+        )
+        db.execute(
+            "INSERT INTO messages (conversation_id, lead_id, direction, kind, text, turn_id, created_at)"
+            " VALUES (1, 1, 'out', 'text', 'oi', 'human', '2026-11-20T14:59:30.000000+00:00'),"
+            " (1, 1, 'out', 'text', 'Olá!', 't1', '2026-11-20T15:01:00.000000+00:00')"
         )
     store = SqliteStore(path)
     await store.open()
     try:
         columns = {row[1] for row in store.db.execute("PRAGMA table_info(leads)")}
-        assert {"utm", "won_at", "handed_off_at", "handed_off_reason"} <= columns
+        assert {
+            "utm",
+            "won_at",
+            "handed_off_at",
+            "handed_off_reason",
+            "first_in_at",
+            "first_reply_at",
+        } <= columns
+        # The first messages of the leads already there: the first inbound that counts, the
+        # first reply a person did not write.
+        firsts = tuple(store.db.execute("SELECT first_in_at, first_reply_at FROM leads").fetchone())
+        assert firsts == ("2026-11-20T14:59:00.000000+00:00", "2026-11-20T15:01:00.000000+00:00")
         await store.commit_turn(costed_turn())
         usage = [
             tuple(r) for r in store.db.execute("SELECT prompt_tokens, transcription_seconds FROM turn_usage")

@@ -5,7 +5,7 @@ The figures themselves are built by core.analytics, shared with Postgres
 (supabase/migrations/20261203000004_turn_costs.sql returns the same rows). Timestamps
 are ISO text in UTC with their offset (store/timestamps.py), so a period is a range scan
 on `leads_created` / `turn_usage_created`. Each lead's first message and the bot's first
-reply are kept on its row by the turn's commit (turns.py `_note_first_messages`); the
+reply are kept on its row by the turn's commit (turns.py `_upsert_lead`); the
 only probe per lead is `meetings_lead`.
 """
 

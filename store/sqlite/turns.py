@@ -40,11 +40,22 @@ class Turns(SqliteConnection):
 
 
 def _upsert_lead(db: sqlite3.Connection, commit: TurnCommit, now: str) -> int:
+    # The lead's first message (its first inbound's arrival, else now) and the bot's first
+    # reply (now, as its messages'), kept once each: the dashboard's time to first reply.
+    first_in = now if any(m.direction == "in" for m in commit.messages) else None
+    first_reply = now if any(m.direction == "out" for m in commit.messages) else None
+    arrived = "?"
+    if commit.inbound_ids and first_in is not None:
+        marks = ",".join("?" * len(commit.inbound_ids))
+        arrived = f"COALESCE((SELECT MIN(received_at) FROM inbound WHERE id IN ({marks})), ?)"
     row = db.execute(
         "INSERT INTO leads (contact_key, channel, contact_id, phone, name, profile, score,"
-        " temperature, score_reasons, lead_message_count, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " temperature, score_reasons, lead_message_count, created_at, updated_at,"
+        " first_reply_at, first_in_at)"
+        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {arrived})"
         " ON CONFLICT (contact_key) DO UPDATE SET"
+        " first_in_at = COALESCE(leads.first_in_at, excluded.first_in_at),"
+        " first_reply_at = COALESCE(leads.first_reply_at, excluded.first_reply_at),"
         " channel = excluded.channel, contact_id = excluded.contact_id,"
         " phone = COALESCE(excluded.phone, leads.phone),"
         " name = COALESCE(excluded.name, leads.name),"
@@ -66,6 +77,9 @@ def _upsert_lead(db: sqlite3.Connection, commit: TurnCommit, now: str) -> int:
             commit.lead_messages_added,
             now,
             now,
+            first_reply,
+            *(commit.inbound_ids if arrived != "?" else ()),
+            first_in,
         ),
     ).fetchone()
     lead_id: int = row[0]
@@ -85,7 +99,6 @@ def _apply_lead_changes(db: sqlite3.Connection, lead_id: int, commit: TurnCommit
             "UPDATE leads SET utm = COALESCE(utm, ?) WHERE id = ?",
             (json.dumps(commit.utm, ensure_ascii=False), lead_id),
         )
-    _note_first_messages(db, lead_id, commit, now)
     if commit.lead_wrote:
         db.execute("UPDATE leads SET last_inbound_at = ? WHERE id = ?", (now, lead_id))
     if commit.handoff is not None:
@@ -101,26 +114,6 @@ def _apply_lead_changes(db: sqlite3.Connection, lead_id: int, commit: TurnCommit
         db.execute(
             "UPDATE leads SET opted_out = 1, opted_out_at = COALESCE(opted_out_at, ?) WHERE id = ?",
             (now, lead_id),
-        )
-
-
-def _note_first_messages(db: sqlite3.Connection, lead_id: int, commit: TurnCommit, now: str) -> None:
-    """The lead's first message (its inbound's arrival) and the bot's first reply (this
-    commit's time, as its messages'), once each: the dashboard's time to first reply."""
-    if any(m.direction == "in" for m in commit.messages):
-        marks = ",".join("?" * len(commit.inbound_ids))
-        arrived = (
-            f"(SELECT MIN(received_at) FROM inbound WHERE id IN ({marks}) AND status <> 'ignored')"
-            if commit.inbound_ids
-            else "NULL"
-        )
-        db.execute(
-            f"UPDATE leads SET first_in_at = COALESCE({arrived}, ?) WHERE id = ? AND first_in_at IS NULL",
-            (*commit.inbound_ids, now, lead_id),
-        )
-    if any(m.direction == "out" for m in commit.messages):
-        db.execute(
-            "UPDATE leads SET first_reply_at = ? WHERE id = ? AND first_reply_at IS NULL", (now, lead_id)
         )
 
 

@@ -91,10 +91,14 @@ async def _apply(request: web.Request, event: CrmEvent) -> web.Response:
         # Not an error the CRM could fix by retrying: acknowledge and say so.
         log.info("crm_event_unknown_lead", crm_event=event.event)
         return web.json_response({"status": "ignored", "reason": "unknown_lead"})
+    at = event.occurred_at or datetime.now(UTC)
+    if event.event == "deal.won":
+        # The funnel's last stage (the dashboard's "ganhos"): the first won counts.
+        await store.mark_deal_won(lead.contact_key, at=at)
     items = request.app[LIFECYCLE].external_event(
         lead,
         STAGES[event.event],
-        at=event.occurred_at or datetime.now(UTC),
+        at=at,
         value=event.value,
         currency=event.currency,
     )

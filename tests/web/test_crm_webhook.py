@@ -4,12 +4,14 @@ ads hear about it once; forged or malformed calls change nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from core.clock import utc_now
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually
@@ -72,6 +74,14 @@ async def test_a_won_deal_becomes_one_purchase_with_its_value(
     assert await capi_stages(bot) == ["Lead", "Purchase"]
     [purchase] = await bot.app[STORE].list_outbox(kind="meta_capi", limit=1)
     assert (purchase.payload["value"], purchase.payload["currency"]) == (15990.5, "BRL")
+    # ...and the funnel's last stage: one sale, however often the CRM retried.
+    funnel = await bot.app[STORE].funnel(
+        utc_now() - timedelta(days=1),
+        utc_now() + timedelta(days=1),
+        timezone="America/Sao_Paulo",
+        brl_per_usd=5.0,
+    )
+    assert funnel.total.stage("won") == 1
 
 
 async def test_a_lost_deal_and_a_meeting_are_found_by_the_stored_deal_id(

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # Bearer token for /metrics and the detailed /api/health; unset: both stay open (a
     # bare liveness answer at /api/health?live is always public).
     metrics_token: SecretStr | None = None
+    # The sales dashboard at /dashboard?token=... (or Authorization: Bearer); unset: the
+    # METRICS_TOKEN opens it; neither: the dashboard is closed.
+    dashboard_token: SecretStr | None = None
 
     # --- store --------------------------------------------------------------------
     sqlite_path: Path = PROJECT_ROOT / "data" / "sdr.sqlite3"
@@ -273,6 +276,7 @@ class Settings(BaseSettings):
         "chatwoot_webhook_secret",
         "chatwoot_panel_token",
         "chatwoot_frontend_url",
+        "dashboard_token",
         "supabase_service_role_key",
         "piperun_api_token",
         "database_url",

@@ -56,6 +56,7 @@ from web.configs.integrations import (
 )
 from web.configs.runtime import delivery_config, lifecycle_config, route_config, runner_config
 from web.crm_webhook import handle_crm_webhook
+from web.dashboard import setup_dashboard
 from web.health import health, starting_metrics
 from web.keys import (
     BREAKERS,
@@ -528,6 +529,7 @@ def _add_routes(app: web.Application, *, webhooks: bool = True) -> None:
     app.router.add_post("/webhooks/rdstation", handle_rdstation_webhook)
     app.router.add_post("/api/leads", handle_leads_api)
     setup_chatwoot_panel(app, app[SETTINGS])  # the lead panel inside Chatwoot
+    setup_dashboard(app, app[SETTINGS])  # the sales dashboard (issue 20)
     app.router.add_get("/webhooks/meta", handle_meta_verification)
     app.router.add_post("/webhooks/meta", handle_meta_webhook)
     # The earlier Seleto bot's Z-API panel pointed here; keep existing setups working.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -28,7 +29,9 @@ TEMPERATURES = (("frio", "Frio"), ("morno", "Morno"), ("quente", "Quente"))
 
 # --- numbers the Brazilian way -----------------------------------------------------------
 def number(value: float, decimals: int = 0) -> str:
-    text = f"{value:,.{decimals}f}"
+    """1.234,57: half up on the decimal the figure was computed as (R$ 0,615 is R$ 0,62)."""
+    rounded = Decimal(repr(value)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    text = f"{rounded:,.{decimals}f}"
     return text.replace(",", "_").replace(".", ",").replace("_", ".")
 
 
@@ -211,7 +214,7 @@ def render_page(funnel: Funnel, weeks: Iterable[FunnelGroup], *, company: str, q
 <meta name="referrer" content="no-referrer">
 <meta name="robots" content="noindex">
 <title>Painel de vendas · {_e(company)}</title>
-<link rel="stylesheet" href="/dashboard/static/dashboard.css">
+<link rel="stylesheet" href="dashboard/static/dashboard.css">
 </head>
 <body data-ready="1">
 <header>

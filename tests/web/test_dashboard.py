@@ -112,7 +112,7 @@ async def test_the_known_funnel_by_week(bot: TestClient) -> None:
     assert "Novos leads 30" in first and "Venda ganha 1 33,3%" in first
     assert "Novos leads 20" in second and "Qualificados 0 0,0%" in second and "Transferidos 0 —" in second
     # Cost: 40 turns, US$ 0.123 → R$ 0.615 at 5.0; per lead US$ 0.00246 (R$ 0.0123).
-    assert "Total US$ 0,1230" in text
+    assert "Total US$ 0,1230 · R$ 0,62" in text  # R$ 0,615, half up
     assert "Por lead US$ 0,0025 · R$ 0,0123" in text
     assert "Turnos 40" in text and "Câmbio R$ 5,00 por US$ 1" in text
     assert "16/11/2026 24" in text and "23/11/2026 10" in text  # turns per day

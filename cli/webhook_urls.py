@@ -84,6 +84,7 @@ def webhook_lines(settings: Settings) -> list[str]:
     rows += _form_rows(base, s)
     rows.append(("Health (monitoring)", f"{base}/api/health", ""))
     rows.append(("Metrics (Prometheus)", f"{base}/metrics", ""))
+    rows += _page_rows(base, s)
     width = max(len(label) for label, _, _ in rows) + 2
     lines = ["", "Addresses to paste into each provider:"]
     if warning:
@@ -91,6 +92,25 @@ def webhook_lines(settings: Settings) -> list[str]:
     for label, url, note in rows:
         lines.append(f"  {label + ':':<{width}}{url}" + (f"  ({note})" if note else ""))
     return lines
+
+
+def _page_rows(base: str, s: Settings) -> list[tuple[str, str, str]]:
+    """The pages people open: closed (404) until their token is set."""
+    dashboard_secret = "DASHBOARD_TOKEN" if s.dashboard_token is not None else "METRICS_TOKEN"
+    dashboard_note = (
+        ""
+        if s.dashboard_token is not None or s.metrics_token is not None
+        else "set DASHBOARD_TOKEN: without it (or METRICS_TOKEN) the page is closed"
+    )
+    panel_note = (
+        "Chatwoot: Settings > Integrations > Dashboard Apps"
+        if s.chatwoot_panel_token is not None
+        else "set CHATWOOT_PANEL_TOKEN: without it the panel is closed"
+    )
+    return [
+        ("Sales dashboard", f"{base}/dashboard?token=<{dashboard_secret}>", dashboard_note),
+        ("Chatwoot lead panel", f"{base}/chatwoot/panel?token=<CHATWOOT_PANEL_TOKEN>", panel_note),
+    ]
 
 
 def _form_rows(base: str, s: Settings) -> list[tuple[str, str, str]]:

@@ -674,6 +674,8 @@ async def test_webhook_urls_are_built_from_public_url_and_name_secrets_without_v
         "/webhooks/crm?token=<CRM_WEBHOOK_SECRET>",
         "/api/health",
         "/metrics",
+        "/dashboard?token=<",
+        "/chatwoot/panel?token=<CHATWOOT_PANEL_TOKEN>",
     ):
         assert f"{PUBLIC_URL}{path}" in webhooks, path
     assert "META_VERIFY_TOKEN" in webhooks and "WAHA_WEBHOOK_HMAC_KEY" in webhooks

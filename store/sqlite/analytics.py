@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.analytics import Funnel, GroupBy, LeadFacts, UsageHour, build_funnel
+from core.analytics import LeadFacts, UsageHour
 from core.clock import utc_now
+from store.funnel import FunnelFromFacts
 from store.sqlite.connection import SqliteConnection
 from store.timestamps import iso
 
@@ -43,7 +44,7 @@ ORDER BY 1, 2
 """
 
 
-class Analytics(SqliteConnection):
+class Analytics(FunnelFromFacts, SqliteConnection):
     async def analytics_facts(
         self, since: datetime, until: datetime
     ) -> tuple[list[LeadFacts], list[UsageHour]]:
@@ -51,26 +52,6 @@ class Analytics(SqliteConnection):
         leads = [LeadFacts.from_row(tuple(row)) for row in self.db.execute(LEAD_FACTS, period)]
         usage = [UsageHour.from_row(tuple(row)) for row in self.db.execute(USAGE_HOURS, period)]
         return leads, usage
-
-    async def funnel(
-        self,
-        since: datetime,
-        until: datetime,
-        *,
-        group_by: GroupBy = "week",
-        timezone: str,
-        brl_per_usd: float,
-    ) -> Funnel:
-        leads, usage = await self.analytics_facts(since, until)
-        return build_funnel(
-            leads,
-            usage,
-            since=since,
-            until=until,
-            timezone=timezone,
-            group_by=group_by,
-            brl_per_usd=brl_per_usd,
-        )
 
     async def mark_deal_won(self, contact_key: str, *, at: datetime | None = None) -> bool:
         with self._tx() as db:

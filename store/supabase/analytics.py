@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.analytics import Funnel, GroupBy, LeadFacts, UsageHour, build_funnel
+from core.analytics import LeadFacts, UsageHour
 from core.clock import utc_now
+from store.funnel import FunnelFromFacts
 from store.supabase.requests import PostgrestRequests
 from store.timestamps import iso
 
 
-class SupabaseAnalytics(PostgrestRequests):
+class SupabaseAnalytics(FunnelFromFacts, PostgrestRequests):
     async def analytics_facts(
         self, since: datetime, until: datetime
     ) -> tuple[list[LeadFacts], list[UsageHour]]:
@@ -22,26 +23,6 @@ class SupabaseAnalytics(PostgrestRequests):
         return [LeadFacts.from_row(row) for row in leads or []], [
             UsageHour.from_row(row) for row in usage or []
         ]
-
-    async def funnel(
-        self,
-        since: datetime,
-        until: datetime,
-        *,
-        group_by: GroupBy = "week",
-        timezone: str,
-        brl_per_usd: float,
-    ) -> Funnel:
-        leads, usage = await self.analytics_facts(since, until)
-        return build_funnel(
-            leads,
-            usage,
-            since=since,
-            until=until,
-            timezone=timezone,
-            group_by=group_by,
-            brl_per_usd=brl_per_usd,
-        )
 
     async def mark_deal_won(self, contact_key: str, *, at: datetime | None = None) -> bool:
         return bool(

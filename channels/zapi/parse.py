@@ -106,10 +106,7 @@ def _parse_presence(event: ZPresenceCallback) -> ParsedWebhook:
     if state is None:
         return ParsedWebhook(ignored=[IgnoredEvent(reason="presence_unknown")])
     contact_id, _phone = contact_identity(raw_phone)
-    try:
-        presence = PresenceEvent(contact_id=contact_id, state=state)
-    except ValidationError as exc:
-        raise WebhookRejected(422, describe_validation_error(LABEL, exc)) from None
+    presence = validate(PresenceEvent, {"contact_id": contact_id, "state": state}, LABEL)
     return ParsedWebhook(presences=[presence])
 
 

@@ -114,6 +114,10 @@ class TurnInput:
     nudge: str | None = None
     # The seller's free meeting times (or booking link), numbered for `book_meeting`.
     meeting_note: str | None = None
+    # Transcripts by provider message id, shared with the runtime: a run that yielded to
+    # the lead's late messages leaves its transcripts here, so the run that answers the
+    # whole burst does not pay Whisper (nor wait for it) twice. None: nothing kept.
+    transcripts: dict[str, str] | None = None
 
 
 @dataclass
@@ -263,7 +267,10 @@ async def perceive(deps: AgentDeps, turn: TurnInput) -> tuple[list[str], list[st
     images: list[str] = []
     for msg in turn.inbound:
         transcript: str | None = None
-        if msg.kind is MessageKind.AUDIO and msg.media_url:
+        kept = turn.transcripts if turn.transcripts is not None else {}
+        if msg.kind is MessageKind.AUDIO and msg.provider_message_id in kept:
+            transcript = kept[msg.provider_message_id]
+        elif msg.kind is MessageKind.AUDIO and msg.media_url:
             try:
                 async with deps.media_slots or contextlib.nullcontext():
                     audio = await deps.fetch_media(msg)
@@ -271,6 +278,8 @@ async def perceive(deps: AgentDeps, turn: TurnInput) -> tuple[list[str], list[st
                     transcript = await with_model_retries(
                         deps, functools.partial(deps.llm.transcribe, audio, filename=filename, mime=mime)
                     )
+                if transcript and turn.transcripts is not None:
+                    turn.transcripts[msg.provider_message_id] = transcript
             except MediaUnusable as exc:
                 log.warning("audio_unusable", error=str(exc))
             except openai.APIStatusError as exc:

@@ -82,7 +82,10 @@ class Metrics:
         if not self.runtime:
             return
         self.turns = Counter(
-            "sdr_turns", "Turns committed, by kind (agent, fallback, opt_out...)", ["kind"], registry=r
+            "sdr_turns",
+            "Turns by kind (agent, fallback, opt_out...; yielded: an answer dropped because the lead wrote again)",
+            ["kind"],
+            registry=r,
         )
         self.turn_llm = Histogram(
             "sdr_turn_llm_seconds", "Time a turn waited on the model", buckets=_LLM_BUCKETS, registry=r

@@ -104,6 +104,9 @@ class _Contact:
     complete: bool | None = None
     # Set when a message or a presence signal may have moved the deadline.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # The burst a run is answering: when its first and last messages came (see more_coming).
+    run_first_at: float = 0.0
+    run_last_at: float = 0.0
 
 
 def _now() -> float:
@@ -269,6 +272,8 @@ class ContactScheduler:
                 if self.on_debounced is not None and state.first_at is not None:
                     self.on_debounced(_now() - state.first_at)
                 state.dirty = False
+                state.run_first_at = state.first_at if state.first_at is not None else state.last_at
+                state.run_last_at = state.last_at
                 state.first_at = None
                 async with self._slots:
                     if not await self.lease(contact_key, self.config.lease_s):
@@ -329,6 +334,44 @@ class ContactScheduler:
                 await state.changed.wait()
             finally:
                 timer.cancel()
+
+    async def more_coming(self, contact_key: str) -> bool:
+        """Asked by a run whose answer is ready, before it commits: has the lead said more
+        since the run read their burst, or are they typing it now?
+
+        True when a message came during the run: the run yields (commits nothing) and the
+        next one answers the whole burst, so a part that only looked final ("Vi o anúncio
+        de vocês.") does not get its own reply. While the phone says the lead is typing or
+        recording, waits for that message, a stop or the hold's end (`typing_s`): a stop
+        or silence means the answer goes as it is, with no new model call. Never past
+        `max_wait_s` since the burst's first message, so a lead who keeps writing still
+        gets answers."""
+        state = self._contacts.get(contact_key)
+        if state is None or not state.in_run:
+            return False
+        cap = state.run_first_at + self.config.max_wait_s
+        loop = asyncio.get_running_loop()
+        while not self.closing:
+            now = _now()
+            if now >= cap:
+                return False
+            if state.dirty:
+                # The next window's cap still counts from the burst's first message.
+                state.first_at = state.run_first_at
+                return True
+            seen = self.presence_board.get(contact_key, now)
+            if seen is None or not seen.holding or seen.at <= state.run_last_at:
+                return False
+            until = min(seen.at + self.config.windows.typing_s, cap)
+            if until <= now:
+                return False
+            state.changed.clear()
+            timer = loop.call_later(until - now, state.changed.set)
+            try:
+                await state.changed.wait()
+            finally:
+                timer.cancel()
+        return False
 
     # --- leases -------------------------------------------------------------------------
     async def lease(self, contact_key: str, lease_s: float) -> bool:

@@ -42,6 +42,7 @@ from runtime.first_touch import (
     rescored,
     template_touch,
 )
+from runtime.late_parts import CarriedCosts, Yielded, heard_seconds
 from runtime.lifecycle import Lifecycle
 from runtime.meetings import Booked, MeetingDesk, MeetingOffer, Taken, meeting_note
 from runtime.quiet_window import ends_thought
@@ -57,6 +58,9 @@ log = get_logger(__name__)
 ProfileName = Callable[[InboundMessage], Awaitable[str | None]]
 # Blue ticks and "typing..." on the lead's last message (WhatsApp Cloud's mark-as-read).
 ReadReceipt = Callable[[InboundMessage], Awaitable[None]]
+# Asked once the answer is ready, before it commits: did the lead write again (or are
+# they typing)? True: the run yields and the next one answers the whole burst.
+MoreComing = Callable[[str], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -78,15 +82,6 @@ def _quiet_left(schedule: ScheduleConfig, records: list[InboundRecord]) -> float
     return schedule.quiet_left([r.received_at for r in said], complete=ends_thought(last))
 
 
-def heard_seconds(heard: list[float | None]) -> float | None:
-    """The audio seconds Whisper heard in a turn: the known lengths summed; None when
-    every voice note's length was unknown (a format that does not say)."""
-    known = [s for s in heard if s is not None]
-    if heard and not known:
-        return None
-    return round(sum(known), 3)
-
-
 @dataclass
 class _Outcome:
     """A committed turn's kind and costs, for its log line and metrics."""
@@ -98,6 +93,8 @@ class _Outcome:
     tokens: tuple[int, int, int] = (0, 0, 0)
     # The read receipt sent while the model thought; awaited once the turn committed.
     courtesy: asyncio.Task[None] | None = None
+    # How long the answer waited for the lead to finish typing (ContactScheduler.more_coming).
+    held_s: float = 0.0
 
 
 class Turn:
@@ -134,6 +131,9 @@ class Turn:
         self.profile_name = profile_name
         self.read_receipt = read_receipt
         self.completed = 0
+        # Set by the owner of the scheduler (runtime/turns.py); None: never yield.
+        self.more_coming: MoreComing | None = None
+        self.carried = CarriedCosts()
 
     async def run(self, contact_key: str) -> bool:
         """True when the turn committed (or there was nothing to do)."""
@@ -150,11 +150,19 @@ class Turn:
         ):
             started = time.perf_counter()
             lead = await self.store.get_lead(contact_key)
-            outcome = await self._decide(turn_id, contact_key, records, lead)
+            try:
+                outcome = await self._decide(turn_id, contact_key, records, lead)
+            except Yielded as yielded:
+                self._report_yield(yielded, len(records), time.perf_counter() - started)
+                return True  # the messages stay pending; the scheduler runs again
             if outcome is None:
                 return False
             self.add_lifecycle(lead, outcome.commit)
+            carried = self.carried.peek(contact_key)
+            if carried is not None:
+                outcome.commit.usage = carried.onto(outcome.commit.usage)
             await self.store.commit_turn(outcome.commit)
+            self.carried.done(contact_key)
             self.completed += 1
             self._report(outcome, len(records), time.perf_counter() - started)
             self.on_commit()
@@ -195,6 +203,8 @@ class Turn:
                 commit = build(turn_id, contact_key, records, lead, reply="", at=self.clock())
                 return _Outcome("silent_human_talking", commit)
             return await self._think(turn_id, contact_key, records, lead)
+        except Yielded:
+            raise
         except (LLMUnavailable, GoogleCalendarUnavailable) as exc:
             # The model (or the calendar a booking needs) is down or rate-limited: the
             # messages wait, however long it takes; nothing is confirmed meanwhile.
@@ -215,6 +225,7 @@ class Turn:
 
     def _report(self, outcome: _Outcome, messages: int, total_s: float) -> None:
         commit, llm_s = outcome.commit, outcome.llm_s
+        own_s = total_s - llm_s - outcome.held_s
         log.info(
             "turn_committed",
             kind=outcome.kind,
@@ -223,16 +234,33 @@ class Turn:
             temperature=commit.temperature,
             score=commit.score,
             llm_ms=round(llm_s * 1000, 1),
-            own_ms=round((total_s - llm_s) * 1000, 1),
+            own_ms=round(own_s * 1000, 1),
+            held_ms=round(outcome.held_s * 1000, 1),
         )
+        self._count(outcome.kind, llm_s, own_s, outcome.tokens)
+
+    def _report_yield(self, yielded: Yielded, messages: int, total_s: float) -> None:
+        """A model call paid for an answer nobody will read: logged and counted, so an
+        operator sees what waiting for late parts costs."""
+        own_s = total_s - yielded.llm_seconds - yielded.held_s
+        log.info(
+            "turn_yielded",
+            messages=messages,
+            llm_ms=round(yielded.llm_seconds * 1000, 1),
+            own_ms=round(own_s * 1000, 1),
+            held_ms=round(yielded.held_s * 1000, 1),
+        )
+        self._count("yielded", yielded.llm_seconds, own_s, yielded.tokens)
+
+    def _count(self, kind: str, llm_s: float, own_s: float, tokens: tuple[int, int, int]) -> None:
         if self.metrics is not None:
             self.metrics.turn(
-                outcome.kind,
+                kind,
                 llm_s=llm_s,
-                own_s=total_s - llm_s,
-                tokens_in=outcome.tokens[0],
-                tokens_out=outcome.tokens[1],
-                tokens_cached=outcome.tokens[2],
+                own_s=own_s,
+                tokens_in=tokens[0],
+                tokens_out=tokens[1],
+                tokens_cached=tokens[2],
             )
 
     def add_lifecycle(self, lead: LeadRecord | None, commit: TurnCommit) -> None:
@@ -438,6 +466,7 @@ class Turn:
         if profile is None:
             profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
         offer = await self._meeting_offer(contact_key, lead, profile, records) if nudge is None else None
+        carried = self.carried.get(contact_key)
         with count_transcription() as heard:
             result = await self.agent.run(
                 TurnInput(
@@ -451,8 +480,11 @@ class Turn:
                     now=now,
                     nudge=nudge,
                     meeting_note=offer.note if offer is not None else None,
+                    transcripts=carried.transcripts,
                 )
             )
+        usage = (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.cached_tokens)
+        held_s = await self._held(contact_key, nudge, result, heard)
         booked: Booked | None = None
         if offer is not None and self.meetings is not None:
             booked, result = await self._meeting_effects(contact_key, lead, offer, result)
@@ -469,5 +501,23 @@ class Turn:
                 commit.outbox += meeting_note(commit, booked, assignee_id=agent)
         if commit.usage is not None:
             commit.usage = replace(commit.usage, transcription_seconds=heard_seconds(heard))
-        usage = (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.cached_tokens)
-        return _Outcome("agent", commit, result.llm_seconds, usage)
+        return _Outcome("agent", commit, result.llm_seconds, usage, held_s=held_s)
+
+    async def _held(
+        self, contact_key: str, nudge: str | None, result: TurnResult, heard: list[float | None]
+    ) -> float:
+        """Before anything of the answer takes effect (a booking, the commit): if the lead
+        wrote again meanwhile, or is typing, this run yields (raises Yielded) and leaves its
+        cost and transcripts to the run that answers the whole burst. A form's first touch
+        (`nudge`) never waits. Returns how long it waited for the lead to finish."""
+        if nudge is not None or self.more_coming is None:
+            return 0.0
+        began = time.perf_counter()
+        more = await self.more_coming(contact_key)
+        held_s = time.perf_counter() - began
+        if not more:
+            return held_s
+        usage = result.usage
+        tokens = (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+        self.carried.get(contact_key).add(usage.model, tokens, list(heard))
+        raise Yielded(result.llm_seconds, tokens, held_s)

@@ -46,6 +46,8 @@ class Step:
     reply: str | None = None
     lead: dict[str, Any] = field(default_factory=dict)
     delay: float = 0.0
+    # Answer only once this is set: the test decides when the model call ends.
+    hold: asyncio.Event | None = None
     exception: BaseException | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
     summary: str = "Lead iniciou contato pelo WhatsApp."
@@ -80,6 +82,8 @@ class FakeOpenAI:
     async def _chat(self, url: Any, **kwargs: Any) -> CallbackResult:
         self.calls_started += 1
         step = self.script.popleft() if self.script else Step()
+        if step.hold is not None:
+            await step.hold.wait()
         if step.delay:
             await asyncio.sleep(step.delay)
         if step.exception is not None:

@@ -79,24 +79,6 @@ async def test_a_burst_of_messages_becomes_one_turn_that_sees_all_of_them(
     assert zapi_fake.texts_to(LEAD) == [openai_fake.default_reply]
 
 
-async def test_messages_during_a_turn_are_answered_in_the_next_turn(
-    bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
-) -> None:
-    openai_fake.then(reply="Primeira resposta", delay=0.3).then(reply="Segunda resposta")
-    await post(bot, zapi_message(message_id="3EB0SLOW00000001", text="Oi"))
-    # The first turn is under way (a monotone count; settled would wait the turn out).
-    await eventually(lambda: openai_fake.calls_started == 1)
-    await post(bot, zapi_message(message_id="3EB0SLOW00000002", text="tem a FB300?"))
-
-    await settled(bot)
-    assert zapi_fake.texts_to(LEAD) == ["Primeira resposta", "Segunda resposta"]
-    assert openai_fake.chat_calls == 2
-    # The second call saw the first exchange as history and only the new message as this turn.
-    second = openai_fake.chat_requests[1]["messages"]
-    assert {"role": "assistant", "content": "Primeira resposta"} in second
-    assert openai_fake.user_contents(1)[-1] == "tem a FB300?"
-
-
 async def test_the_bot_remembers_the_conversation_across_turns(
     bot: TestClient, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
 ) -> None:

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from agent import llm
 from core.audio_length import audio_seconds
-from runtime.turn import heard_seconds
+from runtime.late_parts import heard_seconds
 from tests.conftest import zapi_message
 from tests.helpers.fakes import FakeOpenAI, FakeZapi
 from tests.helpers.settle import settled

@@ -1,0 +1,213 @@
+"""The lead writes again while the model is answering (issue 18, "bursts as one turn"):
+the whole bot, faked at the HTTP boundary. The fake model holds its answer until the test
+says so, so "during the model call" is a fact of the test, not a race."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import fast_settings, zapi_message
+from tests.helpers.clock import TestClock
+from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually, load_fixture
+from tests.helpers.settle import settled
+from tests.runtime.test_turn_usage import opus_note
+from web.app import create_app
+from web.keys import RUNNER, STORE
+from web.middlewares import METRICS
+
+LEAD = "5544999999999"
+# tests/fixtures/openai/chat_completion_structured.json's usage, per call.
+PROMPT, COMPLETION = 1117, 46
+
+
+async def make_bot(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock, **knobs: Any
+) -> TestClient:
+    # The cap far away unless a test says otherwise: a burst younger than it may wait.
+    values = {"debounce_max_s": 30.0, **knobs}
+    return await aiohttp_client(create_app(fast_settings(tmp_path, **values), clock=clock))
+
+
+async def post(bot: TestClient, payload: dict[str, Any]) -> None:
+    response = await bot.post("/webhooks/zapi", json=payload)
+    assert response.status == 200, await response.text()
+
+
+def presence(status: str) -> dict[str, Any]:
+    payload = dict(load_fixture("zapi/presence_chat.json"))
+    payload.pop("_source", None)
+    return payload | {"status": status, "phone": LEAD}
+
+
+def rows(bot: TestClient, sql: str) -> list[tuple]:
+    with sqlite3.connect(bot.app[STORE].path) as db:  # type: ignore[attr-defined]
+        return db.execute(sql).fetchall()
+
+
+def yielded(bot: TestClient) -> float | None:
+    return bot.app[METRICS].registry.get_sample_value("sdr_turns_total", {"kind": "yielded"})
+
+
+async def test_a_message_during_the_model_call_gets_one_reply_to_the_whole_burst(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+) -> None:
+    bot = await make_bot(aiohttp_client, tmp_path, clock)
+    model_busy = asyncio.Event()
+    openai_fake.then(reply="Olá! Que bom que viu o anúncio.", hold=model_busy)
+    openai_fake.then(reply="A FB300 forma até 300 hambúrgueres por hora; de qual cidade você fala?")
+    await post(bot, zapi_message(message_id="3EB0LATE00000001", text="Vi o anúncio de vocês."))
+    await eventually(lambda: openai_fake.calls_started == 1)
+    await post(bot, zapi_message(message_id="3EB0LATE00000002", text="quanto custa a FB300?"))
+    model_busy.set()
+    await settled(bot)
+
+    # One answer, to everything the lead said; the first answer was never sent.
+    assert zapi_fake.texts_to(LEAD) == ["A FB300 forma até 300 hambúrgueres por hora; de qual cidade você fala?"]
+    assert openai_fake.chat_calls == 2
+    said = " ".join(openai_fake.user_contents(1))
+    assert "Vi o anúncio de vocês." in said and "quanto custa a FB300?" in said
+    assert rows(bot, "SELECT direction, COUNT(*) FROM messages GROUP BY direction ORDER BY 1") == [
+        ("in", 2),
+        ("out", 1),
+    ]
+    # The call nobody read is still a cost: on the dashboard's turn and on /metrics.
+    assert rows(bot, "SELECT prompt_tokens, completion_tokens FROM turn_usage") == [
+        (2 * PROMPT, 2 * COMPLETION)
+    ]
+    assert yielded(bot) == 1
+    assert bot.app[RUNNER].turns_completed == 1
+
+
+async def test_a_lead_still_typing_when_the_answer_is_ready_is_waited_for(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+) -> None:
+    bot = await make_bot(aiohttp_client, tmp_path, clock)
+    model_busy = asyncio.Event()
+    openai_fake.then(reply="Olá! Como posso ajudar?", hold=model_busy)
+    openai_fake.then(reply="Atendemos Curitiba, sim! Quantas unidades por dia?")
+    await post(bot, zapi_message(message_id="3EB0TYPE00000001", text="Boa tarde."))
+    await eventually(lambda: openai_fake.calls_started == 1)
+    await post(bot, presence("COMPOSING"))
+    model_busy.set()
+    # The answer is back from the model and held: nothing sent while the lead types.
+    await eventually(lambda: openai_fake.chat_calls == 1)
+    await post(bot, zapi_message(message_id="3EB0TYPE00000002", text="vocês atendem em Curitiba?"))
+    await settled(bot)
+
+    assert zapi_fake.texts_to(LEAD) == ["Atendemos Curitiba, sim! Quantas unidades por dia?"]
+    assert openai_fake.chat_calls == 2
+
+
+async def test_a_lead_who_types_and_gives_up_gets_the_ready_answer_without_a_new_model_call(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+) -> None:
+    bot = await make_bot(aiohttp_client, tmp_path, clock, debounce_typing_s=0.2)
+    model_busy = asyncio.Event()
+    openai_fake.then(reply="Olá! Como posso ajudar?", hold=model_busy)
+    await post(bot, zapi_message(message_id="3EB0GIVE00000001", text="Boa tarde."))
+    await eventually(lambda: openai_fake.calls_started == 1)
+    await post(bot, presence("COMPOSING"))
+    model_busy.set()
+    await settled(bot)  # the hold ends with DEBOUNCE_TYPING_S
+
+    assert zapi_fake.texts_to(LEAD) == ["Olá! Como posso ajudar?"]
+    assert openai_fake.chat_calls == 1
+    assert yielded(bot) is None
+
+
+async def test_past_the_cap_a_late_message_gets_its_own_answer(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+) -> None:
+    # A lead who keeps writing is answered DEBOUNCE_MAX_S after their first message at the
+    # latest: an answer ready past it is sent, and what came meanwhile gets the next turn.
+    bot = await make_bot(aiohttp_client, tmp_path, clock, debounce_max_s=0.2)
+    model_busy = asyncio.Event()
+    openai_fake.then(reply="Primeira resposta", hold=model_busy).then(reply="Segunda resposta")
+    await post(bot, zapi_message(message_id="3EB0SLOW00000001", text="Oi"))
+    await eventually(lambda: openai_fake.calls_started == 1)
+    await post(bot, zapi_message(message_id="3EB0SLOW00000002", text="tem a FB300?"))
+    await asyncio.sleep(0.25)  # the burst is now older than DEBOUNCE_MAX_S (time only moves on)
+    model_busy.set()
+    await settled(bot)
+
+    assert zapi_fake.texts_to(LEAD) == ["Primeira resposta", "Segunda resposta"]
+    # The second call saw the first exchange as history and only the new message as this turn.
+    second = openai_fake.chat_requests[1]["messages"]
+    assert {"role": "assistant", "content": "Primeira resposta"} in second
+    assert openai_fake.user_contents(1)[-1] == "tem a FB300?"
+
+
+async def test_a_voice_note_is_transcribed_once_when_its_run_yields(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
+    http_mock: Any,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+) -> None:
+    bot = await make_bot(aiohttp_client, tmp_path, clock)
+    note = zapi_message("received_audio_ptt.json")
+    http_mock.get(note["audio"]["audioUrl"], body=opus_note(7.5), content_type="audio/ogg", repeat=True)
+    model_busy = asyncio.Event()
+    openai_fake.then(reply="Entendi o áudio.", hold=model_busy).then(reply="Entendi tudo!")
+    await post(bot, note)
+    await eventually(lambda: openai_fake.calls_started == 1)
+    await post(bot, zapi_message(message_id="3EB0AFTERAUDIO01", text="e o frete?"))
+    model_busy.set()
+    await settled(bot)
+
+    assert zapi_fake.texts_to(LEAD) == ["Entendi tudo!"]
+    assert openai_fake.transcription_requests == 1
+    # Both runs heard the note (the second from the first's transcript); billed once.
+    transcript = load_fixture("openai/transcription.json")["text"]
+    assert all(any(transcript in c for c in openai_fake.user_contents(i)) for i in (0, 1))
+    assert rows(bot, "SELECT prompt_tokens, transcription_seconds FROM turn_usage") == [(2 * PROMPT, 7.5)]
+
+
+@pytest.mark.parametrize("late", ["SAIR", "não quero mais receber mensagens, SAIR"])
+async def test_an_opt_out_during_the_model_call_is_the_only_answer(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
+    openai_fake: FakeOpenAI,
+    zapi_fake: FakeZapi,
+    late: str,
+) -> None:
+    bot = await make_bot(aiohttp_client, tmp_path, clock)
+    model_busy = asyncio.Event()
+    openai_fake.then(reply="Olá! Que bom que viu o anúncio.", hold=model_busy)
+    await post(bot, zapi_message(message_id="3EB0OPTLATE00001", text="Vi o anúncio."))
+    await eventually(lambda: openai_fake.calls_started == 1)
+    await post(bot, zapi_message(message_id="3EB0OPTLATE00002", text=late))
+    model_busy.set()
+    await settled(bot)
+
+    # The sales answer is dropped; the lead only gets the opt-out confirmation.
+    texts = zapi_fake.texts_to(LEAD)
+    assert len(texts) == 1 and "Olá! Que bom" not in texts[0]
+    assert rows(bot, "SELECT opted_out FROM leads") == [(1,)]
+    # The model call that was dropped is on the opt-out turn's cost.
+    assert rows(bot, "SELECT prompt_tokens FROM turn_usage") == [(PROMPT,)]

@@ -1,0 +1,94 @@
+"""A run whose answer is ready asks whether the lead said more (ContactScheduler.more_coming),
+on a virtual clock: each case is a timeline of messages and presence signals, each run
+takes MODEL_S (the model call) and then asks, as runtime/turn.py does before it commits."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from runtime.scheduler import ContactScheduler
+from tests.helpers.virtual_time import run_virtual
+from tests.runtime.test_scheduler import NoStore
+from tests.runtime.test_scheduler_presence import COMPLETE, CONFIG, KEY, Event
+
+MODEL_S = 2.0
+
+
+def replay(timeline: list[Event], config=CONFIG, model_s: float = MODEL_S) -> list[tuple[float, int, str]]:
+    """(second the run ended, messages it had read, "answered" or "yielded") per run."""
+
+    async def main() -> list[tuple[float, int, str]]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        arrived = 0
+        runs: list[tuple[float, int, str]] = []
+
+        async def run(key: str) -> bool:
+            seen = arrived
+            await asyncio.sleep(model_s)
+            verdict = "yielded" if await scheduler.more_coming(key) else "answered"
+            runs.append((round(loop.time() - start, 6), seen, verdict))
+            return True
+
+        scheduler = ContactScheduler(run, store=NoStore(), config=config, owner="t", shared=False)  # type: ignore[arg-type]
+        for at, what in sorted(timeline, key=lambda e: e[0]):
+            await asyncio.sleep(start + at - loop.time())
+            if isinstance(what, str):
+                scheduler.presence(KEY, what)
+                continue
+            arrived += 1
+            scheduler.notify(KEY, complete=what)
+        await asyncio.sleep(0)
+        await scheduler.idle.wait()
+        await scheduler.close()
+        return runs
+
+    return run_virtual(main())
+
+
+def test_a_lone_message_is_answered_as_soon_as_the_model_is_done() -> None:
+    assert replay([(0.0, COMPLETE)]) == [(3.0, 1, "answered")]
+
+
+def test_a_part_that_came_while_the_model_answered_gets_one_answer_with_the_rest() -> None:
+    # "Vi o anúncio de vocês." reads as whole: its run starts at 1 s; "quanto custa?"
+    # comes at 2 s. The first run yields; the second answers both after their window.
+    assert replay([(0.0, COMPLETE), (2.0, COMPLETE)]) == [(3.0, 1, "yielded"), (5.0, 2, "answered")]
+
+
+def test_typing_while_the_model_answers_holds_the_answer_until_the_message() -> None:
+    runs = replay([(0.0, COMPLETE), (2.5, "typing"), (6.0, COMPLETE)])
+    # Held from 3 s (answer ready) until the message at 6 s; then one answer for both
+    # (its run starts 0.6 s after the message: the phone reports presence).
+    assert runs == [(6.0, 1, "yielded"), (8.6, 2, "answered")]
+
+
+def test_a_lead_who_stops_typing_gets_the_ready_answer_without_a_new_model_call() -> None:
+    runs = replay([(0.0, COMPLETE), (2.5, "typing"), (5.0, "paused")])
+    assert runs == [(5.0, 1, "answered")]
+
+
+def test_typing_that_never_becomes_a_message_holds_only_for_the_typing_window() -> None:
+    config = replace(CONFIG, typing_s=4.0)
+    assert replay([(0.0, COMPLETE), (2.5, "typing")], config) == [(6.5, 1, "answered")]
+
+
+def test_typing_reported_before_the_burst_s_last_message_does_not_hold_the_answer() -> None:
+    # The "typing" of the message itself, overtaken by it: nothing more is coming.
+    assert replay([(0.0, "typing"), (0.2, COMPLETE)]) == [(2.8, 1, "answered")]
+
+
+def test_a_lead_who_keeps_writing_is_answered_at_the_cap_from_the_first_message() -> None:
+    # A whole question every 2 s for 30 s: each run yields to the next question while
+    # the burst is young; at DEBOUNCE_MAX_S (15 s) from its first message the ready
+    # answer goes, and the rest gets its own answer the same way.
+    timeline: list[Event] = [(2.0 * i, COMPLETE) for i in range(16)]
+    runs = replay(timeline)
+    answered = [r for r in runs if r[2] == "answered"]
+    assert runs[:7] == [(3.0 + 2 * i, 1 + i, "yielded") for i in range(6)] + [(15.0, 7, "answered")]
+    assert [r[:2] for r in answered] == [(15.0, 7), (29.0, 14), (33.0, 16)]
+
+
+def test_without_presence_only_a_message_makes_a_run_yield() -> None:
+    assert replay([(0.0, COMPLETE), (5.0, COMPLETE)]) == [(3.0, 1, "answered"), (8.0, 2, "answered")]

@@ -73,7 +73,9 @@ async def test_a_message_during_the_model_call_gets_one_reply_to_the_whole_burst
     await settled(bot)
 
     # One answer, to everything the lead said; the first answer was never sent.
-    assert zapi_fake.texts_to(LEAD) == ["A FB300 forma até 300 hambúrgueres por hora; de qual cidade você fala?"]
+    assert zapi_fake.texts_to(LEAD) == [
+        "A FB300 forma até 300 hambúrgueres por hora; de qual cidade você fala?"
+    ]
     assert openai_fake.chat_calls == 2
     said = " ".join(openai_fake.user_contents(1))
     assert "Vi o anúncio de vocês." in said and "quanto custa a FB300?" in said

@@ -201,7 +201,7 @@ def _system_values(
         "missing_fields": render_missing_fields(missing),
         "now": format_now(now, bundle.timezone),
         "conversation_summary": summary_text,
-        "business_hours": business_hours or "(não informado)",
+        "business_hours": business_hours or "Horário do time comercial: não informado.",
     }
 
 

@@ -80,13 +80,13 @@ def test_rendered_prompt_has_products_known_and_missing_fields(bundle: PromptBun
     for product in ("FBM100", "FB300", "SE3000", "CT200", "EPE1200"):
         assert product in prompt
     assert "Seleto Industrial" in prompt
-    known = prompt.split("# O que já sabemos do lead")[1].split("# Dados que ainda faltam")[0]
+    known = prompt.split("# O que já sabemos do lead")[1].split("# Dados que faltam")[0]
     assert "Nome: Marcos Pereira" in known
     assert "Cidade: Chapecó" in known
     assert "Estado (UF): SC" in known
     assert "800 hambúrgueres/dia" in known
     assert "Já conhece a empresa: sim" in known
-    missing = prompt.split("# Dados que ainda faltam (em ordem de prioridade)")[1]
+    missing = prompt.split("# Dados que faltam (por prioridade)")[1]
     assert "Empresa" in missing
     assert "Urgência da compra" in missing
     assert "Papel na decisão de compra" in missing

@@ -37,6 +37,9 @@ from core.records import StoredMessage  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from web.configs.agent import llm_config  # noqa: E402
 
+# The window of past messages a turn sees, as the runtime keeps it (HISTORY_WINDOW).
+HISTORY_WINDOW = Settings.model_fields["history_window"].default
+
 SCENARIOS = REPO / "tests" / "scenarios" / "data"
 
 
@@ -77,7 +80,7 @@ async def play(agent: SdrAgent, scenario: dict) -> tuple[LeadProfile, list[str],
                 contact_key="eval:eval",
                 inbound=[message],
                 profile=profile,
-                history=history[-20:],
+                history=history[-HISTORY_WINDOW:],
                 lead_message_count=count,
                 summary=summary,
                 now=message.timestamp,

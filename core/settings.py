@@ -221,7 +221,9 @@ class Settings(BaseSettings):
     # if they typed on; "typing"/"recording" holds the turn at most this long without news.
     debounce_presence_s: float = 0.8
     debounce_typing_s: float = 10.0
-    history_window: int = 20
+    # Past messages the store hands a turn (the prompt starts them at an anchor and within
+    # HISTORY_MAX_TOKENS; the rolling summary carries the older ones).
+    history_window: int = 16
     # A lead's message longer than this is cut (the model is told so) before any prompt.
     lead_message_max_chars: int = 4000
     # Tokens of prompt (system + history + this turn) the bot builds at most per call.

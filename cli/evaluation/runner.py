@@ -25,10 +25,11 @@ from cli.evaluation.transcript import Transcript, Turn, tokens_of
 from core.lead import LeadProfile
 from core.models import InboundMessage, MessageKind
 from core.records import StoredMessage
+from core.settings import Settings
 
 TURN_GAP = timedelta(minutes=2)
-# The window of past messages a turn sees, as bench/eval.py and the runtime keep it.
-HISTORY_WINDOW = 20
+# The window of past messages a turn sees, as the runtime keeps it (HISTORY_WINDOW).
+HISTORY_WINDOW = Settings.model_fields["history_window"].default
 KEYWORD_OPT_OUT = "opt_out(keyword)"
 
 

@@ -244,7 +244,7 @@ async def test_the_known_profile_and_missing_fields_are_in_the_system_prompt(
     system = context_of(openai_fake.chat_requests[0])
     known = system.split("# O que já sabemos do lead", 1)[1]
     assert "João" in known and "Londrina" in known
-    missing = known.split("# Dados que ainda faltam", 1)[1]
+    missing = known.split("# Dados que faltam", 1)[1]
     assert "Produto de interesse" in missing
     assert "Nome" not in missing
 
@@ -267,7 +267,7 @@ async def test_prompt_size_is_bounded_by_the_window_as_the_conversation_grows(
     agent: SdrAgent, openai_fake: FakeOpenAI, settings: Settings
 ) -> None:
     window = settings.history_window
-    assert window == 20
+    assert window == 16
     sizes: dict[int, int] = {}
     counts: dict[int, int] = {}
     for length in (1, 10, 20, 40, 100):
@@ -277,16 +277,16 @@ async def test_prompt_size_is_bounded_by_the_window_as_the_conversation_grows(
         sizes[length] = request_chars(request)
         counts[length] = len(request["messages"])
 
-    # Static system + history + this turn's context + the lead's words. A window of 20
-    # starts at its first anchor (ids 8, 24 and 88: 13, 17 and 13 messages kept).
-    assert counts == {1: 4, 10: 13, 20: 16, 40: 20, 100: 16}
-    assert sizes[1] < sizes[10] < sizes[40]
-    # 20 recent messages, or the same 20 with older ones before them: the same bound.
+    # Static system + history + this turn's context + the lead's words. A window of 16
+    # starts at its first anchor (ids 8, 32 and 88: 13, 9 and 13 messages kept).
+    assert counts == {1: 4, 10: 13, 20: 16, 40: 12, 100: 16}
+    assert sizes[1] < sizes[40] < sizes[10]
+    # 16 recent messages, or the same 16 with older ones before them: the same bound.
     assert sizes[100] == sizes[20]
-    assert sizes[40] <= sizes[10] + 10 * (80 + 40)  # at most 10 more messages of 80 characters
+    assert sizes[20] <= sizes[10] + 3 * (80 + 40)  # at most 3 more messages of 80 characters
 
 
-async def test_the_runtime_window_from_the_store_keeps_the_last_20(
+async def test_the_runtime_window_from_the_store_keeps_the_last_history_window(
     tmp_path: Path, agent: SdrAgent, openai_fake: FakeOpenAI, settings: Settings
 ) -> None:
     """The same path TurnRunner takes: recent_messages(contact, history_window) -> graph."""
@@ -320,9 +320,9 @@ async def test_the_runtime_window_from_the_store_keeps_the_last_20(
 
     await agent.run(turn(text("e a FB700?"), past=window))
     messages = openai_fake.chat_requests[0]["messages"]
-    # Ids 21-40 (pergunta 10 .. resposta 19): the window starts at its anchor, id 24.
-    assert len(messages) == 1 + 17 + 1 + 1
-    assert messages[1] == {"role": "assistant", "content": "resposta 11"}
+    # Ids 25-40 (pergunta 12 .. resposta 19): the window starts at its anchor, id 32.
+    assert len(messages) == 1 + 9 + 1 + 1
+    assert messages[1] == {"role": "assistant", "content": "resposta 15"}
     assert messages[-3] == {"role": "assistant", "content": "resposta 19"}
     assert not any(m["content"] == "pergunta 09" for m in messages)
 

@@ -17,7 +17,7 @@ conversation's. The lead's messages arrive two minutes apart, so "now" changes p
 Goal (issue 18): <= 2,000 billed-equivalent input tokens at turn 10, >= 80 % of the input
 in the cached prefix from turn 2 on, one LLM call per text turn.
 
-`--knowledge-max-tokens` below the shipped knowledge's size (1,838 tokens) shows the same
+`--knowledge-max-tokens` below the shipped knowledge's size (1,394 tokens) shows the same
 conversation with the knowledge retrieved per turn instead of sent whole (BM25 here: the
 fake OpenAI has no embeddings).
 """

@@ -247,6 +247,8 @@ class ContactScheduler:
     async def close(self, timeout: float = 10.0) -> None:
         """Let running work finish within `timeout`; the rest stays pending in the store."""
         self.closing = True
+        for state in self._contacts.values():
+            state.changed.set()  # a ready answer held for a typing lead goes now
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)

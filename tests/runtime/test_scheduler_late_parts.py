@@ -92,3 +92,27 @@ def test_a_lead_who_keeps_writing_is_answered_at_the_cap_from_the_first_message(
 
 def test_without_presence_only_a_message_makes_a_run_yield() -> None:
     assert replay([(0.0, COMPLETE), (5.0, COMPLETE)]) == [(3.0, 1, "answered"), (8.0, 2, "answered")]
+
+
+def test_shutting_down_sends_the_answer_held_for_a_typing_lead() -> None:
+    async def main() -> list[tuple[float, str]]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        runs: list[tuple[float, str]] = []
+
+        async def run(key: str) -> bool:
+            await asyncio.sleep(MODEL_S)
+            verdict = "yielded" if await scheduler.more_coming(key) else "answered"
+            runs.append((round(loop.time() - start, 6), verdict))
+            return True
+
+        scheduler = ContactScheduler(run, store=NoStore(), config=CONFIG, owner="t", shared=False)  # type: ignore[arg-type]
+        scheduler.notify(KEY, complete=COMPLETE)
+        await asyncio.sleep(2.5)
+        scheduler.presence(KEY, "typing")
+        await asyncio.sleep(1.0)  # the answer is ready at 3 s and held for the typing
+        await scheduler.close()
+        return runs
+
+    # Not held until the typing window ends (12.5 s): the answer goes at the shutdown.
+    assert run_virtual(main()) == [(3.5, "answered")]

@@ -27,12 +27,16 @@ LEAD = "5544999999999"
 PROMPT, COMPLETION = 1117, 46
 
 
-async def make_bot(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock, **knobs: Any
-) -> TestClient:
-    # The cap far away unless a test says otherwise: a burst younger than it may wait.
-    values = {"debounce_max_s": 30.0, **knobs}
-    return await aiohttp_client(create_app(fast_settings(tmp_path, **values), clock=clock))
+@pytest.fixture
+def make_bot(aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock) -> Callable[..., Any]:
+    """The bot with the test's knobs; the cap far away unless a test says otherwise (a
+    burst younger than it may wait)."""
+
+    async def make(**knobs: Any) -> TestClient:
+        values = {"debounce_max_s": 30.0, **knobs}
+        return await aiohttp_client(create_app(fast_settings(tmp_path, **values), clock=clock))
+
+    return make
 
 
 async def post(bot: TestClient, payload: dict[str, Any]) -> None:
@@ -55,21 +59,40 @@ def yielded(bot: TestClient) -> float | None:
     return bot.app[METRICS].registry.get_sample_value("sdr_turns_total", {"kind": "yielded"})
 
 
+class HeldModel:
+    """The fake model's first answer waits for `release()`, so whatever the test posts
+    after `ask()` reached the bot while the model was answering."""
+
+    def __init__(self, openai_fake: FakeOpenAI, first_reply: str, *later_replies: str) -> None:
+        self.openai = openai_fake
+        self.gate = asyncio.Event()
+        openai_fake.then(reply=first_reply, hold=self.gate)
+        for reply in later_replies:
+            openai_fake.then(reply=reply)
+
+    async def ask(self, bot: TestClient, payload: dict[str, Any]) -> None:
+        """The lead's first message, and the turn's model call under way."""
+        await post(bot, payload)
+        await eventually(lambda: self.openai.calls_started == 1)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
 async def test_a_message_during_the_model_call_gets_one_reply_to_the_whole_burst(
-    aiohttp_client: Callable[..., Any],
-    tmp_path: Path,
-    clock: TestClock,
+    make_bot: Callable[..., Any],
     openai_fake: FakeOpenAI,
     zapi_fake: FakeZapi,
 ) -> None:
-    bot = await make_bot(aiohttp_client, tmp_path, clock)
-    model_busy = asyncio.Event()
-    openai_fake.then(reply="Olá! Que bom que viu o anúncio.", hold=model_busy)
-    openai_fake.then(reply="A FB300 forma até 300 hambúrgueres por hora; de qual cidade você fala?")
-    await post(bot, zapi_message(message_id="3EB0LATE00000001", text="Vi o anúncio de vocês."))
-    await eventually(lambda: openai_fake.calls_started == 1)
+    bot = await make_bot()
+    model = HeldModel(
+        openai_fake,
+        "Olá! Que bom que viu o anúncio.",
+        "A FB300 forma até 300 hambúrgueres por hora; de qual cidade você fala?",
+    )
+    await model.ask(bot, zapi_message(message_id="3EB0LATE00000001", text="Vi o anúncio de vocês."))
     await post(bot, zapi_message(message_id="3EB0LATE00000002", text="quanto custa a FB300?"))
-    model_busy.set()
+    model.release()
     await settled(bot)
 
     # One answer, to everything the lead said; the first answer was never sent.
@@ -92,20 +115,17 @@ async def test_a_message_during_the_model_call_gets_one_reply_to_the_whole_burst
 
 
 async def test_a_lead_still_typing_when_the_answer_is_ready_is_waited_for(
-    aiohttp_client: Callable[..., Any],
-    tmp_path: Path,
-    clock: TestClock,
+    make_bot: Callable[..., Any],
     openai_fake: FakeOpenAI,
     zapi_fake: FakeZapi,
 ) -> None:
-    bot = await make_bot(aiohttp_client, tmp_path, clock)
-    model_busy = asyncio.Event()
-    openai_fake.then(reply="Olá! Como posso ajudar?", hold=model_busy)
-    openai_fake.then(reply="Atendemos Curitiba, sim! Quantas unidades por dia?")
-    await post(bot, zapi_message(message_id="3EB0TYPE00000001", text="Boa tarde."))
-    await eventually(lambda: openai_fake.calls_started == 1)
+    bot = await make_bot()
+    model = HeldModel(
+        openai_fake, "Olá! Como posso ajudar?", "Atendemos Curitiba, sim! Quantas unidades por dia?"
+    )
+    await model.ask(bot, zapi_message(message_id="3EB0TYPE00000001", text="Boa tarde."))
     await post(bot, presence("COMPOSING"))
-    model_busy.set()
+    model.release()
     # The answer is back from the model and held: nothing sent while the lead types.
     await eventually(lambda: openai_fake.chat_calls == 1)
     await post(bot, zapi_message(message_id="3EB0TYPE00000002", text="vocês atendem em Curitiba?"))
@@ -116,19 +136,15 @@ async def test_a_lead_still_typing_when_the_answer_is_ready_is_waited_for(
 
 
 async def test_a_lead_who_types_and_gives_up_gets_the_ready_answer_without_a_new_model_call(
-    aiohttp_client: Callable[..., Any],
-    tmp_path: Path,
-    clock: TestClock,
+    make_bot: Callable[..., Any],
     openai_fake: FakeOpenAI,
     zapi_fake: FakeZapi,
 ) -> None:
-    bot = await make_bot(aiohttp_client, tmp_path, clock, debounce_typing_s=0.2)
-    model_busy = asyncio.Event()
-    openai_fake.then(reply="Olá! Como posso ajudar?", hold=model_busy)
-    await post(bot, zapi_message(message_id="3EB0GIVE00000001", text="Boa tarde."))
-    await eventually(lambda: openai_fake.calls_started == 1)
+    bot = await make_bot(debounce_typing_s=0.2)
+    model = HeldModel(openai_fake, "Olá! Como posso ajudar?")
+    await model.ask(bot, zapi_message(message_id="3EB0GIVE00000001", text="Boa tarde."))
     await post(bot, presence("COMPOSING"))
-    model_busy.set()
+    model.release()
     await settled(bot)  # the hold ends with DEBOUNCE_TYPING_S
 
     assert zapi_fake.texts_to(LEAD) == ["Olá! Como posso ajudar?"]
@@ -137,22 +153,18 @@ async def test_a_lead_who_types_and_gives_up_gets_the_ready_answer_without_a_new
 
 
 async def test_past_the_cap_a_late_message_gets_its_own_answer(
-    aiohttp_client: Callable[..., Any],
-    tmp_path: Path,
-    clock: TestClock,
+    make_bot: Callable[..., Any],
     openai_fake: FakeOpenAI,
     zapi_fake: FakeZapi,
 ) -> None:
     # A lead who keeps writing is answered DEBOUNCE_MAX_S after their first message at the
     # latest: an answer ready past it is sent, and what came meanwhile gets the next turn.
-    bot = await make_bot(aiohttp_client, tmp_path, clock, debounce_max_s=0.2)
-    model_busy = asyncio.Event()
-    openai_fake.then(reply="Primeira resposta", hold=model_busy).then(reply="Segunda resposta")
-    await post(bot, zapi_message(message_id="3EB0SLOW00000001", text="Oi"))
-    await eventually(lambda: openai_fake.calls_started == 1)
+    bot = await make_bot(debounce_max_s=0.2)
+    model = HeldModel(openai_fake, "Primeira resposta", "Segunda resposta")
+    await model.ask(bot, zapi_message(message_id="3EB0SLOW00000001", text="Oi"))
     await post(bot, zapi_message(message_id="3EB0SLOW00000002", text="tem a FB300?"))
     await asyncio.sleep(0.25)  # the burst is now older than DEBOUNCE_MAX_S (time only moves on)
-    model_busy.set()
+    model.release()
     await settled(bot)
 
     assert zapi_fake.texts_to(LEAD) == ["Primeira resposta", "Segunda resposta"]
@@ -163,22 +175,18 @@ async def test_past_the_cap_a_late_message_gets_its_own_answer(
 
 
 async def test_a_voice_note_is_transcribed_once_when_its_run_yields(
-    aiohttp_client: Callable[..., Any],
-    tmp_path: Path,
-    clock: TestClock,
+    make_bot: Callable[..., Any],
     http_mock: Any,
     openai_fake: FakeOpenAI,
     zapi_fake: FakeZapi,
 ) -> None:
-    bot = await make_bot(aiohttp_client, tmp_path, clock)
+    bot = await make_bot()
     note = zapi_message("received_audio_ptt.json")
     http_mock.get(note["audio"]["audioUrl"], body=opus_note(7.5), content_type="audio/ogg", repeat=True)
-    model_busy = asyncio.Event()
-    openai_fake.then(reply="Entendi o áudio.", hold=model_busy).then(reply="Entendi tudo!")
-    await post(bot, note)
-    await eventually(lambda: openai_fake.calls_started == 1)
+    model = HeldModel(openai_fake, "Entendi o áudio.", "Entendi tudo!")
+    await model.ask(bot, note)
     await post(bot, zapi_message(message_id="3EB0AFTERAUDIO01", text="e o frete?"))
-    model_busy.set()
+    model.release()
     await settled(bot)
 
     assert zapi_fake.texts_to(LEAD) == ["Entendi tudo!"]
@@ -191,20 +199,16 @@ async def test_a_voice_note_is_transcribed_once_when_its_run_yields(
 
 @pytest.mark.parametrize("late", ["SAIR", "não quero mais receber mensagens, SAIR"])
 async def test_an_opt_out_during_the_model_call_is_the_only_answer(
-    aiohttp_client: Callable[..., Any],
-    tmp_path: Path,
-    clock: TestClock,
+    make_bot: Callable[..., Any],
     openai_fake: FakeOpenAI,
     zapi_fake: FakeZapi,
     late: str,
 ) -> None:
-    bot = await make_bot(aiohttp_client, tmp_path, clock)
-    model_busy = asyncio.Event()
-    openai_fake.then(reply="Olá! Que bom que viu o anúncio.", hold=model_busy)
-    await post(bot, zapi_message(message_id="3EB0OPTLATE00001", text="Vi o anúncio."))
-    await eventually(lambda: openai_fake.calls_started == 1)
+    bot = await make_bot()
+    model = HeldModel(openai_fake, "Olá! Que bom que viu o anúncio.")
+    await model.ask(bot, zapi_message(message_id="3EB0OPTLATE00001", text="Vi o anúncio."))
     await post(bot, zapi_message(message_id="3EB0OPTLATE00002", text=late))
-    model_busy.set()
+    model.release()
     await settled(bot)
 
     # The sales answer is dropped; the lead only gets the opt-out confirmation.

@@ -266,6 +266,7 @@ def replay(
         yields: list[int] = [0]
 
         async def run(key: str) -> bool:
+            scheduler.reading(key)  # as runtime/turn.py does before it reads the burst
             began, seen = loop.time() - start, len(arrived[key])
             if model_s is not None:
                 await asyncio.sleep(rng.uniform(*model_s))

@@ -5,10 +5,12 @@ rest arrives. When the lead writes again (or is typing) while the model answers,
 commits nothing and the next one answers the whole burst (ContactScheduler.more_coming
 decides; bench/first_reply.py measures it). What the yielded run paid is not lost: its
 model usage and Whisper seconds join the committed turn's cost (the dashboard's cost per
-lead counts every call), and its transcripts are reused instead of paid again.
+lead counts every call), and its transcripts are reused instead of paid again; so are a
+failed run's (the model down after Whisper heard a voice note), with their seconds.
 
-In memory, per process: a crash between the yield and the commit loses only these
-figures (the messages stay pending in the store).
+In memory, per process, and only onto a commit that answers the messages those runs read:
+a crash between the yield and the commit, or another instance answering the burst, loses
+only these figures (the messages stay pending in the store).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ class Yielded(Exception):  # noqa: N818 - a signal, not an error
 
 @dataclass
 class Carried:
-    """The yielded runs of one contact: their cost and their transcripts."""
+    """What runs of one contact that did not commit left: the model calls of runs that
+    yielded, the Whisper seconds of any run (a failed one's transcripts are reused too),
+    the transcripts, the profile name fetched, and the inbound messages they read."""
 
     model: str = ""
     prompt_tokens: int = 0
@@ -45,14 +49,27 @@ class Carried:
     completion_tokens: int = 0
     heard: list[float | None] = field(default_factory=list)
     transcripts: dict[str, str] = field(default_factory=dict)
+    name: str | None = None
+    inbound_ids: set[int] = field(default_factory=set)
 
-    def add(self, model: str, tokens: tuple[int, int, int], heard: list[float | None]) -> None:
+    def add(self, model: str, tokens: tuple[int, int, int], inbound_ids: list[int]) -> None:
         prompt, completion, cached = tokens
         self.model = self.model or model
         self.prompt_tokens += prompt
         self.completion_tokens += completion
         self.cached_tokens += cached
+        self.inbound_ids.update(inbound_ids)
+
+    def heard_in(self, heard: list[float | None], inbound_ids: list[int]) -> None:
+        """Seconds transcribed by a run that did not commit (yielded or failed): its
+        transcripts are reused, so the run that commits will not hear them again."""
         self.heard += heard
+        self.inbound_ids.update(inbound_ids)
+
+    def answered_by(self, inbound_ids: list[int]) -> bool:
+        """Whether a commit answers the messages these runs read (another instance may
+        have answered them, or an erasure removed them: then the figures belong nowhere)."""
+        return self.inbound_ids <= set(inbound_ids)
 
     def onto(self, usage: TurnUsage | None) -> TurnUsage | None:
         """The committed turn's usage with the yielded runs' added (a silent turn, say an

@@ -107,6 +107,8 @@ class _Contact:
     # The burst a run is answering: when its first and last messages came (see more_coming).
     run_first_at: float = 0.0
     run_last_at: float = 0.0
+    # Set when a run yielded: the next run answers the same burst (not a new wait).
+    rerun: bool = False
 
 
 def _now() -> float:
@@ -271,8 +273,9 @@ class ContactScheduler:
         try:
             while state.dirty and not self.closing:
                 await self._debounce(contact_key, state)
-                if self.on_debounced is not None and state.first_at is not None:
+                if self.on_debounced is not None and state.first_at is not None and not state.rerun:
                     self.on_debounced(_now() - state.first_at)
+                state.rerun = False
                 state.dirty = False
                 state.run_first_at = state.first_at if state.first_at is not None else state.last_at
                 state.run_last_at = state.last_at
@@ -337,6 +340,18 @@ class ContactScheduler:
             finally:
                 timer.cancel()
 
+    def reading(self, contact_key: str) -> None:
+        """The run is about to read the contact's pending messages: every message notified
+        so far was stored before this read and is in it, so only a later one makes the run
+        yield (a message that came while the run waited for a slot or a lease is answered,
+        not yielded to). The next burst's window starts at its own first message."""
+        state = self._contacts.get(contact_key)
+        if state is None or not state.in_run:
+            return
+        state.dirty = False
+        state.first_at = None
+        state.run_last_at = max(state.run_last_at, state.last_at)
+
     async def more_coming(self, contact_key: str) -> bool:
         """Asked by a run whose answer is ready, before it commits: has the lead said more
         since the run read their burst, or are they typing it now?
@@ -347,20 +362,25 @@ class ContactScheduler:
         recording, waits for that message, a stop or the hold's end (`typing_s`): a stop
         or silence means the answer goes as it is, with no new model call. Never past
         `max_wait_s` since the burst's first message, so a lead who keeps writing still
-        gets answers."""
+        gets answers. While shutting down, a message that came still makes the run yield
+        (it stays pending and is answered whole after the restart); a typing lead does not
+        hold the answer."""
         state = self._contacts.get(contact_key)
         if state is None or not state.in_run:
             return False
         cap = state.run_first_at + self.config.max_wait_s
         loop = asyncio.get_running_loop()
-        while not self.closing:
+        while True:
             now = _now()
             if now >= cap:
                 return False
             if state.dirty:
                 # The next window's cap still counts from the burst's first message.
                 state.first_at = state.run_first_at
+                state.rerun = True
                 return True
+            if self.closing:
+                return False
             seen = self.presence_board.get(contact_key, now)
             if seen is None or not seen.holding or seen.at <= state.run_last_at:
                 return False
@@ -373,7 +393,6 @@ class ContactScheduler:
                 await state.changed.wait()
             finally:
                 timer.cancel()
-        return False
 
     # --- leases -------------------------------------------------------------------------
     async def lease(self, contact_key: str, lease_s: float) -> bool:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -42,7 +42,7 @@ from runtime.first_touch import (
     rescored,
     template_touch,
 )
-from runtime.late_parts import CarriedCosts, Yielded, heard_seconds
+from runtime.late_parts import Carried, CarriedCosts, Yielded, heard_seconds
 from runtime.lifecycle import Lifecycle
 from runtime.meetings import Booked, MeetingDesk, MeetingOffer, Taken, meeting_note
 from runtime.quiet_window import ends_thought
@@ -51,16 +51,25 @@ from runtime.seller_routing import choose_seller
 from store.base import Store
 
 if TYPE_CHECKING:  # the agent (langgraph, openai) is loaded only where turns run
-    from agent.graph import SdrAgent, TurnResult
+    from agent.graph import SdrAgent, TurnInput, TurnResult
 
 log = get_logger(__name__)
 
 ProfileName = Callable[[InboundMessage], Awaitable[str | None]]
 # Blue ticks and "typing..." on the lead's last message (WhatsApp Cloud's mark-as-read).
 ReadReceipt = Callable[[InboundMessage], Awaitable[None]]
-# Asked once the answer is ready, before it commits: did the lead write again (or are
-# they typing)? True: the run yields and the next one answers the whole burst.
-MoreComing = Callable[[str], Awaitable[bool]]
+
+
+class BurstWatch(Protocol):
+    """What the scheduler knows of the lead's burst while a run answers it
+    (runtime/scheduler.py's ContactScheduler)."""
+
+    def reading(self, contact_key: str) -> None:
+        """The run reads the pending messages now: what was notified is in it."""
+
+    async def more_coming(self, contact_key: str) -> bool:
+        """Once the answer is ready, before it commits: did the lead write again (or are
+        they typing)? True: the run yields and the next one answers the whole burst."""
 
 
 @dataclass(frozen=True)
@@ -132,15 +141,15 @@ class Turn:
         self.read_receipt = read_receipt
         self.completed = 0
         # Set by the owner of the scheduler (runtime/turns.py); None: never yield.
-        self.more_coming: MoreComing | None = None
+        self.burst: BurstWatch | None = None
         self.carried = CarriedCosts()
 
     async def run(self, contact_key: str) -> bool:
         """True when the turn committed (or there was nothing to do)."""
-        records = await self.store.pending_inbound(contact_key)
+        records = await self._read(contact_key)
         while self.shared and (wait := _quiet_left(self.schedule, records)) > 0:
             await asyncio.sleep(wait)
-            records = await self.store.pending_inbound(contact_key)
+            records = await self._read(contact_key)
         if not records:
             return True
         turn_id = uuid.uuid4().hex[:12]
@@ -159,7 +168,7 @@ class Turn:
                 return False
             self.add_lifecycle(lead, outcome.commit)
             carried = self.carried.peek(contact_key)
-            if carried is not None:
+            if carried is not None and carried.answered_by(outcome.commit.inbound_ids):
                 outcome.commit.usage = carried.onto(outcome.commit.usage)
             await self.store.commit_turn(outcome.commit)
             self.carried.done(contact_key)
@@ -171,6 +180,11 @@ class Turn:
                 # settled runner has nothing left in flight.
                 await outcome.courtesy
             return True
+
+    async def _read(self, contact_key: str) -> list[InboundRecord]:
+        if self.burst is not None:
+            self.burst.reading(contact_key)
+        return await self.store.pending_inbound(contact_key)
 
     async def _decide(
         self, turn_id: str, contact_key: str, records: list[InboundRecord], lead: LeadRecord | None
@@ -447,11 +461,12 @@ class Turn:
         nudge: str | None = None,
     ) -> _Outcome:
         from agent.graph import TurnInput
-        from agent.llm import count_transcription
 
         now = self.clock()
-
-        fetched_name = await self._sender_name(records, lead)
+        carried = self.carried.get(contact_key)
+        # A run that yielded already asked the provider for the name: not asked twice.
+        fetched_name = carried.name or await self._sender_name(records, lead)
+        carried.name = fetched_name
         if fetched_name:
             records = [
                 InboundRecord(
@@ -466,25 +481,22 @@ class Turn:
         if profile is None:
             profile = LeadProfile.model_validate(lead.profile) if lead else LeadProfile()
         offer = await self._meeting_offer(contact_key, lead, profile, records) if nudge is None else None
-        carried = self.carried.get(contact_key)
-        with count_transcription() as heard:
-            result = await self.agent.run(
-                TurnInput(
-                    contact_key=contact_key,
-                    inbound=[r.message for r in records],
-                    profile=profile,
-                    history=history,
-                    lead_message_count=lead.lead_message_count if lead else 0,
-                    summary=None if new_session or lead is None else lead.summary,
-                    handed_off=bool(lead and lead.handoff_state),
-                    now=now,
-                    nudge=nudge,
-                    meeting_note=offer.note if offer is not None else None,
-                    transcripts=carried.transcripts,
-                )
-            )
+        turn = TurnInput(
+            contact_key=contact_key,
+            inbound=[r.message for r in records],
+            profile=profile,
+            history=history,
+            lead_message_count=lead.lead_message_count if lead else 0,
+            summary=None if new_session or lead is None else lead.summary,
+            handed_off=bool(lead and lead.handoff_state),
+            now=now,
+            nudge=nudge,
+            meeting_note=offer.note if offer is not None else None,
+            transcripts=carried.transcripts,
+        )
+        result, heard = await self._ask_agent(turn, carried, records)
         usage = (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.cached_tokens)
-        held_s = await self._held(contact_key, nudge, result, heard)
+        held_s = await self._held(contact_key, nudge, result, heard, records)
         booked: Booked | None = None
         if offer is not None and self.meetings is not None:
             booked, result = await self._meeting_effects(contact_key, lead, offer, result)
@@ -503,21 +515,43 @@ class Turn:
             commit.usage = replace(commit.usage, transcription_seconds=heard_seconds(heard))
         return _Outcome("agent", commit, result.llm_seconds, usage, held_s=held_s)
 
+    async def _ask_agent(
+        self, turn: TurnInput, carried: Carried, records: list[InboundRecord]
+    ) -> tuple[TurnResult, list[float | None]]:
+        """The agent's answer and the audio seconds it transcribed. A run that fails keeps
+        its transcripts for the retry (TurnInput.transcripts), so their seconds are kept
+        with them and counted on the turn that commits."""
+        from agent.llm import count_transcription
+
+        with count_transcription() as heard:
+            try:
+                return await self.agent.run(turn), heard
+            except BaseException:
+                carried.heard_in(list(heard), [r.id for r in records])
+                raise
+
     async def _held(
-        self, contact_key: str, nudge: str | None, result: TurnResult, heard: list[float | None]
+        self,
+        contact_key: str,
+        nudge: str | None,
+        result: TurnResult,
+        heard: list[float | None],
+        records: list[InboundRecord],
     ) -> float:
         """Before anything of the answer takes effect (a booking, the commit): if the lead
         wrote again meanwhile, or is typing, this run yields (raises Yielded) and leaves its
         cost and transcripts to the run that answers the whole burst. A form's first touch
         (`nudge`) never waits. Returns how long it waited for the lead to finish."""
-        if nudge is not None or self.more_coming is None:
+        if nudge is not None or self.burst is None:
             return 0.0
         began = time.perf_counter()
-        more = await self.more_coming(contact_key)
+        more = await self.burst.more_coming(contact_key)
         held_s = time.perf_counter() - began
         if not more:
             return held_s
         usage = result.usage
         tokens = (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-        self.carried.get(contact_key).add(usage.model, tokens, list(heard))
+        carried = self.carried.get(contact_key)
+        carried.add(usage.model, tokens, [r.id for r in records])
+        carried.heard_in(list(heard), [r.id for r in records])
         raise Yielded(result.llm_seconds, tokens, held_s)

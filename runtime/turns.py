@@ -116,7 +116,7 @@ class TurnRunner:
             on_debounced=metrics.debounced if metrics is not None else None,
         )
         # A run whose answer is ready yields when the lead wrote again meanwhile.
-        self.turn.more_coming = self.scheduler.more_coming
+        self.turn.burst = self.scheduler
         # Set while no contact has a turn, a debounce or a nudge under way: what an
         # operator's drain and the tests' "settled" wait for instead of guessing a delay.
         self.idle = self.scheduler.idle

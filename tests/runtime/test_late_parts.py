@@ -5,6 +5,8 @@ says so, so "during the model call" is a fact of the test, not a race."""
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -12,14 +14,18 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
+from core.records import TurnUsage
+from runtime.late_parts import Carried
+from tests.channels.test_channel_pipelines import GRAPH, channel_settings, meta_signed
 from tests.conftest import fast_settings, zapi_message
 from tests.helpers.clock import TestClock
 from tests.helpers.fakes import FakeOpenAI, FakeZapi, eventually, load_fixture
 from tests.helpers.settle import settled
 from tests.runtime.test_turn_usage import opus_note
 from web.app import create_app
-from web.keys import RUNNER, STORE
+from web.keys import RUNNER, SETTINGS, STORE
 from web.middlewares import METRICS
 
 LEAD = "5544999999999"
@@ -217,3 +223,83 @@ async def test_an_opt_out_during_the_model_call_is_the_only_answer(
     assert rows(bot, "SELECT opted_out FROM leads") == [(1,)]
     # The model call that was dropped is on the opt-out turn's cost.
     assert rows(bot, "SELECT prompt_tokens FROM turn_usage") == [(PROMPT,)]
+
+
+async def test_a_voice_note_transcribed_by_a_deferred_turn_is_billed_on_the_turn_that_commits(
+    make_bot: Callable[..., Any], http_mock: Any, openai_fake: FakeOpenAI, zapi_fake: FakeZapi
+) -> None:
+    # The model is down for the whole first turn (every attempt of OPENAI_MAX_ATTEMPTS):
+    # the turn is deferred, the retry reuses the transcript and must still count it.
+    bot = await make_bot()
+    note = zapi_message("received_audio_ptt.json")
+    http_mock.get(note["audio"]["audioUrl"], body=opus_note(7.5), content_type="audio/ogg", repeat=True)
+    for _ in range(bot.app[SETTINGS].openai_max_attempts):
+        openai_fake.then(status=500)
+    openai_fake.then(reply="Entendi o áudio!")
+    await post(bot, note)
+    await settled(bot)
+
+    assert zapi_fake.texts_to(LEAD) == ["Entendi o áudio!"]
+    assert openai_fake.transcription_requests == 1
+    assert rows(bot, "SELECT transcription_seconds FROM turn_usage") == [(7.5,)]
+
+
+async def test_an_instagram_lead_s_name_is_asked_for_once_when_the_first_run_yields(
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+    clock: TestClock,
+    http_mock: Any,
+    openai_fake: FakeOpenAI,
+) -> None:
+    settings = channel_settings(tmp_path, debounce_max_s=30.0)
+    bot = await aiohttp_client(create_app(settings, clock=clock))
+    http_mock.post(
+        f"{GRAPH}/me/messages", payload=load_fixture("instagram/send_text_response.json"), repeat=True
+    )
+    profile_url = f"{GRAPH}/1254459154682919?fields=name,username"
+    http_mock.get(profile_url, payload=load_fixture("instagram/user_profile.json"), repeat=True)
+    first = load_fixture("instagram/message_text.json")
+    later = copy.deepcopy(first)
+    later["entry"][0]["messaging"][0]["message"] = {"mid": first_mid(first) + "2", "text": "e o frete?"}
+
+    model = HeldModel(openai_fake, "Olá!", "Entregamos em Curitiba, sim!")
+    for index, payload in enumerate((first, later)):
+        body = json.dumps(payload).encode()
+        response = await bot.post("/webhooks/meta", data=body, headers=meta_signed(body))
+        assert response.status == 200, await response.text()
+        if index == 0:
+            await eventually(lambda: openai_fake.calls_started == 1)
+    model.release()
+    await settled(bot)
+
+    assert openai_fake.chat_calls == 2 and yielded(bot) == 1
+    assert len(http_mock.requests[("GET", URL(profile_url))]) == 1
+    assert rows(bot, "SELECT name FROM leads") == [("Maria Souza",)]
+
+
+def first_mid(payload: dict[str, Any]) -> str:
+    return payload["entry"][0]["messaging"][0]["message"]["mid"]
+
+
+def test_the_cost_of_runs_that_did_not_commit_goes_only_to_the_turn_that_answers_them() -> None:
+    carried = Carried()
+    carried.add("gpt-4o-2024-08-06", (1000, 40, 800), inbound_ids=[7, 8])
+    carried.heard_in([3.0, None], inbound_ids=[7])
+    own = TurnUsage(model="gpt-4o-2024-08-06", prompt_tokens=1100, cached_tokens=900, completion_tokens=50)
+
+    assert carried.answered_by([7, 8, 9]) and not carried.answered_by([9])
+    assert carried.onto(own) == TurnUsage(
+        model="gpt-4o-2024-08-06",
+        prompt_tokens=2100,
+        cached_tokens=1700,
+        completion_tokens=90,
+        transcription_seconds=3.0,
+    )
+    # A silent commit (an opt-out after the yield) gets the carried figures alone.
+    assert carried.onto(None) == TurnUsage(
+        model="gpt-4o-2024-08-06",
+        prompt_tokens=1000,
+        cached_tokens=800,
+        completion_tokens=40,
+        transcription_seconds=3.0,
+    )

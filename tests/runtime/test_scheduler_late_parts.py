@@ -25,6 +25,7 @@ def replay(timeline: list[Event], config=CONFIG, model_s: float = MODEL_S) -> li
         runs: list[tuple[float, int, str]] = []
 
         async def run(key: str) -> bool:
+            scheduler.reading(key)  # as runtime/turn.py does before it reads the burst
             seen = arrived
             await asyncio.sleep(model_s)
             verdict = "yielded" if await scheduler.more_coming(key) else "answered"
@@ -116,3 +117,88 @@ def test_shutting_down_sends_the_answer_held_for_a_typing_lead() -> None:
 
     # Not held until the typing window ends (12.5 s): the answer goes at the shutdown.
     assert run_virtual(main()) == [(3.5, "answered")]
+
+
+def test_a_message_that_came_while_the_run_waited_for_a_slot_is_answered_not_yielded_to() -> None:
+    # One slot: "A"'s run holds it from 1 s to 3 s. "B" wrote at 0 s (ready at 1 s) and
+    # again at 2 s, while waiting for the slot: B's run reads both and answers them.
+    async def main() -> list[tuple[str, float, int, str]]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        arrived = {"A": 0, "B": 0}
+        runs: list[tuple[str, float, int, str]] = []
+
+        async def run(key: str) -> bool:
+            scheduler.reading(key)
+            seen = arrived[key]
+            await asyncio.sleep(MODEL_S)
+            verdict = "yielded" if await scheduler.more_coming(key) else "answered"
+            runs.append((key, round(loop.time() - start, 6), seen, verdict))
+            return True
+
+        config = replace(CONFIG, max_concurrent=1)
+        scheduler = ContactScheduler(run, store=NoStore(), config=config, owner="t", shared=False)  # type: ignore[arg-type]
+        for at, key in ((0.0, "A"), (0.0, "B"), (2.0, "B")):
+            await asyncio.sleep(start + at - loop.time())
+            arrived[key] += 1
+            scheduler.notify(key, complete=COMPLETE)
+        await asyncio.sleep(0)
+        await scheduler.idle.wait()
+        await scheduler.close()
+        return runs
+
+    assert run_virtual(main()) == [("A", 3.0, 1, "answered"), ("B", 5.0, 2, "answered")]
+
+
+def test_a_message_that_came_during_the_model_call_still_wins_at_shutdown() -> None:
+    # Shutting down at 2.5 s: the answer ready at 3 s does not go, since the lead wrote at
+    # 2 s; both messages stay pending and are answered whole after the restart.
+    async def main() -> list[tuple[float, str]]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        runs: list[tuple[float, str]] = []
+
+        async def run(key: str) -> bool:
+            scheduler.reading(key)
+            await asyncio.sleep(MODEL_S)
+            verdict = "yielded" if await scheduler.more_coming(key) else "answered"
+            runs.append((round(loop.time() - start, 6), verdict))
+            return True
+
+        scheduler = ContactScheduler(run, store=NoStore(), config=CONFIG, owner="t", shared=False)  # type: ignore[arg-type]
+        scheduler.notify(KEY, complete=COMPLETE)
+        await asyncio.sleep(2.0)
+        scheduler.notify(KEY, complete=COMPLETE)
+        await asyncio.sleep(0.5)
+        await scheduler.close()
+        return runs
+
+    assert run_virtual(main()) == [(3.0, "yielded")]
+
+
+def test_the_debounce_histogram_does_not_count_a_yielded_burst_twice() -> None:
+    waits: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def run(key: str) -> bool:
+            scheduler.reading(key)
+            await asyncio.sleep(MODEL_S)
+            await scheduler.more_coming(key)
+            return True
+
+        scheduler = ContactScheduler(
+            run, store=NoStore(), config=CONFIG, owner="t", shared=False, on_debounced=waits.append
+        )  # type: ignore[arg-type]
+        start = loop.time()
+        scheduler.notify(KEY, complete=COMPLETE)
+        await asyncio.sleep(start + 2.0 - loop.time())
+        scheduler.notify(KEY, complete=COMPLETE)
+        await asyncio.sleep(0)
+        await scheduler.idle.wait()
+        await scheduler.close()
+
+    run_virtual(main())
+    # The burst waited 1 s for its window; the run after the yield is the same burst.
+    assert waits == [1.0]

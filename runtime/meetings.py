@@ -12,9 +12,11 @@ a slot taken meanwhile is answered with an apology and fresh options.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, tzinfo
 
@@ -31,6 +33,7 @@ from integrations.google_calendar import (
     CalendarCredentials,
     GoogleCalendarClient,
     GoogleCalendarConfig,
+    GoogleCalendarUnavailable,
     SlotTaken,
     event_id_for,
 )
@@ -50,6 +53,13 @@ _MEET_WORDS = re.compile(
 # Free/busy is asked once per lead and this long at most: a lead choosing among the
 # options in the next message sees the same numbers.
 OFFER_TTL = timedelta(minutes=5)
+# A booking holds its calendar across instances (a lease in the store) while Google
+# checks free/busy and inserts or moves the event; a crashed holder's lease expires.
+CALENDAR_LEASE_S = 30.0
+# How often, and how many times, a booking looks again for a calendar another instance
+# holds before the turn is deferred as for a calendar outage (10 s in all).
+CALENDAR_POLL_S = 0.05
+CALENDAR_POLLS = 200
 
 
 class MeetingTextsError(ValueError):
@@ -135,6 +145,27 @@ class MeetingDesk:
     # One booking at a time per calendar in this process: two leads choosing the same
     # time at once must not both pass the free/busy check before either inserts.
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def _calendar(self, calendar_id: str) -> AsyncIterator[None]:
+        """This calendar to ourselves while a slot is taken on it: in this process (a lock)
+        and across instances sharing the store (the turn leases' table, keyed
+        "calendar:<id>"), or GoogleCalendarUnavailable (the turn waits and tries again)
+        when another instance holds it for CALENDAR_POLLS looks."""
+        async with self._locks.setdefault(calendar_id, asyncio.Lock()):
+            key, owner = f"calendar:{calendar_id}", uuid.uuid4().hex
+            for _ in range(CALENDAR_POLLS):
+                if await self.store.claim_contact(key, owner=owner, lease_s=CALENDAR_LEASE_S):
+                    break
+                await asyncio.sleep(CALENDAR_POLL_S)
+            else:
+                raise GoogleCalendarUnavailable(
+                    "google_calendar: another instance is booking on this calendar"
+                )
+            try:
+                yield
+            finally:
+                await self.store.release_contact(key, owner=owner)
 
     async def offer(
         self, contact_key: str, lead: LeadRecord | None, profile: LeadProfile, texts: list[str]
@@ -233,13 +264,14 @@ class MeetingDesk:
         if slot is None or existing is None:
             return Taken(offer, self.texts.taken.replace("{opcoes}", _listed(offer.slots)))
         try:
-            event = await self.calendar.move_meeting(
-                existing.calendar_id,
-                existing.event_id,
-                start=slot.start,
-                end=slot.end,
-                credentials=self._credentials(offer.seller),
-            )
+            async with self._calendar(existing.calendar_id):
+                event = await self.calendar.move_meeting(
+                    existing.calendar_id,
+                    existing.event_id,
+                    start=slot.start,
+                    end=slot.end,
+                    credentials=self._credentials(offer.seller),
+                )
         except SlotTaken:
             self._offers.pop(contact_key, None)
             fresh = await self.offer(contact_key, lead, profile, ["remarcar"])
@@ -293,9 +325,8 @@ class MeetingDesk:
         name = profile.name or (lead.name if lead else None) or "lead"
         summary = self.texts.summary.replace("{lead}", name).replace("{empresa}", profile.company or "")
         lead_tz = self._lead_tz(lead, profile)
-        lock = self._locks.setdefault(calendar_id, asyncio.Lock())
         try:
-            async with lock:
+            async with self._calendar(calendar_id):
                 event = await self.calendar.book_meeting(
                     calendar_id,
                     event_id=event_id,

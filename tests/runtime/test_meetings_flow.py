@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from agent.business_hours import load_business_hours
 from core.errors import StoreUnavailable
 from core.lead import LeadProfile
-from integrations.google_calendar import GoogleCalendarClient, GoogleCalendarConfig
+from integrations.google_calendar import GoogleCalendarClient, GoogleCalendarConfig, GoogleCalendarUnavailable
 from runtime.meeting_rules import load_meeting_rules
 from runtime.meetings import MeetingDesk, MeetingTexts
 from runtime.sellers import Sellers, load_sellers
@@ -219,40 +219,85 @@ def _slot_span(bot: TestClient, label: str) -> list[tuple[Any, Any]]:
     return [(slot.start, slot.end)]
 
 
+def one_seller_desk(store: SqliteStore, session: aiohttp.ClientSession, clock: TestClock) -> MeetingDesk:
+    """A bot instance's meeting desk, with the first example seller only."""
+    config = GoogleCalendarConfig(service_account_info=json.loads(service_account_json()))
+    return MeetingDesk(
+        store=store,
+        calendar=GoogleCalendarClient(config, session),
+        config=config,
+        sellers=Sellers([next(iter(load_sellers()))]),
+        rules=load_meeting_rules(),
+        hours=load_business_hours(),
+        texts=MeetingTexts.load(),
+        clock=clock,
+    )
+
+
+TWO_LEADS = ("whatsapp:5511900000001", "whatsapp:5511900000002")
+
+
+@pytest.mark.parametrize("instances", [1, 2], ids=["one-instance", "two-instances"])
 async def test_two_leads_choosing_the_same_time_at_once_book_it_once(
-    tmp_path: Any, clock: TestClock, calendar: FakeGoogleCalendar
+    tmp_path: Any, clock: TestClock, calendar: FakeGoogleCalendar, instances: int
 ) -> None:
+    # Two instances share the store (Supabase, or the web and worker processes): each
+    # has its own desk, so only the lease in the store keeps them from both booking.
     store = SqliteStore(tmp_path / "race.sqlite3")
     await store.open()
-    one_seller = Sellers([next(iter(load_sellers()))])
-    config = GoogleCalendarConfig(service_account_info=json.loads(service_account_json()))
     async with aiohttp.ClientSession() as session:
-        desk = MeetingDesk(
-            store=store,
-            calendar=GoogleCalendarClient(config, session),
-            config=config,
-            sellers=one_seller,
-            rules=load_meeting_rules(),
-            hours=load_business_hours(),
-            texts=MeetingTexts.load(),
-            clock=clock,
-        )
+        desks = [one_seller_desk(store, session, clock) for _ in range(instances)] * (3 - instances)
         profile = LeadProfile(name="Joana")
         offers = [
             await desk.offer(key, None, profile, ["quero agendar uma reunião"])
-            for key in ("whatsapp:5511900000001", "whatsapp:5511900000002")
+            for desk, key in zip(desks, TWO_LEADS, strict=True)
         ]
         assert offers[0] is not None and offers[1] is not None
         assert offers[0].slots[1] == offers[1].slots[1]  # both were offered the same time
 
         outcomes = await asyncio.gather(
-            desk.book("whatsapp:5511900000001", None, profile, offers[0], 2),
-            desk.book("whatsapp:5511900000002", None, profile, offers[1], 2),
+            *(
+                desk.book(key, None, profile, offer, 2)
+                for desk, key, offer in zip(desks, TWO_LEADS, offers, strict=True)
+            )
         )
     await store.close()
 
     assert sorted(type(o).__name__ for o in outcomes) == ["Booked", "Taken"]
     assert len(calendar.inserts) == 1
+
+
+async def test_a_calendar_another_instance_keeps_defers_the_booking_and_takes_nothing(
+    tmp_path: Any, clock: TestClock, calendar: FakeGoogleCalendar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime import meetings
+
+    monkeypatch.setattr(meetings, "CALENDAR_POLLS", 3)
+    store = SqliteStore(tmp_path / "held.sqlite3")
+    await store.open()
+    async with aiohttp.ClientSession() as session:
+        desk = one_seller_desk(store, session, clock)
+        profile = LeadProfile(name="Joana")
+        offer = await desk.offer(TWO_LEADS[0], None, profile, ["quero agendar uma reunião"])
+        assert offer is not None
+        calendar_id = offer.seller.calendar_id or offer.seller.email
+        # Another instance holds the calendar (and does not let go within the looks).
+        assert await store.claim_contact(f"calendar:{calendar_id}", owner="other-instance", lease_s=60)
+        with pytest.raises(GoogleCalendarUnavailable):
+            await desk.book(TWO_LEADS[0], None, profile, offer, 2)
+        assert calendar.inserts == []
+        # Once it lets go, the same booking goes through.
+        await store.release_contact(f"calendar:{calendar_id}", owner="other-instance")
+        booked = await desk.book(TWO_LEADS[0], None, profile, offer, 2)
+        assert type(booked).__name__ == "Booked" and len(calendar.inserts) == 1
+        # Moving the meeting takes a slot too: the same rule.
+        moving = await desk.offer(TWO_LEADS[0], None, profile, ["quero remarcar"])
+        assert moving is not None and moving.existing is not None
+        assert await store.claim_contact(f"calendar:{calendar_id}", owner="other-instance", lease_s=60)
+        with pytest.raises(GoogleCalendarUnavailable):
+            await desk.move(TWO_LEADS[0], None, profile, moving, 1)
+        assert calendar.patches == []
+    await store.close()
 
 
 def test_the_meeting_note_assigns_the_seller_and_a_cancellation_does_not() -> None:

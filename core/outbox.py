@@ -90,6 +90,9 @@ class SendText(OutboxPayload):
     first_touch: bool = False
     # Held until then (ISO time): a stale form's first touch waits for business hours.
     not_before: str | None = None
+    # What fills template variables the lead's record cannot (a meeting reminder's time
+    # and seller), should the closed window turn this text into its template.
+    template_values: dict[str, str] | None = None
 
     @classmethod
     def bot_reply(
@@ -187,6 +190,8 @@ class Reengage(OutboxPayload):
     purpose: str | None = None
     # As SendText's: a form lead's first touch may wait for business hours.
     not_before: str | None = None
+    # As SendText's: the meeting reminder's time and seller, for its template.
+    template_values: dict[str, str] | None = None
 
     def to_item(self, *, since: str) -> OutboxItem:
         # Once per silence of the lead and purpose: the key names when the lead last wrote.

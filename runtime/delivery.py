@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -116,7 +116,12 @@ class Delivery:
             return
         try:
             await self._window_closed(
-                channel, payload.contact_id, payload.contact_key, message_id=None, purpose=payload.purpose
+                channel,
+                payload.contact_id,
+                payload.contact_key,
+                message_id=None,
+                purpose=payload.purpose,
+                values=payload.template_values,
             )
         except RecipientNotOnWhatsApp as exc:
             await self._not_on_whatsapp(channel, payload.contact_key, None, str(exc))
@@ -289,6 +294,7 @@ class Delivery:
             payload.contact_key,
             purpose=purpose,
             occasion=_occasion(purpose, occasion),
+            values=_template_values(payload),
         )
         if payload.message_id is not None:
             await self.store.mark_message_failed(
@@ -320,6 +326,7 @@ class Delivery:
                 payload.contact_key,
                 purpose=purpose,
                 occasion=_occasion(purpose, occasion),
+                values=_template_values(payload),
             )
             if message_id is not None:
                 await self.store.mark_message_failed(message_id, f"refused: {exc}")
@@ -344,12 +351,13 @@ class Delivery:
         *,
         message_id: int | None,
         purpose: str | None = None,
+        values: Mapping[str, str] | None = None,
     ) -> None:
         """Free text cannot go out: the purpose's approved template, or a person takes over."""
         template = self.templates.for_purpose(purpose)
         sender = templates(channel)
         if template is not None and sender is not None:
-            await self._send_template(channel, contact_id, contact_key, template)
+            await self._send_template(channel, contact_id, contact_key, template, values)
             outcome = f"outside the {channel.window_hours} h window: template {template.name!r} sent instead"
         elif purpose == FIRST_TOUCH:
             # A form lead on the official API: without the template nobody may write first.
@@ -400,7 +408,12 @@ class Delivery:
         log.warning("reply_outside_window", channel=channel.name, outcome=outcome)
 
     async def _send_template(
-        self, channel: Channel, contact_id: str, contact_key: str, template: Template
+        self,
+        channel: Channel,
+        contact_id: str,
+        contact_key: str,
+        template: Template,
+        values: Mapping[str, str] | None = None,
     ) -> None:
         sender = templates(channel)
         assert sender is not None
@@ -411,7 +424,7 @@ class Delivery:
             contact_id,
             name=template.name,
             language=template.language,
-            parameters=self.templates.parameters(template, lead),
+            parameters=self.templates.parameters(template, lead, values),
         )
 
     async def _tell_seller(self, contact_key: str) -> None:
@@ -446,6 +459,10 @@ def _template_purpose(payload: SendText | SendMedia) -> str | None:
     return None
 
 
+def _template_values(payload: SendText | SendMedia) -> dict[str, str] | None:
+    return payload.template_values if isinstance(payload, SendText) else None
+
+
 def _occasion(purpose: str | None, occasion: str | None) -> str | None:
     """A meeting's 24 h and 1 h reminders may fall in one silence of the lead: each is its
     own template (the others keep one per silence and purpose)."""
@@ -467,16 +484,20 @@ async def schedule_reengage(
     *,
     purpose: str | None = None,
     occasion: str | None = None,
+    values: dict[str, str] | None = None,
 ) -> None:
     """Once per silence of the lead and purpose (and `occasion`, when given: one meeting
     reminder): however many replies hit the closed window (a split answer, a late failed
-    status per bubble), one template or one handoff results."""
+    status per bubble), one template or one handoff results. `values`: template variables
+    the lead's record cannot fill (a meeting reminder's time and seller)."""
     lead = await store.get_lead(contact_key)
     if lead is None:
         return
     since = lead.last_inbound_at.isoformat() if lead.last_inbound_at else "never"
     if occasion is not None:
         since = f"{since}:{occasion}"
-    given = {"purpose": purpose} if purpose is not None else {}
+    given: dict[str, Any] = {"purpose": purpose} if purpose is not None else {}
+    if values:
+        given["template_values"] = values
     reengage = Reengage(channel=channel_name, contact_id=lead.contact_id, contact_key=contact_key, **given)
     await store.enqueue(reengage.to_item(since=since))

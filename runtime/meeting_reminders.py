@@ -175,13 +175,15 @@ class MeetingReminders:
             )
             return skip
         assert lead is not None
-        text = self._text(due, lead)
+        when, seller = self._when(due, lead), self._seller(due)
         send = SendText(
             channel=lead.channel,
             contact_id=lead.contact_id,
             contact_key=meeting.contact_key,
-            text=text,
+            text=self._text(due, lead, when, seller),
             purpose=MEETING_REMINDER,
+            # A closed window turns the text into the approved template: its {{n}} may ask for these.
+            template_values={"quando": when, "vendedor": seller},
         )
         # Queued before it is marked: a crash between the two queues nothing new (the
         # idempotency key), while the reverse order could lose the reminder.
@@ -206,18 +208,24 @@ class MeetingReminders:
             return "late"
         return None
 
-    def _text(self, due: DueReminder, lead: LeadRecord) -> str:
-        meeting = due.meeting
+    def _when(self, due: DueReminder, lead: LeadRecord) -> str:
+        """The meeting's time on the lead's clock ("amanhã às 15h"), as they were told it."""
         profile = LeadProfile.model_validate(lead.profile or {})
         lead_tz = timezone_for(profile.state, lead.phone)
-        when = label(meeting.starts_at, now=self.clock(), company_tz=self.hours.zone, lead_tz=lead_tz)
+        return label(due.meeting.starts_at, now=self.clock(), company_tz=self.hours.zone, lead_tz=lead_tz)
+
+    def _seller(self, due: DueReminder) -> str:
+        return self.seller_names.get(due.meeting.seller_key) or UNKNOWN_SELLER
+
+    def _text(self, due: DueReminder, lead: LeadRecord, when: str, seller: str) -> str:
+        profile = LeadProfile.model_validate(lead.profile or {})
         name = (profile.name or lead.name or "").strip()
         return render(
             self.texts[due.which],
             nome=name.split()[0] if name else "",
             quando=when,
-            vendedor=self.seller_names.get(meeting.seller_key) or UNKNOWN_SELLER,
-            link=meeting.meet_url,
+            vendedor=seller,
+            link=due.meeting.meet_url,
         )
 
     async def _loop(self) -> None:

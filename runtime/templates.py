@@ -31,6 +31,9 @@ PURPOSES = (REENGAGE, SELLER_START, FIRST_TOUCH, MEETING_REMINDER)
 # nor a reminder of a meeting.
 OWN_TEMPLATE_ONLY = frozenset({FIRST_TOUCH, MEETING_REMINDER})
 VARIABLES = ("primeiro_nome", "nome", "produto", "empresa")
+# The meeting's time (on the lead's clock, as the reminder text says it) and seller: only a
+# meeting reminder knows them.
+MEETING_VARIABLES = ("quando", "vendedor")
 
 
 class TemplatesError(ValueError):
@@ -57,8 +60,12 @@ class TemplateBook:
             return chosen
         return self.templates.get(REENGAGE)
 
-    def parameters(self, template: Template, lead: LeadRecord | None) -> list[str]:
-        values = _lead_values(lead)
+    def parameters(
+        self, template: Template, lead: LeadRecord | None, extra: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """{{1}}, {{2}}... in order: from the lead, from `extra` (a meeting reminder's time
+        and seller), else the file's [padroes] (Meta refuses an empty parameter)."""
+        values = {**_lead_values(lead), **(extra or {})}
         return [values.get(name) or self.defaults.get(name) or name for name in template.parameters]
 
 
@@ -103,10 +110,11 @@ def load_templates(
         parameters = section.get("parameters", [])
         if not isinstance(parameters, list) or not all(isinstance(p, str) for p in parameters):
             raise TemplatesError(f"{source}: [{purpose}] parameters must be a list of names")
-        unknown = [p for p in parameters if p not in VARIABLES]
+        known = VARIABLES + MEETING_VARIABLES if purpose == MEETING_REMINDER else VARIABLES
+        unknown = [p for p in parameters if p not in known]
         if unknown:
             raise TemplatesError(
-                f"{source}: [{purpose}] unknown parameter(s) {', '.join(unknown)}; known: {', '.join(VARIABLES)}"
+                f"{source}: [{purpose}] unknown parameter(s) {', '.join(unknown)}; known: {', '.join(known)}"
             )
         language = str(section.get("language") or "").strip() or fallback_language
         templates[purpose] = Template(name=name, language=language, parameters=tuple(parameters))

@@ -328,6 +328,23 @@ async def test_on_whatsapp_cloud_with_the_window_closed_each_reminder_is_the_app
     assert lead is not None and not lead.handoff_state
 
 
+async def test_a_reminder_template_can_say_when_and_with_whom(store: SqliteStore) -> None:
+    # Approved as "Oi {{1}}, lembrando da nossa reunião {{2}} com {{3}}."
+    template = Template("lembrete_reuniao_horario", "pt_BR", ("primeiro_nome", "quando", "vendedor"))
+    channel = FakeCloud()
+    clock = Clock(CLOUD_STARTS - timedelta(hours=24))
+    assert await reminders(store, clock).run_due() == ["queued"]
+
+    await deliver_reminders(store, channel, clock, TemplateBook(templates={"meeting_reminder": template}))
+
+    [sent] = channel.templates
+    name, when, seller = sent["parameters"]
+    assert (name, seller) == ("Maria", "Ana")
+    # The time as the plain-text reminder says it (the lead's clock: São Paulo here).
+    [queued] = outbox(store, "send_text")
+    assert when and when in SendText.parse(queued.payload).text
+
+
 async def test_without_a_meeting_reminder_template_nothing_is_sent_and_nobody_is_handed_the_lead(
     store: SqliteStore,
 ) -> None:

@@ -87,6 +87,27 @@ def test_an_unknown_variable_stops_the_bot_naming_the_file_and_the_choices(tmp_p
         load_templates(fallback_name=None, fallback_language="pt_BR", path=path)
 
 
+def test_only_a_meeting_reminder_may_ask_for_the_meeting_s_time_and_seller(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[meeting_reminder]\nname = "lembrete"\nparameters = ["primeiro_nome", "quando", "vendedor"]\n'
+        '[padroes]\nquando = "no horário combinado"\n',
+    )
+    book = load_templates(fallback_name=None, fallback_language="pt_BR", path=path)
+    reminder = book.for_purpose("meeting_reminder")
+    assert reminder is not None
+    values = {"quando": "amanhã (quinta, 03/12) às 15h", "vendedor": "Ana"}
+    assert book.parameters(reminder, lead(name="Maria Souza"), values) == [
+        "Maria",
+        "amanhã (quinta, 03/12) às 15h",
+        "Ana",
+    ]
+    assert book.parameters(reminder, lead(name="Maria Souza"))[1] == "no horário combinado"
+    wrong = write(tmp_path, '[reengage]\nname = "x"\nparameters = ["quando"]\n')
+    with pytest.raises(TemplatesError, match=r"\[reengage\] unknown parameter\(s\) quando"):
+        load_templates(fallback_name=None, fallback_language="pt_BR", path=wrong)
+
+
 def test_a_file_that_is_not_toml_names_itself(tmp_path: Path) -> None:
     path = write(tmp_path, "[reengage\n")
     with pytest.raises(TemplatesError, match="not valid TOML"):

@@ -111,6 +111,10 @@ _BUILTIN_FIELDS: dict[str, str] = {
     "segmento": "segment",
     "ramo": "segment",
     "ramo_de_atividade": "segment",
+    "volume": "volume",
+    # RD Station's names for the lead's e-mail and name on its forms
+    "email_lead": "email",
+    "name": "name",
 }
 
 # Standard questions the profile has no field for: kept as answers, labelled in pt-BR.

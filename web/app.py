@@ -65,6 +65,7 @@ from web.keys import (
     CLOCK,
     DISPATCHER,
     FOLLOW_UPS,
+    FORM_FIELDS,
     HTTP,
     LIFECYCLE,
     LLM,
@@ -265,6 +266,7 @@ def create_app(
     # Read once at build: a broken endpoint list or text file stops the bot with a clear message.
     endpoints = webhook_endpoints(settings)
     texts = _read_texts(settings) if role != "web" else None
+    app[FORM_FIELDS] = texts.forms if texts is not None else load_form_field_map()
     app[LIFECYCLE] = Lifecycle(
         lifecycle_config(settings),
         subscriptions(endpoints),

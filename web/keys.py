@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from core.clock import Clock
+from core.form_fields import FormFieldMap
 from core.settings import Settings
 from runtime.breaker import BreakerRegistry
 from runtime.channel_health import ChannelHealth
@@ -43,6 +44,8 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 CHANNEL_HEALTH = web.AppKey("channel_health", ChannelHealth)
 BREAKERS = web.AppKey("breakers", BreakerRegistry)
 ROLE = web.AppKey("role", str)
+# prompts/lead_forms.toml, for the form webhooks of every role (RD Station's).
+FORM_FIELDS = web.AppKey("form_fields", FormFieldMap)
 WORKER = web.AppKey("worker", WorkerSupervisor)
 # Finishes turns and due deliveries (or the worker child's), once; see web/app.py drain().
 STOP_RUNTIME: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("stop_runtime")

@@ -22,7 +22,7 @@ from core.logging import get_logger
 from core.secret_compare import secrets_match
 from integrations.rdstation import RdPayloadError, parse_rdstation_batch
 from web.form_intake import store_form_lead
-from web.keys import CLOCK, SETTINGS
+from web.keys import CLOCK, FORM_FIELDS, SETTINGS
 from web.middlewares import json_error
 from web.webhooks import _decode
 
@@ -45,7 +45,9 @@ async def handle_rdstation_webhook(request: web.Request) -> web.Response:
         return json_error(401, "invalid or missing token (?token=RDSTATION_WEBHOOK_SECRET)")
     try:
         payload = _decode(await request.read())  # the app's body limit answers 413
-        batch = parse_rdstation_batch(payload, received_at=request.app[CLOCK]())
+        batch = parse_rdstation_batch(
+            payload, received_at=request.app[CLOCK](), fields=request.app[FORM_FIELDS]
+        )
     except WebhookRejected as exc:
         log.info("webhook_rejected", channel="rdstation", status=exc.status, reason=exc.message)
         return json_error(exc.status, exc.message)

@@ -12,12 +12,17 @@ the lead (RD retries the whole POST on any non-2xx, so one odd lead must not fai
 batch: it is skipped and counted instead).
 
 Mapping:
-- profile: the lead's `name`, `email`, `company`, `city`, `state`, falling back to what
-  the conversion's form said (`content`: nome, email_lead, empresa, cidade, estado...);
-  a few common form fields (cnpj, segmento, produto, volume) by name;
-- phone: `mobile_phone`, `personal_phone`, then the form's whatsapp/celular/telefone;
-  the first one that is a number with area code (the store refuses a lead without one);
-- answers: the job title as "Cargo", then the form's other fields, question = field name;
+- the form's fields (`content` and the lead's `custom_fields`, RD's `cf_` prefix dropped)
+  go through the same rules as any form, prompts/lead_forms.toml (core/form_fields.py):
+  its built-in names (nome, email_lead, empresa, cidade, estado, cnpj, segmento,
+  produto, volume...) and the company's own `[campos]`, per RD conversion identifier in
+  `[formularios."<identificador>"]`; the rest are answers labelled by the rules or by
+  the field's name ("quantos_pedidos_por_mes" -> "Quantos pedidos por mes");
+- profile: the lead's own `name`, `email`, `company`, `city`, `state` win over the form's;
+- phone: `mobile_phone`, `personal_phone`, then the form's whatsapp/celular/telefone (and
+  a field the company mapped to the phone); the first one that is a number with area
+  code (the store refuses a lead without one);
+- answers: the job title as "Cargo", then the form's other fields;
 - attribution: `content.identificador` as the conversion identifier, the conversion's
   `conversion_origin` (source, medium, campaign, value) as utm_source/medium/campaign/term,
   or the form's own utm_* / traffic_* fields;
@@ -38,6 +43,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from core.form_fields import FormFieldMap
 from core.forms import (
     MAX_ANSWER_CHARS,
     MAX_FORM_ANSWERS,
@@ -125,18 +131,6 @@ def _fold(key: str) -> str:
     return plain.removeprefix("cf_")
 
 
-# Form fields (folded names) that are a profile field, in order of preference.
-PROFILE_ALIASES: dict[str, tuple[str, ...]] = {
-    "name": ("nome", "nome_completo", "name"),
-    "email": ("email_lead", "email", "e_mail"),
-    "company": ("empresa", "nome_da_empresa", "company"),
-    "city": ("cidade", "city"),
-    "state": ("estado", "uf", "state"),
-    "cnpj": ("cnpj",),
-    "segment": ("segmento", "ramo", "ramo_de_atividade", "segment"),
-    "product_interest": ("produto", "produto_de_interesse", "product"),
-    "volume": ("volume",),
-}
 PHONE_ALIASES = (
     "whatsapp",
     "celular",
@@ -177,9 +171,13 @@ class RdPayloadError(ValueError):
     """The body is not RD Station's `{"leads": [...]}` at all (a 422: nothing to retry)."""
 
 
-def parse_rdstation_batch(payload: Any, *, received_at: datetime) -> RdBatch:
+def parse_rdstation_batch(
+    payload: Any, *, received_at: datetime, fields: FormFieldMap | None = None
+) -> RdBatch:
     """Every lead of the POST that can be a form; the others skipped with a reason.
-    `received_at` stands in for a conversion without a readable date."""
+    `received_at` stands in for a conversion without a readable date; `fields`: the
+    company's prompts/lead_forms.toml (the built-in names without it)."""
+    rules = fields if fields is not None else FormFieldMap()
     if not isinstance(payload, dict) or not isinstance(payload.get("leads"), list):
         raise RdPayloadError('expected RD Station\'s conversion webhook body: {"leads": [...]}')
     batch = RdBatch()
@@ -189,17 +187,19 @@ def parse_rdstation_batch(payload: Any, *, received_at: datetime) -> RdBatch:
             continue
         try:
             lead = RdLead.model_validate(raw)
-            batch.submissions.append(_submission(lead, raw, received_at))
+            batch.submissions.append(_submission(lead, raw, received_at, rules))
         except ValidationError as exc:  # a value no form can hold (lengths, types)
-            fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
-            batch.skipped.append(f"leads[{index}]: unusable {', '.join(fields)[:200]}")
+            unusable = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
+            batch.skipped.append(f"leads[{index}]: unusable {', '.join(unusable)[:200]}")
     return batch
 
 
-def parse_rdstation_conversion(payload: Any, *, received_at: datetime) -> list[FormSubmission]:
+def parse_rdstation_conversion(
+    payload: Any, *, received_at: datetime, fields: FormFieldMap | None = None
+) -> list[FormSubmission]:
     """The forms of an RD Station Marketing conversion webhook (see the module doc);
     raises `RdPayloadError` when the body is not one."""
-    return parse_rdstation_batch(payload, received_at=received_at).submissions
+    return parse_rdstation_batch(payload, received_at=received_at, fields=fields).submissions
 
 
 class _Content:
@@ -228,8 +228,9 @@ class _Content:
         return found
 
     def rest(self) -> list[tuple[str, str]]:
+        """The fields nothing took yet, named without RD's `cf_` (custom field) prefix."""
         return [
-            (name, text)
+            (name[3:] if name.lower().startswith("cf_") else name, text)
             for folded, (name, text) in self.values.items()
             if folded not in self.used
             and folded not in TRACKING_KEYS
@@ -244,9 +245,18 @@ def _answer_text(value: Any) -> str | None:
     return _text(value)
 
 
-def _submission(lead: RdLead, raw: dict[str, Any], received_at: datetime) -> FormSubmission:
+def _submission(
+    lead: RdLead, raw: dict[str, Any], received_at: datetime, fields: FormFieldMap
+) -> FormSubmission:
     conversion = lead.last_conversion or lead.first_conversion or RdConversion()
     content = _Content(conversion.content, lead.custom_fields)
+    # RD's own parts of the form first (taken, so never an answer): where the lead came
+    # from, their message, their job title and every phone-like field.
+    attribution = _attribution(conversion, content)
+    message = content.pick(MESSAGE_ALIASES)
+    job_title = lead.job_title or content.pick(JOB_TITLE_ALIASES)
+    phones = [p for p in (lead.mobile_phone, lead.personal_phone) if p] + content.all_of(PHONE_ALIASES)
+    mapped = fields.map(attribution.conversion_identifier, content.rest())
     own = {
         "name": lead.name,
         "email": lead.email,
@@ -254,22 +264,14 @@ def _submission(lead: RdLead, raw: dict[str, Any], received_at: datetime) -> For
         "city": lead.city,
         "state": lead.state,
     }
-    profile: dict[str, str] = {}
-    for name, aliases in PROFILE_ALIASES.items():
-        said = content.pick(aliases)  # picked either way: not asked again as an answer
-        value = own.get(name) or said
-        if value:
-            profile[name] = value[:MAX_FIELD_CHARS]
-    phones = [p for p in (lead.mobile_phone, lead.personal_phone) if p] + content.all_of(PHONE_ALIASES)
+    said = {**mapped.profile, **{name: value for name, value in own.items() if value}}
+    profile = {name: value[:MAX_FIELD_CHARS] for name, value in said.items()}
+    if mapped.phone:
+        phones.append(mapped.phone)
     answers: list[FormAnswer] = []
-    said_title = content.pick(JOB_TITLE_ALIASES)
-    job_title = lead.job_title or said_title
     if job_title:
         answers.append(FormAnswer(question="Cargo", answer=job_title[:MAX_ANSWER_CHARS]))
-    message = content.pick(MESSAGE_ALIASES)
-    attribution = _attribution(conversion, content)
-    for question, answer in content.rest()[: MAX_FORM_ANSWERS - len(answers)]:
-        answers.append(FormAnswer(question=question[:MAX_QUESTION_CHARS], answer=answer[:MAX_ANSWER_CHARS]))
+    answers += mapped.answers[: MAX_FORM_ANSWERS - len(answers)]
     return FormSubmission(
         source=FormSource.RDSTATION,
         external_id=_external_id(lead, conversion, raw),

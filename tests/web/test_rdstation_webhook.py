@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from core.errors import StoreUnavailable
+from core.form_fields import parse_form_field_map
 from core.forms import FormSource
 from core.models import MessageKind
 from tests.conftest import fast_settings
@@ -66,6 +67,21 @@ async def test_the_published_example_is_stored_as_the_leads_first_message(rd: Te
     assert form.attribution.conversion_identifier == "webinar-abc"
 
 
+async def test_the_company_s_lead_forms_rules_are_applied(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, clock: TestClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if prompts/lead_forms.toml said: quantos_pedidos_por_mes = "volume".
+    import web.app
+
+    rules = parse_form_field_map({"campos": {"quantos_pedidos_por_mes": "volume"}})
+    monkeypatch.setattr(web.app, "load_form_field_map", lambda: rules)
+    settings = fast_settings(tmp_path, rdstation_webhook_secret=SECRET)
+    client = await aiohttp_client(create_app(settings, clock=clock, role="web"))
+    assert (await client.post(URL, json=landing_page())).status == 200
+    [record] = await client.app[STORE].pending_inbound(LANDING_LEAD)
+    assert record.message.form is not None and record.message.form.profile["volume"] == "30 a 50"
+
+
 async def test_rd_resending_the_same_conversion_is_a_duplicate(rd: TestClient) -> None:
     assert (await rd.post(URL, json=published())).status == 200
     again = await rd.post(URL, json=published())
@@ -106,8 +122,8 @@ async def test_a_lead_without_a_phone_is_skipped_and_the_batch_is_still_accepted
     assert form.submitted_at == datetime(2026, 12, 2, 13, 14, 5, tzinfo=UTC)  # 10:14:05 in São Paulo
     assert [a.question for a in form.answers] == [
         "Cargo",
-        "cf_quantos_pedidos_por_mes",
-        "cf_produtos_de_interesse",
+        "Quantos pedidos por mes",
+        "Produtos de interesse",
     ]
 
 

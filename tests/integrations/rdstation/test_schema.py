@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from core.form_fields import parse_form_field_map
 from core.forms import FormSource
 from integrations.rdstation import RdPayloadError, parse_rdstation_batch, parse_rdstation_conversion
 from tests.helpers.clock import WEEKDAY_IN_HOURS
@@ -61,8 +62,9 @@ def test_a_landing_page_conversion_keeps_its_fields_answers_and_origin() -> None
     }
     assert [(a.question, a.answer) for a in form.answers] == [
         ("Cargo", "Sócia-gerente"),
-        ("cf_quantos_pedidos_por_mes", "30 a 50"),
-        ("cf_produtos_de_interesse", "Farinha, Fermento"),
+        # RD's custom fields, named for a person (the `cf_` prefix is RD's bookkeeping).
+        ("Quantos pedidos por mes", "30 a 50"),
+        ("Produtos de interesse", "Farinha, Fermento"),
     ]
     assert form.message == "Quero uma cotação para entrega semanal."
     attribution = form.attribution
@@ -79,6 +81,25 @@ def test_a_landing_page_conversion_keeps_its_fields_answers_and_origin() -> None
         "farinha atacado",
     )
     assert no_phone.phone is None and no_phone.profile["name"] == "João Lima"
+
+
+def test_the_company_s_lead_forms_rules_apply_to_rd_station_forms_too() -> None:
+    # prompts/lead_forms.toml: a custom field everywhere, and one form's own rules, keyed
+    # by RD's conversion identifier.
+    rules = parse_form_field_map(
+        {
+            "campos": {"quantos_pedidos_por_mes": "volume"},
+            "rotulos": {"produtos_de_interesse": "Produtos que procura"},
+            "formularios": {
+                "lp-black-friday-atacado": {"nome": "Black Friday atacado", "campos": {"cidade": "resposta"}}
+            },
+        }
+    )
+    form, _ = parse_rdstation_batch(landing_page(), received_at=NOW, fields=rules).submissions
+    assert form.profile["volume"] == "30 a 50"
+    assert form.profile["city"] == "São Paulo"  # the lead's own field still wins
+    assert ("Produtos que procura", "Farinha, Fermento") in [(a.question, a.answer) for a in form.answers]
+    assert ("Cidade", "São Paulo") in [(a.question, a.answer) for a in form.answers]
 
 
 def test_a_new_conversion_of_the_same_person_is_a_new_form_the_same_one_resent_is_not() -> None:

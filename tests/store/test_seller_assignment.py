@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 
-from core.errors import StoreUnavailable
 from core.lead import LeadProfile
 from runtime.seller_routing import choose_seller
 from runtime.sellers import Seller, Sellers
 from store.base import Store
 from store.sqlite import SqliteStore
+from tests.helpers.busy_store import retried_while_busy
 from tests.store.conftest import OpenStore
 from tests.store.test_store_contract import inbound, key
 
@@ -270,22 +270,18 @@ def test_sqlite_processes_assigning_at_once_spread_the_leads_evenly(tmp_path: Pa
     path = tmp_path / "shared.sqlite3"
     per_thread = 5
 
-    async def assign_once(store: SqliteStore, contact_key: str) -> str:
-        # A write lock held past BUSY_TIMEOUT_MS is StoreUnavailable, which the turn that
-        # routes the lead retries (runtime/turn.py): so does this "process". Under a loaded
-        # machine four writers at once can wait that long; what must hold is the spread.
-        for _ in range(200):
-            try:
-                return await store.assign_seller(contact_key, TEAM, now=T0)
-            except StoreUnavailable:
-                await asyncio.sleep(0.01)
-        raise AssertionError("the store stayed busy for 200 tries")
-
     async def assign(thread: int) -> list[str]:
         store = SqliteStore(path)
         await store.open()
         try:
-            return [await assign_once(store, lead(thread * 100 + n)) for n in range(per_thread)]
+            chosen = []
+            for n in range(per_thread):
+                contact_key = lead(thread * 100 + n)
+                # A busy file is retried, as the turn that routes the lead does.
+                chosen.append(
+                    await retried_while_busy(lambda: store.assign_seller(contact_key, TEAM, now=T0))  # noqa: B023
+                )
+            return chosen
         finally:
             await store.close()
 

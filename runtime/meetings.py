@@ -54,12 +54,14 @@ _MEET_WORDS = re.compile(
 # options in the next message sees the same numbers.
 OFFER_TTL = timedelta(minutes=5)
 # A booking holds its calendar across instances (a lease in the store) while Google
-# checks free/busy and inserts or moves the event; a crashed holder's lease expires.
-CALENDAR_LEASE_S = 30.0
-# How often, and how many times, a booking looks again for a calendar another instance
-# holds before the turn is deferred as for a calendar outage (10 s in all).
-CALENDAR_POLL_S = 0.05
-CALENDAR_POLLS = 200
+# checks free/busy and inserts or moves the event: up to four calls (token, event,
+# free/busy, insert) of HTTP_TIMEOUT_S (15 s) each, so the lease outlasts them all; a
+# crashed holder's lease expires after it.
+CALENDAR_LEASE_S = 90.0
+# How long a booking waits for a calendar another instance holds before the turn is
+# deferred as for a calendar outage, looking again at growing intervals.
+CALENDAR_WAIT_S = 10.0
+CALENDAR_POLL_S = (0.05, 0.5)
 
 
 class MeetingTextsError(ValueError):
@@ -151,21 +153,29 @@ class MeetingDesk:
         """This calendar to ourselves while a slot is taken on it: in this process (a lock)
         and across instances sharing the store (the turn leases' table, keyed
         "calendar:<id>"), or GoogleCalendarUnavailable (the turn waits and tries again)
-        when another instance holds it for CALENDAR_POLLS looks."""
+        when another instance still holds it after CALENDAR_WAIT_S."""
         async with self._locks.setdefault(calendar_id, asyncio.Lock()):
             key, owner = f"calendar:{calendar_id}", uuid.uuid4().hex
-            for _ in range(CALENDAR_POLLS):
-                if await self.store.claim_contact(key, owner=owner, lease_s=CALENDAR_LEASE_S):
-                    break
-                await asyncio.sleep(CALENDAR_POLL_S)
-            else:
-                raise GoogleCalendarUnavailable(
-                    "google_calendar: another instance is booking on this calendar"
-                )
+            await self._claim_calendar(key, owner)
             try:
                 yield
             finally:
-                await self.store.release_contact(key, owner=owner)
+                try:
+                    await self.store.release_contact(key, owner=owner)
+                except Exception:  # noqa: BLE001 - the booking is done; the lease expires by itself
+                    log.warning("calendar_lease_release_failed", exc_info=True)
+
+    async def _claim_calendar(self, key: str, owner: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CALENDAR_WAIT_S
+        pause, longest = CALENDAR_POLL_S
+        while not await self.store.claim_contact(key, owner=owner, lease_s=CALENDAR_LEASE_S):
+            if loop.time() + pause > deadline:
+                raise GoogleCalendarUnavailable(
+                    "google_calendar: another instance is booking on this calendar"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, longest)
 
     async def offer(
         self, contact_key: str, lead: LeadRecord | None, profile: LeadProfile, texts: list[str]

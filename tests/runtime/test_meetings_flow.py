@@ -272,7 +272,7 @@ async def test_a_calendar_another_instance_keeps_defers_the_booking_and_takes_no
 ) -> None:
     from runtime import meetings
 
-    monkeypatch.setattr(meetings, "CALENDAR_POLLS", 3)
+    monkeypatch.setattr(meetings, "CALENDAR_WAIT_S", 0.2)
     store = SqliteStore(tmp_path / "held.sqlite3")
     await store.open()
     async with aiohttp.ClientSession() as session:
@@ -414,3 +414,26 @@ async def test_a_seller_who_connected_their_google_account_is_read_with_their_re
     assert offer is not None and offer.slots
     [token] = calendar.token_requests
     assert token["grant_type"] == "refresh_token" and token["refresh_token"] == "1//seller-refresh-token"
+
+
+async def test_a_booking_done_on_the_calendar_stands_when_letting_go_of_the_calendar_fails(
+    tmp_path: Any, clock: TestClock, calendar: FakeGoogleCalendar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The invitation went out: a store hiccup while releasing the lease (it expires by
+    # itself) must not turn the booking into a failed turn and a second booking.
+    store = SqliteStore(tmp_path / "release.sqlite3")
+    await store.open()
+
+    async def store_down(*_: Any, **__: Any) -> None:
+        raise StoreUnavailable("sqlite busy: database is locked")
+
+    async with aiohttp.ClientSession() as session:
+        desk = one_seller_desk(store, session, clock)
+        profile = LeadProfile(name="Joana")
+        offer = await desk.offer(TWO_LEADS[0], None, profile, ["quero agendar uma reunião"])
+        assert offer is not None
+        monkeypatch.setattr(store, "release_contact", store_down)
+        booked = await desk.book(TWO_LEADS[0], None, profile, offer, 2)
+    await store.close()
+
+    assert type(booked).__name__ == "Booked" and len(calendar.inserts) == 1

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.business_hours import BusinessHours
@@ -81,9 +81,11 @@ def render(text: str, *, nome: str, quando: str, vendedor: str, link: str | None
     return "\n".join(line for line in lines if line)
 
 
-def reminder_key(event_id: str, which: str) -> str:
-    """The outbox idempotency key: one reminder per meeting and offset, ever."""
-    return f"reminder:{event_id}:{which}"
+def reminder_key(event_id: str, starts_at: datetime, which: str) -> str:
+    """The outbox idempotency key: one reminder per meeting, start and offset, ever. The
+    start is in it because a moved meeting keeps its event id and is reminded again (the
+    store forgets the reminders sent when the start changes)."""
+    return f"reminder:{event_id}:{starts_at.astimezone(UTC):%Y%m%dT%H%MZ}:{which}"
 
 
 class MeetingReminders:
@@ -187,7 +189,7 @@ class MeetingReminders:
         )
         # Queued before it is marked: a crash between the two queues nothing new (the
         # idempotency key), while the reverse order could lose the reminder.
-        await self.store.enqueue(send.to_item(reminder_key(meeting.event_id, due.which)))
+        await self.store.enqueue(send.to_item(reminder_key(meeting.event_id, meeting.starts_at, due.which)))
         await self.store.mark_reminder_sent(meeting.event_id, due.which)
         log.info(
             "meeting_reminder_queued",

@@ -312,8 +312,8 @@ async def test_on_whatsapp_cloud_with_the_window_closed_each_reminder_is_the_app
     [first, second] = outbox(store, "send_text")
     assert SendText.parse(first.payload).purpose == "meeting_reminder"
     assert (first.idempotency_key, second.idempotency_key) == (
-        "reminder:reuniao0001:24h",
-        "reminder:reuniao0001:1h",
+        f"reminder:reuniao0001:{CLOUD_STARTS:%Y%m%dT%H%MZ}:24h",
+        f"reminder:reuniao0001:{CLOUD_STARTS:%Y%m%dT%H%MZ}:1h",
     )
 
     await deliver_reminders(store, channel, clock, book)
@@ -413,3 +413,18 @@ def test_an_unknown_name_and_a_missing_link_leave_no_gaps() -> None:
     assert render(own_line, nome="Maria", quando="hoje às 9h", vendedor="Ana", link="https://x.y/z") == (
         "Oi Maria! Reunião hoje às 9h.\nLink: https://x.y/z\nAté lá!"
     )
+
+
+async def test_a_moved_meeting_is_reminded_again_at_its_new_time(store: SqliteStore) -> None:
+    clock = Clock(CLOUD_STARTS - timedelta(hours=24))
+    assert await reminders(store, clock).run_due() == ["queued"]
+    # The lead moves it two days on: same event, new start; the store forgets the reminders.
+    later = CLOUD_STARTS + timedelta(days=2)
+    moved = meeting(contact_key=CLOUD_KEY, starts_at=later, ends_at=later + timedelta(minutes=30))
+    assert await store.save_meeting(moved)
+    clock.now = later - timedelta(hours=24)
+    assert await reminders(store, clock).run_due() == ["queued"]
+
+    # Before, both reminders had one key and the second was silently taken for the first.
+    first, second = outbox(store, "send_text")
+    assert first.idempotency_key != second.idempotency_key

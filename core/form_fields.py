@@ -112,9 +112,12 @@ _BUILTIN_FIELDS: dict[str, str] = {
     "ramo": "segment",
     "ramo_de_atividade": "segment",
     "volume": "volume",
-    # RD Station's names for the lead's e-mail and name on its forms
+    # English names some page builders (and RD Station's forms) give their fields
     "email_lead": "email",
     "name": "name",
+    "company": "company",
+    "segment": "segment",
+    "product": "product_interest",
 }
 
 # Standard questions the profile has no field for: kept as answers, labelled in pt-BR.

@@ -254,9 +254,12 @@ def _submission(
     # from, their message, their job title and every phone-like field.
     attribution = _attribution(conversion, content)
     message = content.pick(MESSAGE_ALIASES)
-    job_title = lead.job_title or content.pick(JOB_TITLE_ALIASES)
+    said_title = content.pick(JOB_TITLE_ALIASES)  # taken either way: never a second "Cargo"
+    job_title = lead.job_title or said_title
     phones = [p for p in (lead.mobile_phone, lead.personal_phone) if p] + content.all_of(PHONE_ALIASES)
     mapped = fields.map(attribution.conversion_identifier, content.rest())
+    if mapped.form_name:
+        attribution = attribution.model_copy(update={"form_name": mapped.form_name})
     own = {
         "name": lead.name,
         "email": lead.email,

@@ -96,10 +96,21 @@ def test_the_company_s_lead_forms_rules_apply_to_rd_station_forms_too() -> None:
         }
     )
     form, _ = parse_rdstation_batch(landing_page(), received_at=NOW, fields=rules).submissions
+    assert form.attribution.form_name == "Black Friday atacado"
     assert form.profile["volume"] == "30 a 50"
     assert form.profile["city"] == "São Paulo"  # the lead's own field still wins
     assert ("Produtos que procura", "Farinha, Fermento") in [(a.question, a.answer) for a in form.answers]
     assert ("Cidade", "São Paulo") in [(a.question, a.answer) for a in form.answers]
+
+
+def test_the_job_title_is_one_answer_and_english_field_names_fill_the_profile() -> None:
+    payload = published()
+    content = payload["leads"][0]["last_conversion"]["content"]
+    content.update({"cargo": "Diretora", "segment": "Açougue", "product": "FB300"})
+    [form] = parse_rdstation_conversion(payload, received_at=NOW)
+    # The lead's own job title wins; the form's is not repeated as a second "Cargo".
+    assert [a.question for a in form.answers].count("Cargo") == 1
+    assert (form.profile["segment"], form.profile["product_interest"]) == ("Açougue", "FB300")
 
 
 def test_a_new_conversion_of_the_same_person_is_a_new_form_the_same_one_resent_is_not() -> None:

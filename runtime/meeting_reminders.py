@@ -177,15 +177,16 @@ class MeetingReminders:
             )
             return skip
         assert lead is not None
-        when, seller = self._when(due, lead), self._seller(due)
+        seller = self._seller(due)
         send = SendText(
             channel=lead.channel,
             contact_id=lead.contact_id,
             contact_key=meeting.contact_key,
-            text=self._text(due, lead, when, seller),
+            text=self._text(due, lead, self._when(due, lead), seller),
             purpose=MEETING_REMINDER,
-            # A closed window turns the text into the approved template: its {{n}} may ask for these.
-            template_values={"quando": when, "vendedor": seller},
+            # A closed window turns the text into the approved template, whose {{n}} may ask
+            # for these; it may go out later, so the day is named, never "amanhã".
+            template_values={"quando": self._when(due, lead, relative=False), "vendedor": seller},
         )
         # Queued before it is marked: a crash between the two queues nothing new (the
         # idempotency key), while the reverse order could lose the reminder.
@@ -210,11 +211,17 @@ class MeetingReminders:
             return "late"
         return None
 
-    def _when(self, due: DueReminder, lead: LeadRecord) -> str:
+    def _when(self, due: DueReminder, lead: LeadRecord, *, relative: bool = True) -> str:
         """The meeting's time on the lead's clock ("amanhã às 15h"), as they were told it."""
         profile = LeadProfile.model_validate(lead.profile or {})
         lead_tz = timezone_for(profile.state, lead.phone)
-        return label(due.meeting.starts_at, now=self.clock(), company_tz=self.hours.zone, lead_tz=lead_tz)
+        return label(
+            due.meeting.starts_at,
+            now=self.clock(),
+            company_tz=self.hours.zone,
+            lead_tz=lead_tz,
+            relative=relative,
+        )
 
     def _seller(self, due: DueReminder) -> str:
         return self.seller_names.get(due.meeting.seller_key) or UNKNOWN_SELLER

@@ -94,17 +94,27 @@ def free_slots(
     ]
 
 
-def label(at: datetime, *, now: datetime, company_tz: tzinfo, lead_tz: tzinfo | None = None) -> str:
+def label(
+    at: datetime,
+    *,
+    now: datetime,
+    company_tz: tzinfo,
+    lead_tz: tzinfo | None = None,
+    relative: bool = True,
+) -> str:
     """A time as the lead says it, relative to `now` on the lead's calendar.
 
     "hoje às 16h", "amanhã às 9h30", "quinta-feira (10/12) às 10h"; with the company's
     hour added when the lead's clock differs: "amanhã às 9h (10h de Brasília)". Reused
     for confirmations and reminders, so the lead always reads the same form.
+    `relative=False`: never "hoje"/"amanhã", for a text that may be read on another day
+    (a template the closed window may hold).
     """
     view = lead_tz or company_tz
     local = _utc(at, "at").astimezone(view)
     today = _utc(now, "now").astimezone(view).date()
-    text = f"{_day_words(local.date(), today)} {_at_clock(local)}"
+    day = _day_words(local.date(), today) if relative else _weekday_words(local.date())
+    text = f"{day} {_at_clock(local)}"
     company_local = at.astimezone(company_tz)
     if lead_tz is not None and local.utcoffset() != company_local.utcoffset():
         text += f" ({_clock(company_local)} de {zone_city(company_tz)})"
@@ -266,6 +276,10 @@ def _day_words(day: date, today: date) -> str:
         return "hoje"
     if days == 1:
         return "amanhã"
+    return _weekday_words(day)
+
+
+def _weekday_words(day: date) -> str:
     return f"{_WEEKDAYS_PT[day.weekday()]} ({day:%d/%m})"
 
 

@@ -5,45 +5,67 @@ takes MODEL_S (the model call) and then asks, as runtime/turn.py does before it 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import replace
+from typing import Any
 
-from runtime.scheduler import ContactScheduler
+from runtime.scheduler import ContactScheduler, ScheduleConfig
 from tests.helpers.virtual_time import run_virtual
 from tests.runtime.test_scheduler import NoStore
 from tests.runtime.test_scheduler_presence import COMPLETE, CONFIG, KEY, Event
 
 MODEL_S = 2.0
+Run = tuple[str, float, int, str]  # contact, second the run ended, messages it read, verdict
 
 
-def replay(timeline: list[Event], config=CONFIG, model_s: float = MODEL_S) -> list[tuple[float, int, str]]:
+class ModelRuns:
+    """A scheduler whose every run reads the burst, "calls the model" for MODEL_S and asks
+    `more_coming`, as runtime/turn.py does; what each run did, on the virtual clock.
+    Built inside the virtual loop (run_virtual)."""
+
+    def __init__(self, config: ScheduleConfig = CONFIG, **options: Any) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.start = self.loop.time()
+        self.arrived: Counter[str] = Counter()
+        self.runs: list[Run] = []
+        self.scheduler = ContactScheduler(
+            self.run, store=NoStore(), config=config, owner="t", shared=False, **options
+        )  # type: ignore[arg-type]
+
+    async def run(self, key: str) -> bool:
+        self.scheduler.reading(key)  # as runtime/turn.py does before it reads the burst
+        seen = self.arrived[key]
+        await asyncio.sleep(MODEL_S)
+        verdict = "yielded" if await self.scheduler.more_coming(key) else "answered"
+        self.runs.append((key, round(self.loop.time() - self.start, 6), seen, verdict))
+        return True
+
+    async def at(self, second: float) -> None:
+        await asyncio.sleep(self.start + second - self.loop.time())
+
+    def message(self, key: str = KEY, complete: bool | None = COMPLETE) -> None:
+        self.arrived[key] += 1
+        self.scheduler.notify(key, complete=complete)
+
+    async def settled(self) -> None:
+        await asyncio.sleep(0)
+        await self.scheduler.idle.wait()
+        await self.scheduler.close()
+
+
+def replay(timeline: list[Event], config: ScheduleConfig = CONFIG) -> list[tuple[float, int, str]]:
     """(second the run ended, messages it had read, "answered" or "yielded") per run."""
 
     async def main() -> list[tuple[float, int, str]]:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        arrived = 0
-        runs: list[tuple[float, int, str]] = []
-
-        async def run(key: str) -> bool:
-            scheduler.reading(key)  # as runtime/turn.py does before it reads the burst
-            seen = arrived
-            await asyncio.sleep(model_s)
-            verdict = "yielded" if await scheduler.more_coming(key) else "answered"
-            runs.append((round(loop.time() - start, 6), seen, verdict))
-            return True
-
-        scheduler = ContactScheduler(run, store=NoStore(), config=config, owner="t", shared=False)  # type: ignore[arg-type]
+        runs = ModelRuns(config)
         for at, what in sorted(timeline, key=lambda e: e[0]):
-            await asyncio.sleep(start + at - loop.time())
+            await runs.at(at)
             if isinstance(what, str):
-                scheduler.presence(KEY, what)
-                continue
-            arrived += 1
-            scheduler.notify(KEY, complete=what)
-        await asyncio.sleep(0)
-        await scheduler.idle.wait()
-        await scheduler.close()
-        return runs
+                runs.scheduler.presence(KEY, what)
+            else:
+                runs.message(complete=what)
+        await runs.settled()
+        return [run[1:] for run in runs.runs]
 
     return run_virtual(main())
 
@@ -96,56 +118,30 @@ def test_without_presence_only_a_message_makes_a_run_yield() -> None:
 
 
 def test_shutting_down_sends_the_answer_held_for_a_typing_lead() -> None:
-    async def main() -> list[tuple[float, str]]:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        runs: list[tuple[float, str]] = []
-
-        async def run(key: str) -> bool:
-            await asyncio.sleep(MODEL_S)
-            verdict = "yielded" if await scheduler.more_coming(key) else "answered"
-            runs.append((round(loop.time() - start, 6), verdict))
-            return True
-
-        scheduler = ContactScheduler(run, store=NoStore(), config=CONFIG, owner="t", shared=False)  # type: ignore[arg-type]
-        scheduler.notify(KEY, complete=COMPLETE)
-        await asyncio.sleep(2.5)
-        scheduler.presence(KEY, "typing")
-        await asyncio.sleep(1.0)  # the answer is ready at 3 s and held for the typing
-        await scheduler.close()
-        return runs
+    async def main() -> list[Run]:
+        runs = ModelRuns()
+        runs.message()
+        await runs.at(2.5)
+        runs.scheduler.presence(KEY, "typing")
+        await runs.at(3.5)  # the answer is ready at 3 s and held for the typing
+        await runs.scheduler.close()
+        return runs.runs
 
     # Not held until the typing window ends (12.5 s): the answer goes at the shutdown.
-    assert run_virtual(main()) == [(3.5, "answered")]
+    assert run_virtual(main()) == [(KEY, 3.5, 1, "answered")]
 
 
 def test_a_message_that_came_while_the_run_waited_for_a_slot_is_answered_not_yielded_to() -> None:
     # One slot: "A"'s run holds it from 1 s to 3 s. "B" wrote at 0 s (ready at 1 s) and
     # again at 2 s, while waiting for the slot: B's run reads both and answers them.
-    async def main() -> list[tuple[str, float, int, str]]:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        arrived = {"A": 0, "B": 0}
-        runs: list[tuple[str, float, int, str]] = []
-
-        async def run(key: str) -> bool:
-            scheduler.reading(key)
-            seen = arrived[key]
-            await asyncio.sleep(MODEL_S)
-            verdict = "yielded" if await scheduler.more_coming(key) else "answered"
-            runs.append((key, round(loop.time() - start, 6), seen, verdict))
-            return True
-
-        config = replace(CONFIG, max_concurrent=1)
-        scheduler = ContactScheduler(run, store=NoStore(), config=config, owner="t", shared=False)  # type: ignore[arg-type]
-        for at, key in ((0.0, "A"), (0.0, "B"), (2.0, "B")):
-            await asyncio.sleep(start + at - loop.time())
-            arrived[key] += 1
-            scheduler.notify(key, complete=COMPLETE)
-        await asyncio.sleep(0)
-        await scheduler.idle.wait()
-        await scheduler.close()
-        return runs
+    async def main() -> list[Run]:
+        runs = ModelRuns(replace(CONFIG, max_concurrent=1))
+        runs.message("A")
+        runs.message("B")
+        await runs.at(2.0)
+        runs.message("B")
+        await runs.settled()
+        return runs.runs
 
     assert run_virtual(main()) == [("A", 3.0, 1, "answered"), ("B", 5.0, 2, "answered")]
 
@@ -153,52 +149,29 @@ def test_a_message_that_came_while_the_run_waited_for_a_slot_is_answered_not_yie
 def test_a_message_that_came_during_the_model_call_still_wins_at_shutdown() -> None:
     # Shutting down at 2.5 s: the answer ready at 3 s does not go, since the lead wrote at
     # 2 s; both messages stay pending and are answered whole after the restart.
-    async def main() -> list[tuple[float, str]]:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        runs: list[tuple[float, str]] = []
+    async def main() -> list[Run]:
+        runs = ModelRuns()
+        runs.message()
+        await runs.at(2.0)
+        runs.message()
+        await runs.at(2.5)
+        await runs.scheduler.close()
+        return runs.runs
 
-        async def run(key: str) -> bool:
-            scheduler.reading(key)
-            await asyncio.sleep(MODEL_S)
-            verdict = "yielded" if await scheduler.more_coming(key) else "answered"
-            runs.append((round(loop.time() - start, 6), verdict))
-            return True
-
-        scheduler = ContactScheduler(run, store=NoStore(), config=CONFIG, owner="t", shared=False)  # type: ignore[arg-type]
-        scheduler.notify(KEY, complete=COMPLETE)
-        await asyncio.sleep(2.0)
-        scheduler.notify(KEY, complete=COMPLETE)
-        await asyncio.sleep(0.5)
-        await scheduler.close()
-        return runs
-
-    assert run_virtual(main()) == [(3.0, "yielded")]
+    assert run_virtual(main()) == [(KEY, 3.0, 1, "yielded")]
 
 
 def test_the_debounce_histogram_does_not_count_a_yielded_burst_twice() -> None:
     waits: list[float] = []
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
+    async def main() -> list[Run]:
+        runs = ModelRuns(on_debounced=waits.append)
+        runs.message()
+        await runs.at(2.0)
+        runs.message()
+        await runs.settled()
+        return runs.runs
 
-        async def run(key: str) -> bool:
-            scheduler.reading(key)
-            await asyncio.sleep(MODEL_S)
-            await scheduler.more_coming(key)
-            return True
-
-        scheduler = ContactScheduler(
-            run, store=NoStore(), config=CONFIG, owner="t", shared=False, on_debounced=waits.append
-        )  # type: ignore[arg-type]
-        start = loop.time()
-        scheduler.notify(KEY, complete=COMPLETE)
-        await asyncio.sleep(start + 2.0 - loop.time())
-        scheduler.notify(KEY, complete=COMPLETE)
-        await asyncio.sleep(0)
-        await scheduler.idle.wait()
-        await scheduler.close()
-
-    run_virtual(main())
+    assert [verdict for *_, verdict in run_virtual(main())] == ["yielded", "answered"]
     # The burst waited 1 s for its window; the run after the yield is the same burst.
     assert waits == [1.0]

@@ -177,17 +177,7 @@ class MeetingReminders:
             )
             return skip
         assert lead is not None
-        seller = self._seller(due)
-        send = SendText(
-            channel=lead.channel,
-            contact_id=lead.contact_id,
-            contact_key=meeting.contact_key,
-            text=self._text(due, lead, self._when(due, lead), seller),
-            purpose=MEETING_REMINDER,
-            # A closed window turns the text into the approved template, whose {{n}} may ask
-            # for these; it may go out later, so the day is named, never "amanhã".
-            template_values={"quando": self._when(due, lead, relative=False), "vendedor": seller},
-        )
+        send = self._reminder(due, lead)
         # Queued before it is marked: a crash between the two queues nothing new (the
         # idempotency key), while the reverse order could lose the reminder.
         await self.store.enqueue(send.to_item(reminder_key(meeting.event_id, meeting.starts_at, due.which)))
@@ -211,30 +201,35 @@ class MeetingReminders:
             return "late"
         return None
 
-    def _when(self, due: DueReminder, lead: LeadRecord, *, relative: bool = True) -> str:
-        """The meeting's time on the lead's clock ("amanhã às 15h"), as they were told it."""
+    def _reminder(self, due: DueReminder, lead: LeadRecord) -> SendText:
+        """The reminder as text, with the values of the approved template a closed window
+        turns it into: the meeting's time on the lead's clock, as they were told it ("amanhã
+        às 15h"), except in the template, which may go out later: there the day is named."""
+        meeting, now = due.meeting, self.clock()
         profile = LeadProfile.model_validate(lead.profile or {})
         lead_tz = timezone_for(profile.state, lead.phone)
-        return label(
-            due.meeting.starts_at,
-            now=self.clock(),
-            company_tz=self.hours.zone,
-            lead_tz=lead_tz,
-            relative=relative,
-        )
 
-    def _seller(self, due: DueReminder) -> str:
-        return self.seller_names.get(due.meeting.seller_key) or UNKNOWN_SELLER
+        def when(relative: bool) -> str:
+            return label(
+                meeting.starts_at, now=now, company_tz=self.hours.zone, lead_tz=lead_tz, relative=relative
+            )
 
-    def _text(self, due: DueReminder, lead: LeadRecord, when: str, seller: str) -> str:
-        profile = LeadProfile.model_validate(lead.profile or {})
+        seller = self.seller_names.get(meeting.seller_key) or UNKNOWN_SELLER
         name = (profile.name or lead.name or "").strip()
-        return render(
+        text = render(
             self.texts[due.which],
             nome=name.split()[0] if name else "",
-            quando=when,
+            quando=when(relative=True),
             vendedor=seller,
-            link=due.meeting.meet_url,
+            link=meeting.meet_url,
+        )
+        return SendText(
+            channel=lead.channel,
+            contact_id=lead.contact_id,
+            contact_key=meeting.contact_key,
+            text=text,
+            purpose=MEETING_REMINDER,
+            template_values={"quando": when(relative=False), "vendedor": seller},
         )
 
     async def _loop(self) -> None:

@@ -111,6 +111,16 @@ class _Contact:
     rerun: bool = False
 
 
+async def _changed_or_after(state: _Contact, delay: float) -> None:
+    """Until a message or a presence signal may have moved things, or `delay` passed."""
+    state.changed.clear()
+    timer = asyncio.get_running_loop().call_later(delay, state.changed.set)
+    try:
+        await state.changed.wait()
+    finally:
+        timer.cancel()
+
+
 def _now() -> float:
     """The event loop's clock (time.monotonic on a normal loop): tests and the bench run
     the scheduler on a loop whose clock is virtual."""
@@ -328,17 +338,11 @@ class ContactScheduler:
     async def _debounce(self, contact_key: str, state: _Contact) -> None:
         """Wait until the deadline, looking again whenever a message or a presence signal
         may have moved it."""
-        loop = asyncio.get_running_loop()
         while True:
             delay = self.deadline(contact_key, state) - _now()
             if delay <= 0:
                 return
-            state.changed.clear()
-            timer = loop.call_later(delay, state.changed.set)
-            try:
-                await state.changed.wait()
-            finally:
-                timer.cancel()
+            await _changed_or_after(state, delay)
 
     def reading(self, contact_key: str) -> None:
         """The run is about to read the contact's pending messages: every message notified
@@ -369,7 +373,6 @@ class ContactScheduler:
         if state is None or not state.in_run:
             return False
         cap = state.run_first_at + self.config.max_wait_s
-        loop = asyncio.get_running_loop()
         while True:
             now = _now()
             if now >= cap:
@@ -387,12 +390,7 @@ class ContactScheduler:
             until = min(seen.at + self.config.windows.typing_s, cap)
             if until <= now:
                 return False
-            state.changed.clear()
-            timer = loop.call_later(until - now, state.changed.set)
-            try:
-                await state.changed.wait()
-            finally:
-                timer.cancel()
+            await _changed_or_after(state, until - now)
 
     # --- leases -------------------------------------------------------------------------
     async def lease(self, contact_key: str, lease_s: float) -> bool:

@@ -496,7 +496,12 @@ class Turn:
         )
         result, heard = await self._ask_agent(turn, carried, records)
         usage = (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.cached_tokens)
-        held_s = await self._held(contact_key, nudge, result, heard, records)
+        more, held_s = await self._held(contact_key, nudge)
+        if more:  # the lead wrote again: this answer yields to the one for the whole burst
+            read = [r.id for r in records]
+            carried.add(result.usage.model, usage, read)
+            carried.heard_in(list(heard), read)
+            raise Yielded(result.llm_seconds, usage, held_s)
         booked: Booked | None = None
         if offer is not None and self.meetings is not None:
             booked, result = await self._meeting_effects(contact_key, lead, offer, result)
@@ -530,28 +535,13 @@ class Turn:
                 carried.heard_in(list(heard), [r.id for r in records])
                 raise
 
-    async def _held(
-        self,
-        contact_key: str,
-        nudge: str | None,
-        result: TurnResult,
-        heard: list[float | None],
-        records: list[InboundRecord],
-    ) -> float:
-        """Before anything of the answer takes effect (a booking, the commit): if the lead
-        wrote again meanwhile, or is typing, this run yields (raises Yielded) and leaves its
-        cost and transcripts to the run that answers the whole burst. A form's first touch
-        (`nudge`) never waits. Returns how long it waited for the lead to finish."""
+    async def _held(self, contact_key: str, nudge: str | None) -> tuple[bool, float]:
+        """Before anything of the answer takes effect (a booking, the commit): whether the
+        lead wrote again meanwhile (or typed on and then sent it), so this run yields and
+        leaves its cost and transcripts to the run that answers the whole burst; and how
+        long it waited for the lead to finish. A form's first touch (`nudge`) never waits."""
         if nudge is not None or self.burst is None:
-            return 0.0
+            return False, 0.0
         began = time.perf_counter()
         more = await self.burst.more_coming(contact_key)
-        held_s = time.perf_counter() - began
-        if not more:
-            return held_s
-        usage = result.usage
-        tokens = (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-        carried = self.carried.get(contact_key)
-        carried.add(usage.model, tokens, [r.id for r in records])
-        carried.heard_in(list(heard), [r.id for r in records])
-        raise Yielded(result.llm_seconds, tokens, held_s)
+        return more, time.perf_counter() - began

@@ -116,15 +116,21 @@ HISTORY_ANCHOR_MIN_MESSAGES = 12
 
 
 def anchored_history(
-    history: Sequence[dict[str, Any]], *, ids: Sequence[int], available: int
+    history: Sequence[dict[str, Any]],
+    *,
+    ids: Sequence[int],
+    available: int,
+    costs: Sequence[int] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """The newest messages of `history` that fit in `available` tokens, from a start that
     will still be the start next turn, and their tokens.
 
-    `ids` are the stored messages' ids, one per message. Whole messages are dropped,
-    oldest first: the rolling summary carries what they said.
+    `ids` are the stored messages' ids, one per message; `costs` their tokens when the
+    caller counted them already. Whole messages are dropped, oldest first: the rolling
+    summary carries what they said.
     """
-    costs = [message_tokens(m) for m in history]
+    if costs is None:
+        costs = [message_tokens(m) for m in history]
     start, room = len(history), available
     while start > 0 and costs[start - 1] <= room:
         start -= 1

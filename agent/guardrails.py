@@ -168,15 +168,15 @@ def limit_questions(reply: str, max_questions: int = MAX_QUESTIONS) -> str:
     """
     count = 0
     for index, char in enumerate(reply):
-        count += _question_marks(char)
+        count += question_marks(char)
         if count >= max_questions:
             rest = reply[index + 1 :]
-            if any(_question_marks(c) for c in rest):
+            if any(question_marks(c) for c in rest):
                 return reply[: index + 1].rstrip()
             return reply
     return reply
 
 
-def _question_marks(char: str) -> int:
+def question_marks(text: str) -> int:
     """Question marks however they are written (fullwidth "？", small "﹖", "⁇" is two): NFKC knows."""
-    return unicodedata.normalize("NFKC", char).count("?")
+    return unicodedata.normalize("NFKC", text).count("?")

@@ -55,7 +55,7 @@ MAX_SUMMARY_CHARS = 1200
 # Without these the bot would answer blind (no knowledge) or re-ask known data.
 REQUIRED_PLACEHOLDERS: frozenset[str] = frozenset({"knowledge", "lead_profile", "missing_fields"})
 
-_PLACEHOLDER_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+PLACEHOLDER_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 # A lead-supplied value is data in the prompt, not text the lead may fill at will.
 MAX_PROFILE_VALUE_CHARS = 120
@@ -111,7 +111,7 @@ def load_prompt_bundle(prompts_dir: Path | str | None = None) -> PromptBundle:
         template = system_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PromptError(f"system prompt not found: {system_path}") from None
-    used = set(_PLACEHOLDER_RE.findall(template))
+    used = set(PLACEHOLDER_RE.findall(template))
     unknown = used - PLACEHOLDERS
     if unknown:
         raise PromptError(
@@ -206,7 +206,7 @@ def _system_values(
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
-    return _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+    return PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 def render_system_prompt(
@@ -227,11 +227,12 @@ def render_system_prompt(
 @functools.lru_cache(maxsize=8)
 def _template_pieces(template: str) -> tuple[str, ...]:
     # Fixed text and placeholder names, alternating: ("fixed", "name", "fixed", ...).
-    return tuple(_PLACEHOLDER_RE.split(template))
+    return tuple(PLACEHOLDER_RE.split(template))
 
 
-# Fill-ins that are the same every turn: counted once per process, like the fixed text.
-_FIXED_VALUES = frozenset({"company_name", "knowledge"})
+# Fill-ins that are the same every turn: counted once per process, like the fixed text,
+# and kept in the static head of the prompt that the cache reuses (agent/request.py).
+STATIC_PLACEHOLDERS = frozenset({"company_name", "knowledge"})
 
 
 def render_system_prompt_counted(
@@ -259,7 +260,7 @@ def render_system_prompt_counted(
     for index, piece in enumerate(pieces):
         if index % 2 == 0:
             tokens += count_fixed_text(piece)
-        elif piece in _FIXED_VALUES:
+        elif piece in STATIC_PLACEHOLDERS:
             tokens += count_fixed_text(values[piece])
         else:
             per_turn.append(values.get(piece, "{" + piece + "}"))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,7 @@ from agent.budget import (
     clip_tokens,
     message_tokens,
 )
-from agent.prompts import PromptBundle, render_system_prompt_counted
+from agent.prompts import PLACEHOLDER_RE, STATIC_PLACEHOLDERS, PromptBundle, render_system_prompt_counted
 from core.lead import LeadProfile, missing_fields
 from core.logging import get_logger
 
@@ -46,9 +45,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-# Placeholders whose value is the same on every turn of the process.
-STATIC_PLACEHOLDERS = frozenset({"company_name", "knowledge"})
-_PLACEHOLDER_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 # What this turn's own messages may always take, even when the system prompt alone is
 # over the token budget (a knowledge base grown too big must not silence the lead).
 MIN_TURN_TOKENS = 1000
@@ -62,7 +58,7 @@ def split_system_template(template: str) -> tuple[str, str]:
     first per-turn placeholder, never before a static placeholder that comes earlier; a
     template with no heading there is cut at that placeholder's line.
     """
-    matches = list(_PLACEHOLDER_RE.finditer(template))
+    matches = list(PLACEHOLDER_RE.finditer(template))
     per_turn = [m.start() for m in matches if m.group(1) not in STATIC_PLACEHOLDERS]
     if not per_turn:
         return template, ""
@@ -200,8 +196,11 @@ def build_prompt(
         for p in past
     ]
     available = min(deps.history_max_tokens, deps.prompt_max_tokens - fixed - tail_tokens)
-    window, window_tokens = anchored_history(history, ids=[p.id for p in past], available=available)
-    if len(window) < len(history) and sum(message_tokens(m) for m in history) > available:
+    costs = [message_tokens(m) for m in history]
+    window, window_tokens = anchored_history(
+        history, ids=[p.id for p in past], available=available, costs=costs
+    )
+    if len(window) < len(history) and sum(costs) > available:
         # Over the token budget (not just started at its anchor, which is every long window).
         log.info("history_trimmed", kept=len(window), dropped=len(history) - len(window), budget=available)
     return Prompt(

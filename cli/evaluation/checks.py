@@ -8,10 +8,9 @@ a price, which is what a prompt change must not bring back.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 
-from agent.guardrails import commercial_promise, fold, is_opt_out
+from agent.guardrails import commercial_promise, fold, is_opt_out, question_marks
 from cli.evaluation.personas import ANY_VALUE, Rubric
 from cli.evaluation.transcript import CheckResult, Transcript
 
@@ -118,15 +117,10 @@ def check_no_price(transcript: Transcript, _rubric: Rubric) -> CheckResult:
     )
 
 
-def count_questions(text: str) -> int:
-    """Question marks however they are written (NFKC folds the fullwidth and small ones)."""
-    return unicodedata.normalize("NFKC", text).count("?")
-
-
 def check_max_questions(transcript: Transcript, rubric: Rubric) -> CheckResult:
     limit = rubric.max_questions_per_reply or 0
     for turn in transcript.turns:
-        asked = count_questions(turn.reply)
+        asked = question_marks(turn.reply)
         if asked > limit:
             return CheckResult(
                 item="max_questions",

@@ -23,7 +23,7 @@ from core.paths import PROJECT_ROOT
 
 DEFAULT_PERSONAS_DIR = PROJECT_ROOT / "tests" / "eval" / "personas"
 # What a persona asks the judge when it names no criteria of its own.
-DEFAULT_JUDGE = ("tone", "no_reasking", "answered_question", "portuguese")
+DEFAULT_JUDGE = tuple(CRITERIA)
 ANY_VALUE = "*"
 
 

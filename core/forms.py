@@ -36,6 +36,10 @@ class FormAnswer(BaseModel):
     answer: str = Field(max_length=MAX_ANSWER_CHARS)
 
 
+# The UTM parameters a form's attribution carries (FormAttribution's fields of that name).
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+
 class FormAttribution(BaseModel):
     """What brought the lead: the ad and form (Lead Ads) or the page and UTMs (websites)."""
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from core.forms import UTM_FIELDS
 from core.lead import LeadProfile, missing_fields
 from core.models import InboundMessage
 from core.outbox import (
@@ -363,15 +364,12 @@ def seller_notes(notes: SellerNotes, commit: TurnCommit) -> list[OutboxItem]:
     ]
 
 
-_UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
-
-
 def _utm_of(inbound: list[InboundMessage]) -> dict[str, str] | None:
     """A website form's UTMs (the dashboard's source of a form lead without an ad)."""
     for message in inbound:
         if message.form is not None:
             attribution = message.form.attribution
-            utm = {name: value for name in _UTM_FIELDS if (value := getattr(attribution, name))}
+            utm = {name: value for name in UTM_FIELDS if (value := getattr(attribution, name))}
             if utm:
                 return utm
     return None

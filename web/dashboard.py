@@ -42,6 +42,7 @@ from core.settings import Settings
 from web.dashboard_page import render_page
 from web.keys import CLOCK, STORE
 from web.middlewares import json_error
+from web.operator_auth import bearer_token
 
 log = get_logger(__name__)
 
@@ -109,10 +110,7 @@ def dashboard_config(settings: Settings, prompts_dir: Path = DEFAULT_PROMPTS_DIR
 
 
 def _given_token(request: web.Request) -> str | None:
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return request.query.get("token")
+    return bearer_token(request) or request.query.get("token")
 
 
 def _refusal(config: DashboardConfig, request: web.Request) -> web.Response | None:

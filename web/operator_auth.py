@@ -21,9 +21,13 @@ def operator_headers(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.metrics_token.get_secret_value()}"}
 
 
+def bearer_token(request: web.Request) -> str:
+    """The credentials of an `Authorization: Bearer ...` header; "" without one."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
 def operator_authorized(request: web.Request, settings: Settings) -> bool:
     if settings.metrics_token is None:
         return True
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    given = credentials.strip() if scheme.lower() == "bearer" else ""
-    return secrets_match(given, settings.metrics_token.get_secret_value())
+    return secrets_match(bearer_token(request), settings.metrics_token.get_secret_value())

@@ -101,7 +101,7 @@ def _parse_presence(event: ZPresenceCallback) -> ParsedWebhook:
         return ParsedWebhook(ignored=[IgnoredEvent(reason="presence_without_phone")])
     lowered = raw_phone.lower()
     state = _PRESENCE_BY_STATUS.get((clean(event.status) or "").upper())
-    if lowered.endswith(("-group", "@g.us", "@broadcast", "@newsletter")):
+    if lowered.endswith(_NOT_A_LEAD_SUFFIXES):
         return ParsedWebhook(ignored=[IgnoredEvent(reason="group")])
     if state is None:
         return ParsedWebhook(ignored=[IgnoredEvent(reason="presence_unknown")])
@@ -110,11 +110,16 @@ def _parse_presence(event: ZPresenceCallback) -> ParsedWebhook:
     return ParsedWebhook(presences=[presence])
 
 
+# Chats that are not one person: groups, broadcast lists, channels (newsletters).
+_GROUP_SUFFIXES = ("-group", "@g.us")
+_NOT_A_LEAD_SUFFIXES = (*_GROUP_SUFFIXES, "@broadcast", "@newsletter")
+
+
 def _ignored_reason(event: ZReceivedCallback, lowered_phone: str) -> str | None:
     """Why a received callback is not a lead's message to answer, if it is not."""
     if event.isNewsletter or lowered_phone.endswith("@newsletter"):
         return "newsletter"
-    if event.isGroup or lowered_phone.endswith("-group") or lowered_phone.endswith("@g.us"):
+    if event.isGroup or lowered_phone.endswith(_GROUP_SUFFIXES):
         return "group"
     if event.broadcast or lowered_phone.endswith("@broadcast"):
         return "broadcast"

@@ -47,6 +47,7 @@ from core.form_fields import FormFieldMap
 from core.forms import (
     MAX_ANSWER_CHARS,
     MAX_FORM_ANSWERS,
+    UTM_FIELDS,
     FormAnswer,
     FormAttribution,
     FormSource,
@@ -56,7 +57,6 @@ from core.lead_fields import normalize_phone
 
 # RD Station is a Brazilian product: a date without an offset is São Paulo's wall time.
 RD_TIMEZONE = ZoneInfo("America/Sao_Paulo")
-MAX_QUESTION_CHARS = 200
 MAX_FIELD_CHARS = 500
 MAX_MESSAGE_CHARS = 4000
 MAX_EXTERNAL_ID_CHARS = 200
@@ -142,7 +142,6 @@ PHONE_ALIASES = (
 )
 JOB_TITLE_ALIASES = ("cargo", "job_title")
 MESSAGE_ALIASES = ("mensagem", "message", "comentario", "comentarios", "observacoes", "duvida")
-UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 PAGE_URL_ALIASES = ("page_url", "form_url", "conversion_url", "url")
 # RD's and the page script's own bookkeeping in `content`: never a question the lead answered.
 TRACKING_KEYS = frozenset(
@@ -289,7 +288,7 @@ def _submission(
 
 def _attribution(conversion: RdConversion, content: _Content) -> FormAttribution:
     origin = conversion.conversion_origin or RdConversionOrigin()
-    utm = {key: content.pick((key,)) for key in UTM_KEYS}
+    utm = {key: content.pick((key,)) for key in UTM_FIELDS}
     return FormAttribution(
         conversion_identifier=content.pick(("identificador", "conversion_identifier")) or conversion.source,
         page_url=content.pick(PAGE_URL_ALIASES),

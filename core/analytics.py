@@ -178,6 +178,8 @@ class Funnel(BaseModel):
     group_by: GroupBy
     total: FunnelGroup
     groups: list[FunnelGroup]
+    # By week whatever `group_by` (the dashboard's weekly chart): `groups` when by week.
+    weeks: list[FunnelGroup]
     cost: CostReport
 
 
@@ -348,13 +350,15 @@ def build_funnel(
         raise ValueError(f"group_by must be 'week' or 'source', not {group_by!r}")
     tz = ZoneInfo(timezone)
     total = summarize("total", leads)
+    groups = _groups(leads, group_by, since, until, tz)
     return Funnel(
         since=since,
         until=until,
         timezone=timezone,
         group_by=group_by,
         total=total,
-        groups=_groups(leads, group_by, since, until, tz),
+        groups=groups,
+        weeks=groups if group_by == "week" else _groups(leads, "week", since, until, tz),
         cost=cost_report(
             usage,
             since=since,

@@ -165,14 +165,11 @@ async def dashboard_page(request: web.Request) -> web.Response:
         funnel = await store.funnel(
             period.since, period.until, group_by=period.group_by, timezone=tz_name, brl_per_usd=rate
         )
-        weekly = funnel
-        if period.group_by != "week":  # the weekly chart is there whatever the grouping
-            weekly = await store.funnel(period.since, period.until, timezone=tz_name, brl_per_usd=rate)
     except StoreUnavailable as exc:
         log.error("dashboard_store_unavailable", error=str(exc))
         return json_error(503, "store unavailable, retry later")
     keep = {k: v for k, v in request.query.items() if k in ("token", "weeks", "until")}
-    body = render_page(funnel, weekly.groups, company=config.company, query=keep)
+    body = render_page(funnel, company=config.company, query=keep)
     return web.Response(text=body, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS)
 
 

@@ -7,7 +7,6 @@ its stylesheet is a file the bot serves, and the charts are SVG images (web/dash
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from html import escape
@@ -197,14 +196,14 @@ def _nav(funnel: Funnel, query: dict[str, str]) -> str:
     return f'<nav class="switch">{link("week", "Por semana")}{link("source", "Por origem")}</nav>'
 
 
-def render_page(funnel: Funnel, weeks: Iterable[FunnelGroup], *, company: str, query: dict[str, str]) -> str:
-    """The whole page; `weeks` is the funnel by week (for its chart, whatever the grouping),
+def render_page(funnel: Funnel, *, company: str, query: dict[str, str]) -> str:
+    """The whole page (the weekly chart from `funnel.weeks`, whatever the grouping);
     `query` the parameters the grouping links keep (the token among them, when given so)."""
     tz = ZoneInfo(funnel.timezone)
     first = funnel.since.astimezone(tz).date()
     last = datetime.fromtimestamp(funnel.until.timestamp() - 1, tz).date()
     charts = _figure(funnel_chart(funnel.total), "Funil: leads em cada etapa") + _figure(
-        weekly_chart(list(weeks)), "Novos leads e qualificados por semana"
+        weekly_chart(funnel.weeks), "Novos leads e qualificados por semana"
     )
     return f"""<!doctype html>
 <html lang="pt-BR">

@@ -82,6 +82,8 @@ async def test_the_funnel_of_the_known_leads_by_week(store: Store, tmp_path: Pat
 async def test_the_funnel_by_source(store: Store, tmp_path: Path) -> None:
     await load_known(store, tmp_path)
     result = await funnel(store, "source")
+    # The dashboard's weekly chart comes with it, the same weeks as grouping by week.
+    assert result.weeks == (await funnel(store, "week")).groups
     by_key = {g.key: g for g in result.groups}
     assert list(by_key) == [
         "instagram",

@@ -34,29 +34,11 @@ from agent.budget import (
     TOKENS_REPLY_PRIMING,
     count_tokens,
 )
+from core.prices import GPT_4O, ModelPrice
 
 # The shortest prefix OpenAI caches, and the step its cache hits grow in.
 CACHE_MIN_TOKENS = 1024
 CACHE_INCREMENT_TOKENS = 128
-
-
-@dataclass(frozen=True, slots=True)
-class Prices:
-    """US$ per 1M tokens."""
-
-    input: float
-    cached_input: float
-    output: float
-
-    @property
-    def cached_ratio(self) -> float:
-        return self.cached_input / self.input
-
-
-# GPT-4o list prices (gpt-4o-2024-08-06, the `gpt-4o` alias), standard tier:
-# https://developers.openai.com/api/docs/pricing (input $2.50, cached input $1.25,
-# output $10.00 per 1M tokens).
-GPT_4O = Prices(input=2.50, cached_input=1.25, output=10.00)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +69,13 @@ class RequestTokens:
     def cacheable_share(self) -> float:
         return self.cached / self.total if self.total else 0.0
 
-    def billed_equivalent(self, prices: Prices = GPT_4O) -> float:
-        """Input tokens at the full input price that would cost the same."""
-        return self.uncached + self.cached * prices.cached_ratio
+    def billed_equivalent(self, prices: ModelPrice = GPT_4O) -> float:
+        """Input tokens at the full input price that would cost the same (GPT-4o list
+        prices by default, core/prices.py)."""
+        return self.uncached + self.cached * prices.cached_input_per_m / prices.input_per_m
 
-    def input_usd(self, prices: Prices = GPT_4O) -> float:
-        return (self.uncached * prices.input + self.cached * prices.cached_input) / 1_000_000
+    def input_usd(self, prices: ModelPrice = GPT_4O) -> float:
+        return (self.uncached * prices.input_per_m + self.cached * prices.cached_input_per_m) / 1_000_000
 
 
 def _json(value: Any) -> str:
@@ -199,7 +182,6 @@ __all__ = [
     "CACHE_INCREMENT_TOKENS",
     "CACHE_MIN_TOKENS",
     "GPT_4O",
-    "Prices",
     "RequestTokens",
     "Segment",
     "cached_tokens",

@@ -168,8 +168,8 @@ def report(requests: list[dict[str, Any]], outputs: list[int]) -> None:
     ten = counted[:10]
     if len(ten) == 10:
         input_usd = sum(c.input_usd() for c in ten)
-        output_usd = sum(outputs[:10]) * GPT_4O.output / 1_000_000
-        cold_usd = sum(c.total for c in ten) * GPT_4O.input / 1_000_000
+        output_usd = sum(outputs[:10]) * GPT_4O.output_per_m / 1_000_000
+        cold_usd = sum(c.total for c in ten) * GPT_4O.input_per_m / 1_000_000
         print(
             f"10-turn conversation at GPT-4o list prices: input US$ {input_usd:.4f} "
             f"(US$ {cold_usd:.4f} with no cache), output US$ {output_usd:.4f}, "

@@ -29,12 +29,18 @@ MODEL_PRICES: dict[str, ModelPrice] = {
 WHISPER_USD_PER_MINUTE = 0.006
 
 
-def price_of(model: str) -> ModelPrice:
-    """The price of `model`; dated snapshots ("gpt-4o-2024-08-06") price as their family."""
+def listed(model: str) -> str | None:
+    """The price list's name for `model` ("gpt-4o-2024-08-06" is "gpt-4o"); None: not listed."""
     for name in sorted(MODEL_PRICES, key=len, reverse=True):
         if model == name or model.startswith(name + "-"):
-            return MODEL_PRICES[name]
-    return GPT_4O
+            return name
+    return None
+
+
+def price_of(model: str) -> ModelPrice:
+    """The price of `model`; dated snapshots ("gpt-4o-2024-08-06") price as their family."""
+    name = listed(model)
+    return MODEL_PRICES[name] if name is not None else GPT_4O
 
 
 def tokens_usd(model: str, *, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:

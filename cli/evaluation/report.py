@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, computed_field
 
 from cli.evaluation.transcript import CheckResult, Tokens, Transcript, Turn
+from core.prices import listed
 
 REPORT_VERSION = 1
 OVERALL = "overall"
@@ -159,8 +160,8 @@ def build_report(
     personas: list[PersonaReport], *, started_at: datetime, model: str, judge_model: str, digest: str
 ) -> RunReport:
     notes = []
-    if model not in ("gpt-4o", "gpt-4o-mini") or judge_model not in ("gpt-4o", "gpt-4o-mini"):
-        notes.append("a model without a price in cli/evaluation/transcript.py is priced as gpt-4o")
+    if listed(model) is None or listed(judge_model) is None:
+        notes.append("a model without a price in core/prices.py is priced as gpt-4o")
     if not any(p.bot_tokens.cached or p.harness_tokens.cached for p in personas):
         notes.append("no prompt token was reported as cached: US$ prices them all as uncached input")
     return RunReport(

@@ -10,13 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# US$ per million tokens, list prices: (input, cached input, output). A model not listed
-# is priced as gpt-4o and the report says so.
-PRICES: dict[str, tuple[float, float, float]] = {
-    "gpt-4o": (2.50, 1.25, 10.00),
-    "gpt-4o-mini": (0.15, 0.075, 0.60),
-}
-DEFAULT_PRICED_MODEL = "gpt-4o"
+from core.prices import tokens_usd
 
 EndReason = Literal["lead_ended", "turn_limit", "opted_out", "errored"]
 
@@ -36,9 +30,10 @@ class Tokens(BaseModel):
         )
 
     def usd(self, model: str) -> float:
-        price_in, price_cached, price_out = PRICES.get(model, PRICES[DEFAULT_PRICED_MODEL])
-        uncached = max(self.prompt - self.cached, 0)
-        return (uncached * price_in + self.cached * price_cached + self.completion * price_out) / 1e6
+        """At list prices (core/prices.py; a model not listed priced as gpt-4o)."""
+        return tokens_usd(
+            model, prompt_tokens=self.prompt, cached_tokens=self.cached, completion_tokens=self.completion
+        )
 
 
 def tokens_of(usage: Any) -> Tokens:

@@ -84,4 +84,4 @@ def test_billed_equivalent_counts_cached_tokens_at_the_cached_price() -> None:
     assert tokens.uncached == 952
     assert tokens.billed_equivalent() == 952 + 2048 * 1.25 / 2.50
     assert tokens.input_usd() == pytest.approx((952 * 2.50 + 2048 * 1.25) / 1_000_000)
-    assert (GPT_4O.input, GPT_4O.cached_input, GPT_4O.output) == (2.50, 1.25, 10.00)
+    assert (GPT_4O.input_per_m, GPT_4O.cached_input_per_m, GPT_4O.output_per_m) == (2.50, 1.25, 10.00)

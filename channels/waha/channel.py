@@ -34,12 +34,13 @@ from channels.errors import (
     retry_after,
 )
 from channels.media_fetch import WAHA_FILES_PATH, Credentials, MediaFetcher, Origin, parse_media_url
-from channels.provider_http import error_detail, lookup, scrub
+from channels.provider_http import lookup
 from channels.waha.config import WahaConfig
 from channels.waha.content import dig
 from channels.waha.media import media_request
 from channels.waha.parse import USER_SERVERS, chat_kind, parse_webhook, split_chat_id
 from channels.waha.presence import SUBSCRIBE_TIMEOUT_S, PresenceSubscriptions
+from channels.waha.refusal import refusal_detail
 from channels.webhook_helpers import clean, json_or_none, token_matches
 from core.errors import WebhookRejected, is_retryable_status
 from core.logging import get_logger
@@ -55,7 +56,6 @@ HMAC_ALGORITHM = "sha512"
 TOKEN_HEADER = "X-Webhook-Token"
 API_KEY_HEADER = "X-Api-Key"
 
-_ERROR_DETAIL_MAX = 200
 # Seen receipts and "typing..." are courtesy: they must never hold a worker as long as
 # the message itself may take.
 _COURTESY_TIMEOUT_MAX_S = 5.0
@@ -82,10 +82,6 @@ _SESSION_HINTS = {
     "STOPPED": "start the session in the WAHA dashboard (Start)",
     "FAILED": "restart the session in the WAHA dashboard (Restart); if it does not come back, log out and scan the QR code again",
 }
-# Where WAHA's error bodies keep the human part: Nest errors carry `message` (string or
-# list), the 500 filter nests it in `exception.message`, the 422 session error and file
-# errors use `error`.
-_ERROR_PATHS = (("exception", "message"), ("message",), ("error",), ("error", "message"), ("detail",))
 
 
 class WahaChannel:
@@ -301,7 +297,7 @@ class WahaChannel:
     def _send_error(
         self, op: str, status: int, raw: str, contact_id: str, wait: float | None
     ) -> ChannelError:
-        detail = scrub(error_detail(raw, _ERROR_PATHS, join_lists=True), self._secrets())[:_ERROR_DETAIL_MAX]
+        detail = refusal_detail(raw, self._secrets())
         message = f"waha {op} failed: HTTP {status}"
         message = f"{message}: {detail}" if detail else message
         error: ChannelError

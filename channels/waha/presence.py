@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import aiohttp
 
-from channels.provider_http import error_detail, scrub
+from channels.waha.refusal import refusal_detail
 from core.logging import get_logger
 from core.models import mask_phone
 
@@ -42,8 +42,6 @@ MAX_CHATS = 20_000
 # Never holds anything, but a slow WAHA must not pile calls up either.
 SUBSCRIBE_TIMEOUT_S = 3.0
 
-_DETAIL_MAX = 200
-_ERROR_PATHS = (("exception", "message"), ("message",), ("error",), ("error", "message"), ("detail",))
 # "The method is not implemented by the engine.", "... is available only in Plus
 # version", NestJS's "Cannot POST /api/..." of a WAHA without the route.
 _UNSUPPORTED = re.compile(r"not implemented|only in plus|cannot post", re.IGNORECASE)
@@ -140,7 +138,7 @@ class PresenceSubscriptions:
         if 200 <= status < 300:
             log.debug("waha_presence_subscribed", contact=contact)
             return
-        detail = scrub(error_detail(raw, _ERROR_PATHS, join_lists=True), list(secrets))[:_DETAIL_MAX]
+        detail = refusal_detail(raw, secrets)
         self._failed(chat_id, contact, status, detail)
 
     def _failed(self, chat_id: str, contact: str, status: int, detail: str) -> None:

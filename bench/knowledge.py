@@ -47,7 +47,7 @@ from agent.budget import count_tokens  # noqa: E402
 from agent.knowledge.base import KnowledgeConfig, build_index, prepare_knowledge  # noqa: E402
 from agent.knowledge.embeddings import Vectors, normalise  # noqa: E402
 from agent.knowledge.lexical import fold, terms  # noqa: E402
-from agent.knowledge.search import FUSION_DEPTH, fuse  # noqa: E402
+from agent.knowledge.search import FUSION_DEPTH  # noqa: E402
 from agent.knowledge.sources import read_documents  # noqa: E402
 from tests.helpers.pdf import text_pdf  # noqa: E402
 
@@ -348,17 +348,14 @@ def _ms(values: list[float]) -> str:
 async def _ranked(search, question: str, mode: str) -> tuple[list, float]:
     """The first max(KS) chunks for `question` and the seconds the search itself took
     (the query embedding is timed apart: it is a network call with OpenAI)."""
-    depth = max(KS) * FUSION_DEPTH
     query_vector = None if mode == "lexical" else await search.embedder.embed_query(question)
     started = time.perf_counter()
     if mode == "lexical":
         found = search.lexical(question, max(KS))
     elif mode == "embeddings":
         found = search.semantic(query_vector, max(KS))
-    else:
-        fused = fuse([search.semantic(query_vector, depth), search.lexical(question, depth)], depth)
-        named = search.named(question)
-        found = (named + [i for i in fused if i not in named])[: max(KS)]
+    else:  # what KnowledgeSearch.search serves when it can embed the query
+        found = search.hybrid(question, search.semantic(query_vector, max(KS) * FUSION_DEPTH), max(KS))
     return [search.chunks[i] for i in found], time.perf_counter() - started
 
 

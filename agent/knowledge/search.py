@@ -130,20 +130,24 @@ class KnowledgeSearch:
             return None
         return self.semantic(query_vector, k)
 
+    def hybrid(self, query: str, semantic: list[int], k: int) -> list[int]:
+        """The chunks a model code in `query` names, then the embeddings' ranking (`semantic`,
+        FUSION_DEPTH × k deep) fused with BM25's: what `search` serves when it can embed."""
+        depth = k * FUSION_DEPTH
+        fused = fuse([semantic, self.lexical(query, depth)], depth)
+        named = self.named(query)
+        return (named + [i for i in fused if i not in named])[:k]
+
     async def search(self, query: str, k: int | None = None) -> Retrieved:
         k = k or self.top_k
         started = time.perf_counter()
         if not query.strip() or not self.chunks:
             return Retrieved([], "none", 0.0)
-        depth = k * FUSION_DEPTH
-        semantic = await self._semantic_or_none(query, depth)
+        semantic = await self._semantic_or_none(query, k * FUSION_DEPTH)
         if semantic is None:
             found, served_by = self.lexical(query, k), "lexical"
         else:
-            fused = fuse([semantic, self.lexical(query, depth)], depth)
-            named = self.named(query)
-            found = (named + [i for i in fused if i not in named])[:k]
-            served_by = "hybrid"
+            found, served_by = self.hybrid(query, semantic, k), "hybrid"
         seconds = time.perf_counter() - started
         log.info(
             "knowledge_retrieved",

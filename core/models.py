@@ -100,6 +100,12 @@ class InboundMessage(BaseModel):
 
 # Providers of the same WhatsApp number: a lead's phone is their identity on all of them.
 WHATSAPP_CHANNELS = frozenset({"zapi", "waha", "whatsapp_cloud"})
+# What a person calls each channel (the lead card, the dashboard, the CRM).
+CHANNEL_NAMES = {
+    "whatsapp": "WhatsApp",
+    **dict.fromkeys(WHATSAPP_CHANNELS, "WhatsApp"),
+    "instagram": "Instagram",
+}
 
 
 def contact_key_for(channel: str, contact_id: str) -> str:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.forms import FormSource
 from core.lead import PROFILE_FIELDS, FieldSource, LeadProfile, display_value, field_label
+from core.models import CHANNEL_NAMES
 from core.records import LeadRecord, MeetingRecord
 from store.base import Store
 
@@ -23,12 +24,6 @@ FORM_LABELS = {
     FormSource.META_LEAD_ADS.value: "formulário do Meta Lead Ads",
     FormSource.API.value: "formulário do site",
     FormSource.RDSTATION.value: "conversão do RD Station",
-}
-CHANNEL_LABELS = {
-    "zapi": "WhatsApp",
-    "waha": "WhatsApp",
-    "whatsapp_cloud": "WhatsApp",
-    "instagram": "Instagram",
 }
 _WEEKDAYS = ("seg", "ter", "qua", "qui", "sex", "sáb", "dom")
 # How far back a field's message is looked for, to quote the lead's own words.
@@ -252,7 +247,7 @@ async def build_card(
     }
     return LeadCard(
         name=lead.name or _profile(lead).name or "Lead sem nome",
-        channel=CHANNEL_LABELS.get(lead.channel, lead.channel),
+        channel=CHANNEL_NAMES.get(lead.channel, lead.channel),
         phone=lead.phone,
         score=lead.score,
         temperature=lead.temperature,

@@ -14,15 +14,10 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from core.analytics import Funnel, FunnelGroup, Source
+from core.models import CHANNEL_NAMES
 from web.dashboard_charts import STAGE_LABELS, cost_chart, data_uri, funnel_chart, weekly_chart
 
-CHANNELS = {
-    "zapi": "WhatsApp",
-    "waha": "WhatsApp",
-    "whatsapp_cloud": "WhatsApp",
-    "instagram": "Instagram",
-    "cli": "Terminal",
-}
+CHANNELS = {**CHANNEL_NAMES, "cli": "Terminal"}
 TEMPERATURES = (("frio", "Frio"), ("morno", "Morno"), ("quente", "Quente"))
 
 

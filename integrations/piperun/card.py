@@ -7,19 +7,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.lead_fields import normalize_cnpj
-from core.models import WHATSAPP_CHANNELS
+from core.models import CHANNEL_NAMES, WHATSAPP_CHANNELS
 from integrations.piperun.identity import email_key
 
 if TYPE_CHECKING:
     from core.records import LeadRecord
-
-_CHANNEL_NAMES = {
-    "whatsapp": "WhatsApp",
-    "zapi": "WhatsApp",
-    "waha": "WhatsApp",
-    "whatsapp_cloud": "WhatsApp",
-    "instagram": "Instagram",
-}
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -125,7 +117,7 @@ class LeadCard(BaseModel):
     @property
     def channel_name(self) -> str:
         channel = self.channel or self.contact_key.partition(":")[0]
-        return _CHANNEL_NAMES.get(channel.lower(), channel.capitalize())
+        return CHANNEL_NAMES.get(channel.lower(), channel.capitalize())
 
 
 class CrmLink(BaseModel):

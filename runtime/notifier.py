@@ -28,7 +28,10 @@ class Notifier(Protocol):
         """Something was enqueued outside a turn: the outbox should look now."""
 
 
-class _Runner(Protocol):
+class ContactsRunner(Protocol):
+    """The turn runner as a message or a presence signal reaches it (here, or in the worker
+    process through web/worker_process.py's datagrams)."""
+
     def notify(self, contact_key: str, *, immediate: bool = False, complete: bool | None = None) -> None: ...
 
     def presence(self, contact_key: str, state: str) -> None: ...
@@ -45,7 +48,7 @@ class _Nudge(Protocol):
 class LocalNotifier:
     """The runtime runs here: wake the runner and the dispatcher directly."""
 
-    def __init__(self, runner: _Runner, dispatcher: _Dispatcher) -> None:
+    def __init__(self, runner: ContactsRunner, dispatcher: _Dispatcher) -> None:
         self.runner = runner
         self.dispatcher = dispatcher
 

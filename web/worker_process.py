@@ -22,12 +22,12 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Protocol
 
 import aiohttp
 from aiohttp import web
 
 from core.logging import get_logger
+from runtime.notifier import ContactsRunner
 
 log = get_logger(__name__)
 
@@ -74,20 +74,12 @@ PRESENCE = b"!presence "
 _MAX_DATAGRAM = 512
 
 
-class _Contacts(Protocol):
-    """The worker's turn runner, as the datagrams reach it."""
-
-    def notify(self, contact_key: str, *, immediate: bool = False, complete: bool | None = None) -> None: ...
-
-    def presence(self, contact_key: str, state: str) -> None: ...
-
-
 class _Nudges(asyncio.DatagramProtocol):
     """In the worker: one datagram per stored message names the lead to debounce, so a
     turn starts as promptly as in one process; WAKE asks the dispatcher to look now.
     Lost datagrams cost nothing but latency: the ready-contact poller finds the rest."""
 
-    def __init__(self, contacts: _Contacts, on_wake: Callable[[], None]) -> None:
+    def __init__(self, contacts: ContactsRunner, on_wake: Callable[[], None]) -> None:
         self.contacts = contacts
         self.on_wake = on_wake
 
@@ -111,7 +103,7 @@ class _Nudges(asyncio.DatagramProtocol):
 
 
 async def listen_for_nudges(
-    port: int, contacts: _Contacts, on_wake: Callable[[], None]
+    port: int, contacts: ContactsRunner, on_wake: Callable[[], None]
 ) -> asyncio.DatagramTransport:
     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
         lambda: _Nudges(contacts, on_wake), local_addr=("127.0.0.1", port)
